@@ -1,0 +1,62 @@
+"""The ``spinequant`` command. Each subcommand lives in its own module and only parses
+arguments, calls the library and prints; errors in the user's input are printed as one
+paragraph without a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import textwrap
+
+from ..errors import SpinequantError
+
+# Subcommand modules, each with ``register(subparsers)`` that sets ``func`` on its parser.
+COMMANDS = ["info"]
+
+EXIT_INPUT = 2
+EXIT_BUG = 70
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="spinequant",
+        description="Find and measure dendrites and dendritic spines in 3D microscopy stacks.",
+    )
+    parser.add_argument("--version", action="version", version=f"spinequant {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMANDS:
+        importlib.import_module(f"{__name__}.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SpinequantError as exc:
+        if args.debug:
+            raise
+        _print_error(str(exc))
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        _print_error("Interrupted; results that were not finished were not written.")
+        return 130
+    except MemoryError:
+        _print_error("Out of memory. Process a smaller crop, or a large volume in chunks (see the README).")
+        return EXIT_INPUT
+
+
+def _print_error(message: str) -> None:
+    text = textwrap.fill(message, width=100, subsequent_indent="  ", break_long_words=False,
+                         break_on_hyphens=False)
+    print(f"spinequant: error: {text}", file=sys.stderr)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""Arguments shared by subcommands that read a stack."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--voxel-size", nargs=3, type=float, metavar=("Z", "Y", "X"),
+                        help="voxel size in µm, overriding the file's metadata (order Z Y X)")
+    parser.add_argument("--channel", type=int, default=None, metavar="C",
+                        help="channel to analyse (0-based) when the stack has several")
+    parser.add_argument("--time", type=int, default=None, metavar="T",
+                        help="time point to analyse (0-based) when the stack has several")
+
+
+def stack_path(name: str) -> Path:
+    """The path a user named; the word ``sample`` means the bundled sample stack."""
+    from ..data import SAMPLE_NAME, sample_path
+
+    path = Path(name)
+    if name == SAMPLE_NAME and not path.exists():
+        return Path(str(sample_path()))
+    return path

@@ -1,0 +1,54 @@
+"""``spinequant info FILE``: what a stack holds and at which voxel size."""
+
+from __future__ import annotations
+
+import dask
+import numpy as np
+
+from ..io import open_stack
+from ._common import add_stack_arguments, stack_path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("info", help="show shape, axes, channels and voxel size of a stack",
+                       description="Print what a stack holds: shape, dtype, axes, channels, voxel "
+                                   "size and where it came from, and the intensity range. "
+                                   "Use 'sample' for the bundled sample stack.")
+    p.add_argument("file", help="stack file or folder (TIFF, OME-TIFF, OME-Zarr, Zarr, CZI, LIF, ND2)")
+    add_stack_arguments(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    path = stack_path(args.file)
+    stack = open_stack(path, voxel_size=args.voxel_size, require_spacing=False)
+    print(f"file        {path}")
+    print(f"format      {stack.metadata.get('format', '?')}")
+    print(f"shape       {stack.shape}  axes {stack.axes}"
+          + (f"  (file axes {stack.metadata['file_axes']})" if stack.metadata.get("file_axes") else ""))
+    print(f"dtype       {stack.dtype}")
+    if "C" in stack.axes:
+        names = stack.channel_names or tuple(f"channel {i}" for i in range(stack.size_of("C")))
+        print("channels    " + ", ".join(f"{i}: {n}" for i, n in enumerate(names)))
+    if "T" in stack.axes:
+        print(f"time points {stack.size_of('T')}")
+    if np.isnan(stack.spacing).any():
+        known = "  ".join(f"{a} {v:g}" for a, v in zip("ZYX", stack.spacing) if not np.isnan(v))
+        print(f"voxel size  UNKNOWN{' (file has ' + known + ' µm)' if known else ''} -- "
+              f"give it with --voxel-size Z Y X (µm)")
+    else:
+        z, y, x = stack.spacing
+        print(f"voxel size  z {z:g}  y {y:g}  x {x:g} µm  (from {stack.spacing_source})")
+        ez, ey, ex = stack.extent_um
+        print(f"extent      z {ez:.4g}  y {ey:.4g}  x {ex:.4g} µm")
+    data = stack.data
+    lo, hi = data.min(), data.max()
+    if stack.is_lazy:
+        lo, hi = dask.compute(lo, hi)
+    lo, hi = float(lo), float(hi)
+    print(f"intensity   min {lo:g}  max {hi:g}" + ("  -- WARNING: constant image, nothing to analyse" if lo == hi else ""))
+    for note in stack.metadata.get("notes", []):
+        print(f"note        {note}")
+    if stack.metadata.get("attribution"):
+        print(f"source      {stack.metadata['attribution']}")
+    return 0

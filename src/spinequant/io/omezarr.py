@@ -1,0 +1,130 @@
+"""OME-Zarr (NGFF 0.4 / 0.5 multiscales) and plain Zarr arrays, read lazily with dask."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+import zarr
+
+from .._atomic import atomic_path
+from ..errors import InputError
+from ..stack import Stack
+from .axes import default_axes, to_canonical
+from .units import unit_to_um
+
+_NGFF_VERSION = "0.4"
+
+
+def is_zarr(path: Path) -> bool:
+    if path.suffix.lower() == ".zarr":
+        return True
+    return path.is_dir() and any((path / f).exists() for f in (".zarray", ".zgroup", "zarr.json"))
+
+
+def open_zarr(path: str | os.PathLike) -> Stack:
+    """Open an OME-Zarr image (level 0 of its multiscales) or a plain Zarr array, lazily."""
+    path = Path(path)
+    try:
+        node = zarr.open(str(path), mode="r")
+    except Exception as exc:
+        raise InputError(
+            f"'{path}' cannot be opened as Zarr ({exc}). Check that it is a Zarr folder (it should "
+            f"contain .zgroup/.zarray or zarr.json files)."
+        ) from None
+    if isinstance(node, zarr.Array):
+        data = da.from_zarr(node)
+        axes = default_axes(data.ndim)
+        data, axes, notes = to_canonical(data, axes, source=f"'{path}'")
+        notes.append(f"plain Zarr array without axis metadata: axes assumed to be {axes}")
+        return Stack(data=data, spacing=(np.nan,) * 3, axes=axes, source=str(path),
+                     spacing_source="metadata", metadata={"format": "Zarr", "notes": notes})
+    attrs = dict(node.attrs)
+    attrs = attrs.get("ome", attrs)
+    multiscales = attrs.get("multiscales")
+    if not multiscales:
+        arrays = sorted(name for name, _ in node.arrays())
+        raise InputError(
+            f"'{path}' is a Zarr group without OME-Zarr 'multiscales' metadata, so spinequant does not "
+            f"know which array is the image. Open one of its arrays directly: "
+            + (", ".join(f"'{path / a}'" for a in arrays) if arrays else "it holds no arrays")
+            + "."
+        )
+    ms = multiscales[0]
+    level0 = ms["datasets"][0]
+    array = node[level0["path"]]
+    # NGFF 0.3 and older list axes as plain names, or not at all (then they are the last of tczyx).
+    axes_meta = ms.get("axes") or list("tczyx"[5 - array.ndim:])
+    names = "".join(str(a["name"] if isinstance(a, dict) else a).upper()[0] for a in axes_meta)
+    scale = np.ones(len(names))
+    for transforms in (level0.get("coordinateTransformations", []), ms.get("coordinateTransformations", [])):
+        for t in transforms:
+            if t.get("type") == "scale":
+                scale = scale * np.asarray(t["scale"], dtype=float)
+    units = [a.get("unit") if isinstance(a, dict) else None for a in axes_meta]
+    spacing = []
+    for axis in "ZYX":
+        if axis not in names:
+            spacing.append(np.nan)
+            continue
+        i = names.index(axis)
+        factor = unit_to_um(units[i]) if units[i] else None
+        spacing.append(float(scale[i]) * factor if factor else np.nan)
+    data = da.from_zarr(array)
+    data, axes, notes = to_canonical(data, names, source=f"'{path}'")
+    channels = tuple(c.get("label", f"channel {i}") for i, c in enumerate(attrs.get("omero", {}).get("channels", [])))
+    if "C" in axes and len(channels) != data.shape[axes.index("C")]:
+        channels = ()
+    if any(u is None for u in units):
+        notes.append("some axes have no unit; their scale is not taken as µm")
+    return Stack(data=data, spacing=tuple(spacing), axes=axes, channel_names=channels, source=str(path),
+                 spacing_source="metadata",
+                 metadata={"format": f"OME-Zarr {ms.get('version', attrs.get('version', ''))}".strip(), "notes": notes})
+
+
+def write_ome_zarr(path: str | os.PathLike, image: np.ndarray | None, spacing, *, labels: dict | None = None,
+                   name: str = "image", chunks=(32, 256, 256)) -> Path:
+    """Write a 3D image and label volumes as OME-Zarr (NGFF 0.4, with a ``labels`` group).
+
+    ``labels`` maps a label name (e.g. ``"spines"``) to an integer volume of the image's shape.
+    Written to a temporary folder and renamed. napari (napari-ome-zarr) and Fiji (MoBIE,
+    n5-viewer) open it with the right scale.
+    """
+    labels = labels or {}
+    if image is None and not labels:
+        raise InputError("Nothing to write: give an image or at least one label volume.")
+    shape = np.shape(image) if image is not None else np.shape(next(iter(labels.values())))
+    for key, lab in labels.items():
+        if np.shape(lab) != shape:
+            raise InputError(f"Label volume '{key}' has shape {np.shape(lab)} but the image has {shape}; they must match.")
+    with atomic_path(path, directory=True) as tmp:
+        root = zarr.open_group(str(tmp), mode="w", zarr_format=2)
+        if image is None:
+            image = np.zeros(shape, dtype=np.uint8)
+        _write_multiscale(root, np.asarray(image), spacing, name, chunks)
+        if labels:
+            group = root.create_group("labels")
+            group.attrs["labels"] = list(labels)
+            for key, lab in labels.items():
+                sub = group.create_group(key)
+                lab = np.asarray(lab)
+                if lab.dtype == bool:
+                    lab = lab.astype(np.uint8)
+                _write_multiscale(sub, lab, spacing, key, chunks)
+                sub.attrs["image-label"] = {"version": _NGFF_VERSION, "source": {"image": "../../"}}
+    return Path(path)
+
+
+def _write_multiscale(group, data: np.ndarray, spacing, name: str, chunks) -> None:
+    arr = group.create_array("0", shape=data.shape, dtype=data.dtype,
+                             chunks=tuple(min(c, s) for c, s in zip(chunks, data.shape)))
+    arr[...] = data
+    group.attrs["multiscales"] = [{
+        "version": _NGFF_VERSION,
+        "name": name,
+        "axes": [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"],
+        "datasets": [{"path": "0", "coordinateTransformations": [
+            {"type": "scale", "scale": [float(s) for s in spacing]}]}],
+    }]

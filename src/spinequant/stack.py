@@ -1,0 +1,131 @@
+"""The stack type: an image array with its physical voxel size.
+
+Everything downstream takes either a :class:`Stack` or a plain array plus ``spacing``
+in micrometres, ordered (z, y, x).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+
+#: Canonical axis order. A stack holds a subset of these, in this order.
+CANONICAL_AXES = "TCZYX"
+
+
+@dataclass(frozen=True)
+class Stack:
+    """An image (numpy or dask array) with its voxel size in µm.
+
+    Attributes
+    ----------
+    data : array
+        numpy or dask array; axes are a subset of ``"TCZYX"`` in that order.
+    spacing : tuple of float
+        Voxel size in µm as (z, y, x).
+    axes : str
+        Axis letters of ``data``, e.g. ``"ZYX"`` or ``"CZYX"``.
+    channel_names : tuple of str
+        One name per channel (empty when there is no channel axis).
+    source : str or None
+        Path the stack was read from.
+    spacing_source : str
+        Where ``spacing`` came from: ``"metadata"``, ``"override"``, ``"sample"`` or
+        ``"array"`` (given in Python).
+    metadata : dict
+        Free-form facts the reader found (file format, original axes, units ...).
+    """
+
+    data: Any
+    spacing: tuple[float, float, float]
+    axes: str = "ZYX"
+    channel_names: tuple[str, ...] = ()
+    source: str | None = None
+    spacing_source: str = "array"
+    metadata: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if len(self.axes) != self.data.ndim:
+            raise InputError(
+                f"The stack has {self.data.ndim} dimensions but {len(self.axes)} axis names "
+                f"({self.axes!r}); give one letter from TCZYX per dimension."
+            )
+        object.__setattr__(self, "spacing", tuple(float(s) for s in self.spacing))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(int(s) for s in self.data.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.data.dtype)
+
+    @property
+    def is_lazy(self) -> bool:
+        return not isinstance(self.data, np.ndarray)
+
+    def size_of(self, axis: str) -> int:
+        """Length of ``axis`` (1 when the stack has no such axis)."""
+        return self.shape[self.axes.index(axis)] if axis in self.axes else 1
+
+    @property
+    def extent_um(self) -> tuple[float, float, float]:
+        """Physical size (z, y, x) in µm."""
+        return tuple(self.size_of(a) * s for a, s in zip("ZYX", self.spacing))
+
+    def select(self, *, channel: int | None = None, time: int | None = None) -> "Stack":
+        """Return the 3D (Z, Y, X) volume of one channel and one time point.
+
+        A missing Z axis becomes a single plane. Raises :class:`InputError` when the stack
+        has several channels or time points and none was chosen, or an index is out of range.
+        """
+        data, axes = self.data, self.axes
+        names = self.channel_names
+        for letter, index, what, flag in (("T", time, "time points", "--time"),
+                                           ("C", channel, "channels", "--channel")):
+            if letter not in axes:
+                if index not in (None, 0):
+                    raise InputError(
+                        f"You asked for {what[:-1]} {index}, but {self._describe()} has no "
+                        f"{what}. Leave out {flag}."
+                    )
+                continue
+            n = data.shape[axes.index(letter)]
+            if index is None:
+                if n == 1:
+                    index = 0
+                else:
+                    hint = ""
+                    if letter == "C" and names:
+                        hint = " (" + ", ".join(f"{i}: {c}" for i, c in enumerate(names)) + ")"
+                    raise InputError(
+                        f"{self._describe()} has {n} {what}{hint}; spinequant analyses one at a "
+                        f"time. Choose one with {flag} N (0 to {n - 1})."
+                    )
+            if not -n <= index < n:
+                raise InputError(
+                    f"{what[:-1].capitalize()} {index} does not exist: {self._describe()} has "
+                    f"{n} {what}, numbered 0 to {n - 1}. Choose one in that range with {flag}."
+                )
+            pos = axes.index(letter)
+            data = data[(slice(None),) * pos + (index,)]
+            axes = axes.replace(letter, "")
+            if letter == "C":
+                names = (names[index],) if names else ()
+        if "Z" not in axes:
+            data = data[None]
+            axes = "Z" + axes
+        return replace(self, data=data, axes=axes, channel_names=names)
+
+    def compute(self) -> "Stack":
+        """Return the same stack with its data loaded into memory as numpy."""
+        if not self.is_lazy:
+            return self
+        return replace(self, data=np.asarray(self.data))
+
+    def _describe(self) -> str:
+        return f"'{self.source}'" if self.source else "The stack"
