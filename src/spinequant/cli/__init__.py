@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import pkgutil
 import sys
 import textwrap
 
 from ..errors import SpinequantError
 
-# Subcommand modules, each with ``register(subparsers)`` that sets ``func`` on its parser.
-COMMANDS = ["info"]
+# Every public module of this package is a subcommand: it has ``register(subparsers)``,
+# which adds its parser and sets ``func``. Modules starting with "_" are helpers.
+COMMANDS = sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
 
 EXIT_INPUT = 2
 EXIT_BUG = 70
