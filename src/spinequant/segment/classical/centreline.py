@@ -1,0 +1,104 @@
+"""Dendrite centrelines from a foreground mask: skeleton, with spine branches pruned.
+
+The skeleton of a spiny dendrite is the shaft's centreline plus one short side branch per
+protrusion. Side branches that end inside the volume and are shorter than the longest
+spine are cut; what remains, in components long enough to be dendrite, is the centreline.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+from skimage.morphology import skeletonize
+
+_OFFSETS = np.array([o for o in itertools.product((-1, 0, 1), repeat=3) if any(o)], dtype=np.int64)
+
+
+class SkeletonGraph:
+    """Voxels of a 26-connected skeleton with their neighbour lists."""
+
+    def __init__(self, skeleton: np.ndarray):
+        self.shape = skeleton.shape
+        self.coords = np.argwhere(skeleton)
+        n = len(self.coords)
+        index = np.full(tuple(s + 2 for s in skeleton.shape), -1, dtype=np.int64)
+        index[tuple((self.coords + 1).T)] = np.arange(n)
+        neighbours = index[tuple((self.coords[:, None, :] + 1 + _OFFSETS[None]).transpose(2, 0, 1))]
+        self.neighbours = [row[row >= 0] for row in neighbours]
+        self.alive = np.ones(n, dtype=bool)
+
+    def degree(self, i: int) -> int:
+        nb = self.neighbours[i]
+        return int(self.alive[nb].sum())
+
+    def step_length(self, i: int, j: int, spacing) -> float:
+        return float(np.sqrt((((self.coords[i] - self.coords[j]) * spacing) ** 2).sum()))
+
+    def on_border(self, i: int) -> bool:
+        c = self.coords[i]
+        return bool((c == 0).any() or (c == np.asarray(self.shape) - 1).any())
+
+
+def centreline(foreground: np.ndarray, *, spacing, max_spine_length_um: float,
+               min_length_um: float, max_rounds: int = 4) -> np.ndarray:
+    """Boolean centreline voxels of the dendrites in ``foreground`` (spine branches removed)."""
+    skeleton = skeletonize(foreground) > 0
+    if not skeleton.any():
+        return skeleton
+    graph = SkeletonGraph(skeleton)
+    sp = np.asarray(spacing, dtype=float)
+    for _ in range(max_rounds):
+        if not _prune_side_branches(graph, sp, max_spine_length_um):
+            break
+    keep = graph.alive & _long_components(graph, sp, min_length_um)
+    out = np.zeros(foreground.shape, dtype=bool)
+    out[tuple(graph.coords[keep].T)] = True
+    return out
+
+
+def _prune_side_branches(graph: SkeletonGraph, spacing, max_length: float) -> bool:
+    ends = [i for i in np.flatnonzero(graph.alive) if graph.degree(i) <= 1]
+    removed = False
+    for end in ends:
+        if not graph.alive[end] or graph.on_border(end):
+            continue
+        path, length, junction = [end], 0.0, False
+        prev, cur = -1, end
+        while True:
+            nxt = [j for j in graph.neighbours[cur] if graph.alive[j] and j != prev and j not in path[-3:]]
+            if graph.degree(cur) >= 3 and cur != end:
+                junction = True
+                path.pop()  # the junction belongs to the shaft
+                break
+            if not nxt or length > max_length:
+                break
+            prev, cur = cur, nxt[0]
+            length += graph.step_length(prev, cur, spacing)
+            path.append(cur)
+        if junction and length <= max_length:
+            graph.alive[path] = False
+            removed = True
+    return removed
+
+
+def _long_components(graph: SkeletonGraph, spacing, min_length: float) -> np.ndarray:
+    n = len(graph.coords)
+    component = np.full(n, -1, dtype=np.int64)
+    keep = np.zeros(n, dtype=bool)
+    for start in np.flatnonzero(graph.alive):
+        if component[start] >= 0:
+            continue
+        stack, members, length = [start], [], 0.0
+        component[start] = start
+        while stack:
+            i = stack.pop()
+            members.append(i)
+            for j in graph.neighbours[i]:
+                if graph.alive[j] and component[j] < 0:
+                    component[j] = start
+                    length += graph.step_length(i, j, spacing)
+                    stack.append(j)
+        if length >= min_length:
+            keep[members] = True
+    return keep

@@ -1,0 +1,200 @@
+"""Network architectures, built from a plain dict so that a model card can describe them.
+
+* ``dual_unet2d`` -- DeepD3's dual-decoder U-Net (Fernholz et al.): a shared encoder of
+  residual blocks (3x3 convolutions, batch norm before the swish activation) with max pooling,
+  a latent space, and two decoders (dendrite, spine) that upsample, take the encoder's skip
+  connections and end in a logistic output each. Works on 2D planes; ``z_context`` > 0 adds
+  that many neighbouring planes on each side as extra input channels.
+  Options for a lean variant (ours, see docs/neural.md): ``separable`` replaces each 3x3
+  convolution by a depthwise 3x3 + pointwise 1x1 pair, and ``space_to_depth`` = 2 folds each
+  2x2 pixel block into channels at the input and unfolds the outputs again (pixel shuffle), so
+  every convolution runs at half the resolution without throwing pixels away.
+* ``unet3d`` -- 3D U-Net after Vidaurre-Gallart et al. (2022): two 3x3x3 convolutions with
+  ReLU per stage, max pooling that leaves z alone in the first ``aniso_stages`` stages (thick
+  z steps), transposed convolutions to upsample, reflective padding, three classes
+  (background, dendrite, spine) with a softmax.
+
+Every network's ``forward`` returns logits; :func:`to_probabilities` turns them into the
+two maps (dendrite, spine) of the package's convention.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+#: Architectures by name, with their defaults. ``deepd3_*`` reproduce DeepD3's sizes.
+PRESETS: dict[str, dict[str, Any]] = {
+    "deepd3_32": {"kind": "dual_unet2d", "base_filters": 32, "depth": 4},
+    "deepd3_16": {"kind": "dual_unet2d", "base_filters": 16, "depth": 4},
+    "deepd3_8": {"kind": "dual_unet2d", "base_filters": 8, "depth": 4},
+    "lean2d": {"kind": "dual_unet2d", "base_filters": 16, "depth": 3, "separable": True,
+               "space_to_depth": 2, "z_context": 1},
+    "unet3d": {"kind": "unet3d", "base_filters": 8, "depth": 3, "aniso_stages": 2},
+}
+
+
+def architecture(name_or_spec: str | dict) -> dict[str, Any]:
+    """The full architecture dict (defaults filled in) for a preset name or a partial dict."""
+    spec = dict(PRESETS[name_or_spec]) if isinstance(name_or_spec, str) else dict(name_or_spec)
+    defaults = _DEFAULTS[spec["kind"]]
+    return {**defaults, **spec}
+
+
+_DEFAULTS = {
+    "dual_unet2d": {"kind": "dual_unet2d", "base_filters": 32, "depth": 4, "separable": False,
+                    "space_to_depth": 1, "z_context": 0, "padding_mode": "zeros"},
+    "unet3d": {"kind": "unet3d", "base_filters": 16, "depth": 4, "aniso_stages": 2,
+               "padding_mode": "reflect"},
+}
+
+
+def build(spec: str | dict) -> nn.Module:
+    """Build an untrained network from a preset name or an architecture dict."""
+    spec = architecture(spec)
+    args = {k: v for k, v in spec.items() if k != "kind"}
+    if spec["kind"] == "dual_unet2d":
+        return DualUNet2D(**args)
+    if spec["kind"] == "unet3d":
+        return UNet3D(**args)
+    raise ValueError(f"unknown architecture kind {spec['kind']!r}")
+
+
+def multiple_of(spec: dict) -> int:
+    """Tile edges (y, x) must be a multiple of this for the network's pooling."""
+    spec = architecture(spec)
+    return 2 ** spec["depth"] * spec.get("space_to_depth", 1)
+
+
+def to_probabilities(spec: dict, logits: torch.Tensor) -> torch.Tensor:
+    """(N, 2, ...) probabilities (dendrite, spine) from a network's logits."""
+    if architecture(spec)["kind"] == "unet3d":
+        return torch.softmax(logits, dim=1)[:, 1:3]
+    return torch.sigmoid(logits)
+
+
+def _conv(cin: int, cout: int, separable: bool, padding_mode: str) -> list[nn.Module]:
+    if separable:
+        return [nn.Conv2d(cin, cin, 3, padding=1, groups=cin, bias=False, padding_mode=padding_mode),
+                nn.Conv2d(cin, cout, 1, bias=False)]
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False, padding_mode=padding_mode)]
+
+
+def _conv_bn(cin, cout, separable, padding_mode, act=True) -> nn.Sequential:
+    layers = _conv(cin, cout, separable, padding_mode) + [nn.BatchNorm2d(cout)]
+    if act:
+        layers.append(nn.SiLU(inplace=True))  # swish
+    return nn.Sequential(*layers)
+
+
+class ResidualBlock(nn.Module):
+    """conv-BN-swish, conv-BN, plus the (1x1-projected) input, then swish."""
+
+    def __init__(self, cin: int, cout: int, separable: bool, padding_mode: str):
+        super().__init__()
+        self.body = nn.Sequential(_conv_bn(cin, cout, separable, padding_mode),
+                                  _conv_bn(cout, cout, separable, padding_mode, act=False))
+        self.skip = nn.Identity() if cin == cout else nn.Conv2d(cin, cout, 1, bias=False)
+
+    def forward(self, x):
+        return F.silu(self.body(x) + self.skip(x))
+
+
+class Decoder(nn.Module):
+    def __init__(self, widths: list[int], latent: int, separable: bool, padding_mode: str):
+        super().__init__()
+        self.blocks = nn.ModuleList()
+        cin = latent
+        for w in reversed(widths):
+            self.blocks.append(nn.Sequential(_conv_bn(cin + w, w, separable, padding_mode),
+                                             _conv_bn(w, w, separable, padding_mode)))
+            cin = w
+
+    def forward(self, x, skips):
+        for block, skip in zip(self.blocks, reversed(skips)):
+            x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+            x = block(torch.cat([x, skip], dim=1))
+        return x
+
+
+class DualUNet2D(nn.Module):
+    """Shared residual encoder, latent space, two decoders (dendrite, spine)."""
+
+    def __init__(self, base_filters=32, depth=4, separable=False, space_to_depth=1,
+                 z_context=0, padding_mode="zeros"):
+        super().__init__()
+        self.s2d = int(space_to_depth)
+        cin = (2 * z_context + 1) * self.s2d ** 2
+        widths = [base_filters * 2 ** i for i in range(depth)]
+        self.encoder = nn.ModuleList()
+        for w in widths:
+            self.encoder.append(ResidualBlock(cin, w, separable and cin > 4, padding_mode))
+            cin = w
+        latent = base_filters * 2 ** depth
+        self.latent = ResidualBlock(cin, latent, separable, padding_mode)
+        self.decoders = nn.ModuleList(Decoder(widths, latent, separable, padding_mode)
+                                      for _ in range(2))
+        self.heads = nn.ModuleList(nn.Conv2d(widths[0], self.s2d ** 2, 1) for _ in range(2))
+
+    def forward(self, x):
+        if self.s2d > 1:
+            x = F.pixel_unshuffle(x, self.s2d)
+        skips = []
+        for block in self.encoder:
+            x = block(x)
+            skips.append(x)
+            x = F.max_pool2d(x, 2)
+        x = self.latent(x)
+        outs = [head(dec(x, skips)) for dec, head in zip(self.decoders, self.heads)]
+        if self.s2d > 1:
+            outs = [F.pixel_shuffle(o, self.s2d) for o in outs]
+        return torch.cat(outs, dim=1)
+
+
+class UNet3D(nn.Module):
+    """3D U-Net with anisotropic pooling and three output classes."""
+
+    def __init__(self, base_filters=16, depth=4, aniso_stages=2, padding_mode="reflect"):
+        super().__init__()
+
+        def stage(cin, cout):
+            return nn.Sequential(
+                nn.Conv3d(cin, cout, 3, padding=1, padding_mode=padding_mode, bias=False),
+                nn.BatchNorm3d(cout), nn.ReLU(inplace=True),
+                nn.Conv3d(cout, cout, 3, padding=1, padding_mode=padding_mode, bias=False),
+                nn.BatchNorm3d(cout), nn.ReLU(inplace=True))
+
+        widths = [base_filters * 2 ** i for i in range(depth + 1)]
+        self.pools = [(1, 2, 2) if i < aniso_stages else (2, 2, 2) for i in range(depth)]
+        self.down = nn.ModuleList()
+        cin = 1
+        for w in widths[:-1]:
+            self.down.append(stage(cin, w))
+            cin = w
+        self.bottom = stage(cin, widths[-1])
+        self.ups = nn.ModuleList(nn.ConvTranspose3d(widths[i + 1], widths[i], p, stride=p)
+                                 for i, p in enumerate(self.pools))
+        self.up_stages = nn.ModuleList(stage(2 * w, w) for w in widths[:-1])
+        self.head = nn.Conv3d(widths[0], 3, 1)
+
+    def forward(self, x):
+        skips = []
+        for block, p in zip(self.down, self.pools):
+            x = block(x)
+            skips.append(x)
+            x = F.max_pool3d(x, p)
+        x = self.bottom(x)
+        for i in reversed(range(len(self.down))):
+            x = self.up_stages[i](torch.cat([self.ups[i](x), skips[i]], dim=1))
+        return self.head(x)
+
+
+def z_multiple_of(spec: dict) -> int:
+    """Tile depth (z) must be a multiple of this (3D networks only)."""
+    spec = architecture(spec)
+    if spec["kind"] != "unet3d":
+        return 1
+    return 2 ** max(0, spec["depth"] - spec["aniso_stages"])

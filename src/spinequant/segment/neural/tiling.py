@@ -1,0 +1,142 @@
+"""Sliding-window inference over a stack of any size, without seams.
+
+Tiles overlap and are blended with a smooth (squared-sine, i.e. Hann) window, so each voxel
+is a weighted mean of the tiles that cover it and tile edges, where convolutions see padding,
+weigh almost nothing. The stack is padded reflectively so that its own border is treated like
+the inside. Tiles go through the network in batches; memory grows with the batch, not with
+the stack (apart from the output maps themselves).
+
+A 2D network sees one plane per tile, plus ``z_context`` planes on each side as extra
+channels; a 3D network sees a block of ``tile_depth`` planes.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+#: Smallest blending weight: keeps voxels at the padded rim (covered by one tile) defined.
+_MIN_WEIGHT = 1e-4
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles of size ``tile`` covering ``length`` with at least ``overlap``."""
+    if length <= tile:
+        return [0]
+    step = max(1, tile - overlap)
+    starts = list(range(0, length - tile, step))
+    return starts + [length - tile]
+
+
+def window(tile: int) -> np.ndarray:
+    """1D blending window: sin^2, zero-free, peak 1 in the middle."""
+    i = np.arange(tile, dtype=np.float64)
+    return np.maximum(np.sin(np.pi * (i + 0.5) / tile) ** 2, _MIN_WEIGHT)
+
+
+def _coverage(length: int, tile: int, starts: list[int], w: np.ndarray) -> np.ndarray:
+    total = np.zeros(length)
+    for s in starts:
+        total[s:s + tile] += w
+    return total
+
+
+def sliding_window(volume: np.ndarray, run, *, n_out: int = 2, tile_size: int = 256,
+                   overlap: int = 32, tile_depth: int = 1, z_context: int = 0,
+                   multiple: int = 1, z_multiple: int = 1, batch_size: int = 8,
+                   progress: bool = False) -> np.ndarray:
+    """Apply ``run`` tile by tile and blend.
+
+    Parameters
+    ----------
+    volume : (Z, Y, X) float32
+    run : callable
+        Takes a float32 array of tiles, (B, C, T, T) for a 2D network (C = 2*z_context + 1) or
+        (B, 1, D, T, T) for a 3D one, and returns probabilities (B, n_out, [D,] T, T).
+    tile_size, overlap : int
+        Tile edge and overlap in y and x (pixels on the model grid). The tile is shrunk to the
+        stack (rounded up to ``multiple``) when the stack is smaller.
+    tile_depth : int
+        1 for 2D networks; the block depth (z) for 3D ones.
+
+    Returns
+    -------
+    (n_out, Z, Y, X) float32 blended probabilities.
+    """
+    volume = np.asarray(volume, dtype=np.float32)
+    nz, ny, nx = volume.shape
+    is3d = tile_depth > 1
+    t_yx = min(tile_size, _round_up(max(ny, nx), multiple))
+    t_yx = _round_up(t_yx, multiple)
+    ov = min(overlap, t_yx // 2)
+    t_z = _round_up(min(tile_depth, _round_up(nz, z_multiple)), z_multiple) if is3d else 1
+    ov_z = min(overlap * t_z // max(t_yx, 1), t_z // 2) if is3d else 0
+    # Margin: the stack's border then lies inside tiles, not at their edges.
+    m_yx, m_z = ov // 2, ov_z // 2
+    pad_y = (m_yx, max(m_yx, t_yx - ny - m_yx))
+    pad_x = (m_yx, max(m_yx, t_yx - nx - m_yx))
+    pad_z = (m_z, max(m_z, t_z - nz - m_z)) if is3d else (z_context, z_context)
+    padded = np.pad(volume, (pad_z, pad_y, pad_x), mode="symmetric")
+    pz, py, px = padded.shape
+    ys, xs = tile_starts(py, t_yx, ov), tile_starts(px, t_yx, ov)
+    wy = wx = window(t_yx)
+    if is3d:
+        zs, wz = tile_starts(pz, t_z, ov_z), window(t_z)
+        cov_z = _coverage(pz, t_z, zs, wz)
+    else:
+        zs, wz = list(range(nz)), np.ones(1)
+        cov_z = np.ones(pz)
+    cov = (cov_z[:, None, None] * _coverage(py, t_yx, ys, wy)[None, :, None]
+           * _coverage(px, t_yx, xs, wx)[None, None, :])
+    w_tile = (wz[:, None, None] * wy[None, :, None] * wx[None, None, :]).astype(np.float32)
+    out = np.zeros((n_out, nz if not is3d else pz, py, px), np.float32)
+
+    positions = list(itertools.product(zs, ys, xs))
+    batches = [positions[i:i + batch_size] for i in range(0, len(positions), batch_size)]
+    for batch in tqdm(batches, disable=not progress, desc="segmenting", unit="batch"):
+        if is3d:
+            tiles = np.stack([padded[None, z:z + t_z, y:y + t_yx, x:x + t_yx] for z, y, x in batch])
+        else:
+            tiles = np.stack([padded[z:z + 2 * z_context + 1, y:y + t_yx, x:x + t_yx]
+                              for z, y, x in batch])
+        probs = np.asarray(run(tiles), dtype=np.float32)
+        for (z, y, x), p in zip(batch, probs):
+            if is3d:
+                out[:, z:z + t_z, y:y + t_yx, x:x + t_yx] += p * w_tile
+            else:
+                out[:, z, y:y + t_yx, x:x + t_yx] += p * w_tile[0]
+    if is3d:
+        out /= cov[None].astype(np.float32)
+        out = out[:, m_z:m_z + nz]
+    else:
+        out /= cov[None, :1].astype(np.float32)
+    return np.ascontiguousarray(out[:, :, m_yx:m_yx + ny, m_yx:m_yx + nx])
+
+
+def _round_up(n: int, k: int) -> int:
+    return int(-(-n // k) * k)
+
+
+def make_runner(net: torch.nn.Module, to_probabilities, *, device: torch.device,
+                channels_last: bool = True, compile: bool = False):
+    """A ``run`` callable for :func:`sliding_window`: numpy tiles in, probabilities out."""
+    net = net.to(device).eval()
+    memory_format = None
+    if channels_last:
+        is3d = any(isinstance(m, torch.nn.Conv3d) for m in net.modules())
+        memory_format = torch.channels_last_3d if is3d else torch.channels_last
+        net = net.to(memory_format=memory_format)
+    if compile:
+        net = torch.compile(net)
+
+    def run(tiles: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            x = torch.from_numpy(tiles).to(device)
+            if memory_format is not None:
+                x = x.contiguous(memory_format=memory_format)
+            return to_probabilities(net(x)).float().cpu().numpy()
+
+    return run
