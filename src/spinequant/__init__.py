@@ -2,9 +2,16 @@
 
 Every function takes arrays with an explicit ``spacing`` in µm ordered (z, y, x), or a
 :class:`Stack` that carries it, and reports physical units.
+
+>>> import spinequant as sq
+>>> stack = sq.read_stack("dendrite.tif", voxel_size=(0.5, 0.094, 0.094))  # doctest: +SKIP
+>>> result = sq.analyze(stack)                                              # doctest: +SKIP
+>>> result.spines.head()                                                    # doctest: +SKIP
 """
 
 from __future__ import annotations
+
+import importlib
 
 from .errors import InputError, OutputError, SpinequantError, VoxelSizeError
 from .io import open_stack, read_stack
@@ -12,7 +19,25 @@ from .stack import Stack
 
 __version__ = "0.1.0"
 
+# Heavier parts load on first use, so that `import spinequant` and `spinequant info` stay fast.
+_LAZY = {
+    "analyze": "spinequant.pipeline",
+    "analyze_file": "spinequant.pipeline",
+    "analyze_folder": "spinequant.pipeline",
+    "AnalyzeConfig": "spinequant.pipeline",
+    "measure_spines": "spinequant.morphology",
+    "measure_dendrites": "spinequant.morphology",
+    "spine_instances": "spinequant.instances",
+    "make_phantom": "spinequant.synth",
+}
+
 __all__ = [
-    "Stack", "open_stack", "read_stack",
+    "Stack", "open_stack", "read_stack", *_LAZY,
     "SpinequantError", "InputError", "OutputError", "VoxelSizeError", "__version__",
 ]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'spinequant' has no attribute {name!r}")

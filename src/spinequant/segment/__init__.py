@@ -3,3 +3,31 @@
 Every method returns the same pair of float32 maps (dendrite, spine) with the image's shape,
 so that spine objects, measurements and exports are shared by all of them.
 """
+
+from __future__ import annotations
+
+
+import numpy as np
+
+CLASSICAL = "classical"
+
+
+def semantic_maps(image: np.ndarray, *, spacing, method: str = CLASSICAL, classical_config=None,
+                  progress: bool = False) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Dendrite and spine maps for ``image`` by ``method``: ``"classical"`` or a model name/path.
+
+    Returns ``(dendrite_prob, spine_prob, diagnostics)``; diagnostics are the numbers the
+    method chose from the data (thresholds, model card), saved with the run.
+    """
+    if method == CLASSICAL:
+        from dataclasses import asdict
+
+        from .classical import segment_classical
+
+        dend, spine, diag = segment_classical(image, spacing=spacing, config=classical_config,
+                                              return_diagnostics=True)
+        return dend, spine, asdict(diag)
+    from .neural import predict
+
+    dend, spine = predict(image, spacing=spacing, model=method, progress=progress)
+    return dend, spine, {"model": method}

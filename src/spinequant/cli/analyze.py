@@ -1,0 +1,112 @@
+"""``spinequant analyze STACK|FOLDER --out DIR``: from a stack to spines, tables and report."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from ..errors import InputError
+from ._common import add_stack_arguments, stack_path
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "analyze", help="segment dendrites and spines, measure them, write tables and a report",
+        description="Segment dendrites and spines in a stack (or every stack of a folder), build "
+                    "spine objects, measure them in µm and write tables, label images, ROI sets, "
+                    "meshes, a report and run.json. Use 'sample' for the bundled sample stack.")
+    p.add_argument("stack", help="stack file, Zarr folder, or a folder of stacks")
+    p.add_argument("--out", required=True, help="results folder (created if needed)")
+    p.add_argument("--method", default=None,
+                   help="'classical' (default; needs no training) or a model name or path")
+    p.add_argument("--config", default=None, metavar="RUN_JSON",
+                   help="repeat the settings of an earlier run (its run.json)")
+    p.add_argument("--no-meshes", action="store_true", help="skip mesh export")
+    p.add_argument("--no-roi", action="store_true", help="skip the ImageJ ROI set")
+    p.add_argument("--force", action="store_true", help="re-run stacks whose results are complete")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    add_stack_arguments(p)
+    p.set_defaults(func=run)
+
+
+def _config(args):
+    from dataclasses import replace
+
+    from ..pipeline import AnalyzeConfig
+
+    values = None
+    if args.config:
+        path = Path(args.config)
+        try:
+            values = json.loads(path.read_text(encoding="utf-8")).get("config")
+        except (OSError, ValueError) as exc:
+            raise InputError(f"Cannot read the settings file '{path}' ({exc}). Give the run.json of an earlier run.") from None
+    config = AnalyzeConfig.from_dict(values)
+    changes = {}
+    if args.method:
+        changes["method"] = args.method
+    if args.no_meshes:
+        changes["export_meshes"] = False
+    if args.no_roi:
+        changes["export_roi"] = False
+    return replace(config, **changes)
+
+
+def run(args) -> int:
+    from ..pipeline import STAGES, analyze_file, analyze_folder
+    from ..io.omezarr import is_zarr
+
+    config = _config(args)
+    path = stack_path(args.stack)
+    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
+    common = dict(channel=args.channel, time=args.time, voxel_size=args.voxel_size, config=config)
+    if path.is_dir() and not is_zarr(path):
+        bar = _StageBar(STAGES, quiet=args.quiet)
+
+        def report(item):
+            bar.reset()
+            note = f" ({item.n_spines} spines)" if item.n_spines is not None else ""
+            say(f"{item.status:8s} {item.path.name}{note}" + (f": {item.message}" if item.status == "failed" else ""))
+
+        summary = analyze_folder(path, args.out, progress=bar.stage, on_item=report, force=args.force, **common)
+        bar.close()
+        failed = int((summary["status"] == "failed").sum())
+        say(f"{len(summary)} stacks: {len(summary) - failed} analysed or already complete, {failed} failed. "
+            f"Summary: {Path(args.out) / 'summary.csv'}")
+        return 1 if failed else 0
+    bar = _StageBar(STAGES, quiet=args.quiet)
+    result = analyze_file(path, args.out, progress=bar.stage, **common)
+    bar.close()
+    say(f"{len(result.spines)} spines on {len(result.dendrites)} dendrite(s); "
+        f"results in {args.out}/ (open report.html)")
+    return 0
+
+
+class _StageBar:
+    """A progress bar over pipeline stages (tqdm), silent in quiet mode or without a terminal."""
+
+    def __init__(self, stages, *, quiet: bool):
+        self.stages = list(stages)
+        self.bar = None
+        self.quiet = quiet
+
+    def stage(self, name: str) -> None:
+        if self.quiet:
+            return
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=len(self.stages), unit="stage", file=sys.stderr, leave=False,
+                            bar_format="{desc:<12} {bar} {n_fmt}/{total_fmt} [{elapsed}]")
+        else:
+            self.bar.update(1)
+        self.bar.set_description_str(name)
+
+    def reset(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

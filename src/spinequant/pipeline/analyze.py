@@ -1,0 +1,185 @@
+"""From a stack to spines: segment, build spine objects, measure, and save everything."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import __version__
+from ..config import config_from_dict, config_to_dict
+from ..errors import InputError
+from ..instances import InstanceConfig, spine_instances
+from ..morphology import MorphologyConfig, dendrite_centrelines, measure_dendrites, measure_spines
+from ..segment import CLASSICAL, semantic_maps
+from ..segment.classical import ClassicalConfig
+from ..stack import Stack
+from ..validate import check_image_values, check_spacing
+from .runinfo import array_sha256, peak_memory_mb, versions, write_run_json
+
+STAGES = ("segment", "instances", "measure", "export", "report")
+
+
+@dataclass(frozen=True)
+class AnalyzeConfig:
+    """Every setting of an analysis run; saved in ``run.json`` and reloadable from it.
+
+    method : ``"classical"`` (no training needed) or the name/path of a neural model.
+    classical, instances, morphology : the stage configs.
+    export_meshes, export_roi, export_zarr : optional exports (meshes and ROI sets can be
+        large for big stacks).
+    report : write ``report.html`` and figures.
+    """
+
+    method: str = CLASSICAL
+    classical: ClassicalConfig = field(default_factory=ClassicalConfig)
+    instances: InstanceConfig = field(default_factory=InstanceConfig)
+    morphology: MorphologyConfig = field(default_factory=MorphologyConfig)
+    export_meshes: bool = True
+    export_roi: bool = True
+    export_zarr: bool = True
+    report: bool = True
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> "AnalyzeConfig":
+        return config_from_dict(cls, values)
+
+
+@dataclass
+class AnalysisResult:
+    """Everything an analysis produced, in memory."""
+
+    image: np.ndarray
+    spacing: tuple[float, float, float]
+    dendrite_prob: np.ndarray
+    spine_prob: np.ndarray
+    spine_labels: np.ndarray
+    dendrite_labels: np.ndarray
+    spines: pd.DataFrame
+    dendrites: pd.DataFrame
+    centrelines: pd.DataFrame
+    config: AnalyzeConfig
+    timings: dict = field(default_factory=dict)
+    diagnostics: dict = field(default_factory=dict)
+
+    @property
+    def semantic(self) -> np.ndarray:
+        """0 background, 1 dendrite, 2 spine."""
+        out = (self.dendrite_labels > 0).astype(np.uint8)
+        out[self.spine_labels > 0] = 2
+        return out
+
+
+Progress = Callable[[str], None]
+
+
+def analyze(image, *, spacing=None, config: AnalyzeConfig | None = None,
+            progress: Progress | None = None) -> AnalysisResult:
+    """Segment dendrites and spines in a 3D stack and measure every spine.
+
+    Parameters
+    ----------
+    image : (Z, Y, X) array or :class:`~spinequant.stack.Stack`
+        A Stack carries its own spacing (select one channel/time point first).
+    spacing : (z, y, x) voxel size in µm, required for plain arrays
+    config : AnalyzeConfig, optional
+    progress : callable, optional
+        Called with each stage's name as it starts.
+
+    Returns
+    -------
+    AnalysisResult
+        Maps, labels, the spine table (one row per spine, µm) and the dendrite table.
+
+    Examples
+    --------
+    >>> from spinequant import analyze
+    >>> from spinequant.data import sample_stack
+    >>> result = analyze(sample_stack())                     # doctest: +SKIP
+    >>> result.spines[["volume_um3", "length_um", "type"]]   # doctest: +SKIP
+    """
+    config = config or AnalyzeConfig()
+    if isinstance(image, Stack):
+        if image.axes != "ZYX":
+            image = image.select()
+        spacing = image.spacing if spacing is None else spacing
+        image = np.asarray(image.data)
+    spacing = check_spacing(spacing)
+    image = np.asarray(image)
+    if image.ndim != 3:
+        raise InputError(
+            f"analyze needs one 3D (Z, Y, X) volume; got an array with {image.ndim} dimensions "
+            f"{image.shape}. Choose a channel and time point first (read_stack(..., channel=, time=))."
+        )
+    check_image_values(image, where="the image")
+    step = progress or (lambda name: None)
+    timings: dict[str, float] = {}
+
+    step("segment")
+    t = time.perf_counter()
+    dend_prob, spine_prob, seg_diag = semantic_maps(image, spacing=spacing, method=config.method,
+                                                    classical_config=config.classical)
+    timings["segment"] = time.perf_counter() - t
+
+    step("instances")
+    t = time.perf_counter()
+    inst = spine_instances(spine_prob, dend_prob, spacing=spacing, config=config.instances)
+    timings["instances"] = time.perf_counter() - t
+
+    step("measure")
+    t = time.perf_counter()
+    spines = measure_spines(inst.spine_labels, inst.dendrite_labels, spacing, image=image,
+                            config=config.morphology)
+    dendrites = measure_dendrites(inst.dendrite_labels, spacing, spines=spines)
+    centrelines = dendrite_centrelines(inst.dendrite_labels, spacing)
+    timings["measure"] = time.perf_counter() - t
+    return AnalysisResult(
+        image=image, spacing=spacing, dendrite_prob=dend_prob, spine_prob=spine_prob,
+        spine_labels=inst.spine_labels, dendrite_labels=inst.dendrite_labels, spines=spines,
+        dendrites=dendrites, centrelines=centrelines, config=config, timings=timings,
+        diagnostics={"segment": seg_diag},
+    )
+
+
+def save_result(result: AnalysisResult, out_dir, *, source: dict | None = None,
+                progress: Progress | None = None) -> Path:
+    """Write all exports, the report and ``run.json`` (last, so it marks a complete run)."""
+    from ..export import export_results
+
+    out_dir = Path(out_dir)
+    step = progress or (lambda name: None)
+    step("export")
+    t = time.perf_counter()
+    export_results(
+        out_dir, spacing=result.spacing, spines=result.spines, dendrites=result.dendrites,
+        spine_labels=result.spine_labels, dendrite_labels=result.dendrite_labels,
+        semantic=result.semantic, centrelines=result.centrelines, image=result.image,
+        meshes=result.config.export_meshes, roi=result.config.export_roi,
+        zarr=result.config.export_zarr,
+    )
+    result.timings["export"] = time.perf_counter() - t
+    if result.config.report:
+        from ..report import write_report
+
+        step("report")
+        t = time.perf_counter()
+        write_report(out_dir, result, source=source)
+        result.timings["report"] = time.perf_counter() - t
+    record = {
+        "spinequant": __version__,
+        "complete": True,
+        "input": {**(source or {}), "shape": list(result.image.shape), "dtype": str(result.image.dtype),
+                  "spacing_um": list(result.spacing), "data_sha256": array_sha256(result.image)},
+        "config": config_to_dict(result.config),
+        "diagnostics": result.diagnostics,
+        "counts": {"spines": int(len(result.spines)), "dendrites": int(len(result.dendrites))},
+        "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
+        "peak_memory_mb": round(peak_memory_mb(), 1),
+        "versions": versions(),
+    }
+    write_run_json(out_dir, record)
+    return out_dir

@@ -1,0 +1,139 @@
+"""Run the analysis on a file or on every stack of a folder, skipping finished ones."""
+
+from __future__ import annotations
+
+import json
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from .._atomic import atomic_path, ensure_writable_dir
+from ..errors import InputError, SpinequantError
+from ..io import SUPPORTED_FORMATS, read_stack
+from .analyze import AnalysisResult, AnalyzeConfig, Progress, analyze, save_result
+from ..config import config_to_dict
+from .runinfo import read_run_json
+
+SUMMARY_FILE = "summary.csv"
+
+
+def analyze_file(path, out_dir, *, channel: int | None = None, time: int | None = None,
+                 voxel_size=None, config: AnalyzeConfig | None = None,
+                 progress: Progress | None = None) -> AnalysisResult:
+    """Read one stack, analyse it and write every result into ``out_dir``."""
+    out_dir = ensure_writable_dir(out_dir)
+    stack = read_stack(path, channel=channel, time=time, voxel_size=voxel_size)
+    source = {"path": str(Path(path).resolve()), "format": stack.metadata.get("format"),
+              "channel": channel, "time": time, "spacing_source": stack.spacing_source}
+    result = analyze(stack.data, spacing=stack.spacing, config=config, progress=progress)
+    save_result(result, out_dir, source=source, progress=progress)
+    return result
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    path: Path
+    out_dir: Path
+    status: str  # "done", "skipped", "failed"
+    message: str = ""
+    n_spines: int | None = None
+
+
+def find_stacks(folder) -> list[Path]:
+    """Stack files (and Zarr folders) directly inside ``folder``, sorted by name."""
+    folder = Path(folder)
+    out = []
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith("."):
+            continue
+        if p.suffix.lower() in SUPPORTED_FORMATS or p.name.lower().endswith((".ome.tif", ".ome.tiff")):
+            out.append(p)
+    return out
+
+
+def stack_name(path: Path) -> str:
+    name = path.name
+    for ext in (".ome.tiff", ".ome.tif", ".ome.zarr"):
+        if name.lower().endswith(ext):
+            return name[: -len(ext)]
+    return path.stem
+
+
+def analyze_folder(folder, out_dir, *, channel=None, time=None, voxel_size=None,
+                   config: AnalyzeConfig | None = None, progress: Progress | None = None,
+                   on_item=None, force: bool = False) -> pd.DataFrame:
+    """Analyse every stack in ``folder``; write ``out_dir/<stack>/`` and ``summary.csv``.
+
+    A stack whose folder already holds a complete run of the same settings is skipped unless
+    ``force``; a stack that fails is reported in the summary and the others continue.
+    ``on_item(BatchItem)`` is called after each stack.
+    """
+    folder = Path(folder)
+    stacks = find_stacks(folder)
+    if not stacks:
+        raise InputError(
+            f"The folder '{folder}' holds no stacks spinequant reads (looked for "
+            f"{', '.join(SUPPORTED_FORMATS)}). Put the stacks directly in that folder."
+        )
+    out_dir = ensure_writable_dir(out_dir)
+    config = config or AnalyzeConfig()
+    rows = []
+    for path in stacks:
+        target = out_dir / stack_name(path)
+        item = _run_one(path, target, channel, time, voxel_size, config, progress, force)
+        rows.append(_summary_row(item))
+        if on_item:
+            on_item(item)
+    summary = pd.DataFrame(rows)
+    with atomic_path(out_dir / SUMMARY_FILE) as tmp:
+        summary.to_csv(tmp, index=False)
+    return summary
+
+
+def _run_one(path, target, channel, time, voxel_size, config, progress, force) -> BatchItem:
+    previous = read_run_json(target)
+    if previous and previous.get("complete") and not force:
+        if previous.get("config") == _json_roundtrip(config_to_dict(config)):
+            return BatchItem(path, target, "skipped", "complete results already present",
+                             previous.get("counts", {}).get("spines"))
+    try:
+        result = analyze_file(path, target, channel=channel, time=time, voxel_size=voxel_size,
+                              config=config, progress=progress)
+    except SpinequantError as exc:
+        return BatchItem(path, target, "failed", str(exc))
+    except Exception as exc:  # one broken stack must not stop a batch of hundreds
+        return BatchItem(path, target, "failed",
+                         f"unexpected error ({type(exc).__name__}: {exc}); this is a bug, please report it "
+                         f"with this trace: {traceback.format_exc(limit=3)}")
+    return BatchItem(path, target, "done", "", len(result.spines))
+
+
+def _summary_row(item: BatchItem) -> dict:
+    row = {"stack": item.path.name, "status": item.status, "message": item.message,
+           "results": str(item.out_dir)}
+    dend_file = item.out_dir / "dendrites.csv"
+    if item.status != "failed" and dend_file.exists():
+        dendrites = pd.read_csv(dend_file)
+        spines_file = item.out_dir / "spines.csv"
+        spines = pd.read_csv(spines_file) if spines_file.exists() else pd.DataFrame()
+        length = float(dendrites["length_um"].sum()) if "length_um" in dendrites else float("nan")
+        row.update({
+            "n_spines": int(len(spines)),
+            "n_dendrites": int(len(dendrites)),
+            "dendrite_length_um": length,
+            "density_per_um": len(spines) / length if length else float("nan"),
+            "median_volume_um3": float(spines["volume_um3"].median()) if len(spines) else float("nan"),
+            "median_length_um": float(spines["length_um"].median()) if len(spines) else float("nan"),
+        })
+        if "type" in spines:
+            for kind, n in spines["type"].value_counts().items():
+                row[f"n_{kind}"] = int(n)
+    return row
+
+
+def _json_roundtrip(value):
+    return json.loads(json.dumps(value))
+
+

@@ -1,0 +1,112 @@
+"""Figures that let a biologist check a result at a glance (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from skimage.measure import find_contours  # noqa: E402
+
+#: Colour per spine type, shared by every figure and the HTML legend.
+TYPE_COLOURS = {"stubby": "#1f77b4", "thin": "#2ca02c", "mushroom": "#d62728",
+                "filopodia": "#9467bd", "unknown": "#7f7f7f"}
+DENDRITE_COLOUR = "#ffd92f"
+
+
+def _display_range(image: np.ndarray) -> tuple[float, float]:
+    lo, hi = np.percentile(image, [0.5, 99.8])
+    return float(lo), float(max(hi, lo + 1e-6))
+
+
+def overlay_projection(image, spine_labels, dendrite_labels, spines: pd.DataFrame, spacing, *,
+                       axis: int = 0, ids: bool = True, ax=None):
+    """Maximum projection with dendrite outline and spine outlines coloured by type.
+
+    ``axis=0`` projects along z (x-y view), ``axis=1`` along y (x-z side view). The aspect
+    follows the voxel size, so what the user sees is in µm.
+    """
+    proj = image.max(axis=axis)
+    lo, hi = _display_range(proj)
+    sp = [s for i, s in enumerate(spacing) if i != axis]
+    extent = (0, proj.shape[1] * sp[1], proj.shape[0] * sp[0], 0)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(10, 10 * proj.shape[0] * sp[0] / max(proj.shape[1] * sp[1], 1e-6)))
+    ax.imshow(proj, cmap="gray", vmin=lo, vmax=hi, extent=extent, interpolation="nearest")
+    for contour in find_contours((dendrite_labels > 0).max(axis=axis).astype(float), 0.5):
+        ax.plot(contour[:, 1] * sp[1], contour[:, 0] * sp[0], color=DENDRITE_COLOUR, lw=0.8)
+    types = dict(zip(spines["id"], spines["type"])) if len(spines) and "type" in spines else {}
+    spine_proj = spine_labels.max(axis=axis)
+    for label in np.unique(spine_proj[spine_proj > 0]):
+        colour = TYPE_COLOURS.get(types.get(label, "unknown"), TYPE_COLOURS["unknown"])
+        for contour in find_contours((spine_proj == label).astype(float), 0.5):
+            ax.plot(contour[:, 1] * sp[1], contour[:, 0] * sp[0], color=colour, lw=0.9)
+    if ids and len(spines):
+        cols = [c for i, c in enumerate(("centroid_z_um", "centroid_y_um", "centroid_x_um")) if i != axis]
+        for row in spines.itertuples(index=False):
+            ax.text(getattr(row, cols[1]), getattr(row, cols[0]), str(row.id), color="white",
+                    fontsize=6, ha="center", va="center",
+                    bbox=dict(boxstyle="round,pad=0.1", fc="black", alpha=0.4, lw=0))
+    names = "zyx"
+    ax.set_xlabel(f"{names[2] if axis != 2 else names[1]} (µm)")
+    ax.set_ylabel(f"{[n for i, n in enumerate(names) if i != axis][0]} (µm)")
+    return ax
+
+
+def histograms(spines: pd.DataFrame):
+    """Histograms of volume, length and head diameter, stacked by spine type."""
+    columns = [("volume_um3", "volume (µm³)"), ("length_um", "length (µm)"),
+               ("head_diameter_um", "head diameter (µm)")]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    for ax, (col, label) in zip(axes, columns):
+        if col not in spines or spines[col].dropna().empty:
+            ax.text(0.5, 0.5, "no spines", ha="center", va="center", transform=ax.transAxes)
+            ax.set_xlabel(label)
+            continue
+        values = spines[col].dropna()
+        bins = np.histogram_bin_edges(values, bins=min(30, max(5, len(values) // 3)))
+        groups = [(t, spines.loc[spines["type"] == t, col].dropna()) for t in TYPE_COLOURS
+                  if "type" in spines and (spines["type"] == t).any()]
+        if groups:
+            ax.hist([g for _, g in groups], bins=bins, stacked=True,
+                    color=[TYPE_COLOURS[t] for t, _ in groups], label=[t for t, _ in groups])
+        else:
+            ax.hist(values, bins=bins, color="grey")
+        ax.set_xlabel(label)
+        ax.set_ylabel("spines")
+    if len(spines) and "type" in spines:
+        axes[0].legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def density_chart(dendrites: pd.DataFrame):
+    """Spine density (per µm) of each dendrite, with its length."""
+    fig, ax = plt.subplots(figsize=(6, 3))
+    if len(dendrites) and "density_per_um" in dendrites:
+        ids = dendrites["dendrite_id"].astype(str)
+        ax.bar(ids, dendrites["density_per_um"], color="#4c72b0")
+        for x, (d, length) in enumerate(zip(dendrites["density_per_um"], dendrites["length_um"])):
+            ax.text(x, d, f"{length:.1f} µm", ha="center", va="bottom", fontsize=7)
+        ax.set_xlabel("dendrite")
+        ax.set_ylabel("spines per µm")
+    else:
+        ax.text(0.5, 0.5, "no dendrite found", ha="center", va="center", transform=ax.transAxes)
+    fig.tight_layout()
+    return fig
+
+
+def overview(image, spine_labels, dendrite_labels, spines, spacing):
+    """Top view (x-y) over side view (x-z), both maximum projections in µm."""
+    zy = image.shape[0] * spacing[0]
+    yy = image.shape[1] * spacing[1]
+    fig, axes = plt.subplots(2, 1, figsize=(11, 11 * (yy + zy) / max(image.shape[2] * spacing[2], 1e-6) + 1),
+                             gridspec_kw={"height_ratios": [max(yy, 1e-3), max(zy, 1e-3)]})
+    overlay_projection(image, spine_labels, dendrite_labels, spines, spacing, axis=0, ax=axes[0])
+    overlay_projection(image, spine_labels, dendrite_labels, spines, spacing, axis=1, ids=False, ax=axes[1])
+    axes[0].set_title("top view (maximum projection along z)", fontsize=9)
+    axes[1].set_title("side view (maximum projection along y)", fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,78 @@
+"""``report.html``: one self-contained page (figures embedded) that opens offline."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+
+from .._atomic import atomic_path
+from .figures import TYPE_COLOURS, density_chart, histograms, overview
+
+FIGURES = {"overview.png": "Spines and dendrites", "histograms.png": "Spine measurements",
+           "density.png": "Spine density per dendrite"}
+
+
+def _save_png(fig, path: Path) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    data = buf.getvalue()
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(data)
+    return data
+
+
+def write_report(out_dir, result, *, source: dict | None = None) -> Path:
+    """Write PNG figures and ``report.html`` for an :class:`AnalysisResult` into ``out_dir``."""
+    from ..config import config_to_dict
+
+    out_dir = Path(out_dir)
+    figs = {
+        "overview.png": overview(result.image, result.spine_labels, result.dendrite_labels,
+                                 result.spines, result.spacing),
+        "histograms.png": histograms(result.spines),
+        "density.png": density_chart(result.dendrites),
+    }
+    images = {name: _save_png(fig, out_dir / name) for name, fig in figs.items()}
+    spines = result.spines
+    counts = spines["type"].value_counts().to_dict() if len(spines) and "type" in spines else {}
+    legend = " ".join(
+        f'<span style="color:{c}">&#9632;</span> {t} ({counts.get(t, 0)})'
+        for t, c in TYPE_COLOURS.items() if t != "unknown")
+    body = [
+        "<h1>spinequant report</h1>",
+        f"<p><b>Stack:</b> {html.escape(str((source or {}).get('path', 'array')))} &nbsp; "
+        f"<b>shape</b> {result.image.shape} (z, y, x) &nbsp; <b>voxel</b> "
+        f"{' × '.join(f'{s:g}' for s in result.spacing)} µm (z, y, x) &nbsp; "
+        f"<b>method</b> {html.escape(result.config.method)}</p>",
+        f"<p><b>{len(spines)} spines</b> on {len(result.dendrites)} dendrite(s). {legend}. "
+        f"Dendrite outline in yellow; numbers are spine ids (rows of spines.csv).</p>",
+    ]
+    for name, title in FIGURES.items():
+        b64 = base64.b64encode(images[name]).decode()
+        body.append(f"<h2>{title}</h2><img src=\"data:image/png;base64,{b64}\" alt=\"{name}\">")
+    if len(result.dendrites):
+        body.append("<h2>Dendrites</h2>" + result.dendrites.to_html(index=False, float_format="%.3g"))
+    if len(spines):
+        cols = [c for c in ("id", "dendrite_id", "type", "volume_um3", "length_um", "head_diameter_um",
+                            "neck_length_um", "neck_min_diameter_um", "position_um", "type_rule") if c in spines]
+        body.append("<h2>Spines</h2>" + spines[cols].to_html(index=False, float_format="%.3g"))
+    timings = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
+    body.append(f"<h2>Run</h2><p>Stage times: {timings}</p>")
+    params = json.dumps({"config": config_to_dict(result.config), "chosen from the data": result.diagnostics},
+                        indent=1, default=str)
+    body.append(f"<details><summary>All parameters</summary><pre>{html.escape(params)}</pre></details>")
+    page = ("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>spinequant report</title>"
+            "<style>body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}"
+            "img{max-width:100%}table{border-collapse:collapse;font-size:12px}"
+            "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}</style></head><body>"
+            + "\n".join(body) + "</body></html>")
+    path = out_dir / "report.html"
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(page, encoding="utf-8")
+    return path
