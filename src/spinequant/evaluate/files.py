@@ -1,0 +1,197 @@
+"""Evaluate a prediction file against one or several annotation files (what the CLI runs).
+
+The kinds of inputs decide the comparison (see :func:`evaluate_files`); the result is a
+set of named tables that :func:`write_report` saves as CSV, with PNG plots.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .._atomic import atomic_path, ensure_writable_dir
+from ..errors import InputError
+from .config import EvaluationConfig, RaterClusterConfig
+from .consensus import cluster_annotations
+from .instances import match_instances, matching_curve, overlaps, split_merge_counts
+from .points import label_centroids, match_points
+from .raters import compare_method, inter_rater_reliability
+from .readers import detect_kind, read_labels, read_points
+from .semantic import SEMANTIC_CLASSES, dendrite_band, semantic_scores_vs_raters
+
+
+@dataclass
+class EvaluationReport:
+    """Tables (name -> DataFrame), plot data and notes of one evaluation."""
+
+    tables: dict = field(default_factory=dict)
+    curves: dict = field(default_factory=dict)
+    matrix: pd.DataFrame | None = None
+    notes: list = field(default_factory=list)
+    settings: dict = field(default_factory=dict)
+
+
+def evaluate_files(pred, truths, *, voxel_size=None, config: EvaluationConfig | None = None,
+                   rater_config: RaterClusterConfig | None = None, units: str | None = None,
+                   point: str = "auto", dendrite=None) -> EvaluationReport:
+    """Compare ``pred`` with each of ``truths`` according to what the files hold.
+
+    * label images on both sides: instance matching against each truth (F1-vs-IoU curve,
+      split/merge counts) and foreground voxel scores; ``*semantic*`` label images:
+      per-class scores against each truth and, with several, their intersection and union;
+    * points on either side (a label image then gives its objects' centroids): one-to-one
+      point matching against each truth; with two or more point truths the truths are also
+      treated as raters (DeepD3 clustering, reliability matrix, agreement by number of
+      raters), as is one CSV with a ``rater`` column.
+
+    ``dendrite`` (a mask TIFF or SWC) sets the dendrite for ``config.band_um``; without it
+    the truths' dendrite class is used.
+    """
+    config = config or EvaluationConfig()
+    truths = list(truths)
+    if not truths:
+        raise InputError("Give at least one annotation file (TRUTH) to compare the prediction with.")
+    report = EvaluationReport(settings={"evaluation": asdict(config),
+                                        "rater_clustering": asdict(rater_config or RaterClusterConfig())})
+    kinds = [detect_kind(p) for p in [pred, *truths]]
+    names = _names(truths)
+    if all(k == "semantic" for k in kinds):
+        _semantic(report, pred, truths, names, voxel_size, config, dendrite)
+    elif all(k == "instances" for k in kinds):
+        _instances(report, pred, truths, names, voxel_size, config)
+    elif "semantic" in kinds:
+        raise InputError("A semantic label image can only be compared with semantic label images "
+                         "(files named *semantic*). Give instance labels or points on both sides.")
+    else:
+        _points(report, pred, truths, names, kinds, voxel_size, config, rater_config, units, point)
+    return report
+
+
+def _names(paths) -> list[str]:
+    stems = [Path(p).name for p in paths]
+    return stems if len(set(stems)) == len(stems) else [str(p) for p in paths]
+
+
+def _spacing(spacings, voxel_size):
+    if voxel_size is not None:
+        return tuple(float(v) for v in voxel_size)
+    known = [s for s in spacings if s is not None and not np.any(np.isnan(s))]
+    return known[0] if known else None
+
+
+def _semantic(report, pred, truths, names, voxel_size, config, dendrite):
+    p, sp = read_labels(pred, voxel_size=voxel_size)
+    ts = [read_labels(t, voxel_size=voxel_size)[0] for t in truths]
+    mask = None
+    if config.band_um is not None:
+        spacing = _spacing([sp], voxel_size)
+        if spacing is None:
+            raise InputError("The band around the dendrite needs the voxel size; give --voxel-size Z Y X.")
+        dend = _dendrite_mask(dendrite, p.shape, spacing) if dendrite else np.any([t == 1 for t in ts], axis=0)
+        mask = dendrite_band(dend, spacing=spacing, max_distance_um=config.band_um)
+        report.notes.append(f"semantic scores count only the {int(mask.sum())} voxels within "
+                            f"{config.band_um:g} µm of the annotated dendrite")
+    report.tables["semantic_scores"] = semantic_scores_vs_raters(p, ts, names=names,
+                                                                 classes=SEMANTIC_CLASSES, mask=mask)
+
+
+def _dendrite_mask(path, shape, spacing):
+    if detect_kind(path) == "swc":
+        from ..io.swc import read_swc
+        from .swc_mask import swc_to_mask
+
+        return swc_to_mask(read_swc(path), shape=shape, spacing=spacing)
+    mask, _ = read_labels(path, voxel_size=spacing)
+    if mask.shape != tuple(shape):
+        raise InputError(f"The dendrite mask '{path}' has shape {mask.shape}, the labels {tuple(shape)}.")
+    return mask > 0
+
+
+def _instances(report, pred, truths, names, voxel_size, config):
+    p, _ = read_labels(pred, voxel_size=voxel_size)
+    summary, curves, semantic = [], [], []
+    for t_path, name in zip(truths, names):
+        t, _ = read_labels(t_path, voxel_size=voxel_size)
+        ov = overlaps(p, t)
+        result = match_instances(p, t, iou_threshold=config.iou_threshold, method=config.matching, overlap=ov)
+        result.pop("pairs")
+        split = split_merge_counts(p, t, min_overlap=config.split_merge_overlap, overlap=ov)
+        summary.append({"truth": name, "iou_threshold": config.iou_threshold, **result,
+                        "n_split": split["n_split"], "n_merge": split["n_merge"]})
+        curve = matching_curve(p, t, thresholds=config.iou_thresholds, method=config.matching)
+        report.curves[name] = curve
+        curves.append(curve.assign(truth=name))
+        semantic.append(semantic_scores_vs_raters(p > 0, [t > 0], names=[name]))
+    report.tables["instance_scores"] = pd.DataFrame(summary)
+    report.tables["instance_curve"] = pd.concat(curves, ignore_index=True)
+    report.tables["foreground_scores"] = pd.concat(semantic, ignore_index=True)
+
+
+def _load_points(path, kind, spacing, units, point):
+    if kind in ("instances", "semantic"):
+        labels, sp = read_labels(path, voxel_size=spacing)
+        sp = _spacing([sp], spacing)
+        if sp is None:
+            raise InputError(f"Turning the labels of '{path}' into spine positions needs the voxel "
+                             f"size; give --voxel-size Z Y X.")
+        return label_centroids(labels, spacing=sp)
+    return read_points(path, spacing=spacing, units=units, point=point)
+
+
+def _points(report, pred, truths, names, kinds, voxel_size, config, rater_config, units, point):
+    spacing = voxel_size
+    if spacing is None:  # pixel coordinates may rely on a label image's voxel size
+        for path, kind in zip([pred, *truths], kinds):
+            if kind in ("instances", "semantic"):
+                spacing = _spacing([read_labels(path)[1]], None)
+                if spacing is not None:
+                    break
+    method = _load_points(pred, kinds[0], spacing, units, point)
+    sets = {n: _load_points(t, k, spacing, units, point) for t, n, k in zip(truths, names, kinds[1:])}
+    if len(sets) == 1 and "rater" in next(iter(sets.values())).columns:
+        table = next(iter(sets.values()))
+        sets = {str(r): g for r, g in table.groupby("rater", sort=False)}
+    rows = []
+    for name, pts in sets.items():
+        r = match_points(method, pts, max_distance_um=config.max_distance_um, method=config.matching)
+        r.pop("pairs")
+        rows.append({"truth": name, **r})
+    report.tables["point_scores"] = pd.DataFrame(rows)
+    if len(sets) >= 2:
+        clusters = cluster_annotations(sets, config=rater_config)
+        cmp = compare_method(clusters, method, max_distance_um=config.max_distance_um,
+                             matching=config.matching)
+        irr, sd = inter_rater_reliability(cmp["matrix"])
+        report.tables["rater_clusters"] = clusters.clusters.assign(found_by_method=cmp["found"])
+        report.tables["rater_matrix"] = cmp["matrix"].reset_index()
+        report.tables["rater_recall"] = cmp["per_rater"]
+        report.tables["rater_agreement"] = cmp["agreement"]
+        report.matrix = cmp["matrix"]
+        report.notes.append(f"{len(clusters.clusters)} spines from {len(sets)} raters; inter-rater "
+                            f"reliability {100 * irr:.1f} ± {100 * sd:.1f} %")
+
+
+def write_report(report: EvaluationReport, out_dir: str | os.PathLike) -> list[Path]:
+    """Write every table as CSV, the plots as PNG and the settings as JSON, each atomically."""
+    from .plots import plot_matching_curve, plot_rater_matrix
+
+    out = ensure_writable_dir(out_dir)
+    written = []
+    for name, table in report.tables.items():
+        with atomic_path(out / f"{name}.csv") as tmp:
+            table.to_csv(tmp, index=False)
+        written.append(out / f"{name}.csv")
+    for i, (name, curve) in enumerate(report.curves.items()):
+        suffix = "" if len(report.curves) == 1 else f"_{i + 1}"
+        written.append(plot_matching_curve(curve, out / f"f1_vs_iou{suffix}.png", title=f"vs {name}"))
+    if report.matrix is not None:
+        written.append(plot_rater_matrix(report.matrix, out / "rater_matrix.png"))
+    with atomic_path(out / "evaluation_settings.json") as tmp:
+        Path(tmp).write_text(json.dumps(report.settings, indent=2) + "\n", encoding="utf-8")
+    written.append(out / "evaluation_settings.json")
+    return written
