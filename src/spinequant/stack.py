@@ -102,6 +102,13 @@ class Stack:
                     hint = ""
                     if letter == "C" and names:
                         hint = " (" + ", ".join(f"{i}: {c}" for i, c in enumerate(names)) + ")"
+                    if letter == "C" and self.metadata.get("rgb"):
+                        raise InputError(
+                            f"{self._describe()} is an RGB colour image{hint}, but spinequant "
+                            f"analyses one fluorescence channel. Choose the colour that holds the "
+                            f"signal with --channel N, or convert the stack to grayscale (Fiji: "
+                            f"Image > Type > 8-bit) and save it again."
+                        )
                     raise InputError(
                         f"{self._describe()} has {n} {what}{hint}; spinequant analyses one at a "
                         f"time. Choose one with {flag} N (0 to {n - 1})."

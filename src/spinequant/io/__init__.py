@@ -33,7 +33,8 @@ SUPPORTED_FORMATS = {
 }
 
 
-def open_stack(path: str | os.PathLike, *, voxel_size=None, require_spacing: bool = True) -> Stack:
+def open_stack(path: str | os.PathLike, *, voxel_size=None, require_spacing: bool = True,
+               image: int | str | None = None) -> Stack:
     """Open a stack with all its axes (a subset of ``TCZYX``) and its voxel size.
 
     Parameters
@@ -45,6 +46,9 @@ def open_stack(path: str | os.PathLike, *, voxel_size=None, require_spacing: boo
     require_spacing : bool
         Raise :class:`~spinequant.errors.VoxelSizeError` when the voxel size is neither in the
         file nor given. ``False`` leaves unknown entries as ``nan`` (used by ``info``).
+    image : int or str, optional
+        For CZI/LIF/ND2 files holding several images (scenes, series, stage positions):
+        which one to read, by index or (LIF) name.
 
     Zarr data stay lazy (dask); other formats are read into memory.
     """
@@ -54,6 +58,11 @@ def open_stack(path: str | os.PathLike, *, voxel_size=None, require_spacing: boo
             f"The file '{path}' does not exist. Check the path (current folder: '{Path.cwd()}')."
         )
     suffix = path.suffix.lower()
+    if image not in (None, 0, "0") and suffix not in (".czi", ".lif", ".nd2"):
+        raise InputError(
+            f"An image choice ({image!r}) only applies to CZI, LIF and ND2 files that hold several "
+            f"images; '{path}' holds one stack. Leave out --image."
+        )
     if is_zarr(path):
         stack = open_zarr(path)
     elif suffix in (".tif", ".tiff", ".btf", ".tf8", ".stk", ".lsm"):
@@ -61,7 +70,7 @@ def open_stack(path: str | os.PathLike, *, voxel_size=None, require_spacing: boo
     elif suffix in (".czi", ".lif", ".nd2"):
         from .vendor import open_vendor
 
-        stack = open_vendor(path)
+        stack = open_vendor(path, image=image)
     elif path.is_dir():
         raise InputError(
             f"'{path}' is a folder, not an image. Give one stack file, or for a folder of stacks use "
@@ -73,14 +82,14 @@ def open_stack(path: str | os.PathLike, *, voxel_size=None, require_spacing: boo
 
 
 def read_stack(path: str | os.PathLike, *, channel: int | None = None, time: int | None = None,
-               voxel_size=None, check_values: bool = True) -> Stack:
+               voxel_size=None, image: int | str | None = None, check_values: bool = True) -> Stack:
     """Read one channel and time point of a stack as a 3D (Z, Y, X) numpy volume.
 
     Raises :class:`~spinequant.errors.InputError` with a message naming the problem for
     missing or damaged files, a missing channel/time choice, NaN/Inf, constant images and
     missing or implausible voxel sizes.
     """
-    stack = open_stack(path, voxel_size=voxel_size).select(channel=channel, time=time).compute()
+    stack = open_stack(path, voxel_size=voxel_size, image=image).select(channel=channel, time=time).compute()
     if check_values:
         check_image_values(stack.data, where=f"'{path}'")
     return stack

@@ -10,6 +10,9 @@ from ..stack import CANONICAL_AXES
 # Letters readers use for the same thing: tifffile's S (samples, e.g. RGB) is a channel,
 # I/Q/P (unnamed image sequence / plane) is taken as Z when no Z is declared.
 _ALIASES = {"S": "C", "A": "C", "E": "C"}
+#: Channel names given to the colour samples of an RGB(A) image.
+RGB_NAMES = ("red", "green", "blue", "alpha")
+
 _SEQUENCE = ("I", "Q", "P", "R", "L", "M", "V", "H")
 
 

@@ -13,7 +13,7 @@ from .._atomic import atomic_path
 from ..errors import InputError
 from ..stack import Stack
 from .axes import default_axes, to_canonical
-from .units import unit_to_um
+from .units import scaled, unit_to_um
 
 _NGFF_VERSION = "0.4"
 
@@ -71,14 +71,15 @@ def open_zarr(path: str | os.PathLike) -> Stack:
             continue
         i = names.index(axis)
         factor = unit_to_um(units[i]) if units[i] else None
-        spacing.append(float(scale[i]) * factor if factor else np.nan)
+        spacing.append(scaled(scale[i], factor) if factor else np.nan)
     data = da.from_zarr(array)
     data, axes, notes = to_canonical(data, names, source=f"'{path}'")
     channels = tuple(c.get("label", f"channel {i}") for i, c in enumerate(attrs.get("omero", {}).get("channels", [])))
     if "C" in axes and len(channels) != data.shape[axes.index("C")]:
         channels = ()
-    if any(u is None for u in units):
-        notes.append("some axes have no unit; their scale is not taken as µm")
+    unitless = [n for n, u in zip(names, units) if n in "ZYX" and not u]
+    if unitless:
+        notes.append(f"axes {'/'.join(unitless)} have no unit; their scale is not taken as µm")
     return Stack(data=data, spacing=tuple(spacing), axes=axes, channel_names=channels, source=str(path),
                  spacing_source="metadata",
                  metadata={"format": f"OME-Zarr {ms.get('version', attrs.get('version', ''))}".strip(), "notes": notes})

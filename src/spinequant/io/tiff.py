@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -12,13 +14,30 @@ import tifffile
 from .._atomic import atomic_path
 from ..errors import InputError
 from ..stack import Stack
-from .axes import to_canonical
-from .units import tidy, unit_to_um
+from .axes import RGB_NAMES, to_canonical
+from .units import scaled, tidy, unit_to_um
 
 
 def open_tiff(path: str | os.PathLike) -> Stack:
     """Read a TIFF into a :class:`Stack`; ``spacing`` entries the file lacks are ``nan``."""
     path = Path(path)
+    with _quiet_tifffile():
+        return _open_tiff(path)
+
+
+@contextlib.contextmanager
+def _quiet_tifffile():
+    # tifffile logs each damaged offset it meets; the InputError below says it once, plainly.
+    logger = logging.getLogger("tifffile")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _open_tiff(path: Path) -> Stack:
     try:
         tf = tifffile.TiffFile(path)
     except tifffile.TiffFileError as exc:
@@ -28,7 +47,10 @@ def open_tiff(path: str | os.PathLike) -> Stack:
         ) from None
     with tf:
         if not tf.series:
-            raise InputError(f"'{path}' is a TIFF file but holds no image.")
+            raise InputError(
+                f"'{path}' starts like a TIFF file but holds no readable image: it is damaged or "
+                f"incomplete. Copy the file again or re-export it from the acquisition software or Fiji."
+            )
         series = tf.series[0]
         _check_complete(tf, series, path)
         try:
@@ -46,6 +68,10 @@ def open_tiff(path: str | os.PathLike) -> Stack:
         else:
             spacing, channels, fmt = _plain_spacing(tf), (), "TIFF"
     data, axes, notes = to_canonical(data, axes, source=f"'{path}'")
+    rgb = "S" in series.axes and series.shape[series.axes.index("S")] in (3, 4)
+    if rgb:
+        channels = RGB_NAMES[:series.shape[series.axes.index("S")]]
+        notes.append("RGB colour image: its colours are read as channels")
     if "C" in axes and len(channels) != data.shape[axes.index("C")]:
         channels = ()
     return Stack(
@@ -55,7 +81,7 @@ def open_tiff(path: str | os.PathLike) -> Stack:
         channel_names=tuple(channels),
         source=str(path),
         spacing_source="metadata",
-        metadata={"format": fmt, "file_axes": series.axes, "notes": notes},
+        metadata={"format": fmt, "file_axes": series.axes, "notes": notes, "rgb": rgb},
     )
 
 
@@ -112,7 +138,7 @@ def _ome_spacing(xml: str, series):
     for axis in "ZYX":
         value = pixels.get(f"PhysicalSize{axis}")
         factor = unit_to_um(pixels.get(f"PhysicalSize{axis}Unit", "µm"))
-        spacing.append(float(value) * factor if value is not None and factor else float("nan"))
+        spacing.append(scaled(value, factor) if value is not None and factor else float("nan"))
     channels = tuple(c.get("Name") or f"channel {i}" for i, c in enumerate(pixels.findall(f"{q}Channel", ns)))
     return tuple(spacing), channels, "OME-TIFF"
 

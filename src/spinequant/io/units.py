@@ -26,3 +26,11 @@ def unit_to_um(unit: str | None) -> float | None:
 def tidy(value: float) -> float:
     """Round away the error of storing a length as a TIFF rational (7 significant digits)."""
     return float(f"{value:.7g}")
+
+
+def scaled(value: float, factor: float) -> float:
+    """``value * factor`` without the last-digit noise of the unit conversion (12 significant digits).
+
+    So 94 nm becomes exactly 0.094 µm, as the user wrote it.
+    """
+    return float(f"{float(value) * factor:.12g}")

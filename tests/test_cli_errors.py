@@ -1,0 +1,177 @@
+"""Bad input: one paragraph naming the problem and the fix, exit code 2, no traceback.
+
+File-level problems go through the command line (``spinequant info``). Problems with the image
+content or the channel/time choice only stop commands that analyse a stack, which call
+``read_stack``; ``info`` shows such stacks (and warns about a constant one), so those cases are
+checked on ``read_stack``, whose InputError the command line prints the same way.
+"""
+
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+
+from spinequant.cli import EXIT_INPUT, main
+from spinequant.errors import InputError
+from spinequant.io import read_stack, write_tiff
+
+SPACING = (0.5, 0.094, 0.094)
+
+
+def run(capsys, *args):
+    code = main(["info", *map(str, args)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_paragraph(code, err, *patterns):
+    assert code == EXIT_INPUT
+    assert err.startswith("spinequant: error: ")
+    assert "Traceback" not in err and "\n\n" not in err.strip()
+    text = " ".join(err.split())
+    for p in patterns:
+        assert p in text, f"{p!r} not in {text!r}"
+
+
+@pytest.fixture
+def good_tif(tmp_path):
+    data = np.random.default_rng(0).integers(0, 255, (7, 16, 20), dtype=np.uint8)
+    return write_tiff(tmp_path / "good.tif", data, SPACING)
+
+
+def test_missing_file(capsys, tmp_path):
+    code, _, err = run(capsys, tmp_path / "nope.tif")
+    assert_one_paragraph(code, err, "does not exist", "Check the path")
+
+
+def test_not_an_image(capsys, tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    code, _, err = run(capsys, tmp_path / "notes.txt")
+    assert_one_paragraph(code, err, "is not an image format spinequant reads", "Export the stack", "TIFF")
+    (tmp_path / "text.tif").write_text("hello")
+    code, _, err = run(capsys, tmp_path / "text.tif")
+    assert_one_paragraph(code, err, "is not a readable TIFF image", "copied completely")
+
+
+def test_truncated_tiff(capsys, tmp_path, good_tif):
+    raw = good_tif.read_bytes()
+    (tmp_path / "cut.tif").write_bytes(raw[: len(raw) // 2])
+    code, _, err = run(capsys, tmp_path / "cut.tif")
+    assert_one_paragraph(code, err, "is truncated", "copy the file again or re-export it")
+
+
+def test_corrupt_tiff_header_and_data(capsys, tmp_path, good_tif):
+    (tmp_path / "bad.tif").write_bytes(b"II*\x00" + b"garbage" * 20)
+    code, _, err = run(capsys, tmp_path / "bad.tif")
+    assert_one_paragraph(code, err, "damaged or incomplete", "re-export")
+    # same size, compressed strips overwritten: the zlib stream cannot be decoded
+    with tifffile.TiffFile(good_tif) as tf:
+        offset = tf.pages[0].dataoffsets[0]
+    raw = bytearray(good_tif.read_bytes())
+    raw[offset:offset + 16] = b"\xff" * 16
+    (tmp_path / "scrambled.tif").write_bytes(bytes(raw))
+    code, _, err = run(capsys, tmp_path / "scrambled.tif")
+    assert_one_paragraph(code, err, "is damaged", "cannot be decoded", "Re-export")
+
+
+@pytest.mark.parametrize("voxel, words", [
+    (("0", "0.094", "0.094"), ["Z voxel size", "is 0.0", "positive number of micrometres"]),
+    (("0.5", "-0.1", "0.094"), ["Y voxel size", "is -0.1"]),
+    (("0.5", "0.094", "nan"), ["X voxel size", "is nan"]),
+    (("500", "94", "94"), ["500.0 µm", "implausible", "probably in nanometres"]),
+])
+def test_bad_voxel_size_override(capsys, good_tif, voxel, words):
+    code, _, err = run(capsys, good_tif, "--voxel-size", *voxel)
+    assert_one_paragraph(code, err, *words, "--voxel-size 0.5 0.094 0.094")
+
+
+def test_absurd_voxel_size_in_file_metadata(capsys, tmp_path):
+    data = np.ones((7, 16, 20), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "mm.tif", data, imagej=True, resolution=(1 / 0.094, 1 / 0.094),
+                     metadata={"spacing": 0.5, "unit": "mm", "axes": "ZYX"})  # says mm, meant µm
+    with pytest.raises(InputError, match="Z voxel size .* 500.0 µm.*implausible.*--voxel-size"):
+        read_stack(tmp_path / "mm.tif")
+
+
+def test_missing_vendor_extra_via_cli(capsys, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "nd2", None)
+    (tmp_path / "cell.nd2").write_bytes(b"\0" * 32)
+    code, _, err = run(capsys, tmp_path / "cell.nd2")
+    assert_one_paragraph(code, err, "needs the optional package 'nd2'", "pip install 'spinequant[nd2]'")
+
+
+def test_info_reports_unknown_voxel_size_without_failing(capsys, tmp_path):
+    tifffile.imwrite(tmp_path / "plain.tif", np.arange(7 * 4 * 5, dtype=np.uint8).reshape(7, 4, 5))
+    code, out, _ = run(capsys, tmp_path / "plain.tif")
+    assert code == 0 and "UNKNOWN" in out and "--voxel-size Z Y X" in out
+
+
+# --- content and choice problems (commands that analyse call read_stack) ----------------------
+
+@pytest.fixture
+def multi(tmp_path):
+    data = np.random.default_rng(1).integers(1, 255, (3, 7, 2, 8, 9), dtype=np.uint8)  # T Z C Y X
+    tifffile.imwrite(tmp_path / "tzc.tif", data, imagej=True, resolution=(10, 10),
+                     metadata={"spacing": 0.5, "unit": "um", "axes": "TZCYX"})
+    return tmp_path / "tzc.tif"
+
+
+def test_5d_without_channel_or_time_choice(multi):
+    with pytest.raises(InputError, match=r"3 time points; .*Choose one with --time N \(0 to 2\)"):
+        read_stack(multi, channel=0)
+    with pytest.raises(InputError, match=r"2 channels; .*Choose one with --channel N \(0 to 1\)"):
+        read_stack(multi, time=0)
+    assert read_stack(multi, channel=1, time=2).shape == (7, 8, 9)
+
+
+def test_channel_or_time_index_out_of_range(multi, good_tif):
+    with pytest.raises(InputError, match="Channel 2 does not exist.*2 channels, numbered 0 to 1.*--channel"):
+        read_stack(multi, channel=2, time=0)
+    with pytest.raises(InputError, match="Time point 3 does not exist.*numbered 0 to 2.*--time"):
+        read_stack(multi, channel=0, time=3)
+    with pytest.raises(InputError, match="asked for channel 1.*has no channels. Leave out --channel"):
+        read_stack(good_tif, channel=1)
+
+
+def test_rgb_when_one_channel_is_expected(tmp_path):
+    tifffile.imwrite(tmp_path / "rgb.tif", np.ones((7, 8, 9, 3), np.uint8), photometric="rgb")
+    with pytest.raises(InputError, match="is an RGB colour image.*--channel N.*Image > Type > 8-bit"):
+        read_stack(tmp_path / "rgb.tif", voxel_size=SPACING)
+
+
+@pytest.mark.parametrize("value, words", [(0, r"is all zero"), (7, r"is constant \(every voxel is 7\)")])
+def test_all_zero_or_constant_stack(tmp_path, value, words):
+    path = write_tiff(tmp_path / "flat.tif", np.full((7, 8, 9), value, np.uint8), SPACING)
+    with pytest.raises(InputError, match=words + ".*no signal to analyse.*right file, channel"):
+        read_stack(path)
+
+
+def test_constant_stack_only_warns_in_info(capsys, tmp_path):
+    path = write_tiff(tmp_path / "flat.tif", np.zeros((7, 8, 9), np.uint8), SPACING)
+    code, out, _ = run(capsys, path)
+    assert code == 0 and "WARNING: constant image" in out
+
+
+def test_nan_and_inf_values(tmp_path):
+    data = np.random.default_rng(2).random((7, 8, 9)).astype(np.float32)
+    data[0, 0, :3] = np.nan
+    data[1, 1, 1] = np.inf
+    path = write_tiff(tmp_path / "nan.tif", data, SPACING)
+    with pytest.raises(InputError, match="contains 3 NaN and 1 infinite values.*Remove NaNs"):
+        read_stack(path)
+
+
+def test_cli_prints_any_input_error_without_traceback(capsys, monkeypatch, good_tif):
+    """What an analysing command shows for a read_stack error (here: the 5D choice)."""
+    import spinequant.cli.info as info
+
+    def analyse_like(path, **kw):
+        return read_stack(path, channel=None, time=None)
+
+    data = np.ones((3, 7, 2, 8, 9), np.uint8)
+    tifffile.imwrite(good_tif.parent / "t.tif", data, imagej=True, resolution=(10, 10),
+                     metadata={"spacing": 0.5, "unit": "um", "axes": "TZCYX"})
+    monkeypatch.setattr(info, "open_stack", analyse_like)
+    code, _, err = run(capsys, good_tif.parent / "t.tif")
+    assert_one_paragraph(code, err, "3 time points", "--time N")

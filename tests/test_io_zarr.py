@@ -1,0 +1,99 @@
+"""OME-Zarr (NGFF 0.4 on zarr v2, 0.5 on zarr v3) and plain Zarr arrays, read lazily."""
+
+import dask.array as da
+import numpy as np
+import pytest
+import zarr
+
+from spinequant.errors import InputError, VoxelSizeError
+from spinequant.io import open_stack, read_stack
+
+SPACING = (0.5, 0.094, 0.094)
+
+
+@pytest.fixture
+def image():
+    return np.random.default_rng(1).integers(0, 4000, (2, 7, 16, 20), dtype=np.uint16)
+
+
+def _axes(unit):
+    return [{"name": "c", "type": "channel"}] + [
+        {"name": a, "type": "space", "unit": unit} for a in "zyx"]
+
+
+def _multiscale(path, scale, unit):
+    return {"axes": _axes(unit), "datasets": [
+        {"path": path, "coordinateTransformations": [{"type": "scale", "scale": [1.0, *scale]}]}]}
+
+
+def test_ngff_04_on_zarr_v2(tmp_path, image):
+    root = zarr.open_group(str(tmp_path / "a.zarr"), mode="w", zarr_format=2)
+    root.create_array("0", shape=image.shape, dtype=image.dtype, chunks=(1, 7, 8, 8))[...] = image
+    root.attrs["multiscales"] = [{"version": "0.4", **_multiscale("0", SPACING, "micrometer")}]
+    root.attrs["omero"] = {"channels": [{"label": "GFP"}, {"label": "RFP"}]}
+    stack = open_stack(tmp_path / "a.zarr")
+    assert isinstance(stack.data, da.Array) and stack.is_lazy
+    assert stack.axes == "CZYX" and stack.spacing == SPACING
+    assert stack.channel_names == ("GFP", "RFP")
+    assert stack.metadata["format"] == "OME-Zarr 0.4"
+    assert not stack.metadata["notes"]  # the channel axis needs no unit
+    one = read_stack(tmp_path / "a.zarr", channel=1)
+    assert isinstance(one.data, np.ndarray)
+    np.testing.assert_array_equal(one.data, image[1])
+
+
+def test_ngff_05_on_zarr_v3_with_attributes_under_ome(tmp_path, image):
+    root = zarr.open_group(str(tmp_path / "b.zarr"), mode="w", zarr_format=3)
+    root.create_array("s0", shape=image.shape, dtype=image.dtype, chunks=(1, 7, 16, 20))[...] = image
+    root.attrs["ome"] = {"version": "0.5",
+                         "multiscales": [_multiscale("s0", (500.0, 94.0, 94.0), "nanometer")],
+                         "omero": {"channels": [{"label": "GFP"}, {"label": "RFP"}]}}
+    stack = open_stack(tmp_path / "b.zarr")
+    assert stack.is_lazy and stack.metadata["format"] == "OME-Zarr 0.5"
+    assert stack.spacing == SPACING  # nanometres converted exactly
+    np.testing.assert_array_equal(read_stack(tmp_path / "b.zarr", channel=0).data, image[0])
+
+
+def test_ngff_scale_is_product_of_dataset_and_global_transforms(tmp_path, image):
+    root = zarr.open_group(str(tmp_path / "c.zarr"), mode="w", zarr_format=2)
+    root.create_array("0", shape=image.shape, dtype=image.dtype)[...] = image
+    ms = _multiscale("0", (0.25, 0.047, 0.047), "micrometer")
+    ms["coordinateTransformations"] = [{"type": "scale", "scale": [1.0, 2.0, 2.0, 2.0]}]
+    root.attrs["multiscales"] = [{"version": "0.4", **ms}]
+    assert open_stack(tmp_path / "c.zarr").spacing == SPACING
+
+
+def test_ngff_space_axes_without_unit_need_voxel_size(tmp_path, image):
+    root = zarr.open_group(str(tmp_path / "d.zarr"), mode="w", zarr_format=2)
+    root.create_array("0", shape=image.shape, dtype=image.dtype)[...] = image
+    ms = _multiscale("0", SPACING, None)
+    for a in ms["axes"]:
+        a.pop("unit", None)
+    root.attrs["multiscales"] = [{"version": "0.4", **ms}]
+    stack = open_stack(tmp_path / "d.zarr", require_spacing=False)
+    assert np.isnan(stack.spacing).all()
+    assert any("Z/Y/X have no unit" in n for n in stack.metadata["notes"])
+    with pytest.raises(VoxelSizeError, match="--voxel-size"):
+        open_stack(tmp_path / "d.zarr")
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_plain_zarr_array_is_lazy_and_needs_voxel_size(tmp_path, zarr_format):
+    data = np.random.default_rng(2).random((7, 16, 20)).astype(np.float32)
+    arr = zarr.open_array(str(tmp_path / "p.zarr"), mode="w", shape=data.shape, dtype=data.dtype,
+                          chunks=(7, 8, 8), zarr_format=zarr_format)
+    arr[...] = data
+    with pytest.raises(VoxelSizeError, match="--voxel-size"):
+        open_stack(tmp_path / "p.zarr")
+    stack = open_stack(tmp_path / "p.zarr", voxel_size=SPACING)
+    assert isinstance(stack.data, da.Array)
+    assert stack.axes == "ZYX" and stack.spacing == SPACING and stack.spacing_source == "override"
+    assert stack.data.chunksize == (7, 8, 8)
+    np.testing.assert_array_equal(stack.data.compute(), data)
+
+
+def test_zarr_group_without_multiscales_lists_its_arrays(tmp_path):
+    root = zarr.open_group(str(tmp_path / "g.zarr"), mode="w", zarr_format=2)
+    root.create_array("raw", shape=(4, 4, 4), dtype="u1")
+    with pytest.raises(InputError, match="without OME-Zarr 'multiscales'.*g.zarr/raw"):
+        open_stack(tmp_path / "g.zarr")
