@@ -18,7 +18,7 @@ from skimage.filters import apply_hysteresis_threshold
 from ...errors import InputError
 from ...validate import check_spacing
 from .preprocess import auto_threshold, denoise, noise_level, subtract_background
-from .shaft import shaft_mask
+from .shaft import outside_distance, shaft_mask
 
 __all__ = ["ClassicalConfig", "segment_classical", "ClassicalDiagnostics"]
 
@@ -48,6 +48,8 @@ class ClassicalConfig:
     radius_window_um : the shaft radius is the median inscribed radius along this much
         centreline on either side, which ignores the bulges that spines make.
     radius_margin : the shaft is the union of balls of this many times that radius.
+    min_protrusion_um : pieces outside the rebuilt shaft that reach less than this far from
+        it are the shaft's own rough surface, not spines.
     shaft_grid_um : the shaft is computed on a grid about this coarse in y/x (speed); its
         boundary is then refined on the full grid.
     z_elongation : how many times longer than wide the microscope blurs a thin structure in
@@ -69,6 +71,7 @@ class ClassicalConfig:
     shaft_min_length_um: float = 3.0
     radius_window_um: float = 1.5
     radius_margin: float = 1.2
+    min_protrusion_um: float = 0.3
     shaft_grid_um: float = 0.18
     z_elongation: str | float = "auto"
 
@@ -127,7 +130,8 @@ def segment_classical(image: np.ndarray, *, spacing, config: ClassicalConfig | N
     foreground = _drop_small(foreground, spacing, config.min_object_um3)
     shape_spacing = (spacing[0] / elongation, spacing[1], spacing[2])
     shaft = _shaft_on_grid(foreground, shape_spacing, config)
-    spine = foreground & ~shaft
+    spine = _protrusions(foreground & ~shaft, shaft, shape_spacing, config.min_protrusion_um)
+    shaft = foreground & ~spine
     confidence = np.clip((signal - low) / max(high - low, 1e-6), 0.0, 1.0).astype(np.float32)
     dendrite_prob = np.where(shaft, 0.5 + 0.5 * confidence, 0.0).astype(np.float32)
     spine_prob = np.where(spine, 0.5 + 0.5 * confidence, 0.0).astype(np.float32)
@@ -156,6 +160,16 @@ def estimate_z_elongation(mask: np.ndarray, spacing, *, limits=(1.0, 5.0)) -> fl
     if not np.isfinite(z) or not np.isfinite(min(y, x)) or mask.shape[0] < 3:
         return 1.0
     return float(np.clip(z / min(y, x), *limits))
+
+
+def _protrusions(candidates: np.ndarray, shaft: np.ndarray, spacing, min_um: float) -> np.ndarray:
+    """Keep the candidate components that reach at least ``min_um`` away from the shaft."""
+    labels, n = cc3d.connected_components(candidates, connectivity=26, return_N=True)
+    if n == 0 or not shaft.any():
+        return candidates
+    reach = ndi.maximum(outside_distance(shaft, spacing), labels, index=np.arange(1, n + 1))
+    keep = np.concatenate([[False], np.asarray(reach) >= min_um])
+    return keep[labels]
 
 
 def _drop_small(mask: np.ndarray, spacing, min_um3: float) -> np.ndarray:

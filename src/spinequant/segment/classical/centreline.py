@@ -35,21 +35,26 @@ class SkeletonGraph:
     def step_length(self, i: int, j: int, spacing) -> float:
         return float(np.sqrt((((self.coords[i] - self.coords[j]) * spacing) ** 2).sum()))
 
-    def on_border(self, i: int) -> bool:
+    def border_distance(self, i: int, spacing) -> float:
+        """Distance (µm) from voxel ``i`` to the nearest face of the volume."""
         c = self.coords[i]
-        return bool((c == 0).any() or (c == np.asarray(self.shape) - 1).any())
+        return float(np.min(np.minimum(c, np.asarray(self.shape) - 1 - c) * spacing))
 
 
 def centreline(foreground: np.ndarray, *, spacing, max_spine_length_um: float,
-               min_length_um: float, max_rounds: int = 4) -> np.ndarray:
-    """Boolean centreline voxels of the dendrites in ``foreground`` (spine branches removed)."""
+               min_length_um: float, border_um: float = 1.5, max_rounds: int = 4) -> np.ndarray:
+    """Boolean centreline voxels of the dendrites in ``foreground`` (spine branches removed).
+
+    Branches ending within ``border_um`` of the volume's faces are dendrites leaving the
+    field of view and are kept whatever their length (a skeleton stops short of the face).
+    """
     skeleton = skeletonize(foreground) > 0
     if not skeleton.any():
         return skeleton
     graph = SkeletonGraph(skeleton)
     sp = np.asarray(spacing, dtype=float)
     for _ in range(max_rounds):
-        if not _prune_side_branches(graph, sp, max_spine_length_um):
+        if not _prune_side_branches(graph, sp, max_spine_length_um, border_um):
             break
     keep = graph.alive & _long_components(graph, sp, min_length_um)
     out = np.zeros(foreground.shape, dtype=bool)
@@ -57,11 +62,11 @@ def centreline(foreground: np.ndarray, *, spacing, max_spine_length_um: float,
     return out
 
 
-def _prune_side_branches(graph: SkeletonGraph, spacing, max_length: float) -> bool:
+def _prune_side_branches(graph: SkeletonGraph, spacing, max_length: float, border_um: float) -> bool:
     ends = [i for i in np.flatnonzero(graph.alive) if graph.degree(i) <= 1]
     removed = False
     for end in ends:
-        if not graph.alive[end] or graph.on_border(end):
+        if not graph.alive[end] or graph.border_distance(end, spacing) <= border_um:
             continue
         path, length, junction = [end], 0.0, False
         prev, cur = -1, end
