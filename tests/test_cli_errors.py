@@ -1,17 +1,21 @@
 """Bad input: one paragraph naming the problem and the fix, exit code 2, no traceback.
 
-File-level problems go through the command line (``spinequant info``). Problems with the image
-content or the channel/time choice only stop commands that analyse a stack, which call
-``read_stack``; ``info`` shows such stacks (and warns about a constant one), so those cases are
-checked on ``read_stack``, whose InputError the command line prints the same way.
+File-level problems go through ``spinequant info``. Problems with the image content, the
+channel/time choice and the output folder stop ``spinequant analyze`` before any analysis;
+``info`` only shows such stacks (and warns about a constant one). So that these tests check the
+I/O layer and not the analysis, ``analyze`` runs here with a stand-in pipeline whose
+``analyze_file`` does what the real one does first: check the output folder, then ``read_stack``.
 """
 
 import sys
+from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
 import pytest
 import tifffile
 
+from spinequant._atomic import ensure_writable_dir
 from spinequant.cli import EXIT_INPUT, main
 from spinequant.errors import InputError
 from spinequant.io import read_stack, write_tiff
@@ -19,10 +23,39 @@ from spinequant.io import read_stack, write_tiff
 SPACING = (0.5, 0.094, 0.094)
 
 
-def run(capsys, *args):
-    code = main(["info", *map(str, args)])
+def run(capsys, *args, command="info"):
+    code = main([command, *map(str, args)])
     out, err = capsys.readouterr()
     return code, out, err
+
+
+@dataclass(frozen=True)
+class _Config:
+    method: str = "classical"
+
+    @classmethod
+    def from_dict(cls, values):
+        return cls()
+
+
+def _read_only_analyze_file(path, out_dir, *, channel=None, time=None, voxel_size=None, config=None,
+                            progress=None):
+    ensure_writable_dir(out_dir)
+    read_stack(path, channel=channel, time=time, voxel_size=voxel_size)
+    raise AssertionError("this input should have been refused")
+
+
+@pytest.fixture(autouse=True)
+def reading_pipeline(monkeypatch):
+    stub = ModuleType("spinequant.pipeline")
+    stub.STAGES, stub.AnalyzeConfig, stub.analyze_file = ["read"], _Config, _read_only_analyze_file
+    stub.analyze_folder = None  # not used: every test here names one stack
+    monkeypatch.setitem(sys.modules, "spinequant.pipeline", stub)
+    monkeypatch.setattr("spinequant.pipeline", stub, raising=False)
+
+
+def analyze(capsys, tmp_path, *args):
+    return run(capsys, *args, "--out", tmp_path / "results", "--quiet", command="analyze")
 
 
 def assert_one_paragraph(code, err, *patterns):
@@ -107,7 +140,7 @@ def test_info_reports_unknown_voxel_size_without_failing(capsys, tmp_path):
     assert code == 0 and "UNKNOWN" in out and "--voxel-size Z Y X" in out
 
 
-# --- content and choice problems (commands that analyse call read_stack) ----------------------
+# --- content, choice and output problems: `analyze` stops before analysing -------------------
 
 @pytest.fixture
 def multi(tmp_path):
@@ -117,34 +150,35 @@ def multi(tmp_path):
     return tmp_path / "tzc.tif"
 
 
-def test_5d_without_channel_or_time_choice(multi):
-    with pytest.raises(InputError, match=r"3 time points; .*Choose one with --time N \(0 to 2\)"):
-        read_stack(multi, channel=0)
-    with pytest.raises(InputError, match=r"2 channels; .*Choose one with --channel N \(0 to 1\)"):
-        read_stack(multi, time=0)
+def test_5d_without_channel_or_time_choice(capsys, tmp_path, multi):
+    code, _, err = analyze(capsys, tmp_path, multi, "--channel", 0)
+    assert_one_paragraph(code, err, "has 3 time points;", "Choose one with --time N (0 to 2)")
+    code, _, err = analyze(capsys, tmp_path, multi, "--time", 0)
+    assert_one_paragraph(code, err, "has 2 channels;", "Choose one with --channel N (0 to 1)")
     assert read_stack(multi, channel=1, time=2).shape == (7, 8, 9)
 
 
-def test_channel_or_time_index_out_of_range(multi, good_tif):
-    with pytest.raises(InputError, match="Channel 2 does not exist.*2 channels, numbered 0 to 1.*--channel"):
-        read_stack(multi, channel=2, time=0)
-    with pytest.raises(InputError, match="Time point 3 does not exist.*numbered 0 to 2.*--time"):
-        read_stack(multi, channel=0, time=3)
-    with pytest.raises(InputError, match="asked for channel 1.*has no channels. Leave out --channel"):
-        read_stack(good_tif, channel=1)
+def test_channel_or_time_index_out_of_range(capsys, tmp_path, multi, good_tif):
+    code, _, err = analyze(capsys, tmp_path, multi, "--channel", 2, "--time", 0)
+    assert_one_paragraph(code, err, "Channel 2 does not exist", "2 channels, numbered 0 to 1", "--channel")
+    code, _, err = analyze(capsys, tmp_path, multi, "--channel", 0, "--time", 3)
+    assert_one_paragraph(code, err, "Time point 3 does not exist", "numbered 0 to 2", "--time")
+    code, _, err = analyze(capsys, tmp_path, good_tif, "--channel", 1)
+    assert_one_paragraph(code, err, "asked for channel 1", "has no channels. Leave out --channel")
 
 
-def test_rgb_when_one_channel_is_expected(tmp_path):
+def test_rgb_when_one_channel_is_expected(capsys, tmp_path):
     tifffile.imwrite(tmp_path / "rgb.tif", np.ones((7, 8, 9, 3), np.uint8), photometric="rgb")
-    with pytest.raises(InputError, match="is an RGB colour image.*--channel N.*Image > Type > 8-bit"):
-        read_stack(tmp_path / "rgb.tif", voxel_size=SPACING)
+    code, _, err = analyze(capsys, tmp_path, tmp_path / "rgb.tif", "--voxel-size", *SPACING)
+    assert_one_paragraph(code, err, "is an RGB colour image (0: red, 1: green, 2: blue)", "--channel N",
+                         "Image > Type > 8-bit")
 
 
-@pytest.mark.parametrize("value, words", [(0, r"is all zero"), (7, r"is constant \(every voxel is 7\)")])
-def test_all_zero_or_constant_stack(tmp_path, value, words):
+@pytest.mark.parametrize("value, words", [(0, "is all zero"), (7, "is constant (every voxel is 7)")])
+def test_all_zero_or_constant_stack(capsys, tmp_path, value, words):
     path = write_tiff(tmp_path / "flat.tif", np.full((7, 8, 9), value, np.uint8), SPACING)
-    with pytest.raises(InputError, match=words + ".*no signal to analyse.*right file, channel"):
-        read_stack(path)
+    code, _, err = analyze(capsys, tmp_path, path)
+    assert_one_paragraph(code, err, words, "no signal to analyse", "right file, channel and time point")
 
 
 def test_constant_stack_only_warns_in_info(capsys, tmp_path):
@@ -153,25 +187,19 @@ def test_constant_stack_only_warns_in_info(capsys, tmp_path):
     assert code == 0 and "WARNING: constant image" in out
 
 
-def test_nan_and_inf_values(tmp_path):
+def test_nan_and_inf_values(capsys, tmp_path):
     data = np.random.default_rng(2).random((7, 8, 9)).astype(np.float32)
     data[0, 0, :3] = np.nan
     data[1, 1, 1] = np.inf
     path = write_tiff(tmp_path / "nan.tif", data, SPACING)
-    with pytest.raises(InputError, match="contains 3 NaN and 1 infinite values.*Remove NaNs"):
-        read_stack(path)
+    code, _, err = analyze(capsys, tmp_path, path)
+    assert_one_paragraph(code, err, "contains 3 NaN and 1 infinite values", "Remove NaNs")
 
 
-def test_cli_prints_any_input_error_without_traceback(capsys, monkeypatch, good_tif):
-    """What an analysing command shows for a read_stack error (here: the 5D choice)."""
-    import spinequant.cli.info as info
-
-    def analyse_like(path, **kw):
-        return read_stack(path, channel=None, time=None)
-
-    data = np.ones((3, 7, 2, 8, 9), np.uint8)
-    tifffile.imwrite(good_tif.parent / "t.tif", data, imagej=True, resolution=(10, 10),
-                     metadata={"spacing": 0.5, "unit": "um", "axes": "TZCYX"})
-    monkeypatch.setattr(info, "open_stack", analyse_like)
-    code, _, err = run(capsys, good_tif.parent / "t.tif")
-    assert_one_paragraph(code, err, "3 time points", "--time N")
+def test_output_folder_that_cannot_be_written(capsys, tmp_path, good_tif):
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")  # as root chmod does not block writes; a path below a file always fails
+    code = main(["analyze", str(good_tif), "--out", str(blocker / "out"), "--quiet"])
+    _, err = capsys.readouterr()
+    assert_one_paragraph(code, err, "Cannot write results to", "afile/out", "Not a directory",
+                         "Choose a folder you can write to", "--out")
