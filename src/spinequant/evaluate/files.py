@@ -73,8 +73,10 @@ def evaluate_files(pred, truths, *, voxel_size=None, config: EvaluationConfig | 
 
 
 def _names(paths) -> list[str]:
-    stems = [Path(p).name for p in paths]
-    return stems if len(set(stems)) == len(stems) else [str(p) for p in paths]
+    for names in ([Path(p).stem for p in paths], [Path(p).name for p in paths]):
+        if len(set(names)) == len(names):
+            return names
+    return [str(p) for p in paths]
 
 
 def _spacing(spacings, voxel_size):
