@@ -2,13 +2,15 @@
 
 No vendor files can be downloaded here, so: the metadata -> voxel size mappings are checked on
 metadata shaped like each reader's output (ND2 with nd2's own dataclasses); whole reads go through
-open_stack with stand-in reader objects that have the reader's interface; LIF is also read by the
-real liffile from a minimal LIF file built in the test following the layout liffile parses.
+open_stack with stand-in reader objects that have the reader's interface; CZI and LIF are also
+read by the real czifile / liffile from minimal files built in the tests, laid out as those
+readers parse them (uncompressed; real acquisitions may use compression and more dimensions).
 """
 
 import re
 import struct
 import sys
+import uuid
 from types import SimpleNamespace
 
 import numpy as np
@@ -133,6 +135,53 @@ def test_czi_extra_axis_and_rgb_give_clear_errors(tmp_path, monkeypatch):
     _fake_module(monkeypatch, "czifile", CziFile=lambda p: FakeCzi(rgb, "CZYX0"))
     with pytest.raises(InputError, match="RGB colour image"):
         read_stack(_file(tmp_path, "rgb.czi"))
+
+
+def _czi_bytes(data, xml):
+    """A minimal uncompressed CZI: header, metadata, one Gray8 subblock per plane, directory.
+
+    ``data`` has axes S C Z Y X (uint8). Dimension entries are stored fastest first (X Y Z C S),
+    so czifile reports the axes as ``SCZYX0``.
+    """
+    def segment(sid, body):
+        return struct.pack("<16sqq", sid, len(body), len(body)) + body
+
+    ns, nc, nz, ny, nx = data.shape
+    meta = struct.pack("<ii", len(xml.encode()), 0) + bytes(248) + xml.encode()
+    pos = 112 + 32 + len(meta)  # file header segment is 32 + 80 bytes
+    entries, blocks = [], []
+    for s in range(ns):
+        for c in range(nc):
+            for z in range(nz):
+                dims = [(b"X", 0, nx), (b"Y", 0, ny), (b"Z", z, 1), (b"C", c, 1), (b"S", s, 1)]
+                entry = struct.pack("<2siqiiBB4si", b"DV", 0, pos, 0, 0, 0, 0, bytes(4), len(dims)) + b"".join(
+                    struct.pack("<4siifi", name, start, n, 0.0, n) for name, start, n in dims)
+                raw = data[s, c, z].tobytes()
+                body = struct.pack("<iiq", 0, 0, len(raw)) + entry + bytes(max(240 - len(entry), 0)) + raw
+                blocks.append(segment(b"ZISRAWSUBBLOCK", body))
+                entries.append(entry)
+                pos += 32 + len(body)
+    directory = struct.pack("<i", len(entries)) + bytes(124) + b"".join(entries)
+    guid = uuid.UUID(int=1).bytes
+    head = struct.pack("<iiii16s16siqqiq", 1, 0, 0, 0, guid, guid, 0, pos, 112, 0, 0)
+    return (segment(b"ZISRAWFILE", head) + segment(b"ZISRAWMETADATA", meta) + b"".join(blocks)
+            + segment(b"ZISRAWDIRECTORY", directory))
+
+
+def test_czi_read_by_czifile_with_spacing_channels_and_scenes(tmp_path):
+    pytest.importorskip("czifile")
+    data = np.random.default_rng(7).integers(0, 255, (2, 2, 5, 16, 20), dtype=np.uint8)
+    path = tmp_path / "exp.czi"
+    path.write_bytes(_czi_bytes(data, CZI_XML))
+    with pytest.raises(InputError, match="holds 2 scenes"):
+        open_stack(path)
+    stack = open_stack(path, image=1)
+    assert stack.axes == "CZYX" and stack.shape == (2, 5, 16, 20)
+    assert stack.spacing == SPACING and stack.channel_names == ("EGFP", "mCherry")
+    np.testing.assert_array_equal(stack.data, data[1])
+    single = tmp_path / "one.czi"
+    single.write_bytes(_czi_bytes(data[:1, :1], CZI_XML))
+    np.testing.assert_array_equal(read_stack(single).data, data[0, 0])
 
 
 # --- LIF -------------------------------------------------------------------------------------
