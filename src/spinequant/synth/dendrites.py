@@ -1,0 +1,142 @@
+"""Labelled dendrites: shafts (with side branches) and the spines along them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ..io.swc import SWC_COLUMNS, SWC_DENDRITE
+from .config import ShaftConfig, SpineConfig
+from .curves import (Curve, clip_to_box, direction, meander_curve, perpendicular_basis, resample,
+                     rotate_towards, smooth_profile)
+from .raster import Primitives
+from .spines import Spine, draw_types, make_spine, spine_direction
+
+#: Shafts are drawn in pieces of this many 1-µm segments (one bounding box each).
+SEGMENTS_PER_PIECE = 3
+MARGIN_UM = 2.0
+
+
+@dataclass
+class Dendrite:
+    """A labelled dendrite: its id, centrelines (main shaft first) and fill brightness."""
+
+    id: int
+    curves: list[Curve] = field(default_factory=list)
+    brightness: float = 1.0
+
+
+def random_dendrite(rng: np.random.Generator, box_um: np.ndarray, cfg: ShaftConfig, *,
+                    radius_um: float | None = None, allow_branch: bool = True) -> list[Curve]:
+    """Centrelines of one dendrite crossing the box (main shaft, then an optional branch)."""
+    steep = rng.uniform() < cfg.steep_fraction
+    u = direction(rng, max_elevation_deg=90.0 if steep else cfg.max_elevation_deg)
+    start = box_um * rng.uniform(0.3, 0.7, 3)
+    half = float(np.linalg.norm(box_um)) + MARGIN_UM
+    r = radius_um if radius_um is not None else rng.uniform(*cfg.radius_um)
+    kw = dict(wiggle_um=cfg.wiggle_um, radius_variation=cfg.radius_variation,
+              radius_limits_um=cfg.radius_limits_um)
+    main = clip_to_box(meander_curve(rng, start, u, (-half, half), radius_um=r, **kw), box_um, MARGIN_UM)
+    if main is None:
+        return []
+    curves = [main]
+    if allow_branch and rng.uniform() < cfg.branch_probability and len(main.points) > 20:
+        i = int(rng.integers(len(main.points) // 5, 4 * len(main.points) // 5))
+        v = rotate_towards(main.tangents[i], np.radians(rng.uniform(30, 70)), rng)
+        branch = meander_curve(rng, main.points[i], v, (0.0, rng.uniform(10, 30)),
+                               radius_um=max(cfg.radius_limits_um[0], 0.7 * main.radii[i]), **kw)
+        branch = clip_to_box(branch, box_um, MARGIN_UM)
+        if branch is not None:
+            curves.append(branch)
+    return curves
+
+
+def shaft_pieces(curve: Curve) -> list[Primitives]:
+    """The shaft as round cones between points 1 µm apart, grouped in small pieces."""
+    c = resample(curve, 1.0)
+    segs = [(c.points[j], c.points[j + 1], c.radii[j], c.radii[j + 1]) for j in range(len(c.points) - 1)]
+    return [Primitives.of(segs[k:k + SEGMENTS_PER_PIECE]) for k in range(0, len(segs), SEGMENTS_PER_PIECE)]
+
+
+def place_spines(rng: np.random.Generator, curve: Curve, box_um: np.ndarray, cfg: SpineConfig,
+                 density_per_um: float) -> list[Spine]:
+    """Spines at random positions (a Poisson process along the shaft) and random angles
+    around it; a fraction get a neighbour right beside them that touches them."""
+    inside = np.all((curve.points >= 0) & (curve.points <= box_um), axis=1)
+    arc = curve.arc
+    step = np.diff(arc, prepend=arc[0])
+    inside_arc = np.cumsum(step * inside)  # arc length counted only inside the volume
+    n = rng.poisson(density_per_um * float(inside_arc[-1]))
+    positions = np.interp(np.sort(rng.uniform(0, inside_arc[-1], size=n)), inside_arc, arc)
+    tangents = curve.tangents
+    spines = []
+    for s, kind in zip(positions, draw_types(rng, len(positions), cfg.type_fractions)):
+        theta = rng.uniform(0, 2 * np.pi)
+        spine = _spine_at(rng, curve, tangents, arc, s, theta, kind, cfg)
+        if spine is None:
+            continue
+        spines.append(spine)
+        if rng.uniform() < cfg.touching_fraction:
+            gap = 0.5 * spine.head_diameter_um + rng.uniform(0.15, 0.4)
+            kind2 = draw_types(rng, 1, cfg.type_fractions)[0]
+            twin = _spine_at(rng, curve, tangents, arc, s + gap * rng.choice([-1, 1]),
+                             theta + rng.normal(0, 0.2), kind2, cfg, towards=spine.direction)
+            if twin is not None:
+                spines.append(twin)
+    return [sp for sp in spines if np.all((sp.base >= 0) & (sp.base <= box_um))]
+
+
+def _spine_at(rng, curve, tangents, arc, s, theta, kind, cfg, towards=None):
+    if not 0 <= s <= arc[-1]:
+        return None
+    i = int(np.clip(np.searchsorted(arc, s), 0, len(arc) - 1))
+    t = tangents[i]
+    n1, n2 = perpendicular_basis(t)
+    normal = np.cos(theta) * n1 + np.sin(theta) * n2
+    base = curve.points[i] + curve.radii[i] * normal
+    d = spine_direction(rng, normal, t, cfg.max_tilt_deg)
+    if towards is not None:  # a touching neighbour leans like the spine it touches
+        d = d + towards
+        d /= np.linalg.norm(d)
+    spine = make_spine(rng, kind, base, d, size_scale=cfg.size_scale)
+    spine.brightness = rng.uniform(*cfg.brightness)
+    return spine
+
+
+def brightness_along(rng: np.random.Generator, n: int, base: float) -> np.ndarray:
+    """Smoothly varying fill along a shaft (cytosolic volume and expression differ)."""
+    return base * (1 + 0.15 * smooth_profile(rng, np.arange(n, dtype=float) * SEGMENTS_PER_PIECE,
+                                               wavelengths=(10.0, 30.0)))
+
+
+def centrelines_swc(dendrites: list[Dendrite], box_um: np.ndarray, *, step_um: float = 0.5) -> pd.DataFrame:
+    """SWC table of the labelled dendrites inside the volume (µm); branches join their
+    parent at the nearest node."""
+    rows = []
+    for dend in dendrites:
+        first_ids: list[np.ndarray] = []
+        first_pts: list[np.ndarray] = []
+        for k, curve in enumerate(dend.curves):
+            c = resample(curve, step_um)
+            inside = np.all((c.points >= 0) & (c.points <= box_um), axis=1)
+            prev = -1
+            if k > 0 and len(first_pts[0]) and inside[0]:
+                dist = np.linalg.norm(first_pts[0] - c.points[0], axis=1)
+                prev = int(first_ids[0][np.argmin(dist)])
+            ids = []
+            for p, r, ok in zip(c.points, c.radii, inside):
+                if not ok:
+                    prev = -1
+                    ids.append(-1)
+                    continue
+                node = len(rows) + 1
+                rows.append((node, SWC_DENDRITE, p[2], p[1], p[0], r, prev, dend.id))
+                prev = node
+                ids.append(node)
+            ids = np.array(ids)
+            first_ids.append(ids[ids > 0])
+            first_pts.append(c.points[ids > 0])
+    table = pd.DataFrame(rows, columns=[*SWC_COLUMNS, "dendrite_id"])
+    return table.astype({"id": np.int64, "type": np.int64, "parent": np.int64, "dendrite_id": np.int64})

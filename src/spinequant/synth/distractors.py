@@ -1,0 +1,75 @@
+"""What a real stack shows besides the labelled dendrites: passing axons with boutons, dim
+out-of-focus dendrites and a smooth haze. None of it is labelled."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from .canvas import Canvas
+from .config import DistractorConfig, ShaftConfig
+from .curves import clip_to_box, direction, meander_curve
+from .dendrites import MARGIN_UM, random_dendrite, shaft_pieces
+from .raster import Primitives
+
+
+def add_axons(rng: np.random.Generator, canvas: Canvas, box_um: np.ndarray, cfg: DistractorConfig) -> int:
+    """Thin straight-ish axons with en-passant boutons; returns how many were drawn."""
+    n = int(rng.integers(cfg.n_axons[0], cfg.n_axons[1] + 1))
+    half = float(np.linalg.norm(box_um)) + MARGIN_UM
+    drawn = 0
+    for _ in range(n):
+        r = rng.uniform(*cfg.axon_radius_um)
+        u = direction(rng, max_elevation_deg=40.0)
+        curve = meander_curve(rng, box_um * rng.uniform(0.1, 0.9, 3), u, (-half, half), wiggle_um=1.0,
+                              radius_um=r, radius_variation=0.0, radius_limits_um=(0.02, 2.0))
+        curve = clip_to_box(curve, box_um, MARGIN_UM)
+        if curve is None:
+            continue
+        brightness = rng.uniform(*cfg.axon_brightness)
+        for prims in shaft_pieces(curve):
+            canvas.add_unlabelled(prims, brightness)
+        arc, s = curve.arc, rng.uniform(0, cfg.bouton_spacing_um[1])
+        while s < arc[-1]:
+            i = int(np.searchsorted(arc, s))
+            c = curve.points[min(i, len(arc) - 1)]
+            rb = rng.uniform(*cfg.bouton_radius_um)
+            canvas.add_unlabelled(Primitives.of([(c, c, rb, rb)]), brightness * rng.uniform(1.0, 1.5))
+            s += rng.uniform(*cfg.bouton_spacing_um)
+        drawn += 1
+    return drawn
+
+
+def add_dim_dendrites(rng: np.random.Generator, canvas: Canvas, box_um: np.ndarray,
+                      cfg: DistractorConfig, shafts: ShaftConfig) -> int:
+    """Dendrites of other cells, dim because they are weakly filled or out of focus."""
+    n = int(rng.integers(cfg.n_dim_dendrites[0], cfg.n_dim_dendrites[1] + 1))
+    for _ in range(n):
+        brightness = rng.uniform(*cfg.dim_brightness)
+        for curve in random_dendrite(rng, box_um, shafts, allow_branch=False):
+            for prims in shaft_pieces(curve):
+                canvas.add_unlabelled(prims, brightness)
+    return n
+
+
+def haze(rng: np.random.Generator, shape, spacing, *, scale_um: float) -> np.ndarray:
+    """A smooth positive random field with mean about 1 (float32), made on a coarse grid of
+    ``scale_um / 2`` and interpolated linearly (separably, as matrix products)."""
+    step = scale_um / 2
+    coarse_shape = [int(np.ceil(n * s / step)) + 3 for n, s in zip(shape, spacing)]
+    field = ndi.gaussian_filter(rng.standard_normal(coarse_shape), 1.0)
+    field = np.clip(1 + 0.5 * field / (field.std() + 1e-12), 0, None).astype(np.float32)
+    mats = [_interpolation_matrix(n, s / step, m) for n, s, m in zip(shape, spacing, coarse_shape)]
+    field = field @ mats[2].T                                   # (cz, cy, nx)
+    field = np.matmul(mats[1][None], field)                     # (cz, ny, nx)
+    return np.tensordot(mats[0], field, axes=(1, 0))            # (nz, ny, nx)
+
+
+def _interpolation_matrix(n: int, ratio: float, m: int) -> np.ndarray:
+    pos = 1 + np.arange(n) * ratio
+    lo = np.floor(pos).astype(int)
+    w = (pos - lo).astype(np.float32)
+    mat = np.zeros((n, m), np.float32)
+    mat[np.arange(n), lo] = 1 - w
+    mat[np.arange(n), np.minimum(lo + 1, m - 1)] += w
+    return mat
