@@ -184,3 +184,32 @@ def test_cli_labels_against_points_needs_spacing(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "pred.tif"), str(tmp_path / "t.csv"), "--voxel-size", *map(str, SPACING),
                  "--out", str(tmp_path / "o")]) == 0
     assert pd.read_csv(tmp_path / "o" / "point_scores.csv")["f1"].tolist() == [1.0]
+
+
+def test_swc_mask_and_dendrite_option(tmp_path):
+    from spinequant.evaluate import swc_to_mask
+
+    nodes = pd.DataFrame({"id": [1, 2], "type": [3, 3], "x": [1.0, 2.0], "y": [1.0, 1.0],
+                          "z": [2.0, 2.0], "radius": [0.5, 0.5], "parent": [-1, 1]})
+    mask = swc_to_mask(nodes, shape=(3, 5, 12), spacing=SPACING)
+    # z plane 1 only (2 µm), y rows 1..3 (0.5 .. 1.5 µm), x columns 2..10 (0.5 .. 2.5 µm)
+    assert mask.any(axis=(1, 2)).tolist() == [False, True, False]
+    assert np.flatnonzero(mask[1].any(axis=1)).tolist() == [1, 2, 3]
+    assert np.flatnonzero(mask[1, 2]).tolist() == list(range(2, 11))
+    assert np.flatnonzero(mask[1, 1]).tolist() == [4, 5, 6, 7, 8]   # a capsule: rounded ends
+    thin = swc_to_mask(nodes.assign(radius=0.0), shape=(3, 5, 12), spacing=SPACING)
+    assert np.flatnonzero(thin).size == 5 and thin[1, 2, 4:9].all()
+    write_swc(tmp_path / "d.swc", nodes)
+    truth = np.zeros((3, 5, 12), np.uint8)
+    truth[1, 2, 4:9] = 1
+    truth[1, 3, 6] = 2
+    pred = truth.copy()
+    pred[1, 0, 0] = 2                      # 0.71 µm from the nearest dendrite voxel
+    write_tiff(tmp_path / "t_semantic.tif", truth, SPACING)
+    write_tiff(tmp_path / "p_semantic.tif", pred, SPACING)
+    out = tmp_path / "o"
+    args = ["evaluate", str(tmp_path / "p_semantic.tif"), str(tmp_path / "t_semantic.tif"), "--out", str(out)]
+    assert main(args + ["--band-um", "0.2", "--dendrite", str(tmp_path / "d.swc")]) == 0
+    assert pd.read_csv(out / "semantic_scores.csv").set_index("class").loc["spine", "precision"] == 1.0
+    assert main(args + ["--band-um", "2", "--dendrite", str(tmp_path / "d.swc")]) == 0
+    assert pd.read_csv(out / "semantic_scores.csv").set_index("class").loc["spine", "precision"] == 0.5

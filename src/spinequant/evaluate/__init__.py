@@ -18,20 +18,26 @@ from __future__ import annotations
 
 from .config import DEFAULT_IOU_THRESHOLDS, EvaluationConfig, RaterClusterConfig
 from .consensus import RaterClusters, cluster_annotations, dbscan, pool_annotations
+from .files import EvaluationReport, evaluate_files, write_report
 from .instances import match_instances, matching_curve, overlaps, split_merge_counts
-from .points import match_points, voxels_to_um
+from .plots import plot_matching_curve, plot_rater_matrix
+from .points import label_centroids, match_points, voxels_to_um
+from .readers import detect_kind, read_labels, read_points
 from .raters import (agreement_by_raters, compare_method, inter_rater_reliability,
                      intra_rater_reliability, reliability_matrix)
 from .scores import detection_scores, scores_from_counts
 from .semantic import combine_raters, dendrite_band, semantic_scores, semantic_scores_vs_raters
+from .swc_mask import swc_to_mask
 
 __all__ = [
     "EvaluationConfig", "RaterClusterConfig", "DEFAULT_IOU_THRESHOLDS",
     "scores_from_counts", "detection_scores",
     "semantic_scores", "semantic_scores_vs_raters", "dendrite_band", "combine_raters",
     "overlaps", "match_instances", "matching_curve", "split_merge_counts",
-    "match_points", "voxels_to_um",
+    "match_points", "voxels_to_um", "label_centroids", "swc_to_mask",
     "RaterClusters", "pool_annotations", "dbscan", "cluster_annotations",
     "reliability_matrix", "inter_rater_reliability", "intra_rater_reliability",
     "compare_method", "agreement_by_raters",
+    "detect_kind", "read_labels", "read_points",
+    "EvaluationReport", "evaluate_files", "write_report", "plot_matching_curve", "plot_rater_matrix",
 ]

@@ -12,20 +12,19 @@ import pandas as pd
 from ..validate import check_spacing
 
 
-def swc_to_mask(nodes: pd.DataFrame, *, shape, spacing, min_radius_um: float | None = None) -> np.ndarray:
+def swc_to_mask(nodes: pd.DataFrame, *, shape, spacing) -> np.ndarray:
     """Voxels (z, y, x) within the interpolated radius of any SWC segment.
 
-    Coordinates and radii in ``nodes`` are µm (columns of :mod:`spinequant.io.swc`); radii
-    smaller than ``min_radius_um`` (default half the largest voxel edge) are raised to it so
-    that a thin trace still marks voxels.
+    Coordinates and radii in ``nodes`` are µm (columns of :mod:`spinequant.io.swc`). The
+    voxel nearest to each point along a segment is always included, so a trace with radius
+    0 still marks a line of voxels. Parts outside ``shape`` are clipped.
     """
     sp = np.asarray(check_spacing(spacing))
     shape = tuple(int(s) for s in shape)
     mask = np.zeros(shape, dtype=bool)
     if len(nodes) == 0:
         return mask
-    floor = float(sp.max() / 2 if min_radius_um is None else min_radius_um)
-    xyz = {int(r.id): (np.array([r.z, r.y, r.x], float), max(float(r.radius), floor))
+    xyz = {int(r.id): (np.array([r.z, r.y, r.x], float), max(float(r.radius), 0.0))
            for r in nodes.itertuples(index=False)}
     step = float(sp.min()) / 2
     for r in nodes.itertuples(index=False):
@@ -38,6 +37,9 @@ def swc_to_mask(nodes: pd.DataFrame, *, shape, spacing, min_radius_um: float | N
 
 
 def _sphere(mask, centre_um, radius_um, sp) -> None:
+    nearest = np.round(centre_um / sp).astype(int)
+    if np.all((nearest >= 0) & (nearest < mask.shape)):
+        mask[tuple(nearest)] = True
     lo = np.maximum(np.floor((centre_um - radius_um) / sp).astype(int), 0)
     hi = np.minimum(np.ceil((centre_um + radius_um) / sp).astype(int) + 1, mask.shape)
     if np.any(hi <= lo):
