@@ -1,0 +1,108 @@
+"""Per-object bookkeeping on label volumes, done inside each object's bounding box.
+
+Whole-volume passes (a distance transform, a lookup-table relabel or a statistics pass over a
+1024 × 1024 × 101 stack) take seconds each; cropping to bounding boxes keeps the work
+proportional to the objects, and :class:`Objects` carries voxel counts and boxes from step to
+step so they are computed once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cc3d
+import edt
+import numpy as np
+from scipy import ndimage as ndi
+
+
+@dataclass
+class Objects:
+    """A label volume with the voxel count and bounding box of every id (index 0 unused)."""
+
+    labels: np.ndarray
+    counts: np.ndarray
+    boxes: list
+
+    @classmethod
+    def of(cls, labels: np.ndarray) -> Objects:
+        s = cc3d.statistics(np.ascontiguousarray(labels))
+        boxes = list(s["bounding_boxes"])
+        counts = np.asarray(s["voxel_counts"], dtype=np.int64)
+        boxes[0], counts[0] = None, 0
+        return cls(labels, counts, boxes)
+
+    @classmethod
+    def from_mask(cls, mask: np.ndarray, connectivity: int) -> Objects:
+        """3D connected components of ``mask`` (ids 1..N in raster order)."""
+        return cls.of(cc3d.connected_components(np.ascontiguousarray(mask), connectivity=connectivity))
+
+    @property
+    def ids(self) -> np.ndarray:
+        return np.flatnonzero(self.counts)
+
+    def volumes(self, spacing) -> np.ndarray:
+        """Volume (µm³) of every id in :attr:`ids`."""
+        return self.counts[self.ids] * voxel_volume(spacing)
+
+    def keep(self, ids) -> Objects:
+        """Only the objects ``ids``, renumbered 1..len(ids) in that order, as int32."""
+        ids = np.asarray(ids, dtype=np.int64)
+        out = np.zeros(self.labels.shape, dtype=np.int32)
+        for new, old in enumerate(ids, start=1):
+            box = self.boxes[old]
+            view = out[box]
+            view[self.labels[box] == old] = new
+        return Objects(out, np.concatenate([[0], self.counts[ids]]), [None] + [self.boxes[i] for i in ids])
+
+    def mask_of(self, ids) -> np.ndarray:
+        """Boolean mask of the objects ``ids``."""
+        mask = np.zeros(self.labels.shape, dtype=bool)
+        for i in ids:
+            box = self.boxes[i]
+            mask[box] |= self.labels[box] == i
+        return mask
+
+
+def grow(box: tuple, margin: tuple, shape: tuple) -> tuple:
+    """``box`` widened by ``margin`` voxels per axis, clipped to ``shape``."""
+    return tuple(slice(max(s.start - m, 0), min(s.stop + m, n)) for s, m, n in zip(box, margin, shape))
+
+
+def margin_voxels(distance_um: float, spacing) -> tuple[int, int, int]:
+    return tuple(int(np.ceil(distance_um / float(s))) + 1 for s in spacing)
+
+
+def voxel_volume(spacing) -> float:
+    return float(np.prod([float(s) for s in spacing]))
+
+
+_CUBE = np.ones((3, 3, 3), bool)
+
+
+def near_mask(objects: Objects, ids, mask: np.ndarray, spacing, limit_um: float) -> np.ndarray:
+    """For each object, whether a ``mask`` voxel lies within ``limit_um`` of one of its voxels.
+
+    Distances are Euclidean in µm between voxel centres. Each object is handled in its bounding
+    box widened by ``limit_um``. An object that touches ``mask`` (26 neighbours) is answered
+    without a distance transform when ``limit_um`` covers a voxel diagonal: that is the common
+    case for spines, and a transform costs milliseconds per object.
+    """
+    spacing = tuple(float(s) for s in spacing)
+    diagonal = float(np.sqrt(np.sum(np.square(spacing))))
+    margin = margin_voxels(limit_um, spacing)
+    labels = objects.labels
+    out = np.zeros(len(ids), dtype=bool)
+    for k, i in enumerate(ids):
+        if limit_um >= diagonal:
+            near = grow(objects.boxes[i], (1, 1, 1), labels.shape)
+            if (ndi.binary_dilation(labels[near] == i, _CUBE) & mask[near]).any():
+                out[k] = True
+                continue
+        box = grow(objects.boxes[i], margin, labels.shape)
+        target = mask[box]
+        if target.any():
+            # edt measures from nonzero voxels to the nearest zero, so the target must be zero.
+            dist = edt.edt(~target, anisotropy=spacing, black_border=False)
+            out[k] = float(dist[labels[box] == i].min()) <= limit_um
+    return out

@@ -1,0 +1,122 @@
+"""Settings and result of the spine-object stage."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+METHODS = ("auto", "floodfill", "components")
+SPLIT_BY = ("distance", "probability", "none")
+
+
+@dataclass(frozen=True)
+class InstanceConfig:
+    """Parameters that turn spine and dendrite maps into spine objects.
+
+    Every size is physical (µm, µm³), so one setting works at any voxel size. Defaults follow
+    DeepD3 (Fernholz et al.) for ROI building, converted from its pixel units at the DeepD3
+    benchmark voxel size 0.094 × 0.094 × 0.5 µm, and Vidaurre-Gallart et al. (2022, eq. 12) for
+    the noise rule. See ``docs/instances.md`` for where each number comes from.
+
+    Attributes
+    ----------
+    method : {"auto", "floodfill", "components"}
+        ``"floodfill"``: DeepD3's seeded 3D flood fill; ``"components"``: threshold then 3D
+        connected components; ``"auto"``: components for boolean masks, flood fill for
+        probability maps.
+    seed_threshold : float
+        Flood fill: a voxel at or above this spine probability may start a new object.
+    growth_threshold : float
+        Flood fill: neighbours join an object only at or above this probability.
+    max_distance_to_seed_um : float
+        Flood fill: no voxel of an object is farther than this from its seed (µm, Euclidean).
+    max_drop : float
+        Flood fill: a voxel joins only if its probability is at least seed value minus this.
+    threshold : float
+        Components: spine probability at or above which a voxel is spine.
+    connectivity : {6, 18, 26}
+        Voxel neighbourhood for flood fill and connected components.
+    split_by : {"distance", "probability", "none"}
+        Split touching spines by seeded watershed on the anisotropic distance transform of
+        each object, on the spine probability, or not at all.
+    split_min_distance_um : float
+        Watershed seeds (local maxima) closer than this are merged into one.
+    split_min_depth_um : float
+        Distance split: a maximum of the distance transform counts as a seed only if it rises
+        this much (µm) above the saddle to any higher maximum (an h-maximum).
+    split_min_depth_prob : float
+        Probability split: the same depth in probability units.
+    min_volume_um3, max_volume_um3 : float
+        Keep spines whose volume lies in this range.
+    min_planes : int
+        Keep spines that span at least this many z planes.
+    max_distance_to_dendrite_um : float or None
+        Keep spines whose nearest voxel lies within this distance of the dendrite; ``None``
+        switches the test off.
+    dendrite_threshold : float
+        Dendrite probability at or above which a voxel is dendrite.
+    min_dendrite_volume_um3 : float
+        Dendrite fragments smaller than this are removed (DeepD3's cleaning step).
+    noise_rule : bool
+        Apply Vidaurre-Gallart eq. 12 to spines and dendrite components: remove a component
+        that is farther than ``noise_distance_um`` from every dendrite component larger than
+        ``noise_dendrite_volume_um3`` *and* smaller than ``noise_volume_um3``.
+    noise_distance_um, noise_dendrite_volume_um3, noise_volume_um3 : float
+        D, V_d and V_s of eq. 12 (paper defaults 3 µm, 0.16 µm³, 0.024 µm³).
+    """
+
+    method: str = "auto"
+    seed_threshold: float = 0.8
+    growth_threshold: float = 0.5
+    max_distance_to_seed_um: float = 2.0
+    max_drop: float = 0.5
+    threshold: float = 0.5
+    connectivity: int = 26
+    split_by: str = "distance"
+    split_min_distance_um: float = 0.5
+    split_min_depth_um: float = 0.1
+    split_min_depth_prob: float = 0.1
+    min_volume_um3: float = 0.044
+    max_volume_um3: float = 4.4
+    min_planes: int = 1
+    max_distance_to_dendrite_um: float | None = 1.0
+    dendrite_threshold: float = 0.5
+    min_dendrite_volume_um3: float = 0.44
+    noise_rule: bool = True
+    noise_distance_um: float = 3.0
+    noise_dendrite_volume_um3: float = 0.16
+    noise_volume_um3: float = 0.024
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class InstanceResult:
+    """Spine objects and cleaned dendrites, in the input's voxel grid.
+
+    Attributes
+    ----------
+    spine_labels : ndarray of int32
+        0 = background, 1..N = one id per spine.
+    dendrite_labels : ndarray of int32
+        0 = background, 1..M = one id per connected dendrite after cleaning.
+    config : InstanceConfig
+        The settings that made this result.
+    removed : dict
+        How many candidate objects each rule removed (e.g. ``{"min_volume": 12}``).
+    """
+
+    spine_labels: np.ndarray
+    dendrite_labels: np.ndarray
+    config: InstanceConfig
+    removed: dict
+
+    @property
+    def n_spines(self) -> int:
+        return int(self.spine_labels.max()) if self.spine_labels.size else 0
+
+    @property
+    def n_dendrites(self) -> int:
+        return int(self.dendrite_labels.max()) if self.dendrite_labels.size else 0

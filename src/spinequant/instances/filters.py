@@ -1,0 +1,129 @@
+"""Rules that keep or drop objects: size, z extent, distance to the dendrite, noise (eq. 12).
+
+Each public function takes and returns label volumes; the pipeline calls the ``*_objects``
+variants, which pass voxel counts and bounding boxes along instead of recomputing them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._objects import Objects, near_mask
+
+
+def object_filter(labels: np.ndarray, *, spacing, dendrite_mask=None, min_volume_um3: float = 0.0,
+                  max_volume_um3: float = np.inf, min_planes: int = 1,
+                  max_distance_to_dendrite_um: float | None = None) -> tuple[np.ndarray, dict]:
+    """Keep objects by volume (µm³), number of z planes spanned and distance to the dendrite.
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (Z, Y, X)
+        Objects (0 = background).
+    spacing : sequence of 3 floats
+        Voxel size in µm (z, y, x).
+    dendrite_mask : ndarray of bool, optional
+        Needed for ``max_distance_to_dendrite_um``.
+    min_volume_um3, max_volume_um3 : float
+        Volume range to keep (voxel count × voxel volume).
+    min_planes : int
+        Smallest number of z planes an object must span.
+    max_distance_to_dendrite_um : float or None
+        Keep objects with a voxel this close to a dendrite voxel (Euclidean, centre to centre).
+
+    Returns
+    -------
+    labels : ndarray of int32
+        Kept objects renumbered 1..N in the order of their old ids.
+    removed : dict
+        Number of objects each rule removed (a rule sees only what earlier rules kept).
+
+    Examples
+    --------
+    >>> labels = np.zeros((4, 10, 10), int); labels[1, 1:3, 1:3] = 1; labels[0:3, 5:9, 5:9] = 2
+    >>> kept, removed = object_filter(labels, spacing=(0.5, 0.1, 0.1), min_planes=2)
+    >>> int(kept.max()), removed["min_planes"]
+    (1, 1)
+    """
+    objects, removed = filter_objects(Objects.of(labels), spacing=spacing, dendrite_mask=dendrite_mask,
+                                      min_volume_um3=min_volume_um3, max_volume_um3=max_volume_um3,
+                                      min_planes=min_planes,
+                                      max_distance_to_dendrite_um=max_distance_to_dendrite_um)
+    return objects.labels, removed
+
+
+def filter_objects(objects: Objects, *, spacing, dendrite_mask, min_volume_um3, max_volume_um3, min_planes,
+                   max_distance_to_dendrite_um) -> tuple[Objects, dict]:
+    ids = objects.ids
+    volume = objects.volumes(spacing)
+    removed = {}
+    keep = (volume >= min_volume_um3) & (volume <= max_volume_um3)
+    removed["volume"] = int((~keep).sum())
+    planes = np.array([objects.boxes[i][0].stop - objects.boxes[i][0].start for i in ids], dtype=int)
+    removed["min_planes"] = int((keep & (planes < min_planes)).sum())
+    keep &= planes >= min_planes
+    if max_distance_to_dendrite_um is not None and dendrite_mask is not None:
+        near = np.zeros(len(ids), bool)
+        near[keep] = near_mask(objects, ids[keep], dendrite_mask, spacing, max_distance_to_dendrite_um)
+        removed["dendrite_distance"] = int((keep & ~near).sum())
+        keep &= near
+    return objects.keep(ids[keep]), removed
+
+
+def noise_filter(labels: np.ndarray, dendrite_labels: np.ndarray, *, spacing, distance_um: float = 3.0,
+                 dendrite_volume_um3: float = 0.16, volume_um3: float = 0.024) -> tuple[np.ndarray, int]:
+    """Vidaurre-Gallart et al. (2022) eq. 12: drop small components far from the dendrite.
+
+    A component ``s`` is removed when ``d_Vd(s) > D`` and ``getSize(s) < V_s``, where ``d_Vd``
+    is the distance from ``s`` to the closest dendritic shaft component bigger than ``V_d``.
+    Both conditions must hold: a small object next to the dendrite stays, and so does a large
+    one far away. The paper applies the rule to spines, to dendrite components, or to both.
+
+    Parameters
+    ----------
+    labels : ndarray of int
+        Components to test (spines or dendrite fragments).
+    dendrite_labels : ndarray of int
+        Dendrite components; those larger than ``dendrite_volume_um3`` are the reference.
+    spacing : sequence of 3 floats
+        Voxel size in µm (z, y, x).
+    distance_um, dendrite_volume_um3, volume_um3 : float
+        D (µm), V_d (µm³) and V_s (µm³); the defaults are the paper's.
+
+    Returns
+    -------
+    labels : ndarray of int32
+        Kept components renumbered 1..N.
+    n_removed : int
+    """
+    objects, n = noise_objects(Objects.of(labels), Objects.of(dendrite_labels), spacing=spacing,
+                               distance_um=distance_um, dendrite_volume_um3=dendrite_volume_um3,
+                               volume_um3=volume_um3)
+    return objects.labels, n
+
+
+def noise_objects(objects: Objects, dendrites: Objects, *, spacing, distance_um, dendrite_volume_um3,
+                  volume_um3) -> tuple[Objects, int]:
+    ids = objects.ids
+    small = objects.volumes(spacing) < volume_um3
+    far = np.zeros(len(ids), bool)
+    if small.any():
+        big = dendrites.ids[dendrites.volumes(spacing) > dendrite_volume_um3]
+        reference = dendrites.mask_of(big)
+        # "farther than D" is the complement of "some reference voxel within D".
+        far[small] = ~near_mask(objects, ids[small], reference, spacing, distance_um)
+    drop = small & far
+    return (objects.keep(ids[~drop]) if drop.any() else objects), int(drop.sum())
+
+
+def remove_small(labels: np.ndarray, *, spacing, min_volume_um3: float) -> tuple[np.ndarray, int]:
+    """Remove components smaller than ``min_volume_um3`` (DeepD3's dendrite cleaning)."""
+    objects, n = remove_small_objects(Objects.of(labels), spacing=spacing, min_volume_um3=min_volume_um3)
+    return objects.labels, n
+
+
+def remove_small_objects(objects: Objects, *, spacing, min_volume_um3) -> tuple[Objects, int]:
+    keep = objects.volumes(spacing) >= min_volume_um3
+    if keep.all():
+        return objects, 0
+    return objects.keep(objects.ids[keep]), int((~keep).sum())

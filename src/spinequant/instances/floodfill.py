@@ -1,0 +1,72 @@
+"""DeepD3's seeded 3D flood fill (Fernholz et al., Online Methods, "ROI detection")."""
+
+from __future__ import annotations
+
+import cc3d
+import numpy as np
+
+from ._objects import grow, margin_voxels
+
+
+def seeded_flood_fill(spine_prob: np.ndarray, *, spacing, seed_threshold: float = 0.8,
+                      growth_threshold: float = 0.5, max_distance_to_seed_um: float = 2.0,
+                      max_drop: float = 0.5, connectivity: int = 26) -> np.ndarray:
+    """Grow one object from each unclaimed seed voxel, brightest seed first.
+
+    A voxel at or above ``seed_threshold`` that no object has claimed starts a new object.
+    The object takes every unclaimed voxel connected to the seed through voxels that are
+    (1) at or above ``growth_threshold``, (2) within ``max_distance_to_seed_um`` of the seed
+    (Euclidean, µm, anisotropic) and (3) no more than ``max_drop`` below the seed's value.
+
+    Parameters
+    ----------
+    spine_prob : ndarray, shape (Z, Y, X)
+        Spine probability in [0, 1].
+    spacing : sequence of 3 floats
+        Voxel size in µm (z, y, x).
+
+    Returns
+    -------
+    ndarray of int32
+        0 = background, 1..N in the order the seeds were taken.
+
+    Examples
+    --------
+    >>> p = np.zeros((3, 9, 9), np.float32); p[1, 2:5, 2:5] = 0.9; p[1, 6, 6] = 0.85
+    >>> labels = seeded_flood_fill(p, spacing=(0.5, 0.1, 0.1))
+    >>> int(labels.max()), int((labels == 1).sum())
+    (2, 9)
+    """
+    prob = np.asarray(spine_prob, dtype=np.float32)
+    labels = np.zeros(prob.shape, dtype=np.int32)
+    candidate = prob >= growth_threshold
+    # Growth never leaves the connected component of the candidate voxels that holds the seed,
+    # so each fill works in the intersection of that component's box and the seed's ball.
+    regions = cc3d.connected_components(candidate, connectivity=connectivity)
+    region_boxes = cc3d.statistics(regions)["bounding_boxes"]
+    seeds = np.flatnonzero(prob >= seed_threshold)
+    if seeds.size == 0:
+        return labels
+    # Brightest first; ties in raster order so results are reproducible.
+    seeds = seeds[np.argsort(-prob.ravel()[seeds], kind="stable")]
+    margin = margin_voxels(max_distance_to_seed_um, spacing)
+    sz, sy, sx = (float(s) for s in spacing)
+    flat = labels.ravel()
+    n = 0
+    for index in seeds:
+        if flat[index]:
+            continue
+        centre = np.unravel_index(index, prob.shape)
+        ball = grow(tuple(slice(c, c + 1) for c in centre), margin, prob.shape)
+        region = region_boxes[regions[centre]]
+        box = tuple(slice(max(a.start, b.start), min(a.stop, b.stop)) for a, b in zip(ball, region))
+        z, y, x = np.ogrid[box[0], box[1], box[2]]
+        near = ((z - centre[0]) * sz) ** 2 + ((y - centre[1]) * sy) ** 2 + ((x - centre[2]) * sx) ** 2 \
+            <= max_distance_to_seed_um ** 2
+        seed_value = prob[centre]
+        ok = candidate[box] & near & (labels[box] == 0) & (prob[box] >= seed_value - max_drop)
+        local = cc3d.connected_components(ok, connectivity=connectivity)
+        n += 1
+        view = labels[box]
+        view[local == local[tuple(c - b.start for c, b in zip(centre, box))]] = n
+    return labels

@@ -1,0 +1,177 @@
+"""Spine objects from masks and probability maps, on shapes with known geometry."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from test_instances_shapes import SPACING, blurred, dendrite_with_spines, ellipsoid, label_at
+
+from spinequant.errors import InputError
+from spinequant.instances import InstanceConfig, InstanceResult, spine_instances
+
+NO_FILTERS = dict(min_volume_um3=0.0, max_volume_um3=np.inf, max_distance_to_dendrite_um=None)
+
+
+def test_mask_gives_one_label_per_sphere_with_exact_voxels():
+    spines, dendrite, centres = dendrite_with_spines()
+    result = spine_instances(spines, dendrite, spacing=SPACING)
+    assert isinstance(result, InstanceResult)
+    assert result.spine_labels.dtype == np.int32 and result.dendrite_labels.dtype == np.int32
+    assert result.n_spines == 4 and result.n_dendrites == 1
+    ids = [label_at(result.spine_labels, c, SPACING) for c in centres]
+    assert sorted(ids) == [1, 2, 3, 4]
+    # From a mask, each spine is exactly its sphere (minus the dendrite).
+    assert np.array_equal(result.spine_labels > 0, spines)
+    assert np.array_equal(result.dendrite_labels > 0, dendrite)
+
+
+def test_sphere_volume_matches_geometry_within_rasterisation_error():
+    # An isolated ellipsoid long in z (so it spans several 0.5 µm planes): V = 4/3 π abc.
+    radii = (1.5, 0.6, 0.6)
+    blob = ellipsoid((6, 4, 4), SPACING, (3, 2, 2), radii)
+    result = spine_instances(blob, None, spacing=SPACING, config=InstanceConfig(**NO_FILTERS))
+    assert result.n_spines == 1
+    volume = (result.spine_labels == 1).sum() * np.prod(SPACING)
+    assert volume == pytest.approx(4 / 3 * np.pi * np.prod(radii), rel=0.1)
+
+
+@pytest.mark.parametrize("spacing", [SPACING, (0.3, 0.1, 0.1), (0.2, 0.2, 0.2)])
+@pytest.mark.parametrize("source", ["mask", "probability"])
+def test_two_touching_spheres_are_split(spacing, source):
+    a, b = (3.0, 4.0, 3.55), (3.0, 4.0, 4.45)  # radius 0.5 µm, centres 0.9 µm apart: they overlap
+    pair = ellipsoid((6, 8, 8), spacing, a, (0.5,) * 3) | ellipsoid((6, 8, 8), spacing, b, (0.5,) * 3)
+    data = pair if source == "mask" else blurred(pair, spacing)
+    result = spine_instances(data, None, spacing=spacing, config=InstanceConfig(**NO_FILTERS))
+    labels = result.spine_labels
+    assert result.n_spines == 2
+    assert {label_at(labels, a, spacing), label_at(labels, b, spacing)} == {1, 2}
+    sizes = np.bincount(labels.ravel())[1:]
+    assert abs(sizes[0] - sizes[1]) <= 0.2 * sizes.max()
+
+
+def test_without_splitting_touching_spheres_stay_one_object():
+    pair = ellipsoid((6, 8, 8), SPACING, (3, 4, 3.55), (0.5,) * 3) | ellipsoid((6, 8, 8), SPACING, (3, 4, 4.45), (0.5,) * 3)
+    cfg = InstanceConfig(split_by="none", **NO_FILTERS)
+    assert spine_instances(pair, None, spacing=SPACING, config=cfg).n_spines == 1
+
+
+def test_one_elongated_spine_is_not_split():
+    # A 2 µm long spine (neck + head) along y: one object, one label.
+    neck = ellipsoid((6, 6, 4), SPACING, (3, 2.2, 2), (0.5, 1.0, 0.2))
+    head = ellipsoid((6, 6, 4), SPACING, (3, 3.5, 2), (0.5, 0.5, 0.5))
+    result = spine_instances(neck | head, None, spacing=SPACING, config=InstanceConfig(**NO_FILTERS))
+    assert result.n_spines == 1
+
+
+@pytest.mark.parametrize("spacing", [SPACING, (0.25, 0.1, 0.1)])
+def test_blurred_probability_recovers_each_spine(spacing):
+    spines, dendrite, centres = dendrite_with_spines(spacing, n_spines=5)
+    for method in ("floodfill", "components"):
+        result = spine_instances(blurred(spines, spacing), blurred(dendrite, spacing), spacing=spacing,
+                                 config=InstanceConfig(method=method))
+        assert result.n_spines == 5, method
+        assert sorted(label_at(result.spine_labels, c, spacing) for c in centres) == [1, 2, 3, 4, 5]
+        # The 0.5 level of a symmetric blur lies on the true surface: volumes within 25 %.
+        found = np.bincount(result.spine_labels.ravel())[1:]
+        true = spines.sum() / 5
+        assert np.all(np.abs(found - true) <= 0.25 * true), (method, found, true)
+
+
+def test_noise_rule_eq12_removes_small_far_blobs_only():
+    spines, dendrite, _ = dendrite_with_spines(n_spines=2)
+    shape_um = (6.0, 8.0, 8.0)
+    vox = np.prod(SPACING)
+    noise = np.zeros_like(spines)
+    far_small = (3, 7.5, 7.0)      # 3.5 µm from the dendrite surface, 3 voxels = 0.013 µm³ < V_s
+    near_small = (3, 4.4, 7.0)     # 0.4 µm from the dendrite surface, same size
+    far_big = (3, 7.3, 1.0)        # far, but 0.5 µm wide: larger than V_s
+    for z, y, x in (far_small, near_small):
+        iz, iy, ix = (int(round(c / s)) for c, s in zip((z, y, x), SPACING))
+        noise[iz, iy, ix:ix + 3] = True
+    big = ellipsoid(shape_um, SPACING, far_big, (0.5, 0.25, 0.25))
+    assert big.sum() * vox > 0.024
+    data = spines | noise | big
+    cfg = InstanceConfig(**NO_FILTERS)
+    result = spine_instances(data, dendrite, spacing=SPACING, config=cfg)
+    assert result.removed["spine_noise"] == 1
+    assert label_at(result.spine_labels, far_small, SPACING) == 0
+    assert label_at(result.spine_labels, near_small, SPACING) > 0
+    assert label_at(result.spine_labels, far_big, SPACING) > 0
+    assert result.n_spines == 2 + 2
+    # With a larger D the far blob is close enough to stay.
+    cfg = dataclasses.replace(cfg, noise_distance_um=4.5)
+    assert spine_instances(data, dendrite, spacing=SPACING, config=cfg).n_spines == 5
+    cfg = dataclasses.replace(cfg, noise_rule=False)
+    assert spine_instances(data, dendrite, spacing=SPACING, config=cfg).n_spines == 5
+
+
+def test_volume_planes_and_dendrite_distance_filters():
+    spines, dendrite, _ = dendrite_with_spines(n_spines=1)
+    vox = np.prod(SPACING)
+    extra = np.zeros_like(spines)
+    extra[6, 66:70, 20:24] = True      # one plane, 16 voxels, 2.3 µm above the dendrite axis → 1.3 µm gap
+    data = spines | extra
+    base = InstanceConfig(**NO_FILTERS)
+    assert spine_instances(data, dendrite, spacing=SPACING, config=base).n_spines == 2
+    cfg = dataclasses.replace(base, min_planes=2)
+    r = spine_instances(data, dendrite, spacing=SPACING, config=cfg)
+    assert r.n_spines == 1 and r.removed["min_planes"] == 1
+    cfg = dataclasses.replace(base, min_volume_um3=17 * vox)
+    r = spine_instances(data, dendrite, spacing=SPACING, config=cfg)
+    assert r.n_spines == 1 and r.removed["volume"] == 1
+    cfg = dataclasses.replace(base, max_volume_um3=17 * vox)
+    r = spine_instances(data, dendrite, spacing=SPACING, config=cfg)
+    assert r.n_spines == 1 and label_at(r.spine_labels, (3.0, 6.3, 2.0), SPACING) == 1
+    gap = (66 - 1) * SPACING[1] - (3.0 + 1.0)  # nearest extra voxel centre to nearest dendrite voxel
+    for limit, n in ((gap - 0.15, 1), (gap + 0.15, 2)):
+        cfg = dataclasses.replace(base, max_distance_to_dendrite_um=limit)
+        assert spine_instances(data, dendrite, spacing=SPACING, config=cfg).n_spines == n, limit
+
+
+def test_small_dendrite_fragments_are_removed():
+    spines, dendrite, _ = dendrite_with_spines(n_spines=1)
+    fragment = np.zeros_like(dendrite)
+    fragment[2, 75:80, 20:30] = True   # 50 voxels = 0.22 µm³ < 0.44 µm³
+    result = spine_instances(spines, dendrite | fragment, spacing=SPACING)
+    assert result.n_dendrites == 1 and result.removed["dendrite_fragments"] == 1
+    assert not result.dendrite_labels[fragment].any()
+    cfg = InstanceConfig(min_dendrite_volume_um3=0.1, noise_rule=False)
+    assert spine_instances(spines, dendrite | fragment, spacing=SPACING, config=cfg).n_dendrites == 2
+
+
+def test_same_scene_at_two_spacings_gives_same_objects():
+    counts = []
+    for spacing in (SPACING, (0.25, 0.047, 0.047)):
+        spines, dendrite, centres = dendrite_with_spines(spacing, n_spines=3)
+        result = spine_instances(spines, dendrite, spacing=spacing)
+        volumes = np.bincount(result.spine_labels.ravel())[1:] * np.prod(spacing)
+        counts.append((result.n_spines, volumes))
+    assert counts[0][0] == counts[1][0] == 3
+    np.testing.assert_allclose(counts[0][1], counts[1][1], rtol=0.2)
+
+
+def test_config_is_a_frozen_dict_convertible_dataclass():
+    cfg = InstanceConfig()
+    d = dataclasses.asdict(cfg)
+    assert d["noise_distance_um"] == 3.0 and d["noise_dendrite_volume_um3"] == 0.16
+    assert d["noise_volume_um3"] == 0.024
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.threshold = 0.3
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(spine=np.zeros((4, 4))), "3D"),
+    (dict(spine=np.full((3, 4, 4), 2.0)), "[0, 1]"),
+    (dict(spine=np.full((3, 4, 4), np.nan)), "NaN"),
+    (dict(dendrite=np.zeros((3, 5, 4))), "same stack"),
+    (dict(config=InstanceConfig(method="magic")), "method"),
+    (dict(config=InstanceConfig(min_volume_um3=2, max_volume_um3=1)), "min_volume_um3"),
+    (dict(spacing=None), "voxel size"),
+])
+def test_bad_input_raises_input_error(bad, message):
+    args = dict(spine=np.zeros((3, 4, 4), np.float32), dendrite=np.zeros((3, 4, 4), np.float32),
+                spacing=SPACING, config=None) | bad
+    with pytest.raises(InputError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        spine_instances(args["spine"], args["dendrite"], spacing=args["spacing"], config=args["config"])
