@@ -254,7 +254,16 @@ def test_lif_read_by_liffile_with_spacing_channels_and_image_choice(tmp_path):
 # --- ND2 -------------------------------------------------------------------------------------
 
 def _nd2_metadata(names, calibrated=(True, True, True), calibration=(0.094, 0.094, 0.5)):
-    s = pytest.importorskip("nd2.structures")
+    """ND2 metadata as nd2 returns it: its own dataclasses when nd2 is installed, else look-alikes."""
+    try:
+        import nd2.structures as s
+    except ImportError:
+        s = None
+    if s is None:
+        volume = SimpleNamespace(axesCalibrated=calibrated, axesCalibration=calibration)
+        channels = [SimpleNamespace(channel=SimpleNamespace(name=n, index=i), volume=volume)
+                    for i, n in enumerate(names)]
+        return SimpleNamespace(channels=channels)
     volume = s.Volume(axesCalibrated=calibrated, axesCalibration=calibration,
                       axesInterpretation=("distance",) * 3, bitsPerComponentInMemory=16,
                       bitsPerComponentSignificant=12, cameraTransformationMatrix=(1, 0, 0, 1),
