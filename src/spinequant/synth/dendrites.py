@@ -68,7 +68,8 @@ def place_spines(rng: np.random.Generator, curve: Curve, box_um: np.ndarray, cfg
     arc = curve.arc
     step = np.diff(arc, prepend=arc[0])
     inside_arc = np.cumsum(step * inside)  # arc length counted only inside the volume
-    n = rng.poisson(density_per_um * float(inside_arc[-1]))
+    # touching neighbours are extra spines: draw fewer primary ones so the mean density holds
+    n = rng.poisson(density_per_um * float(inside_arc[-1]) / (1 + cfg.touching_fraction))
     positions = np.interp(np.sort(rng.uniform(0, inside_arc[-1], size=n)), inside_arc, arc)
     tangents = curve.tangents
     spines = []
@@ -107,8 +108,8 @@ def _spine_at(rng, curve, tangents, arc, s, theta, kind, cfg, towards=None):
 
 def brightness_along(rng: np.random.Generator, n: int, base: float) -> np.ndarray:
     """Smoothly varying fill along a shaft (cytosolic volume and expression differ)."""
-    return base * (1 + 0.15 * smooth_profile(rng, np.arange(n, dtype=float) * SEGMENTS_PER_PIECE,
-                                               wavelengths=(10.0, 30.0)))
+    return base * (1 + 0.25 * smooth_profile(rng, np.arange(n, dtype=float) * SEGMENTS_PER_PIECE,
+                                               wavelengths=(6.0, 25.0)))
 
 
 def centrelines_swc(dendrites: list[Dendrite], box_um: np.ndarray, *, step_um: float = 0.5) -> pd.DataFrame:

@@ -14,16 +14,21 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..errors import InputError
-from .config import DistractorConfig, ImagingConfig, SpineConfig, SynthConfig
+from .config import DistractorConfig, ImagingConfig, ShaftConfig, SpineConfig, SynthConfig
 
 TWO_PHOTON = SynthConfig(
     name="two_photon",
     spacing=(0.5, 0.094, 0.094),
     shape=(32, 256, 256),
+    shafts=ShaftConfig(n_dendrites=(1, 2), radius_um=(0.3, 0.55), max_elevation_deg=12.0,
+                       steep_fraction=0.1, brightness=(0.8, 1.2)),
+    spines=SpineConfig(density_per_um=(1.5, 3.0), brightness=(1.1, 1.8)),
+    distractors=DistractorConfig(n_axons=(0, 2), axon_brightness=(0.15, 0.4), n_dim_dendrites=(0, 1),
+                                 haze=0.01),
     imaging=ImagingConfig(psf_fwhm_um=(3.2, 0.45), two_photon=True, wavelength_um=0.92,
                           numerical_aperture=1.0, attenuation_length_um=150.0, snr=30.0,
-                          signal_adu=900.0, offset_adu=110.0, dark_fraction=0.05,
-                          read_noise_fraction=0.02, noise_correlation_px=0.93, dtype="uint16"),
+                          signal_adu=900.0, offset_adu=134.0, dark_fraction=0.02,
+                          read_noise_fraction=0.01, noise_correlation_px=0.93, dtype="uint16"),
 )
 
 CONFOCAL = SynthConfig(
