@@ -5,7 +5,7 @@ import pytest
 
 from spinequant.errors import InputError
 from spinequant.evaluate import match_instances, matching_curve, overlaps, split_merge_counts
-from spinequant.evaluate.instances import match_by_score
+from spinequant.evaluate.assign import match_by_score
 
 
 def _line(**objects):
@@ -104,3 +104,31 @@ def test_match_by_score_distances():
     assert list(zip(rows, cols)) == [(0, 1), (1, 0)]
     rows, cols = match_by_score(d, 1.0, larger_is_better=False, method="greedy")
     assert list(zip(rows, cols)) == [(0, 0)]
+
+
+def test_sparse_hungarian_equals_dense_assignment():
+    from scipy.optimize import linear_sum_assignment
+
+    from spinequant.evaluate.assign import assign_pairs
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        score = rng.random((30, 25)) * (rng.random((30, 25)) < 0.08)
+        rows, cols = np.nonzero(score)
+        chosen = assign_pairs(rows, cols, score[rows, cols])
+        assert len(set(rows[chosen])) == len(chosen) == len(set(cols[chosen]))
+        # dense reference: most pairs first (big bonus), then the largest total score
+        dense = np.where(score > 0, 1000 + score, 0)
+        r, c = linear_sum_assignment(dense, maximize=True)
+        keep = score[r, c] > 0
+        assert len(chosen) == keep.sum()
+        assert score[rows[chosen], cols[chosen]].sum() == pytest.approx(score[r, c][keep].sum())
+
+
+def test_overlaps_many_objects_sparse():
+    # 2000 objects each: never a dense 2000 x 2000 matrix
+    truth = np.arange(1, 2001, dtype=np.int32).repeat(4).reshape(1, 1, 8000)
+    pred = truth.copy()
+    pred[0, 0, ::4] = 0
+    r = match_instances(pred, truth)
+    assert r["tp"] == 2000 and r["mean_matched_iou"] == pytest.approx(0.75)

@@ -11,33 +11,49 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import linear_sum_assignment
 
 from ..errors import InputError
+from .assign import assign_pairs
 from .config import DEFAULT_IOU_THRESHOLDS
 from .scores import detection_scores
 
 
 @dataclass(frozen=True)
 class Overlaps:
-    """Overlap of every true object with every predicted object.
+    """Voxels shared by true and predicted objects, as a sparse list of overlapping pairs.
 
-    ``true_ids`` and ``pred_ids`` list the object ids; ``intersection[i, j]`` is the number
-    of voxels shared by true object ``true_ids[i]`` and predicted object ``pred_ids[j]``;
-    ``true_sizes`` and ``pred_sizes`` are object sizes in voxels.
+    ``true_ids`` / ``pred_ids`` list the object ids and ``true_sizes`` / ``pred_sizes`` their
+    sizes in voxels; pair k joins true object ``true_ids[pair_true[k]]`` and predicted
+    object ``pred_ids[pair_pred[k]]``, which share ``pair_voxels[k]`` voxels (> 0).
     """
 
     true_ids: np.ndarray
     pred_ids: np.ndarray
-    intersection: np.ndarray
     true_sizes: np.ndarray
     pred_sizes: np.ndarray
+    pair_true: np.ndarray
+    pair_pred: np.ndarray
+    pair_voxels: np.ndarray
+
+    @property
+    def pair_iou(self) -> np.ndarray:
+        """IoU of each overlapping pair."""
+        union = self.true_sizes[self.pair_true] + self.pred_sizes[self.pair_pred] - self.pair_voxels
+        return self.pair_voxels / union
+
+    @property
+    def intersection(self) -> np.ndarray:
+        """Dense (n_true, n_pred) matrix of shared voxels (for small images)."""
+        m = np.zeros((self.true_ids.size, self.pred_ids.size), dtype=np.int64)
+        m[self.pair_true, self.pair_pred] = self.pair_voxels
+        return m
 
     @property
     def iou(self) -> np.ndarray:
-        union = self.true_sizes[:, None] + self.pred_sizes[None, :] - self.intersection
-        return np.divide(self.intersection, union, out=np.zeros(self.intersection.shape),
-                         where=union > 0)
+        """Dense (n_true, n_pred) IoU matrix (for small images)."""
+        m = np.zeros((self.true_ids.size, self.pred_ids.size))
+        m[self.pair_true, self.pair_pred] = self.pair_iou
+        return m
 
 
 def overlaps(pred_labels, true_labels) -> Overlaps:
@@ -58,51 +74,10 @@ def overlaps(pred_labels, true_labels) -> Overlaps:
     true_ids, true_sizes = np.unique(true[true > 0], return_counts=True)
     pred_ids, pred_sizes = np.unique(pred[pred > 0], return_counts=True)
     both = (true > 0) & (pred > 0)
-    inter = np.zeros((true_ids.size, pred_ids.size), dtype=np.int64)
-    if both.any():
-        ti = np.searchsorted(true_ids, true[both])
-        pj = np.searchsorted(pred_ids, pred[both])
-        np.add.at(inter, (ti, pj), 1)
-    return Overlaps(true_ids, pred_ids, inter, true_sizes, pred_sizes)
-
-
-def match_by_score(score: np.ndarray, threshold: float, *, method: str = "hungarian",
-                   larger_is_better: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """One-to-one pairs (rows, cols) of a score matrix whose score passes ``threshold``.
-
-    With ``larger_is_better`` a pair needs ``score >= threshold`` and ``score > 0``; otherwise
-    ``score <= threshold``. ``"hungarian"`` maximises the number of pairs and then the total
-    score (minimum total for distances); ``"greedy"`` takes the best remaining pair first.
-    """
-    score = np.asarray(score, dtype=float)
-    ok = (score >= threshold) & (score > 0) if larger_is_better else score <= threshold
-    if not ok.any():
-        return np.zeros(0, dtype=int), np.zeros(0, dtype=int)
-    if method == "greedy":
-        rows, cols = np.nonzero(ok)
-        order = np.argsort(-score[rows, cols] if larger_is_better else score[rows, cols], kind="stable")
-        used_r, used_c, keep = set(), set(), []
-        for k in order:
-            r, c = rows[k], cols[k]
-            if r not in used_r and c not in used_c:
-                used_r.add(r), used_c.add(c), keep.append(k)
-        keep = np.array(keep, dtype=int)
-        pairs = (rows[keep], cols[keep])
-    elif method == "hungarian":
-        # Every allowed pair is worth more than any sum of score differences, so the
-        # assignment first maximises the number of pairs, then their total score.
-        lo, hi = float(score[ok].min()), float(score[ok].max())
-        spread = hi - lo + 1.0
-        bonus = spread * (min(score.shape) + 1)
-        gain = np.where(ok, bonus + (score - lo if larger_is_better else hi - score), 0.0)
-        rows, cols = linear_sum_assignment(gain, maximize=True)
-        pairs = (rows, cols)
-    else:
-        raise InputError(f"Unknown matching method {method!r}; use 'hungarian' or 'greedy'.")
-    rows, cols = pairs
-    keep = ok[rows, cols]
-    order = np.argsort(rows[keep], kind="stable")
-    return rows[keep][order], cols[keep][order]
+    n = max(pred_ids.size, 1)
+    key = np.searchsorted(true_ids, true[both]) * n + np.searchsorted(pred_ids, pred[both])
+    key, voxels = np.unique(key, return_counts=True)
+    return Overlaps(true_ids, pred_ids, true_sizes, pred_sizes, key // n, key % n, voxels)
 
 
 def match_instances(pred_labels, true_labels, *, iou_threshold: float = 0.5,
@@ -128,10 +103,12 @@ def match_instances(pred_labels, true_labels, *, iou_threshold: float = 0.5,
         :mod:`spinequant.evaluate.scores`.
     """
     ov = overlap if overlap is not None else overlaps(pred_labels, true_labels)
-    iou = ov.iou
-    rows, cols = match_by_score(iou, iou_threshold, method=method)
-    pairs = pd.DataFrame({"true_id": ov.true_ids[rows], "pred_id": ov.pred_ids[cols],
-                          "iou": iou[rows, cols]})
+    iou = ov.pair_iou
+    ok = np.flatnonzero(iou >= iou_threshold)
+    chosen = ok[assign_pairs(ov.pair_true[ok], ov.pair_pred[ok], iou[ok], method=method)]
+    order = chosen[np.argsort(ov.pair_true[chosen], kind="stable")]
+    pairs = pd.DataFrame({"true_id": ov.true_ids[ov.pair_true[order]],
+                          "pred_id": ov.pred_ids[ov.pair_pred[order]], "iou": iou[order]})
     tp = len(pairs)
     scores = detection_scores(tp, ov.pred_ids.size, ov.true_ids.size)
     both_empty = ov.pred_ids.size == 0 and ov.true_ids.size == 0
@@ -169,12 +146,12 @@ def split_merge_counts(pred_labels, true_labels, *, min_overlap: float = 0.5,
     Returns ``{"n_split": ..., "n_merge": ..., "split_true_ids": [...], "merge_pred_ids": [...]}``.
     """
     ov = overlap if overlap is not None else overlaps(pred_labels, true_labels)
-    inter = ov.intersection.astype(float)
-    pred_in_true = inter >= min_overlap * ov.pred_sizes[None, :]
-    true_in_pred = inter >= min_overlap * ov.true_sizes[:, None]
-    pred_in_true &= inter > 0
-    true_in_pred &= inter > 0
-    split = ov.true_ids[pred_in_true.sum(axis=1) >= 2]
-    merge = ov.pred_ids[true_in_pred.sum(axis=0) >= 2]
+    v = ov.pair_voxels
+    pred_in_true = v >= min_overlap * ov.pred_sizes[ov.pair_pred]
+    true_in_pred = v >= min_overlap * ov.true_sizes[ov.pair_true]
+    n_in_true = np.bincount(ov.pair_true[pred_in_true], minlength=ov.true_ids.size)
+    n_in_pred = np.bincount(ov.pair_pred[true_in_pred], minlength=ov.pred_ids.size)
+    split = ov.true_ids[n_in_true >= 2]
+    merge = ov.pred_ids[n_in_pred >= 2]
     return {"n_split": int(split.size), "n_merge": int(merge.size),
             "split_true_ids": split.tolist(), "merge_pred_ids": merge.tolist()}

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.spatial.distance import cdist
+from scipy.spatial import cKDTree
 
 from ..errors import InputError
 from ..validate import check_spacing
-from .instances import match_by_score
+from .assign import assign_pairs
 from .scores import detection_scores
 
 
@@ -52,13 +52,19 @@ def tolerance_radii(max_distance_um) -> np.ndarray:
     return radii
 
 
-def scaled_distances(a, b, radii) -> np.ndarray:
-    """Distances between every point of ``a`` and of ``b`` with each axis divided by ``radii``.
+def candidate_pairs(a, b, radii) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs (i, j, scaled distance) of points of ``a`` and ``b`` within the tolerance ``radii``.
 
-    A value <= 1 means the two points lie within the ellipsoid tolerance of each other.
+    Each axis is divided by its radius (z, y, x); pairs with a scaled distance <= 1 (plus
+    rounding slack, so that a point exactly on the ellipsoid counts) are returned.
     """
-    radii = np.asarray(radii, dtype=float)
-    return cdist(as_points(a) / radii, as_points(b) / radii)
+    a, b, radii = as_points(a), as_points(b), np.asarray(radii, dtype=float)
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros(0, int), np.zeros(0, int), np.zeros(0)
+    found = cKDTree(a / radii).sparse_distance_matrix(cKDTree(b / radii), 1.0 + 1e-9,
+                                                      output_type="ndarray")
+    i, j, d = found["i"].astype(int), found["j"].astype(int), found["v"].astype(float)
+    return i, j, d
 
 
 def match_points(pred_um, true_um, *, max_distance_um=(2.5, 0.85, 0.85),
@@ -93,9 +99,10 @@ def match_points(pred_um, true_um, *, max_distance_um=(2.5, 0.85, 0.85),
     """
     pred, true = as_points(pred_um, what="predicted points"), as_points(true_um, what="true points")
     radii = tolerance_radii(max_distance_um)
-    scaled = scaled_distances(pred, true, radii) if len(pred) and len(true) else np.zeros((len(pred), len(true)))
-    # Tolerance 1 plus rounding slack, so a point exactly on the ellipsoid matches.
-    rows, cols = match_by_score(scaled, 1.0 + 1e-9, method=method, larger_is_better=False)
+    i, j, d = candidate_pairs(pred, true, radii)
+    chosen = assign_pairs(i, j, d, method=method, larger_is_better=False)
+    order = chosen[np.argsort(i[chosen], kind="stable")]
+    rows, cols = i[order], j[order]
     distance = np.linalg.norm(pred[rows] - true[cols], axis=1) if len(rows) else np.zeros(0)
     pairs = pd.DataFrame({"pred_index": rows, "true_index": cols, "distance_um": distance})
     tp = len(pairs)
