@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from test_instances_shapes import SPACING, blurred, dendrite_with_spines, ellipsoid, label_at
+from test_instances_shapes import SPACING, blurred, capsule, dendrite_with_spines, ellipsoid, label_at
 
 from spinequant.errors import InputError
 from spinequant.instances import InstanceConfig, InstanceResult, spine_instances
@@ -59,7 +59,7 @@ def test_without_splitting_touching_spheres_stay_one_object():
 
 def test_one_elongated_spine_is_not_split():
     # A 2 µm long spine (neck + head) along y: one object, one label.
-    neck = ellipsoid((6, 6, 4), SPACING, (3, 2.2, 2), (0.5, 1.0, 0.2))
+    neck = capsule((6, 6, 4), SPACING, (3, 1.5, 2), (3, 3.5, 2), 0.15)
     head = ellipsoid((6, 6, 4), SPACING, (3, 3.5, 2), (0.5, 0.5, 0.5))
     result = spine_instances(neck | head, None, spacing=SPACING, config=InstanceConfig(**NO_FILTERS))
     assert result.n_spines == 1

@@ -22,6 +22,16 @@ def ellipsoid(shape_um, spacing, centre_um, radii_um):
     return sum(((c * s - c0) / r) ** 2 for c, s, c0, r in zip((z, y, x), spacing, centre_um, radii_um)) <= 1.0
 
 
+def capsule(shape_um, spacing, start_um, end_um, radius_um):
+    """Voxels within ``radius_um`` of the segment from ``start_um`` to ``end_um`` (a neck)."""
+    (z, y, x), _ = grid(shape_um, spacing)
+    p = [c * s for c, s in zip((z, y, x), spacing)]
+    a, b = np.asarray(start_um, float), np.asarray(end_um, float)
+    ab = b - a
+    t = np.clip(sum((pi - ai) * d for pi, ai, d in zip(p, a, ab)) / float(ab @ ab), 0, 1)
+    return sum((pi - ai - t * d) ** 2 for pi, ai, d in zip(p, a, ab)) <= radius_um ** 2
+
+
 def cylinder_x(shape_um, spacing, centre_zy_um, radius_um):
     (z, y, x), shape = grid(shape_um, spacing)
     inside = (z * spacing[0] - centre_zy_um[0]) ** 2 + (y * spacing[1] - centre_zy_um[1]) ** 2 <= radius_um ** 2

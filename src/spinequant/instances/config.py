@@ -75,9 +75,9 @@ class InstanceConfig:
     connectivity: int = 26
     split_by: str = "distance"
     split_min_distance_um: float = 0.5
-    split_min_depth_um: float = 0.1
+    split_min_depth_um: float = 0.03
     split_min_depth_prob: float = 0.1
-    min_volume_um3: float = 0.044
+    min_volume_um3: float = 0.02
     max_volume_um3: float = 4.4
     min_planes: int = 1
     max_distance_to_dendrite_um: float | None = 1.0
