@@ -38,10 +38,10 @@ class _Config:
         return cls()
 
 
-def _read_only_analyze_file(path, out_dir, *, channel=None, time=None, voxel_size=None, config=None,
-                            progress=None):
+def _read_only_analyze_file(path, out_dir, *, channel=None, time=None, voxel_size=None, image=None,
+                            config=None, progress=None):
     ensure_writable_dir(out_dir)
-    read_stack(path, channel=channel, time=time, voxel_size=voxel_size)
+    read_stack(path, channel=channel, time=time, voxel_size=voxel_size, image=image)
     raise AssertionError("this input should have been refused")
 
 

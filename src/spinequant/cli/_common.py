@@ -13,6 +13,9 @@ def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
                         help="channel to analyse (0-based) when the stack has several")
     parser.add_argument("--time", type=int, default=None, metavar="T",
                         help="time point to analyse (0-based) when the stack has several")
+    parser.add_argument("--image", default=None, metavar="N",
+                        help="image to read when a CZI/LIF/ND2 file holds several (scene, series or "
+                             "stage position): its index, or for LIF its name")
 
 
 def stack_path(name: str) -> Path:
@@ -23,3 +26,13 @@ def stack_path(name: str) -> Path:
     if name == SAMPLE_NAME and not path.exists():
         return Path(str(sample_path()))
     return path
+
+
+def image_choice(value):
+    """``--image`` as an int when it is a number, else a (LIF image) name."""
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return value

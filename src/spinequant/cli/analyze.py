@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
-from ._common import add_stack_arguments, stack_path
+from ._common import add_stack_arguments, image_choice, stack_path
 
 
 def register(sub) -> None:
@@ -60,7 +60,8 @@ def run(args) -> int:
     config = _config(args)
     path = stack_path(args.stack)
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
-    common = dict(channel=args.channel, time=args.time, voxel_size=args.voxel_size, config=config)
+    common = dict(channel=args.channel, time=args.time, voxel_size=args.voxel_size, config=config,
+                  image=image_choice(args.image))
     if path.is_dir() and not is_zarr(path):
         bar = _StageBar(STAGES, quiet=args.quiet)
 

@@ -6,7 +6,7 @@ import dask
 import numpy as np
 
 from ..io import open_stack
-from ._common import add_stack_arguments, stack_path
+from ._common import add_stack_arguments, image_choice, stack_path
 
 
 def register(sub) -> None:
@@ -21,7 +21,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     path = stack_path(args.file)
-    stack = open_stack(path, voxel_size=args.voxel_size, require_spacing=False)
+    stack = open_stack(path, voxel_size=args.voxel_size, require_spacing=False, image=image_choice(args.image))
     print(f"file        {path}")
     print(f"format      {stack.metadata.get('format', '?')}")
     print(f"shape       {stack.shape}  axes {stack.axes}"
@@ -43,10 +43,18 @@ def run(args) -> int:
         print(f"extent      z {ez:.4g}  y {ey:.4g}  x {ex:.4g} µm")
     data = stack.data
     lo, hi = data.min(), data.max()
+    bad = ~np.isfinite(data).all() if np.issubdtype(stack.dtype, np.floating) else False
     if stack.is_lazy:
-        lo, hi = dask.compute(lo, hi)
+        lo, hi, bad = dask.compute(lo, hi, bad)
     lo, hi = float(lo), float(hi)
-    print(f"intensity   min {lo:g}  max {hi:g}" + ("  -- WARNING: constant image, nothing to analyse" if lo == hi else ""))
+    warning = ""
+    if bad:
+        lo, hi = (float(np.nanmin(np.where(np.isfinite(data), data, np.nan))),
+                  float(np.nanmax(np.where(np.isfinite(data), data, np.nan))))
+        warning = "  -- WARNING: contains NaN or infinite values; analysis will refuse it"
+    elif lo == hi:
+        warning = "  -- WARNING: constant image, nothing to analyse"
+    print(f"intensity   min {lo:g}  max {hi:g}{warning}")
     for note in stack.metadata.get("notes", []):
         print(f"note        {note}")
     if stack.metadata.get("attribution"):

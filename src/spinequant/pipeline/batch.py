@@ -20,13 +20,17 @@ SUMMARY_FILE = "summary.csv"
 
 
 def analyze_file(path, out_dir, *, channel: int | None = None, time: int | None = None,
-                 voxel_size=None, config: AnalyzeConfig | None = None,
+                 voxel_size=None, image=None, config: AnalyzeConfig | None = None,
                  progress: Progress | None = None) -> AnalysisResult:
-    """Read one stack, analyse it and write every result into ``out_dir``."""
+    """Read one stack, analyse it and write every result into ``out_dir``.
+
+    ``channel``, ``time`` and ``image`` (scene/series of CZI/LIF/ND2 files) choose what to
+    read; ``voxel_size`` (z, y, x µm) overrides the file's.
+    """
     out_dir = ensure_writable_dir(out_dir)
-    stack = read_stack(path, channel=channel, time=time, voxel_size=voxel_size)
+    stack = read_stack(path, channel=channel, time=time, voxel_size=voxel_size, image=image)
     source = {"path": str(Path(path).resolve()), "format": stack.metadata.get("format"),
-              "channel": channel, "time": time, "spacing_source": stack.spacing_source}
+              "channel": channel, "time": time, "image": image, "spacing_source": stack.spacing_source}
     result = analyze(stack.data, spacing=stack.spacing, config=config, progress=progress)
     save_result(result, out_dir, source=source, progress=progress)
     return result
@@ -61,7 +65,7 @@ def stack_name(path: Path) -> str:
     return path.stem
 
 
-def analyze_folder(folder, out_dir, *, channel=None, time=None, voxel_size=None,
+def analyze_folder(folder, out_dir, *, channel=None, time=None, voxel_size=None, image=None,
                    config: AnalyzeConfig | None = None, progress: Progress | None = None,
                    on_item=None, force: bool = False) -> pd.DataFrame:
     """Analyse every stack in ``folder``; write ``out_dir/<stack>/`` and ``summary.csv``.
@@ -82,7 +86,8 @@ def analyze_folder(folder, out_dir, *, channel=None, time=None, voxel_size=None,
     rows = []
     for path in stacks:
         target = out_dir / stack_name(path)
-        item = _run_one(path, target, channel, time, voxel_size, config, progress, force)
+        item = _run_one(path, target, dict(channel=channel, time=time, voxel_size=voxel_size, image=image),
+                        config, progress, force)
         rows.append(_summary_row(item))
         if on_item:
             on_item(item)
@@ -92,15 +97,14 @@ def analyze_folder(folder, out_dir, *, channel=None, time=None, voxel_size=None,
     return summary
 
 
-def _run_one(path, target, channel, time, voxel_size, config, progress, force) -> BatchItem:
+def _run_one(path, target, reading: dict, config, progress, force) -> BatchItem:
     previous = read_run_json(target)
     if previous and previous.get("complete") and not force:
         if previous.get("config") == _json_roundtrip(config_to_dict(config)):
             return BatchItem(path, target, "skipped", "complete results already present",
                              previous.get("counts", {}).get("spines"))
     try:
-        result = analyze_file(path, target, channel=channel, time=time, voxel_size=voxel_size,
-                              config=config, progress=progress)
+        result = analyze_file(path, target, config=config, progress=progress, **reading)
     except SpinequantError as exc:
         return BatchItem(path, target, "failed", str(exc))
     except Exception as exc:  # one broken stack must not stop a batch of hundreds
