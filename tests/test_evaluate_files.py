@@ -23,8 +23,17 @@ def test_detect_kind():
     assert detect_kind("labels_spines.tif") == "instances"
     assert detect_kind("spines.csv") == "points" and detect_kind("rois.zip") == "points"
     assert detect_kind("cells.xml") == "points" and detect_kind("d.swc") == "swc"
+    assert detect_kind("labels_spines.tif", semantic=True) == "semantic"
     with pytest.raises(InputError):
         detect_kind("notes.docx")
+
+
+def test_detect_kind_by_content(tmp_path):
+    write_tiff(tmp_path / "labels", np.ones((2, 3, 3), np.uint8), SPACING)
+    (tmp_path / "counter").write_text('<?xml version="1.0"?><CellCounter_Marker_File><Marker_Data/></CellCounter_Marker_File>')
+    assert detect_kind(tmp_path / "labels") == "instances"
+    assert detect_kind(tmp_path / "counter") == "points"
+    assert len(read_points(tmp_path / "counter", spacing=SPACING)) == 0
 
 
 def test_csv_in_um_pixels_and_spines_csv(tmp_path):

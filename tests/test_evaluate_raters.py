@@ -126,6 +126,12 @@ def test_empty_rater_and_empty_method():
     assert per.loc["A", "method_recall"] == 0.0 and per.loc["B", "method_recall"] == 1.0
     assert per.loc["A", "rater_recall_of_method"] == 0.0 and per.loc["B", "rater_recall_of_method"] == 1.0
     assert np.isfinite(r["matrix"].to_numpy()).all()
+    # no rater marked anything: the method's one point is a spine only the method found
+    nobody = cluster_annotations({"A": [], "B": np.zeros((0, 3))})
+    assert len(nobody.clusters) == 0 and nobody.membership.shape == (0, 2)
+    r = compare_method(nobody, [(0, 0, 0)])
+    assert r["matrix"].loc["A", "B"] == 1.0 and r["matrix"].loc["A", "method"] == 0.0
+    assert r["agreement"]["n_spines"].tolist() == [1, 0, 0]
 
 
 def test_table_input_and_errors():

@@ -35,6 +35,9 @@ def register(sub) -> None:
                    help="semantic scores only within this distance of the annotated dendrite, µm")
     p.add_argument("--dendrite", default=None,
                    help="dendrite mask (.tif) or trace (.swc) for --band-um (default: the truths' dendrite class)")
+    p.add_argument("--semantic", action="store_true",
+                   help="read label images as semantic (0 background, 1 dendrite, 2 spine) whatever "
+                        "their names (by default only files named *semantic* are)")
     p.add_argument("--units", choices=("um", "px"), default=None,
                    help="units of x y z in point CSVs whose column names do not say")
     p.add_argument("--point", choices=("auto", "centroid", "head"), default="auto",
@@ -53,7 +56,8 @@ def run(args) -> int:
         d = args.max_distance_um
         config = replace(config, max_distance_um=d[0] if len(d) == 1 else tuple(d))
     report = evaluate_files(args.pred, args.truth, voxel_size=args.voxel_size, config=config,
-                            units=args.units, point=args.point, dendrite=args.dendrite)
+                            units=args.units, point=args.point, dendrite=args.dendrite,
+                            semantic=args.semantic)
     with pd.option_context("display.width", 140, "display.max_columns", 30,
                            "display.float_format", "{:.3f}".format):
         for name, table in report.tables.items():

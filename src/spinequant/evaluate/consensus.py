@@ -151,7 +151,7 @@ def cluster_annotations(annotations, *, config: RaterClusterConfig | None = None
     # z compressed so that the limits (max_z_um, max_xy_um) become one radius.
     scale = np.array([config.max_xy_um / config.max_z_um, 1.0, 1.0])
     labels = dbscan(zyx * scale, eps=config.eps_um, min_samples=config.min_samples)
-    groups = [list(np.flatnonzero(labels == k)) for k in range(labels.max() + 1)]
+    groups = [list(np.flatnonzero(labels == k)) for k in range(labels.max(initial=-1) + 1)]
     if config.drop_far_points:
         groups = _drop_far_points(groups, zyx, config)
     if config.split_oversized:

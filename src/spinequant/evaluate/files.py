@@ -38,7 +38,7 @@ class EvaluationReport:
 
 def evaluate_files(pred, truths, *, voxel_size=None, config: EvaluationConfig | None = None,
                    rater_config: RaterClusterConfig | None = None, units: str | None = None,
-                   point: str = "auto", dendrite=None) -> EvaluationReport:
+                   point: str = "auto", dendrite=None, semantic: bool = False) -> EvaluationReport:
     """Compare ``pred`` with each of ``truths`` according to what the files hold.
 
     * label images on both sides: instance matching against each truth (F1-vs-IoU curve,
@@ -50,7 +50,8 @@ def evaluate_files(pred, truths, *, voxel_size=None, config: EvaluationConfig | 
       raters), as is one CSV with a ``rater`` column.
 
     ``dendrite`` (a mask TIFF or SWC) sets the dendrite for ``config.band_um``; without it
-    the truths' dendrite class is used.
+    the truths' dendrite class is used. ``semantic`` reads every label image as semantic
+    labels whatever its name.
     """
     config = config or EvaluationConfig()
     truths = list(truths)
@@ -58,7 +59,7 @@ def evaluate_files(pred, truths, *, voxel_size=None, config: EvaluationConfig | 
         raise InputError("Give at least one annotation file (TRUTH) to compare the prediction with.")
     report = EvaluationReport(settings={"evaluation": asdict(config),
                                         "rater_clustering": asdict(rater_config or RaterClusterConfig())})
-    kinds = [detect_kind(p) for p in [pred, *truths]]
+    kinds = [detect_kind(p, semantic=semantic) for p in [pred, *truths]]
     names = _names(truths)
     if all(k == "semantic" for k in kinds):
         _semantic(report, pred, truths, names, voxel_size, config, dendrite)

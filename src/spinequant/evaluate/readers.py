@@ -21,18 +21,20 @@ POINT_COLUMNS = ["z_um", "y_um", "x_um"]
 LABEL_SUFFIXES = (".tif", ".tiff", ".zarr")
 
 
-def detect_kind(path: str | os.PathLike) -> str:
+def detect_kind(path: str | os.PathLike, *, semantic: bool = False) -> str:
     """What an annotation file holds: ``"semantic"``, ``"instances"``, ``"points"`` or ``"swc"``.
 
     TIFF/Zarr files are instance label images unless their name contains ``semantic``
-    (spinequant's ``labels_semantic.tif``: 0 background, 1 dendrite, 2 spine); CSV, ROI
-    (.roi, .zip) and CellCounter XML files are points; .swc files are centrelines.
+    (spinequant's ``labels_semantic.tif``: 0 background, 1 dendrite, 2 spine) or
+    ``semantic`` is True; CSV, ROI (.roi, .zip) and CellCounter XML files are points; .swc
+    files are centrelines. A file with another ending is recognised by its first bytes
+    (TIFF or XML).
     """
     p = Path(path)
     name, suffix = p.name.lower(), p.suffix.lower()
-    if suffix in LABEL_SUFFIXES or name.endswith(".ome.zarr"):
-        return "semantic" if "semantic" in name else "instances"
-    if suffix in (".csv", ".tsv", ".txt", ".roi", ".zip", ".xml"):
+    if suffix in LABEL_SUFFIXES or name.endswith(".ome.zarr") or _starts_with(p, (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")):
+        return "semantic" if semantic or "semantic" in name else "instances"
+    if suffix in (".csv", ".tsv", ".txt", ".roi", ".zip", ".xml") or _starts_with(p, (b"<?xml",)):
         return "points"
     if suffix == ".swc":
         return "swc"
@@ -40,6 +42,15 @@ def detect_kind(path: str | os.PathLike) -> str:
         f"'{path}' is not an annotation format spinequant evaluates. Use a label image (.tif), "
         f"a point list (.csv, ImageJ ROI set .zip/.roi, CellCounter .xml) or a centreline (.swc)."
     )
+
+
+def _starts_with(path: Path, magics) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError:
+        return False
+    return any(head.startswith(m) for m in magics)
 
 
 def read_labels(path: str | os.PathLike, *, voxel_size=None) -> tuple[np.ndarray, tuple]:
@@ -77,7 +88,7 @@ def read_points(path: str | os.PathLike, *, spacing=None, units: str | None = No
     suffix = path.suffix.lower()
     if suffix in (".roi", ".zip"):
         return read_imagej_rois(path, spacing=spacing)
-    if suffix == ".xml":
+    if suffix == ".xml" or (suffix not in (".csv", ".tsv", ".txt") and _starts_with(path, (b"<?xml",))):
         return read_cellcounter_xml(path, spacing=spacing)
     if suffix == ".swc":
         from ..io.swc import read_swc
