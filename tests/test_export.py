@@ -1,0 +1,167 @@
+"""The result folder: tables, label TIFFs, OME-Zarr, ImageJ ROI set, meshes and SWC read back."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import roifile
+import trimesh
+import zarr
+from test_instances_shapes import SPACING, dendrite_with_spines, ellipsoid
+
+from spinequant.errors import InputError
+from spinequant.export import export_results, has_parquet, semantic_labels, spine_rois
+from spinequant.export.meshes import object_meshes
+from spinequant.instances import spine_instances
+from spinequant.io import open_stack, read_stack
+from spinequant.io.swc import read_swc
+
+
+@pytest.fixture(scope="module")
+def scene():
+    spines, dendrite, _ = dendrite_with_spines(n_spines=3)
+    result = spine_instances(spines, dendrite, spacing=SPACING)
+    table = pd.DataFrame({"id": [1, 2, 3], "volume_um3": [0.5, 0.25, 0.125], "type": ["thin", "stubby", "mushroom"]})
+    dend_table = pd.DataFrame({"dendrite_id": [1], "length_um": [10.5]})
+    swc = pd.DataFrame({"id": [1, 2], "type": [3, 3], "x": [0.0, 10.5], "y": [3.0, 3.0], "z": [3.0, 3.0],
+                        "radius": [1.0, 1.0], "parent": [-1, 1]})
+    image = (result.spine_labels > 0).astype(np.uint16) * 200 + (result.dendrite_labels > 0) * 100
+    return result, table, dend_table, swc, image
+
+
+@pytest.fixture(scope="module")
+def folder(scene, tmp_path_factory):
+    result, table, dend_table, swc, image = scene
+    out = tmp_path_factory.mktemp("results")
+    written = export_results(out, spacing=SPACING, spines=table, dendrites=dend_table,
+                             spine_labels=result.spine_labels, dendrite_labels=result.dendrite_labels,
+                             centrelines=swc, image=image, metadata={"config": result.config.to_dict()})
+    return out, written
+
+
+def test_folder_holds_every_file_and_nothing_half_written(folder):
+    out, written = folder
+    names = {p.name for p in out.iterdir()}
+    assert {"spines.csv", "dendrites.csv", "labels_spines.tif", "labels_dendrites.tif", "labels_semantic.tif",
+            "results.ome.zarr", "spines_roi.zip", "meshes", "dendrites.swc", "metadata.json"} <= names
+    assert not [n for n in names if "partial" in n]
+    assert ("spines.parquet" in names) == has_parquet()
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["spacing_um_zyx"] == list(SPACING) and meta["config"]["noise_distance_um"] == 3.0
+    assert "spines_roi.zip" in meta["files"]["roi"]
+
+
+def test_tables_read_back(folder, scene):
+    out, _ = folder
+    pd.testing.assert_frame_equal(pd.read_csv(out / "spines.csv"), scene[1])
+    pd.testing.assert_frame_equal(pd.read_csv(out / "dendrites.csv"), scene[2])
+    if has_parquet():
+        pd.testing.assert_frame_equal(pd.read_parquet(out / "spines.parquet"), scene[1])
+
+
+def test_label_tiffs_keep_values_and_spacing(folder, scene):
+    out, _ = folder
+    result = scene[0]
+    spines = read_stack(out / "labels_spines.tif")
+    assert spines.spacing == pytest.approx(SPACING)
+    assert np.array_equal(spines.data, result.spine_labels)
+    semantic = read_stack(out / "labels_semantic.tif").data
+    assert set(np.unique(semantic)) == {0, 1, 2}
+    assert np.array_equal(semantic == 2, result.spine_labels > 0)
+    assert np.array_equal(semantic == 1, (result.dendrite_labels > 0) & (result.spine_labels == 0))
+
+
+def test_ome_zarr_has_image_and_labels_with_scale(folder, scene):
+    out, _ = folder
+    stack = open_stack(out / "results.ome.zarr")
+    assert stack.spacing == pytest.approx(SPACING)
+    assert np.array_equal(np.asarray(stack.data).squeeze(), scene[4])
+    root = zarr.open_group(str(out / "results.ome.zarr"), mode="r")
+    assert list(root["labels"].attrs["labels"]) == ["spines", "dendrites", "semantic"]
+    assert np.array_equal(root["labels/spines/0"][...], scene[0].spine_labels)
+
+
+def test_roi_set_has_one_named_polygon_per_spine_per_plane(folder, scene):
+    out, _ = folder
+    labels = scene[0].spine_labels
+    rois = roifile.roiread(out / "spines_roi.zip")
+    expected = sorted(f"spine-{i:04d}-z{z + 1:03d}" for i in range(1, labels.max() + 1)
+                      for z in np.flatnonzero((labels == i).any(axis=(1, 2))))
+    assert sorted(r.name for r in rois) == expected
+    for roi in rois:
+        index, z = int(roi.name[6:10]), int(roi.name[12:15]) - 1
+        assert roi.roitype == roifile.ROI_TYPE.POLYGON
+        assert roi.position == z + 1 and roi.z_position == z + 1  # 1-based, as Fiji counts slices
+        xy = roi.coordinates()
+        plane = labels[z] == index
+        # Shoelace area of the outline vs the pixel count of the spine in that plane.
+        area = 0.5 * abs(np.dot(xy[:, 0], np.roll(xy[:, 1], 1)) - np.dot(xy[:, 1], np.roll(xy[:, 0], 1)))
+        assert area == pytest.approx(plane.sum(), rel=0.2, abs=2)
+        # ImageJ pixel (col, row) covers [col, col + 1): outline centre = pixel centre + 0.5.
+        rows, cols = np.nonzero(plane)
+        assert xy.mean(axis=0) == pytest.approx([cols.mean() + 0.5, rows.mean() + 0.5], abs=1.0)
+
+
+def test_roi_outline_of_a_known_square():
+    labels = np.zeros((3, 10, 12), np.int32)
+    labels[1, 2:6, 3:9] = 7           # 4 rows x 6 columns on slice 2 (Fiji numbering)
+    (roi,) = spine_rois(labels)
+    assert roi.name == "spine-0007-z002"
+    xy = roi.coordinates()
+    assert xy[:, 0].min() == pytest.approx(3.0) and xy[:, 0].max() == pytest.approx(9.0)
+    assert xy[:, 1].min() == pytest.approx(2.0) and xy[:, 1].max() == pytest.approx(6.0)
+
+
+def test_meshes_are_closed_in_um_and_match_voxel_volume(folder, scene):
+    out, written = folder
+    labels = scene[0].spine_labels
+    n = labels.max()
+    assert len(written["meshes"]) == 3 * (n + scene[0].dendrite_labels.max())
+    for fmt in ("stl", "ply", "obj"):
+        mesh = trimesh.load(out / "meshes" / f"spine-0001.{fmt}", force="mesh")
+        assert mesh.is_watertight
+        voxels = (labels == 1).sum() * np.prod(SPACING)
+        assert mesh.volume == pytest.approx(voxels, rel=0.15)
+        zyx = np.argwhere(labels == 1) * SPACING
+        # Vertices are (x, y, z) µm; the surface lies within half a voxel of the voxel centres.
+        assert np.all(mesh.bounds[0] >= zyx.min(0)[::-1] - np.array(SPACING)[::-1])
+        assert np.all(mesh.bounds[1] <= zyx.max(0)[::-1] + np.array(SPACING)[::-1])
+
+
+def test_mesh_volume_is_the_same_at_two_spacings():
+    volumes = []
+    for spacing in (SPACING, (0.1, 0.1, 0.1)):
+        blob = ellipsoid((5, 3, 3), spacing, (2.5, 1.5, 1.5), (1.5, 0.8, 0.8)).astype(np.int32)
+        volumes.append(object_meshes(blob, spacing)[1].volume)
+    assert volumes[0] == pytest.approx(volumes[1], rel=0.12)
+    assert volumes[1] == pytest.approx(4 / 3 * np.pi * 1.5 * 0.8 * 0.8, rel=0.1)
+
+
+def test_swc_round_trip(folder, scene):
+    out, _ = folder
+    back = read_swc(out / "dendrites.swc")
+    pd.testing.assert_frame_equal(back, scene[3], check_dtype=False)
+
+
+def test_semantic_labels_and_errors(tmp_path):
+    spines = np.zeros((2, 3, 3), np.int32); spines[0, 0, 0] = 5
+    dendrites = np.ones((2, 3, 3), np.int32)
+    sem = semantic_labels(spines, dendrites)
+    assert sem.dtype == np.uint8 and sem[0, 0, 0] == 2 and sem[1, 1, 1] == 1
+    with pytest.raises(InputError, match="formats"):
+        export_results(tmp_path, spacing=SPACING, formats=("pdf",))
+    with pytest.raises(InputError, match="shape"):
+        export_results(tmp_path, spacing=SPACING, spine_labels=spines, dendrite_labels=dendrites[:1])
+    with pytest.raises(InputError, match="not supported"):
+        export_results(tmp_path, spacing=SPACING, spine_labels=spines, dendrite_labels=dendrites,
+                       formats=("meshes",), mesh_formats=("fbx",))
+
+
+def test_only_the_asked_formats_are_written(tmp_path, scene):
+    result = scene[0]
+    export_results(tmp_path, spacing=SPACING, spine_labels=result.spine_labels,
+                   dendrite_labels=result.dendrite_labels, formats=("roi", "tables"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metadata.json", "spines_roi.zip"]
