@@ -222,3 +222,28 @@ def test_swc_mask_and_dendrite_option(tmp_path):
     assert pd.read_csv(out / "semantic_scores.csv").set_index("class").loc["spine", "precision"] == 1.0
     assert main(args + ["--band-um", "2", "--dendrite", str(tmp_path / "d.swc")]) == 0
     assert pd.read_csv(out / "semantic_scores.csv").set_index("class").loc["spine", "precision"] == 0.5
+
+
+def test_cli_binary_masks_of_three_raters(tmp_path, capsys):
+    # DeepD3's benchmark gives each rater's spines as a binary mask
+    base = np.zeros((2, 6, 20), np.uint8)
+    u, v, w = base.copy(), base.copy(), base.copy()
+    u[:, 1:3, 0:10] = 1
+    u[:, 1:3, 12:16] = 1
+    v[:, 1:3, 2:10] = 1
+    w[:, 1:3, 0:8] = 1
+    pred = base.copy()
+    pred[:, 1:3, 0:10] = 1
+    for name, m in (("u", u), ("v", v), ("w", w), ("pred", pred)):
+        write_tiff(tmp_path / f"{name}.tif", m, SPACING)
+    out = tmp_path / "o"
+    assert main(["evaluate", str(tmp_path / "pred.tif"), *(str(tmp_path / f"{n}.tif") for n in "uvw"),
+                 "--out", str(out)]) == 0
+    assert "binary mask" in capsys.readouterr().out
+    inst = pd.read_csv(out / "instance_scores.csv").set_index("truth")
+    assert inst.loc["u", "n_true"] == 2 and inst.loc["u", "tp"] == 1 and inst.loc["u", "fn"] == 1
+    fg = pd.read_csv(out / "foreground_scores.csv").set_index("truth")
+    # intersection = x 2..7 (12 voxels per plane pair -> 24), union = x 0..9 and 12..15
+    assert fg.loc["intersection", "iou"] == pytest.approx(24 / 40)
+    assert fg.loc["union", "iou"] == pytest.approx(40 / 56)
+    assert (out / "f1_vs_iou_3.png").exists()

@@ -116,10 +116,10 @@ def _dendrite_mask(path, shape, spacing):
 
 
 def _instances(report, pred, truths, names, voxel_size, config):
-    p, _ = read_labels(pred, voxel_size=voxel_size)
-    summary, curves, semantic = [], [], []
-    for t_path, name in zip(truths, names):
-        t, _ = read_labels(t_path, voxel_size=voxel_size)
+    p = _as_instances(read_labels(pred, voxel_size=voxel_size)[0], Path(pred).name, report)
+    ts = [_as_instances(read_labels(t, voxel_size=voxel_size)[0], n, report) for t, n in zip(truths, names)]
+    summary, curves = [], []
+    for t, name in zip(ts, names):
         ov = overlaps(p, t)
         result = match_instances(p, t, iou_threshold=config.iou_threshold, method=config.matching, overlap=ov)
         result.pop("pairs")
@@ -129,10 +129,21 @@ def _instances(report, pred, truths, names, voxel_size, config):
         curve = matching_curve(p, t, thresholds=config.iou_thresholds, method=config.matching)
         report.curves[name] = curve
         curves.append(curve.assign(truth=name))
-        semantic.append(semantic_scores_vs_raters(p > 0, [t > 0], names=[name]))
     report.tables["instance_scores"] = pd.DataFrame(summary)
     report.tables["instance_curve"] = pd.concat(curves, ignore_index=True)
-    report.tables["foreground_scores"] = pd.concat(semantic, ignore_index=True)
+    # Voxel scores of the foreground, against each truth and their intersection and union.
+    report.tables["foreground_scores"] = semantic_scores_vs_raters(p > 0, [t > 0 for t in ts], names=names)
+
+
+def _as_instances(labels, name, report):
+    """Binary masks (0/1) become objects by 26-connected components."""
+    if labels.size and labels.max() <= 1:
+        import cc3d
+
+        labels = cc3d.connected_components(labels > 0, connectivity=26)
+        report.notes.append(f"{name} is a binary mask: its objects are its connected components "
+                            f"({int(labels.max())})")
+    return labels
 
 
 def _load_points(path, kind, spacing, units, point):
