@@ -16,6 +16,7 @@ from ..errors import InputError
 from .assign import assign_pairs
 from .config import DEFAULT_IOU_THRESHOLDS
 from .scores import detection_scores
+from .semantic import same_shape
 
 
 @dataclass(frozen=True)
@@ -59,11 +60,7 @@ class Overlaps:
 def overlaps(pred_labels, true_labels) -> Overlaps:
     """Count the voxels shared by each pair of true and predicted objects (label > 0)."""
     pred, true = np.asarray(pred_labels), np.asarray(true_labels)
-    if pred.shape != true.shape:
-        raise InputError(
-            f"The predicted labels have shape {pred.shape} but the true labels {true.shape}; "
-            f"they must cover the same voxels."
-        )
+    same_shape(pred, true, "predicted label image", "true label image")
     for name, a in (("predicted", pred), ("true", true)):
         if not (np.issubdtype(a.dtype, np.integer) or a.dtype == bool):
             raise InputError(f"The {name} label image holds {a.dtype} values; an instance label "

@@ -50,12 +50,12 @@ def semantic_scores(pred, truth, *, classes: Mapping[int, str] | None = None,
     {'class': 'dendrite', 'tp': 1, 'fp': 1, 'fn': 1, 'iou': 0.3333333333333333}
     """
     pred, truth = np.asarray(pred), np.asarray(truth)
-    _same_shape(pred, truth, "prediction", "truth")
+    same_shape(pred, truth, "prediction", "truth")
     if classes is None:
         classes = {1: "foreground"} if pred.dtype == bool and truth.dtype == bool else SEMANTIC_CLASSES
     if mask is not None:
         mask = np.asarray(mask, dtype=bool)
-        _same_shape(mask, truth, "mask", "truth")
+        same_shape(mask, truth, "mask", "truth")
         pred, truth = pred[mask], truth[mask]
     rows = []
     for value, name in classes.items():
@@ -103,7 +103,7 @@ def combine_raters(masks: Sequence, *, how: str = "intersection") -> np.ndarray:
         raise InputError("Give at least one rater's mask to combine.")
     stack = [np.asarray(m) > 0 for m in masks]
     for m in stack[1:]:
-        _same_shape(m, stack[0], "a rater's mask", "the first rater's mask")
+        same_shape(m, stack[0], "a rater's mask", "the first rater's mask")
     count = np.sum(stack, axis=0)
     if how == "intersection":
         return count == len(stack)
@@ -140,7 +140,8 @@ def semantic_scores_vs_raters(pred, truths: Sequence, *, names: Sequence[str] | 
     return table[["truth", *table.columns[:-1]]]
 
 
-def _same_shape(a, b, what_a: str, what_b: str) -> None:
+def same_shape(a, b, what_a: str, what_b: str) -> None:
+    """Raise :class:`InputError` unless the arrays ``a`` and ``b`` have the same shape."""
     if a.shape != b.shape:
         raise InputError(
             f"The {what_a} has shape {a.shape} but the {what_b} has shape {b.shape}; they must "
