@@ -247,3 +247,21 @@ def test_cli_binary_masks_of_three_raters(tmp_path, capsys):
     assert fg.loc["intersection", "iou"] == pytest.approx(24 / 40)
     assert fg.loc["union", "iou"] == pytest.approx(40 / 56)
     assert (out / "f1_vs_iou_3.png").exists()
+
+
+def test_cli_one_csv_with_rater_column_and_empty_prediction(tmp_path):
+    rows = [("A", 5, 10, 10), ("A", 5, 20, 20), ("A", 0, 40, 40), ("B", 5.5, 10.2, 10), ("B", 6, 20.3, 20),
+            ("C", 4.5, 9.9, 10.1), ("C", 10, 30, 30)]
+    pd.DataFrame(rows, columns=["rater", "z_um", "y_um", "x_um"]).to_csv(tmp_path / "all.csv", index=False)
+    pd.DataFrame(columns=["z_um", "y_um", "x_um"]).to_csv(tmp_path / "none.csv", index=False)
+    out = tmp_path / "o"
+    assert main(["evaluate", str(tmp_path / "none.csv"), str(tmp_path / "all.csv"), "--out", str(out)]) == 0
+    m = pd.read_csv(out / "rater_matrix.csv").set_index("rater")
+    assert m.loc["A", "B"] == pytest.approx(2 / 3) and m.loc["A", "method"] == 0.0
+    pts = pd.read_csv(out / "point_scores.csv")
+    assert pts["truth"].tolist() == ["A", "B", "C"] and pts["f1"].tolist() == [0.0, 0.0, 0.0]
+    empty = np.zeros((2, 6, 20), np.uint8)
+    write_tiff(tmp_path / "empty.tif", empty, SPACING)
+    assert main(["evaluate", str(tmp_path / "empty.tif"), str(tmp_path / "empty.tif"), "--out", str(out)]) == 0
+    curve = pd.read_csv(out / "instance_curve.csv")
+    assert curve["f1"].tolist() == [1.0] * 9
