@@ -88,6 +88,5 @@ def load_training_data(folder: str | os.PathLike, *, voxel_size=None) -> list[Tr
             sem = semantic_from_instances(tifffile.imread(lab[0]), tifffile.imread(lab[1]))
         else:
             sem = tifffile.imread(lab).astype(np.uint8)
-        samples.append(TrainingSample(np.asarray(stack.data), sem.reshape(np.shape(stack.data)) if sem.size == np.size(stack.data) else sem,
-                                      tuple(stack.spacing), name))
+        samples.append(TrainingSample(np.asarray(stack.data), np.squeeze(sem), tuple(stack.spacing), name))
     return samples

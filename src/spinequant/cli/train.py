@@ -1,0 +1,56 @@
+"""``spinequant train DATA_DIR --out MODEL_DIR``: train or fine-tune a segmentation network."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ..segment.neural import TrainConfig, load_training_data, train
+from ..segment.neural.architectures import PRESETS
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "train", help="train or fine-tune a neural segmentation model on annotated stacks",
+        description="Train a network on annotated stacks (image.tif + labels_semantic.tif with 0 "
+                    "background, 1 dendrite, 2 spine, one sub-folder per stack), or fine-tune a "
+                    "shipped model with --from. The best model is written to MODEL_DIR as "
+                    "model.safetensors + model.json; use it with 'analyze --method MODEL_DIR'. "
+                    "Running the same command again resumes from MODEL_DIR's checkpoint.")
+    p.add_argument("data_dir", help="folder with the annotated stacks")
+    p.add_argument("--out", required=True, metavar="MODEL_DIR", help="folder for the model and checkpoints")
+    p.add_argument("--from", dest="init", metavar="MODEL",
+                   help="start from this model (shipped name or folder): fine-tuning")
+    p.add_argument("--architecture", default="lean2d", choices=sorted(PRESETS),
+                   help="network to train from scratch (default lean2d; ignored with --from)")
+    p.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    p.add_argument("--steps-per-epoch", type=int, default=TrainConfig.steps_per_epoch)
+    p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    p.add_argument("--tile-size", type=int, default=TrainConfig.tile_size, help="patch edge in pixels")
+    p.add_argument("--learning-rate", type=float, default=None,
+                   help=f"Adam learning rate (default {TrainConfig.learning_rate:g}, a tenth of it with --from)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2, help="CPU threads for training (default 2)")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop after this much training time")
+    p.add_argument("--voxel-size", nargs=3, type=float, metavar=("Z", "Y", "X"),
+                   help="voxel size in µm of all stacks, overriding their metadata")
+    p.add_argument("--no-resume", action="store_true", help="start afresh even if MODEL_DIR has a checkpoint")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    samples = load_training_data(args.data_dir, voxel_size=args.voxel_size)
+    lr = args.learning_rate or (TrainConfig.learning_rate / 10 if args.init else TrainConfig.learning_rate)
+    config = replace(TrainConfig(), architecture=args.architecture, epochs=args.epochs,
+                     steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
+                     tile_size=args.tile_size, learning_rate=lr, seed=args.seed,
+                     num_threads=args.threads, max_minutes=args.max_minutes)
+    print(f"training on {len(samples)} stack(s) from {args.data_dir}"
+          + (f", fine-tuning {args.init}" if args.init else f", architecture {args.architecture}"))
+    _, card = train(samples, out_dir=args.out, config=config, init=args.init,
+                    resume=not args.no_resume, description=f"spinequant train {args.data_dir}")
+    v = card.validation
+    print(f"best model (epoch {v.get('epoch')}): validation loss {v.get('val_loss', float('nan')):.4f}, "
+          f"dendrite IoU {v.get('dendrite_iou', float('nan')):.3f}, spine IoU "
+          f"{v.get('spine_iou', float('nan')):.3f}")
+    print(f"written to {args.out}/model.safetensors and model.json")
+    return 0

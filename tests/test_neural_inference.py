@@ -1,0 +1,171 @@
+"""Neural segmentation: architectures, model cards, normalisation, resampling, tiling, predict."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from spinequant.errors import InputError
+from spinequant.segment.neural import ModelCard, build, load_model, predict, save_model
+from spinequant.segment.neural.architectures import architecture, to_probabilities
+from spinequant.segment.neural.normalise import NormaliseConfig, normalise, percentile_range
+from spinequant.segment.neural.resample import model_shape, to_input_grid, to_model_grid
+from spinequant.segment.neural.tiling import make_runner, sliding_window, tile_starts
+
+TINY_2D = {"kind": "dual_unet2d", "base_filters": 4, "depth": 2, "separable": True,
+           "space_to_depth": 2, "z_context": 1}
+TINY_3D = {"kind": "unet3d", "base_filters": 2, "depth": 2, "aniso_stages": 1}
+
+
+def _with_random_bn(net):
+    torch.manual_seed(1)
+    for m in net.modules():
+        if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+    return net.eval()
+
+
+@pytest.mark.parametrize("spec, shape, out", [
+    ("deepd3_8", (2, 1, 64, 64), (2, 2, 64, 64)),
+    (TINY_2D, (2, 3, 32, 32), (2, 2, 32, 32)),
+    (TINY_3D, (1, 1, 4, 16, 16), (1, 3, 4, 16, 16)),
+])
+def test_architectures_output_shapes_and_probabilities(spec, shape, out):
+    net = build(spec).eval()
+    with torch.inference_mode():
+        logits = net(torch.randn(shape))
+    assert logits.shape == out
+    p = to_probabilities(architecture(spec), logits)
+    assert p.shape == (out[0], 2, *out[2:])
+    assert float(p.min()) >= 0 and float(p.max()) <= 1
+
+
+def test_deepd3_sizes_follow_base_filters():
+    n = {k: sum(p.numel() for p in build(k).parameters()) for k in ("deepd3_8", "deepd3_16")}
+    # Convolution weights scale with the square of the width: about 4x parameters.
+    assert 3.5 < n["deepd3_16"] / n["deepd3_8"] < 4.1
+
+
+def test_tile_starts_cover_the_axis():
+    assert tile_starts(100, 40, 10) == [0, 30, 60]
+    assert tile_starts(30, 40, 10) == [0]
+
+
+def test_tiling_is_exact_for_a_pointwise_network():
+    # A per-pixel function: blending must reproduce it exactly, whatever the tiling.
+    rng = np.random.default_rng(0)
+    vol = rng.normal(size=(3, 70, 53)).astype(np.float32)
+
+    def run(tiles):
+        return np.stack([1 / (1 + np.exp(-tiles[:, 1])), tiles[:, 1] ** 2], axis=1)
+
+    out = sliding_window(vol, run, tile_size=32, overlap=8, z_context=1, batch_size=5)
+    assert out.shape == (2, 3, 70, 53)
+    np.testing.assert_allclose(out[0], 1 / (1 + np.exp(-vol)), atol=1e-6)
+    np.testing.assert_allclose(out[1], vol ** 2, atol=1e-5)
+
+
+def test_tiled_prediction_matches_untiled():
+    net = _with_random_bn(build(TINY_2D))
+    spec = architecture(TINY_2D)
+    run = make_runner(net, lambda lg: to_probabilities(spec, lg), device=torch.device("cpu"))
+    rng = np.random.default_rng(0)
+    vol = rng.normal(size=(2, 96, 128)).astype(np.float32)
+    whole = sliding_window(vol, run, tile_size=256, overlap=32, z_context=1, multiple=8)
+    tiled = sliding_window(vol, run, tile_size=48, overlap=32, z_context=1, multiple=8, batch_size=7)
+    diff = np.abs(whole - tiled)
+    assert diff.mean() < 2e-3 and diff.max() < 0.03
+
+
+def test_tiling_3d_blocks_cover_the_stack():
+    net = _with_random_bn(build(TINY_3D))
+    spec = architecture(TINY_3D)
+    run = make_runner(net, lambda lg: to_probabilities(spec, lg), device=torch.device("cpu"))
+    vol = np.random.default_rng(0).normal(size=(11, 40, 36)).astype(np.float32)
+    out = sliding_window(vol, run, tile_size=16, overlap=8, tile_depth=4, multiple=4, z_multiple=2)
+    assert out.shape == (2, 11, 40, 36)
+    assert np.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
+
+
+def test_normalise_maps_percentiles_and_ignores_outliers():
+    img = np.arange(1000, dtype=np.float32).reshape(10, 10, 10)
+    cfg = NormaliseConfig(lower_percentile=0, upper_percentile=100)
+    out = normalise(img, cfg)
+    assert out.dtype == np.float32 and out.min() == -1 and out.max() == 1
+    hot = img.copy()
+    hot[0, 0, 0] = 1e9                                      # one hot pixel
+    lo, hi = percentile_range(hot, NormaliseConfig(1, 99))
+    assert hi < 1000 and lo == pytest.approx(np.percentile(hot, 1))
+    assert normalise(hot, NormaliseConfig(1, 99)).max() == 3.0      # clipped
+
+
+def test_resample_round_trip_and_shapes():
+    assert model_shape((10, 100, 100), (0.5, 0.1, 0.1), (1.0, 0.2, 0.2)) == (5, 50, 50)
+    assert model_shape((10, 100, 100), (0.5, 0.1, 0.1), (None, 0.102, 0.2)) == (10, 100, 50)
+    z, y, x = np.meshgrid(np.linspace(0, 1, 12), np.linspace(0, 1, 40), np.linspace(0, 1, 50), indexing="ij")
+    vol = np.sin(3 * x + 2 * y + z).astype(np.float32)
+    fine = to_model_grid(vol, (0.5, 0.1, 0.1), (0.25, 0.05, 0.05))
+    assert fine.shape == (24, 80, 100)
+    back = to_input_grid(fine[None], vol.shape)[0]
+    assert back.shape == vol.shape
+    assert np.abs(back - vol)[2:-2, 2:-2, 2:-2].max() < 0.02
+
+
+def _saved(tmp_path, spec=TINY_2D, voxel=(0.5, 0.1, 0.1)):
+    net = _with_random_bn(build(spec))
+    card = save_model(net, ModelCard(name="tiny", architecture=architecture(spec), voxel_size_um=voxel,
+                                     tile_size=64, tile_overlap=16, tile_depth=4), tmp_path / "tiny")
+    return net, card
+
+
+def test_card_round_trip_and_hash(tmp_path):
+    net, card = _saved(tmp_path)
+    saved = json.loads((tmp_path / "tiny.json").read_text())
+    assert len(saved["sha256"]) == 64 and saved["voxel_size_um"] == [0.5, 0.1, 0.1]
+    loaded, card2 = load_model(tmp_path / "tiny.json")
+    assert card2 == card
+    x = torch.randn(1, 3, 32, 32)
+    with torch.inference_mode():
+        assert torch.equal(net(x), loaded(x))
+    assert load_model(tmp_path)[1] == card                  # a folder with one model
+
+
+def test_card_rejects_tampered_weights(tmp_path):
+    _saved(tmp_path)
+    w = tmp_path / "tiny.safetensors"
+    data = bytearray(w.read_bytes())
+    data[-3] ^= 0xFF
+    w.write_bytes(bytes(data))
+    with pytest.raises(InputError, match="sha256"):
+        load_model(tmp_path / "tiny.json")
+
+
+def test_unknown_model_name_is_an_input_error():
+    with pytest.raises(InputError, match="No model"):
+        load_model("no-such-model")
+
+
+def test_predict_returns_maps_on_the_input_grid(tmp_path):
+    _saved(tmp_path, voxel=(0.5, 0.1, 0.1))
+    img = np.random.default_rng(0).integers(0, 4000, (5, 50, 61)).astype(np.uint16)
+    # Input at a coarser voxel size: resampled to the model's and back.
+    dend, spine = predict(img, spacing=(1.0, 0.15, 0.15), model=tmp_path / "tiny.json", batch_size=3)
+    for m in (dend, spine):
+        assert m.shape == img.shape and m.dtype == np.float32
+        assert m.min() >= 0 and m.max() <= 1
+
+
+def test_predict_3d_model(tmp_path):
+    _saved(tmp_path, spec=TINY_3D, voxel=(0.3, 0.1, 0.1))
+    img = np.random.default_rng(0).normal(size=(6, 30, 20)).astype(np.float32)
+    dend, spine = predict(img, spacing=(0.3, 0.1, 0.1), model=tmp_path / "tiny.json")
+    assert dend.shape == img.shape
+    assert np.all(dend + spine <= 1 + 1e-5)                 # softmax classes
+
+
+def test_predict_rejects_2d_input(tmp_path):
+    _saved(tmp_path)
+    with pytest.raises(InputError, match="3D"):
+        predict(np.ones((10, 10)), spacing=(1, 1, 1), model=tmp_path / "tiny.json")
