@@ -34,10 +34,9 @@ def object_meshes(labels: np.ndarray, spacing) -> dict[int, trimesh.Trimesh]:
         verts, faces, _, _ = marching_cubes(own, 0.5, spacing=tuple(spacing))
         origin = (np.array([s.start for s in box]) - 1) * spacing
         zyx = verts + origin
-        mesh = trimesh.Trimesh(vertices=zyx[:, ::-1], faces=faces, process=False)
-        if mesh.volume < 0:  # swapping z and x mirrors the mesh: turn the faces outward again
-            mesh.invert()
-        meshes[index] = mesh
+        # marching_cubes winds faces outward in (z, y, x); listing vertices as (x, y, z) mirrors
+        # the mesh, which turns that winding outward in the new frame too (tests check volume > 0).
+        meshes[index] = trimesh.Trimesh(vertices=zyx[:, ::-1], faces=faces, process=False)
     return meshes
 
 

@@ -14,10 +14,12 @@ SPLIT_BY = ("distance", "probability", "none")
 class InstanceConfig:
     """Parameters that turn spine and dendrite maps into spine objects.
 
-    Every size is physical (µm, µm³), so one setting works at any voxel size. Defaults follow
-    DeepD3 (Fernholz et al.) for ROI building, converted from its pixel units at the DeepD3
-    benchmark voxel size 0.094 × 0.094 × 0.5 µm, and Vidaurre-Gallart et al. (2022, eq. 12) for
-    the noise rule. See ``docs/instances.md`` for where each number comes from.
+    Every size is physical (µm, µm³), so one setting works at any voxel size. The DeepD3 paper
+    (Fernholz et al.) names the flood-fill and filter rules but gives no numbers; its software's
+    defaults are in pixels, and those converted at the DeepD3 benchmark voxel size
+    (0.094 × 0.094 × 0.5 µm) are used where they suit measurement, changed where they do not.
+    The noise rule and its defaults are Vidaurre-Gallart et al. (2022), eq. 12. The table in
+    ``docs/instances.md`` gives the source of each number.
 
     Attributes
     ----------

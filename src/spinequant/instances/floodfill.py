@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import cc3d
 import numpy as np
+from scipy import ndimage as ndi
 
-from ._objects import grow, margin_voxels
+from ._objects import Objects, grow, margin_voxels
 
 
 def seeded_flood_fill(spine_prob: np.ndarray, *, spacing, seed_threshold: float = 0.8,
@@ -37,8 +38,17 @@ def seeded_flood_fill(spine_prob: np.ndarray, *, spacing, seed_threshold: float 
     >>> int(labels.max()), int((labels == 1).sum())
     (2, 9)
     """
+    return flood_fill_objects(spine_prob, spacing=spacing, seed_threshold=seed_threshold,
+                              growth_threshold=growth_threshold, max_distance_to_seed_um=max_distance_to_seed_um,
+                              max_drop=max_drop, connectivity=connectivity).labels
+
+
+def flood_fill_objects(spine_prob, *, spacing, seed_threshold, growth_threshold, max_distance_to_seed_um,
+                       max_drop, connectivity) -> Objects:
+    """:func:`seeded_flood_fill` that also returns each object's voxel count and box."""
     prob = np.asarray(spine_prob, dtype=np.float32)
     labels = np.zeros(prob.shape, dtype=np.int32)
+    counts, boxes = [0], [None]
     candidate = prob >= growth_threshold
     # Growth never leaves the connected component of the candidate voxels that holds the seed,
     # so each fill works in the intersection of that component's box and the seed's ball.
@@ -46,7 +56,7 @@ def seeded_flood_fill(spine_prob: np.ndarray, *, spacing, seed_threshold: float 
     region_boxes = cc3d.statistics(regions)["bounding_boxes"]
     seeds = np.flatnonzero(prob >= seed_threshold)
     if seeds.size == 0:
-        return labels
+        return Objects(labels, np.zeros(1, np.int64), [None])
     # Brightest first; ties in raster order so results are reproducible.
     seeds = seeds[np.argsort(-prob.ravel()[seeds], kind="stable")]
     margin = margin_voxels(max_distance_to_seed_um, spacing)
@@ -67,6 +77,9 @@ def seeded_flood_fill(spine_prob: np.ndarray, *, spacing, seed_threshold: float 
         ok = candidate[box] & near & (labels[box] == 0) & (prob[box] >= seed_value - max_drop)
         local = cc3d.connected_components(ok, connectivity=connectivity)
         n += 1
-        view = labels[box]
-        view[local == local[tuple(c - b.start for c, b in zip(centre, box))]] = n
-    return labels
+        own = local == local[tuple(c - b.start for c, b in zip(centre, box))]
+        labels[box][own] = n
+        (local_box,) = ndi.find_objects(own.astype(np.uint8))
+        counts.append(int(own.sum()))
+        boxes.append(tuple(slice(b.start + s.start, b.start + s.stop) for b, s in zip(box, local_box)))
+    return Objects(labels, np.asarray(counts, dtype=np.int64), boxes)

@@ -9,7 +9,7 @@ from ..validate import check_spacing
 from ._objects import Objects
 from .config import METHODS, SPLIT_BY, InstanceConfig, InstanceResult
 from .filters import filter_objects, noise_objects, remove_small_objects
-from .floodfill import seeded_flood_fill
+from .floodfill import flood_fill_objects
 from .split import split_objects
 
 
@@ -73,10 +73,10 @@ def spine_instances(spine_prob, dendrite_prob=None, *, spacing, config: Instance
     if method == "auto":
         method = "components" if spine_is_mask else "floodfill"
     if method == "floodfill":
-        spines = Objects.of(seeded_flood_fill(
+        spines = flood_fill_objects(
             spine, spacing=spacing, seed_threshold=cfg.seed_threshold,
             growth_threshold=cfg.growth_threshold, max_distance_to_seed_um=cfg.max_distance_to_seed_um,
-            max_drop=cfg.max_drop, connectivity=cfg.connectivity))
+            max_drop=cfg.max_drop, connectivity=cfg.connectivity)
     else:
         spines = Objects.from_mask(spine >= cfg.threshold, cfg.connectivity)
     if cfg.split_by != "none":
