@@ -18,8 +18,8 @@ from ..validate import check_spacing
 class ShaftConfig:
     """Dendritic shafts: tubes along smooth 3D curves."""
 
-    n_dendrites: tuple[int, int] = (1, 3)  #: range (inclusive) of labelled dendrites
-    radius_um: tuple[float, float] = (0.35, 0.9)  #: mean radius range of a shaft
+    n_dendrites: tuple[int, int] = (1, 2)  #: range (inclusive) of labelled dendrites
+    radius_um: tuple[float, float] = (0.3, 0.65)  #: mean radius range of a shaft
     radius_variation: float = 0.15  #: relative smooth variation of the radius along a shaft
     max_elevation_deg: float = 25.0  #: largest angle of a shaft to the xy plane
     steep_fraction: float = 0.15  #: fraction of shafts that may run at any angle, up to along z
@@ -46,10 +46,10 @@ class SpineConfig:
 class DistractorConfig:
     """Structures that are imaged but not labelled."""
 
-    n_axons: tuple[int, int] = (1, 3)
+    n_axons: tuple[int, int] = (0, 2)
     axon_radius_um: tuple[float, float] = (0.08, 0.18)
     bouton_spacing_um: tuple[float, float] = (3.0, 8.0)
-    bouton_radius_um: tuple[float, float] = (0.3, 0.6)
+    bouton_radius_um: tuple[float, float] = (0.25, 0.45)
     axon_brightness: tuple[float, float] = (0.25, 0.7)
     n_dim_dendrites: tuple[int, int] = (0, 2)
     dim_brightness: tuple[float, float] = (0.08, 0.25)

@@ -95,8 +95,12 @@ def render(density: np.ndarray, haze: np.ndarray | None, shaft_mask: np.ndarray,
     dark = cfg.dark_fraction * s
     if cfg.noise:
         # noise in photons, from the expected photon count of every voxel
-        noise = rng.poisson(signal.astype(np.float64) * scale + dark).astype(np.float32)
-        noise -= signal * np.float32(scale) + np.float32(dark)
+        lam = signal.astype(np.float64)
+        lam *= scale
+        lam += dark
+        noise = rng.poisson(lam).astype(np.float32)
+        np.subtract(noise, lam, out=noise, casting="unsafe")
+        del lam
         noise += rng.standard_normal(signal.shape, dtype=np.float32) * np.float32(cfg.read_noise_fraction * s)
         if c > 0:
             noise = ndi.gaussian_filter(noise, (0, c, c), truncate=TRUNCATE, output=np.float32)

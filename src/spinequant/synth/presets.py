@@ -22,13 +22,13 @@ TWO_PHOTON = SynthConfig(
     shape=(32, 256, 256),
     shafts=ShaftConfig(n_dendrites=(1, 2), radius_um=(0.3, 0.55), max_elevation_deg=12.0,
                        steep_fraction=0.1, brightness=(0.8, 1.2)),
-    spines=SpineConfig(density_per_um=(1.5, 3.0), brightness=(1.1, 1.8)),
+    spines=SpineConfig(density_per_um=(1.5, 3.0), brightness=(1.1, 2.2)),
     distractors=DistractorConfig(n_axons=(0, 2), axon_brightness=(0.15, 0.4), n_dim_dendrites=(0, 1),
                                  haze=0.01),
     imaging=ImagingConfig(psf_fwhm_um=(3.2, 0.45), two_photon=True, wavelength_um=0.92,
                           numerical_aperture=1.0, attenuation_length_um=150.0, snr=30.0,
-                          signal_adu=900.0, offset_adu=134.0, dark_fraction=0.02,
-                          read_noise_fraction=0.01, noise_correlation_px=0.93, dtype="uint16"),
+                          signal_adu=900.0, offset_adu=138.0, dark_fraction=0.015,
+                          read_noise_fraction=0.01, noise_correlation_px=1.0, dtype="uint16"),
 )
 
 CONFOCAL = SynthConfig(
@@ -36,8 +36,8 @@ CONFOCAL = SynthConfig(
     spacing=(0.28, 0.075, 0.075),
     shape=(40, 256, 256),
     imaging=ImagingConfig(numerical_aperture=1.4, wavelength_um=0.52, immersion_index=1.518,
-                          attenuation_length_um=200.0, snr=20.0, signal_adu=110.0, offset_adu=6.0,
-                          dark_fraction=0.03, read_noise_fraction=0.03, saturation_adu=255,
+                          attenuation_length_um=200.0, snr=20.0, signal_adu=70.0, offset_adu=4.0,
+                          dark_fraction=0.01, read_noise_fraction=0.01, saturation_adu=255,
                           dtype="uint8"),
 )
 
@@ -47,9 +47,10 @@ STED = SynthConfig(
     shape=(32, 320, 320),
     spines=SpineConfig(density_per_um=(1.5, 3.0)),
     distractors=DistractorConfig(n_axons=(0, 2), n_dim_dendrites=(0, 1), haze=0.01),
-    imaging=ImagingConfig(psf_fwhm_um=(0.6, 0.07), attenuation_length_um=100.0, snr=12.0,
-                          signal_adu=400.0, offset_adu=100.0, dark_fraction=0.02,
-                          read_noise_fraction=0.05, dtype="uint16"),
+    # photon counting: gain about 1 count per photon, no offset, no read noise
+    imaging=ImagingConfig(psf_fwhm_um=(0.6, 0.07), attenuation_length_um=100.0, snr=10.0,
+                          signal_adu=100.0, offset_adu=0.0, dark_fraction=0.02,
+                          read_noise_fraction=0.0, dtype="uint16"),
 )
 
 LOW_SNR = replace(

@@ -35,7 +35,7 @@ SIZE_DISTRIBUTIONS = {
     "thin": {"neck_length_um": (0.9, 1.4, 0.4, 2.0), "neck_diameter_um": (0.1, 1.3, 0.05, 0.2),
              "head_diameter_um": (0.42, 1.2, 0.3, 0.6)},
     "mushroom": {"neck_length_um": (0.5, 1.4, 0.2, 1.2), "neck_diameter_um": (0.18, 1.3, 0.1, 0.3),
-                 "head_diameter_um": (0.75, 1.25, 0.5, 1.3)},
+                 "head_diameter_um": (0.7, 1.25, 0.5, 1.2)},
     "stubby": {"head_diameter_um": (0.6, 1.25, 0.4, 1.0)},
     "filopodia": {"length_um": (2.5, 1.4, 1.5, 5.0), "neck_diameter_um": (0.15, 1.3, 0.08, 0.25)},
 }
