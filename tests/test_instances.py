@@ -175,3 +175,55 @@ def test_bad_input_raises_input_error(bad, message):
                 spacing=SPACING, config=None) | bad
     with pytest.raises(InputError, match=message.replace("[", r"\[").replace("]", r"\]")):
         spine_instances(args["spine"], args["dendrite"], spacing=args["spacing"], config=args["config"])
+
+
+def test_flood_fill_respects_distance_to_seed_and_drop():
+    from spinequant.instances import seeded_flood_fill
+
+    spacing = (0.5, 0.1, 0.1)
+    bar = np.zeros((3, 5, 60), np.float32)
+    bar[1, 2, :] = 0.9
+    bar[1, 2, 30] = 0.95                  # the brightest voxel seeds first, in the middle
+    labels = seeded_flood_fill(bar, spacing=spacing, max_distance_to_seed_um=1.0)
+    first = np.flatnonzero(labels[1, 2] == 1)
+    assert first.min() == 20 and first.max() == 40      # 1.0 µm = 10 voxels either side
+    # The rest seeds more objects, in raster order among equal values: 0-10, 11-19, 41-51, 52-59.
+    assert labels.max() == 5 and (labels[1, 2] > 0).all()
+    assert [int((labels == i).sum()) for i in range(1, 6)] == [21, 11, 9, 11, 8]
+    blob = np.zeros((3, 9, 9), np.float32)
+    blob[1, 2:7, 2:7] = 0.6
+    blob[1, 4, 4] = 1.0
+    assert (seeded_flood_fill(blob, spacing=spacing, max_drop=0.5) == 1).sum() == 25
+    tight = seeded_flood_fill(blob, spacing=spacing, max_drop=0.2)
+    assert (tight == 1).sum() == 1 and tight.max() == 1   # 0.6 voxels are below the seed threshold
+    assert seeded_flood_fill(blob, spacing=spacing, growth_threshold=0.7).sum() == 1
+
+
+def test_split_by_probability_cuts_at_the_dip():
+    from spinequant.instances import split_touching
+
+    prob = np.zeros((3, 5, 30), np.float32)
+    prob[1, 1:4, 2:28] = 0.7
+    prob[1, 1:4, 5:10] = 0.95
+    prob[1, 1:4, 20:25] = 0.95
+    labels = (prob > 0).astype(np.int32)
+    parts = split_touching(labels, spacing=(0.5, 0.1, 0.1), by="probability", spine_prob=prob,
+                           min_depth=0.1, min_distance_um=0.5)
+    assert parts.max() == 2 and parts[1, 2, 7] != parts[1, 2, 22]
+    assert set(np.unique(parts[1, 2, 2:28])) == {1, 2}
+    # Peaks closer than min_distance_um are one seed.
+    assert split_touching(labels, spacing=(0.5, 0.1, 0.1), by="probability", spine_prob=prob,
+                          min_depth=0.1, min_distance_um=2.0).max() == 1
+    with pytest.raises(InputError, match="probability map"):
+        split_touching(labels, spacing=(0.5, 0.1, 0.1), by="probability")
+
+
+def test_noise_filter_on_dendrite_fragments_directly():
+    from spinequant.instances import noise_filter
+
+    dendrite = np.zeros((10, 60, 60), np.int32)
+    dendrite[4:6, 5:10, :] = 1                           # big shaft
+    dendrite[5, 50, 30] = 2                              # one voxel, 4 µm away: removed
+    dendrite[5, 14, 30] = 3                              # one voxel, 0.5 µm away: kept
+    kept, n = noise_filter(dendrite, dendrite, spacing=(0.5, 0.1, 0.1))
+    assert n == 1 and kept.max() == 2 and kept[5, 50, 30] == 0 and kept[5, 14, 30] > 0
