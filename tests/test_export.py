@@ -94,7 +94,7 @@ def test_roi_set_has_one_named_polygon_per_spine_per_plane(folder, scene):
     for roi in rois:
         index, z = int(roi.name[6:10]), int(roi.name[12:15]) - 1
         assert roi.roitype == roifile.ROI_TYPE.POLYGON
-        assert roi.position == z + 1 and roi.z_position == z + 1  # 1-based, as Fiji counts slices
+        assert roi.position == z + 1 and roi.z_position == 0  # stack position, 1-based as in Fiji
         xy = roi.coordinates()
         plane = labels[z] == index
         # Shoelace area of the outline vs the pixel count of the spine in that plane.

@@ -18,8 +18,9 @@ def spine_rois(spine_labels: np.ndarray, *, prefix: str = "spine") -> list[roifi
 
     The outline is the 0.5 iso-line of the spine's mask in that plane
     (:func:`skimage.measure.find_contours`), in ImageJ pixel coordinates (a pixel's centre is
-    at +0.5). Each ROI carries its slice (``position`` and the hyperstack z position), so the
-    ROI Manager shows it on the right plane, and a name ``spine-0007-z012``: spine id, then
+    at +0.5). Each ROI carries its slice as its stack position, so the ROI Manager shows it on
+    the right plane of a single-channel stack such as ``labels_spines.tif`` or one channel of the
+    original, and a name ``spine-0007-z012``: spine id, then
     the slice number as Fiji counts it (from 1). A spine that falls into several pieces in
     one plane gets one ROI per piece, the extra ones named ``...-z012-2``, ``-3``.
 
@@ -56,7 +57,9 @@ def spine_rois(spine_labels: np.ndarray, *, prefix: str = "spine") -> list[roifi
                 # (row, col) in the padded crop -> ImageJ (x, y), pixel centres at +0.5.
                 xy = np.column_stack([contour[:-1, 1] - 1 + x0 + 0.5, contour[:-1, 0] - 1 + y0 + 0.5])
                 name = f"{prefix}-{index:04d}-z{z + 1:03d}" + (f"-{piece}" if piece > 1 else "")
-                roi = roifile.ImagejRoi.frompoints(xy, name=name, position=z, z=z)
+                # Stack position only, as ImageJ itself stores ROIs of a plain Z stack: a hyperstack
+                # z position makes ImageJ clear the stack position (Roi.setPosition(c, z, t)).
+                roi = roifile.ImagejRoi.frompoints(xy, name=name, position=z)
                 roi.roitype = roifile.ROI_TYPE.POLYGON
                 rois.append(roi)
     return rois
