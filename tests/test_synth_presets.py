@@ -34,7 +34,8 @@ def test_preset_voxel_size_type_and_file_scale(name, tmp_path):
 
 @pytest.mark.parametrize("snr", [5.0, 25.0])
 def test_measured_snr_is_the_one_asked_for(snr):
-    kw = dict(seed=4, shape=(16, 96, 96), snr=snr, **QUIET)
+    # enough shaft voxels that the (pixel-correlated) noise is measured to a few per cent
+    kw = dict(seed=4, shape=(16, 160, 160), snr=snr, n_dendrites=(2, 2), **QUIET)
     noisy = make_phantom("two_photon", **kw)
     clean = make_phantom("two_photon", noise=False, **kw)
     shaft = clean.semantic == 1
@@ -42,7 +43,7 @@ def test_measured_snr_is_the_one_asked_for(snr):
     background = np.median(clean.image[clean.image <= clean.image.min() + 1])
     signal = clean.image[shaft].astype(float).mean() - background
     noise = (noisy.image.astype(float) - clean.image)[shaft].std()
-    assert signal / noise == pytest.approx(snr, rel=0.12)
+    assert signal / noise == pytest.approx(snr, rel=0.1)
     assert signal == pytest.approx(PRESETS["two_photon"].imaging.signal_adu, rel=0.05)
 
 

@@ -74,7 +74,9 @@ def meander_curve(rng: np.random.Generator, start: np.ndarray, u: np.ndarray, s_
     i0 = int(np.argmin(np.abs(s)))
     a, b = a - a[i0], b - b[i0]
     pts = start + s[:, None] * u + a[:, None] * n1 + b[:, None] * n2
-    r = radius_um * (1 + radius_variation * smooth_profile(rng, s, wavelengths=(4.0, 20.0)))
+    # slow taper plus short swellings, as along real shafts
+    r = radius_um * (1 + radius_variation * 0.7 * (smooth_profile(rng, s, wavelengths=(8.0, 30.0))
+                                                    + smooth_profile(rng, s, wavelengths=(1.5, 4.0))))
     return Curve(pts, np.clip(r, *radius_limits_um))
 
 

@@ -10,8 +10,9 @@ short neck, filopodia = long and headless. Every length is in µm.
 
 Models (``d`` = unit direction from the base point ``p`` on the shaft surface):
 
-- thin / mushroom: a cylindrical neck of radius ``rn`` from ``p`` to the head centre
-  ``c = p + (neck_length + R) d`` and a spherical head of radius ``R`` at ``c``;
+- thin / mushroom: a cylindrical neck of radius ``rn`` from ``p`` to the head centre ``c``,
+  path length ``neck_length + R``, bent once half way by up to 30°, and a spherical head of
+  radius ``R`` at ``c``;
 - stubby: a sphere of radius ``R`` whose centre sits ``h`` above the surface (0 < h < R);
 - filopodia: a cylinder of radius ``r`` with a hemispherical tip, ``length`` from ``p``.
 
@@ -26,9 +27,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .curves import rotate_towards
 from .raster import Primitives, segment_points
 
 SPINE_TYPES = ("stubby", "thin", "mushroom", "filopodia")
+MAX_BEND_DEG = 30.0
 
 #: (median, geometric SD, min, max) per size, µm. Literature ranges, see module docstring.
 SIZE_DISTRIBUTIONS = {
@@ -72,10 +75,14 @@ def make_spine(rng: np.random.Generator, kind: str, base: np.ndarray, d: np.ndar
     if kind in ("thin", "mushroom"):
         ln, rn, r = sizes["neck_length_um"], sizes["neck_diameter_um"] / 2, sizes["head_diameter_um"] / 2
         rn = min(rn, 0.8 * r)
-        c = base + (ln + r) * d
-        prims = Primitives.of([(base - rn * d, c, rn, rn), (c, c, r, r)])
+        # the neck bends once, half way, by up to MAX_BEND_DEG
+        half = (ln + r) / 2
+        mid = base + half * d
+        c = mid + half * rotate_towards(d, np.radians(rng.uniform(0, MAX_BEND_DEG)), rng)
+        prims = Primitives.of([(base - rn * d, mid, rn, rn), (mid, c, rn, rn), (c, c, r, r)])
+        axis = np.concatenate([segment_points(base, mid, step_um), segment_points(mid, c, step_um)])
         return Spine(kind, base, c, d, ln + 2 * r, 2 * r, ln, 2 * rn, necked_volume(rn, ln + r, r),
-                     prims, segment_points(base, c, step_um))
+                     prims, axis)
     if kind == "stubby":
         r = sizes["head_diameter_um"] / 2
         h = r * rng.uniform(0.25, 0.6)
