@@ -1,0 +1,108 @@
+"""Input checks and small geometric helpers shared by the measurement modules."""
+
+from __future__ import annotations
+
+import cc3d
+import numpy as np
+
+from ..errors import InputError
+from ..validate import check_spacing
+
+
+def as_label_image(labels, *, name: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """Return ``labels`` as a 3D numpy integer array, or raise :class:`InputError`."""
+    arr = np.asarray(labels)
+    if arr.ndim != 3:
+        raise InputError(
+            f"{name} must be a 3D array (Z, Y, X), but it has {arr.ndim} dimensions "
+            f"(shape {arr.shape}). Pass one channel and one time point."
+        )
+    if shape is not None and arr.shape != tuple(shape):
+        raise InputError(
+            f"{name} has shape {arr.shape}, but the spine labels have shape {tuple(shape)}; "
+            f"both must come from the same stack."
+        )
+    if arr.dtype == bool:
+        return arr
+    if not np.issubdtype(arr.dtype, np.integer):
+        if np.issubdtype(arr.dtype, np.floating) and np.all(np.mod(arr, 1) == 0):
+            arr = arr.astype(np.int64)
+        else:
+            raise InputError(
+                f"{name} must hold integer labels (0 = background), but it holds {arr.dtype} "
+                f"values with fractions. Threshold a probability map first (spinequant.instances)."
+            )
+    if arr.size and arr.min() < 0:
+        raise InputError(f"{name} contains negative labels; labels must be 0 (background) or positive.")
+    return arr
+
+
+def dendrite_label_image(dendrite, *, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """Dendrite ids: a boolean mask is split into 26-connected pieces, integer labels are kept."""
+    arr = as_label_image(dendrite, name="The dendrite mask", shape=shape)
+    if arr.dtype == bool:
+        return cc3d.connected_components(arr, connectivity=26).astype(np.int32)
+    return arr.astype(np.int32, copy=False)
+
+
+def checked_spacing(spacing) -> np.ndarray:
+    return np.asarray(check_spacing(spacing, where="the labels"), dtype=float)
+
+
+def half_extent(direction: np.ndarray, spacing: np.ndarray) -> float:
+    """Half the length of a voxel box of size ``spacing`` along the unit vector ``direction``.
+
+    The surface of a rasterised object lies half a voxel beyond the centres of its outermost
+    voxels; this is the distance to add at a path end pointing in ``direction``.
+    """
+    norm = float(np.linalg.norm(direction))
+    if norm == 0:
+        return 0.5 * float(spacing.min())
+    return 0.5 * float(np.abs(direction / norm) @ spacing)
+
+
+def smooth_polyline(points: np.ndarray, iterations: int) -> np.ndarray:
+    """Average each inner point with its neighbours ``iterations`` times (ends stay fixed)."""
+    pts = np.array(points, dtype=float)
+    for _ in range(iterations if len(pts) > 2 else 0):
+        pts[1:-1] = 0.25 * pts[:-2] + 0.5 * pts[1:-1] + 0.25 * pts[2:]
+    return pts
+
+
+def polyline_length(points: np.ndarray) -> float:
+    return float(np.linalg.norm(np.diff(points, axis=0), axis=1).sum()) if len(points) > 1 else 0.0
+
+
+def padded_box(box: tuple[slice, ...], shape: tuple[int, ...], pad: int) -> tuple[slice, ...]:
+    """Grow a bounding box by ``pad`` voxels on every side, clipped to the array."""
+    return tuple(slice(max(s.start - pad, 0), min(s.stop + pad, n)) for s, n in zip(box, shape))
+
+
+#: The 13 neighbour offsets that, with their negatives, make up the 26-neighbourhood.
+HALF_NEIGHBOURS = np.array(
+    [(dz, dy, dx) for dz in (-1, 0, 1) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
+     if (dz, dy, dx) > (0, 0, 0)], dtype=np.int64,
+)
+
+
+def voxel_graph_edges(mask: np.ndarray, spacing: np.ndarray):
+    """Edges between 26-neighbouring voxels of ``mask``.
+
+    Returns (index, i, j, w): ``index`` maps voxels to node numbers (-1 outside), and edge k
+    joins nodes i[k] and j[k] with length w[k] in µm.
+    """
+    index = np.full(mask.shape, -1, dtype=np.int64)
+    coords = np.argwhere(mask)
+    index[tuple(coords.T)] = np.arange(len(coords))
+    ii, jj, ww = [], [], []
+    shape = np.array(mask.shape)
+    for off in HALF_NEIGHBOURS:
+        nb = coords + off
+        ok = np.all((nb >= 0) & (nb < shape), axis=1)
+        j = np.full(len(coords), -1, dtype=np.int64)
+        j[ok] = index[tuple(nb[ok].T)]
+        keep = j >= 0
+        ii.append(np.nonzero(keep)[0])
+        jj.append(j[keep])
+        ww.append(np.full(int(keep.sum()), float(np.linalg.norm(off * spacing))))
+    return index, coords, np.concatenate(ii), np.concatenate(jj), np.concatenate(ww)

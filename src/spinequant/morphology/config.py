@@ -1,0 +1,104 @@
+"""Settings of the measurement stage, with the published thresholds of both spine type rule sets."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+from ..errors import InputError
+
+#: Spine type rule sets that :func:`~spinequant.morphology.classify_spines` knows.
+RULE_SETS = ("neuronstudio", "risher")
+
+
+@dataclass(frozen=True)
+class MorphologyConfig:
+    """Options of :func:`measure_spines`, :func:`measure_dendrites` and :func:`dendrite_centrelines`.
+
+    All lengths are in µm. The spine type thresholds default to the published values; see
+    ``docs/measurements.md`` for the decision trees and their sources.
+
+    Attributes
+    ----------
+    rule_set : {"neuronstudio", "risher"}
+        Spine type rules: NeuronStudio (Rodriguez et al. 2008, PLoS ONE 3:e1997) or the
+        decision tree of Risher et al. 2014 (PLoS ONE 9:e107591).
+    neck_ratio : float
+        NeuronStudio "neck ratio": a spine whose head/neck diameter ratio exceeds this has a
+        head on a neck (1.1).
+    thin_ratio : float
+        NeuronStudio "thin ratio": a spine without such a neck is thin when its length/head
+        diameter ratio exceeds this, otherwise stubby (2.5).
+    mushroom_min_head_um : float
+        NeuronStudio "mushroom size": a necked spine with a head at least this wide is a
+        mushroom, otherwise thin (0.35 µm).
+    filopodia_min_length_um : float or None
+        A protrusion without a head (head/neck ratio at most ``neck_ratio``) longer than this
+        is a filopodium (Risher et al. 2014: 2 µm). NeuronStudio has no filopodia class; this
+        rule runs first in both rule sets. ``None`` turns it off.
+    risher_stubby_max_length_to_width : float
+        Risher et al.: length/head width at most this means stubby (1.0).
+    risher_mushroom_min_head_um : float
+        Risher et al.: a head wider than this means mushroom (0.6 µm).
+    risher_long_thin_min_length_um : float
+        Risher et al. split thin spines into "long thin" (at least this long, 1 µm) and
+        "thin"; both are reported as ``thin`` with the subclass named in ``type_rule``.
+    min_neck_length_um : float
+        A spine has a neck only if the stretch from its base to the edge of its largest
+        inscribed sphere is at least this long (0.2 µm, about two xy pixels at 0.094 µm).
+    prune_length_um : float
+        Skeleton side branches shorter than this (or than the dendrite diameter where they
+        join, whichever is larger) are surface bumps, not branches, and are removed (1.0 µm).
+    smoothing_iterations : int
+        Passes of neighbour averaging over skeleton and spine path coordinates before lengths
+        are summed; removes the staircase of the voxel grid (5).
+    """
+
+    rule_set: str = "neuronstudio"
+    neck_ratio: float = 1.1
+    thin_ratio: float = 2.5
+    mushroom_min_head_um: float = 0.35
+    filopodia_min_length_um: float | None = 2.0
+    risher_stubby_max_length_to_width: float = 1.0
+    risher_mushroom_min_head_um: float = 0.6
+    risher_long_thin_min_length_um: float = 1.0
+    min_neck_length_um: float = 0.2
+    prune_length_um: float = 1.0
+    smoothing_iterations: int = 5
+
+    def __post_init__(self):
+        if self.rule_set not in RULE_SETS:
+            raise InputError(
+                f"Unknown spine type rule set {self.rule_set!r}. Choose one of {list(RULE_SETS)}: "
+                f"'neuronstudio' (Rodriguez et al. 2008) or 'risher' (Risher et al. 2014)."
+            )
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("rule_set",) or value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not math.isfinite(value) or value < 0:
+                raise InputError(
+                    f"The morphology setting {f.name}={value!r} must be a finite number >= 0."
+                )
+
+    def to_dict(self) -> dict:
+        """The settings as a plain dict (to save beside results)."""
+        return asdict(self)
+
+
+def resolve_config(config: MorphologyConfig | dict | None) -> MorphologyConfig:
+    """Accept a config, a dict of overrides, or None (defaults)."""
+    if config is None:
+        return MorphologyConfig()
+    if isinstance(config, MorphologyConfig):
+        return config
+    if isinstance(config, dict):
+        known = {f.name for f in fields(MorphologyConfig)}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise InputError(
+                f"Unknown morphology settings {unknown}; known settings are {sorted(known)}."
+            )
+        return MorphologyConfig(**config)
+    raise InputError(f"config must be a MorphologyConfig or a dict, not {type(config).__name__}.")
