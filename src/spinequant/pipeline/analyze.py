@@ -154,12 +154,14 @@ def save_result(result: AnalysisResult, out_dir, *, source: dict | None = None,
     step = progress or (lambda name: None)
     step("export")
     t = time.perf_counter()
+    cfg = result.config
+    formats = ["tables", "labels", "swc"] + [name for name, wanted in (
+        ("zarr", cfg.export_zarr), ("roi", cfg.export_roi), ("meshes", cfg.export_meshes)) if wanted]
     export_results(
         out_dir, spacing=result.spacing, spines=result.spines, dendrites=result.dendrites,
         spine_labels=result.spine_labels, dendrite_labels=result.dendrite_labels,
         semantic=result.semantic, centrelines=result.centrelines, image=result.image,
-        meshes=result.config.export_meshes, roi=result.config.export_roi,
-        zarr=result.config.export_zarr,
+        formats=formats,
     )
     result.timings["export"] = time.perf_counter() - t
     if result.config.report:

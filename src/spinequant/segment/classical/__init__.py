@@ -40,8 +40,10 @@ class ClassicalConfig:
         brightest signal within ``local_window_um`` (half maximum is where a blurred edge
         lies), which trims the out-of-focus glow around bright structures while dim spines
         keep their own, lower, reference.
-    local_window_um : half-width (µm) in y/x of that neighbourhood; in z it is stretched by
-        the measured z elongation.
+    local_window_um : half-width (µm) in y/x of that neighbourhood.
+    z_local_fraction : the same along z alone, within ``local_window_um`` times the measured
+        z elongation: the microscope smears every structure along z, so its own peak along z
+        is the reference that trims the smear.
     min_object_um3 : foreground fragments smaller than this are dropped.
     max_spine_length_um : skeleton side branches up to this long (µm) are protrusions.
     shaft_min_length_um : centreline pieces shorter than this are not dendrite.
@@ -66,6 +68,7 @@ class ClassicalConfig:
     low_fraction: float = 0.5
     local_fraction: float = 0.3
     local_window_um: float = 0.5
+    z_local_fraction: float = 0.6
     min_object_um3: float = 0.02
     max_spine_length_um: float = 4.0
     shaft_min_length_um: float = 3.0
@@ -123,10 +126,12 @@ def segment_classical(image: np.ndarray, *, spacing, config: ClassicalConfig | N
     candidate = apply_hysteresis_threshold(signal, low, high)
     elongation = (estimate_z_elongation(candidate, spacing) if config.z_elongation == "auto"
                   else float(config.z_elongation))
-    window = (config.local_window_um * elongation, config.local_window_um, config.local_window_um)
-    size = tuple(2 * max(1, int(round(w / s))) + 1 for w, s in zip(window, spacing))
-    reference = ndi.maximum_filter(signal, size=size, mode="nearest")
-    foreground = candidate & (signal - background >= config.local_fraction * (reference - background))
+    above = signal - background
+    foreground = candidate
+    for fraction, window in ((config.local_fraction, (0.0, config.local_window_um, config.local_window_um)),
+                             (config.z_local_fraction, (config.local_window_um * elongation, 0.0, 0.0))):
+        size = tuple(2 * int(round(w / s)) + 1 for w, s in zip(window, spacing))
+        foreground &= above >= fraction * ndi.maximum_filter(above, size=size, mode="nearest")
     foreground = _drop_small(foreground, spacing, config.min_object_um3)
     shape_spacing = (spacing[0] / elongation, spacing[1], spacing[2])
     shaft = _shaft_on_grid(foreground, shape_spacing, config)

@@ -1,0 +1,99 @@
+"""Accuracy of each segmentation method on a fixed suite of phantoms, per preset.
+
+For every preset, phantoms with fixed seeds are segmented, turned into spine objects with
+the default instance settings, and compared with their exact truth:
+
+* spine detection precision / recall / F1: a predicted spine matches a true one when their
+  centres lie within 1 µm or their IoU is at least 0.3 (one-to-one);
+* spine IoU and dendrite IoU: voxel-wise, spine objects vs true spines, dendrite vs shaft.
+
+Usage:  python benchmarks/accuracy.py [--methods classical MODEL ...] [--n 3] [--shape Z Y X]
+Prints a table and writes benchmarks/results/accuracy.md and .csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from _table import markdown
+
+from spinequant.evaluate.detection import match_spine_objects
+from spinequant.instances import spine_instances
+from spinequant.segment import semantic_maps
+from spinequant.synth import PRESETS, make_phantom
+
+RESULTS = Path(__file__).parent / "results"
+SEEDS = (1001, 1002, 1003, 1004, 1005)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.count_nonzero(a | b)
+    return float(np.count_nonzero(a & b) / union) if union else 1.0
+
+
+def evaluate_one(phantom, method: str) -> dict:
+    t = time.perf_counter()
+    dend, spine, _ = semantic_maps(phantom.image, spacing=phantom.spacing, method=method)
+    inst = spine_instances(spine, dend, spacing=phantom.spacing)
+    seconds = time.perf_counter() - t
+    det = match_spine_objects(inst.spine_labels, phantom.spine_labels, spacing=phantom.spacing)
+    return {
+        "n_true": det["n_true"], "n_pred": det["n_pred"], "tp": det["tp"],
+        "spine_iou": iou(inst.spine_labels > 0, phantom.spine_labels > 0),
+        "dendrite_iou": iou(inst.dendrite_labels > 0, phantom.semantic == 1),
+        "seconds": seconds,
+    }
+
+
+def run(methods, n: int, shape) -> pd.DataFrame:
+    rows = []
+    for preset in PRESETS:
+        phantoms = [make_phantom(preset, seed=s, shape=shape) for s in SEEDS[:n]]
+        for method in methods:
+            per = [evaluate_one(ph, method) for ph in phantoms]
+            tp = sum(p["tp"] for p in per)
+            n_pred = sum(p["n_pred"] for p in per)
+            n_true = sum(p["n_true"] for p in per)
+            precision = tp / n_pred if n_pred else float(n_true == 0)
+            recall = tp / n_true if n_true else float(n_pred == 0)
+            f1 = 2 * tp / (n_pred + n_true) if (n_pred + n_true) else 1.0
+            rows.append({
+                "preset": preset, "method": method, "phantoms": len(per), "true_spines": n_true,
+                "found": n_pred, "precision": precision, "recall": recall, "spine_f1": f1,
+                "spine_iou": np.mean([p["spine_iou"] for p in per]),
+                "dendrite_iou": np.mean([p["dendrite_iou"] for p in per]),
+                "s_per_stack": np.mean([p["seconds"] for p in per]),
+            })
+            print(f"{preset:10s} {method:10s} F1 {f1:.2f}  P {precision:.2f}  R {recall:.2f}  "
+                  f"spine IoU {rows[-1]['spine_iou']:.2f}  dendrite IoU {rows[-1]['dendrite_iou']:.2f}",
+                  flush=True)
+    return pd.DataFrame(rows)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--methods", nargs="+", default=["classical"])
+    parser.add_argument("--n", type=int, default=3, help="phantoms per preset (max 5)")
+    parser.add_argument("--shape", nargs=3, type=int, default=None, metavar=("Z", "Y", "X"))
+    parser.add_argument("--out", default=str(RESULTS / "accuracy"), help="output path without extension")
+    args = parser.parse_args(argv)
+    table = run(args.methods, args.n, tuple(args.shape) if args.shape else None)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out.with_suffix(".csv"), index=False)
+    header = (f"Accuracy on phantoms (seeds {SEEDS[:args.n]}, preset shapes), {date.today()}, "
+              f"{platform.machine()} {platform.processor() or ''}, spinequant benchmarks/accuracy.py\n\n")
+    out.with_suffix(".md").write_text(header + markdown(table))
+    print()
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+
+
+if __name__ == "__main__":
+    main()
