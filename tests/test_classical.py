@@ -44,7 +44,7 @@ def test_shaft_and_spines_are_separated():
     # the geometric one: demand that it covers the true shaft and is not grossly inflated.
     recall = (shaft_pred & true_shaft).sum() / true_shaft.sum()
     iou = (shaft_pred & true_shaft).sum() / (shaft_pred | true_shaft).sum()
-    assert recall > 0.95 and iou > 0.4
+    assert recall > 0.9 and iou > 0.4
     # Every spine head centre is classified as spine, not shaft.
     zc = truth.shape[0] // 2
     for hy, hx in heads:
