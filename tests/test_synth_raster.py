@@ -15,7 +15,7 @@ CENTRE = np.array([4.6, 3.7, 3.8])
 
 def test_sphere_occupancy_integrates_to_its_volume():
     r = 1.0
-    _, occ, _ = rasterise(Primitives.of([(CENTRE, CENTRE, r, r)]), SHAPE, SPACING)
+    occ = rasterise(Primitives.of([(CENTRE, CENTRE, r, r)]), SHAPE, SPACING).occupancy
     voxel = np.prod(SPACING)
     assert occ.sum() * voxel == pytest.approx(4 / 3 * np.pi * r**3, rel=0.02)
     # the voxels at least half inside hold about the volume too
@@ -25,7 +25,7 @@ def test_sphere_occupancy_integrates_to_its_volume():
 def test_neck_thinner_than_a_voxel_keeps_its_volume_in_the_occupancy():
     r, length = 0.05, 4.0
     a, b = CENTRE - [0, 0, length / 2], CENTRE + [0, 0, length / 2]
-    _, occ, _ = rasterise(Primitives.of([(a, b, r, r)]), SHAPE, SPACING)
+    occ = rasterise(Primitives.of([(a, b, r, r)]), SHAPE, SPACING).occupancy
     expected = np.pi * r**2 * length + 4 / 3 * np.pi * r**3
     assert occ.sum() * np.prod(SPACING) == pytest.approx(expected, rel=0.25)
 
@@ -37,7 +37,7 @@ def test_box_outside_the_volume_draws_nothing():
 
 def test_membrane_is_a_shell():
     r = 1.0
-    _, occ, mem = rasterise(Primitives.of([(CENTRE, CENTRE, r, r)]), SHAPE, SPACING, membrane_um=0.1)
+    _, occ, mem, _ = rasterise(Primitives.of([(CENTRE, CENTRE, r, r)]), SHAPE, SPACING, membrane_um=0.1)
     shell = 4 / 3 * np.pi * (r**3 - (r - 0.1) ** 3)
     assert mem.sum() * np.prod(SPACING) == pytest.approx(shell, rel=0.05)
     assert mem.max() < 1.0 and occ.max() == 1.0
@@ -63,9 +63,18 @@ def test_spine_models_rasterise_to_their_volume_on_a_flat_surface(kind):
     rng = np.random.default_rng(5)
     base = CENTRE - [0, 0, 1.5]
     spine = make_spine(rng, kind, base, np.array([0.0, 0.0, 1.0]))
-    sl, occ, _ = rasterise(spine.prims, SHAPE, SPACING, supersample_um=0.03)
+    sl, occ, _, _ = rasterise(spine.prims, SHAPE, SPACING, supersample_um=0.03)
     # keep what lies beyond the plane x = base_x (the "shaft" side is cut away)
     x = np.arange(sl[2].start, sl[2].stop) * SPACING[2]
     weight = np.clip((x - base[2]) / SPACING[2] + 0.5, 0, 1)
     volume = (occ * weight).sum() * np.prod(SPACING)
     assert volume == pytest.approx(spine.volume_analytic_um3, rel=0.12)
+
+
+def test_brightness_is_interpolated_along_a_cone():
+    a, b = CENTRE - [0, 0, 2.0], CENTRE + [0, 0, 2.0]
+    r = rasterise(Primitives.of([(a, b, 0.5, 0.5)], [(1.0, 3.0)]), SHAPE, SPACING)
+    x = np.arange(r.slices[2].start, r.slices[2].stop) * SPACING[2]
+    row = r.value[r.occupancy.shape[0] // 2, r.occupancy.shape[1] // 2]
+    inside = (x > a[2]) & (x < b[2])
+    np.testing.assert_allclose(row[inside], 1.0 + 2.0 * (x[inside] - a[2]) / 4.0, atol=1e-5)

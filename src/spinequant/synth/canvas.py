@@ -31,14 +31,14 @@ class Canvas:
         self._axes: list[tuple[int, tuple]] = []
 
     def _draw(self, prims: Primitives, brightness: float):
-        out = rasterise(prims, self.shape, self.spacing, supersample_um=self.supersample_um,
-                        membrane_um=self.membrane_um)
-        if out is None:
+        r = rasterise(prims, self.shape, self.spacing, supersample_um=self.supersample_um,
+                      membrane_um=self.membrane_um)
+        if r is None:
             return None
-        sl, occ, mem = out
-        signal = mem if mem is not None else occ
-        np.maximum(self.density[sl], np.float32(brightness) * signal, out=self.density[sl])
-        return sl, occ
+        signal = r.membrane if r.membrane is not None else r.occupancy
+        signal = signal * (r.value if r.value is not None else np.float32(brightness))
+        np.maximum(self.density[r.slices], signal, out=self.density[r.slices])
+        return r.slices, r.occupancy
 
     def _claim(self, occ_buf, id_buf, out, label: int) -> None:
         if out is None:
@@ -49,14 +49,15 @@ class Canvas:
         region[better] = occ[better]
         id_buf[sl][better] = label
 
-    def add_shaft(self, prims: Primitives, label: int, brightness: float) -> None:
+    def add_shaft(self, prims: Primitives, label: int, brightness: float = 1.0) -> None:
+        """A labelled shaft; its brightness is ``brightness`` unless ``prims`` carry values."""
         self._claim(self.shaft_occ, self.shaft_id, self._draw(prims, brightness), label)
 
     def add_spine(self, prims: Primitives, label: int, brightness: float, axis_um: np.ndarray) -> None:
         self._claim(self.spine_occ, self.spine_id, self._draw(prims, brightness), label)
         self._axes.append((label, axis_voxels(axis_um, self.shape, self.spacing)))
 
-    def add_unlabelled(self, prims: Primitives, brightness: float) -> None:
+    def add_unlabelled(self, prims: Primitives, brightness: float = 1.0) -> None:
         self._draw(prims, brightness)
 
     def labels(self) -> tuple[np.ndarray, np.ndarray]:

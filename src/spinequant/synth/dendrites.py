@@ -53,11 +53,20 @@ def random_dendrite(rng: np.random.Generator, box_um: np.ndarray, cfg: ShaftConf
     return curves
 
 
-def shaft_pieces(curve: Curve) -> list[Primitives]:
-    """The shaft as round cones between points 1 µm apart, grouped in small pieces."""
+def shaft_pieces(curve: Curve, *, rng: np.random.Generator | None = None,
+                 brightness: float = 1.0) -> list[Primitives]:
+    """The shaft as round cones between points 1 µm apart, grouped in small pieces. With
+    ``rng`` the fill varies smoothly along the shaft around ``brightness`` (cytosolic volume
+    and expression differ along real shafts); without, the canvas gives one brightness."""
     c = resample(curve, 1.0)
-    segs = [(c.points[j], c.points[j + 1], c.radii[j], c.radii[j + 1]) for j in range(len(c.points) - 1)]
-    return [Primitives.of(segs[k:k + SEGMENTS_PER_PIECE]) for k in range(0, len(segs), SEGMENTS_PER_PIECE)]
+    n = len(c.points) - 1
+    segs = [(c.points[j], c.points[j + 1], c.radii[j], c.radii[j + 1]) for j in range(n)]
+    if rng is None:
+        return [Primitives.of(segs[k:k + SEGMENTS_PER_PIECE]) for k in range(0, n, SEGMENTS_PER_PIECE)]
+    b = brightness * (1 + 0.25 * smooth_profile(rng, c.arc, wavelengths=(6.0, 25.0)))
+    vals = [(b[j], b[j + 1]) for j in range(n)]
+    return [Primitives.of(segs[k:k + SEGMENTS_PER_PIECE], vals[k:k + SEGMENTS_PER_PIECE])
+            for k in range(0, n, SEGMENTS_PER_PIECE)]
 
 
 def place_spines(rng: np.random.Generator, curve: Curve, box_um: np.ndarray, cfg: SpineConfig,
@@ -104,12 +113,6 @@ def _spine_at(rng, curve, tangents, arc, s, theta, kind, cfg, towards=None):
     spine = make_spine(rng, kind, base, d, size_scale=cfg.size_scale)
     spine.brightness = rng.uniform(*cfg.brightness)
     return spine
-
-
-def brightness_along(rng: np.random.Generator, n: int, base: float) -> np.ndarray:
-    """Smoothly varying fill along a shaft (cytosolic volume and expression differ)."""
-    return base * (1 + 0.25 * smooth_profile(rng, np.arange(n, dtype=float) * SEGMENTS_PER_PIECE,
-                                               wavelengths=(6.0, 25.0)))
 
 
 def centrelines_swc(dendrites: list[Dendrite], box_um: np.ndarray, *, step_um: float = 0.5) -> pd.DataFrame:

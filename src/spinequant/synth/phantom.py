@@ -10,7 +10,7 @@ import pandas as pd
 from .. import __version__
 from .canvas import Canvas
 from .config import SynthConfig, with_overrides
-from .dendrites import Dendrite, brightness_along, centrelines_swc, place_spines, random_dendrite, shaft_pieces
+from .dendrites import Dendrite, centrelines_swc, place_spines, random_dendrite, shaft_pieces
 from .distractors import add_axons, add_dim_dendrites, haze
 from .imaging import render
 from .presets import get_preset
@@ -92,9 +92,8 @@ def make_phantom(preset: str | SynthConfig = "two_photon", *, seed: int = 0, sha
     dendrites, spines = _labelled_geometry(rng_geometry, config, box_um)
     for dend in dendrites:
         for curve in dend.curves:
-            pieces = shaft_pieces(curve)
-            for prims, b in zip(pieces, brightness_along(rng_geometry, len(pieces), dend.brightness)):
-                canvas.add_shaft(prims, dend.id, b)
+            for prims in shaft_pieces(curve, rng=rng_geometry, brightness=dend.brightness):
+                canvas.add_shaft(prims, dend.id)
     for i, sp in enumerate(spines, start=1):
         canvas.add_spine(sp.prims, i, sp.brightness, sp.axis)
 

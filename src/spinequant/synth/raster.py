@@ -12,25 +12,30 @@ samples of a voxel is its occupancy (fraction of the voxel inside the solid).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 
 @dataclass(frozen=True)
 class Primitives:
-    """Round cones: ``a``, ``b`` (m, 3) µm; ``ra``, ``rb`` (m,) µm."""
+    """Round cones: ``a``, ``b`` (m, 3) µm; ``ra``, ``rb`` (m,) µm; optionally a brightness
+    ``va``, ``vb`` (m,) at either end, interpolated along each cone like the radius."""
 
     a: np.ndarray
     b: np.ndarray
     ra: np.ndarray
     rb: np.ndarray
+    va: np.ndarray | None = None
+    vb: np.ndarray | None = None
 
     @staticmethod
-    def of(segments) -> "Primitives":
-        """From an iterable of ``(a, b, ra, rb)``."""
+    def of(segments, values=None) -> "Primitives":
+        """From an iterable of ``(a, b, ra, rb)`` and optionally one of ``(va, vb)``."""
         a, b, ra, rb = zip(*segments)
+        va, vb = (np.asarray(v, float) for v in zip(*values)) if values is not None else (None, None)
         return Primitives(np.asarray(a, float).reshape(-1, 3), np.asarray(b, float).reshape(-1, 3),
-                          np.asarray(ra, float), np.asarray(rb, float))
+                          np.asarray(ra, float), np.asarray(rb, float), va, vb)
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         r = np.maximum(self.ra, self.rb)[:, None]
@@ -39,22 +44,39 @@ class Primitives:
         return lo, hi
 
 
-def signed_distance(z, y, x, prims: Primitives) -> np.ndarray:
+class Raster(NamedTuple):
+    """A solid drawn inside its bounding box ``slices`` of the volume."""
+
+    slices: tuple[slice, slice, slice]
+    occupancy: np.ndarray  #: float32 fraction of each voxel inside the solid
+    membrane: np.ndarray | None  #: fraction inside a shell below the surface, when asked
+    value: np.ndarray | None  #: brightness of the nearest cone, when the primitives carry one
+
+
+def signed_distance(z, y, x, prims: Primitives, *, with_value: bool = False):
     """Signed distance (µm, negative inside) from points given as broadcastable coordinate
-    arrays to the union of ``prims``."""
-    out = None
-    for a, b, ra, rb in zip(prims.a, prims.b, prims.ra, prims.rb):
+    arrays to the union of ``prims``; with ``with_value`` also the value of the nearest cone."""
+    out = value = None
+    want = with_value and prims.va is not None
+    for k, (a, b, ra, rb) in enumerate(zip(prims.a, prims.b, prims.ra, prims.rb)):
         ab = b - a
         l2 = float(ab @ ab)
         pz, py, px = z - a[0], y - a[1], x - a[2]
         if l2 == 0.0:
+            t = 0.0
             d = np.sqrt(pz * pz + py * py + px * px) - ra
         else:
             t = np.clip((pz * ab[0] + py * ab[1] + px * ab[2]) / l2, 0.0, 1.0)
             qz, qy, qx = pz - t * ab[0], py - t * ab[1], px - t * ab[2]
             d = np.sqrt(qz * qz + qy * qy + qx * qx) - (ra + t * (rb - ra))
-        out = d if out is None else np.minimum(out, d)
-    return out
+        v = prims.va[k] + t * (prims.vb[k] - prims.va[k]) if want else None
+        if out is None:
+            out, value = d, v
+        else:
+            if want:
+                value = np.where(d < out, v, value)
+            out = np.minimum(out, d)
+    return (out, value) if with_value else out
 
 
 def fine_offsets(spacing, supersample_um: float) -> tuple[np.ndarray, float]:
@@ -69,16 +91,9 @@ def fine_offsets(spacing, supersample_um: float) -> tuple[np.ndarray, float]:
 
 
 def rasterise(prims: Primitives, shape, spacing, *, supersample_um: float = 0.06,
-              membrane_um: float | None = None):
-    """Occupancy of a solid inside its bounding box.
-
-    Returns
-    -------
-    (slices, occupancy, membrane) or None
-        ``slices`` locate the box in the volume; ``occupancy`` (float32, 0..1) is the fraction
-        of each voxel inside the solid; ``membrane`` the fraction inside a shell of
-        ``membrane_um`` below the surface (None unless asked). None when the box is outside.
-    """
+              membrane_um: float | None = None) -> Raster | None:
+    """Occupancy of a solid inside its bounding box (see :class:`Raster`); None when the box
+    lies outside the volume. ``membrane_um`` asks for a shell of that thickness too."""
     spacing = np.asarray(spacing, float)
     lo, hi = prims.bounds()
     i0 = np.maximum(np.floor(lo / spacing).astype(int) - 1, 0)
@@ -86,7 +101,8 @@ def rasterise(prims: Primitives, shape, spacing, *, supersample_um: float = 0.06
     if np.any(i1 <= i0):
         return None
     axes = [np.arange(i0[k], i1[k]) * spacing[k] for k in range(3)]
-    d = signed_distance(axes[0][:, None, None], axes[1][None, :, None], axes[2][None, None, :], prims)
+    d, value = signed_distance(axes[0][:, None, None], axes[1][None, :, None], axes[2][None, None, :],
+                               prims, with_value=True)
     offsets, h = fine_offsets(spacing, supersample_um)
     band = 0.5 * float(np.linalg.norm(spacing)) + h
     inner = band + (membrane_um or 0.0)
@@ -102,7 +118,9 @@ def rasterise(prims: Primitives, shape, spacing, *, supersample_um: float = 0.06
         if membrane_um:
             mem[edge] = (ramp - np.clip(0.5 - (df + membrane_um) / h, 0.0, 1.0)).mean(axis=1)
     slices = tuple(slice(int(i0[j]), int(i1[j])) for j in range(3))
-    return slices, occ, mem
+    if value is not None:
+        value = np.broadcast_to(value, occ.shape).astype(np.float32)
+    return Raster(slices, occ, mem, value)
 
 
 def axis_voxels(points_um: np.ndarray, shape, spacing) -> tuple[np.ndarray, ...]:
