@@ -38,7 +38,8 @@ def folder(scene, tmp_path_factory):
     out = tmp_path_factory.mktemp("results")
     written = export_results(out, spacing=SPACING, spines=table, dendrites=dend_table,
                              spine_labels=result.spine_labels, dendrite_labels=result.dendrite_labels,
-                             centrelines=swc, image=image, metadata={"config": result.config.to_dict()})
+                             centrelines=swc, image=image, mesh_formats=("stl", "ply", "obj"),
+                             metadata={"config": result.config.to_dict()})
     return out, written
 
 
@@ -165,3 +166,5 @@ def test_only_the_asked_formats_are_written(tmp_path, scene):
     export_results(tmp_path, spacing=SPACING, spine_labels=result.spine_labels,
                    dendrite_labels=result.dendrite_labels, formats=("roi", "tables"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metadata.json", "spines_roi.zip"]
+    written = export_results(tmp_path, spacing=SPACING, spine_labels=result.spine_labels, formats=("meshes",))
+    assert sorted(p.name for p in written["meshes"]) == ["spine-0001.stl", "spine-0002.stl", "spine-0003.stl"]
