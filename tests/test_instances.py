@@ -227,3 +227,20 @@ def test_noise_filter_on_dendrite_fragments_directly():
     dendrite[5, 14, 30] = 3                              # one voxel, 0.5 µm away: kept
     kept, n = noise_filter(dendrite, dendrite, spacing=(0.5, 0.1, 0.1))
     assert n == 1 and kept.max() == 2 and kept[5, 50, 30] == 0 and kept[5, 14, 30] > 0
+
+
+def test_empty_maps_give_no_objects():
+    zeros = np.zeros((4, 20, 20), np.float32)
+    result = spine_instances(zeros, zeros, spacing=SPACING)
+    assert result.n_spines == 0 and result.n_dendrites == 0
+    assert result.spine_labels.shape == zeros.shape and result.spine_labels.dtype == np.int32
+
+
+def test_auto_method_uses_components_for_masks_and_flood_fill_for_probabilities():
+    # A 4 µm filopodium-like bar: longer than max_distance_to_seed_um (2 µm) from any seed.
+    bar = np.zeros((3, 10, 60), bool)
+    bar[1, 4:7, 8:51] = True
+    cfg = InstanceConfig(**NO_FILTERS)
+    assert spine_instances(bar, None, spacing=(0.5, 0.094, 0.094), config=cfg).n_spines == 1
+    flood = dataclasses.replace(cfg, method="floodfill")
+    assert spine_instances(bar, None, spacing=(0.5, 0.094, 0.094), config=flood).n_spines == 2
