@@ -100,3 +100,14 @@ def test_each_spine_volume_is_its_model_volume_at_fine_voxels():
     assert np.median(ratio) == pytest.approx(1.0, abs=0.1)
     # the rest lose voxels where they cross another dendrite or spine (shaft wins, fuller wins)
     assert np.mean(np.abs(ratio - 1) < 0.35) > 0.75
+
+
+def test_centrelines_run_inside_their_dendrite_labels(phantom):
+    c = phantom.centrelines
+    assert len(c) > 20 and set(c["type"]) == {3}
+    idx = np.rint(c[["z", "y", "x"]].to_numpy() / phantom.spacing).astype(int)
+    labels = phantom.dendrite_labels[tuple(idx.T)]
+    # where two dendrites cross, the one filling a voxel more owns it
+    assert np.mean(labels == c["dendrite_id"].to_numpy()) > 0.95
+    parents = c.loc[c["parent"] > 0, "parent"]
+    assert parents.isin(c["id"]).all()
