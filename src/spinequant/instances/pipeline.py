@@ -20,7 +20,7 @@ def spine_instances(spine_prob, dendrite_prob=None, *, spacing, config: Instance
     Steps: dendrite = ``dendrite_prob >= dendrite_threshold``, split into 3D connected
     components, fragments under ``min_dendrite_volume_um3`` and eq. 12 noise removed; spines
     by DeepD3 flood fill or threshold + connected components; touching spines split by
-    watershed; then eq. 12 noise, volume, z-plane and distance-to-dendrite rules.
+    watershed; then the volume, z-plane and distance-to-dendrite rules and eq. 12 noise.
 
     Parameters
     ----------
@@ -84,13 +84,14 @@ def spine_instances(spine_prob, dendrite_prob=None, *, spacing, config: Instance
         spines = split_objects(spines, spacing=spacing, by=cfg.split_by, spine_prob=spine,
                                min_distance_um=cfg.split_min_distance_um, min_depth=depth,
                                connectivity=cfg.connectivity)
-    if cfg.noise_rule and has_dendrite:
-        spines, removed["spine_noise"] = _noise(spines, dendrites, spacing, cfg)
     spines, counts = filter_objects(
         spines, spacing=spacing, dendrite_mask=dendrite_labels > 0 if has_dendrite else None,
         min_volume_um3=cfg.min_volume_um3, max_volume_um3=cfg.max_volume_um3, min_planes=cfg.min_planes,
         max_distance_to_dendrite_um=cfg.max_distance_to_dendrite_um if has_dendrite else None)
     removed.update(counts)
+    # Eq. 12 last: the cheap rules have already dropped the specks, so few distances remain to test.
+    if cfg.noise_rule and has_dendrite:
+        spines, removed["spine_noise"] = _noise(spines, dendrites, spacing, cfg)
     return InstanceResult(spine_labels=spines.labels, dendrite_labels=dendrite_labels, config=cfg,
                           removed=removed)
 
