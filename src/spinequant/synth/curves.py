@@ -35,11 +35,18 @@ def unit(v: np.ndarray) -> np.ndarray:
     return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
 
+def cross(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Cross product of 3-vectors (np.cross is slow for single vectors)."""
+    return np.stack([u[..., 1] * v[..., 2] - u[..., 2] * v[..., 1],
+                     u[..., 2] * v[..., 0] - u[..., 0] * v[..., 2],
+                     u[..., 0] * v[..., 1] - u[..., 1] * v[..., 0]], axis=-1)
+
+
 def perpendicular_basis(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Two unit vectors perpendicular to ``u`` (shape (..., 3)) and to each other."""
     ref = np.where(np.abs(u[..., :1]) < 0.9, [1.0, 0.0, 0.0], [0.0, 1.0, 0.0])
-    n1 = unit(np.cross(u, ref))
-    return n1, np.cross(u, n1)
+    n1 = unit(cross(u, ref))
+    return n1, cross(u, n1)
 
 
 def direction(rng: np.random.Generator, *, max_elevation_deg: float) -> np.ndarray:

@@ -70,7 +70,8 @@ def render(density: np.ndarray, haze: np.ndarray | None, shaft_mask: np.ndarray,
            ) -> tuple[np.ndarray, dict]:
     """Image (``cfg.dtype``) of a fluorophore ``density``; also the numbers that made it.
 
-    ``haze`` (mean about 1) is added with ``haze_amplitude`` times the mean shaft signal.
+    ``haze`` (mean about 1) is added with ``haze_amplitude`` times the mean shaft signal;
+    it is scaled in place.
     """
     spacing = np.asarray(spacing, float)
     depth = np.arange(density.shape[0]) * spacing[0]
@@ -83,7 +84,7 @@ def render(density: np.ndarray, haze: np.ndarray | None, shaft_mask: np.ndarray,
     signal = ndi.gaussian_filter(density * att, sigma, truncate=TRUNCATE, output=np.float32)
     fm = float(signal[shaft_mask].mean()) if shaft_mask.any() else float(signal.max() or 1.0)
     if haze is not None and haze_amplitude > 0:
-        haze = haze * (att * np.float32(haze_amplitude * fm))
+        haze *= att * np.float32(haze_amplitude * fm)  # the caller's array: made for this
         haze_rel = float(haze[shaft_mask].mean()) / fm if shaft_mask.any() else 0.0
         signal += haze
     else:
@@ -95,8 +96,7 @@ def render(density: np.ndarray, haze: np.ndarray | None, shaft_mask: np.ndarray,
     dark = cfg.dark_fraction * s
     if cfg.noise:
         # noise in photons, from the expected photon count of every voxel
-        lam = signal.astype(np.float64)
-        lam *= scale
+        lam = np.multiply(signal, scale, dtype=np.float64)
         lam += dark
         noise = rng.poisson(lam).astype(np.float32)
         np.subtract(noise, lam, out=noise, casting="unsafe")

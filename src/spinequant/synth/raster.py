@@ -11,6 +11,7 @@ samples of a voxel is its occupancy (fraction of the voxel inside the solid).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -79,6 +80,11 @@ def signed_distance(z, y, x, prims: Primitives, *, with_value: bool = False):
     return (out, value) if with_value else out
 
 
+@functools.lru_cache(maxsize=16)
+def _fine_offsets(spacing: tuple[float, float, float], supersample_um: float) -> tuple[np.ndarray, float]:
+    return fine_offsets(spacing, supersample_um)
+
+
 def fine_offsets(spacing, supersample_um: float) -> tuple[np.ndarray, float]:
     """Sample offsets (S, 3) µm inside a voxel and the largest fine step (µm)."""
     per_axis, steps = [], []
@@ -103,7 +109,7 @@ def rasterise(prims: Primitives, shape, spacing, *, supersample_um: float = 0.06
     axes = [np.arange(i0[k], i1[k]) * spacing[k] for k in range(3)]
     d, value = signed_distance(axes[0][:, None, None], axes[1][None, :, None], axes[2][None, None, :],
                                prims, with_value=True)
-    offsets, h = fine_offsets(spacing, supersample_um)
+    offsets, h = _fine_offsets(tuple(float(v) for v in spacing), float(supersample_um))
     band = 0.5 * float(np.linalg.norm(spacing)) + h
     inner = band + (membrane_um or 0.0)
     occ = (d < -band).astype(np.float32)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .curves import rotate_towards
+from .curves import cross, rotate_towards
 from .raster import Primitives, segment_points
 
 SPINE_TYPES = ("stubby", "thin", "mushroom", "filopodia")
@@ -118,7 +118,7 @@ def cap_volume(r: float, h: float) -> float:
 def spine_direction(rng: np.random.Generator, normal: np.ndarray, tangent: np.ndarray,
                     max_tilt_deg: float) -> np.ndarray:
     """``normal`` tilted by a random angle up to ``max_tilt_deg`` in a random direction."""
-    side = np.cross(tangent, normal)
+    side = cross(tangent, normal)
     phi = rng.uniform(0, 2 * np.pi)
     w = np.cos(phi) * tangent + np.sin(phi) * side
     w /= np.linalg.norm(w)
