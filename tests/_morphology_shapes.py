@@ -66,5 +66,5 @@ def straight_spine(spacing, *, length, radius, direction=(0, 1, 0), dendrite_rad
     p = np.stack([z, y, x], -1)
     t = (p - axis0) @ d
     radial = np.linalg.norm(p - axis0 - t[..., None] * d, axis=-1)
-    spine = ((radial <= radius) & (t <= (tip - axis0) @ d) & ~dend).astype(np.int32)
+    spine = ((radial <= radius) & (t >= 0) & (t <= (tip - axis0) @ d) & ~dend).astype(np.int32)
     return spine, dend, {"length": length, "base": base, "tip": tip}
