@@ -6,7 +6,7 @@ import cc3d
 import numpy as np
 from scipy import ndimage as ndi
 
-from ._objects import Objects, grow, margin_voxels
+from ._objects import Objects, grow, margin_voxels, voxel_volume
 
 
 def seeded_flood_fill(spine_prob: np.ndarray, *, spacing, seed_threshold: float = 0.8,
@@ -44,8 +44,12 @@ def seeded_flood_fill(spine_prob: np.ndarray, *, spacing, seed_threshold: float 
 
 
 def flood_fill_objects(spine_prob, *, spacing, seed_threshold, growth_threshold, max_distance_to_seed_um,
-                       max_drop, connectivity) -> Objects:
-    """:func:`seeded_flood_fill` that also returns each object's voxel count and box."""
+                       max_drop, connectivity, min_volume_um3: float = 0.0) -> Objects:
+    """:func:`seeded_flood_fill` that also returns each object's voxel count and box.
+
+    Seeds in candidate regions smaller than ``min_volume_um3`` are skipped: an object never
+    leaves its region, so it would be too small to keep (noise specks cost no fill).
+    """
     prob = np.asarray(spine_prob, dtype=np.float32)
     labels = np.zeros(prob.shape, dtype=np.int32)
     counts, boxes = [0], [None]
@@ -53,8 +57,12 @@ def flood_fill_objects(spine_prob, *, spacing, seed_threshold, growth_threshold,
     # Growth never leaves the connected component of the candidate voxels that holds the seed,
     # so each fill works in the intersection of that component's box and the seed's ball.
     regions = cc3d.connected_components(candidate, connectivity=connectivity)
-    region_boxes = cc3d.statistics(regions)["bounding_boxes"]
+    region_stats = cc3d.statistics(regions)
+    region_boxes = region_stats["bounding_boxes"]
     seeds = np.flatnonzero(prob >= seed_threshold)
+    if min_volume_um3 > 0:
+        big = region_stats["voxel_counts"] * voxel_volume(spacing) >= min_volume_um3
+        seeds = seeds[big[regions.ravel()[seeds]]]
     if seeds.size == 0:
         return Objects(labels, np.zeros(1, np.int64), [None])
     # Brightest first; ties in raster order so results are reproducible.

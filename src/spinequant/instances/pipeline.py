@@ -76,9 +76,14 @@ def spine_instances(spine_prob, dendrite_prob=None, *, spacing, config: Instance
         spines = flood_fill_objects(
             spine, spacing=spacing, seed_threshold=cfg.seed_threshold,
             growth_threshold=cfg.growth_threshold, max_distance_to_seed_um=cfg.max_distance_to_seed_um,
-            max_drop=cfg.max_drop, connectivity=cfg.connectivity)
+            max_drop=cfg.max_drop, connectivity=cfg.connectivity, min_volume_um3=cfg.min_volume_um3)
     else:
         spines = Objects.from_mask(spine >= cfg.threshold, cfg.connectivity)
+    # Specks below the minimum volume go before the per-object work (splitting, distances).
+    small = spines.volumes(spacing) < cfg.min_volume_um3
+    removed["volume"] = int(small.sum())
+    if small.any():
+        spines = spines.keep(spines.ids[~small])
     if cfg.split_by != "none":
         depth = cfg.split_min_depth_um if cfg.split_by == "distance" else cfg.split_min_depth_prob
         spines = split_objects(spines, spacing=spacing, by=cfg.split_by, spine_prob=spine,
@@ -88,7 +93,7 @@ def spine_instances(spine_prob, dendrite_prob=None, *, spacing, config: Instance
         spines, spacing=spacing, dendrite_mask=dendrite_labels > 0 if has_dendrite else None,
         min_volume_um3=cfg.min_volume_um3, max_volume_um3=cfg.max_volume_um3, min_planes=cfg.min_planes,
         max_distance_to_dendrite_um=cfg.max_distance_to_dendrite_um if has_dendrite else None)
-    removed.update(counts)
+    removed.update(counts, volume=removed["volume"] + counts["volume"])
     # Eq. 12 last: the cheap rules have already dropped the specks, so few distances remain to test.
     if cfg.noise_rule and has_dendrite:
         spines, removed["spine_noise"] = _noise(spines, dendrites, spacing, cfg)
