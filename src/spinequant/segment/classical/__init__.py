@@ -133,6 +133,9 @@ def segment_classical(image: np.ndarray, *, spacing, config: ClassicalConfig | N
         size = tuple(2 * int(round(w / s)) + 1 for w, s in zip(window, spacing))
         foreground &= above >= fraction * ndi.maximum_filter(above, size=size, mode="nearest")
     foreground = _drop_small(foreground, spacing, config.min_object_um3)
+    # The trimmed foreground is less smeared than the candidate: measure its own elongation.
+    if config.z_elongation == "auto":
+        elongation = estimate_z_elongation(foreground, spacing)
     shape_spacing = (spacing[0] / elongation, spacing[1], spacing[2])
     shaft = _shaft_on_grid(foreground, shape_spacing, config)
     spine = _protrusions(foreground & ~shaft, shaft, shape_spacing, config.min_protrusion_um)

@@ -30,6 +30,29 @@ def outside_distance(mask: np.ndarray, spacing) -> np.ndarray:
                    black_border=False, parallel=0).astype(np.float32)
 
 
+def run_lengths(mask: np.ndarray, points: np.ndarray, axis: int) -> np.ndarray:
+    """Length (voxels) of the run of ``mask`` through each point along ``axis``."""
+    out = np.empty(len(points), dtype=np.int64)
+    for k, p in enumerate(points):
+        index = list(p)
+        index[axis] = slice(None)
+        line = mask[tuple(index)]
+        i = p[axis]
+        lo = i - (np.flatnonzero(~line[:i][::-1])[:1].tolist() or [i])[0]
+        hi = i + (np.flatnonzero(~line[i:])[:1].tolist() or [len(line) - i])[0]
+        out[k] = hi - lo
+    return out
+
+
+def shaft_z_stretch(mask: np.ndarray, points: np.ndarray, spacing, *, limits=(0.5, 3.0)) -> float:
+    """Median ratio, over centreline points, of the shaft's z extent to its narrower y/x extent."""
+    if len(points) == 0 or mask.shape[0] < 3:
+        return 1.0
+    sample = points[:: max(1, len(points) // 2000)]
+    z, y, x = (run_lengths(mask, sample, a) * s for a, s in enumerate(spacing))
+    return float(np.clip(np.median(z / np.minimum(y, x)), *limits))
+
+
 def shaft_mask(foreground: np.ndarray, *, spacing, max_spine_length_um: float, min_length_um: float,
                radius_window_um: float, radius_margin: float, radius_step: float = 1.1):
     """Return (shaft mask, centreline mask, centreline radii in µm) for a foreground mask.
@@ -51,6 +74,10 @@ def shaft_mask(foreground: np.ndarray, *, spacing, max_spine_length_um: float, m
     points = np.argwhere(line)
     if len(points) == 0:
         return np.zeros_like(foreground), line, np.zeros(0, np.float32)
+    # The shaft's own cross-section fixes how much longer it is along z than across; shapes
+    # are rebuilt in a space where that cross-section is round.
+    stretch = shaft_z_stretch(foreground, points, spacing)
+    spacing = (spacing[0] / stretch, spacing[1], spacing[2])
     d_in = inside_distance(foreground, spacing)
     radius_at = d_in[tuple(points.T)]
     phys = points * np.asarray(spacing, dtype=float)
