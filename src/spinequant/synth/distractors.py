@@ -7,9 +7,9 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .canvas import Canvas
-from .config import DistractorConfig, ShaftConfig
+from .config import DistractorConfig, ShaftConfig, SpineConfig
 from .curves import clip_to_box, direction, meander_curve
-from .dendrites import MARGIN_UM, random_dendrite, shaft_pieces
+from .dendrites import MARGIN_UM, place_spines, random_dendrite, shaft_pieces
 from .raster import Primitives
 
 
@@ -41,14 +41,16 @@ def add_axons(rng: np.random.Generator, canvas: Canvas, box_um: np.ndarray, cfg:
 
 
 def add_dim_dendrites(rng: np.random.Generator, canvas: Canvas, box_um: np.ndarray,
-                      cfg: DistractorConfig, shafts: ShaftConfig) -> int:
-    """Dendrites of other cells, dim because they are weakly filled or out of focus."""
+                      cfg: DistractorConfig, shafts: ShaftConfig, spines: SpineConfig) -> int:
+    """Spiny dendrites of other cells, dim because they are weakly filled or out of focus."""
     n = int(rng.integers(cfg.n_dim_dendrites[0], cfg.n_dim_dendrites[1] + 1))
     for _ in range(n):
         brightness = rng.uniform(*cfg.dim_brightness)
         for curve in random_dendrite(rng, box_um, shafts, allow_branch=False):
             for prims in shaft_pieces(curve):
                 canvas.add_unlabelled(prims, brightness)
+            for spine in place_spines(rng, curve, box_um, spines, min(spines.density_per_um)):
+                canvas.add_unlabelled(spine.prims, brightness)
     return n
 
 

@@ -99,7 +99,7 @@ def make_phantom(preset: str | SynthConfig = "two_photon", *, seed: int = 0, sha
 
     dcfg = config.distractors
     n_axons = add_axons(rng_distractors, canvas, box_um, dcfg)
-    n_dim = add_dim_dendrites(rng_distractors, canvas, box_um, dcfg, config.shafts)
+    n_dim = add_dim_dendrites(rng_distractors, canvas, box_um, dcfg, config.shafts, config.spines)
     shaft_labels, spine_labels = canvas.labels()
     spine_labels, table = _truth_table(spine_labels, spines, spacing, shape)
     semantic = (shaft_labels > 0).view(np.uint8)
