@@ -111,3 +111,10 @@ def test_centrelines_run_inside_their_dendrite_labels(phantom):
     assert np.mean(labels == c["dendrite_id"].to_numpy()) > 0.95
     parents = c.loc[c["parent"] > 0, "parent"]
     assert parents.isin(c["id"]).all()
+
+
+@pytest.mark.parametrize("bad", [dict(snr=0), dict(n_dendrites=(3, 1)), dict(supersample_um=0),
+                                 dict(type_fractions=(("giant", 1.0),))])
+def test_impossible_values_are_input_errors(bad):
+    with pytest.raises(InputError, match="cannot be made"):
+        make_phantom("two_photon", shape=SMALL, **bad)

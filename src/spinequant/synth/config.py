@@ -120,7 +120,37 @@ def with_overrides(config: SynthConfig, **overrides) -> SynthConfig:
     for part, fields in parts.items():
         if fields:
             top[part] = dataclasses.replace(getattr(config, part), **fields)
-    return dataclasses.replace(config, **top)
+    return check_config(dataclasses.replace(config, **top))
+
+
+def check_config(config: SynthConfig) -> SynthConfig:
+    """Raise :class:`InputError` for values a phantom cannot be made with."""
+    problems = []
+    for part in _PARTS:
+        for f in dataclasses.fields(getattr(config, part)):
+            v = getattr(getattr(config, part), f.name)
+            if f.name == "psf_fwhm_um":  # a pair (z, xy), not a range
+                if v is not None and not min(v) > 0:
+                    problems.append(f"psf_fwhm_um={v} must be two positive widths (z, xy)")
+            elif isinstance(v, tuple) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v):
+                if v[0] > v[1] or v[0] < 0:
+                    problems.append(f"{f.name}={v} must be a range (low, high) with 0 <= low <= high")
+    img = config.imaging
+    for name in ("snr", "signal_adu", "attenuation_length_um", "numerical_aperture", "wavelength_um"):
+        if not getattr(img, name) > 0:
+            problems.append(f"{name}={getattr(img, name)} must be positive")
+    if not config.supersample_um > 0:
+        problems.append(f"supersample_um={config.supersample_um} must be positive")
+    from .spines import SPINE_TYPES  # here: spines imports the geometry helpers
+
+    fractions = config.spines.type_fractions
+    unknown = [k for k, _ in fractions if k not in SPINE_TYPES]
+    if unknown or sum(v for _, v in fractions) <= 0 or min(v for _, v in fractions) < 0:
+        problems.append(f"type_fractions={fractions} must give non-negative fractions of "
+                        f"{', '.join(SPINE_TYPES)} that do not all vanish")
+    if problems:
+        raise InputError("The phantom cannot be made: " + "; ".join(problems) + ".")
+    return config
 
 
 def _locate(key: str) -> tuple[str | None, str]:
