@@ -89,6 +89,14 @@ def default_instance_config(method: str) -> InstanceConfig:
     return CLASSICAL_INSTANCES if method == CLASSICAL else InstanceConfig()
 
 
+def resolve_config(config: AnalyzeConfig | None) -> AnalyzeConfig:
+    """``config`` with every method-dependent default filled in (what a run records)."""
+    config = config or AnalyzeConfig()
+    if config.instances is None:
+        config = replace(config, instances=default_instance_config(config.method))
+    return config
+
+
 def analyze(image, *, spacing=None, config: AnalyzeConfig | None = None,
             progress: Progress | None = None) -> AnalysisResult:
     """Segment dendrites and spines in a 3D stack and measure every spine.
@@ -114,9 +122,7 @@ def analyze(image, *, spacing=None, config: AnalyzeConfig | None = None,
     >>> result = analyze(sample_stack())                     # doctest: +SKIP
     >>> result.spines[["volume_um3", "length_um", "type"]]   # doctest: +SKIP
     """
-    config = config or AnalyzeConfig()
-    if config.instances is None:
-        config = replace(config, instances=default_instance_config(config.method))
+    config = resolve_config(config)
     if isinstance(image, Stack):
         if image.axes != "ZYX":
             image = image.select()

@@ -12,7 +12,7 @@ import pandas as pd
 from .._atomic import atomic_path, ensure_writable_dir
 from ..errors import InputError, SpinequantError
 from ..io import SUPPORTED_FORMATS, read_stack
-from .analyze import AnalysisResult, AnalyzeConfig, Progress, analyze, save_result
+from .analyze import AnalysisResult, AnalyzeConfig, Progress, analyze, resolve_config, save_result
 from ..config import config_to_dict
 from .runinfo import read_run_json
 
@@ -82,7 +82,7 @@ def analyze_folder(folder, out_dir, *, channel=None, time=None, voxel_size=None,
             f"{', '.join(SUPPORTED_FORMATS)}). Put the stacks directly in that folder."
         )
     out_dir = ensure_writable_dir(out_dir)
-    config = config or AnalyzeConfig()
+    config = resolve_config(config)
     rows = []
     for path in stacks:
         target = out_dir / stack_name(path)
