@@ -24,7 +24,8 @@ from spinequant.io.swc import read_swc
 def scene():
     spines, dendrite, _ = dendrite_with_spines(n_spines=3)
     result = spine_instances(spines, dendrite, spacing=SPACING)
-    table = pd.DataFrame({"id": [1, 2, 3], "volume_um3": [0.5, 0.25, 0.125], "type": ["thin", "stubby", "mushroom"]})
+    table = pd.DataFrame({"id": [1, 2, 3], "volume_um3": [0.5, 0.25, 0.125],
+                          "type": ["thin", "stubby", "mushroom"]})
     dend_table = pd.DataFrame({"dendrite_id": [1], "length_um": [10.5]})
     swc = pd.DataFrame({"id": [1, 2], "type": [3, 3], "x": [0.0, 10.5], "y": [3.0, 3.0], "z": [3.0, 3.0],
                         "radius": [1.0, 1.0], "parent": [-1, 1]})

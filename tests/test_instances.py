@@ -52,7 +52,8 @@ def test_two_touching_spheres_are_split(spacing, source):
 
 
 def test_without_splitting_touching_spheres_stay_one_object():
-    pair = ellipsoid((6, 8, 8), SPACING, (3, 4, 3.55), (0.5,) * 3) | ellipsoid((6, 8, 8), SPACING, (3, 4, 4.45), (0.5,) * 3)
+    pair = (ellipsoid((6, 8, 8), SPACING, (3, 4, 3.55), (0.5,) * 3)
+            | ellipsoid((6, 8, 8), SPACING, (3, 4, 4.45), (0.5,) * 3))
     cfg = InstanceConfig(split_by="none", **NO_FILTERS)
     assert spine_instances(pair, None, spacing=SPACING, config=cfg).n_spines == 1
 

@@ -34,7 +34,8 @@ def capsule(shape_um, spacing, start_um, end_um, radius_um):
 
 def cylinder_x(shape_um, spacing, centre_zy_um, radius_um):
     (z, y, x), shape = grid(shape_um, spacing)
-    inside = (z * spacing[0] - centre_zy_um[0]) ** 2 + (y * spacing[1] - centre_zy_um[1]) ** 2 <= radius_um ** 2
+    dz, dy = z * spacing[0] - centre_zy_um[0], y * spacing[1] - centre_zy_um[1]
+    inside = dz ** 2 + dy ** 2 <= radius_um ** 2
     return np.broadcast_to(inside, shape).copy()
 
 

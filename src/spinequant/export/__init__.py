@@ -90,7 +90,8 @@ def export_results(out_dir: str | os.PathLike, *, spacing, spines=None, dendrite
         written["tables"] = [p for name, table in (("spines", spines), ("dendrites", dendrites))
                              if table is not None for p in write_table(out / f"{name}.csv", table)]
     if "labels" in formats:
-        written["labels"] = [write_tiff(out / f"labels_{name}.tif", data, spacing) for name, data in volumes.items()]
+        written["labels"] = [write_tiff(out / f"labels_{name}.tif", data, spacing)
+                             for name, data in volumes.items()]
     if "zarr" in formats and (volumes or image is not None):
         written["zarr"] = [write_ome_zarr(out / "results.ome.zarr", image, spacing, labels=volumes)]
     if "roi" in formats and spine_labels is not None:

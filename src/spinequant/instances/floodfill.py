@@ -39,7 +39,8 @@ def seeded_flood_fill(spine_prob: np.ndarray, *, spacing, seed_threshold: float 
     (2, 9)
     """
     return flood_fill_objects(spine_prob, spacing=spacing, seed_threshold=seed_threshold,
-                              growth_threshold=growth_threshold, max_distance_to_seed_um=max_distance_to_seed_um,
+                              growth_threshold=growth_threshold,
+                              max_distance_to_seed_um=max_distance_to_seed_um,
                               max_drop=max_drop, connectivity=connectivity).labels
 
 

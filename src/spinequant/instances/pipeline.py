@@ -115,10 +115,13 @@ def _as_map(data, what: str) -> tuple[np.ndarray, bool]:
     if arr.dtype == bool:
         return arr.astype(np.float32), True
     if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise InputError(f"The {what} has data type {arr.dtype}; give probabilities (float) or a boolean mask.")
+        raise InputError(
+            f"The {what} has data type {arr.dtype}; give probabilities (float) or a boolean mask.")
     arr = arr.astype(np.float32, copy=False)
     if not np.isfinite(arr).all():
-        raise InputError(f"The {what} contains NaN or infinite values; probabilities must be finite numbers in [0, 1].")
+        raise InputError(
+            f"The {what} contains NaN or infinite values; probabilities must be finite numbers in "
+            f"[0, 1]. Replace them (e.g. with 0) before building spine objects.")
     lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
     if lo < 0 or hi > 1:
         raise InputError(
@@ -142,7 +145,8 @@ def _check_config(cfg: InstanceConfig) -> None:
             raise InputError(f"InstanceConfig.{name} is {value}; a probability threshold must be in (0, 1].")
     for name in ("max_distance_to_seed_um", "split_min_distance_um", "noise_distance_um"):
         if not getattr(cfg, name) > 0:
-            raise InputError(f"InstanceConfig.{name} must be a positive distance in µm, not {getattr(cfg, name)}.")
+            raise InputError(
+                f"InstanceConfig.{name} must be a positive distance in µm, not {getattr(cfg, name)}.")
     if cfg.min_volume_um3 > cfg.max_volume_um3:
         raise InputError(
             f"InstanceConfig.min_volume_um3 ({cfg.min_volume_um3}) is larger than max_volume_um3 "

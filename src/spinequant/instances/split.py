@@ -13,17 +13,19 @@ from ..errors import InputError
 from ._objects import Objects, grow
 
 _CUBE = np.ones((3, 3, 3), bool)
+_WATERSHED_CONNECTIVITY = {6: 1, 18: 2, 26: 3}
 
 
 def split_touching(labels: np.ndarray, *, spacing, by: str = "distance", spine_prob=None,
-                   min_distance_um: float = 0.5, min_depth: float = 0.1,
+                   min_distance_um: float = 0.5, min_depth: float | None = None,
                    connectivity: int = 26) -> np.ndarray:
     """Cut objects that hold several spines along watershed lines.
 
     Inside each object a relief is built: the Euclidean distance to the object's boundary
-    (µm, ``by="distance"``, see :func:`distance_relief`) or the spine probability (``by="probability"``). Its
-    regional maxima that rise at least ``min_depth`` above the saddle to any higher maximum
-    (h-maxima) become seeds; seeds closer than ``min_distance_um`` to a higher seed are dropped.
+    (µm, ``by="distance"``, see :func:`distance_relief`) or the spine probability
+    (``by="probability"``). Its regional maxima that rise at least ``min_depth`` above the
+    saddle to any higher maximum (h-maxima) become seeds; seeds closer than
+    ``min_distance_um`` to a higher seed are dropped.
     An object with two or more seeds is split by watershed from them.
 
     Parameters
@@ -38,8 +40,9 @@ def split_touching(labels: np.ndarray, *, spacing, by: str = "distance", spine_p
         Needed for ``by="probability"``.
     min_distance_um : float
         Smallest distance between two seeds.
-    min_depth : float
-        Depth of a seed: µm for ``"distance"``, probability units for ``"probability"``.
+    min_depth : float, optional
+        Depth of a seed: µm for ``"distance"`` (default 0.03), probability units for
+        ``"probability"`` (default 0.1).
 
     Returns
     -------
@@ -50,6 +53,8 @@ def split_touching(labels: np.ndarray, *, spacing, by: str = "distance", spine_p
         raise InputError(f"split_by must be 'distance', 'probability' or 'none', not {by!r}.")
     if by == "probability" and spine_prob is None:
         raise InputError("Splitting by probability needs the spine probability map; give spine_prob.")
+    if min_depth is None:
+        min_depth = 0.03 if by == "distance" else 0.1
     return split_objects(Objects.of(labels), spacing=spacing, by=by, spine_prob=spine_prob,
                          min_distance_um=min_distance_um, min_depth=min_depth,
                          connectivity=connectivity).labels
@@ -77,7 +82,7 @@ def split_objects(objects: Objects, *, spacing, by, spine_prob, min_distance_um,
             counts.append(objects.counts[i])
             boxes.append(objects.boxes[i])
             continue
-        parts = watershed(-relief, markers, mask=mask, connectivity=1 if connectivity == 6 else 3)
+        parts = watershed(-relief, markers, mask=mask, connectivity=_WATERSHED_CONNECTIVITY[connectivity])
         part_counts, part_boxes = _part_stats(parts, box)
         view[mask] = parts[mask] + (len(counts) - 1)
         counts.extend(part_counts)
@@ -89,6 +94,10 @@ def _part_stats(parts: np.ndarray, box: tuple):
     """Voxel counts and bounding boxes (in full-volume coordinates) of parts 1..n in a crop."""
     counts, boxes = [], []
     for j, local in enumerate(ndi.find_objects(parts), start=1):
+        if local is None:  # a seed flooded nothing: keep the numbering, with an empty part
+            counts.append(0)
+            boxes.append(None)
+            continue
         counts.append(int((parts[local] == j).sum()))
         boxes.append(tuple(slice(b.start + s.start, b.start + s.stop) for b, s in zip(box, local)))
     return counts, boxes
