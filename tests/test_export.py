@@ -169,3 +169,20 @@ def test_only_the_asked_formats_are_written(tmp_path, scene):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metadata.json", "spines_roi.zip"]
     written = export_results(tmp_path, spacing=SPACING, spine_labels=result.spine_labels, formats=("meshes",))
     assert sorted(p.name for p in written["meshes"]) == ["spine-0001.stl", "spine-0002.stl", "spine-0003.stl"]
+
+
+def test_interrupted_write_leaves_old_file_and_no_partial(tmp_path, scene, monkeypatch):
+    table = scene[1]
+    export_results(tmp_path, spacing=SPACING, spines=table, formats=("tables",))
+    before = (tmp_path / "spines.csv").read_text()
+
+    def broken_to_csv(self, path, **kwargs):
+        with open(path, "w") as fh:
+            fh.write("id,volu")          # half a file, then the disk "fills up"
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", broken_to_csv)
+    with pytest.raises(OSError):
+        export_results(tmp_path, spacing=SPACING, spines=table.iloc[:1], formats=("tables",))
+    assert (tmp_path / "spines.csv").read_text() == before
+    assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
