@@ -107,7 +107,8 @@ class InstanceResult:
     config : InstanceConfig
         The settings that made this result.
     removed : dict
-        How many candidate objects each rule removed (e.g. ``{"min_volume": 12}``).
+        How many candidate objects each rule removed: ``dendrite_fragments``,
+        ``dendrite_noise``, ``volume``, ``min_planes``, ``dendrite_distance``, ``spine_noise``.
     """
 
     spine_labels: np.ndarray
