@@ -21,6 +21,7 @@ from scipy import ndimage as ndi
 
 from ..errors import InputError
 from .config import ImagingConfig
+from .parallel import blur, shot_and_read_noise
 
 FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 TRUNCATE = 3.0
@@ -70,8 +71,8 @@ def render(density: np.ndarray, haze: np.ndarray | None, shaft_mask: np.ndarray,
            ) -> tuple[np.ndarray, dict]:
     """Image (``cfg.dtype``) of a fluorophore ``density``; also the numbers that made it.
 
-    ``haze`` (mean about 1) is added with ``haze_amplitude`` times the mean shaft signal;
-    it is scaled in place.
+    ``haze`` (mean about 1) is added with ``haze_amplitude`` times the mean shaft signal.
+    ``density`` and ``haze`` are scaled in place.
     """
     spacing = np.asarray(spacing, float)
     depth = np.arange(density.shape[0]) * spacing[0]
@@ -81,7 +82,8 @@ def render(density: np.ndarray, haze: np.ndarray | None, shaft_mask: np.ndarray,
     # the noise smoothing blurs the signal as well: fold it into the PSF
     sigma = (fz / FWHM_PER_SIGMA / spacing[0],
              np.hypot(fxy / FWHM_PER_SIGMA / spacing[1], c), np.hypot(fxy / FWHM_PER_SIGMA / spacing[2], c))
-    signal = ndi.gaussian_filter(density * att, sigma, truncate=TRUNCATE, output=np.float32)
+    density *= att  # the caller's array: made for this
+    signal = blur(density, sigma, truncate=TRUNCATE)
     fm = float(signal[shaft_mask].mean()) if shaft_mask.any() else float(signal.max() or 1.0)
     if haze is not None and haze_amplitude > 0:
         haze *= att * np.float32(haze_amplitude * fm)  # the caller's array: made for this
@@ -96,14 +98,9 @@ def render(density: np.ndarray, haze: np.ndarray | None, shaft_mask: np.ndarray,
     dark = cfg.dark_fraction * s
     if cfg.noise:
         # noise in photons, from the expected photon count of every voxel
-        lam = np.multiply(signal, scale, dtype=np.float64)
-        lam += dark
-        noise = rng.poisson(lam).astype(np.float32)
-        np.subtract(noise, lam, out=noise, casting="unsafe")
-        del lam
-        noise += rng.standard_normal(signal.shape, dtype=np.float32) * np.float32(cfg.read_noise_fraction * s)
+        noise = shot_and_read_noise(signal, scale, dark, cfg.read_noise_fraction * s, rng)
         if c > 0:
-            noise = ndi.gaussian_filter(noise, (0, c, c), truncate=TRUNCATE, output=np.float32)
+            noise = blur(noise, (0, c, c), truncate=TRUNCATE)
     expected = signal
     expected *= np.float32(gain * scale)
     expected += np.float32(cfg.offset_adu + gain * dark)
