@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spinequant.synth.raster import Primitives, rasterise
+from spinequant.synth.raster import Primitives, axis_voxels, rasterise
 from spinequant.synth.spines import cap_volume, make_spine, necked_volume
 
 SPACING = (0.5, 0.094, 0.094)
@@ -78,3 +78,12 @@ def test_brightness_is_interpolated_along_a_cone():
     row = r.value[r.occupancy.shape[0] // 2, r.occupancy.shape[1] // 2]
     inside = (x > a[2]) & (x < b[2])
     np.testing.assert_allclose(row[inside], 1.0 + 2.0 * (x[inside] - a[2]) / 4.0, atol=1e-5)
+
+
+def test_axis_voxels_form_an_unbroken_line_at_any_voxel_size():
+    a, b = np.array([1.0, 1.0, 1.0]), np.array([2.3, 3.1, 2.9])
+    for spacing in [(0.5, 0.094, 0.094), (0.2, 0.03, 0.03)]:
+        idx = np.stack(axis_voxels(np.stack([a, b]), (100, 200, 200), spacing), axis=1)
+        order = idx[np.argsort(idx @ [1, 1, 1], kind="stable")]
+        steps = np.abs(np.diff(order, axis=0)).max(axis=1)
+        assert steps.max() == 1  # each voxel touches the next

@@ -129,9 +129,22 @@ def rasterise(prims: Primitives, shape, spacing, *, supersample_um: float = 0.06
     return Raster(slices, occ, mem, value)
 
 
+def densify(points: np.ndarray, step_um: float) -> np.ndarray:
+    """The polyline ``points`` (n, 3) with points at most ``step_um`` apart."""
+    if len(points) < 2:
+        return points
+    d = np.linalg.norm(np.diff(points, axis=0), axis=1)
+    n = np.maximum(1, np.ceil(d / step_um).astype(int))
+    seg = np.repeat(np.arange(len(d)), n)
+    t = (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)) / np.repeat(n, n)
+    return np.vstack([points[seg] + t[:, None] * (points[seg + 1] - points[seg]), points[-1:]])
+
+
 def axis_voxels(points_um: np.ndarray, shape, spacing) -> tuple[np.ndarray, ...]:
-    """Indices of the voxels containing ``points_um`` (n, 3) that lie inside the volume."""
-    idx = np.rint(points_um / np.asarray(spacing, float)).astype(int)
+    """Indices of the voxels along the polyline ``points_um`` (n, 3) that lie inside the
+    volume; consecutive voxels touch (26-connected)."""
+    spacing = np.asarray(spacing, float)
+    idx = np.rint(densify(points_um, 0.5 * float(spacing.min())) / spacing).astype(int)
     ok = np.all((idx >= 0) & (idx < np.asarray(shape)), axis=1)
     idx = np.unique(idx[ok], axis=0)
     return tuple(idx.T)
