@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -100,3 +102,12 @@ def test_cli_writes_one_folder_per_phantom(tmp_path, capsys):
     assert "seed 4" in capsys.readouterr().out
     with pytest.raises(InputError, match="--n"):
         run_cli(["synth", "--out", str(tmp_path), "--n", "0"])
+
+
+def test_cli_overrides_voxel_size_snr_and_density(tmp_path):
+    assert run_cli(["synth", "--out", str(tmp_path), "--shape", "8", "48", "48", "--voxel-size",
+                    "0.4", "0.1", "0.1", "--snr", "9", "--spine-density", "3", "3"]) == 0
+    params = json.loads((tmp_path / "phantom_000" / "params.json").read_text())
+    assert params["config"]["spacing"] == [0.4, 0.1, 0.1]
+    assert params["config"]["imaging"]["snr"] == 9
+    assert params["config"]["spines"]["density_per_um"] == [3, 3]

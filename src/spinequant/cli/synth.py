@@ -21,6 +21,11 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--shape", nargs=3, type=int, metavar=("Z", "Y", "X"),
                    help="voxels per phantom (default: the preset's)")
+    p.add_argument("--voxel-size", nargs=3, type=float, metavar=("Z", "Y", "X"),
+                   help="voxel size in µm (default: the preset's)")
+    p.add_argument("--snr", type=float, help="signal-to-noise ratio of the shafts (default: the preset's)")
+    p.add_argument("--spine-density", nargs=2, type=float, metavar=("LOW", "HIGH"),
+                   help="spines per µm of shaft, drawn per dendrite in this range (default: the preset's)")
     p.set_defaults(func=run)
 
 
@@ -31,9 +36,11 @@ def run(args) -> int:
     if args.n < 1:
         raise InputError(f"--n must be at least 1 (got {args.n}).")
     out = Path(args.out)
+    overrides = {k: v for k, v in (("spacing", args.voxel_size), ("snr", args.snr),
+                                   ("spine_density_per_um", args.spine_density)) if v is not None}
     for i in range(args.n):
         start = time.perf_counter()
-        phantom = make_phantom(args.preset, seed=args.seed + i, shape=args.shape)
+        phantom = make_phantom(args.preset, seed=args.seed + i, shape=args.shape, **overrides)
         folder = write_phantom(phantom, out / f"phantom_{i:03d}")
         types = phantom.spines["type"].value_counts().to_dict()
         summary = ", ".join(f"{n} {t}" for t, n in sorted(types.items()))
