@@ -28,7 +28,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from spinequant.morphology import MorphologyConfig, classify_spines, measure_spines
+from spinequant.morphology import SPINE_TYPES, MorphologyConfig, classify_spines, measure_spines
 from spinequant.synth import make_phantom
 
 MARGIN_REL = 0.15
@@ -78,30 +78,36 @@ def evaluate(preset: str, seeds: int):
 
 def summarise(j: pd.DataFrame, spacing) -> list[tuple[str, str, str]]:
     voxel = spacing[2]
-    rel = lambda a, b: (j[a] - j[b]) / j[b]  # noqa: E731
+
+    def rel(measured, truth):
+        return (j[measured] - j[truth]) / j[truth]
+
+    vol, vol_model = rel("volume_um3_m", "volume_um3"), rel("volume_um3_m", "volume_analytic_um3")
+    length = rel("length_um_m", "length_um")
     rows = [
-        ("volume vs labelled truth, median |rel. error|", f"{rel('volume_um3_m', 'volume_um3').abs().median():.1%}", "<= 15 %"),
-        ("volume vs analytic model, median |rel. error|", f"{rel('volume_um3_m', 'volume_analytic_um3').abs().median():.1%}", "(info)"),
-        ("length, median |rel. error|", f"{rel('length_um_m', 'length_um').abs().median():.1%}", "<= 15 %"),
-        ("length, median rel. error (bias)", f"{rel('length_um_m', 'length_um').median():+.1%}", "(info)"),
+        ("volume vs labelled truth, median |rel. error|", f"{vol.abs().median():.1%}", "<= 15 %"),
+        ("volume vs analytic model, median |rel. error|", f"{vol_model.abs().median():.1%}", "(info)"),
+        ("length, median |rel. error|", f"{length.abs().median():.1%}", "<= 15 %"),
+        ("length, median rel. error (bias)", f"{length.median():+.1%}", "(info)"),
     ]
     for kind in ("all headed", "thin", "mushroom", "stubby"):
         sel = j["type"] != "filopodia" if kind == "all headed" else j["type"] == kind
-        err = (j.loc[sel, "head_diameter_um_m"] - j.loc[sel, "head_diameter_um"])
-        rows.append((f"head diameter {kind} (n={int(sel.sum())}): median |error| / bias / within 1 voxel",
-                     f"{err.abs().median():.3f} / {err.median():+.3f} µm / {(err.abs() <= voxel).mean():.0%}",
-                     f"<= {voxel} µm"))
+        err = j.loc[sel, "head_diameter_um_m"] - j.loc[sel, "head_diameter_um"]
+        rows.append((f"head diameter {kind} (n={int(sel.sum())}): median |error| / bias / "
+                     f"within 1 voxel", f"{err.abs().median():.3f} / {err.median():+.3f} µm / "
+                     f"{(err.abs() <= voxel).mean():.0%}", f"<= {voxel} µm"))
+    measured_geometry = j.assign(length_um=j["length_um_m"], head_diameter_um=j["head_diameter_um_m"])
     for rule_set in ("neuronstudio", "risher"):
         cfg = MorphologyConfig(rule_set=rule_set)
-        measured, _ = classify_spines(j.rename(columns={"length_um_m": "length_um", "length_um": "length_true"}).assign(
-            head_diameter_um=j["head_diameter_um_m"], head_neck_ratio=j["head_neck_ratio"]), config=cfg)
+        measured = np.asarray(classify_spines(measured_geometry, config=cfg)[0])
+        truth = j["type"].to_numpy()
         sure = unambiguous(j, cfg, voxel)
-        agree = np.asarray(measured)[sure] == j.loc[sure, "type"].to_numpy()
-        by_type = ", ".join(f"{t} {int((j.loc[sure, 'type'] == t).sum())}" for t in ("thin", "mushroom", "stubby", "filopodia"))
-        rows.append((f"type agreement, {rule_set}, unambiguous spines (n={int(sure.sum())}: {by_type})",
-                     f"{agree.mean():.1%}" if sure.any() else "n/a", ">= 90 %"))
+        counts = ", ".join(f"{t} {int((truth[sure] == t).sum())}" for t in SPINE_TYPES)
+        agree = f"{(measured[sure] == truth[sure]).mean():.1%}" if sure.any() else "n/a"
+        rows.append((f"type agreement, {rule_set}, unambiguous spines (n={int(sure.sum())}: {counts})",
+                     agree, ">= 90 %"))
         rows.append((f"type agreement, {rule_set}, all spines (n={len(j)})",
-                     f"{(np.asarray(measured) == j['type'].to_numpy()).mean():.1%}", "(info)"))
+                     f"{(measured == truth).mean():.1%}", "(info)"))
     return rows
 
 
@@ -113,9 +119,11 @@ def main(argv=None):
     j, spacing, seconds = evaluate(args.preset, args.seeds)
     print(f"preset {args.preset}, voxel {spacing} µm, seeds 0..{args.seeds - 1}: {len(j)} spines "
           f"(not cut by the edge), measured in {seconds:.1f} s")
-    print(f"{'measure':100s} {'result':>28s}  target")
-    for name, value, target in summarise(j, spacing):
-        print(f"{name:100s} {value:>28s}  {target}")
+    rows = summarise(j, spacing)
+    width = max(len(r[0]) for r in rows)
+    print(f"{'measure':{width}s} {'result':>28s}  target")
+    for name, value, target in rows:
+        print(f"{name:{width}s} {value:>28s}  {target}")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ class SpineCrop:
     r_spine: np.ndarray   # distance to the nearest voxel outside this spine (µm)
     d_dend: np.ndarray    # distance to the nearest dendrite voxel (µm; inf without dendrite)
     offset: np.ndarray    # voxel index of the crop's corner in the full volume
+    edges: tuple = ((False, False),) * 3  # per axis: does the box reach the volume's low/high face
 
 
 @dataclass
@@ -75,7 +76,10 @@ def spine_geometry(crop: SpineCrop, sp: np.ndarray, *, smoothing_iterations: int
     if inside.all():  # no background in the box: fall back on the spine's own distances
         r_self = crop.r_spine.astype(float)
     else:  # scipy is quicker than edt on boxes this small (no thread start-up)
-        r_self = ndimage.distance_transform_edt(inside, sampling=tuple(sp))
+        # Outside the volume is background; the box's other faces are not.
+        pad = [(int(lo), int(hi)) for lo, hi in crop.edges]
+        r_self = ndimage.distance_transform_edt(np.pad(inside, pad), sampling=tuple(sp))
+        r_self = r_self[tuple(slice(lo, r_self.shape[k] - hi) for k, (lo, hi) in enumerate(pad))]
     r_path = np.where(m, r_self, 0.0)
     r_vox = r_path[tuple(vox.T)]
     # One cost-weighted distance map from the base orders the voxels outwards and gives a path

@@ -18,7 +18,7 @@ from .skeleton import DendriteSkeleton, dendrite_skeleton
 
 #: Columns of the spine table, in order (intensity columns follow when an image is given).
 SPINE_COLUMNS = [
-    "id", "dendrite_id", "attached",
+    "id", "dendrite_id", "attached", "at_edge",
     "centroid_z_um", "centroid_y_um", "centroid_x_um",
     "base_z_um", "base_y_um", "base_x_um",
     "head_z_um", "head_y_um", "head_x_um",
@@ -78,7 +78,8 @@ def measure_spines(spine_labels, dendrite_mask, spacing, image=None, *,
         skeleton = dendrite_skeleton(dend, sp, config=cfg)
 
     aniso = tuple(sp)
-    r_spine = edt.edt(spines, anisotropy=aniso)
+    # Outside the volume counts as background: a spine cut by the edge is no wider than shown.
+    r_spine = edt.edt(spines, anisotropy=aniso, black_border=True)
     has_dend = bool(dend.any())
     # edt is several times faster on uint8 than on bool input.
     d_dend = edt.edt((dend == 0).view(np.uint8), anisotropy=aniso) if has_dend else None
@@ -92,13 +93,15 @@ def measure_spines(spine_labels, dendrite_mask, spacing, image=None, *,
             mask=spines[box] == sid, dendrite=dend[box], r_spine=r_spine[box],
             d_dend=d_dend[box] if has_dend else np.full(spines[box].shape, np.inf),
             offset=np.array([s.start for s in box]),
+            edges=tuple((s.start == 0, s.stop == n) for s, n in zip(box, spines.shape)),
         )
         g = spine_geometry(crop, sp, smoothing_iterations=cfg.smoothing_iterations,
                            min_neck_length_um=cfg.min_neck_length_um)
         dendrite_id, position = _place_on_dendrite(g, skeleton)
         ratio = g.head_neck_ratio
         rows.append([
-            sid, dendrite_id, g.attached, *g.centroid_um, *g.base_um, *g.head_um, *g.tip_um,
+            sid, dendrite_id, g.attached, _touches_edge(crop.mask, crop.edges),
+            *g.centroid_um, *g.base_um, *g.head_um, *g.tip_um,
             g.volume_um3, g.surface_um2, g.length_um,
             g.tip_distance_um if np.isfinite(g.tip_distance_um) else np.nan,
             g.head_diameter_um, g.neck_length_um, g.neck_min_diameter_um,
@@ -111,7 +114,7 @@ def measure_spines(spine_labels, dendrite_mask, spacing, image=None, *,
 
     table = pd.DataFrame(rows, columns=SPINE_COLUMNS)
     table = table.astype({"id": np.int64, "dendrite_id": np.int64, "attached": bool,
-                          "has_neck": bool})
+                          "at_edge": bool, "has_neck": bool})
     table["nn_distance_um"] = _nearest_neighbour(table)
     if len(table):
         table["type"], table["type_rule"] = classify_spines(table, config=cfg)
@@ -119,6 +122,17 @@ def measure_spines(spine_labels, dendrite_mask, spacing, image=None, *,
         names = intensity_columns(len(channels))
         table = pd.concat([table, pd.DataFrame(extra or None, columns=names, dtype=float)], axis=1)
     return table
+
+
+def _touches_edge(mask: np.ndarray, edges) -> bool:
+    """Whether the spine has voxels on a face of the volume (it may be cut there)."""
+    for axis, (lo, hi) in enumerate(edges):
+        index = [slice(None)] * 3
+        for side, flag in ((0, lo), (-1, hi)):
+            index[axis] = side
+            if flag and mask[tuple(index)].any():
+                return True
+    return False
 
 
 def _place_on_dendrite(g, skeleton: DendriteSkeleton):
