@@ -79,7 +79,8 @@ def test_distractors_are_not_labelled():
 
 
 def test_saturation_and_uint8():
-    ph = make_phantom("confocal", seed=1, shape=(12, 64, 64), saturation_adu=100, **QUIET)
+    ph = make_phantom("confocal", seed=1, shape=(12, 64, 64), saturation_adu=100, dtype="uint8",
+                      signal_adu=80, offset_adu=5, **QUIET)
     assert ph.image.dtype == np.uint8 and ph.image.max() == 100
 
 
