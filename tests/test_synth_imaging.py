@@ -47,3 +47,13 @@ def test_psf_from_numerical_aperture():
     z2, xy2 = psf_fwhm_um(ImagingConfig(numerical_aperture=1.0, wavelength_um=0.92, two_photon=True))
     assert xy2 == pytest.approx(0.325 * 0.92 / np.sqrt(2) * np.sqrt(2 * np.log(2)))
     assert z2 == pytest.approx(0.532 * 0.92 / np.sqrt(2) / (1.33 - np.sqrt(1.33**2 - 1.0)) * np.sqrt(2 * np.log(2)))
+
+
+def test_the_image_does_not_depend_on_the_number_of_threads(monkeypatch):
+    from spinequant.synth import make_phantom, parallel
+
+    kw = dict(seed=6, shape=(12, 64, 64))
+    monkeypatch.setattr(parallel, "WORKERS", 1)
+    one = make_phantom("two_photon", **kw).image
+    monkeypatch.setattr(parallel, "WORKERS", 3)
+    assert np.array_equal(make_phantom("two_photon", **kw).image, one)
