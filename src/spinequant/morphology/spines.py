@@ -61,10 +61,10 @@ def measure_spines(spine_labels, dendrite_mask, spacing, image=None, *,
     --------
     >>> z, y, x = np.mgrid[:12, :40, :40]
     >>> dend = (y < 10)
-    >>> spine = ((y >= 10) & (y < 20) & (abs(x - 20) <= 1) & (abs(z - 6) <= 0)).astype(int)
+    >>> spine = ((y >= 10) & (y < 25) & (abs(x - 20) <= 1) & (z == 6)).astype(int)
     >>> t = measure_spines(spine, dend, (0.5, 0.1, 0.1))
-    >>> round(float(t.length_um[0]), 2), t.attached[0]
-    (1.0, True)
+    >>> round(float(t.length_um[0]), 1), bool(t.attached[0]), t.type[0]
+    (1.5, True, 'thin')
     """
     cfg = resolve_config(config)
     sp = checked_spacing(spacing)
