@@ -23,7 +23,7 @@ SPINE_COLUMNS = [
     "base_z_um", "base_y_um", "base_x_um",
     "head_z_um", "head_y_um", "head_x_um",
     "tip_z_um", "tip_y_um", "tip_x_um",
-    "volume_um3", "surface_um2", "length_um", "tip_distance_um",
+    "volume_um3", "head_volume_um3", "surface_um2", "length_um", "tip_distance_um",
     "head_diameter_um", "neck_length_um", "neck_min_diameter_um", "neck_mean_diameter_um",
     "head_neck_ratio", "has_neck", "position_um", "nn_distance_um", "type", "type_rule",
 ]
@@ -102,7 +102,7 @@ def measure_spines(spine_labels, dendrite_mask, spacing, image=None, *,
         rows.append([
             sid, dendrite_id, g.attached, _touches_edge(crop.mask, crop.edges),
             *g.centroid_um, *g.base_um, *g.head_um, *g.tip_um,
-            g.volume_um3, g.surface_um2, g.length_um,
+            g.volume_um3, float(g.head_mask.sum() * np.prod(sp)), g.surface_um2, g.length_um,
             g.tip_distance_um if np.isfinite(g.tip_distance_um) else np.nan,
             g.head_diameter_um, g.neck_length_um, g.neck_min_diameter_um,
             g.neck_mean_diameter_um, ratio, bool(ratio > cfg.neck_ratio),
