@@ -69,10 +69,6 @@ def smooth_polyline(points: np.ndarray, iterations: int) -> np.ndarray:
     return pts
 
 
-def polyline_length(points: np.ndarray) -> float:
-    return float(np.linalg.norm(np.diff(points, axis=0), axis=1).sum()) if len(points) > 1 else 0.0
-
-
 def padded_box(box: tuple[slice, ...], shape: tuple[int, ...], pad: int) -> tuple[slice, ...]:
     """Grow a bounding box by ``pad`` voxels on every side, clipped to the array."""
     return tuple(slice(max(s.start - pad, 0), min(s.stop + pad, n)) for s, n in zip(box, shape))
