@@ -97,7 +97,8 @@ def main() -> None:
         print(f"{len(samples)} training and {len(val)} validation phantoms in {time.perf_counter() - t:.0f} s")
         config = TrainConfig(architecture=args.architecture, voxel_size_um=(0.5, 0.094, 0.094),
                              tile_size=128, batch_size=8, steps_per_epoch=40, epochs=30,
-                             lr_constant_epochs=10, lr_decay=0.15, patience=8, val_patches=48,
+                             learning_rate=1.5e-3, lr_constant_epochs=10, lr_decay=0.15,
+                             loss="deepd3_spine_dice", patience=8, val_patches=48,
                              num_threads=args.threads, max_minutes=args.minutes, seed=0)
         train(samples, out_dir=out, config=config, val_samples=val,
               description=f"{len(samples)} domain-randomised phantoms of presets {', '.join(PRESETS)} "

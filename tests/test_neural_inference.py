@@ -11,7 +11,7 @@ from spinequant.segment.neural import ModelCard, build, load_model, predict, sav
 from spinequant.segment.neural.architectures import architecture, to_probabilities
 from spinequant.segment.neural.normalise import NormaliseConfig, normalise, percentile_range
 from spinequant.segment.neural.resample import model_shape, to_input_grid, to_model_grid
-from spinequant.segment.neural.tiling import make_runner, sliding_window, tile_starts
+from spinequant.segment.neural.tiling import fit_tile, make_runner, sliding_window, tile_starts
 
 TINY_2D = {"kind": "dual_unet2d", "base_filters": 4, "depth": 2, "separable": True,
            "space_to_depth": 2, "z_context": 1}
@@ -51,6 +51,9 @@ def test_deepd3_sizes_follow_base_filters():
 def test_tile_starts_cover_the_axis():
     assert tile_starts(100, 40, 10) == [0, 30, 60]
     assert tile_starts(30, 40, 10) == [0]
+    assert fit_tile(1056, 512, 32, 16) == 384           # three tiles of 384 cover 1056
+    assert fit_tile(1056, 544, 32, 16) == 544           # or two of 544
+    assert fit_tile(40, 512, 32, 16) == 48
 
 
 def test_tiling_is_exact_for_a_pointwise_network():
@@ -169,3 +172,16 @@ def test_predict_rejects_2d_input(tmp_path):
     _saved(tmp_path)
     with pytest.raises(InputError, match="3D"):
         predict(np.ones((10, 10)), spacing=(1, 1, 1), model=tmp_path / "tiny.json")
+
+
+def test_shipped_default_model_segments_a_phantom():
+    from spinequant.synth import make_phantom
+
+    ph = make_phantom("confocal", seed=5, shape=(24, 128, 128))
+    dend, spine = predict(ph.image, spacing=ph.spacing)       # default shipped model, hash checked
+
+    def iou(pred, truth):
+        return (pred & truth).sum() / (pred | truth).sum()
+
+    assert iou(dend > 0.5, ph.semantic == 1) > 0.55
+    assert iou(spine > 0.5, ph.semantic == 2) > 0.3

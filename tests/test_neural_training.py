@@ -44,6 +44,14 @@ def test_dice_and_mse_losses_known_values():
     assert float(losses.dice_loss(torch.full_like(y, 0.5), y)) == pytest.approx(1 - 2 * 1 / (1 + 2))
 
 
+def test_dual_decoder_losses_are_zero_for_confident_truth():
+    sem = torch.tensor([[[0, 1, 2, 1]]])
+    logits = torch.stack([(sem == 1).float(), (sem == 2).float()], dim=1) * 40 - 20
+    assert float(losses.deepd3_loss(logits, sem)) == pytest.approx(0, abs=1e-6)
+    assert float(losses.deepd3_spine_dice_loss(logits, sem)) == pytest.approx(0, abs=1e-6)
+    assert float(losses.deepd3_spine_dice_loss(-logits, sem)) > 2
+
+
 def test_smoothed_log_class_weights():
     sem = np.array([0] * 90 + [1] * 8 + [2] * 2)
     raw = np.array([1.0, np.log(2 * 100 / 8), np.log(2 * 100 / 2)])   # log(2*100/90) < 1 -> 1

@@ -57,8 +57,8 @@ def sliding_window(volume: np.ndarray, run, *, n_out: int = 2, tile_size: int = 
         Takes a float32 array of tiles, (B, C, T, T) for a 2D network (C = 2*z_context + 1) or
         (B, 1, D, T, T) for a 3D one, and returns probabilities (B, n_out, [D,] T, T).
     tile_size, overlap : int
-        Tile edge and overlap in y and x (pixels on the model grid). The tile is shrunk to the
-        stack (rounded up to ``multiple``) when the stack is smaller.
+        Largest tile edge and overlap in y and x (pixels on the model grid); the tiles are
+        resized (see :func:`fit_tile`) to cover the stack with the least waste.
     tile_depth : int
         1 for 2D networks; the block depth (z) for 3D ones.
 
@@ -69,28 +69,32 @@ def sliding_window(volume: np.ndarray, run, *, n_out: int = 2, tile_size: int = 
     volume = np.asarray(volume, dtype=np.float32)
     nz, ny, nx = volume.shape
     is3d = tile_depth > 1
-    t_yx = min(tile_size, _round_up(max(ny, nx), multiple))
-    t_yx = _round_up(t_yx, multiple)
-    ov = min(overlap, t_yx // 2)
-    t_z = _round_up(min(tile_depth, _round_up(nz, z_multiple)), z_multiple) if is3d else 1
-    ov_z = min(overlap * t_z // max(t_yx, 1), t_z // 2) if is3d else 0
+    ov = overlap
     # Margin: the stack's border then lies inside tiles, not at their edges.
-    m_yx, m_z = ov // 2, ov_z // 2
-    pad_y = (m_yx, max(m_yx, t_yx - ny - m_yx))
-    pad_x = (m_yx, max(m_yx, t_yx - nx - m_yx))
-    pad_z = (m_z, max(m_z, t_z - nz - m_z)) if is3d else (z_context, z_context)
+    m_yx = ov // 2
+    t_y = fit_tile(ny + 2 * m_yx, tile_size, ov, multiple)
+    t_x = fit_tile(nx + 2 * m_yx, tile_size, ov, multiple)
+    if is3d:
+        ov_z = min(ov * tile_depth // max(tile_size, 1), tile_depth // 2)
+        m_z = ov_z // 2
+        t_z = fit_tile(nz + 2 * m_z, tile_depth, ov_z, z_multiple)
+        pad_z = (m_z, max(m_z, t_z - nz - m_z))
+    else:
+        t_z, ov_z, m_z, pad_z = 1, 0, 0, (z_context, z_context)
+    pad_y = (m_yx, max(m_yx, t_y - ny - m_yx))
+    pad_x = (m_yx, max(m_yx, t_x - nx - m_yx))
     padded = np.pad(volume, (pad_z, pad_y, pad_x), mode="symmetric")
     pz, py, px = padded.shape
-    ys, xs = tile_starts(py, t_yx, ov), tile_starts(px, t_yx, ov)
-    wy = wx = window(t_yx)
+    ys, xs = tile_starts(py, t_y, min(ov, t_y // 2)), tile_starts(px, t_x, min(ov, t_x // 2))
+    wy, wx = window(t_y), window(t_x)
     if is3d:
         zs, wz = tile_starts(pz, t_z, ov_z), window(t_z)
         cov_z = _coverage(pz, t_z, zs, wz)
     else:
         zs, wz = list(range(nz)), np.ones(1)
         cov_z = np.ones(pz)
-    cov = (cov_z[:, None, None] * _coverage(py, t_yx, ys, wy)[None, :, None]
-           * _coverage(px, t_yx, xs, wx)[None, None, :])
+    cov = (cov_z[:, None, None] * _coverage(py, t_y, ys, wy)[None, :, None]
+           * _coverage(px, t_x, xs, wx)[None, None, :])
     w_tile = (wz[:, None, None] * wy[None, :, None] * wx[None, None, :]).astype(np.float32)
     out = np.zeros((n_out, nz if not is3d else pz, py, px), np.float32)
 
@@ -98,22 +102,31 @@ def sliding_window(volume: np.ndarray, run, *, n_out: int = 2, tile_size: int = 
     batches = [positions[i:i + batch_size] for i in range(0, len(positions), batch_size)]
     for batch in tqdm(batches, disable=not progress, desc="segmenting", unit="batch"):
         if is3d:
-            tiles = np.stack([padded[None, z:z + t_z, y:y + t_yx, x:x + t_yx] for z, y, x in batch])
+            tiles = np.stack([padded[None, z:z + t_z, y:y + t_y, x:x + t_x] for z, y, x in batch])
         else:
-            tiles = np.stack([padded[z:z + 2 * z_context + 1, y:y + t_yx, x:x + t_yx]
+            tiles = np.stack([padded[z:z + 2 * z_context + 1, y:y + t_y, x:x + t_x]
                               for z, y, x in batch])
         probs = np.asarray(run(tiles), dtype=np.float32)
         for (z, y, x), p in zip(batch, probs):
             if is3d:
-                out[:, z:z + t_z, y:y + t_yx, x:x + t_yx] += p * w_tile
+                out[:, z:z + t_z, y:y + t_y, x:x + t_x] += p * w_tile
             else:
-                out[:, z, y:y + t_yx, x:x + t_yx] += p * w_tile[0]
+                out[:, z, y:y + t_y, x:x + t_x] += p * w_tile[0]
     if is3d:
         out /= cov[None].astype(np.float32)
         out = out[:, m_z:m_z + nz]
     else:
         out /= cov[None, :1].astype(np.float32)
     return np.ascontiguousarray(out[:, :, m_yx:m_yx + ny, m_yx:m_yx + nx])
+
+
+def fit_tile(length: int, tile: int, overlap: int, multiple: int = 1) -> int:
+    """Tile size (a multiple of ``multiple``, about ``tile`` at most) that covers ``length``
+    with the fewest tiles and the least waste: 1056 px with tile 512, overlap 32 -> two tiles
+    of 544 rather than three of 512."""
+    tile = max(tile, overlap + multiple)
+    n = max(1, -(-(length - overlap) // (tile - overlap)))
+    return _round_up(-(-(length - overlap) // n) + overlap, multiple)
 
 
 def _round_up(n: int, k: int) -> int:

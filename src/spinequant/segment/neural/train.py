@@ -49,7 +49,7 @@ class TrainConfig:
     learning_rate: float = 5e-4
     lr_constant_epochs: int = 15
     lr_decay: float = 0.1
-    loss: str = "auto"                    # deepd3 (dual decoders) | wce | gdl (3D U-Net)
+    loss: str = "auto"                    # deepd3 | deepd3_spine_dice (dual) | wce | gdl (3D)
     pixel_weight: str | None = "exp"      # wce only: exp | window | None
     r_decay: float = 0.5
     d_max_um: float = 5.0
@@ -122,7 +122,7 @@ def _train(samples, out, config, init, resume, val_samples, progress, descriptio
         state = _load_checkpoint(out, net, opt)
     card = ModelCard(
         name=Path(out).name, architecture=spec, voxel_size_um=tuple(voxel), normalisation=norm,
-        tile_size=256 if spec["kind"] == "dual_unet2d" else 128, tile_overlap=32,
+        tile_size=512 if spec["kind"] == "dual_unet2d" else 128, tile_overlap=32,
         tile_depth=config.tile_depth,
         training={"description": description, "init": str(init) if init else None,
                   "stacks": [s.name for s in samples], "validation_stacks": [s.name for s in val_samples],
@@ -225,10 +225,10 @@ def _loss_function(spec, config: TrainConfig, voxel):
     kind = config.loss
     if kind == "auto":
         kind = "wce" if spec["kind"] == "unet3d" else "deepd3"
-    if kind == "deepd3":
+    if kind in ("deepd3", "deepd3_spine_dice"):
         if spec["kind"] == "unet3d":
-            raise InputError("The deepd3 loss needs a dual-decoder model; use wce or gdl for unet3d.")
-        return losses.deepd3_loss
+            raise InputError(f"The {kind} loss needs a dual-decoder model; use wce or gdl for unet3d.")
+        return losses.deepd3_loss if kind == "deepd3" else losses.deepd3_spine_dice_loss
     if spec["kind"] != "unet3d":
         raise InputError(f"The {kind} loss needs the 3-class unet3d model; use deepd3 for 2D models.")
     if kind == "gdl":
