@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import cc3d
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.filters import apply_hysteresis_threshold
 
 from ...errors import InputError
 from ...validate import check_spacing
@@ -123,7 +122,7 @@ def segment_classical(image: np.ndarray, *, spacing, config: ClassicalConfig | N
                                     k_noise=config.k_noise_high, method=config.threshold)
     low = max(background + config.k_noise_low * noise, background + config.low_fraction * (high - background))
     low = min(low, high)
-    candidate = apply_hysteresis_threshold(signal, low, high)
+    candidate = _hysteresis(signal, low, high)
     elongation = (estimate_z_elongation(candidate, spacing) if config.z_elongation == "auto"
                   else float(config.z_elongation))
     above = signal - background
@@ -137,8 +136,8 @@ def segment_classical(image: np.ndarray, *, spacing, config: ClassicalConfig | N
     if config.z_elongation == "auto":
         elongation = estimate_z_elongation(foreground, spacing)
     shape_spacing = (spacing[0] / elongation, spacing[1], spacing[2])
-    shaft = _shaft_on_grid(foreground, shape_spacing, config)
-    spine = _protrusions(foreground & ~shaft, shaft, shape_spacing, config.min_protrusion_um)
+    shaft, distance = _shaft_on_grid(foreground, shape_spacing, config)
+    spine = _protrusions(foreground & ~shaft, distance, config.min_protrusion_um)
     shaft = foreground & ~spine
     confidence = np.clip((signal - low) / max(high - low, 1e-6), 0.0, 1.0).astype(np.float32)
     dendrite_prob = np.where(shaft, 0.5 + 0.5 * confidence, 0.0).astype(np.float32)
@@ -161,22 +160,39 @@ def estimate_z_elongation(mask: np.ndarray, spacing, *, limits=(1.0, 5.0)) -> fl
     point-spread function.
     """
     chords = []
+    total = np.count_nonzero(mask)
     for axis in range(3):
-        runs = np.count_nonzero(np.diff(mask.astype(np.int8), axis=axis, prepend=0) == 1)
-        chords.append(mask.sum() / runs * spacing[axis] if runs else np.nan)
+        head = mask[(slice(None),) * axis + (slice(1, None),)]
+        tail = mask[(slice(None),) * axis + (slice(None, -1),)]
+        first = mask[(slice(None),) * axis + (0,)]
+        runs = np.count_nonzero(head & ~tail) + np.count_nonzero(first)
+        chords.append(total / runs * spacing[axis] if runs else np.nan)
     z, y, x = chords
     if not np.isfinite(z) or not np.isfinite(min(y, x)) or mask.shape[0] < 3:
         return 1.0
     return float(np.clip(z / min(y, x), *limits))
 
 
-def _protrusions(candidates: np.ndarray, shaft: np.ndarray, spacing, min_um: float) -> np.ndarray:
-    """Keep the candidate components that reach at least ``min_um`` away from the shaft."""
+def _protrusions(candidates: np.ndarray, distance: np.ndarray, min_um: float) -> np.ndarray:
+    """Keep the candidate components that reach at least ``min_um`` (``distance``) from the shaft."""
     labels, n = cc3d.connected_components(candidates, connectivity=26, return_N=True)
-    if n == 0 or not shaft.any():
+    if n == 0:
         return candidates
-    reach = ndi.maximum(outside_distance(shaft, spacing), labels, index=np.arange(1, n + 1))
-    keep = np.concatenate([[False], np.asarray(reach) >= min_um])
+    where = labels > 0
+    reach = np.zeros(n + 1, dtype=np.float32)
+    np.maximum.at(reach, labels[where], distance[where])
+    keep = reach >= min_um
+    keep[0] = False
+    return keep[labels]
+
+
+def _hysteresis(signal: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Voxels above ``low`` connected (26-neighbourhood) to a voxel above ``high``."""
+    labels = cc3d.connected_components(signal > low, connectivity=26)
+    seeds = np.unique(labels[signal > high])
+    keep = np.zeros(int(labels.max()) + 1, dtype=bool)
+    keep[seeds] = True
+    keep[0] = False
     return keep[labels]
 
 
@@ -190,7 +206,12 @@ def _drop_small(mask: np.ndarray, spacing, min_um3: float) -> np.ndarray:
     return keep[labels]
 
 
-def _shaft_on_grid(foreground: np.ndarray, spacing, config: ClassicalConfig) -> np.ndarray:
+def _shaft_on_grid(foreground: np.ndarray, spacing, config: ClassicalConfig):
+    """Shaft mask on the full grid and each voxel's distance (µm) from the shaft.
+
+    Both are computed on a grid about ``shaft_grid_um`` coarse and taken back to the full
+    grid cell by cell; the shaft is then kept inside the full-resolution foreground.
+    """
     factors = tuple(max(1, int(round(config.shaft_grid_um / s))) for s in spacing)
     coarse = _block_any_majority(foreground, factors)
     coarse_spacing = tuple(s * f for s, f in zip(spacing, factors))
@@ -199,15 +220,9 @@ def _shaft_on_grid(foreground: np.ndarray, spacing, config: ClassicalConfig) -> 
                              min_length_um=config.shaft_min_length_um,
                              radius_window_um=config.radius_window_um,
                              radius_margin=config.radius_margin)
-    up = shaft
-    for axis, f in enumerate(factors):
-        if f > 1:
-            up = np.repeat(up, f, axis=axis)
-    up = up[tuple(slice(0, n) for n in foreground.shape)]
-    # Smooth the blocky upsampled boundary, then keep it inside the full-resolution foreground.
-    sigma = tuple(0.5 * f for f in factors)
-    up = ndi.gaussian_filter(up.astype(np.float32), sigma) >= 0.5
-    return up & foreground
+    distance = outside_distance(shaft, coarse_spacing)
+    index = np.ix_(*(np.minimum(np.arange(n) // f, c - 1) for n, f, c in zip(foreground.shape, factors, shaft.shape)))
+    return shaft[index] & foreground, distance[index]
 
 
 def _block_any_majority(mask: np.ndarray, factors) -> np.ndarray:

@@ -31,16 +31,10 @@ def subtract_background(smoothed: np.ndarray, *, spacing, scale_um: float) -> np
     size = tuple(min(n, c) for n, c in zip(size, coarse.shape))
     bg = ndi.grey_opening(coarse, size=size, mode="nearest")
     bg = ndi.uniform_filter(bg, size=size, mode="nearest")
-    zoom = [n / c for n, c in zip(smoothed.shape, coarse.shape)]
-    bg = ndi.zoom(bg, zoom, order=1, mode="nearest", grid_mode=True)
-    bg = _fit_shape(bg, smoothed.shape)
-    return smoothed - bg.astype(np.float32)
-
-
-def _fit_shape(a: np.ndarray, shape) -> np.ndarray:
-    a = a[tuple(slice(0, n) for n in shape)]
-    pad = [(0, n - m) for n, m in zip(shape, a.shape)]
-    return np.pad(a, pad, mode="edge") if any(p[1] for p in pad) else a
+    # The background varies slowly: take each voxel's value from its coarse cell (a gather,
+    # far cheaper than interpolating 10^8 voxels).
+    index = np.ix_(*(np.minimum(np.arange(n) // k, c - 1) for n, k, c in zip(smoothed.shape, step, bg.shape)))
+    return smoothed - bg[index].astype(np.float32)
 
 
 def noise_level(values: np.ndarray) -> tuple[float, float]:
