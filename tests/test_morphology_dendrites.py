@@ -49,6 +49,22 @@ def test_branched_dendrite_has_one_branch_point(spacing):
     assert row.length_um == pytest.approx(length, rel=0.04)
 
 
+def test_path_position_of_points_along_a_branched_dendrite():
+    spacing = (0.3, 0.1, 0.1)
+    mask, _ = _y_shape(spacing)
+    skel = dendrite_skeleton(mask, spacing)
+    # From the start (the trunk's free end at x = 1 - R) along the trunk, then up a branch.
+    trunk = skel.position_of([(2.0, 6.0, 5.0), (2.0, 6.0, 9.0)])
+    assert trunk[1] - trunk[0] == pytest.approx(4.0, abs=0.15)
+    assert trunk[0] == pytest.approx(5.0 - (1.0 - R), abs=0.3)
+    fork = np.array([2.0137, 6.0213, 10.0])
+    tip = np.array([2.0137, 2.0, 18.0])
+    on_branch = fork + 0.5 * (tip - fork)
+    expected = (10.0 - (1.0 - R)) + 0.5 * np.linalg.norm(tip - fork)
+    assert skel.position_of(on_branch)[0] == pytest.approx(expected, rel=0.04)
+    assert np.isnan(dendrite_skeleton(np.zeros((3, 5, 5), bool), spacing).position_of((0, 0, 0))[0])
+
+
 def test_centrelines_are_a_valid_swc_tree(tmp_path):
     spacing = (0.3, 0.1, 0.1)
     mask, length = _y_shape(spacing)

@@ -83,6 +83,13 @@ class DendriteSkeleton:
         adj = sparse.coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(sel), len(sel)))
         return int(csgraph.connected_components(adj, directed=False)[0])
 
+    def position_of(self, points_um, dendrite_id: int | None = None) -> np.ndarray:
+        """Path position (µm from the dendrite's start) of the centreline point nearest each
+        of ``points_um`` ((N, 3) or (3,), z y x in µm); NaN when there is no centreline."""
+        pts = np.atleast_2d(np.asarray(points_um, dtype=float))
+        nodes = [self.nearest_node(p, dendrite_id) for p in pts]
+        return np.array([self.position_um[n] if n >= 0 else np.nan for n in nodes])
+
     def nearest_node(self, point_um, dendrite_id: int | None = None) -> int:
         """Index of the node nearest ``point_um`` (optionally only among one dendrite's nodes)."""
         key = -1 if dendrite_id is None else int(dendrite_id)
