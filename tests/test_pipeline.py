@@ -82,3 +82,5 @@ def test_analyze_rejects_bad_input():
         analyze(np.ones((5, 5)), spacing=(1, 1, 1))
     with pytest.raises(InputError, match="voxel size"):
         analyze(np.random.rand(4, 8, 8), spacing=(0, 1, 1))
+    with pytest.raises(InputError, match="nanometres"):
+        analyze(np.random.rand(4, 8, 8), spacing=(0.5, 94, 94))

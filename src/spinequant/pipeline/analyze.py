@@ -14,7 +14,8 @@ from .. import __version__
 from ..config import config_from_dict, config_to_dict
 from ..errors import InputError
 from ..instances import InstanceConfig, spine_instances
-from ..morphology import MorphologyConfig, dendrite_centrelines, measure_dendrites, measure_spines
+from ..morphology import (MorphologyConfig, dendrite_centrelines, dendrite_skeleton, measure_dendrites,
+                          measure_spines)
 from ..segment import CLASSICAL, semantic_maps
 from ..segment.classical import ClassicalConfig
 from ..stack import Stack
@@ -136,6 +137,7 @@ def analyze(image, *, spacing=None, config: AnalyzeConfig | None = None,
             f"{image.shape}. Choose a channel and time point first (read_stack(..., channel=, time=))."
         )
     check_image_values(image, where="the image")
+    _check_resolves_spines(spacing)
     step = progress or (lambda name: None)
     timings: dict[str, float] = {}
 
@@ -152,10 +154,13 @@ def analyze(image, *, spacing=None, config: AnalyzeConfig | None = None,
 
     step("measure")
     t = time.perf_counter()
+    skeleton = dendrite_skeleton(inst.dendrite_labels, spacing, config=config.morphology)
     spines = measure_spines(inst.spine_labels, inst.dendrite_labels, spacing, image=image,
-                            config=config.morphology)
-    dendrites = measure_dendrites(inst.dendrite_labels, spacing, spines=spines)
-    centrelines = dendrite_centrelines(inst.dendrite_labels, spacing)
+                            config=config.morphology, skeleton=skeleton)
+    dendrites = measure_dendrites(inst.dendrite_labels, spacing, spines=spines,
+                                  config=config.morphology, skeleton=skeleton)
+    centrelines = dendrite_centrelines(inst.dendrite_labels, spacing, config=config.morphology,
+                                       skeleton=skeleton)
     timings["measure"] = time.perf_counter() - t
     return AnalysisResult(
         image=image, spacing=spacing, dendrite_prob=dend_prob, spine_prob=spine_prob,
@@ -163,6 +168,21 @@ def analyze(image, *, spacing=None, config: AnalyzeConfig | None = None,
         dendrites=dendrites, centrelines=centrelines, config=config, timings=timings,
         diagnostics={"segment": seg_diag},
     )
+
+
+#: Coarsest voxel (µm, z and y/x) at which spines (0.5-2 µm long) can still be seen at all.
+MAX_SPINE_VOXEL_UM = (5.0, 1.0)
+
+
+def _check_resolves_spines(spacing) -> None:
+    z, y, x = spacing
+    if z > MAX_SPINE_VOXEL_UM[0] or max(y, x) > MAX_SPINE_VOXEL_UM[1]:
+        raise InputError(
+            f"The voxel size {z:g} x {y:g} x {x:g} µm (z, y, x) is too coarse to see dendritic spines, "
+            f"which are 0.5-2 µm long: spine analysis needs y/x voxels of at most "
+            f"{MAX_SPINE_VOXEL_UM[1]:g} µm and z steps of at most {MAX_SPINE_VOXEL_UM[0]:g} µm. If the "
+            f"numbers are in nanometres, divide them by 1000 (e.g. --voxel-size 0.5 0.094 0.094)."
+        )
 
 
 def save_result(result: AnalysisResult, out_dir, *, source: dict | None = None,
