@@ -48,10 +48,11 @@ class MorphologyConfig:
         inscribed sphere is at least this long (0.2 µm, about two xy pixels at 0.094 µm).
     prune_length_um : float
         Skeleton side branches shorter than this (or than the dendrite diameter where they
-        join, whichever is larger) are surface bumps, not branches, and are removed (1.0 µm).
+        join, whichever is larger) are surface bumps or spines left attached to the shaft,
+        not branches, and are removed (3.0 µm: longer than nearly all spines).
     smoothing_iterations : int
         Passes of neighbour averaging over skeleton and spine path coordinates before lengths
-        are summed; removes the staircase of the voxel grid (5).
+        are summed; removes the staircase of the voxel grid, which is coarse along z (10).
     """
 
     rule_set: str = "neuronstudio"
@@ -63,8 +64,8 @@ class MorphologyConfig:
     risher_mushroom_min_head_um: float = 0.6
     risher_long_thin_min_length_um: float = 1.0
     min_neck_length_um: float = 0.2
-    prune_length_um: float = 1.0
-    smoothing_iterations: int = 5
+    prune_length_um: float = 3.0
+    smoothing_iterations: int = 10
 
     def __post_init__(self):
         if self.rule_set not in RULE_SETS:

@@ -10,22 +10,34 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import minimum_spanning_tree
 from skimage.morphology import skeletonize
 
 _OFFSETS = np.array([o for o in itertools.product((-1, 0, 1), repeat=3) if any(o)], dtype=np.int64)
 
 
 class SkeletonGraph:
-    """Voxels of a 26-connected skeleton with their neighbour lists."""
+    """Voxels of a 26-connected skeleton as a tree (its minimum spanning tree in µm).
 
-    def __init__(self, skeleton: np.ndarray):
+    Skeletons of real masks have loops (around small tunnels, and the voxel staircase at
+    junctions); a loop has no free end, so a spine inside one could never be pruned. The
+    spanning tree opens every loop at its longest edge.
+    """
+
+    def __init__(self, skeleton: np.ndarray, spacing):
         self.shape = skeleton.shape
         self.coords = np.argwhere(skeleton)
         n = len(self.coords)
         index = np.full(tuple(s + 2 for s in skeleton.shape), -1, dtype=np.int64)
         index[tuple((self.coords + 1).T)] = np.arange(n)
         neighbours = index[tuple((self.coords[:, None, :] + 1 + _OFFSETS[None]).transpose(2, 0, 1))]
-        self.neighbours = [row[row >= 0] for row in neighbours]
+        rows, slots = np.nonzero(neighbours >= 0)
+        cols = neighbours[rows, slots]
+        length = np.sqrt(((_OFFSETS[slots] * np.asarray(spacing, dtype=float)) ** 2).sum(1))
+        tree = minimum_spanning_tree(coo_matrix((length, (rows, cols)), shape=(n, n)).tocsr())
+        tree = (tree + tree.T).tocsr()
+        self.neighbours = [tree.indices[tree.indptr[i]:tree.indptr[i + 1]] for i in range(n)]
         self.alive = np.ones(n, dtype=bool)
 
     def degree(self, i: int) -> int:
@@ -35,23 +47,28 @@ class SkeletonGraph:
     def step_length(self, i: int, j: int, spacing) -> float:
         return float(np.sqrt((((self.coords[i] - self.coords[j]) * spacing) ** 2).sum()))
 
-    def border_distance(self, i: int, spacing) -> float:
-        """Distance (µm) from voxel ``i`` to the nearest face of the volume."""
+    def near_border(self, i: int, spacing, border_um: float) -> bool:
+        """Whether voxel ``i`` lies within ``border_um`` of a y/x face of the volume.
+
+        z faces do not count: stacks are thin in z, and a spine pointing up or down reaches
+        the top or bottom plane as often as a dendrite leaves through it.
+        """
         c = self.coords[i]
-        return float(np.min(np.minimum(c, np.asarray(self.shape) - 1 - c) * spacing))
+        gap = np.minimum(c, np.asarray(self.shape) - 1 - c)
+        return bool((gap[1:] * np.asarray(spacing)[1:]).min() <= border_um)
 
 
 def centreline(foreground: np.ndarray, *, spacing, max_spine_length_um: float,
                min_length_um: float, border_um: float = 1.5, max_rounds: int = 4) -> np.ndarray:
     """Boolean centreline voxels of the dendrites in ``foreground`` (spine branches removed).
 
-    Branches ending within ``border_um`` of the volume's faces are dendrites leaving the
-    field of view and are kept whatever their length (a skeleton stops short of the face).
+    Branches ending within ``border_um`` of a y/x face of the volume are dendrites leaving
+    the field of view and are kept whatever their length (a skeleton stops short of the face).
     """
     skeleton = skeletonize(foreground) > 0
     if not skeleton.any():
         return skeleton
-    graph = SkeletonGraph(skeleton)
+    graph = SkeletonGraph(skeleton, spacing)
     sp = np.asarray(spacing, dtype=float)
     for _ in range(max_rounds):
         if not _prune_side_branches(graph, sp, max_spine_length_um, border_um):
@@ -66,7 +83,7 @@ def _prune_side_branches(graph: SkeletonGraph, spacing, max_length: float, borde
     ends = [i for i in np.flatnonzero(graph.alive) if graph.degree(i) <= 1]
     removed = False
     for end in ends:
-        if not graph.alive[end] or graph.border_distance(end, spacing) <= border_um:
+        if not graph.alive[end] or graph.near_border(end, spacing, border_um):
             continue
         path, length, junction = [end], 0.0, False
         prev, cur = -1, end
