@@ -20,11 +20,13 @@ two maps (dendrite, spine) of the package's convention.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 #: Architectures by name, with their defaults. ``deepd3_*`` reproduce DeepD3's sizes.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -190,6 +192,19 @@ class UNet3D(nn.Module):
         for i in reversed(range(len(self.down))):
             x = self.up_stages[i](torch.cat([self.ups[i](x), skips[i]], dim=1))
         return self.head(x)
+
+
+def fuse_for_inference(net: nn.Module) -> nn.Module:
+    """A copy of ``net`` (eval mode) with every batch norm folded into the convolution before
+    it: the same outputs, one memory pass less per layer."""
+    net = copy.deepcopy(net).eval()
+    for mod in net.modules():
+        if isinstance(mod, nn.Sequential):
+            for i in range(len(mod) - 1):
+                if isinstance(mod[i], (nn.Conv2d, nn.Conv3d)) and isinstance(mod[i + 1], (nn.BatchNorm2d, nn.BatchNorm3d)):
+                    mod[i] = fuse_conv_bn_eval(mod[i], mod[i + 1])
+                    mod[i + 1] = nn.Identity()
+    return net
 
 
 def z_multiple_of(spec: dict) -> int:

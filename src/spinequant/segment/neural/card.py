@@ -37,7 +37,7 @@ class ModelCard:
     architecture: dict[str, Any]
     voxel_size_um: tuple[float, float, float]
     normalisation: dict[str, Any] = field(default_factory=lambda: dataclasses.asdict(NormaliseConfig()))
-    tile_size: int = 512
+    tile_size: int = 288
     tile_overlap: int = 32
     tile_depth: int = 16
     training: dict[str, Any] = field(default_factory=dict)

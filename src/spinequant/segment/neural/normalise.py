@@ -49,7 +49,8 @@ def normalise(image: np.ndarray, config: NormaliseConfig | dict | None = None, *
     """
     config = _config(config)
     lo, hi = value_range if value_range is not None else percentile_range(image, config)
-    out = np.asarray(image, dtype=np.float32) - np.float32(lo)
+    out = np.array(image, dtype=np.float32)          # one copy, then in place
+    out -= np.float32(lo)
     out *= np.float32(2.0 / (hi - lo))
     out -= np.float32(1.0)
     np.clip(out, -config.clip, config.clip, out=out)

@@ -17,7 +17,7 @@ from .tiling import make_runner, sliding_window
 
 
 def predict(image: np.ndarray, *, spacing, model: str | os.PathLike | tuple | None = None,
-            batch_size: int = 8, device: str | torch.device | None = None,
+            batch_size: int = 4, device: str | torch.device | None = None,
             progress: bool = False, tile_size: int | None = None, overlap: int | None = None,
             compile: bool = False, channels_last: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Segment dendrites and spines with a neural network.

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .architectures import fuse_for_inference
+
 #: Smallest blending weight: keeps voxels at the padded rim (covered by one tile) defined.
 _MIN_WEIGHT = 1e-4
 
@@ -89,14 +91,12 @@ def sliding_window(volume: np.ndarray, run, *, n_out: int = 2, tile_size: int = 
     wy, wx = window(t_y), window(t_x)
     if is3d:
         zs, wz = tile_starts(pz, t_z, ov_z), window(t_z)
-        cov_z = _coverage(pz, t_z, zs, wz)
+        cov_z = _coverage(pz, t_z, zs, wz)[m_z:m_z + nz]
     else:
         zs, wz = list(range(nz)), np.ones(1)
-        cov_z = np.ones(pz)
-    cov = (cov_z[:, None, None] * _coverage(py, t_y, ys, wy)[None, :, None]
-           * _coverage(px, t_x, xs, wx)[None, None, :])
     w_tile = (wz[:, None, None] * wy[None, :, None] * wx[None, None, :]).astype(np.float32)
-    out = np.zeros((n_out, nz if not is3d else pz, py, px), np.float32)
+    # Accumulate straight into the unpadded output: no stack-sized padded copies.
+    out = np.zeros((n_out, nz, ny, nx), np.float32)
 
     positions = list(itertools.product(zs, ys, xs))
     batches = [positions[i:i + batch_size] for i in range(0, len(positions), batch_size)]
@@ -108,16 +108,25 @@ def sliding_window(volume: np.ndarray, run, *, n_out: int = 2, tile_size: int = 
                               for z, y, x in batch])
         probs = np.asarray(run(tiles), dtype=np.float32)
         for (z, y, x), p in zip(batch, probs):
+            (oy, ty), (ox, tx) = _span(y, t_y, m_yx, ny), _span(x, t_x, m_yx, nx)
             if is3d:
-                out[:, z:z + t_z, y:y + t_y, x:x + t_x] += p * w_tile
+                oz, tz = _span(z, t_z, m_z, nz)
+                out[:, oz, oy, ox] += p[:, tz, ty, tx] * w_tile[tz, ty, tx]
             else:
-                out[:, z, y:y + t_y, x:x + t_x] += p * w_tile[0]
+                out[:, z, oy, ox] += p[:, ty, tx] * w_tile[0, ty, tx]
+    cov_yx = np.outer(_coverage(py, t_y, ys, wy)[m_yx:m_yx + ny], _coverage(px, t_x, xs, wx)[m_yx:m_yx + nx])
+    out /= cov_yx.astype(np.float32)
     if is3d:
-        out /= cov[None].astype(np.float32)
-        out = out[:, m_z:m_z + nz]
-    else:
-        out /= cov[None, :1].astype(np.float32)
-    return np.ascontiguousarray(out[:, :, m_yx:m_yx + ny, m_yx:m_yx + nx])
+        out /= cov_z.astype(np.float32)[:, None, None]
+    return out
+
+
+def _span(start: int, size: int, margin: int, n: int) -> tuple[slice, slice]:
+    """Output and tile slices of a tile at padded offset ``start`` (padding ``margin`` before
+    an axis of length ``n``)."""
+    lo = start - margin
+    a, b = max(lo, 0), min(lo + size, n)
+    return slice(a, max(a, b)), slice(a - lo, max(a, b) - lo)
 
 
 def fit_tile(length: int, tile: int, overlap: int, multiple: int = 1) -> int:
@@ -136,7 +145,7 @@ def _round_up(n: int, k: int) -> int:
 def make_runner(net: torch.nn.Module, to_probabilities, *, device: torch.device,
                 channels_last: bool = True, compile: bool = False):
     """A ``run`` callable for :func:`sliding_window`: numpy tiles in, probabilities out."""
-    net = net.to(device).eval()
+    net = fuse_for_inference(net).to(device)
     memory_format = None
     if channels_last:
         is3d = any(isinstance(m, torch.nn.Conv3d) for m in net.modules())

@@ -122,7 +122,7 @@ def _train(samples, out, config, init, resume, val_samples, progress, descriptio
         state = _load_checkpoint(out, net, opt)
     card = ModelCard(
         name=Path(out).name, architecture=spec, voxel_size_um=tuple(voxel), normalisation=norm,
-        tile_size=512 if spec["kind"] == "dual_unet2d" else 128, tile_overlap=32,
+        tile_size=288 if spec["kind"] == "dual_unet2d" else 128, tile_overlap=32,
         tile_depth=config.tile_depth,
         training={"description": description, "init": str(init) if init else None,
                   "stacks": [s.name for s in samples], "validation_stacks": [s.name for s in val_samples],
