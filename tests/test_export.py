@@ -186,3 +186,16 @@ def test_interrupted_write_leaves_old_file_and_no_partial(tmp_path, scene, monke
         export_results(tmp_path, spacing=SPACING, spines=table.iloc[:1], formats=("tables",))
     assert (tmp_path / "spines.csv").read_text() == before
     assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
+
+
+def test_rerun_with_fewer_objects_leaves_no_stale_meshes(tmp_path):
+    from spinequant.export import export_results
+
+    labels = np.zeros((4, 20, 20), np.int32)
+    labels[1:3, 2:6, 2:6] = 1
+    labels[1:3, 10:14, 10:14] = 2
+    export_results(tmp_path, spacing=(0.5, 0.1, 0.1), spine_labels=labels, formats=("meshes",))
+    assert sorted(p.name for p in (tmp_path / "meshes").iterdir()) == ["spine-0001.stl", "spine-0002.stl"]
+    labels[labels == 2] = 0
+    export_results(tmp_path, spacing=(0.5, 0.1, 0.1), spine_labels=labels, formats=("meshes",))
+    assert sorted(p.name for p in (tmp_path / "meshes").iterdir()) == ["spine-0001.stl"]

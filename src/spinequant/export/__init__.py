@@ -97,11 +97,14 @@ def export_results(out_dir: str | os.PathLike, *, spacing, spines=None, dendrite
     if "roi" in formats and spine_labels is not None:
         written["roi"] = [write_roi_set(out / "spines_roi.zip", spine_labels)]
     if "meshes" in formats:
-        written["meshes"] = []
-        for prefix, data in (("spine", spine_labels), ("dendrite", dendrite_labels)):
-            if data is not None:
-                written["meshes"] += write_meshes(out / "meshes", data, spacing, prefix=prefix,
-                                                  formats=mesh_formats)
+        # The folder is replaced whole, so no mesh of an earlier run with more objects stays.
+        files = []
+        with atomic_path(out / "meshes", directory=True) as tmp:
+            Path(tmp).mkdir()
+            for prefix, data in (("spine", spine_labels), ("dendrite", dendrite_labels)):
+                if data is not None:
+                    files += write_meshes(tmp, data, spacing, prefix=prefix, formats=mesh_formats)
+        written["meshes"] = [out / "meshes" / Path(f).name for f in files]
     if "swc" in formats and centrelines is not None:
         written["swc"] = [write_swc(out / "dendrites.swc", centrelines,
                                     comments=["spinequant dendrite centrelines"])]

@@ -20,7 +20,7 @@ from ..segment import CLASSICAL, semantic_maps
 from ..segment.classical import ClassicalConfig
 from ..stack import Stack
 from ..validate import check_image_values, check_spacing
-from .runinfo import array_sha256, peak_memory_mb, versions, write_run_json
+from .runinfo import RUN_FILE, array_sha256, peak_memory_mb, versions, write_run_json
 
 STAGES = ("segment", "instances", "measure", "export", "report")
 
@@ -191,6 +191,8 @@ def save_result(result: AnalysisResult, out_dir, *, source: dict | None = None,
     from ..export import export_results
 
     out_dir = Path(out_dir)
+    # A run.json marks a complete result: remove an earlier one until this run has finished.
+    (out_dir / RUN_FILE).unlink(missing_ok=True)
     step = progress or (lambda name: None)
     step("export")
     t = time.perf_counter()
