@@ -56,19 +56,21 @@ def score(dend, spine, phantom) -> dict:
     return out
 
 
-def evaluate(model, n_per_preset: int = 2) -> dict:
+def evaluate(model, n_per_preset: int = 2, presets=tuple(PRESETS), classical: bool = True) -> dict:
     """Scores of ``model`` and of the classical method on held-out phantoms, per preset."""
     from spinequant.segment.classical import segment_classical
 
     net, card = load_model(model)
     results = {}
-    for preset in PRESETS:
-        rows = {"neural": [], "classical": []}
+    for preset in presets:
+        rows = {"neural": [], "classical": []} if classical else {"neural": []}
         for i in range(n_per_preset):
             ph = make_phantom(preset, seed=TEST_SEED + i)
             t = time.perf_counter()
             rows["neural"].append({**score(*predict(ph.image, spacing=ph.spacing, model=(net, card)), ph),
                                    "seconds": time.perf_counter() - t})
+            if not classical:
+                continue
             t = time.perf_counter()
             rows["classical"].append({**score(*segment_classical(ph.image, spacing=ph.spacing), ph),
                                       "seconds": time.perf_counter() - t})
