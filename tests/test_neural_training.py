@@ -4,6 +4,7 @@ import json
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 import tifffile
 import torch
@@ -12,6 +13,7 @@ from safetensors.torch import load_file
 from spinequant.cli import main
 from spinequant.errors import InputError
 from spinequant.io import write_tiff
+from spinequant.io.swc import write_swc
 from spinequant.segment.neural import TrainConfig, TrainingSample, load_training_data, train
 from spinequant.segment.neural import losses
 from spinequant.segment.neural.augment import AugmentConfig, sample_patch
@@ -136,6 +138,16 @@ def test_load_training_data_layouts(tmp_path):
     tifffile.imwrite(d / "cell_labels.tif", s.semantic, photometric="minisblack")
     found = load_training_data(d)
     assert sorted(x.name for x in found) == ["cell", "one", "two"]
+    # DeepD3 layout: dendrite trace (SWC, µm) + spine mask.
+    write_tiff(d / "three" / "image.tif", s.image, s.spacing)
+    tifffile.imwrite(d / "three" / "spines.tif", (s.semantic == 2).astype(np.uint8), photometric="minisblack")
+    write_swc(d / "three" / "dendrites.swc", pd.DataFrame(
+        {"id": [1, 2], "type": 3, "x": [0.0, 4.7], "y": [1.25, 1.25], "z": [0.5, 0.5],
+         "radius": [0.2, 0.2], "parent": [-1, 1]}))
+    three = [x for x in load_training_data(d) if x.name == "three"][0]
+    # y = 1.25 µm is row 12.5; radius 0.2 µm covers rows 11..14 in plane 1 only.
+    np.testing.assert_array_equal(np.flatnonzero((three.semantic[1] == 1).any(axis=1)), [11, 12, 13, 14])
+    assert (three.semantic[[0, 2]] == 1).sum() == 0 and (three.semantic == 2).sum() == (s.semantic == 2).sum()
     for x in found:
         np.testing.assert_array_equal(x.semantic, s.semantic)
         assert x.spacing == pytest.approx(s.spacing)

@@ -5,6 +5,9 @@ Accepted layouts, in ``DATA_DIR`` or in each of its sub-folders:
 * ``image.tif`` with ``labels_semantic.tif`` (what ``spinequant.synth.write_phantom`` and
   ``export_results`` write), or with instance labels ``labels_spines.tif`` and
   ``labels_dendrites.tif`` (any id > 0 is spine or dendrite);
+* ``image.tif`` with a dendrite trace ``dendrites.swc`` (µm; drawn as spheres of the traced
+  radius along each segment, as DeepD3 made its dendrite masks) and a spine mask
+  ``labels_spines.tif`` or ``spines.tif`` (any value > 0 is spine);
 * pairs ``NAME.tif`` + ``NAME_labels.tif`` (semantic) side by side.
 
 The voxel size comes from the image file (ImageJ / OME metadata) or ``voxel_size``.
@@ -71,6 +74,10 @@ def load_training_data(folder: str | os.PathLike, *, voxel_size=None) -> list[Tr
                 found.append((img, d / "labels_semantic.tif", d.name))
             elif (d / "labels_spines.tif").exists() and (d / "labels_dendrites.tif").exists():
                 found.append((img, (d / "labels_spines.tif", d / "labels_dendrites.tif"), d.name))
+            elif (d / "dendrites.swc").exists():
+                spines = [p for p in (d / "labels_spines.tif", d / "spines.tif") if p.exists()]
+                if spines:
+                    found.append((img, (spines[0], d / "dendrites.swc"), d.name))
         for lab in sorted(d.glob("*_labels.tif")):
             img = lab.with_name(lab.name[: -len("_labels.tif")] + ".tif")
             if img.exists():
@@ -84,7 +91,13 @@ def load_training_data(folder: str | os.PathLike, *, voxel_size=None) -> list[Tr
     samples = []
     for img, lab, name in found:
         stack = read_stack(img, voxel_size=voxel_size)
-        if isinstance(lab, tuple):
+        if isinstance(lab, tuple) and lab[1].suffix == ".swc":
+            from ...evaluate.swc_mask import swc_to_mask
+            from ...io.swc import read_swc
+
+            dend = swc_to_mask(read_swc(lab[1]), shape=np.shape(stack.data), spacing=stack.spacing)
+            sem = semantic_from_instances(tifffile.imread(lab[0]), dend)
+        elif isinstance(lab, tuple):
             sem = semantic_from_instances(tifffile.imread(lab[0]), tifffile.imread(lab[1]))
         else:
             sem = tifffile.imread(lab).astype(np.uint8)
