@@ -158,6 +158,10 @@ def test_predict_returns_maps_on_the_input_grid(tmp_path):
     for m in (dend, spine):
         assert m.shape == img.shape and m.dtype == np.float32
         assert m.min() >= 0 and m.max() <= 1
+    threads = torch.get_num_threads()
+    again, _ = predict(img, spacing=(1.0, 0.15, 0.15), model=tmp_path / "tiny.json", threads=1)
+    np.testing.assert_allclose(again, dend, atol=1e-5)
+    assert torch.get_num_threads() == threads
 
 
 def test_predict_3d_model(tmp_path):
