@@ -117,10 +117,12 @@ def test_resume_continues_exactly(tmp_path):
 
 def test_fine_tuning_starts_from_the_given_model(tmp_path):
     samples = [_stack(0), _stack(1)]
-    base, _ = train(samples, out_dir=tmp_path / "base", config=replace(CFG, epochs=1), progress=False)
+    base, _ = train(samples, out_dir=tmp_path / "base", config=replace(CFG, epochs=1, loss="deepd3_spine_dice"),
+                    progress=False)
     _, card = train(samples, out_dir=tmp_path / "ft", config=replace(CFG, epochs=1, learning_rate=0.0),
                     init=tmp_path / "base", progress=False)
     assert card.training["init"] == str(tmp_path / "base")
+    assert card.training["config"]["loss"] == "deepd3_spine_dice"      # the base model's loss
     wa, wb = _weights(tmp_path / "base"), _weights(tmp_path / "ft")
     # lr 0: only batch-norm running statistics may move.
     assert all(torch.equal(wa[k], wb[k]) for k in wa if "running" not in k and "num_batches" not in k)

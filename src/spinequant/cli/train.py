@@ -28,6 +28,8 @@ def register(sub) -> None:
     p.add_argument("--tile-size", type=int, default=TrainConfig.tile_size, help="patch edge in pixels")
     p.add_argument("--learning-rate", type=float, default=None,
                    help=f"Adam learning rate (default {TrainConfig.learning_rate:g}, a tenth of it with --from)")
+    p.add_argument("--loss", default="auto", choices=["auto", "deepd3", "deepd3_spine_dice", "wce", "gdl"],
+                   help="auto: the base model's loss with --from, else deepd3 (2D) or wce (unet3d)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="CPU threads for training (default 2)")
     p.add_argument("--max-minutes", type=float, default=None, help="stop after this much training time")
@@ -43,7 +45,7 @@ def run(args) -> int:
     config = replace(TrainConfig(), architecture=args.architecture, epochs=args.epochs,
                      steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
                      tile_size=args.tile_size, learning_rate=lr, seed=args.seed,
-                     num_threads=args.threads, max_minutes=args.max_minutes)
+                     num_threads=args.threads, max_minutes=args.max_minutes, loss=args.loss)
     print(f"training on {len(samples)} stack(s) from {args.data_dir}"
           + (f", fine-tuning {args.init}" if args.init else f", architecture {args.architecture}"))
     _, card = train(samples, out_dir=args.out, config=config, init=args.init,

@@ -103,6 +103,8 @@ def _train(samples, out, config, init, resume, val_samples, progress, descriptio
     if init is not None:
         net, base = load_model(init)
         spec, voxel, norm = base.architecture, base.voxel_size_um, base.normalisation
+        if config.loss == "auto":   # fine-tune with the loss the model was trained with
+            config = dataclasses.replace(config, loss=base.training.get("config", {}).get("loss", "auto"))
     else:
         spec = architectures.architecture(config.architecture)
         net = architectures.build(spec)
