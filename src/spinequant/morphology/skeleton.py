@@ -124,20 +124,21 @@ def dendrite_skeleton(dendrite_labels, spacing, *, config: MorphologyConfig | di
     cfg = resolve_config(config)
     sp = checked_spacing(spacing)
     labels = dendrite_label_image(dendrite_labels)
-    if radius_edt is None:
-        radius_edt = edt.edt(labels, anisotropy=tuple(sp))
     parts = []
     for lab, box in enumerate(ndimage.find_objects(labels), start=1):
         if box is None:
             continue
         box = padded_box(box, labels.shape, 1)
         mask = labels[box] == lab
+        # The distance transform is needed only inside each dendrite's own box.
+        rad = (radius_edt[box] if radius_edt is not None
+               else edt.edt(mask.view(np.uint8), anisotropy=tuple(sp)))
         skel = skeletonize(mask).astype(bool)
         if not skel.any():  # a blob thinner than the thinning kernel keeps its brightest voxel
             skel = np.zeros_like(mask)
-            skel[np.unravel_index(np.argmax(np.where(mask, radius_edt[box], -1)), mask.shape)] = True
+            skel[np.unravel_index(np.argmax(np.where(mask, rad, -1)), mask.shape)] = True
         offset = np.array([s.start for s in box])
-        parts.append(_tree_of(lab, skel, mask, offset, radius_edt[box], sp, cfg))
+        parts.append(_tree_of(lab, skel, mask, offset, rad, sp, cfg))
     if not parts:
         empty = np.zeros((0, 3))
         z = np.zeros(0)

@@ -17,6 +17,10 @@ from .intensity import image_channels, intensity_columns, region_intensities
 from .skeleton import DendriteSkeleton, dendrite_skeleton
 
 #: Columns of the spine table, in order (intensity columns follow when an image is given).
+#: Distances from a spine to the dendrite are exact up to this far (µm); every spine kept by
+#: the instance stage lies within 1 µm of its dendrite and is at most a few µm long.
+DENDRITE_SEARCH_UM = 5.0
+
 SPINE_COLUMNS = [
     "id", "dendrite_id", "attached", "at_edge",
     "centroid_z_um", "centroid_y_um", "centroid_x_um",
@@ -78,20 +82,32 @@ def measure_spines(spine_labels, dendrite_mask, spacing, image=None, *,
         skeleton = dendrite_skeleton(dend, sp, config=cfg)
 
     aniso = tuple(sp)
-    # Outside the volume counts as background: a spine cut by the edge is no wider than shown.
-    r_spine = edt.edt(spines, anisotropy=aniso, black_border=True)
+    boxes = ndimage.find_objects(spines)
     has_dend = bool(dend.any())
-    # edt is several times faster on uint8 than on bool input.
-    d_dend = edt.edt((dend == 0).view(np.uint8), anisotropy=aniso) if has_dend else None
+    search = np.ceil(DENDRITE_SEARCH_UM / sp).astype(int)
+    wide = [None if b is None else _grow(b, spines.shape, search) for b in boxes]
+    # Distance maps are needed only around spines: per spine when their boxes together are
+    # smaller than the stack (the usual case), else once for the whole stack.
+    local = sum(int(np.prod([s.stop - s.start for s in w])) for w in wide if w is not None) < spines.size
+    if not local:
+        # Outside the volume counts as background: a spine cut by the edge is no wider than shown.
+        r_full = edt.edt(spines, anisotropy=aniso, black_border=True)
+        d_full = edt.edt((dend == 0).view(np.uint8), anisotropy=aniso) if has_dend else None
 
     rows, extra = [], []
-    for sid, box in enumerate(ndimage.find_objects(spines), start=1):
+    for sid, box in enumerate(boxes, start=1):
         if box is None:
             continue
         box = padded_box(box, spines.shape, 1)
+        mask = spines[box] == sid
+        if local:
+            r_spine = edt.edt(mask.view(np.uint8), anisotropy=aniso, black_border=True)
+            d_dend = _dendrite_distance(dend, wide[sid - 1], box, aniso)
+        else:
+            r_spine = r_full[box]
+            d_dend = d_full[box] if has_dend else np.full(mask.shape, np.inf)
         crop = SpineCrop(
-            mask=spines[box] == sid, dendrite=dend[box], r_spine=r_spine[box],
-            d_dend=d_dend[box] if has_dend else np.full(spines[box].shape, np.inf),
+            mask=mask, dendrite=dend[box], r_spine=r_spine, d_dend=d_dend,
             offset=np.array([s.start for s in box]),
             edges=tuple((s.start == 0, s.stop == n) for s, n in zip(box, spines.shape)),
         )
@@ -122,6 +138,19 @@ def measure_spines(spine_labels, dendrite_mask, spacing, image=None, *,
         names = intensity_columns(len(channels))
         table = pd.concat([table, pd.DataFrame(extra or None, columns=names, dtype=float)], axis=1)
     return table
+
+
+def _grow(box, shape, pad) -> tuple[slice, ...]:
+    return tuple(slice(max(s.start - p, 0), min(s.stop + p, n)) for s, n, p in zip(box, shape, pad))
+
+
+def _dendrite_distance(dend: np.ndarray, wide, box, aniso) -> np.ndarray:
+    """Distance (µm) to the nearest dendrite voxel within ``wide``, read out over ``box``."""
+    inner = tuple(slice(b.start - w.start, b.stop - w.start) for b, w in zip(box, wide))
+    region = dend[wide] == 0
+    if region.all():
+        return np.full(tuple(b.stop - b.start for b in box), np.inf)
+    return edt.edt(region.view(np.uint8), anisotropy=aniso)[inner]
 
 
 def _touches_edge(mask: np.ndarray, edges) -> bool:

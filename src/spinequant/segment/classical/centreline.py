@@ -47,23 +47,34 @@ class SkeletonGraph:
     def step_length(self, i: int, j: int, spacing) -> float:
         return float(np.sqrt((((self.coords[i] - self.coords[j]) * spacing) ** 2).sum()))
 
-    def near_border(self, i: int, spacing, border_um: float) -> bool:
-        """Whether voxel ``i`` lies within ``border_um`` of a y/x face of the volume.
+    def leaves_volume(self, i: int, foreground: np.ndarray, spacing, border_um: float) -> bool:
+        """Whether the dendrite at end voxel ``i`` runs out of the volume through a y/x face.
 
-        z faces do not count: stacks are thin in z, and a spine pointing up or down reaches
-        the top or bottom plane as often as a dendrite leaves through it.
+        The skeleton stops up to a radius short of the face, so the test is that the end lies
+        within ``border_um`` of a y/x face and the foreground touches that face near it (a
+        spine head close to the edge does not touch it). z faces do not count: stacks are thin
+        in z, and spines pointing up or down reach the top or bottom plane as often as
+        dendrites leave through them.
         """
         c = self.coords[i]
-        gap = np.minimum(c, np.asarray(self.shape) - 1 - c)
-        return bool((gap[1:] * np.asarray(spacing)[1:]).min() <= border_um)
+        reach = np.ceil(border_um / np.asarray(spacing, dtype=float)).astype(int)
+        for axis in (1, 2):
+            for face in (0, self.shape[axis] - 1):
+                if abs(c[axis] - face) * spacing[axis] > border_um:
+                    continue
+                window = [slice(max(v - r, 0), v + r + 1) for v, r in zip(c, reach)]
+                window[axis] = face
+                if foreground[tuple(window)].any():
+                    return True
+        return False
 
 
 def centreline(foreground: np.ndarray, *, spacing, max_spine_length_um: float,
                min_length_um: float, border_um: float = 1.5, max_rounds: int = 4) -> np.ndarray:
     """Boolean centreline voxels of the dendrites in ``foreground`` (spine branches removed).
 
-    Branches ending within ``border_um`` of a y/x face of the volume are dendrites leaving
-    the field of view and are kept whatever their length (a skeleton stops short of the face).
+    Branches that run out of the volume through a y/x face are dendrites leaving the field
+    of view and are kept whatever their length (see :meth:`SkeletonGraph.leaves_volume`).
     """
     skeleton = skeletonize(foreground) > 0
     if not skeleton.any():
@@ -71,7 +82,7 @@ def centreline(foreground: np.ndarray, *, spacing, max_spine_length_um: float,
     graph = SkeletonGraph(skeleton, spacing)
     sp = np.asarray(spacing, dtype=float)
     for _ in range(max_rounds):
-        if not _prune_side_branches(graph, sp, max_spine_length_um, border_um):
+        if not _prune_side_branches(graph, foreground, sp, max_spine_length_um, border_um):
             break
     keep = graph.alive & _long_components(graph, sp, min_length_um)
     out = np.zeros(foreground.shape, dtype=bool)
@@ -79,11 +90,11 @@ def centreline(foreground: np.ndarray, *, spacing, max_spine_length_um: float,
     return out
 
 
-def _prune_side_branches(graph: SkeletonGraph, spacing, max_length: float, border_um: float) -> bool:
+def _prune_side_branches(graph: SkeletonGraph, foreground, spacing, max_length: float, border_um: float) -> bool:
     ends = [i for i in np.flatnonzero(graph.alive) if graph.degree(i) <= 1]
     removed = False
     for end in ends:
-        if not graph.alive[end] or graph.near_border(end, spacing, border_um):
+        if not graph.alive[end] or graph.leaves_volume(end, foreground, spacing, border_um):
             continue
         path, length, junction = [end], 0.0, False
         prev, cur = -1, end
