@@ -84,6 +84,7 @@ def main() -> None:
     ap.add_argument("--name", default=None, help="model name (default: the architecture)")
     ap.add_argument("--per-preset", type=int, default=8, help="training phantoms per preset")
     ap.add_argument("--minutes", type=float, default=14.0, help="training time budget")
+    ap.add_argument("--epochs", type=int, default=30, help="most epochs (early stopping may end sooner)")
     ap.add_argument("--work", default="work/models", help="folder for checkpoints")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-install", action="store_true")
@@ -98,7 +99,7 @@ def main() -> None:
         val = [randomised_phantom(p, VAL_SEED) for p in PRESETS]
         print(f"{len(samples)} training and {len(val)} validation phantoms in {time.perf_counter() - t:.0f} s")
         config = TrainConfig(architecture=args.architecture, voxel_size_um=(0.5, 0.094, 0.094),
-                             tile_size=128, batch_size=8, steps_per_epoch=40, epochs=30,
+                             tile_size=128, batch_size=8, steps_per_epoch=40, epochs=args.epochs,
                              learning_rate=1.5e-3, lr_constant_epochs=10, lr_decay=0.15,
                              loss="deepd3_spine_dice", patience=8, val_patches=48,
                              num_threads=args.threads, max_minutes=args.minutes, seed=0)
