@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_path
+from .._json import to_json
 
 RUN_FILE = "run.json"
 _PACKAGES = ("spinequant", "numpy", "scipy", "scikit-image", "tifffile", "zarr", "pandas",
@@ -45,7 +46,7 @@ def peak_memory_mb() -> float:
 def write_run_json(out_dir: Path, record: dict) -> Path:
     path = Path(out_dir) / RUN_FILE
     with atomic_path(path) as tmp:
-        Path(tmp).write_text(json.dumps(record, indent=2, default=_jsonable), encoding="utf-8")
+        Path(tmp).write_text(json.dumps(to_json(record), indent=2), encoding="utf-8")
     return path
 
 
@@ -57,15 +58,3 @@ def read_run_json(out_dir: Path) -> dict | None:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-
-
-def _jsonable(value):
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

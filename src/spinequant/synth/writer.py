@@ -6,9 +6,9 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 
 from .._atomic import atomic_path
+from .._json import to_json
 from ..io import write_tiff
 from ..io.swc import write_swc
 
@@ -34,17 +34,6 @@ def write_phantom(phantom, out_dir: str | os.PathLike) -> Path:
         phantom.spines.to_csv(tmp / "truth_spines.csv", index=False, float_format="%.5f")
         write_swc(tmp / "dendrites.swc", phantom.centrelines,
                   comments=["spinequant synthetic phantom: centrelines of the labelled dendrites"])
-        (tmp / "params.json").write_text(json.dumps(_plain(phantom.params), indent=2, sort_keys=True) + "\n",
+        (tmp / "params.json").write_text(json.dumps(to_json(phantom.params), indent=2, sort_keys=True) + "\n",
                                          encoding="utf-8")
     return out_dir
-
-
-def _plain(obj):
-    """JSON-friendly copy (tuples -> lists, numpy scalars -> Python numbers)."""
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj

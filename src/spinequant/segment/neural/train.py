@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from ..._atomic import atomic_path, ensure_writable_dir
+from ..._json import to_json
 from ...errors import InputError
 from . import architectures, losses
 from .augment import AugmentConfig, sample_patch
@@ -128,7 +129,7 @@ def _train(samples, out, config, init, resume, val_samples, progress, descriptio
         tile_depth=config.tile_depth,
         training={"description": description, "init": str(init) if init else None,
                   "stacks": [s.name for s in samples], "validation_stacks": [s.name for s in val_samples],
-                  "config": _jsonable(dataclasses.asdict(config))})
+                  "config": to_json(dataclasses.asdict(config))})
     started = time.monotonic()
     for epoch in range(state["epoch"], config.epochs):
         lr = config.learning_rate * float(np.exp(-config.lr_decay * max(0, epoch - config.lr_constant_epochs)))
@@ -277,7 +278,7 @@ def _save_checkpoint(out: Path, net, opt, state) -> None:
         save_file(tensors, str(tmp))
     meta = {**state, "param_groups": osd["param_groups"]}
     with atomic_path(out / "checkpoint.json") as tmp:
-        tmp.write_text(json.dumps(_jsonable(meta), indent=1))
+        tmp.write_text(json.dumps(to_json(meta), indent=1))
 
 
 def _load_checkpoint(out: Path, net, opt) -> dict:
@@ -293,11 +294,3 @@ def _load_checkpoint(out: Path, net, opt) -> dict:
     return meta
 
 
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (np.floating, np.integer)):
-        return obj.item()
-    return obj
