@@ -6,7 +6,6 @@ import json
 import os
 from pathlib import Path
 
-
 from .._atomic import atomic_path
 from .._json import to_json
 from ..io import write_tiff
