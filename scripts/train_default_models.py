@@ -85,6 +85,9 @@ def main() -> None:
     ap.add_argument("--per-preset", type=int, default=8, help="training phantoms per preset")
     ap.add_argument("--minutes", type=float, default=14.0, help="training time budget")
     ap.add_argument("--epochs", type=int, default=30, help="most epochs (early stopping may end sooner)")
+    ap.add_argument("--constant-epochs", type=int, default=10, help="epochs at the full learning rate")
+    ap.add_argument("--decay", type=float, default=0.15, help="exponential learning-rate decay per epoch after that")
+    ap.add_argument("--patience", type=int, default=8, help="epochs without validation gain before stopping")
     ap.add_argument("--work", default="work/models", help="folder for checkpoints")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-install", action="store_true")
@@ -100,8 +103,8 @@ def main() -> None:
         print(f"{len(samples)} training and {len(val)} validation phantoms in {time.perf_counter() - t:.0f} s")
         config = TrainConfig(architecture=args.architecture, voxel_size_um=(0.5, 0.094, 0.094),
                              tile_size=128, batch_size=8, steps_per_epoch=40, epochs=args.epochs,
-                             learning_rate=1.5e-3, lr_constant_epochs=10, lr_decay=0.15,
-                             loss="deepd3_spine_dice", patience=8, val_patches=48,
+                             learning_rate=1.5e-3, lr_constant_epochs=args.constant_epochs, lr_decay=args.decay,
+                             loss="deepd3_spine_dice", patience=args.patience, val_patches=48,
                              num_threads=args.threads, max_minutes=args.minutes, seed=0)
         train(samples, out_dir=out, config=config, val_samples=val,
               description=f"{len(samples)} domain-randomised phantoms of presets {', '.join(PRESETS)} "
