@@ -106,6 +106,11 @@ def overview(image, spine_labels, dendrite_labels, spines, spacing):
                              gridspec_kw={"height_ratios": [max(yy, 1e-3), max(zy, 1e-3)]})
     overlay_projection(image, spine_labels, dendrite_labels, spines, spacing, axis=0, ax=axes[0])
     overlay_projection(image, spine_labels, dendrite_labels, spines, spacing, axis=1, ids=False, ax=axes[1])
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=DENDRITE_COLOUR, label="dendrite")] + [
+        Line2D([], [], color=c, label=t) for t, c in TYPE_COLOURS.items() if t != "unknown"]
+    axes[0].legend(handles=handles, loc="upper left", fontsize=7, framealpha=0.6, ncol=5)
     axes[0].set_title("top view (maximum projection along z)", fontsize=9)
     axes[1].set_title("side view (maximum projection along y)", fontsize=9)
     fig.tight_layout()
