@@ -2,6 +2,7 @@
 held-out phantoms of that preset (the README's fine-tuning example).
 
     .venv/bin/python scripts/finetune_phantoms.py --preset two_photon --stacks 3 --minutes 3
+    .venv/bin/python scripts/finetune_phantoms.py --preset confocal --set membrane=True   # unseen: membrane label
 
 The command-line equivalent: write the phantoms with ``spinequant synth``, then
 ``spinequant train PHANTOMS --out MODEL_DIR --from lean2d``.
@@ -10,6 +11,7 @@ The command-line equivalent: write the phantoms with ``spinequant synth``, then
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 from pathlib import Path
 
@@ -29,12 +31,16 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=3.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="finetuned")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="phantom setting changed for training and scoring (a Python literal), "
+                         "e.g. membrane=True to test on a labelling the model never saw")
     args = ap.parse_args()
+    overrides = {k: ast.literal_eval(v) for k, v in (item.split("=", 1) for item in args.set)}
     samples = []
     for seed in range(40_000, 40_000 + args.stacks):
-        ph = make_phantom(args.preset, seed=seed)
+        ph = make_phantom(args.preset, seed=seed, **overrides)
         samples.append(TrainingSample(ph.image, ph.semantic, ph.spacing, f"{args.preset}-{seed}"))
-    ph = make_phantom(args.preset, seed=VAL_SEED)
+    ph = make_phantom(args.preset, seed=VAL_SEED, **overrides)
     val = [TrainingSample(ph.image, ph.semantic, ph.spacing, "validation")]
     config = TrainConfig(tile_size=128, batch_size=8, steps_per_epoch=20, epochs=100,
                          learning_rate=1.5e-4, lr_constant_epochs=100, loss="deepd3_spine_dice",
@@ -42,8 +48,9 @@ def main() -> None:
     train(samples, out_dir=args.out, config=config, init=args.model, val_samples=val,
           description=f"fine-tuned on {args.stacks} {args.preset} phantoms")
     torch.set_num_threads(args.threads)
-    before = evaluate(args.model, presets=(args.preset,))
-    after = evaluate(Path(args.out) / "model.json", presets=(args.preset,), classical=False)
+    before = evaluate(args.model, presets=(args.preset,), overrides=overrides)
+    after = evaluate(Path(args.out) / "model.json", presets=(args.preset,), classical=False,
+                     overrides=overrides)
     result = {"before": before[args.preset], "after": after[args.preset]["neural"]}
     print(json.dumps(result, indent=1))
 

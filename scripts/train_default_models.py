@@ -56,8 +56,10 @@ def score(dend, spine, phantom) -> dict:
     return out
 
 
-def evaluate(model, n_per_preset: int = 2, presets=tuple(PRESETS), classical: bool = True) -> dict:
-    """Scores of ``model`` and of the classical method on held-out phantoms, per preset."""
+def evaluate(model, n_per_preset: int = 2, presets=tuple(PRESETS), classical: bool = True,
+             overrides: dict | None = None) -> dict:
+    """Scores of ``model`` and of the classical method on held-out phantoms, per preset
+    (``overrides``: phantom settings changed from the preset's)."""
     from spinequant.segment.classical import segment_classical
 
     net, card = load_model(model)
@@ -65,7 +67,7 @@ def evaluate(model, n_per_preset: int = 2, presets=tuple(PRESETS), classical: bo
     for preset in presets:
         rows = {"neural": [], "classical": []} if classical else {"neural": []}
         for i in range(n_per_preset):
-            ph = make_phantom(preset, seed=TEST_SEED + i)
+            ph = make_phantom(preset, seed=TEST_SEED + i, **(overrides or {}))
             t = time.perf_counter()
             rows["neural"].append({**score(*predict(ph.image, spacing=ph.spacing, model=(net, card)), ph),
                                    "seconds": time.perf_counter() - t})
