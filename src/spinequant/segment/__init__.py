@@ -27,7 +27,10 @@ def semantic_maps(image: np.ndarray, *, spacing, method: str = CLASSICAL, classi
         dend, spine, diag = segment_classical(image, spacing=spacing, config=classical_config,
                                               return_diagnostics=True)
         return dend, spine, asdict(diag)
-    from .neural import predict
+    from .neural import load_model, predict
 
-    dend, spine = predict(image, spacing=spacing, model=method, progress=progress)
-    return dend, spine, {"model": method}
+    net, card = load_model(method)
+    dend, spine = predict(image, spacing=spacing, model=(net, card), progress=progress)
+    # The weights' checksum pins the exact model a run used.
+    return dend, spine, {"model": method, "model_name": card.name, "model_sha256": card.sha256,
+                         "model_voxel_size_um": list(card.voxel_size_um)}
