@@ -70,15 +70,20 @@ def run(args) -> int:
             note = f" ({item.n_spines} spines)" if item.n_spines is not None else ""
             say(f"{item.status:8s} {item.path.name}{note}" + (f": {item.message}" if item.status == "failed" else ""))
 
-        summary = analyze_folder(path, args.out, progress=bar.stage, on_item=report, force=args.force, **common)
-        bar.close()
+        try:
+            summary = analyze_folder(path, args.out, progress=bar.stage, on_item=report, force=args.force,
+                                     **common)
+        finally:
+            bar.close()
         failed = int((summary["status"] == "failed").sum())
         say(f"{len(summary)} stacks: {len(summary) - failed} analysed or already complete, {failed} failed. "
             f"Summary: {Path(args.out) / 'summary.csv'}")
         return 1 if failed else 0
     bar = _StageBar(STAGES, quiet=args.quiet)
-    result = analyze_file(path, args.out, progress=bar.stage, **common)
-    bar.close()
+    try:
+        result = analyze_file(path, args.out, progress=bar.stage, **common)
+    finally:
+        bar.close()
     say(f"{len(result.spines)} spines on {len(result.dendrites)} dendrite(s); "
         f"results in {args.out}/ (open report.html)")
     return 0
