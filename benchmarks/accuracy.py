@@ -1,7 +1,7 @@
 """Accuracy of each segmentation method on a fixed suite of phantoms, per preset.
 
 For every preset, phantoms with fixed seeds are segmented, turned into spine objects with
-the default instance settings, and compared with their exact truth:
+the settings `analyze` uses for that method, and compared with their exact truth:
 
 * spine detection precision / recall / F1: a predicted spine matches a true one when their
   centres lie within 1 µm or their IoU is at least 0.3 (one-to-one);
@@ -26,6 +26,7 @@ from _table import markdown
 
 from spinequant.evaluate.detection import match_spine_objects
 from spinequant.instances import spine_instances
+from spinequant.pipeline.analyze import default_instance_config
 from spinequant.segment import semantic_maps
 from spinequant.synth import PRESETS, make_phantom
 
@@ -41,7 +42,7 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 def evaluate_one(phantom, method: str) -> dict:
     t = time.perf_counter()
     dend, spine, _ = semantic_maps(phantom.image, spacing=phantom.spacing, method=method)
-    inst = spine_instances(spine, dend, spacing=phantom.spacing)
+    inst = spine_instances(spine, dend, spacing=phantom.spacing, config=default_instance_config(method))
     seconds = time.perf_counter() - t
     det = match_spine_objects(inst.spine_labels, phantom.spine_labels, spacing=phantom.spacing)
     return {

@@ -40,7 +40,7 @@ def randomised_phantom(preset: str, seed: int) -> TrainingSample:
     return TrainingSample(np.asarray(ph.image), np.asarray(ph.semantic), tuple(ph.spacing), f"{preset}-{seed}")
 
 
-def score(dend, spine, phantom) -> dict:
+def score(dend, spine, phantom, instance_config=None) -> dict:
     """Dendrite and spine IoU (threshold 0.5) and spine detection F1 after instance finding."""
     from spinequant.evaluate.detection import match_spine_objects
     from spinequant.instances import spine_instances
@@ -50,7 +50,7 @@ def score(dend, spine, phantom) -> dict:
     for name, prob, k in (("dendrite_iou", dend, 1), ("spine_iou", spine, 2)):
         p, t = prob > 0.5, sem == k
         out[name] = float((p & t).sum() / max((p | t).sum(), 1))
-    inst = spine_instances(spine, dend, spacing=phantom.spacing)
+    inst = spine_instances(spine, dend, spacing=phantom.spacing, config=instance_config)
     m = match_spine_objects(inst.spine_labels, phantom.spine_labels, spacing=phantom.spacing)
     out.update(spine_f1=float(m["f1"]), spine_precision=float(m["precision"]), spine_recall=float(m["recall"]))
     return out
@@ -60,6 +60,7 @@ def evaluate(model, n_per_preset: int = 2, presets=tuple(PRESETS), classical: bo
              overrides: dict | None = None) -> dict:
     """Scores of ``model`` and of the classical method on held-out phantoms, per preset
     (``overrides``: phantom settings changed from the preset's)."""
+    from spinequant.pipeline.analyze import default_instance_config
     from spinequant.segment.classical import segment_classical
 
     net, card = load_model(model)
@@ -69,12 +70,14 @@ def evaluate(model, n_per_preset: int = 2, presets=tuple(PRESETS), classical: bo
         for i in range(n_per_preset):
             ph = make_phantom(preset, seed=TEST_SEED + i, **(overrides or {}))
             t = time.perf_counter()
-            rows["neural"].append({**score(*predict(ph.image, spacing=ph.spacing, model=(net, card)), ph),
+            rows["neural"].append({**score(*predict(ph.image, spacing=ph.spacing, model=(net, card)), ph,
+                                           default_instance_config("neural")),
                                    "seconds": time.perf_counter() - t})
             if not classical:
                 continue
             t = time.perf_counter()
-            rows["classical"].append({**score(*segment_classical(ph.image, spacing=ph.spacing), ph),
+            rows["classical"].append({**score(*segment_classical(ph.image, spacing=ph.spacing), ph,
+                                              default_instance_config("classical")),
                                       "seconds": time.perf_counter() - t})
         results[preset] = {m: {k: float(np.mean([r[k] for r in v])) for k in v[0]} for m, v in rows.items()}
     return results
