@@ -152,3 +152,14 @@ def test_bad_input_says_what_is_wrong():
         measure_spines(labels, labels > 0, TWO_PHOTON, config={"rule_set": "imaris"})
     with pytest.raises(InputError, match="image has shape"):
         measure_spines(labels, labels > 0, TWO_PHOTON, image=np.zeros((3, 8, 7)))
+
+
+def test_mushroom_pointing_along_z_with_its_neck_between_planes():
+    # Neck 0.25 µm long at 0.5 µm z steps: its length is not resolved, but the waist where
+    # the spine meets the dendrite is; a clear waist (head > 1.5 x waist) still makes a neck.
+    spacing = (0.5, 0.094, 0.094)
+    spine, dend, truth = spine_on_dendrite(spacing, neck_length=0.25, neck_radius=0.12,
+                                           head_radius=0.45, direction=(1, 0, 0), extent=(6.0, 6.0, 8.0))
+    row = _one(spine, dend, spacing)
+    assert row.type == "mushroom", row.type_rule
+    assert row.has_neck and row.neck_min_diameter_um < 0.6 * row.head_diameter_um

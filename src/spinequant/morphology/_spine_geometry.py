@@ -57,7 +57,7 @@ class SpineGeometry:
 
 
 def spine_geometry(crop: SpineCrop, sp: np.ndarray, *, smoothing_iterations: int,
-                   min_neck_length_um: float) -> SpineGeometry:
+                   min_neck_length_um: float, hidden_neck_ratio: float = np.inf) -> SpineGeometry:
     """Measure one spine (see ``docs/measurements.md`` for the definitions).
 
     base -> (centre path) -> head centre -> (straight on) -> tip: the length is the path from
@@ -124,6 +124,17 @@ def spine_geometry(crop: SpineCrop, sp: np.ndarray, *, smoothing_iterations: int
         neck_mask = np.zeros_like(m)
         neck_mask[tuple(vox[in_neck].T)] = True
         head_mask = m & ~neck_mask
+    elif len(pts) > 1:
+        # A neck shorter than the resolution (often one pointing along z, hidden between two
+        # planes) still shows as a clear waist where the spine meets the dendrite: the width
+        # there is the neck's diameter, its length unresolved (0). A slight waist is a stubby
+        # spine's, hence the stricter ratio.
+        tangent = _unit(pts[1] - pts[0])[None]
+        base_width = max(2.0 * float(_slab_radius(pts_v, r_vox, pts[:1], tangent, sp,
+                                                  r_path[tuple(path[:1].T)])[0]), h)
+        if head_width / base_width >= hidden_neck_ratio:
+            neck_min = neck_mean = base_width
+            ratio = head_width / base_width
 
     # A head smaller than a z step loses its rim in the labels and its inscribed sphere reads
     # small; its volume does not, so the diameter of a sphere of the head's volume is a

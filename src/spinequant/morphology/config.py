@@ -46,6 +46,10 @@ class MorphologyConfig:
     min_neck_length_um : float
         A spine has a neck only if the stretch from its base to the edge of its largest
         inscribed sphere is at least this long (0.2 µm, about two xy pixels at 0.094 µm).
+    hidden_neck_ratio : float
+        A spine whose neck is shorter than ``min_neck_length_um`` (e.g. one pointing along z,
+        its neck between two planes) still has a neck when its head is this many times wider
+        than the waist where it meets the dendrite (1.5; a slight waist is a stubby spine's).
     prune_length_um : float
         Skeleton side branches shorter than this (or than the dendrite diameter where they
         join, whichever is larger) are surface bumps or spines left attached to the shaft,
@@ -64,6 +68,7 @@ class MorphologyConfig:
     risher_mushroom_min_head_um: float = 0.6
     risher_long_thin_min_length_um: float = 1.0
     min_neck_length_um: float = 0.2
+    hidden_neck_ratio: float = 1.5
     prune_length_um: float = 3.0
     smoothing_iterations: int = 10
 

@@ -112,7 +112,8 @@ def measure_spines(spine_labels, dendrite_mask, spacing, image=None, *,
             edges=tuple((s.start == 0, s.stop == n) for s, n in zip(box, spines.shape)),
         )
         g = spine_geometry(crop, sp, smoothing_iterations=cfg.smoothing_iterations,
-                           min_neck_length_um=cfg.min_neck_length_um)
+                           min_neck_length_um=cfg.min_neck_length_um,
+                           hidden_neck_ratio=cfg.hidden_neck_ratio)
         dendrite_id, position = _place_on_dendrite(g, skeleton)
         ratio = g.head_neck_ratio
         rows.append([
