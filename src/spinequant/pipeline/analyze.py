@@ -86,9 +86,16 @@ Progress = Callable[[str], None]
 CLASSICAL_INSTANCES = InstanceConfig(method="components", split_min_depth_um=0.05)
 
 
+#: Spine objects from a network's maps: its spine probabilities are under-confident on thin
+#: spines (trained with Dice), so DeepD3's 0.8 seeds miss most of them; components of the map
+#: above 0.1, split like the classical ones, gave the best detection F1 on held-out phantoms of
+#: every preset (benchmarks/accuracy.py; README).
+NEURAL_INSTANCES = InstanceConfig(method="components", threshold=0.1, split_min_depth_um=0.05)
+
+
 def default_instance_config(method: str) -> InstanceConfig:
     """Instance settings that suit the maps of segmentation ``method``."""
-    return CLASSICAL_INSTANCES if method == CLASSICAL else InstanceConfig()
+    return CLASSICAL_INSTANCES if method == CLASSICAL else NEURAL_INSTANCES
 
 
 def resolve_config(config: AnalyzeConfig | None) -> AnalyzeConfig:
