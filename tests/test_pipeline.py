@@ -73,6 +73,10 @@ def test_folder_continues_after_a_bad_stack_and_skips_finished_ones(phantom, tmp
     assert not (out / "b" / "run.json").exists()
     again = analyze_folder(folder, out, config=FAST)
     assert dict(zip(again["stack"], again["status"]))["a.tif"] == "skipped"
+    # A stack replaced since its run is analysed again.
+    write_tiff(folder / "a.tif", small[:, :80, :80], phantom.spacing)
+    changed = analyze_folder(folder, out, config=FAST)
+    assert dict(zip(changed["stack"], changed["status"]))["a.tif"] == "done"
 
 
 def test_analyze_rejects_bad_input():

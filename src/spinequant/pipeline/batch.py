@@ -30,7 +30,8 @@ def analyze_file(path, out_dir, *, channel: int | None = None, time: int | None 
     out_dir = ensure_writable_dir(out_dir)
     stack = read_stack(path, channel=channel, time=time, voxel_size=voxel_size, image=image)
     source = {"path": str(Path(path).resolve()), "format": stack.metadata.get("format"),
-              "channel": channel, "time": time, "image": image, "spacing_source": stack.spacing_source}
+              "channel": channel, "time": time, "image": image, "spacing_source": stack.spacing_source,
+              **file_stamp(path)}
     result = analyze(stack.data, spacing=stack.spacing, config=config, progress=progress)
     save_result(result, out_dir, source=source, progress=progress)
     return result
@@ -43,6 +44,12 @@ class BatchItem:
     status: str  # "done", "skipped", "failed"
     message: str = ""
     n_spines: int | None = None
+
+
+def file_stamp(path) -> dict:
+    """Size and modification time of an input, to tell whether it changed since a run."""
+    st = Path(path).stat()
+    return {"size_bytes": int(st.st_size), "mtime_ns": int(st.st_mtime_ns)}
 
 
 def find_stacks(folder) -> list[Path]:
@@ -70,8 +77,8 @@ def analyze_folder(folder, out_dir, *, channel=None, time=None, voxel_size=None,
                    on_item=None, force: bool = False) -> pd.DataFrame:
     """Analyse every stack in ``folder``; write ``out_dir/<stack>/`` and ``summary.csv``.
 
-    A stack whose folder already holds a complete run of the same settings is skipped unless
-    ``force``; a stack that fails is reported in the summary and the others continue.
+    A stack whose folder already holds a complete run of the same settings on the same file
+    (size and modification time) is skipped unless ``force``; a stack that fails is reported in the summary and the others continue.
     ``on_item(BatchItem)`` is called after each stack.
     """
     folder = Path(folder)
@@ -100,7 +107,8 @@ def analyze_folder(folder, out_dir, *, channel=None, time=None, voxel_size=None,
 def _run_one(path, target, reading: dict, config, progress, force) -> BatchItem:
     previous = read_run_json(target)
     if previous and previous.get("complete") and not force:
-        if previous.get("config") == _json_roundtrip(config_to_dict(config)):
+        stamp = {k: previous.get("input", {}).get(k) for k in ("size_bytes", "mtime_ns")}
+        if previous.get("config") == _json_roundtrip(config_to_dict(config)) and stamp == file_stamp(path):
             return BatchItem(path, target, "skipped", "complete results already present",
                              previous.get("counts", {}).get("spines"))
     try:
