@@ -10,6 +10,7 @@ import torch
 from ...errors import InputError
 from ...validate import check_image_values, check_spacing
 from . import architectures
+from ._malloc import keep_freed_memory
 from .card import ModelCard, load_model
 from .normalise import normalise
 from .resample import to_input_grid, to_model_grid
@@ -76,6 +77,7 @@ def predict(image: np.ndarray, *, spacing, model: str | os.PathLike | tuple | No
 
 def _predict(image, spacing, net, card, *, batch_size, device, progress, tile_size, overlap,
              compile, channels_last):
+    keep_freed_memory()
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(device)
