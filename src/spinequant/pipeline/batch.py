@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ from .._atomic import atomic_path, ensure_writable_dir
 from ..errors import InputError, SpinequantError
 from ..io import SUPPORTED_FORMATS, read_stack
 from .analyze import AnalysisResult, AnalyzeConfig, Progress, analyze, resolve_config, save_result
+from .._json import to_json
 from ..config import config_to_dict
 from .runinfo import read_run_json
 
@@ -28,7 +28,9 @@ def analyze_file(path, out_dir, *, channel: int | None = None, time: int | None 
     read; ``voxel_size`` (z, y, x µm) overrides the file's.
     """
     out_dir = ensure_writable_dir(out_dir)
-    stack = read_stack(path, channel=channel, time=time, voxel_size=voxel_size, image=image)
+    # analyze() checks the voxel values itself; checking them here too would read the stack twice.
+    stack = read_stack(path, channel=channel, time=time, voxel_size=voxel_size, image=image,
+                       check_values=False)
     source = {"path": str(Path(path).resolve()), "format": stack.metadata.get("format"),
               "channel": channel, "time": time, "image": image, "spacing_source": stack.spacing_source,
               **file_stamp(path)}
@@ -108,7 +110,7 @@ def _run_one(path, target, reading: dict, config, progress, force) -> BatchItem:
     previous = read_run_json(target)
     if previous and previous.get("complete") and not force:
         stamp = {k: previous.get("input", {}).get(k) for k in ("size_bytes", "mtime_ns")}
-        if previous.get("config") == _json_roundtrip(config_to_dict(config)) and stamp == file_stamp(path):
+        if previous.get("config") == to_json(config_to_dict(config)) and stamp == file_stamp(path):
             return BatchItem(path, target, "skipped", "complete results already present",
                              previous.get("counts", {}).get("spines"))
     try:
@@ -143,9 +145,3 @@ def _summary_row(item: BatchItem) -> dict:
             for kind, n in spines["type"].value_counts().items():
                 row[f"n_{kind}"] = int(n)
     return row
-
-
-def _json_roundtrip(value):
-    return json.loads(json.dumps(value))
-
-
