@@ -2,20 +2,16 @@
 
 File-level problems go through ``spinequant info``. Problems with the image content, the
 channel/time choice and the output folder stop ``spinequant analyze`` before any analysis;
-``info`` only shows such stacks (and warns about a constant one). So that these tests check the
-I/O layer and not the analysis, ``analyze`` runs here with a stand-in pipeline whose
-``analyze_file`` does what the real one does first: check the output folder, then ``read_stack``.
+``info`` only shows such stacks (and warns about a constant one). ``analyze`` runs the real
+pipeline, which refuses these inputs before segmenting anything.
 """
 
 import sys
-from dataclasses import dataclass
-from types import ModuleType
 
 import numpy as np
 import pytest
 import tifffile
 
-from spinequant._atomic import ensure_writable_dir
 from spinequant.cli import EXIT_INPUT, main
 from spinequant.errors import InputError
 from spinequant.io import read_stack, write_tiff
@@ -27,31 +23,6 @@ def run(capsys, *args, command="info"):
     code = main([command, *map(str, args)])
     out, err = capsys.readouterr()
     return code, out, err
-
-
-@dataclass(frozen=True)
-class _Config:
-    method: str = "classical"
-
-    @classmethod
-    def from_dict(cls, values):
-        return cls()
-
-
-def _read_only_analyze_file(path, out_dir, *, channel=None, time=None, voxel_size=None, image=None,
-                            config=None, progress=None):
-    ensure_writable_dir(out_dir)
-    read_stack(path, channel=channel, time=time, voxel_size=voxel_size, image=image)
-    raise AssertionError("this input should have been refused")
-
-
-@pytest.fixture(autouse=True)
-def reading_pipeline(monkeypatch):
-    stub = ModuleType("spinequant.pipeline")
-    stub.STAGES, stub.AnalyzeConfig, stub.analyze_file = ["read"], _Config, _read_only_analyze_file
-    stub.analyze_folder = None  # not used: every test here names one stack
-    monkeypatch.setitem(sys.modules, "spinequant.pipeline", stub)
-    monkeypatch.setattr("spinequant.pipeline", stub, raising=False)
 
 
 def analyze(capsys, tmp_path, *args):
