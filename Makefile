@@ -14,7 +14,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,formats]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,formats,onnx]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from spinequant.segment.neural import TrainConfig, TrainingSample, load_model, predict, save_model, train
+from spinequant.segment.neural.architectures import architecture
 from spinequant.segment.neural.card import MODELS_DIR
 from spinequant.synth import PRESETS, make_phantom
 
@@ -95,6 +96,9 @@ def main() -> None:
     ap.add_argument("--patience", type=int, default=8, help="epochs without validation gain before stopping")
     ap.add_argument("--work", default="work/models", help="folder for checkpoints")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=8, help="patches per step (3D: 16-plane blocks)")
+    ap.add_argument("--loss", default=None,
+                    help="default: deepd3_spine_dice for 2D models, wce (Vidaurre-Gallart) for unet3d")
     ap.add_argument("--no-install", action="store_true")
     ap.add_argument("--evaluate-only", action="store_true")
     args = ap.parse_args()
@@ -106,10 +110,11 @@ def main() -> None:
                    for seed in list(TRAIN_SEEDS)[:args.per_preset]]
         val = [randomised_phantom(p, VAL_SEED) for p in PRESETS]
         print(f"{len(samples)} training and {len(val)} validation phantoms in {time.perf_counter() - t:.0f} s")
+        loss = "wce" if architecture(args.architecture)["kind"] == "unet3d" else "deepd3_spine_dice"
         config = TrainConfig(architecture=args.architecture, voxel_size_um=(0.5, 0.094, 0.094),
-                             tile_size=128, batch_size=8, steps_per_epoch=40, epochs=args.epochs,
+                             tile_size=128, batch_size=args.batch, steps_per_epoch=40, epochs=args.epochs,
                              learning_rate=1.5e-3, lr_constant_epochs=args.constant_epochs, lr_decay=args.decay,
-                             loss="deepd3_spine_dice", patience=args.patience, val_patches=48,
+                             loss=args.loss or loss, patience=args.patience, val_patches=48,
                              num_threads=args.threads, max_minutes=args.minutes, seed=0)
         train(samples, out_dir=out, config=config, val_samples=val,
               description=f"{len(samples)} domain-randomised phantoms of presets {', '.join(PRESETS)} "

@@ -20,6 +20,9 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="results folder (created if needed)")
     p.add_argument("--method", default=None,
                    help="'classical' (default; needs no training) or a model name or path")
+    p.add_argument("--engine", default=None, choices=["auto", "torch", "onnx"],
+                   help="neural models: 'auto' (default) runs ONNX Runtime on a CPU when it is "
+                        "installed and the model has an ONNX export, else PyTorch")
     p.add_argument("--config", default=None, metavar="RUN_JSON",
                    help="repeat the settings of an earlier run (its run.json)")
     p.add_argument("--no-meshes", action="store_true", help="skip mesh export")
@@ -46,6 +49,8 @@ def _config(args):
     changes = {}
     if args.method:
         changes["method"] = args.method
+    if args.engine:
+        changes["engine"] = args.engine
     if args.no_meshes:
         changes["export_meshes"] = False
     if args.no_roi:

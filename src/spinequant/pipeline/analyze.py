@@ -30,6 +30,8 @@ class AnalyzeConfig:
     """Every setting of an analysis run; saved in ``run.json`` and reloadable from it.
 
     method : ``"classical"`` (no training needed) or the name/path of a neural model.
+    engine : neural models only: ``"auto"`` (ONNX Runtime on a CPU when installed, else
+        PyTorch), ``"torch"`` or ``"onnx"``; run.json records the engine that ran.
     classical, instances, morphology : the stage configs. ``instances=None`` takes the
         method's own defaults (:func:`default_instance_config`); the run records the
         settings actually used.
@@ -39,6 +41,7 @@ class AnalyzeConfig:
     """
 
     method: str = CLASSICAL
+    engine: str = "auto"
     classical: ClassicalConfig = field(default_factory=ClassicalConfig)
     instances: InstanceConfig | None = None
     morphology: MorphologyConfig = field(default_factory=MorphologyConfig)
@@ -152,7 +155,8 @@ def analyze(image, *, spacing=None, config: AnalyzeConfig | None = None,
     step("segment")
     t = time.perf_counter()
     dend_prob, spine_prob, seg_diag = semantic_maps(image, spacing=spacing, method=config.method,
-                                                    classical_config=config.classical)
+                                                    classical_config=config.classical,
+                                                    engine=config.engine)
     timings["segment"] = time.perf_counter() - t
 
     step("instances")

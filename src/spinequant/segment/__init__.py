@@ -13,7 +13,7 @@ CLASSICAL = "classical"
 
 
 def semantic_maps(image: np.ndarray, *, spacing, method: str = CLASSICAL, classical_config=None,
-                  progress: bool = False) -> tuple[np.ndarray, np.ndarray, dict]:
+                  engine: str = "auto", progress: bool = False) -> tuple[np.ndarray, np.ndarray, dict]:
     """Dendrite and spine maps for ``image`` by ``method``: ``"classical"`` or a model name/path.
 
     Returns ``(dendrite_prob, spine_prob, diagnostics)``; diagnostics are the numbers the
@@ -27,10 +27,15 @@ def semantic_maps(image: np.ndarray, *, spacing, method: str = CLASSICAL, classi
         dend, spine, diag = segment_classical(image, spacing=spacing, config=classical_config,
                                               return_diagnostics=True)
         return dend, spine, asdict(diag)
-    from .neural import load_model, predict
+    from .neural.card import read_card
+    from .neural.predict import choose_engine, predict
 
-    net, card = load_model(method)
-    dend, spine = predict(image, spacing=spacing, model=(net, card), progress=progress)
+    card = read_card(method)
+    engine = choose_engine(method, engine)
+    dend, spine = predict(image, spacing=spacing, model=method, engine=engine, progress=progress)
     # The weights' checksum pins the exact model a run used.
-    return dend, spine, {"model": method, "model_name": card.name, "model_sha256": card.sha256,
-                         "model_voxel_size_um": list(card.voxel_size_um)}
+    diag = {"model": method, "model_name": card.name, "model_sha256": card.sha256,
+            "model_voxel_size_um": list(card.voxel_size_um), "engine": engine}
+    if engine == "onnx":
+        diag["onnx_sha256"] = card.onnx["sha256"]
+    return dend, spine, diag

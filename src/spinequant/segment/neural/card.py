@@ -44,6 +44,7 @@ class ModelCard:
     validation: dict[str, Any] = field(default_factory=dict)
     sha256: str = ""
     spinequant_version: str = ""
+    onnx: dict[str, Any] = field(default_factory=dict)   # see onnx_runtime.export_onnx
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -114,14 +115,20 @@ def resolve(model: str | os.PathLike | None) -> tuple[Path, Path]:
     return p, weights
 
 
+def read_card(model: str | os.PathLike | None = None) -> ModelCard:
+    """The model card of a shipped name, folder or card path (the weights are not read)."""
+    card_path, _ = resolve(model)
+    try:
+        return ModelCard.from_dict(json.loads(card_path.read_text()))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"The model card '{card_path}' is not valid ({exc}); re-export the model.") from None
+
+
 def load_model(model: str | os.PathLike | None = None) -> tuple[torch.nn.Module, ModelCard]:
     """Load a network in eval mode and its card; raise :class:`InputError` if the weights'
     sha256 does not match the card (a damaged or replaced file)."""
-    card_path, weights = resolve(model)
-    try:
-        card = ModelCard.from_dict(json.loads(card_path.read_text()))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"The model card '{card_path}' is not valid ({exc}); re-export the model.") from None
+    _, weights = resolve(model)
+    card = read_card(model)
     digest = sha256_of(weights)
     if card.sha256 and digest != card.sha256:
         raise InputError(

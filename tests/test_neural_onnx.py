@@ -1,0 +1,88 @@
+"""ONNX export and the ONNX Runtime engine: same maps as PyTorch, stale or damaged exports."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from spinequant.errors import InputError  # noqa: E402
+from spinequant.segment.neural import ModelCard, build, predict, save_model  # noqa: E402
+from spinequant.segment.neural.architectures import architecture  # noqa: E402
+from spinequant.segment.neural.onnx_runtime import export_onnx  # noqa: E402
+from spinequant.segment.neural.predict import choose_engine  # noqa: E402
+
+TINY_2D = {"kind": "dual_unet2d", "base_filters": 4, "depth": 2, "separable": True,
+           "space_to_depth": 2, "z_context": 1}
+TINY_3D = {"kind": "unet3d", "base_filters": 2, "depth": 2, "aniso_stages": 1}
+
+
+def _saved(tmp_path, spec=TINY_2D, seed=1):
+    torch.manual_seed(seed)
+    net = build(spec).eval()
+    for m in net.modules():
+        if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+    save_model(net, ModelCard(name="tiny", architecture=architecture(spec), voxel_size_um=(0.5, 0.1, 0.1),
+                              tile_size=64, tile_overlap=16, tile_depth=4), tmp_path / "tiny")
+    return tmp_path / "tiny.json"
+
+
+@pytest.mark.parametrize("spec, shape", [(TINY_2D, (7, 90, 75)), (TINY_3D, (9, 40, 33))])
+def test_onnx_engine_gives_the_pytorch_maps(tmp_path, spec, shape):
+    card = _saved(tmp_path, spec)
+    onnx_path = export_onnx(card)
+    entry = json.loads(card.read_text())["onnx"]
+    assert onnx_path.exists() and entry["file"] == onnx_path.name and len(entry["sha256"]) == 64
+    img = np.random.default_rng(0).integers(0, 4000, shape).astype(np.uint16)
+    assert choose_engine(card) == "onnx"                     # installed and up to date: preferred
+    ref = predict(img, spacing=(0.5, 0.1, 0.1), model=card, engine="torch")
+    got = predict(img, spacing=(0.5, 0.1, 0.1), model=card, engine="onnx")
+    for a, b in zip(ref, got):
+        assert a.shape == b.shape == img.shape
+        np.testing.assert_allclose(b, a, atol=1e-4)
+    # Deterministic for the same input and engine.
+    again = predict(img, spacing=(0.5, 0.1, 0.1), model=card, engine="onnx")
+    assert np.array_equal(again[0], got[0])
+
+
+def test_stale_export_is_not_used(tmp_path):
+    card = _saved(tmp_path)
+    export_onnx(card)
+    raw = json.loads(card.read_text())
+    _saved(tmp_path, seed=2)                                  # retrained: new weights, card rewritten
+    new = json.loads(card.read_text())
+    assert "onnx" not in new or not new["onnx"]
+    new["onnx"] = raw["onnx"]                                 # an export of the old weights
+    card.write_text(json.dumps(new))
+    assert choose_engine(card) == "torch"
+    with pytest.raises(InputError, match="no ONNX export of its current weights"):
+        choose_engine(card, "onnx")
+
+
+def test_damaged_export_is_an_error(tmp_path):
+    card = _saved(tmp_path)
+    path = export_onnx(card)
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError, match="does not match its model card"):
+        choose_engine(card)
+
+
+def test_engine_errors_name_the_problem(tmp_path):
+    card = _saved(tmp_path)
+    with pytest.raises(InputError, match="Unknown engine"):
+        choose_engine(card, "tensorflow")
+    with pytest.raises(InputError, match="no ONNX export"):
+        choose_engine(card, "onnx")
+    with pytest.raises(InputError, match="not a loaded network"):
+        choose_engine((build(TINY_2D), None), "onnx")
+
+
+def test_shipped_default_model_has_a_current_export():
+    assert choose_engine("lean2d") == "onnx"
