@@ -245,3 +245,22 @@ def test_auto_method_uses_components_for_masks_and_flood_fill_for_probabilities(
     assert spine_instances(bar, None, spacing=(0.5, 0.094, 0.094), config=cfg).n_spines == 1
     flood = dataclasses.replace(cfg, method="floodfill")
     assert spine_instances(bar, None, spacing=(0.5, 0.094, 0.094), config=flood).n_spines == 2
+
+
+def test_dendrite_pieces_joined_by_a_spine_are_one_dendrite():
+    # A shaft cut in two by a blob the map calls spine (a swelling, or a spine along z).
+    dend = np.zeros((6, 30, 60), np.float32)
+    dend[2:4, 12:16, :25] = 1
+    dend[2:4, 12:16, 33:] = 1
+    spine = np.zeros_like(dend)
+    spine[1:5, 10:18, 25:33] = 1
+    far = np.zeros_like(dend)
+    far[2:4, 26:29, 5:50] = 1                                    # a separate dendrite
+    d = np.maximum(dend, far)
+    joined = spine_instances(spine, d, spacing=(0.5, 0.1, 0.1))
+    kept = spine_instances(spine, d, spacing=(0.5, 0.1, 0.1),
+                           config=InstanceConfig(join_dendrites_through_spines=False))
+    assert kept.n_dendrites == 3 and joined.n_dendrites == 2
+    assert joined.n_spines == kept.n_spines == 1
+    labels = joined.dendrite_labels
+    assert labels[3, 13, 0] == labels[3, 13, 59] != labels[3, 27, 20]

@@ -60,6 +60,9 @@ class InstanceConfig:
         Dendrite probability at or above which a voxel is dendrite.
     min_dendrite_volume_um3 : float
         Dendrite fragments smaller than this are removed (DeepD3's cleaning step).
+    join_dendrites_through_spines : bool
+        Dendrite pieces joined by a spine object become one dendrite: a bright swelling or a
+        spine pointing along z that a network calls spine can cut the shaft map in two.
     noise_rule : bool
         Apply Vidaurre-Gallart eq. 12 to spines and dendrite components: remove a component
         that is farther than ``noise_distance_um`` from every dendrite component larger than
@@ -85,6 +88,7 @@ class InstanceConfig:
     max_distance_to_dendrite_um: float | None = 1.0
     dendrite_threshold: float = 0.5
     min_dendrite_volume_um3: float = 0.44
+    join_dendrites_through_spines: bool = True
     noise_rule: bool = True
     noise_distance_um: float = 3.0
     noise_dendrite_volume_um3: float = 0.16

@@ -6,6 +6,7 @@ variants, which pass voxel counts and bounding boxes along instead of recomputin
 
 from __future__ import annotations
 
+import cc3d
 import numpy as np
 
 from ._objects import Objects, near_mask
@@ -127,3 +128,26 @@ def remove_small_objects(objects: Objects, *, spacing, min_volume_um3) -> tuple[
     if keep.all():
         return objects, 0
     return objects.keep(objects.ids[keep]), int((~keep).sum())
+
+
+def join_through_spines(dendrite_labels: np.ndarray, spine_labels: np.ndarray,
+                        connectivity: int = 26) -> np.ndarray:
+    """Relabel dendrite pieces that touch a common spine object (directly or along a chain
+    of spines) as one dendrite, numbered 1.. in order of their lowest old label.
+
+    >>> d = np.zeros((1, 1, 7), int); d[0, 0, :2] = 1; d[0, 0, 5:] = 2
+    >>> s = np.zeros_like(d); s[0, 0, 2:5] = 1
+    >>> join_through_spines(d, s)[0, 0].tolist()
+    [1, 1, 0, 0, 0, 1, 1]
+    """
+    union = cc3d.connected_components((dendrite_labels > 0) | (spine_labels > 0),
+                                      connectivity=connectivity)
+    inside = dendrite_labels > 0
+    component = np.zeros(int(dendrite_labels.max()) + 1, np.int64)
+    component[dendrite_labels[inside]] = union[inside]     # each piece lies in one component
+    _, first = np.unique(component[1:], return_index=True)
+    order = np.argsort(first)                               # components by their lowest piece
+    new_id = np.zeros(int(component.max()) + 1, np.int32)
+    new_id[np.unique(component[1:])[order]] = np.arange(1, len(order) + 1, dtype=np.int32)
+    lut = np.concatenate([[0], new_id[component[1:]]]).astype(np.int32)
+    return lut[dendrite_labels]

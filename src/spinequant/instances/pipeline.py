@@ -8,7 +8,7 @@ from ..errors import InputError
 from ..validate import check_spacing
 from ._objects import Objects
 from .config import METHODS, SPLIT_BY, InstanceConfig, InstanceResult
-from .filters import filter_objects, noise_objects, remove_small_objects
+from .filters import filter_objects, join_through_spines, noise_objects, remove_small_objects
 from .floodfill import flood_fill_objects
 from .split import split_objects
 
@@ -97,6 +97,8 @@ def spine_instances(spine_prob, dendrite_prob=None, *, spacing, config: Instance
     # Eq. 12 last: the cheap rules have already dropped the specks, so few distances remain to test.
     if cfg.noise_rule and has_dendrite:
         spines, removed["spine_noise"] = _noise(spines, dendrites, spacing, cfg)
+    if has_dendrite and cfg.join_dendrites_through_spines and dendrite_labels.max() > 1:
+        dendrite_labels = join_through_spines(dendrite_labels, spines.labels, cfg.connectivity)
     return InstanceResult(spine_labels=spines.labels, dendrite_labels=dendrite_labels, config=cfg,
                           removed=removed)
 
