@@ -42,7 +42,9 @@ def test_results_folder_is_complete_and_reproducible(phantom, tmp_path):
         assert (out / name).exists(), name
     run = json.loads((out / "run.json").read_text())
     assert run["complete"] and run["input"]["spacing_um"] == list(phantom.spacing)
-    assert run["config"]["method"] == "classical" and run["config"]["export_meshes"] is False
+    assert run["config"]["method"] == "lean2d" and run["config"]["export_meshes"] is False
+    seg = run["diagnostics"]["segment"]
+    assert len(seg["model_sha256"]) == 64 and seg["engine"] in ("torch", "onnx")
     assert set(run["timings_s"]) >= {"segment", "instances", "measure", "export", "report"}
     with tifffile.TiffFile(out / "labels_spines.tif") as tf:
         assert tf.imagej_metadata["spacing"] == pytest.approx(phantom.spacing[0])

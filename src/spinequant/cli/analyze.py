@@ -19,7 +19,8 @@ def register(sub) -> None:
     p.add_argument("stack", help="stack file, Zarr folder, or a folder of stacks")
     p.add_argument("--out", required=True, help="results folder (created if needed)")
     p.add_argument("--method", default=None,
-                   help="'classical' (default; needs no training) or a model name or path")
+                   help="a model name or path (default: the shipped lean2d network) or 'classical' "
+                        "(no network)")
     p.add_argument("--engine", default=None, choices=["auto", "torch", "onnx"],
                    help="neural models: 'auto' (default) runs ONNX Runtime on a CPU when it is "
                         "installed and the model has an ONNX export, else PyTorch")
