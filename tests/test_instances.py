@@ -169,6 +169,7 @@ def test_config_is_a_frozen_dict_convertible_dataclass():
     (dict(dendrite=np.zeros((3, 5, 4))), "same stack"),
     (dict(config=InstanceConfig(method="magic")), "method"),
     (dict(config=InstanceConfig(min_volume_um3=2, max_volume_um3=1)), "min_volume_um3"),
+    (dict(config=InstanceConfig(peak_fraction=1.0)), "peak_fraction"),
     (dict(spacing=None), "voxel size"),
 ])
 def test_bad_input_raises_input_error(bad, message):
@@ -264,3 +265,26 @@ def test_dendrite_pieces_joined_by_a_spine_are_one_dendrite():
     assert joined.n_spines == kept.n_spines == 1
     labels = joined.dendrite_labels
     assert labels[3, 13, 0] == labels[3, 13, 59] != labels[3, 27, 20]
+
+
+def test_peak_fraction_gives_back_the_outline_of_a_faint_low_thresholded_spine():
+    # A dim spine (peak probability 0.4, like a network's thin spines) next to a bright one,
+    # both blurred wider than their shapes: found at 0.1, each is outlined by its skirt.
+    radii = (1.0, 0.4, 0.4)
+    bright = ellipsoid((6, 4, 8), SPACING, (3, 2, 2), radii)
+    dim = ellipsoid((6, 4, 8), SPACING, (3, 2, 6), radii)
+    prob = blurred(bright, SPACING, 0.3) + 0.4 * blurred(dim, SPACING, 0.3)
+    found = dict(method="components", threshold=0.1, **NO_FILTERS)
+    loose = spine_instances(prob, None, spacing=SPACING, config=InstanceConfig(**found))
+    tight = spine_instances(prob, None, spacing=SPACING, config=InstanceConfig(peak_fraction=0.5, **found))
+    assert loose.n_spines == tight.n_spines == 2
+    true_volume = 4 / 3 * np.pi * np.prod(radii)
+    def volume(labels, centre):
+        return (labels == label_at(labels, centre, SPACING)).sum() * np.prod(SPACING)
+
+    assert volume(loose.spine_labels, (3, 2, 2)) > 2 * true_volume
+    for c in ((3, 2, 2), (3, 2, 6)):                # each cut at half its own peak
+        assert volume(tight.spine_labels, c) == pytest.approx(true_volume, rel=0.15)
+    # A mask has no peak to trim to: the setting leaves it alone.
+    as_mask = spine_instances(bright, None, spacing=SPACING, config=InstanceConfig(peak_fraction=0.5, **NO_FILTERS))
+    assert np.array_equal(as_mask.spine_labels > 0, bright)

@@ -100,6 +100,20 @@ def test_detached_head_reports_gap_to_dendrite():
     row = _one(head, dend, spacing)
     assert not row.attached and row.dendrite_id == 1
     assert row.tip_distance_um == pytest.approx(0.6 + 0.8, abs=0.15)
+    # The spine still starts at the dendrite's surface: its length spans the gap.
+    assert row.length_um == pytest.approx(0.6 + 0.8, abs=0.15)
+
+
+@pytest.mark.parametrize("spacing", [TWO_PHOTON, FINE])
+def test_mushroom_whose_neck_the_mask_lost_keeps_its_length(spacing):
+    # A network's map often leaves a faint neck out: the head alone, off the dendrite.
+    spine, dend, truth = spine_on_dendrite(spacing, neck_length=0.8, neck_radius=0.15,
+                                           head_radius=0.4)
+    z, y, x = grid((6.0, 8.0, 8.0), spacing)
+    head_only = spine * (y >= truth["base"][1] + 0.8)
+    row = _one(head_only, dend, spacing)
+    assert not row.attached
+    assert row.length_um == pytest.approx(truth["length"], rel=0.12)
 
 
 def test_position_along_dendrite_and_nearest_neighbour():

@@ -60,6 +60,12 @@ class InstanceConfig:
         Dendrite probability at or above which a voxel is dendrite.
     min_dendrite_volume_um3 : float
         Dendrite fragments smaller than this are removed (DeepD3's cleaning step).
+    peak_fraction : float
+        Trim every spine object to its voxels at or above this fraction of the object's own
+        peak probability (0.5: its half-maximum outline), keeping the largest piece; 0 keeps
+        objects as found. For probability maps only (ignored for masks). Analysing with a
+        network sets 0.5: its spines are found at a low threshold, which outlines them 3-6x
+        too large.
     join_dendrites_through_spines : bool
         Dendrite pieces joined by a spine object become one dendrite: a bright swelling or a
         spine pointing along z that a network calls spine can cut the shaft map in two.
@@ -88,6 +94,7 @@ class InstanceConfig:
     max_distance_to_dendrite_um: float | None = 1.0
     dendrite_threshold: float = 0.5
     min_dendrite_volume_um3: float = 0.44
+    peak_fraction: float = 0.0
     join_dendrites_through_spines: bool = True
     noise_rule: bool = True
     noise_distance_um: float = 3.0

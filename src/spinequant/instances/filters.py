@@ -151,3 +151,37 @@ def join_through_spines(dendrite_labels: np.ndarray, spine_labels: np.ndarray,
     new_id[np.unique(component[1:])[order]] = np.arange(1, len(order) + 1, dtype=np.int32)
     lut = np.concatenate([[0], new_id[component[1:]]]).astype(np.int32)
     return lut[dendrite_labels]
+
+
+def trim_to_peak_fraction(objects: Objects, prob: np.ndarray, fraction: float,
+                          connectivity: int = 26) -> Objects:
+    """Drop each object's voxels below ``fraction`` of the object's own peak probability and
+    keep the largest remaining piece (the one that holds most of the object).
+
+    A network that is under-confident on thin spines has to be thresholded low to find them,
+    which outlines every spine by the faint skirt of its blurred map; cutting each object at a
+    fraction (0.5: half maximum) of its own peak gives back its outline.
+
+    >>> p = np.array([[[0.1, 0.2, 0.6, 0.8, 0.4, 0.0, 0.3]]], np.float32)
+    >>> o = trim_to_peak_fraction(Objects.from_mask(p >= 0.1, 26), p, 0.5)
+    >>> o.labels[0, 0].tolist(), o.counts.tolist()    # the faint object 2 keeps its own peak
+    ([0, 0, 1, 1, 1, 0, 2], [0, 3, 1])
+    """
+    if fraction <= 0:
+        return objects
+    labels = objects.labels.copy()
+    counts = objects.counts.copy()
+    boxes = list(objects.boxes)
+    for i in objects.ids:
+        box = boxes[i]
+        inside = objects.labels[box] == i
+        p = prob[box]
+        core = inside & (p >= fraction * p[inside].max())
+        if connectivity and core.sum() > 1:
+            core = cc3d.largest_k(core, k=1, connectivity=connectivity) > 0
+        view = labels[box]
+        view[inside & ~core] = 0
+        counts[i] = int(core.sum())
+        nz = np.nonzero(core)
+        boxes[i] = tuple(slice(s.start + int(a.min()), s.start + int(a.max()) + 1) for s, a in zip(box, nz))
+    return Objects(labels, counts, boxes)

@@ -8,7 +8,8 @@ from ..errors import InputError
 from ..validate import check_spacing
 from ._objects import Objects
 from .config import METHODS, SPLIT_BY, InstanceConfig, InstanceResult
-from .filters import filter_objects, join_through_spines, noise_objects, remove_small_objects
+from .filters import (filter_objects, join_through_spines, noise_objects, remove_small_objects,
+                      trim_to_peak_fraction)
 from .floodfill import flood_fill_objects
 from .split import split_objects
 
@@ -99,6 +100,9 @@ def spine_instances(spine_prob, dendrite_prob=None, *, spacing, config: Instance
         spines, removed["spine_noise"] = _noise(spines, dendrites, spacing, cfg)
     if has_dendrite and cfg.join_dendrites_through_spines and dendrite_labels.max() > 1:
         dendrite_labels = join_through_spines(dendrite_labels, spines.labels, cfg.connectivity)
+    # After the join, which needs the whole faint bridge a spine object may make.
+    if cfg.peak_fraction > 0 and not spine_is_mask:
+        spines = trim_to_peak_fraction(spines, spine, cfg.peak_fraction, cfg.connectivity)
     return InstanceResult(spine_labels=spines.labels, dendrite_labels=dendrite_labels, config=cfg,
                           removed=removed)
 
@@ -149,6 +153,10 @@ def _check_config(cfg: InstanceConfig) -> None:
         if not getattr(cfg, name) > 0:
             raise InputError(
                 f"InstanceConfig.{name} must be a positive distance in µm, not {getattr(cfg, name)}.")
+    if not 0 <= cfg.peak_fraction < 1:
+        raise InputError(
+            f"InstanceConfig.peak_fraction is {cfg.peak_fraction}; it must be in [0, 1) "
+            f"(0 keeps spine objects as found, 0.5 trims each to half its peak).")
     if cfg.min_volume_um3 > cfg.max_volume_um3:
         raise InputError(
             f"InstanceConfig.min_volume_um3 ({cfg.min_volume_um3}) is larger than max_volume_um3 "

@@ -142,17 +142,28 @@ def spine_geometry(crop: SpineCrop, sp: np.ndarray, *, smoothing_iterations: int
     # median against 0.10 µm for the inscribed sphere alone).
     head_volume = float(head_mask.sum() * np.prod(sp))
     head_diameter = max(head_diameter, (6.0 * head_volume / np.pi) ** (1 / 3))
+    # A spine that does not touch its dendrite (a network's map often leaves the faint neck
+    # out) still starts at the dendrite's surface: its length spans the gap too.
+    gap = 0.0 if attached else _surface_gap(crop.d_dend[tuple(path[0])], out_base, sp)
     origin = crop.offset * sp
     return SpineGeometry(
         attached=attached, dendrite_id=dendrite_id, base_um=base_um + origin,
         tip_um=head_c + beyond * ahead + origin, head_um=head_c + origin,
         centroid_um=pts_v.mean(axis=0) + origin,
         volume_um3=float(len(vox) * np.prod(sp)), surface_um2=surface_area(m, sp),
-        length_um=float(s[-1] + beyond), tip_distance_um=float(crop.d_dend[tip]),
+        length_um=float(s[-1] + beyond + gap), tip_distance_um=float(crop.d_dend[tip]),
         head_diameter_um=float(head_diameter), neck_length_um=neck_len,
         neck_min_diameter_um=neck_min, neck_mean_diameter_um=neck_mean,
         head_neck_ratio=ratio, head_mask=head_mask, neck_mask=neck_mask,
     )
+
+
+def _surface_gap(centre_distance: float, direction: np.ndarray, sp: np.ndarray) -> float:
+    """Gap (µm) between a detached spine's base surface and the dendrite's surface, from the
+    distance between the two voxel centres (each surface lies half a voxel out)."""
+    if not np.isfinite(centre_distance):
+        return 0.0
+    return max(float(centre_distance) - 2.0 * half_extent(direction, sp), 0.0)
 
 
 def surface_area(mask: np.ndarray, sp: np.ndarray) -> float:

@@ -1,0 +1,100 @@
+"""Accuracy of the spine table end to end: segment, build spine objects, measure, and compare
+each found spine with the true spine it matches.
+
+    .venv/bin/python benchmarks/measure_after_segmentation.py [--methods classical lean2d]
+        [--n 3] [--peak-fraction 0 0.5]
+
+`benchmarks/measure_accuracy.py` measures the phantoms' true labels, so it tests the
+measurements alone; here the segmentation's outline errors come in too. Per preset and method
+(phantom seeds as in `benchmarks/accuracy.py`), over matched pairs (centres within 1 µm or IoU
+at least 0.3): median found/true volume ratio, median relative length error, median absolute
+head-diameter error (µm), the share of pairs with the same type (NeuronStudio rules) and the
+share of found spines that touch their dendrite. ``--peak-fraction`` re-runs a network's objects
+with other values of ``InstanceConfig.peak_fraction`` (classical objects come from a mask and
+are not trimmed). Prints a table and writes benchmarks/results/measure_after_segmentation.md
+and .csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import platform
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from _table import markdown
+from accuracy import SEEDS, _label
+
+from spinequant.evaluate.detection import match_spine_objects
+from spinequant.instances import spine_instances
+from spinequant.morphology import measure_spines
+from spinequant.pipeline.analyze import default_instance_config
+from spinequant.segment import semantic_maps
+from spinequant.synth import PRESETS, make_phantom
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def pairs_of(phantom, method: str, peak_fraction: float | None) -> pd.DataFrame:
+    dend, spine, _ = semantic_maps(phantom.image, spacing=phantom.spacing, method=method)
+    cfg = default_instance_config(method)
+    if peak_fraction is not None:
+        cfg = dataclasses.replace(cfg, peak_fraction=peak_fraction)
+    inst = spine_instances(spine, dend, spacing=phantom.spacing, config=cfg)
+    pairs = match_spine_objects(inst.spine_labels, phantom.spine_labels, spacing=phantom.spacing)["pairs"]
+    found = measure_spines(inst.spine_labels, inst.dendrite_labels, phantom.spacing).set_index("id")
+    truth = phantom.spines.set_index("id")
+    t = truth.loc[[p[0] for p in pairs]].reset_index()
+    f = found.loc[[p[1] for p in pairs]].reset_index()
+    return pd.DataFrame({
+        "volume_ratio": f.volume_um3 / t.volume_um3,
+        "length_error": (f.length_um - t.length_um).abs() / t.length_um,
+        "head_error_um": (f.head_diameter_um - t.head_diameter_um).abs(),
+        "same_type": f["type"] == t["type"],
+        "attached": f.attached,
+    })
+
+
+def run(methods, n: int, fractions) -> pd.DataFrame:
+    rows = []
+    for preset in PRESETS:
+        phantoms = [make_phantom(preset, seed=s) for s in SEEDS[:n]]
+        for method in methods:
+            for frac in ([None] if method == "classical" else fractions):
+                d = pd.concat([pairs_of(ph, method, frac) for ph in phantoms], ignore_index=True)
+                cfg = default_instance_config(method)
+                rows.append({
+                    "preset": preset, "method": _label(method),
+                    "peak_fraction": cfg.peak_fraction if frac is None else frac, "pairs": len(d),
+                    "volume_ratio": d.volume_ratio.median(), "length_error": d.length_error.median(),
+                    "head_error_um": d.head_error_um.median(), "same_type": d.same_type.mean(),
+                    "attached": d.attached.mean(),
+                })
+                print("  ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                                for k, v in rows[-1].items()), flush=True)
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--methods", nargs="+", default=["classical", "lean2d"])
+    parser.add_argument("--n", type=int, default=3, help="phantoms per preset (at most 5)")
+    parser.add_argument("--peak-fraction", type=float, nargs="+", default=None,
+                        help="peak_fraction values for network methods (default: analyze's)")
+    args = parser.parse_args()
+    table = run(args.methods, min(args.n, len(SEEDS)), args.peak_fraction or [None])
+    RESULTS.mkdir(exist_ok=True)
+    table.to_csv(RESULTS / "measure_after_segmentation.csv", index=False)
+    header = (f"Spine measurements after segmentation, matched spines (seeds {SEEDS[:args.n]}), "
+              f"{date.today()}, {platform.machine()}, spinequant benchmarks/measure_after_segmentation.py")
+    text = header + "\n\n" + markdown(table.round(3)) + "\n"
+    (RESULTS / "measure_after_segmentation.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
