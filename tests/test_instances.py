@@ -288,3 +288,16 @@ def test_peak_fraction_gives_back_the_outline_of_a_faint_low_thresholded_spine()
     # A mask has no peak to trim to: the setting leaves it alone.
     as_mask = spine_instances(bright, None, spacing=SPACING, config=InstanceConfig(peak_fraction=0.5, **NO_FILTERS))
     assert np.array_equal(as_mask.spine_labels > 0, bright)
+
+
+def test_dendrite_pieces_joined_along_a_chain_of_touching_spines():
+    from spinequant.instances.filters import join_through_spines
+    d = np.zeros((1, 4, 12), np.int32)
+    d[0, 1, :3], d[0, 1, 9:], d[0, 3, 4:8] = 1, 2, 3   # piece 3 touches no spine
+    s = np.zeros_like(d)
+    s[0, 1, 3:6], s[0, 1, 6:9] = 1, 2                  # two spines, touching each other
+    out = join_through_spines(d, s, connectivity=6)
+    assert out[0, 1, 0] == out[0, 1, 11] == 1 and out[0, 3, 5] == 2
+    # Without the second spine the chain is broken.
+    apart = join_through_spines(d, np.where(s == 2, 0, s), connectivity=6)
+    assert (apart[0, 1, 0], apart[0, 1, 11], apart[0, 3, 5]) == (1, 2, 3)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import cc3d
 import numpy as np
+from scipy import ndimage as ndi
 
 from ._objects import Objects, near_mask
 
@@ -130,26 +131,47 @@ def remove_small_objects(objects: Objects, *, spacing, min_volume_um3) -> tuple[
     return objects.keep(objects.ids[keep]), int((~keep).sum())
 
 
-def join_through_spines(dendrite_labels: np.ndarray, spine_labels: np.ndarray,
-                        connectivity: int = 26) -> np.ndarray:
+def join_through_spines(dendrite_labels: np.ndarray, spine_labels, connectivity: int = 26) -> np.ndarray:
     """Relabel dendrite pieces that touch a common spine object (directly or along a chain
-    of spines) as one dendrite, numbered 1.. in order of their lowest old label.
+    of touching spines) as one dendrite, numbered 1.. in order of their lowest old label.
+
+    ``spine_labels`` is a label volume or :class:`Objects` (whose boxes are then reused).
 
     >>> d = np.zeros((1, 1, 7), int); d[0, 0, :2] = 1; d[0, 0, 5:] = 2
     >>> s = np.zeros_like(d); s[0, 0, 2:5] = 1
     >>> join_through_spines(d, s)[0, 0].tolist()
     [1, 1, 0, 0, 0, 1, 1]
     """
-    union = cc3d.connected_components((dendrite_labels > 0) | (spine_labels > 0),
-                                      connectivity=connectivity)
-    inside = dendrite_labels > 0
-    component = np.zeros(int(dendrite_labels.max()) + 1, np.int64)
-    component[dendrite_labels[inside]] = union[inside]     # each piece lies in one component
-    _, first = np.unique(component[1:], return_index=True)
-    order = np.argsort(first)                               # components by their lowest piece
-    new_id = np.zeros(int(component.max()) + 1, np.int32)
-    new_id[np.unique(component[1:])[order]] = np.arange(1, len(order) + 1, dtype=np.int32)
-    lut = np.concatenate([[0], new_id[component[1:]]]).astype(np.int32)
+    spines = spine_labels if isinstance(spine_labels, Objects) else Objects.of(spine_labels)
+    n_dend = int(dendrite_labels.max())
+    if n_dend < 2 or not len(spines.ids):
+        return dendrite_labels
+    # Nodes: dendrite pieces 1..n_dend, then spine i as n_dend + i. Each spine's box, grown by
+    # one voxel, shows every piece and spine it touches: no pass over the whole volume.
+    parent = np.arange(n_dend + int(spines.ids.max()) + 1)
+
+    def root(a):
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    footprint = ndi.generate_binary_structure(3, {6: 1, 18: 2, 26: 3}[connectivity])
+    shape = dendrite_labels.shape
+    for i in spines.ids:
+        box = tuple(slice(max(b.start - 1, 0), min(b.stop + 1, n)) for b, n in zip(spines.boxes[i], shape))
+        near = ndi.binary_dilation(spines.labels[box] == i, footprint)
+        touched = [int(d) for d in np.unique(dendrite_labels[box][near]) if d]
+        touched += [n_dend + int(o) for o in np.unique(spines.labels[box][near]) if o and o != i]
+        for node in touched:
+            parent[root(node)] = root(n_dend + int(i))
+    piece_root = np.array([root(d) for d in range(1, n_dend + 1)])
+    _, first, group = np.unique(piece_root, return_index=True, return_inverse=True)
+    if len(first) == n_dend:
+        return dendrite_labels
+    rank = np.empty(len(first), np.int32)
+    rank[np.argsort(first)] = np.arange(1, len(first) + 1, dtype=np.int32)
+    lut = np.concatenate([[0], rank[group]]).astype(np.int32)
     return lut[dendrite_labels]
 
 

@@ -99,7 +99,7 @@ def spine_instances(spine_prob, dendrite_prob=None, *, spacing, config: Instance
     if cfg.noise_rule and has_dendrite:
         spines, removed["spine_noise"] = _noise(spines, dendrites, spacing, cfg)
     if has_dendrite and cfg.join_dendrites_through_spines and dendrite_labels.max() > 1:
-        dendrite_labels = join_through_spines(dendrite_labels, spines.labels, cfg.connectivity)
+        dendrite_labels = join_through_spines(dendrite_labels, spines, cfg.connectivity)
     # After the join, which needs the whole faint bridge a spine object may make.
     if cfg.peak_fraction > 0 and not spine_is_mask:
         spines = trim_to_peak_fraction(spines, spine, cfg.peak_fraction, cfg.connectivity)
