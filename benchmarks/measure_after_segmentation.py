@@ -8,7 +8,8 @@ each found spine with the true spine it matches.
 measurements alone; here the segmentation's outline errors come in too. Per preset and method
 (phantom seeds as in `benchmarks/accuracy.py`), over matched pairs (centres within 1 µm or IoU
 at least 0.3): median found/true volume ratio, median relative length error, median absolute
-head-diameter error (µm), the share of pairs with the same type (NeuronStudio rules) and the
+head-diameter error (µm), the share of pairs with the same type (NeuronStudio rules, the
+default; and Risher et al.'s) and the
 share of found spines that touch their dendrite. ``--peak-fraction`` re-runs a network's objects
 with other values of ``InstanceConfig.peak_fraction`` (classical objects come from a mask and
 are not trimmed). Prints a table and writes benchmarks/results/measure_after_segmentation.md
@@ -31,12 +32,13 @@ from accuracy import SEEDS, _label
 
 from spinequant.evaluate.detection import match_spine_objects
 from spinequant.instances import spine_instances
-from spinequant.morphology import measure_spines
+from spinequant.morphology import MorphologyConfig, classify_spines, measure_spines
 from spinequant.pipeline.analyze import default_instance_config
 from spinequant.segment import semantic_maps
 from spinequant.synth import PRESETS, make_phantom
 
 RESULTS = Path(__file__).parent / "results"
+RISHER = MorphologyConfig(rule_set="risher")
 
 
 def pairs_of(phantom, method: str, peak_fraction: float | None) -> pd.DataFrame:
@@ -55,6 +57,7 @@ def pairs_of(phantom, method: str, peak_fraction: float | None) -> pd.DataFrame:
         "length_error": (f.length_um - t.length_um).abs() / t.length_um,
         "head_error_um": (f.head_diameter_um - t.head_diameter_um).abs(),
         "same_type": f["type"] == t["type"],
+        "same_type_risher": np.asarray(classify_spines(f, config=RISHER)[0]) == t["type"].to_numpy(),
         "attached": f.attached,
     })
 
@@ -72,6 +75,7 @@ def run(methods, n: int, fractions) -> pd.DataFrame:
                     "peak_fraction": cfg.peak_fraction if frac is None else frac, "pairs": len(d),
                     "volume_ratio": d.volume_ratio.median(), "length_error": d.length_error.median(),
                     "head_error_um": d.head_error_um.median(), "same_type": d.same_type.mean(),
+                    "same_type_risher": d.same_type_risher.mean(),
                     "attached": d.attached.mean(),
                 })
                 print("  ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
