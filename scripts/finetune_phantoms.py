@@ -30,7 +30,7 @@ def main() -> None:
     ap.add_argument("--stacks", type=int, default=3, help="annotated phantoms to fine-tune on")
     ap.add_argument("--minutes", type=float, default=3.0)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", default="finetuned")
+    ap.add_argument("--out", default="work/finetuned", help="model folder (default inside the git-ignored work/)")
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                     help="phantom setting changed for training and scoring (a Python literal), "
                          "e.g. membrane=True to test on a labelling the model never saw")
