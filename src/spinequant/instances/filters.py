@@ -9,8 +9,10 @@ from __future__ import annotations
 import cc3d
 import numpy as np
 from scipy import ndimage as ndi
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
-from ._objects import Objects, near_mask
+from ._objects import Objects, grow, near_mask
 
 
 def object_filter(labels: np.ndarray, *, spacing, dendrite_mask=None, min_volume_um3: float = 0.0,
@@ -146,30 +148,24 @@ def join_through_spines(dendrite_labels: np.ndarray, spine_labels, connectivity:
     n_dend = int(dendrite_labels.max())
     if n_dend < 2 or not len(spines.ids):
         return dendrite_labels
-    # Nodes: dendrite pieces 1..n_dend, then spine i as n_dend + i. Each spine's box, grown by
-    # one voxel, shows every piece and spine it touches: no pass over the whole volume.
-    parent = np.arange(n_dend + int(spines.ids.max()) + 1)
-
-    def root(a):
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
+    # A graph of dendrite pieces (nodes 1..n_dend) and spines (n_dend + id), with an edge
+    # wherever a spine touches a piece or another spine; each spine's box, grown by one voxel,
+    # shows what it touches, so no pass over the whole volume is needed.
     footprint = ndi.generate_binary_structure(3, {6: 1, 18: 2, 26: 3}[connectivity])
-    shape = dendrite_labels.shape
+    edges = []
     for i in spines.ids:
-        box = tuple(slice(max(b.start - 1, 0), min(b.stop + 1, n)) for b, n in zip(spines.boxes[i], shape))
+        box = grow(spines.boxes[i], (1, 1, 1), dendrite_labels.shape)
         near = ndi.binary_dilation(spines.labels[box] == i, footprint)
-        touched = [int(d) for d in np.unique(dendrite_labels[box][near]) if d]
-        touched += [n_dend + int(o) for o in np.unique(spines.labels[box][near]) if o and o != i]
-        for node in touched:
-            parent[root(node)] = root(n_dend + int(i))
-    piece_root = np.array([root(d) for d in range(1, n_dend + 1)])
-    _, first, group = np.unique(piece_root, return_index=True, return_inverse=True)
+        edges += [(n_dend + i, d) for d in np.unique(dendrite_labels[box][near]) if d]
+        edges += [(n_dend + i, n_dend + o) for o in np.unique(spines.labels[box][near]) if o and o != i]
+    n_nodes = n_dend + int(spines.ids.max()) + 1
+    a, b = np.array(edges, np.int64).reshape(-1, 2).T
+    graph = coo_matrix((np.ones(len(a)), (a, b)), shape=(n_nodes, n_nodes))
+    _, component = connected_components(graph, directed=False)
+    _, first, group = np.unique(component[1:n_dend + 1], return_index=True, return_inverse=True)
     if len(first) == n_dend:
         return dendrite_labels
-    rank = np.empty(len(first), np.int32)
+    rank = np.empty(len(first), np.int32)                   # components by their lowest piece
     rank[np.argsort(first)] = np.arange(1, len(first) + 1, dtype=np.int32)
     lut = np.concatenate([[0], rank[group]]).astype(np.int32)
     return lut[dendrite_labels]

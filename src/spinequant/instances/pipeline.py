@@ -98,7 +98,7 @@ def spine_instances(spine_prob, dendrite_prob=None, *, spacing, config: Instance
     # Eq. 12 last: the cheap rules have already dropped the specks, so few distances remain to test.
     if cfg.noise_rule and has_dendrite:
         spines, removed["spine_noise"] = _noise(spines, dendrites, spacing, cfg)
-    if has_dendrite and cfg.join_dendrites_through_spines and dendrite_labels.max() > 1:
+    if has_dendrite and cfg.join_dendrites_through_spines:
         dendrite_labels = join_through_spines(dendrite_labels, spines, cfg.connectivity)
     # After the join, which needs the whole faint bridge a spine object may make.
     if cfg.peak_fraction > 0 and not spine_is_mask:
