@@ -53,7 +53,7 @@ def evaluate_one(phantom, method: str) -> dict:
     }
 
 
-def _label(method: str) -> str:
+def method_label(method: str) -> str:
     """A model given as a folder or card is named by its folder or file name."""
     p = Path(method)
     if not p.exists():
@@ -74,13 +74,13 @@ def run(methods, n: int, shape) -> pd.DataFrame:
             recall = tp / n_true if n_true else float(n_pred == 0)
             f1 = 2 * tp / (n_pred + n_true) if (n_pred + n_true) else 1.0
             rows.append({
-                "preset": preset, "method": _label(method), "phantoms": len(per), "true_spines": n_true,
+                "preset": preset, "method": method_label(method), "phantoms": len(per), "true_spines": n_true,
                 "found": n_pred, "precision": precision, "recall": recall, "spine_f1": f1,
                 "spine_iou": np.mean([p["spine_iou"] for p in per]),
                 "dendrite_iou": np.mean([p["dendrite_iou"] for p in per]),
                 "s_per_stack": np.mean([p["seconds"] for p in per]),
             })
-            print(f"{preset:10s} {_label(method):10s} F1 {f1:.2f}  P {precision:.2f}  R {recall:.2f}  "
+            print(f"{preset:10s} {method_label(method):10s} F1 {f1:.2f}  P {precision:.2f}  R {recall:.2f}  "
                   f"spine IoU {rows[-1]['spine_iou']:.2f}  dendrite IoU {rows[-1]['dendrite_iou']:.2f}",
                   flush=True)
     return pd.DataFrame(rows)

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from _table import markdown
-from accuracy import SEEDS, _label
+from accuracy import SEEDS, method_label
 
 from spinequant.evaluate.detection import match_spine_objects
 from spinequant.instances import spine_instances
@@ -41,12 +41,10 @@ RESULTS = Path(__file__).parent / "results"
 RISHER = MorphologyConfig(rule_set="risher")
 
 
-def pairs_of(phantom, method: str, peak_fraction: float | None) -> pd.DataFrame:
-    dend, spine, _ = semantic_maps(phantom.image, spacing=phantom.spacing, method=method)
-    cfg = default_instance_config(method)
-    if peak_fraction is not None:
-        cfg = dataclasses.replace(cfg, peak_fraction=peak_fraction)
-    inst = spine_instances(spine, dend, spacing=phantom.spacing, config=cfg)
+def pairs_of(phantom, maps, config) -> pd.DataFrame:
+    """Found vs true measurements of the matched spines, objects built from ``maps``."""
+    dend, spine = maps
+    inst = spine_instances(spine, dend, spacing=phantom.spacing, config=config)
     pairs = match_spine_objects(inst.spine_labels, phantom.spine_labels, spacing=phantom.spacing)["pairs"]
     found = measure_spines(inst.spine_labels, inst.dendrite_labels, phantom.spacing).set_index("id")
     truth = phantom.spines.set_index("id")
@@ -67,12 +65,16 @@ def run(methods, n: int, fractions) -> pd.DataFrame:
     for preset in PRESETS:
         phantoms = [make_phantom(preset, seed=s) for s in SEEDS[:n]]
         for method in methods:
-            for frac in ([None] if method == "classical" else fractions):
-                d = pd.concat([pairs_of(ph, method, frac) for ph in phantoms], ignore_index=True)
-                cfg = default_instance_config(method)
+            # Segment once; only the spine objects change with peak_fraction.
+            maps = [semantic_maps(ph.image, spacing=ph.spacing, method=method)[:2] for ph in phantoms]
+            default = default_instance_config(method)
+            configs = [default] if method == "classical" else [
+                default if f is None else dataclasses.replace(default, peak_fraction=f) for f in fractions]
+            for cfg in configs:
+                d = pd.concat([pairs_of(ph, m, cfg) for ph, m in zip(phantoms, maps)], ignore_index=True)
                 rows.append({
-                    "preset": preset, "method": _label(method),
-                    "peak_fraction": cfg.peak_fraction if frac is None else frac, "pairs": len(d),
+                    "preset": preset, "method": method_label(method),
+                    "peak_fraction": cfg.peak_fraction, "pairs": len(d),
                     "volume_ratio": d.volume_ratio.median(), "length_error": d.length_error.median(),
                     "head_error_um": d.head_error_um.median(), "same_type": d.same_type.mean(),
                     "same_type_risher": d.same_type_risher.mean(),
