@@ -194,11 +194,9 @@ def trim_to_peak_fraction(objects: Objects, prob: np.ndarray, fraction: float,
         box = boxes[i]
         inside = objects.labels[box] == i
         p = prob[box]
-        core = inside & (p >= fraction * p[inside].max())
-        if connectivity and core.sum() > 1:
-            core = cc3d.largest_k(core, k=1, connectivity=connectivity) > 0
-        view = labels[box]
-        view[inside & ~core] = 0
+        core = cc3d.largest_k(inside & (p >= fraction * p[inside].max()), k=1,
+                              connectivity=connectivity) > 0
+        labels[box][inside & ~core] = 0
         counts[i] = int(core.sum())
         nz = np.nonzero(core)
         boxes[i] = tuple(slice(s.start + int(a.min()), s.start + int(a.max()) + 1) for s, a in zip(box, nz))
