@@ -150,6 +150,10 @@ def test_all_zero_or_constant_stack(capsys, tmp_path, value, words):
     path = write_tiff(tmp_path / "flat.tif", np.full((7, 8, 9), value, np.uint8), SPACING)
     code, _, err = analyze(capsys, tmp_path, path)
     assert_one_paragraph(code, err, words, "no signal to analyse", "right file, channel and time point")
+    assert not (tmp_path / "results").exists()          # no empty results folder left behind
+    (tmp_path / "results").mkdir()                      # a folder the user made stays
+    analyze(capsys, tmp_path, path)
+    assert (tmp_path / "results").is_dir()
 
 
 def test_constant_stack_only_warns_in_info(capsys, tmp_path):

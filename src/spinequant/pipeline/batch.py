@@ -27,15 +27,22 @@ def analyze_file(path, out_dir, *, channel: int | None = None, time: int | None 
     ``channel``, ``time`` and ``image`` (scene/series of CZI/LIF/ND2 files) choose what to
     read; ``voxel_size`` (z, y, x µm) overrides the file's.
     """
-    out_dir = ensure_writable_dir(out_dir)
-    # analyze() checks the voxel values itself; checking them here too would read the stack twice.
-    stack = read_stack(path, channel=channel, time=time, voxel_size=voxel_size, image=image,
-                       check_values=False)
-    source = {"path": str(Path(path).resolve()), "format": stack.metadata.get("format"),
-              "channel": channel, "time": time, "image": image, "spacing_source": stack.spacing_source,
-              **file_stamp(path)}
-    result = analyze(stack.data, spacing=stack.spacing, config=config, progress=progress)
-    save_result(result, out_dir, source=source, progress=progress)
+    new_dir = not Path(out_dir).exists()
+    out_dir = ensure_writable_dir(out_dir)   # checked first: a long run must not fail at the end
+    try:
+        # analyze() checks the voxel values itself; checking them here too would read the stack twice.
+        stack = read_stack(path, channel=channel, time=time, voxel_size=voxel_size, image=image,
+                           check_values=False)
+        source = {"path": str(Path(path).resolve()), "format": stack.metadata.get("format"),
+                  "channel": channel, "time": time, "image": image,
+                  "spacing_source": stack.spacing_source, **file_stamp(path)}
+        result = analyze(stack.data, spacing=stack.spacing, config=config, progress=progress)
+        save_result(result, out_dir, source=source, progress=progress)
+    except BaseException:
+        # A run that fails on its input leaves no empty results folder behind.
+        if new_dir and not any(out_dir.iterdir()):
+            out_dir.rmdir()
+        raise
     return result
 
 
