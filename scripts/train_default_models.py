@@ -38,7 +38,9 @@ def randomised_phantom(preset: str, seed: int) -> TrainingSample:
     ph = make_phantom(preset, seed=seed, shape=shape, spacing=spacing,
                       snr=base.imaging.snr * float(np.exp(rng.uniform(np.log(0.4), np.log(1.5)))),
                       haze=base.distractors.haze * float(rng.uniform(0.0, 3.0)))
-    return TrainingSample(np.asarray(ph.image), np.asarray(ph.semantic), tuple(ph.spacing), f"{preset}-{seed}")
+    heads = ph.spines[["head_z_um", "head_y_um", "head_x_um"]].to_numpy() / np.asarray(ph.spacing)
+    return TrainingSample(np.asarray(ph.image), np.asarray(ph.semantic), tuple(ph.spacing), f"{preset}-{seed}",
+                          heads=heads)
 
 
 def score(dend, spine, phantom, instance_config=None) -> dict:

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-METHODS = ("auto", "floodfill", "components")
+METHODS = ("auto", "floodfill", "components", "heads")
 SPLIT_BY = ("distance", "probability", "none")
 
 
@@ -23,10 +23,16 @@ class InstanceConfig:
 
     Attributes
     ----------
-    method : {"auto", "floodfill", "components"}
+    method : {"auto", "floodfill", "components", "heads"}
         ``"floodfill"``: DeepD3's seeded 3D flood fill; ``"components"``: threshold then 3D
-        connected components; ``"auto"``: components for boolean masks, flood fill for
-        probability maps.
+        connected components; ``"heads"``: one object per peak of a spine-head map (networks
+        with a point head; see :mod:`spinequant.instances.heads`), outlined by the spine map
+        at ``threshold``; ``"auto"``: heads when a head map is given, else components for
+        boolean masks and flood fill for probability maps.
+    head_threshold : float
+        Heads: a local maximum of the head map at or above this value is a spine.
+    head_min_distance_um : float
+        Heads: maxima closer than this in y/x (twice this along z) count as one head.
     seed_threshold : float
         Flood fill: a voxel at or above this spine probability may start a new object.
     growth_threshold : float
@@ -83,6 +89,8 @@ class InstanceConfig:
     max_distance_to_seed_um: float = 2.0
     max_drop: float = 0.5
     threshold: float = 0.5
+    head_threshold: float = 0.3
+    head_min_distance_um: float = 0.4
     connectivity: int = 26
     split_by: str = "distance"
     split_min_distance_um: float = 0.5
@@ -120,12 +128,16 @@ class InstanceResult:
     removed : dict
         How many candidate objects each rule removed: ``dendrite_fragments``,
         ``dendrite_noise``, ``volume``, ``min_planes``, ``dendrite_distance``, ``spine_noise``.
+    scores : ndarray or None
+        Method ``heads``: each spine's detection score (its head-map peak), indexed by spine
+        id (index 0 unused); ``None`` for the other methods.
     """
 
     spine_labels: np.ndarray
     dendrite_labels: np.ndarray
     config: InstanceConfig
     removed: dict
+    scores: np.ndarray | None = None
 
     @property
     def n_spines(self) -> int:

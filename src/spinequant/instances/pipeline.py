@@ -11,11 +11,12 @@ from .config import METHODS, SPLIT_BY, InstanceConfig, InstanceResult
 from .filters import (filter_objects, join_through_spines, noise_objects, remove_small_objects,
                       trim_to_peak_fraction)
 from .floodfill import flood_fill_objects
+from .heads import head_peaks, object_scores, objects_from_heads
 from .split import split_objects
 
 
-def spine_instances(spine_prob, dendrite_prob=None, *, spacing, config: InstanceConfig | None = None
-                    ) -> InstanceResult:
+def spine_instances(spine_prob, dendrite_prob=None, *, spacing, config: InstanceConfig | None = None,
+                    head_prob=None) -> InstanceResult:
     """Turn a spine map and a dendrite map into labelled spines and cleaned dendrites.
 
     Steps: dendrite = ``dendrite_prob >= dendrite_threshold``, split into 3D connected
@@ -34,6 +35,9 @@ def spine_instances(spine_prob, dendrite_prob=None, *, spacing, config: Instance
         Voxel size in µm (z, y, x).
     config : InstanceConfig, optional
         Settings; the defaults are described in :class:`InstanceConfig`.
+    head_prob : ndarray, shape (Z, Y, X), optional
+        Map of spine-head centres (networks with a point head): spines are its peaks
+        (method ``"heads"``).
 
     Returns
     -------
@@ -72,8 +76,18 @@ def spine_instances(spine_prob, dendrite_prob=None, *, spacing, config: Instance
 
     method = cfg.method
     if method == "auto":
-        method = "components" if spine_is_mask else "floodfill"
-    if method == "floodfill":
+        method = "heads" if head_prob is not None else "components" if spine_is_mask else "floodfill"
+    if method == "heads":
+        if head_prob is None:
+            raise InputError(
+                "Spine objects by the 'heads' method need a spine-head map (from a network with a "
+                "point head); this model gives none. Use method 'components' instead.")
+        head, _ = _as_map(head_prob, "spine-head map")
+        peaks, _ = head_peaks(head, spacing, threshold=cfg.head_threshold,
+                              min_distance_um=cfg.head_min_distance_um)
+        spines = objects_from_heads(peaks, spine, head, threshold=cfg.threshold,
+                                    connectivity=cfg.connectivity)
+    elif method == "floodfill":
         spines = flood_fill_objects(
             spine, spacing=spacing, seed_threshold=cfg.seed_threshold,
             growth_threshold=cfg.growth_threshold, max_distance_to_seed_um=cfg.max_distance_to_seed_um,
@@ -85,7 +99,7 @@ def spine_instances(spine_prob, dendrite_prob=None, *, spacing, config: Instance
     removed["volume"] = int(small.sum())
     if small.any():
         spines = spines.keep(spines.ids[~small])
-    if cfg.split_by != "none":
+    if cfg.split_by != "none" and method != "heads":   # heads are split by their seeds
         depth = cfg.split_min_depth_um if cfg.split_by == "distance" else cfg.split_min_depth_prob
         spines = split_objects(spines, spacing=spacing, by=cfg.split_by, spine_prob=spine,
                                min_distance_um=cfg.split_min_distance_um, min_depth=depth,
@@ -101,10 +115,16 @@ def spine_instances(spine_prob, dendrite_prob=None, *, spacing, config: Instance
     if has_dendrite and cfg.join_dendrites_through_spines:
         dendrite_labels = join_through_spines(dendrite_labels, spines, cfg.connectivity)
     # After the join, which needs the whole faint bridge a spine object may make.
-    if cfg.peak_fraction > 0 and not spine_is_mask:
+    scores = None
+    if method == "heads":
+        if cfg.peak_fraction > 0:   # a head-only object has its blob, not the spine map, to trim by
+            spines = trim_to_peak_fraction(spines, np.maximum(spine, head), cfg.peak_fraction,
+                                           cfg.connectivity)
+        scores = object_scores(spines, head)
+    elif cfg.peak_fraction > 0 and not spine_is_mask:
         spines = trim_to_peak_fraction(spines, spine, cfg.peak_fraction, cfg.connectivity)
     return InstanceResult(spine_labels=spines.labels, dendrite_labels=dendrite_labels, config=cfg,
-                          removed=removed)
+                          removed=removed, scores=scores)
 
 
 def _noise(objects, dendrites, spacing, cfg):
@@ -145,11 +165,12 @@ def _check_config(cfg: InstanceConfig) -> None:
         raise InputError(f"InstanceConfig.split_by must be one of {SPLIT_BY}, not {cfg.split_by!r}.")
     if cfg.connectivity not in (6, 18, 26):
         raise InputError(f"InstanceConfig.connectivity must be 6, 18 or 26, not {cfg.connectivity!r}.")
-    for name in ("seed_threshold", "growth_threshold", "threshold", "dendrite_threshold"):
+    for name in ("seed_threshold", "growth_threshold", "threshold", "dendrite_threshold", "head_threshold"):
         value = getattr(cfg, name)
         if not 0 < value <= 1:
             raise InputError(f"InstanceConfig.{name} is {value}; a probability threshold must be in (0, 1].")
-    for name in ("max_distance_to_seed_um", "split_min_distance_um", "noise_distance_um"):
+    for name in ("max_distance_to_seed_um", "split_min_distance_um", "noise_distance_um",
+                 "head_min_distance_um"):
         if not getattr(cfg, name) > 0:
             raise InputError(
                 f"InstanceConfig.{name} must be a positive distance in µm, not {getattr(cfg, name)}.")

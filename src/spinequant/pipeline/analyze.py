@@ -16,7 +16,7 @@ from ..errors import InputError
 from ..instances import InstanceConfig, spine_instances
 from ..morphology import (MorphologyConfig, dendrite_centrelines, dendrite_skeleton, measure_dendrites,
                           measure_spines)
-from ..segment import CLASSICAL, semantic_maps
+from ..segment import CLASSICAL, segment_maps
 from ..segment.classical import ClassicalConfig
 from ..stack import Stack
 from ..validate import check_image_values, check_spacing
@@ -103,9 +103,27 @@ NEURAL_INSTANCES = InstanceConfig(method="components", threshold=0.1, split_min_
                                   peak_fraction=0.5)
 
 
+#: Spine objects from a network with a point head: one per peak of its head map, outlined by
+#: the spine map at 0.1 and trimmed like the other networks' objects. The head threshold is
+#: where the calibrated confidence of the model reaches ``min_confidence`` (its card's
+#: calibration; see :mod:`spinequant.segment.neural.calibration`).
+HEADS_INSTANCES = InstanceConfig(method="heads", threshold=0.1, peak_fraction=0.5)
+
+
+def has_point_head(method: str) -> bool:
+    """Whether the network ``method`` has a spine-head map (False for the classical method)."""
+    if method == CLASSICAL:
+        return False
+    from ..segment.neural.card import read_card
+
+    return bool(read_card(method).architecture.get("point_head"))
+
+
 def default_instance_config(method: str) -> InstanceConfig:
     """Instance settings that suit the maps of segmentation ``method``."""
-    return CLASSICAL_INSTANCES if method == CLASSICAL else NEURAL_INSTANCES
+    if method == CLASSICAL:
+        return CLASSICAL_INSTANCES
+    return HEADS_INSTANCES if has_point_head(method) else NEURAL_INSTANCES
 
 
 def resolve_config(config: AnalyzeConfig | None) -> AnalyzeConfig:
@@ -161,14 +179,15 @@ def analyze(image, *, spacing=None, config: AnalyzeConfig | None = None,
 
     step("segment")
     t = time.perf_counter()
-    dend_prob, spine_prob, seg_diag = semantic_maps(image, spacing=spacing, method=config.method,
-                                                    classical_config=config.classical,
-                                                    engine=config.engine)
+    maps = segment_maps(image, spacing=spacing, method=config.method, classical_config=config.classical,
+                        engine=config.engine)
+    dend_prob, spine_prob, seg_diag = maps.dendrite, maps.spine, maps.diagnostics
     timings["segment"] = time.perf_counter() - t
 
     step("instances")
     t = time.perf_counter()
-    inst = spine_instances(spine_prob, dend_prob, spacing=spacing, config=config.instances)
+    inst = spine_instances(spine_prob, dend_prob, spacing=spacing, config=config.instances,
+                           head_prob=maps.heads)
     timings["instances"] = time.perf_counter() - t
 
     step("measure")

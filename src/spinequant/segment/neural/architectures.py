@@ -9,6 +9,9 @@
   convolution by a depthwise 3x3 + pointwise 1x1 pair, and ``space_to_depth`` = 2 folds each
   2x2 pixel block into channels at the input and unfolds the outputs again (pixel shuffle), so
   every convolution runs at half the resolution without throwing pixels away.
+  ``point_head`` adds a third output from the spine decoder: a heatmap of spine-head centres,
+  trained on point annotations (a Gaussian around each annotated head, as point-supervised spot
+  detectors such as Spotiflow do), whose peaks are the detected spines.
 * ``unet3d`` -- 3D U-Net after Vidaurre-Gallart et al. (2022): two 3x3x3 convolutions with
   ReLU per stage, max pooling that leaves z alone in the first ``aniso_stages`` stages (thick
   z steps), transposed convolutions to upsample, reflective padding, three classes
@@ -35,6 +38,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "deepd3_8": {"kind": "dual_unet2d", "base_filters": 8, "depth": 4},
     "lean2d": {"kind": "dual_unet2d", "base_filters": 16, "depth": 3, "separable": True,
                "space_to_depth": 2, "z_context": 1},
+    "lean2d_points": {"kind": "dual_unet2d", "base_filters": 16, "depth": 3, "separable": True,
+                      "space_to_depth": 2, "z_context": 1, "point_head": True},
     "unet3d": {"kind": "unet3d", "base_filters": 8, "depth": 3, "aniso_stages": 2},
 }
 
@@ -48,7 +53,8 @@ def architecture(name_or_spec: str | dict) -> dict[str, Any]:
 
 _DEFAULTS = {
     "dual_unet2d": {"kind": "dual_unet2d", "base_filters": 32, "depth": 4, "separable": False,
-                    "space_to_depth": 1, "z_context": 0, "padding_mode": "zeros"},
+                    "space_to_depth": 1, "z_context": 0, "padding_mode": "zeros",
+                    "point_head": False},
     "unet3d": {"kind": "unet3d", "base_filters": 16, "depth": 4, "aniso_stages": 2,
                "padding_mode": "reflect"},
 }
@@ -71,8 +77,14 @@ def multiple_of(spec: dict) -> int:
     return 2 ** spec["depth"] * spec.get("space_to_depth", 1)
 
 
+def n_outputs(spec: dict) -> int:
+    """Maps a network returns: dendrite, spine and, with a point head, spine-head centres."""
+    spec = architecture(spec)
+    return 3 if spec.get("point_head") else 2
+
+
 def to_probabilities(spec: dict, logits: torch.Tensor) -> torch.Tensor:
-    """(N, 2, ...) probabilities (dendrite, spine) from a network's logits."""
+    """(N, 2 or 3, ...) probabilities (dendrite, spine[, spine head]) from a network's logits."""
     if architecture(spec)["kind"] == "unet3d":
         return torch.softmax(logits, dim=1)[:, 1:3]
     return torch.sigmoid(logits)
@@ -126,7 +138,7 @@ class DualUNet2D(nn.Module):
     """Shared residual encoder, latent space, two decoders (dendrite, spine)."""
 
     def __init__(self, base_filters=32, depth=4, separable=False, space_to_depth=1,
-                 z_context=0, padding_mode="zeros"):
+                 z_context=0, padding_mode="zeros", point_head=False):
         super().__init__()
         self.s2d = int(space_to_depth)
         cin = (2 * z_context + 1) * self.s2d ** 2
@@ -140,6 +152,9 @@ class DualUNet2D(nn.Module):
         self.decoders = nn.ModuleList(Decoder(widths, latent, separable, padding_mode)
                                       for _ in range(2))
         self.heads = nn.ModuleList(nn.Conv2d(widths[0], self.s2d ** 2, 1) for _ in range(2))
+        # The head-centre map shares the spine decoder: where a spine is and where its head
+        # lies are one question, and a shared decoder costs one 1x1 convolution more.
+        self.point_head = nn.Conv2d(widths[0], self.s2d ** 2, 1) if point_head else None
 
     def forward(self, x):
         if self.s2d > 1:
@@ -150,7 +165,10 @@ class DualUNet2D(nn.Module):
             skips.append(x)
             x = F.max_pool2d(x, 2)
         x = self.latent(x)
-        outs = [head(dec(x, skips)) for dec, head in zip(self.decoders, self.heads)]
+        features = [dec(x, skips) for dec in self.decoders]
+        outs = [head(f) for f, head in zip(features, self.heads)]
+        if self.point_head is not None:
+            outs.append(self.point_head(features[1]))
         if self.s2d > 1:
             outs = [F.pixel_shuffle(o, self.s2d) for o in outs]
         return torch.cat(outs, dim=1)

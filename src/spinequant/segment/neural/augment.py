@@ -39,12 +39,14 @@ class AugmentConfig:
 
 def sample_patch(image: np.ndarray, semantic: np.ndarray, spacing, target_spacing, *,
                  centre, size: int, image_planes, label_planes, rng: np.random.Generator,
-                 config: AugmentConfig = AugmentConfig()) -> tuple[np.ndarray, np.ndarray]:
+                 config: AugmentConfig = AugmentConfig(), target_map: np.ndarray | None = None):
     """One (image, labels) patch centred at ``centre`` (voxel indices z, y, x).
 
     ``image_planes`` / ``label_planes`` are plane offsets (in units of the target z step) to
     sample: e.g. (-1, 0, 1) and (0,) for a 2D model with one neighbour plane each side.
-    Returns float32 (len(image_planes), size, size) and uint8 (len(label_planes), size, size).
+    Returns float32 (len(image_planes), size, size) and uint8 (len(label_planes), size, size),
+    and, when a continuous ``target_map`` (e.g. a head heatmap) is given, that map sampled
+    linearly on the labels' grid as a third array.
     """
     sz, sy, sx = spacing
     tz, ty, tx = target_spacing
@@ -65,8 +67,12 @@ def sample_patch(image: np.ndarray, semantic: np.ndarray, spacing, target_spacin
                          np.broadcast_to(centre[2] + dx, (len(planes), size, size))])
 
     img = ndi.map_coordinates(image, grid(image_planes), order=1, mode="mirror").astype(np.float32)
-    lab = ndi.map_coordinates(semantic, grid(label_planes), order=0, mode="mirror").astype(np.uint8)
-    return intensity_augment(img, rng, config), lab
+    lab_grid = grid(label_planes)
+    lab = ndi.map_coordinates(semantic, lab_grid, order=0, mode="mirror").astype(np.uint8)
+    img = intensity_augment(img, rng, config)
+    if target_map is None:
+        return img, lab
+    return img, lab, ndi.map_coordinates(target_map, lab_grid, order=1, mode="mirror").astype(np.float32)
 
 
 def intensity_augment(x: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:

@@ -1,5 +1,9 @@
 """Training data: stacks with semantic labels (0 background, 1 dendrite, 2 spine), from folders.
 
+A sample may also carry the centres of its spine heads (point annotations) for models with a
+point head, and may leave its masks unlabelled (:data:`UNLABELLED`, e.g. a data set that
+marks each spine with a point only): losses then ignore those pixels.
+
 Accepted layouts, in ``DATA_DIR`` or in each of its sub-folders:
 
 * ``image.tif`` with ``labels_semantic.tif`` (what ``spinequant.synth.write_phantom`` and
@@ -25,14 +29,26 @@ import tifffile
 from ...errors import InputError
 
 
+#: Semantic label value of pixels whose class nobody annotated (ignored by the losses).
+UNLABELLED = 255
+
+
 @dataclass
 class TrainingSample:
-    """One annotated stack."""
+    """One annotated stack.
+
+    ``heads`` holds the spine-head centres as (K, 3) voxel coordinates (z, y, x), for models
+    with a point head; ``None`` when the sample has no point annotation (then heads are taken
+    as unknown, not absent). ``weight`` sets how often patches come from this sample relative
+    to the others.
+    """
 
     image: np.ndarray          # (Z, Y, X)
-    semantic: np.ndarray       # uint8, 0 bg, 1 dendrite, 2 spine
+    semantic: np.ndarray       # uint8, 0 bg, 1 dendrite, 2 spine, 255 unlabelled
     spacing: tuple[float, float, float]
     name: str = ""
+    heads: np.ndarray | None = None
+    weight: float = 1.0
 
     def __post_init__(self):
         if self.image.shape != self.semantic.shape:
@@ -42,13 +58,38 @@ class TrainingSample:
             )
         if self.image.ndim != 3:
             raise InputError(f"Training stack '{self.name}' must be 3D (Z, Y, X), not {self.image.shape}.")
-        bad = np.setdiff1d(np.unique(self.semantic), [0, 1, 2])
+        bad = np.setdiff1d(np.unique(self.semantic), [0, 1, 2, UNLABELLED])
         if bad.size:
             raise InputError(
                 f"Semantic labels of '{self.name}' contain values {bad.tolist()[:5]}; only 0 "
-                f"(background), 1 (dendrite) and 2 (spine) are allowed. For instance labels use "
-                f"labels_spines.tif and labels_dendrites.tif."
+                f"(background), 1 (dendrite), 2 (spine) and {UNLABELLED} (not annotated) are "
+                f"allowed. For instance labels use labels_spines.tif and labels_dendrites.tif."
             )
+        if self.heads is not None:
+            self.heads = np.asarray(self.heads, dtype=np.float64).reshape(-1, 3)
+
+
+def head_heatmap(shape, heads, spacing, *, sigma_um=(0.75, 0.25, 0.25)) -> np.ndarray:
+    """Target map of spine-head centres: a Gaussian of ``sigma_um`` (z, y, x) around each
+    head (voxel coordinates), the maximum where two overlap; float32 in [0, 1].
+
+    >>> heat = head_heatmap((1, 9, 9), [[0, 4, 4]], (0.5, 0.1, 0.1), sigma_um=(0.5, 0.2, 0.2))
+    >>> float(heat[0, 4, 4]), round(float(heat[0, 4, 6]), 3)
+    (1.0, 0.607)
+    """
+    heat = np.zeros(shape, np.float32)
+    sigma_px = np.asarray(sigma_um, float) / np.asarray(spacing, float)
+    reach = np.ceil(3 * sigma_px).astype(int)
+    for centre in np.asarray(heads, float).reshape(-1, 3):
+        lo = np.maximum(np.floor(centre).astype(int) - reach, 0)
+        hi = np.minimum(np.floor(centre).astype(int) + reach + 2, shape)
+        if np.any(hi <= lo):
+            continue
+        axes = [((np.arange(a, b) - c) / s) ** 2 for a, b, c, s in zip(lo, hi, centre, sigma_px)]
+        g = np.exp(-0.5 * (axes[0][:, None, None] + axes[1][None, :, None] + axes[2][None, None, :]))
+        box = heat[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+        np.maximum(box, g.astype(np.float32), out=box)
+    return heat
 
 
 def semantic_from_instances(spine_labels: np.ndarray, dendrite_labels: np.ndarray) -> np.ndarray:

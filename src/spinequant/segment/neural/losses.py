@@ -98,3 +98,29 @@ def generalised_dice_loss(logits: torch.Tensor, semantic: torch.Tensor, eps: flo
     inter = (wk * (onehot * prob).sum(dims)).sum()
     union = (wk * (onehot + prob).sum(dims)).sum()
     return 1.0 - 2.0 * (inter + eps) / (union + eps)
+
+
+def points_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Loss of a dual decoder with a point head, on partly annotated data.
+
+    ``target`` is (N, 2, H, W): semantic labels (0, 1, 2; 255 where nobody annotated the
+    class) and the head-centre map (a Gaussian per annotated head; NaN where heads were not
+    annotated). Dendrite: Dice; spine: squared error plus Dice (:func:`deepd3_spine_dice_loss`);
+    head map: binary cross-entropy plus Dice, since heads cover a tiny fraction of the pixels.
+    Each term is taken over the pixels whose target is known, so a patch annotated with
+    points only teaches the head map and leaves the masks to the samples that have them.
+    """
+    semantic, heat = target[:, 0], target[:, 1]
+    known = (semantic != 255).to(logits.dtype)
+    prob = torch.sigmoid(logits)
+    dend = (semantic == 1).to(prob.dtype)
+    spine = (semantic == 2).to(prob.dtype)
+    n_known = known.sum().clamp_min(1.0)
+    loss = dice_loss(prob[:, 0] * known, dend) + dice_loss(prob[:, 1] * known, spine)
+    loss = loss + ((prob[:, 1] - spine) ** 2 * known).sum() / n_known
+    heat_known = torch.isfinite(heat)
+    if heat_known.any():
+        h_logit, h_true = logits[:, 2][heat_known], heat[heat_known]
+        loss = loss + F.binary_cross_entropy_with_logits(h_logit, h_true)
+        loss = loss + dice_loss(torch.sigmoid(h_logit), h_true)
+    return loss

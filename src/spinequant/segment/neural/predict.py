@@ -24,7 +24,7 @@ def predict(image: np.ndarray, *, spacing, model: str | os.PathLike | tuple | No
             engine: str = "auto", batch_size: int | None = None, device: str | torch.device | None = None,
             progress: bool = False, tile_size: int | None = None, overlap: int | None = None,
             compile: bool = False, channels_last: bool = True,
-            threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+            threads: int | None = None) -> tuple[np.ndarray, ...]:
     """Segment dendrites and spines with a neural network.
 
     The stack is normalised as the model card says (percentiles), resampled to the voxel size
@@ -62,7 +62,9 @@ def predict(image: np.ndarray, *, spacing, model: str | os.PathLike | tuple | No
 
     Returns
     -------
-    dendrite_prob, spine_prob : float32 arrays in [0, 1], the shape of ``image``.
+    dendrite_prob, spine_prob[, head_prob] : float32 arrays in [0, 1], the shape of ``image``.
+        Models with a point head (see :mod:`.architectures`) add the map of spine-head
+        centres, whose peaks are the detected spines.
     """
     image = np.asarray(image)
     if image.ndim != 3:
@@ -135,7 +137,7 @@ def _predict(image, spacing, run, card, *, batch_size, progress, tile_size, over
     x = normalise(image, card.normalisation)
     x = to_model_grid(x, spacing, _target_spacing(card, spec))
     probs = sliding_window(
-        x, run, n_out=2, tile_size=tile_size or card.tile_size,
+        x, run, n_out=architectures.n_outputs(spec), tile_size=tile_size or card.tile_size,
         overlap=card.tile_overlap if overlap is None else overlap,
         tile_depth=card.tile_depth if spec["kind"] == "unet3d" else 1,
         z_context=spec.get("z_context", 0), multiple=architectures.multiple_of(spec),
@@ -143,7 +145,7 @@ def _predict(image, spacing, run, card, *, batch_size, progress, tile_size, over
     del x
     probs = to_input_grid(probs, image.shape)
     np.clip(probs, 0.0, 1.0, out=probs)
-    return probs[0], probs[1]
+    return tuple(probs)
 
 
 def _target_spacing(card: ModelCard, spec: dict) -> tuple:

@@ -32,7 +32,7 @@ from ...errors import InputError
 from . import architectures, losses
 from .augment import AugmentConfig, sample_patch
 from .card import ModelCard, load_model, save_model
-from .data import TrainingSample
+from .data import UNLABELLED, TrainingSample, head_heatmap
 from .normalise import NormaliseConfig, normalise
 
 
@@ -51,6 +51,7 @@ class TrainConfig:
     lr_constant_epochs: int = 15
     lr_decay: float = 0.1
     loss: str = "auto"                    # deepd3 | deepd3_spine_dice (dual) | wce | gdl (3D)
+    head_sigma_um: tuple[float, float, float] = (0.75, 0.25, 0.25)   # point head: target Gaussian
     pixel_weight: str | None = "exp"      # wce only: exp | window | None
     r_decay: float = 0.5
     d_max_um: float = 5.0
@@ -187,10 +188,24 @@ class PatchSampler:
 
     def __init__(self, samples, spec, voxel, norm, config: TrainConfig):
         self.spec, self.voxel, self.config = spec, tuple(voxel), config
+        self.points = bool(spec.get("point_head"))
         self.images = [normalise(s.image, norm) for s in samples]
         self.labels = [np.ascontiguousarray(s.semantic, np.uint8) for s in samples]
         self.spacings = [s.spacing for s in samples]
+        weights = np.array([s.weight for s in samples], float)
+        self.weights = weights / weights.sum()
         self.fg = [[np.flatnonzero(lab == k) for k in (1, 2)] for lab in self.labels]
+        # Head maps are targets only where heads were annotated; a sample without them has
+        # its head map unknown (NaN), which the loss ignores like unlabelled pixels.
+        self.heats = None
+        if self.points:
+            self.heats = [head_heatmap(lab.shape, s.heads, s.spacing, sigma_um=config.head_sigma_um)
+                          if s.heads is not None else np.full(lab.shape, np.nan, np.float32)
+                          for s, lab in zip(samples, self.labels)]
+            for pools, s, lab in zip(self.fg, samples, self.labels):
+                if s.heads is not None and len(s.heads):
+                    idx = np.clip(np.round(s.heads).astype(int), 0, np.array(lab.shape) - 1)
+                    pools.append(np.ravel_multi_index(tuple(idx.T), lab.shape))
         if spec["kind"] == "unet3d":
             planes = np.arange(config.tile_depth) - (config.tile_depth - 1) / 2.0
             self.img_planes, self.lab_planes = planes, planes
@@ -199,7 +214,7 @@ class PatchSampler:
             self.img_planes, self.lab_planes = np.arange(-k, k + 1), np.zeros(1)
 
     def patch(self, rng, augment: AugmentConfig):
-        i = int(rng.integers(len(self.images)))
+        i = int(rng.choice(len(self.images), p=self.weights))
         lab = self.labels[i]
         r = rng.random()
         pools = [p for p in self.fg[i] if p.size]
@@ -210,12 +225,17 @@ class PatchSampler:
             centre = tuple(int(rng.integers(n)) for n in lab.shape)
         return sample_patch(self.images[i], lab, self.spacings[i], self.voxel, centre=centre,
                             size=self.config.tile_size, image_planes=self.img_planes,
-                            label_planes=self.lab_planes, rng=rng, config=augment)
+                            label_planes=self.lab_planes, rng=rng, config=augment,
+                            target_map=self.heats[i] if self.points else None)
 
     def batch(self, n, rng, augment: AugmentConfig | None = None):
         augment = self.config.augment if augment is None else augment
-        xs, ys = zip(*(self.patch(rng, augment) for _ in range(n)))
-        x, y = np.stack(xs), np.stack(ys)
+        patches = [self.patch(rng, augment) for _ in range(n)]
+        x = np.stack([p[0] for p in patches])
+        y = np.stack([p[1] for p in patches])
+        if self.points:   # (N, 2, T, T) float: semantic labels, head map
+            heat = np.stack([p[2] for p in patches])
+            return x, np.concatenate([y.astype(np.float32), heat], axis=1)
         if self.spec["kind"] == "unet3d":
             return x[:, None], y.astype(np.int64)
         return x, y[:, 0].astype(np.int64)
@@ -226,6 +246,10 @@ class PatchSampler:
 
 def _loss_function(spec, config: TrainConfig, voxel):
     kind = config.loss
+    if spec.get("point_head"):
+        if kind not in ("auto", "points"):
+            raise InputError(f"A model with a point head trains with the 'points' loss, not {kind!r}.")
+        return losses.points_loss
     if kind == "auto":
         kind = "wce" if spec["kind"] == "unet3d" else "deepd3"
     if kind in ("deepd3", "deepd3_spine_dice"):
@@ -260,10 +284,12 @@ def evaluate_patches(net, spec, x, y, loss_fn, batch: int = 16) -> dict[str, flo
             logits = net(xb)
             total += float(loss_fn(logits, yb)) * len(xb)
             pred = architectures.to_probabilities(spec, logits).numpy() > 0.5
+            sem = yb.numpy()[:, 0] if spec.get("point_head") else yb.numpy()
+            known = sem != UNLABELLED
             for k in range(2):
-                truth = yb.numpy() == k + 1
-                inter[k] += np.logical_and(pred[:, k], truth).sum()
-                union[k] += np.logical_or(pred[:, k], truth).sum()
+                truth = sem == k + 1
+                inter[k] += np.logical_and(pred[:, k] & known, truth).sum()
+                union[k] += np.logical_or(pred[:, k] & known, truth).sum()
     iou = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
     return {"val_loss": total / len(x), "dendrite_iou": float(iou[0]), "spine_iou": float(iou[1])}
 

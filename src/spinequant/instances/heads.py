@@ -1,0 +1,87 @@
+"""Spine objects seeded at the peaks of a spine-head map (networks with a point head).
+
+Detection and outline are separate questions here. A spine is *detected* where the head map
+has a local maximum above a threshold: the network learnt that map from annotated head
+positions (points are what most real data sets provide), so a bright bump of the shaft or a
+fragment along its surface, which annotators never mark, does not become a spine just because
+the spine map is on there. Each detected head is then *outlined* by the spine map around it:
+the connected region of ``spine map >= threshold`` (or of the head blob itself, when the neck
+is too faint for the spine map) that holds the head, split between heads by a watershed.
+Regions of the spine map that hold no head are not spines.
+"""
+
+from __future__ import annotations
+
+import cc3d
+import numpy as np
+from skimage.feature import peak_local_max
+from skimage.segmentation import watershed
+
+from ._objects import Objects
+
+#: Part of the head blob (relative to the head map's own peak) that counts as the head when the
+#: spine map is too faint around it: the Gaussian's half maximum.
+HEAD_BLOB_FRACTION = 0.5
+
+
+def head_peaks(head_prob: np.ndarray, spacing, *, threshold: float, min_distance_um: float
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Local maxima of the head map at or above ``threshold``, at least ``min_distance_um``
+    apart in y/x (twice that along z, where the microscope smears a head over several planes).
+
+    Returns (K, ndim) voxel indices, strongest first, and the map's value at each.
+
+    >>> heat = np.zeros((1, 20, 20), np.float32); heat[0, 5, 5] = 0.9; heat[0, 14, 12] = 0.4
+    >>> peaks, values = head_peaks(heat, (0.5, 0.1, 0.1), threshold=0.3, min_distance_um=0.5)
+    >>> peaks.tolist(), values.tolist()
+    [[0, 5, 5], [0, 14, 12]], [0.9, 0.4]
+    """
+    head_prob = np.asarray(head_prob, np.float32)
+    radius_um = np.array([2.0 * min_distance_um] + [min_distance_um] * (head_prob.ndim - 1))
+    radius = np.maximum(np.round(radius_um[-head_prob.ndim:] / np.asarray(spacing, float)), 0).astype(int)
+    grids = np.ogrid[tuple(slice(-r, r + 1) for r in radius)]
+    footprint = sum((g / max(r, 1)) ** 2 for g, r in zip(grids, radius)) <= 1.0
+    peaks = peak_local_max(head_prob, footprint=footprint, threshold_abs=threshold, exclude_border=False)
+    values = head_prob[tuple(peaks.T)] if len(peaks) else np.zeros(0, np.float32)
+    order = np.argsort(-values, kind="stable")
+    return peaks[order], values[order]
+
+
+def objects_from_heads(peaks: np.ndarray, spine_prob: np.ndarray, head_prob: np.ndarray, *,
+                       threshold: float, connectivity: int) -> Objects:
+    """One object per head in ``peaks``: the region of ``spine_prob >= threshold`` or of the
+    head's own blob that holds it, shared between heads by a watershed on the two maps.
+    Object ``k + 1`` belongs to ``peaks[k]``."""
+    markers = np.zeros(spine_prob.shape, np.int32)
+    if len(peaks) == 0:
+        return Objects.of(markers)
+    markers[tuple(np.asarray(peaks).T)] = np.arange(1, len(peaks) + 1, dtype=np.int32)
+    peak_values = head_prob[tuple(np.asarray(peaks).T)]
+    # A head's blob: above half of the weakest peak nearby is enough to carry every head.
+    region = (spine_prob >= threshold) | (head_prob >= HEAD_BLOB_FRACTION * float(peak_values.min()))
+    region |= markers > 0
+    components = cc3d.connected_components(np.ascontiguousarray(region), connectivity=connectivity)
+    stats = cc3d.statistics(components)
+    owner = components[tuple(np.asarray(peaks).T)]
+    labels = np.zeros(spine_prob.shape, np.int32)
+    heads_per_component = np.bincount(owner, minlength=components.max() + 1)
+    for comp in np.unique(owner):
+        box = stats["bounding_boxes"][comp]
+        inside = components[box] == comp
+        if heads_per_component[comp] == 1:
+            labels[box][inside] = markers[box][inside].max()
+            continue
+        landscape = -(head_prob[box] + spine_prob[box])
+        split = watershed(landscape, markers=np.where(inside, markers[box], 0), mask=inside)
+        labels[box][inside] = split[inside]
+    return Objects.of(labels)
+
+
+def object_scores(objects: Objects, head_prob: np.ndarray) -> np.ndarray:
+    """Each object's strongest head-map value (the score of its detection), by id (index 0
+    unused)."""
+    scores = np.zeros(len(objects.counts), np.float32)
+    for i in objects.ids:
+        box = objects.boxes[i]
+        scores[i] = float(head_prob[box][objects.labels[box] == i].max())
+    return scores
