@@ -136,11 +136,11 @@ def _instances(report, pred, truths, names, voxel_size, config):
 
 
 def _as_instances(labels, name, report):
-    """Binary masks (0/1) become objects by 26-connected components."""
+    """Binary masks (0/1) become objects by 26-connected (in 2D 8-connected) components."""
     if labels.size and labels.max() <= 1:
         import cc3d
 
-        labels = cc3d.connected_components(labels > 0, connectivity=26)
+        labels = cc3d.connected_components(labels > 0, connectivity=26 if labels.ndim == 3 else 8)
         report.notes.append(f"{name} is a binary mask: its objects are its connected components "
                             f"({int(labels.max())})")
     return labels
