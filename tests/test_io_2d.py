@@ -323,7 +323,7 @@ def test_analyze_project_through_the_cli_records_it(capsys, tmp_path, zstack, st
     assert run_json["input"]["projection"] == how
 
 
-def test_folder_run_with_project_reruns_a_stack_analysed_without(capsys, tmp_path, zstack, stand_in):
+def test_folder_run_passes_the_projection(capsys, tmp_path, zstack, stand_in):
     folder = tmp_path / "in"
     folder.mkdir()
     write_tiff(folder / "z.tif", zstack[0], (0.5, 0.1, 0.1))
