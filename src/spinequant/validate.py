@@ -55,8 +55,9 @@ def check_spacing(spacing: Sequence[float] | None, *, where: str = "the stack",
             f"plane, which has no z size), but {len(values)} were given: {values}. {hint}"
         )
     if ndim != 2 and len(values) != 3:
+        # Only for a file the user named: inside the analysis the stack may already be a projection.
         extra = (" To analyse the stack as one 2D image, project it (--project max, then "
-                 "--voxel-size Y X is enough)." if len(values) == 2 else "")
+                 "--voxel-size Y X is enough)." if len(values) == 2 and where.startswith("'") else "")
         raise VoxelSizeError(
             f"The voxel size of {where} needs three numbers, Z Y X, because it is a stack with a "
             f"Z axis, but {len(values)} were given: {values}. {hint}{extra}"
