@@ -323,12 +323,26 @@ def test_analyze_project_through_the_cli_records_it(capsys, tmp_path, zstack, st
     assert run_json["input"]["projection"] == how
 
 
-def test_folder_run_passes_the_projection(capsys, tmp_path, zstack, stand_in):
+def test_folder_run_passes_the_projection_and_reruns_when_it_changes(tmp_path, zstack, stand_in, monkeypatch):
+    from spinequant._json import to_json
+    from spinequant.config import config_to_dict
+
+    def complete_run(result, out_dir, *, source=None, progress=None):   # what a finished run.json holds
+        stand_in["runs"] = stand_in.get("runs", 0) + 1
+        stand_in["source"] = source
+        config = to_json(config_to_dict(batch.resolve_config(None)))
+        (out_dir / "run.json").write_text(json.dumps({"complete": True, "config": config, "input": source}))
+
+    monkeypatch.setattr(batch, "save_result", complete_run)
     folder = tmp_path / "in"
     folder.mkdir()
     write_tiff(folder / "z.tif", zstack[0], (0.5, 0.1, 0.1))
-    assert main(["analyze", str(folder), "--out", str(tmp_path / "out"), "-q", "--project", "max"]) == 0
+    command = ["analyze", str(folder), "--out", str(tmp_path / "out"), "-q"]
+    assert main([*command, "--project", "max"]) == 0
     assert stand_in["source"]["projection"] == "max" and stand_in["image"].shape == (4, 5)
+    assert main([*command, "--project", "max"]) == 0 and stand_in["runs"] == 1     # complete: skipped
+    assert main([*command, "--project", "mean"]) == 0 and stand_in["runs"] == 2    # other projection: re-run
+    assert stand_in["source"]["projection"] == "mean"
 
 
 # --- the real pipeline on a 2D image ------------------------------------------------------------
