@@ -139,7 +139,8 @@ def test_channel_or_time_index_out_of_range(capsys, tmp_path, multi, good_tif):
 
 
 def test_rgb_when_one_channel_is_expected(capsys, tmp_path):
-    tifffile.imwrite(tmp_path / "rgb.tif", np.ones((7, 8, 9, 3), np.uint8), photometric="rgb")
+    colours = np.ones((7, 8, 9, 3), np.uint8) * np.array([1, 2, 3], np.uint8)  # equal channels would be grey
+    tifffile.imwrite(tmp_path / "rgb.tif", colours, photometric="rgb")
     code, _, err = analyze(capsys, tmp_path, tmp_path / "rgb.tif", "--voxel-size", *SPACING)
     assert_one_paragraph(code, err, "is an RGB colour image (0: red, 1: green, 2: blue)", "--channel N",
                          "Image > Type > 8-bit")

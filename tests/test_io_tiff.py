@@ -132,21 +132,21 @@ def test_plain_tiff_without_resolution_unit_needs_voxel_size(tmp_path, rng):
     np.testing.assert_array_equal(stack.data, data)
 
 
-def test_2d_image_becomes_single_plane(tmp_path, rng):
+def test_2d_image_stays_2d_with_a_yx_pixel_size(tmp_path, rng):
     data = rng.integers(0, 255, (16, 20), dtype=np.uint8)
     tifffile.imwrite(tmp_path / "2d.tif", data, imagej=True, resolution=(1 / 0.094, 1 / 0.094),
                      metadata={"unit": "um"})
     stack = read_stack(tmp_path / "2d.tif")
-    assert stack.shape == (1, 16, 20) and stack.axes == "ZYX"
-    assert stack.spacing[1:] == (0.094, 0.094)
-    np.testing.assert_array_equal(stack.data[0], data)
+    assert stack.shape == (16, 20) and stack.axes == "YX" and stack.is_2d
+    assert stack.spacing == (0.094, 0.094)      # no z size is made up for a plane
+    np.testing.assert_array_equal(stack.data, data)
 
 
 def test_rgb_needs_a_channel_choice_with_a_clear_message(tmp_path, rng):
     data = rng.integers(0, 255, (16, 20, 3), dtype=np.uint8)
     tifffile.imwrite(tmp_path / "rgb.tif", data, photometric="rgb")
     with pytest.raises(InputError, match=r"RGB colour image \(0: red, 1: green, 2: blue\).*--channel N.*8-bit"):
-        read_stack(tmp_path / "rgb.tif", voxel_size=SPACING)
-    green = read_stack(tmp_path / "rgb.tif", voxel_size=SPACING, channel=1)
-    np.testing.assert_array_equal(green.data[0], data[..., 1])
+        read_stack(tmp_path / "rgb.tif", voxel_size=SPACING[1:])
+    green = read_stack(tmp_path / "rgb.tif", voxel_size=SPACING[1:], channel=1)
+    np.testing.assert_array_equal(green.data, data[..., 1])
     assert green.channel_names == ("green",)

@@ -131,7 +131,7 @@ def test_czi_extra_axis_and_rgb_give_clear_errors(tmp_path, monkeypatch):
     _fake_module(monkeypatch, "czifile", CziFile=lambda p: FakeCzi(views, "VZYX0"))
     with pytest.raises(InputError, match=r"2 views \(axis V\).*single Z-stack"):
         open_stack(_file(tmp_path, "v.czi"))
-    rgb = np.ones((1, 3, 4, 5, 3), dtype=np.uint8)
+    rgb = np.ones((1, 3, 4, 5, 3), dtype=np.uint8) * np.array([1, 2, 3], np.uint8)  # true colour
     _fake_module(monkeypatch, "czifile", CziFile=lambda p: FakeCzi(rgb, "CZYX0"))
     with pytest.raises(InputError, match="RGB colour image"):
         read_stack(_file(tmp_path, "rgb.czi"))

@@ -1,7 +1,7 @@
 """The stack type: an image array with its physical voxel size.
 
 Everything downstream takes either a :class:`Stack` or a plain array plus ``spacing``
-in micrometres, ordered (z, y, x).
+in micrometres, one value per spatial axis: (z, y, x) for a volume, (y, x) for a 2D image.
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ class Stack:
     data : array
         numpy or dask array; axes are a subset of ``"TCZYX"`` in that order.
     spacing : tuple of float
-        Voxel size in µm as (z, y, x).
+        Voxel size in µm, one value per spatial axis: (z, y, x) for a volume, (y, x) for a
+        2D image (axes without Z). No z size is ever made up for a 2D image.
     axes : str
-        Axis letters of ``data``, e.g. ``"ZYX"`` or ``"CZYX"``.
+        Axis letters of ``data``, e.g. ``"ZYX"``, ``"CZYX"``, or ``"YX"`` for a 2D image.
     channel_names : tuple of str
         One name per channel (empty when there is no channel axis).
     source : str or None
@@ -41,7 +42,7 @@ class Stack:
     """
 
     data: Any
-    spacing: tuple[float, float, float]
+    spacing: tuple[float, ...]
     axes: str = "ZYX"
     channel_names: tuple[str, ...] = ()
     source: str | None = None
@@ -54,7 +55,14 @@ class Stack:
                 f"The stack has {self.data.ndim} dimensions but {len(self.axes)} axis names "
                 f"({self.axes!r}); give one letter from TCZYX per dimension."
             )
-        object.__setattr__(self, "spacing", tuple(float(s) for s in self.spacing))
+        spacing = tuple(float(s) for s in self.spacing)
+        if len(spacing) != len(self.spatial_axes):
+            raise InputError(
+                f"The stack has spatial axes {self.spatial_axes} but {len(spacing)} voxel sizes "
+                f"{spacing}; give one per spatial axis ("
+                + ("Y X for a 2D image" if self.is_2d else "Z Y X for a volume") + ")."
+            )
+        object.__setattr__(self, "spacing", spacing)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -65,6 +73,16 @@ class Stack:
         return np.dtype(self.data.dtype)
 
     @property
+    def spatial_axes(self) -> str:
+        """``"ZYX"`` for a volume, ``"YX"`` for a 2D image: the axes ``spacing`` describes."""
+        return "".join(a for a in "ZYX" if a in self.axes)
+
+    @property
+    def is_2d(self) -> bool:
+        """True for a 2D image (no Z axis); its ``spacing`` is (y, x)."""
+        return "Z" not in self.axes
+
+    @property
     def is_lazy(self) -> bool:
         return not isinstance(self.data, np.ndarray)
 
@@ -73,14 +91,14 @@ class Stack:
         return self.shape[self.axes.index(axis)] if axis in self.axes else 1
 
     @property
-    def extent_um(self) -> tuple[float, float, float]:
-        """Physical size (z, y, x) in µm."""
-        return tuple(self.size_of(a) * s for a, s in zip("ZYX", self.spacing))
+    def extent_um(self) -> tuple[float, ...]:
+        """Physical size in µm along the spatial axes: (z, y, x), or (y, x) for a 2D image."""
+        return tuple(self.size_of(a) * s for a, s in zip(self.spatial_axes, self.spacing))
 
     def select(self, *, channel: int | None = None, time: int | None = None) -> "Stack":
-        """Return the 3D (Z, Y, X) volume of one channel and one time point.
+        """Return the (Z, Y, X) volume, or the (Y, X) image of a 2D stack, of one channel and time point.
 
-        A missing Z axis becomes a single plane. Raises :class:`InputError` when the stack
+        A 2D stack stays 2D (no Z axis is added). Raises :class:`InputError` when the stack
         has several channels or time points and none was chosen, or an index is out of range.
         """
         data, axes = self.data, self.axes
@@ -123,9 +141,6 @@ class Stack:
             axes = axes.replace(letter, "")
             if letter == "C":
                 names = (names[index],) if names else ()
-        if "Z" not in axes:
-            data = data[None]
-            axes = "Z" + axes
         return replace(self, data=data, axes=axes, channel_names=names)
 
     def compute(self) -> "Stack":

@@ -16,35 +16,63 @@ VOXEL_HINT = (
     "Give the voxel size in micrometres, in the order Z Y X: on the command line with "
     "--voxel-size 0.5 0.094 0.094, in Python with voxel_size=(0.5, 0.094, 0.094)."
 )
+#: The same for a 2D image, whose pixel size is two numbers (no z size is made up for a plane).
+PIXEL_HINT = (
+    "Give the pixel size in micrometres, in the order Y X: on the command line with "
+    "--voxel-size 0.094 0.094, in Python with voxel_size=(0.094, 0.094)."
+)
 
 
-def check_spacing(spacing: Sequence[float] | None, *, where: str = "the stack") -> tuple[float, float, float]:
-    """Return ``spacing`` as three floats in µm (z, y, x), or raise :class:`VoxelSizeError`."""
+def voxel_hint(ndim: int = 3) -> str:
+    """How to give the voxel size of a volume (``ndim=3``) or the pixel size of a 2D image."""
+    return PIXEL_HINT if ndim == 2 else VOXEL_HINT
+
+
+def check_spacing(spacing: Sequence[float] | None, *, where: str = "the stack",
+                  ndim: int | None = 3) -> tuple[float, ...]:
+    """Return ``spacing`` as floats in µm, or raise :class:`VoxelSizeError`.
+
+    ``ndim`` is the number of spatial axes: 3 for a volume (z, y, x), 2 for a 2D image
+    (y, x), ``None`` to accept either.
+    """
+    hint = voxel_hint(ndim or 3)
     if spacing is None:
+        what = "pixel size" if ndim == 2 else "voxel size"
         raise VoxelSizeError(
-            f"The voxel size of {where} is unknown: the file does not record it and none was "
-            f"given. spinequant measures in micrometres and will not guess. {VOXEL_HINT}"
+            f"The {what} of {where} is unknown: the file does not record it and none was "
+            f"given. spinequant measures in micrometres and will not guess. {hint}"
         )
     try:
         values = tuple(float(s) for s in spacing)
     except (TypeError, ValueError):
-        raise VoxelSizeError(f"The voxel size {spacing!r} is not three numbers. {VOXEL_HINT}") from None
-    if len(values) != 3:
+        raise VoxelSizeError(f"The voxel size {spacing!r} is not a list of numbers. {hint}") from None
+    if ndim is None and len(values) in (2, 3):
+        ndim = len(values)
+    hint = voxel_hint(ndim or 3)
+    if ndim == 2 and len(values) != 2:
         raise VoxelSizeError(
-            f"The voxel size needs three numbers (Z Y X), but {len(values)} were given: "
-            f"{values}. {VOXEL_HINT}"
+            f"The pixel size of {where} needs two numbers, Y X, because it is a 2D image (one "
+            f"plane, which has no z size), but {len(values)} were given: {values}. {hint}"
         )
-    for axis, v in zip("ZYX", values):
+    if ndim != 2 and len(values) != 3:
+        # Only for a file the user named: inside the analysis the stack may already be a projection.
+        extra = (" To analyse the stack as one 2D image, project it (--project max, then "
+                 "--voxel-size Y X is enough)." if len(values) == 2 and where.startswith("'") else "")
+        raise VoxelSizeError(
+            f"The voxel size of {where} needs three numbers, Z Y X, because it is a stack with a "
+            f"Z axis, but {len(values)} were given: {values}. {hint}{extra}"
+        )
+    for axis, v in zip("ZYX"[3 - len(values):], values):
         if not math.isfinite(v) or v <= 0:
             raise VoxelSizeError(
                 f"The {axis} voxel size of {where} is {v}, but it must be a positive number of "
-                f"micrometres. {VOXEL_HINT}"
+                f"micrometres. {hint}"
             )
         if v > MAX_VOXEL_UM:
             raise VoxelSizeError(
                 f"The {axis} voxel size of {where} is {v} µm, which is implausible for light "
                 f"microscopy (over {MAX_VOXEL_UM:g} µm); it is probably in nanometres or "
-                f"another unit. {VOXEL_HINT}"
+                f"another unit. {hint}"
             )
     return values
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 
 def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--voxel-size", nargs=3, type=float, metavar=("Z", "Y", "X"),
-                        help="voxel size in µm, overriding the file's metadata (order Z Y X)")
+    parser.add_argument("--voxel-size", nargs="+", type=float, metavar="UM",
+                        help="voxel size in µm, overriding the file's metadata: Z Y X for a stack, "
+                             "Y X for a 2D image (PNG, JPEG, one plane) or a projection")
     parser.add_argument("--channel", type=int, default=None, metavar="C",
                         help="channel to analyse (0-based) when the stack has several")
     parser.add_argument("--time", type=int, default=None, metavar="T",

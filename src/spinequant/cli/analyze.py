@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
+from ..io import PROJECTIONS
 from ._common import add_stack_arguments, image_choice, stack_path
 
 
@@ -30,6 +31,9 @@ def register(sub) -> None:
     p.add_argument("--no-roi", action="store_true", help="skip the ImageJ ROI set")
     p.add_argument("--force", action="store_true", help="re-run stacks whose results are complete")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument("--project", default=None, choices=PROJECTIONS,
+                   help="analyse the stack's projection along z (maximum or mean intensity) as a 2D "
+                        "image; recorded in run.json")
     add_stack_arguments(p)
     p.set_defaults(func=run)
 
@@ -67,7 +71,7 @@ def run(args) -> int:
     path = stack_path(args.stack)
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
     common = dict(channel=args.channel, time=args.time, voxel_size=args.voxel_size, config=config,
-                  image=image_choice(args.image))
+                  image=image_choice(args.image), project=args.project)
     if path.is_dir() and not is_zarr(path):
         bar = _StageBar(STAGES, quiet=args.quiet)
 

@@ -18,12 +18,22 @@ def register(sub) -> None:
                     "Label images (.tif) are matched object by object (F1 against IoU threshold; "
                     "files named *semantic* class by class); point lists (spines.csv, CSV with x y z, "
                     "ImageJ ROI sets, Fiji CellCounter XML, SWC) are matched within a distance in µm. "
+                    "YOLO label files (.txt) score a 2D result: polygons object by object against "
+                    "its label image, boxes as points at their centre. "
                     "With several point annotations the raters are clustered as in DeepD3 and the "
                     "method is judged against each rater. Tables (CSV) and plots (PNG) go to --out.")
     p.add_argument("pred", help="the prediction: label TIFF, spines.csv or a point list")
     p.add_argument("truth", nargs="+", help="one or more annotations (one per rater)")
-    p.add_argument("--voxel-size", nargs=3, type=float, metavar=("Z", "Y", "X"),
-                   help="voxel size in µm (Z Y X) for files in pixels or without metadata")
+    p.add_argument("--voxel-size", nargs="+", type=float, metavar="UM",
+                   help="voxel size in µm (Z Y X, or Y X for 2D images) for files in pixels or "
+                        "without metadata")
+    p.add_argument("--image", default=None, metavar="IMAGE",
+                   help="YOLO truths: the analysed 2D image, for the shape YOLO's fractions refer to "
+                        "(default: the result's label image)")
+    p.add_argument("--classes", default=None, metavar="NAMES",
+                   help="YOLO truths: the spine type of each class, comma-separated from class 0, "
+                        "e.g. M,S,B,T,F (mushroom, stubby, branched, thin, filopodia); compares them "
+                        "with the type column of the result's spines.csv")
     p.add_argument("--max-distance-um", nargs="+", type=float, metavar="D",
                    help="point matching tolerance: one radius, or three semi-axes Z Y X "
                         "(default 2.5 0.85 0.85, DeepD3's limits)")
@@ -57,7 +67,7 @@ def run(args) -> int:
         config = replace(config, max_distance_um=d[0] if len(d) == 1 else tuple(d))
     report = evaluate_files(args.pred, args.truth, voxel_size=args.voxel_size, config=config,
                             units=args.units, point=args.point, dendrite=args.dendrite,
-                            semantic=args.semantic)
+                            semantic=args.semantic, image=args.image, classes=args.classes)
     with pd.option_context("display.width", 140, "display.max_columns", 30,
                            "display.float_format", "{:.3f}".format):
         for name, table in report.tables.items():

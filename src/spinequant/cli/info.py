@@ -14,7 +14,7 @@ def register(sub) -> None:
                        description="Print what a stack holds: shape, dtype, axes, channels, voxel "
                                    "size and where it came from, and the intensity range. "
                                    "Use 'sample' for the bundled sample stack.")
-    p.add_argument("file", help="stack file or folder (TIFF, OME-TIFF, OME-Zarr, Zarr, CZI, LIF, ND2)")
+    p.add_argument("file", help="stack file or folder (TIFF, OME-TIFF, OME-Zarr, Zarr, CZI, LIF, ND2, PNG, JPEG)")
     add_stack_arguments(p)
     p.set_defaults(func=run)
 
@@ -32,15 +32,19 @@ def run(args) -> int:
         print("channels    " + ", ".join(f"{i}: {n}" for i, n in enumerate(names)))
     if "T" in stack.axes:
         print(f"time points {stack.size_of('T')}")
+    axes = stack.spatial_axes.lower()
+    what, order = ("pixel size", "Y X") if stack.is_2d else ("voxel size", "Z Y X")
+    if stack.is_2d:
+        print("image       2D (one plane: no z)")
     if np.isnan(stack.spacing).any():
-        known = "  ".join(f"{a} {v:g}" for a, v in zip("ZYX", stack.spacing) if not np.isnan(v))
-        print(f"voxel size  UNKNOWN{' (file has ' + known + ' µm)' if known else ''} -- "
-              f"give it with --voxel-size Z Y X (µm)")
+        known = "  ".join(f"{a} {v:g}" for a, v in zip(axes, stack.spacing) if not np.isnan(v))
+        print(f"{what:<11} UNKNOWN{' (file has ' + known + ' µm)' if known else ''} -- "
+              f"give it with --voxel-size {order} (µm)")
     else:
-        z, y, x = stack.spacing
-        print(f"voxel size  z {z:g}  y {y:g}  x {x:g} µm  (from {stack.spacing_source})")
-        ez, ey, ex = stack.extent_um
-        print(f"extent      z {ez:.4g}  y {ey:.4g}  x {ex:.4g} µm")
+        sizes = "  ".join(f"{a} {v:g}" for a, v in zip(axes, stack.spacing))
+        print(f"{what:<11} {sizes} µm  (from {stack.spacing_source})")
+        extent = "  ".join(f"{a} {v:.4g}" for a, v in zip(axes, stack.extent_um))
+        print(f"extent      {extent} µm")
     data = stack.data
     lo, hi = data.min(), data.max()
     bad = ~np.isfinite(data).all() if np.issubdtype(stack.dtype, np.floating) else False

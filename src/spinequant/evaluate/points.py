@@ -112,8 +112,15 @@ def match_points(pred_um, true_um, *, max_distance_um=(2.5, 0.85, 0.85),
 
 
 def label_centroids(labels, *, spacing) -> pd.DataFrame:
-    """Centroid of every object of an instance label image, in µm: ``id, z_um, y_um, x_um``."""
+    """Centroid of every object of an instance label image, in µm: ``id, z_um, y_um, x_um``.
+
+    A 2D label image (Y, X) with ``spacing`` (y, x) gives points on its plane: ``z_um`` is 0.
+    """
     labels = np.asarray(labels)
+    if labels.ndim == 2:
+        sp = np.asarray(check_spacing(spacing, ndim=2))
+        flat = label_centroids(labels[None], spacing=(1.0, *sp))   # z index 0 stays 0 µm
+        return flat.assign(z_um=0.0)
     sp = np.asarray(check_spacing(spacing))
     flat = labels.ravel().astype(np.int64, copy=False)
     ids = np.unique(flat[flat > 0])

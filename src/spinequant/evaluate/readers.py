@@ -3,6 +3,12 @@
 Point tables have the columns ``z_um, y_um, x_um`` (µm), plus ``rater`` when a CSV has a
 ``rater`` column and ``group`` for the marker types of a CellCounter file (when several).
 Pixel coordinates are converted with the voxel size; ImageJ slice numbers are 1-based.
+Points of a 2D image (a pixel size (y, x), or a table without z) lie on its plane: ``z_um`` is 0.
+
+YOLO label files (one ``.txt`` per image, as 2D training sets come) hold one object per line
+in fractions of the image width and height: ``class x_centre y_centre width height`` (a box)
+or ``class x1 y1 x2 y2 ...`` (a polygon). :func:`read_yolo_boxes` gives points,
+:func:`read_yolo_polygons` a label image.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from ..validate import VOXEL_HINT, check_spacing
+from ..validate import PIXEL_HINT, VOXEL_HINT, check_spacing
 
 POINT_COLUMNS = ["z_um", "y_um", "x_um"]
 LABEL_SUFFIXES = (".tif", ".tiff", ".zarr")
@@ -34,13 +40,16 @@ def detect_kind(path: str | os.PathLike, *, semantic: bool = False) -> str:
     name, suffix = p.name.lower(), p.suffix.lower()
     if suffix in LABEL_SUFFIXES or name.endswith(".ome.zarr") or _starts_with(p, (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")):
         return "semantic" if semantic or "semantic" in name else "instances"
+    if suffix == ".txt" and is_yolo(p):
+        return "yolo"
     if suffix in (".csv", ".tsv", ".txt", ".roi", ".zip", ".xml") or _starts_with(p, (b"<?xml",)):
         return "points"
     if suffix == ".swc":
         return "swc"
     raise InputError(
         f"'{path}' is not an annotation format spinequant evaluates. Use a label image (.tif), "
-        f"a point list (.csv, ImageJ ROI set .zip/.roi, CellCounter .xml) or a centreline (.swc)."
+        f"a point list (.csv, ImageJ ROI set .zip/.roi, CellCounter .xml), YOLO labels (.txt) "
+        f"or a centreline (.swc)."
     )
 
 
@@ -54,7 +63,10 @@ def _starts_with(path: Path, magics) -> bool:
 
 
 def read_labels(path: str | os.PathLike, *, voxel_size=None) -> tuple[np.ndarray, tuple]:
-    """Read a label image; returns (integer array Z Y X, spacing). Unknown spacing is NaN."""
+    """Read a label image; returns (integer array Z Y X, or Y X for a 2D image, spacing).
+
+    Unknown spacing is NaN; a 2D image has the spacing (y, x).
+    """
     from ..io import open_stack
 
     stack = open_stack(path, voxel_size=voxel_size, require_spacing=False).select().compute()
@@ -109,9 +121,11 @@ def read_point_csv(path, *, spacing=None, units: str | None = None, point: str =
     lower = {str(c).strip().lower(): c for c in table.columns}
     group = table[lower["rater"]].astype(str).to_numpy() if "rater" in lower else None
     for prefix in _spine_prefixes(point):
-        cols = [f"{prefix}{a}_um" for a in "zyx"]
-        if all(c in lower for c in cols):
-            return _points_table(table[[lower[c] for c in cols]].to_numpy(float), group, column="rater")
+        for axes in ("zyx", "yx"):   # a 2D result's spines.csv has no z
+            cols = [f"{prefix}{a}_um" for a in axes]
+            if all(c in lower for c in cols):
+                values = table[[lower[c] for c in cols]].to_numpy(float)
+                return _points_table(_on_plane(values), group, column="rater")
     if point not in ("auto", "centroid", "head"):
         raise InputError(f"Unknown spine position {point!r}; use 'centroid' or 'head'.")
     found = _xyz_columns(lower)
@@ -129,7 +143,8 @@ def read_point_csv(path, *, spacing=None, units: str | None = None, point: str =
             f"'{path}' does not say whether its x, y, z are in µm or pixels. Name the columns "
             f"x_um, y_um, z_um (or x_px, ...), or give the unit (--units um or --units px)."
         )
-    zyx = np.column_stack([table[lower[zc]], table[lower[yc]], table[lower[xc]]]).astype(float)
+    z = table[lower[zc]] if zc is not None else np.zeros(len(table))
+    zyx = np.column_stack([z, table[lower[yc]], table[lower[xc]]]).astype(float)
     if one_based:
         zyx[:, 0] -= 1
     if units == "px":
@@ -142,14 +157,28 @@ def _spine_prefixes(point: str) -> list[str]:
 
 
 def _xyz_columns(lower: dict):
-    """((x, y, z) column keys, units named by them or None, z is a 1-based slice number)."""
+    """((x, y, z) column keys, units named by them or None, z is a 1-based slice number).
+
+    A 2D table (x and y only) has the z key ``None``.
+    """
     for suffix, units in (("_um", "um"), ("_px", "px"), ("_pixel", "px"), ("", None)):
         keys = tuple(f"{a}{suffix}" for a in "xyz")
         if all(k in lower for k in keys):
             return keys, units, False
     if "x" in lower and "y" in lower and "slice" in lower:
         return ("x", "y", "slice"), None, True
+    for suffix, units in (("_um", "um"), ("_px", "px"), ("_pixel", "px"), ("", None)):
+        if f"x{suffix}" in lower and f"y{suffix}" in lower:
+            return (f"x{suffix}", f"y{suffix}", None), units, False
     return None
+
+
+def _on_plane(values: np.ndarray) -> np.ndarray:
+    """(y, x) columns become (z = 0, y, x): the points of a 2D image lie on its plane."""
+    values = np.asarray(values, dtype=float)
+    if values.ndim == 2 and values.shape[1] == 2:
+        return np.column_stack([np.zeros(len(values)), values])
+    return values
 
 
 def read_imagej_rois(path, *, spacing=None) -> pd.DataFrame:
@@ -213,10 +242,13 @@ def read_cellcounter_xml(path, *, spacing=None) -> pd.DataFrame:
 
 
 def _need_spacing(spacing, path) -> np.ndarray:
+    """Factors (z, y, x) from pixels to µm. For a 2D pixel size (y, x) z becomes 0: the points
+    lie on the image's plane (no z size is made up)."""
     if spacing is None or np.any(np.isnan(np.asarray(spacing, dtype=float))):
         raise InputError(f"The points in '{path}' are in pixels; spinequant needs the voxel size to "
-                         f"convert them to µm. {VOXEL_HINT}")
-    return np.asarray(check_spacing(spacing, where=f"'{path}'"))
+                         f"convert them to µm. {VOXEL_HINT} For a 2D image: {PIXEL_HINT}")
+    values = check_spacing(spacing, where=f"'{path}'", ndim=None)
+    return np.asarray(values if len(values) == 3 else (0.0, *values))
 
 
 def _points_table(zyx, group=None, *, column: str = "group") -> pd.DataFrame:
@@ -225,3 +257,155 @@ def _points_table(zyx, group=None, *, column: str = "group") -> pd.DataFrame:
     if group is not None and len(group) == len(table) and len(set(group)) > 1:
         table[column] = group
     return table
+
+
+# --- YOLO label files -------------------------------------------------------------------------
+
+#: YOLO spine-type class letters as data sets write them, and spinequant's type names.
+TYPE_LETTERS = {"M": "mushroom", "S": "stubby", "B": "branched", "T": "thin", "F": "filopodia"}
+
+
+def is_yolo(path: str | os.PathLike) -> bool:
+    """True when the first non-empty line of a text file is a YOLO box or polygon line."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.strip():
+                    tokens = line.split()
+                    numbers = [float(t) for t in tokens]
+                    return (float(numbers[0]).is_integer() and (len(numbers) == 5 or
+                            (len(numbers) >= 7 and len(numbers) % 2 == 1)))
+    except (OSError, ValueError):
+        return False
+    return False
+
+
+def read_yolo(path: str | os.PathLike) -> list[tuple[int, np.ndarray, bool]]:
+    """The objects of a YOLO label file: ``(class, vertices (K, 2) as x, y fractions, is_box)``.
+
+    A 5-value line ``class xc yc w h`` is a box (returned as its 4 corners); a line
+    ``class x1 y1 x2 y2 ...`` with at least 3 vertices is a polygon. An empty file has no objects.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"The annotation file '{path}' does not exist. Check the path.")
+    objects = []
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            values = [float(t) for t in line.split()]
+        except ValueError:
+            raise InputError(f"Line {number} of '{path}' is not a YOLO label line (numbers only: "
+                             f"class x_centre y_centre width height, or class x1 y1 x2 y2 ...): "
+                             f"{line.strip()[:80]!r}.") from None
+        cls, coords = values[0], np.asarray(values[1:])
+        if not cls.is_integer() or cls < 0:
+            raise InputError(f"Line {number} of '{path}' starts with {values[0]:g}; a YOLO line starts "
+                             f"with its class number (0, 1, 2 ...).")
+        if len(coords) == 4:
+            xc, yc, w, h = coords
+            if w < 0 or h < 0:
+                raise InputError(f"Line {number} of '{path}' has a box of negative width or height.")
+            vertices = np.array([[xc - w / 2, yc - h / 2], [xc + w / 2, yc - h / 2],
+                                 [xc + w / 2, yc + h / 2], [xc - w / 2, yc + h / 2]])
+            is_box = True
+        elif len(coords) >= 6 and len(coords) % 2 == 0:
+            vertices, is_box = coords.reshape(-1, 2), False
+        else:
+            raise InputError(
+                f"Line {number} of '{path}' has {len(coords)} numbers after the class; a YOLO box has "
+                f"4 (x_centre y_centre width height) and a polygon an even number, at least 6 (x y "
+                f"per vertex)."
+            )
+        if not np.isfinite(vertices).all() or vertices.min() < -0.01 or vertices.max() > 1.01:
+            raise InputError(
+                f"Line {number} of '{path}' has coordinates outside 0-1; YOLO labels are fractions of "
+                f"the image width and height. Are they in pixels? Divide x by the width and y by the "
+                f"height."
+            )
+        objects.append((int(cls), vertices, is_box))
+    return objects
+
+
+def _pixels(vertices: np.ndarray, shape) -> np.ndarray:
+    """x, y fractions -> (row, column) pixel coordinates; pixel i covers [i - 0.5, i + 0.5]."""
+    height, width = _image_shape(shape)
+    return np.column_stack([vertices[:, 1] * height - 0.5, vertices[:, 0] * width - 0.5])
+
+
+def _image_shape(shape) -> tuple[int, int]:
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != 2 or min(shape) < 1:
+        raise InputError(f"YOLO labels need the 2D image shape (height, width); got {shape}.")
+    return shape
+
+
+def _polygon_centre(rc: np.ndarray) -> np.ndarray:
+    """Area centroid of a polygon (row, column vertices); the vertex mean when it has no area."""
+    r, c = rc[:, 0], rc[:, 1]
+    cross = c * np.roll(r, -1) - np.roll(c, -1) * r
+    area = cross.sum() / 2
+    if abs(area) < 1e-12:
+        return rc.mean(axis=0)
+    return np.array([((r + np.roll(r, -1)) * cross).sum(), ((c + np.roll(c, -1)) * cross).sum()]) / (6 * area)
+
+
+def read_yolo_boxes(path: str | os.PathLike, shape) -> tuple[np.ndarray, np.ndarray]:
+    """Points of a YOLO label file in pixels: ``(points (N, 2) as (y, x), classes (N,))``.
+
+    ``shape`` is the image's (height, width). A box becomes its centre, a polygon its area
+    centroid. Pixel ``i`` has its centre at ``i`` (as in a label image), so a fraction ``f`` of
+    the width ``W`` is the pixel coordinate ``f * W - 0.5``.
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.txt"
+    >>> _ = p.write_text("0 0.5 0.25 0.1 0.1")
+    >>> read_yolo_boxes(p, (100, 200))
+    (array([[24.5, 99.5]]), array([0]))
+    """
+    rows, classes = [], []
+    for cls, vertices, is_box in read_yolo(path):
+        rc = _pixels(vertices, shape)
+        rows.append(rc.mean(axis=0) if is_box else _polygon_centre(rc))
+        classes.append(cls)
+    return np.asarray(rows, dtype=float).reshape(-1, 2), np.asarray(classes, dtype=np.int64)
+
+
+def read_yolo_polygons(path: str | os.PathLike, shape) -> tuple[np.ndarray, np.ndarray]:
+    """A label image of a YOLO label file: ``(labels (height, width), classes (N,))``.
+
+    Object ``i + 1`` is line ``i`` (a polygon, or a box as a rectangle); ``classes[i]`` is its
+    class. A pixel belongs to a polygon when its centre lies inside; where objects overlap the
+    later line wins. An object too small to contain any pixel centre gets the pixel holding its
+    centroid, so every annotation counts.
+    """
+    from skimage.draw import polygon as fill_polygon
+
+    height, width = _image_shape(shape)
+    labels = np.zeros((height, width), dtype=np.int32)
+    classes = []
+    for index, (cls, vertices, _) in enumerate(read_yolo(path), 1):
+        rc = _pixels(vertices, (height, width))
+        rr, cc = fill_polygon(rc[:, 0], rc[:, 1], shape=(height, width))
+        if rr.size == 0:
+            centre = np.clip(np.rint(_polygon_centre(rc)).astype(int), 0, [height - 1, width - 1])
+            rr, cc = centre[:1], centre[1:]
+        labels[rr, cc] = index
+        classes.append(cls)
+    return labels, np.asarray(classes, dtype=np.int64)
+
+
+def parse_classes(text: str | None) -> dict[int, str] | None:
+    """``"M,S,B,T,F"`` -> {0: "mushroom", 1: "stubby", ...}: the spine type of each YOLO class.
+
+    Letters M S B T F and full type names (``mushroom``, ``thin`` ...) are understood; other
+    names are kept as they are.
+    """
+    if text is None:
+        return None
+    names = [t.strip() for t in str(text).split(",")]
+    if not all(names):
+        raise InputError(f"--classes {text!r} has an empty name; give one name per YOLO class, "
+                         f"separated by commas, e.g. --classes M,S,B,T,F.")
+    return {i: TYPE_LETTERS.get(n.upper(), n.lower()) for i, n in enumerate(names)}

@@ -70,8 +70,8 @@ def semantic_scores(pred, truth, *, classes: Mapping[int, str] | None = None,
 def dendrite_band(dendrite_mask, *, spacing, max_distance_um: float) -> np.ndarray:
     """Voxels within ``max_distance_um`` (µm, anisotropic) of the dendrite, the dendrite included.
 
-    Distances are Euclidean in µm with the voxel size ``spacing`` (z, y, x). A stack
-    without any dendrite voxel gives an all-False band.
+    Distances are Euclidean in µm with the voxel size ``spacing`` (z, y, x), or (y, x) for a
+    2D mask. A stack without any dendrite voxel gives an all-False band.
 
     Examples
     --------
@@ -79,10 +79,10 @@ def dendrite_band(dendrite_mask, *, spacing, max_distance_um: float) -> np.ndarr
     >>> dendrite_band(d, spacing=(1, 1, 0.5), max_distance_um=1.0).astype(int)
     array([[[0, 1, 1, 1, 1, 1, 0]]])
     """
-    spacing = check_spacing(spacing)
     dendrite = np.asarray(dendrite_mask) > 0
-    if dendrite.ndim != 3:
-        raise InputError(f"The dendrite mask must be 3D (Z, Y, X); it has shape {dendrite.shape}.")
+    if dendrite.ndim not in (2, 3):
+        raise InputError(f"The dendrite mask must be 3D (Z, Y, X) or 2D (Y, X); it has shape {dendrite.shape}.")
+    spacing = check_spacing(spacing, ndim=dendrite.ndim)
     if max_distance_um < 0:
         raise InputError(f"The band width must be 0 µm or more; {max_distance_um} was given.")
     if not dendrite.any():

@@ -35,6 +35,9 @@ def to_canonical(data, axes: str, *, source: str = "the file"):
             if "Z" not in axes and "Z" not in letters:
                 notes.append(f"axis '{axes[i]}' of length {n} taken as Z (the file does not name it)")
                 a = "Z"
+        if a == "Z" and n == 1:
+            notes.append("a single plane: read as a 2D image (Y, X)")
+            continue
         if a not in CANONICAL_AXES:
             if n == 1:
                 continue
@@ -72,3 +75,26 @@ def default_axes(ndim: int) -> str:
         return {2: "YX", 3: "ZYX", 4: "CZYX", 5: "TCZYX"}[ndim]
     except KeyError:
         raise InputError(f"An image needs 2 to 5 dimensions; this one has {ndim}.") from None
+
+
+def spatial_spacing(axes: str, spacing_zyx) -> tuple[float, ...]:
+    """A file's (z, y, x) voxel size cut to the stack's spatial axes: (y, x) without a Z axis."""
+    spacing_zyx = tuple(spacing_zyx)
+    return spacing_zyx if "Z" in axes else spacing_zyx[1:]
+
+
+def grey_from_rgb(data, axes: str, notes: list[str]):
+    """Read an RGB(A) image whose colour channels are equal as one grey image.
+
+    ``data`` has canonical ``axes`` with the colour samples on C. Returns ``(data, axes,
+    stored_as_rgb)``; true colour (channels that differ) is returned unchanged. Only numpy
+    data are checked (lazy arrays keep their channels).
+    """
+    if "C" not in axes or not isinstance(data, np.ndarray) or data.shape[axes.index("C")] not in (3, 4):
+        return data, axes, False
+    c = axes.index("C")
+    red, green, blue = (np.take(data, i, axis=c) for i in range(3))
+    if not (np.array_equal(red, green) and np.array_equal(red, blue)):
+        return data, axes, False
+    notes.append("grey image stored as RGB (equal channels): read as one grey channel")
+    return red, axes.replace("C", ""), True

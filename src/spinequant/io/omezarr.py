@@ -12,7 +12,7 @@ import zarr
 from .._atomic import atomic_path
 from ..errors import InputError
 from ..stack import Stack
-from .axes import default_axes, to_canonical
+from .axes import default_axes, spatial_spacing, to_canonical
 from .units import scaled, unit_to_um
 
 _NGFF_VERSION = "0.4"
@@ -39,7 +39,7 @@ def open_zarr(path: str | os.PathLike) -> Stack:
         axes = default_axes(data.ndim)
         data, axes, notes = to_canonical(data, axes, source=f"'{path}'")
         notes.append(f"plain Zarr array without axis metadata: axes assumed to be {axes}")
-        return Stack(data=data, spacing=(np.nan,) * 3, axes=axes, source=str(path),
+        return Stack(data=data, spacing=spatial_spacing(axes, (np.nan,) * 3), axes=axes, source=str(path),
                      spacing_source="metadata", metadata={"format": "Zarr", "notes": notes})
     attrs = dict(node.attrs)
     attrs = attrs.get("ome", attrs)
@@ -80,14 +80,16 @@ def open_zarr(path: str | os.PathLike) -> Stack:
     unitless = [n for n, u in zip(names, units) if n in "ZYX" and not u]
     if unitless:
         notes.append(f"axes {'/'.join(unitless)} have no unit; their scale is not taken as µm")
-    return Stack(data=data, spacing=tuple(spacing), axes=axes, channel_names=channels, source=str(path),
+    return Stack(data=data, spacing=spatial_spacing(axes, spacing), axes=axes, channel_names=channels, source=str(path),
                  spacing_source="metadata",
                  metadata={"format": f"OME-Zarr {ms.get('version', attrs.get('version', ''))}".strip(), "notes": notes})
 
 
 def write_ome_zarr(path: str | os.PathLike, image: np.ndarray | None, spacing, *, labels: dict | None = None,
                    name: str = "image", chunks=(32, 256, 256)) -> Path:
-    """Write a 3D image and label volumes as OME-Zarr (NGFF 0.4, with a ``labels`` group).
+    """Write a 3D image and label volumes (or 2D images, with ``spacing`` (y, x)) as OME-Zarr.
+
+    NGFF 0.4, with a ``labels`` group; the axes are z, y, x, or y, x for a 2D ``spacing``.
 
     ``labels`` maps a label name (e.g. ``"spines"``) to an integer volume of the image's shape.
     Written to a temporary folder and renamed. napari (napari-ome-zarr) and Fiji (MoBIE,
@@ -119,13 +121,16 @@ def write_ome_zarr(path: str | os.PathLike, image: np.ndarray | None, spacing, *
 
 
 def _write_multiscale(group, data: np.ndarray, spacing, name: str, chunks) -> None:
+    if data.ndim != len(spacing):
+        raise InputError(f"An image of shape {data.shape} needs {data.ndim} voxel sizes; got {tuple(spacing)}.")
+    chunks = tuple(chunks)[len(chunks) - data.ndim:] if len(chunks) >= data.ndim else chunks
     arr = group.create_array("0", shape=data.shape, dtype=data.dtype,
                              chunks=tuple(min(c, s) for c, s in zip(chunks, data.shape)))
     arr[...] = data
     group.attrs["multiscales"] = [{
         "version": _NGFF_VERSION,
         "name": name,
-        "axes": [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"],
+        "axes": [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"[3 - len(spacing):]],
         "datasets": [{"path": "0", "coordinateTransformations": [
             {"type": "scale", "scale": [float(s) for s in spacing]}]}],
     }]

@@ -1,4 +1,7 @@
-"""TIFF stacks: ImageJ hyperstacks, OME-TIFF and plain multi-page TIFF, with voxel size."""
+"""TIFF stacks and 2D TIFF images: ImageJ, OME-TIFF and plain TIFF, with voxel size.
+
+Any compression tifffile supports is read (LZW, JPEG, zstd ... are decoded by imagecodecs).
+"""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import tifffile
 from .._atomic import atomic_path
 from ..errors import InputError
 from ..stack import Stack
-from .axes import RGB_NAMES, to_canonical
+from .axes import RGB_NAMES, grey_from_rgb, spatial_spacing, to_canonical
 from .units import scaled, tidy, unit_to_um
 
 
@@ -56,6 +59,16 @@ def _open_tiff(path: Path) -> Stack:
         try:
             data = series.asarray()
         except Exception as exc:  # tifffile raises many types for damaged files
+            if "imagecodecs" in str(exc):
+                compression = getattr(series.pages[0], "compression", None)
+                name = getattr(compression, "name", None) or "a compression"
+                raise InputError(
+                    f"'{path}' is stored with {name} compression, and decoding it needs the Python "
+                    f"package 'imagecodecs', which is not installed here; the file itself is probably "
+                    f"fine. Install it into the Python environment that runs spinequant with "
+                    f"'pip install imagecodecs' (spinequant depends on it, so reinstalling spinequant "
+                    f"also installs it), then run the same command again."
+                ) from None
             raise InputError(
                 f"'{path}' is damaged: its image data cannot be decoded ({exc}). Re-export the "
                 f"stack from the acquisition software or Fiji."
@@ -69,19 +82,28 @@ def _open_tiff(path: Path) -> Stack:
             spacing, channels, fmt = _plain_spacing(tf), (), "TIFF"
     data, axes, notes = to_canonical(data, axes, source=f"'{path}'")
     rgb = "S" in series.axes and series.shape[series.axes.index("S")] in (3, 4)
+    stored_as_rgb = False
+    if rgb:
+        data, axes, stored_as_rgb = grey_from_rgb(data, axes, notes)
+        rgb = not stored_as_rgb
     if rgb:
         channels = RGB_NAMES[:series.shape[series.axes.index("S")]]
         notes.append("RGB colour image: its colours are read as channels")
     if "C" in axes and len(channels) != data.shape[axes.index("C")]:
         channels = ()
+    if "C" not in axes:
+        channels = ()
+    metadata = {"format": fmt, "file_axes": series.axes, "notes": notes, "rgb": rgb}
+    if stored_as_rgb:
+        metadata["stored_as_rgb"] = True
     return Stack(
         data=data,
-        spacing=spacing,
+        spacing=spatial_spacing(axes, spacing),
         axes=axes,
         channel_names=tuple(channels),
         source=str(path),
         spacing_source="metadata",
-        metadata={"format": fmt, "file_axes": series.axes, "notes": notes, "rgb": rgb},
+        metadata=metadata,
     )
 
 
@@ -143,22 +165,32 @@ def _ome_spacing(xml: str, series):
     return tuple(spacing), channels, "OME-TIFF"
 
 
-def write_tiff(path: str | os.PathLike, data: np.ndarray, spacing, *, axes: str = "ZYX") -> Path:
+def write_tiff(path: str | os.PathLike, data: np.ndarray, spacing, *, axes: str | None = None) -> Path:
     """Write ``data`` as an ImageJ-compatible TIFF whose scale Fiji shows in µm.
 
+    ``spacing`` is (z, y, x) µm for a volume or (y, x) for a 2D image (no z step is
+    written then). ``axes`` defaults to ``"ZYX"``, or ``"YX"`` for a 2D array.
     Integer labels are stored as uint8/uint16 when they fit, otherwise as float32 (exact up
     to 2**24 labels), since ImageJ cannot open 32-bit integer TIFFs. Floating-point data is
     stored as float32. The file is written to a temporary name and renamed.
     """
     data = _imagej_dtype(np.asarray(data))
-    z, y, x = (float(s) for s in spacing)
+    spacing = tuple(float(s) for s in spacing)
+    if axes is None:
+        axes = "YX" if data.ndim == 2 else "ZYX"
+    if len(spacing) not in (2, 3):
+        raise InputError(f"write_tiff needs the spacing (z, y, x) or, for a 2D image, (y, x); got {spacing}.")
+    y, x = spacing[-2:]
+    metadata = {"unit": "um", "axes": axes}
+    if len(spacing) == 3:
+        metadata["spacing"] = spacing[0]
     with atomic_path(path) as tmp:
         tifffile.imwrite(
             tmp,
             data,
             imagej=True,
             resolution=(1.0 / x, 1.0 / y),
-            metadata={"spacing": z, "unit": "um", "axes": axes},
+            metadata=metadata,
             compression="zlib",
         )
     return Path(path)

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..stack import Stack
-from .axes import RGB_NAMES, to_canonical
+from .axes import RGB_NAMES, grey_from_rgb, spatial_spacing, to_canonical
 from .units import tidy, unit_to_um
 
 #: suffix -> (module to import, name of the spinequant extra, format name)
@@ -285,6 +285,10 @@ def _name_axes(shape, axes: Sequence[str], meanings: Mapping[str, str], path) ->
 def _finish(data, letters: str, spacing, channels, path, fmt: str, file_axes: str) -> Stack:
     rgb = "S" in letters and data.shape[letters.index("S")] in (3, 4)
     data, axes, notes = to_canonical(data, letters, source=f"'{path}'")
+    stored_as_rgb = False
+    if rgb:
+        data, axes, stored_as_rgb = grey_from_rgb(data, axes, notes)
+        rgb = not stored_as_rgb
     if rgb:
         channels = RGB_NAMES[:data.shape[axes.index("C")]]
         notes.append("RGB colour image: its colours are read as channels")
@@ -292,7 +296,11 @@ def _finish(data, letters: str, spacing, channels, path, fmt: str, file_axes: st
         channels = ()
     elif "C" not in axes:
         channels = ()
+    spacing = spatial_spacing(axes, spacing)
     if any(math.isnan(s) for s in spacing):
         notes.append(f"the {fmt} metadata lack part of the voxel size")
-    return Stack(data=data, spacing=spacing, axes=axes, channel_names=tuple(channels), source=str(path),
-                 spacing_source="metadata", metadata={"format": fmt, "file_axes": file_axes, "notes": notes, "rgb": rgb})
+    metadata = {"format": fmt, "file_axes": file_axes, "notes": notes, "rgb": rgb}
+    if stored_as_rgb:
+        metadata["stored_as_rgb"] = True
+    return Stack(data=data, spacing=spacing, axes=axes, channel_names=tuple(channels),
+                 source=str(path), spacing_source="metadata", metadata=metadata)

@@ -20,21 +20,23 @@ SUMMARY_FILE = "summary.csv"
 
 
 def analyze_file(path, out_dir, *, channel: int | None = None, time: int | None = None,
-                 voxel_size=None, image=None, config: AnalyzeConfig | None = None,
-                 progress: Progress | None = None) -> AnalysisResult:
+                 voxel_size=None, image=None, project: str | None = None,
+                 config: AnalyzeConfig | None = None, progress: Progress | None = None) -> AnalysisResult:
     """Read one stack, analyse it and write every result into ``out_dir``.
 
     ``channel``, ``time`` and ``image`` (scene/series of CZI/LIF/ND2 files) choose what to
-    read; ``voxel_size`` (z, y, x µm) overrides the file's.
+    read; ``voxel_size`` ((z, y, x) µm, (y, x) for a 2D image) overrides the file's;
+    ``project`` ("max" or "mean") analyses the stack's projection along z (run.json's
+    ``input.projection``).
     """
     new_dir = not Path(out_dir).exists()
     out_dir = ensure_writable_dir(out_dir)   # checked first: a long run must not fail at the end
     try:
         # analyze() checks the voxel values itself; checking them here too would read the stack twice.
         stack = read_stack(path, channel=channel, time=time, voxel_size=voxel_size, image=image,
-                           check_values=False)
+                           project=project, check_values=False)
         source = {"path": str(Path(path).resolve()), "format": stack.metadata.get("format"),
-                  "channel": channel, "time": time, "image": image,
+                  "channel": channel, "time": time, "image": image, "projection": project,
                   "spacing_source": stack.spacing_source, **file_stamp(path)}
         result = analyze(stack.data, spacing=stack.spacing, config=config, progress=progress)
         save_result(result, out_dir, source=source, progress=progress)
@@ -82,7 +84,7 @@ def stack_name(path: Path) -> str:
 
 
 def analyze_folder(folder, out_dir, *, channel=None, time=None, voxel_size=None, image=None,
-                   config: AnalyzeConfig | None = None, progress: Progress | None = None,
+                   project=None, config: AnalyzeConfig | None = None, progress: Progress | None = None,
                    on_item=None, force: bool = False) -> pd.DataFrame:
     """Analyse every stack in ``folder``; write ``out_dir/<stack>/`` and ``summary.csv``.
 
@@ -102,7 +104,8 @@ def analyze_folder(folder, out_dir, *, channel=None, time=None, voxel_size=None,
     rows = []
     for path in stacks:
         target = out_dir / stack_name(path)
-        item = _run_one(path, target, dict(channel=channel, time=time, voxel_size=voxel_size, image=image),
+        item = _run_one(path, target, dict(channel=channel, time=time, voxel_size=voxel_size, image=image,
+                                           project=project),
                         config, progress, force)
         rows.append(_summary_row(item))
         if on_item:
@@ -117,7 +120,9 @@ def _run_one(path, target, reading: dict, config, progress, force) -> BatchItem:
     previous = read_run_json(target)
     if previous and previous.get("complete") and not force:
         stamp = {k: previous.get("input", {}).get(k) for k in ("size_bytes", "mtime_ns")}
-        if previous.get("config") == to_json(config_to_dict(config)) and stamp == file_stamp(path):
+        same_input = (stamp == file_stamp(path)
+                      and previous.get("input", {}).get("projection") == reading.get("project"))
+        if previous.get("config") == to_json(config_to_dict(config)) and same_input:
             return BatchItem(path, target, "skipped", "complete results already present",
                              previous.get("counts", {}).get("spines"))
     try:
