@@ -16,35 +16,45 @@ VOXEL_HINT = (
     "Give the voxel size in micrometres, in the order Z Y X: on the command line with "
     "--voxel-size 0.5 0.094 0.094, in Python with voxel_size=(0.5, 0.094, 0.094)."
 )
+PIXEL_HINT = (
+    "Give the pixel size of a 2D image in micrometres, in the order Y X: in Python with "
+    "spacing=(0.094, 0.094)."
+)
 
 
-def check_spacing(spacing: Sequence[float] | None, *, where: str = "the stack") -> tuple[float, float, float]:
-    """Return ``spacing`` as three floats in µm (z, y, x), or raise :class:`VoxelSizeError`."""
+def check_spacing(spacing: Sequence[float] | None, *, where: str = "the stack",
+                  ndim: int = 3) -> tuple[float, ...]:
+    """Return ``spacing`` as ``ndim`` floats in µm, or raise :class:`VoxelSizeError`.
+
+    ``ndim=3`` (a stack): (z, y, x); ``ndim=2`` (a single plane or a projection): (y, x).
+    """
+    hint, axes = (VOXEL_HINT, "ZYX") if ndim == 3 else (PIXEL_HINT, "YX")
     if spacing is None:
         raise VoxelSizeError(
             f"The voxel size of {where} is unknown: the file does not record it and none was "
-            f"given. spinequant measures in micrometres and will not guess. {VOXEL_HINT}"
+            f"given. spinequant measures in micrometres and will not guess. {hint}"
         )
     try:
         values = tuple(float(s) for s in spacing)
     except (TypeError, ValueError):
-        raise VoxelSizeError(f"The voxel size {spacing!r} is not three numbers. {VOXEL_HINT}") from None
-    if len(values) != 3:
+        raise VoxelSizeError(f"The voxel size {spacing!r} is not {len(axes)} numbers. {hint}") from None
+    if len(values) != ndim:
+        image = "a 3D stack" if ndim == 3 else "a 2D image"
         raise VoxelSizeError(
-            f"The voxel size needs three numbers (Z Y X), but {len(values)} were given: "
-            f"{values}. {VOXEL_HINT}"
+            f"The voxel size of {image} needs {'three' if ndim == 3 else 'two'} numbers ({' '.join(axes)}), but {len(values)} "
+            f"were given: {values}. {hint}"
         )
-    for axis, v in zip("ZYX", values):
+    for axis, v in zip(axes, values):
         if not math.isfinite(v) or v <= 0:
             raise VoxelSizeError(
                 f"The {axis} voxel size of {where} is {v}, but it must be a positive number of "
-                f"micrometres. {VOXEL_HINT}"
+                f"micrometres. {hint}"
             )
         if v > MAX_VOXEL_UM:
             raise VoxelSizeError(
                 f"The {axis} voxel size of {where} is {v} µm, which is implausible for light "
                 f"microscopy (over {MAX_VOXEL_UM:g} µm); it is probably in nanometres or "
-                f"another unit. {VOXEL_HINT}"
+                f"another unit. {hint}"
             )
     return values
 

@@ -89,6 +89,8 @@ def write_ome_zarr(path: str | os.PathLike, image: np.ndarray | None, spacing, *
                    name: str = "image", chunks=(32, 256, 256)) -> Path:
     """Write a 3D image and label volumes as OME-Zarr (NGFF 0.4, with a ``labels`` group).
 
+    A 2D image with a (y, x) ``spacing`` is written with axes y, x.
+
     ``labels`` maps a label name (e.g. ``"spines"``) to an integer volume of the image's shape.
     Written to a temporary folder and renamed. napari (napari-ome-zarr) and Fiji (MoBIE,
     n5-viewer) open it with the right scale.
@@ -120,12 +122,12 @@ def write_ome_zarr(path: str | os.PathLike, image: np.ndarray | None, spacing, *
 
 def _write_multiscale(group, data: np.ndarray, spacing, name: str, chunks) -> None:
     arr = group.create_array("0", shape=data.shape, dtype=data.dtype,
-                             chunks=tuple(min(c, s) for c, s in zip(chunks, data.shape)))
+                             chunks=tuple(min(c, s) for c, s in zip(chunks[-data.ndim:], data.shape)))
     arr[...] = data
     group.attrs["multiscales"] = [{
         "version": _NGFF_VERSION,
         "name": name,
-        "axes": [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"],
+        "axes": [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"[3 - data.ndim:]],
         "datasets": [{"path": "0", "coordinateTransformations": [
             {"type": "scale", "scale": [float(s) for s in spacing]}]}],
     }]

@@ -143,22 +143,29 @@ def _ome_spacing(xml: str, series):
     return tuple(spacing), channels, "OME-TIFF"
 
 
-def write_tiff(path: str | os.PathLike, data: np.ndarray, spacing, *, axes: str = "ZYX") -> Path:
+def write_tiff(path: str | os.PathLike, data: np.ndarray, spacing, *, axes: str | None = None) -> Path:
     """Write ``data`` as an ImageJ-compatible TIFF whose scale Fiji shows in µm.
+
+    ``spacing`` is (z, y, x) for a stack, (y, x) for a 2D image (``axes`` defaults to
+    ``"ZYX"`` or ``"YX"``; a 2D file records no z step).
 
     Integer labels are stored as uint8/uint16 when they fit, otherwise as float32 (exact up
     to 2**24 labels), since ImageJ cannot open 32-bit integer TIFFs. Floating-point data is
     stored as float32. The file is written to a temporary name and renamed.
     """
     data = _imagej_dtype(np.asarray(data))
-    z, y, x = (float(s) for s in spacing)
+    spacing = tuple(float(s) for s in spacing)
+    y, x = spacing[-2:]
+    metadata = {"unit": "um", "axes": axes or "ZYX"[3 - data.ndim:]}
+    if len(spacing) == 3:
+        metadata["spacing"] = spacing[0]
     with atomic_path(path) as tmp:
         tifffile.imwrite(
             tmp,
             data,
             imagej=True,
             resolution=(1.0 / x, 1.0 / y),
-            metadata={"spacing": z, "unit": "um", "axes": axes},
+            metadata=metadata,
             compression="zlib",
         )
     return Path(path)
