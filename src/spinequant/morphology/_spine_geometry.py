@@ -22,6 +22,10 @@ _GAP_COST = 20.0
 #: Mean overshoot of a distance to outside voxel centres, as a fraction of the voxel extent
 #: across the axis (calibrated on rasterised balls and cylinders, see _slab_radius).
 _OVERSHOOT = 0.15
+#: The same in a 2D image, where a section is a line of pixels across the axis: a pixel-aligned
+#: edge puts the nearest outside pixel centre half a pixel beyond it (checked on the necks of
+#: projected phantoms, benchmarks/measure_accuracy.py --2d).
+_OVERSHOOT_2D = 0.5
 
 
 @dataclass
@@ -279,7 +283,8 @@ def _slab_radius(pts, r, centres, tangents, sp, guesses) -> np.ndarray:
     nearest = np.argmin(np.linalg.norm(d, axis=2), axis=1)
     sel[np.arange(len(centres)), nearest] |= ~sel.any(axis=1)
     mean = np.where(sel, r[None, :] + perp, 0.0).sum(axis=1) / sel.sum(axis=1)
-    return mean - _OVERSHOOT * _cross_extent(tangents, sp)
+    overshoot = _OVERSHOOT if len(sp) == 3 else _OVERSHOOT_2D
+    return mean - overshoot * _cross_extent(tangents, sp)
 
 
 def _cross_extent(tangents: np.ndarray, sp: np.ndarray) -> np.ndarray:
