@@ -72,6 +72,22 @@ def test_deterministic_and_threshold_override():
     assert diag.threshold_rule == "user"
 
 
-def test_rejects_2d_input():
+def test_rejects_4d_input():
     with pytest.raises(InputError, match="3D"):
-        segment_classical(np.ones((10, 10)), spacing=SPACING)
+        segment_classical(np.ones((2, 3, 10, 10)), spacing=SPACING)
+
+
+def test_maximum_projection_in_2d():
+    """The projected phantom: heads are spine, the shaft between them is shaft, background empty."""
+    image, truth, heads = _phantom()
+    plane = image.max(axis=0)
+    dend, spine, diag = segment_classical(plane, spacing=SPACING[1:], return_diagnostics=True)
+    assert dend.shape == spine.shape == plane.shape and diag.z_elongation == 1.0
+    for hy, hx in heads:
+        iy, ix = int(round(hy / SPACING[1])), int(round(hx / SPACING[2]))
+        assert spine[iy, ix] > 0.5 and dend[iy, ix] < 0.5, (hy, hx)
+    assert dend[30, 100] > 0.5 and spine[30, 100] == 0
+    far = ndi.distance_transform_edt(truth.max(axis=0) == 0, sampling=SPACING[1:]) > 1.5
+    assert ((dend > 0.5) | (spine > 0.5))[far].mean() < 0.001
+    with pytest.raises(InputError, match="two numbers"):
+        segment_classical(plane, spacing=SPACING)

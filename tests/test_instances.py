@@ -163,7 +163,7 @@ def test_config_is_a_frozen_dict_convertible_dataclass():
 
 
 @pytest.mark.parametrize("bad, message", [
-    (dict(spine=np.zeros((4, 4))), "3D"),
+    (dict(spine=np.zeros((2, 3, 4, 4))), "3D"),
     (dict(spine=np.full((3, 4, 4), 2.0)), "[0, 1]"),
     (dict(spine=np.full((3, 4, 4), np.nan)), "NaN"),
     (dict(dendrite=np.zeros((3, 5, 4))), "same stack"),

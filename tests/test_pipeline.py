@@ -85,7 +85,11 @@ def test_analyze_rejects_bad_input():
     from spinequant.errors import InputError
 
     with pytest.raises(InputError, match="3D"):
-        analyze(np.ones((5, 5)), spacing=(1, 1, 1))
+        analyze(np.ones((2, 5, 5, 5)), spacing=(1, 1, 1))
+    with pytest.raises(InputError, match="two numbers"):   # a 2D image takes (y, x)
+        analyze(np.random.rand(8, 8), spacing=(1, 0.1, 0.1))
+    with pytest.raises(InputError, match="nanometres"):
+        analyze(np.random.rand(8, 8), spacing=(94, 94))
     with pytest.raises(InputError, match="voxel size"):
         analyze(np.random.rand(4, 8, 8), spacing=(0, 1, 1))
     with pytest.raises(InputError, match="nanometres"):

@@ -39,8 +39,10 @@ def export_results(out_dir: str | os.PathLike, *, spacing, spines=None, dendrite
     ----------
     out_dir : str or Path
         Folder to write into (created if needed). Existing files of the same name are replaced.
-    spacing : sequence of 3 floats
-        Voxel size in µm (z, y, x); stored in every image file so Fiji and napari show µm.
+    spacing : sequence of 3 floats (z, y, x), or 2 (y, x) for a 2D image
+        Voxel size in µm; stored in every image file so Fiji and napari show µm. A 2D image
+        gets 2D label TIFFs and OME-Zarr (axes y, x), one ROI polygon per spine, and no
+        meshes (a 2D object has no surface; ``metadata.json`` says so).
     spines, dendrites : pandas.DataFrame, optional
         Per-spine and per-dendrite tables -> ``spines.csv``, ``dendrites.csv`` (and
         ``.parquet`` when pyarrow is installed).
@@ -73,10 +75,15 @@ def export_results(out_dir: str | os.PathLike, *, spacing, spines=None, dendrite
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise InputError(f"Unknown export formats {unknown}; choose from {list(FORMATS)}.")
-    spacing = check_spacing(spacing, where="the results")
-    out = ensure_writable_dir(out_dir)
     spine_labels = None if spine_labels is None else np.asarray(spine_labels)
     dendrite_labels = None if dendrite_labels is None else np.asarray(dendrite_labels)
+    ndim = next((np.ndim(a) for a in (spine_labels, dendrite_labels, semantic, image) if a is not None), 3)
+    spacing = check_spacing(spacing, where="the results", ndim=ndim)
+    out = ensure_writable_dir(out_dir)
+    not_written = {}
+    if ndim == 2 and "meshes" in formats:
+        formats = tuple(f for f in formats if f != "meshes")
+        not_written["meshes"] = "a 2D image: its objects have outlines (spines_roi.zip), not surfaces"
     if semantic is None and spine_labels is not None and dendrite_labels is not None:
         semantic = semantic_labels(spine_labels, dendrite_labels)
     volumes = {"spines": spine_labels, "dendrites": dendrite_labels, "semantic": semantic}
@@ -108,14 +115,15 @@ def export_results(out_dir: str | os.PathLike, *, spacing, spines=None, dendrite
     if "swc" in formats and centrelines is not None:
         written["swc"] = [write_swc(out / "dendrites.swc", centrelines,
                                     comments=["spinequant dendrite centrelines"])]
-    _write_metadata(out / "metadata.json", spacing, written, metadata)
+    _write_metadata(out / "metadata.json", spacing, written,
+                    {**({"not_written": not_written} if not_written else {}), **(metadata or {})})
     return written
 
 
 def _write_metadata(path: Path, spacing, written, extra) -> None:
     from .. import __version__
 
-    info = {"spinequant_version": __version__, "spacing_um_zyx": list(spacing),
+    info = {"spinequant_version": __version__, f"spacing_um_{'zyx'[3 - len(spacing):]}": list(spacing),
             "files": {k: [str(p.relative_to(path.parent)) for p in v] for k, v in written.items()}}
     if extra:
         info.update(extra)

@@ -1,4 +1,5 @@
-"""ImageJ / Fiji ROI sets: one polygon per spine per z plane, opened by the ROI Manager."""
+"""ImageJ / Fiji ROI sets: one polygon per spine per z plane (per spine in a 2D image),
+opened by the ROI Manager."""
 
 from __future__ import annotations
 
@@ -24,9 +25,12 @@ def spine_rois(spine_labels: np.ndarray, *, prefix: str = "spine") -> list[roifi
     the slice number as Fiji counts it (from 1). A spine that falls into several pieces in
     one plane gets one ROI per piece, the extra ones named ``...-z012-2``, ``-3``.
 
+    In a 2D image (a plane or a projection) each spine is one polygon named ``spine-0007``,
+    without a stack position.
+
     Parameters
     ----------
-    spine_labels : ndarray of int, shape (Z, Y, X)
+    spine_labels : ndarray of int, shape (Z, Y, X) or (Y, X)
         0 = background, one id per spine.
 
     Returns
@@ -35,10 +39,14 @@ def spine_rois(spine_labels: np.ndarray, *, prefix: str = "spine") -> list[roifi
         Ordered by spine id, then plane.
     """
     labels = np.asarray(spine_labels)
+    planar = labels.ndim == 2
+    if planar:
+        labels = labels[None]
     if labels.ndim != 3:
         from ..errors import InputError
 
-        raise InputError(f"ROI export needs a 3D label volume (Z, Y, X), not shape {labels.shape}.")
+        raise InputError(f"ROI export needs a 3D label volume (Z, Y, X) or a 2D label image (Y, X), "
+                         f"not shape {labels.shape}.")
     rois = []
     for index, box in enumerate(ndi.find_objects(labels), start=1):
         if box is None:
@@ -56,7 +64,8 @@ def spine_rois(spine_labels: np.ndarray, *, prefix: str = "spine") -> list[roifi
                     continue
                 # (row, col) in the padded crop -> ImageJ (x, y), pixel centres at +0.5.
                 xy = np.column_stack([contour[:-1, 1] - 1 + x0 + 0.5, contour[:-1, 0] - 1 + y0 + 0.5])
-                name = f"{prefix}-{index:04d}-z{z + 1:03d}" + (f"-{piece}" if piece > 1 else "")
+                name = (f"{prefix}-{index:04d}" + ("" if planar else f"-z{z + 1:03d}")
+                        + (f"-{piece}" if piece > 1 else ""))
                 # Stack position only, as ImageJ itself stores ROIs of a plain Z stack: a hyperstack
                 # z position makes ImageJ clear the stack position (Roi.setPosition(c, z, t)).
                 roi = roifile.ImagejRoi.frompoints(xy, name=name, position=z)

@@ -7,11 +7,11 @@
 
 from __future__ import annotations
 
-from .config import InstanceConfig, InstanceResult
+from .config import InstanceConfig, InstanceResult, planar_area_um2
 from .filters import noise_filter, object_filter, remove_small
 from .floodfill import seeded_flood_fill
 from .pipeline import spine_instances
 from .split import split_touching
 
-__all__ = ["spine_instances", "InstanceConfig", "InstanceResult", "seeded_flood_fill", "split_touching",
+__all__ = ["spine_instances", "InstanceConfig", "InstanceResult", "planar_area_um2", "seeded_flood_fill", "split_touching",
            "object_filter", "noise_filter", "remove_small"]

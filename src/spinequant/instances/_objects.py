@@ -74,10 +74,8 @@ def margin_voxels(distance_um: float, spacing) -> tuple[int, int, int]:
 
 
 def voxel_volume(spacing) -> float:
+    """Volume of a voxel (µm³); area of a pixel (µm²) for a 2D spacing."""
     return float(np.prod([float(s) for s in spacing]))
-
-
-_CUBE = np.ones((3, 3, 3), bool)
 
 
 def near_mask(objects: Objects, ids, mask: np.ndarray, spacing, limit_um: float) -> np.ndarray:
@@ -95,8 +93,8 @@ def near_mask(objects: Objects, ids, mask: np.ndarray, spacing, limit_um: float)
     out = np.zeros(len(ids), dtype=bool)
     for k, i in enumerate(ids):
         if limit_um >= diagonal:
-            near = grow(objects.boxes[i], (1, 1, 1), labels.shape)
-            if (ndi.binary_dilation(labels[near] == i, _CUBE) & mask[near]).any():
+            near = grow(objects.boxes[i], (1,) * labels.ndim, labels.shape)
+            if (ndi.binary_dilation(labels[near] == i, np.ones((3,) * labels.ndim, bool)) & mask[near]).any():
                 out[k] = True
                 continue
         box = grow(objects.boxes[i], margin, labels.shape)

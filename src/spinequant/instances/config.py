@@ -7,6 +7,19 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 METHODS = ("auto", "floodfill", "components", "heads")
+#: The size settings (µm³) that a 2D image compares as areas (µm², :func:`planar_area_um2`).
+SIZE_SETTINGS = ("min_volume_um3", "max_volume_um3", "min_dendrite_volume_um3",
+                 "noise_dendrite_volume_um3", "noise_volume_um3")
+
+
+def planar_area_um2(volume_um3: float) -> float:
+    """The area that stands for a volume in a 2D image: the mid-plane section of a ball of
+    that volume, pi (3 V / 4 pi)^(2/3) (0.02 µm³ -> 0.089 µm², 4.4 µm³ -> 3.24 µm²).
+
+    >>> round(planar_area_um2(4 / 3 * np.pi), 6)    # the unit ball's section is the unit disc
+    3.141593
+    """
+    return float(np.pi * (3.0 * volume_um3 / (4.0 * np.pi)) ** (2.0 / 3.0))
 SPLIT_BY = ("distance", "probability", "none")
 
 
@@ -14,7 +27,10 @@ SPLIT_BY = ("distance", "probability", "none")
 class InstanceConfig:
     """Parameters that turn spine and dendrite maps into spine objects.
 
-    Every size is physical (µm, µm³), so one setting works at any voxel size. The DeepD3 paper
+    Every size is physical (µm, µm³), so one setting works at any voxel size. In a 2D image
+    (a plane or a projection) objects have areas: each volume setting is compared as the
+    area of the mid-plane section of a ball of that volume (:func:`planar_area_um2`), and
+    ``min_planes`` does not apply. The DeepD3 paper
     (Fernholz et al.) names the flood-fill and filter rules but gives no numbers; its software's
     defaults are in pixels, and those converted at the DeepD3 benchmark voxel size
     (0.094 × 0.094 × 0.5 µm) are used where they suit measurement, changed where they do not.
@@ -111,6 +127,11 @@ class InstanceConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def sizes(self, ndim: int) -> dict[str, float]:
+        """The size settings in the units of an ``ndim`` image: µm³ in 3D, µm² in 2D."""
+        return {name: getattr(self, name) if ndim == 3 else planar_area_um2(getattr(self, name))
+                for name in SIZE_SETTINGS}
 
 
 @dataclass

@@ -63,7 +63,9 @@ def filter_objects(objects: Objects, *, spacing, dendrite_mask, min_volume_um3, 
     removed = {}
     keep = (volume >= min_volume_um3) & (volume <= max_volume_um3)
     removed["volume"] = int((~keep).sum())
-    planes = np.array([objects.boxes[i][0].stop - objects.boxes[i][0].start for i in ids], dtype=int)
+    # A 2D image is one plane: every object spans it.
+    planes = np.array([objects.boxes[i][0].stop - objects.boxes[i][0].start if objects.labels.ndim == 3
+                       else 1 for i in ids], dtype=int)
     removed["min_planes"] = int((keep & (planes < min_planes)).sum())
     keep &= planes >= min_planes
     if max_distance_to_dendrite_um is not None and dendrite_mask is not None:
@@ -151,10 +153,11 @@ def join_through_spines(dendrite_labels: np.ndarray, spine_labels, connectivity:
     # A graph of dendrite pieces (nodes 1..n_dend) and spines (n_dend + id), with an edge
     # wherever a spine touches a piece or another spine; each spine's box, grown by one voxel,
     # shows what it touches, so no pass over the whole volume is needed.
-    footprint = ndi.generate_binary_structure(3, {6: 1, 18: 2, 26: 3}[connectivity])
+    ndim = dendrite_labels.ndim
+    footprint = ndi.generate_binary_structure(ndim, min({6: 1, 18: 2, 26: 3}[connectivity], ndim))
     edges = []
     for i in spines.ids:
-        box = grow(spines.boxes[i], (1, 1, 1), dendrite_labels.shape)
+        box = grow(spines.boxes[i], (1,) * ndim, dendrite_labels.shape)
         near = ndi.binary_dilation(spines.labels[box] == i, footprint)
         edges += [(n_dend + i, d) for d in np.unique(dendrite_labels[box][near]) if d]
         edges += [(n_dend + i, n_dend + o) for o in np.unique(spines.labels[box][near]) if o and o != i]

@@ -69,7 +69,7 @@ def flood_fill_objects(spine_prob, *, spacing, seed_threshold, growth_threshold,
     # Brightest first; ties in raster order so results are reproducible.
     seeds = seeds[np.argsort(-prob.ravel()[seeds], kind="stable")]
     margin = margin_voxels(max_distance_to_seed_um, spacing)
-    sz, sy, sx = (float(s) for s in spacing)
+    spacing = tuple(float(s) for s in spacing)
     flat = labels.ravel()
     n = 0
     for index in seeds:
@@ -79,8 +79,7 @@ def flood_fill_objects(spine_prob, *, spacing, seed_threshold, growth_threshold,
         ball = grow(tuple(slice(c, c + 1) for c in centre), margin, prob.shape)
         region = region_boxes[regions[centre]]
         box = tuple(slice(max(a.start, b.start), min(a.stop, b.stop)) for a, b in zip(ball, region))
-        z, y, x = np.ogrid[box[0], box[1], box[2]]
-        near = ((z - centre[0]) * sz) ** 2 + ((y - centre[1]) * sy) ** 2 + ((x - centre[2]) * sx) ** 2 \
+        near = sum(((axis - c) * s) ** 2 for axis, c, s in zip(np.ogrid[box], centre, spacing)) \
             <= max_distance_to_seed_um ** 2
         seed_value = prob[centre]
         ok = candidate[box] & near & (labels[box] == 0) & (prob[box] >= seed_value - max_drop)

@@ -26,13 +26,14 @@ def spine_instances(spine_prob, dendrite_prob=None, *, spacing, config: Instance
 
     Parameters
     ----------
-    spine_prob : ndarray, shape (Z, Y, X)
-        Spine probability in [0, 1], or a boolean spine mask.
+    spine_prob : ndarray, shape (Z, Y, X) or (Y, X)
+        Spine probability in [0, 1], or a boolean spine mask. A 2D map (a plane or a
+        projection) gives 2D objects; its sizes are areas (see :class:`InstanceConfig`).
     dendrite_prob : ndarray, shape (Z, Y, X), optional
         Dendrite probability in [0, 1], or a boolean mask. Without it the dendrite rules are
         skipped and ``dendrite_labels`` is empty.
-    spacing : sequence of 3 floats
-        Voxel size in µm (z, y, x).
+    spacing : sequence of 3 floats (z, y, x), or 2 (y, x) for a 2D map
+        Voxel size in µm.
     config : InstanceConfig, optional
         Settings; the defaults are described in :class:`InstanceConfig`.
     head_prob : ndarray, shape (Z, Y, X), optional
@@ -54,8 +55,9 @@ def spine_instances(spine_prob, dendrite_prob=None, *, spacing, config: Instance
     """
     cfg = config or InstanceConfig()
     _check_config(cfg)
-    spacing = check_spacing(spacing, where="the spine map")
     spine, spine_is_mask = _as_map(spine_prob, "spine map")
+    spacing = check_spacing(spacing, where="the spine map", ndim=spine.ndim)
+    size = cfg.sizes(spine.ndim)
     removed: dict[str, int] = {}
     has_dendrite = dendrite_prob is not None
     if has_dendrite:
@@ -67,9 +69,9 @@ def spine_instances(spine_prob, dendrite_prob=None, *, spacing, config: Instance
             )
         dendrites = Objects.from_mask(dendrite >= cfg.dendrite_threshold, cfg.connectivity)
         dendrites, removed["dendrite_fragments"] = remove_small_objects(
-            dendrites, spacing=spacing, min_volume_um3=cfg.min_dendrite_volume_um3)
+            dendrites, spacing=spacing, min_volume_um3=size["min_dendrite_volume_um3"])
         if cfg.noise_rule:
-            dendrites, removed["dendrite_noise"] = _noise(dendrites, dendrites, spacing, cfg)
+            dendrites, removed["dendrite_noise"] = _noise(dendrites, dendrites, spacing, cfg, size)
         dendrite_labels = dendrites.labels.astype(np.int32, copy=False)
     else:
         dendrite_labels = np.zeros(spine.shape, dtype=np.int32)
@@ -91,11 +93,11 @@ def spine_instances(spine_prob, dendrite_prob=None, *, spacing, config: Instance
         spines = flood_fill_objects(
             spine, spacing=spacing, seed_threshold=cfg.seed_threshold,
             growth_threshold=cfg.growth_threshold, max_distance_to_seed_um=cfg.max_distance_to_seed_um,
-            max_drop=cfg.max_drop, connectivity=cfg.connectivity, min_volume_um3=cfg.min_volume_um3)
+            max_drop=cfg.max_drop, connectivity=cfg.connectivity, min_volume_um3=size["min_volume_um3"])
     else:
         spines = Objects.from_mask(spine >= cfg.threshold, cfg.connectivity)
     # Specks below the minimum volume go before the per-object work (splitting, distances).
-    small = spines.volumes(spacing) < cfg.min_volume_um3
+    small = spines.volumes(spacing) < size["min_volume_um3"]
     removed["volume"] = int(small.sum())
     if small.any():
         spines = spines.keep(spines.ids[~small])
@@ -106,12 +108,12 @@ def spine_instances(spine_prob, dendrite_prob=None, *, spacing, config: Instance
                                connectivity=cfg.connectivity)
     spines, counts = filter_objects(
         spines, spacing=spacing, dendrite_mask=dendrite_labels > 0 if has_dendrite else None,
-        min_volume_um3=cfg.min_volume_um3, max_volume_um3=cfg.max_volume_um3, min_planes=cfg.min_planes,
+        min_volume_um3=size["min_volume_um3"], max_volume_um3=size["max_volume_um3"], min_planes=cfg.min_planes,
         max_distance_to_dendrite_um=cfg.max_distance_to_dendrite_um if has_dendrite else None)
     removed.update(counts, volume=removed["volume"] + counts["volume"])
     # Eq. 12 last: the cheap rules have already dropped the specks, so few distances remain to test.
     if cfg.noise_rule and has_dendrite:
-        spines, removed["spine_noise"] = _noise(spines, dendrites, spacing, cfg)
+        spines, removed["spine_noise"] = _noise(spines, dendrites, spacing, cfg, size)
     if has_dendrite and cfg.join_dendrites_through_spines:
         dendrite_labels = join_through_spines(dendrite_labels, spines, cfg.connectivity)
     # After the join, which needs the whole faint bridge a spine object may make.
@@ -127,16 +129,17 @@ def spine_instances(spine_prob, dendrite_prob=None, *, spacing, config: Instance
                           removed=removed, scores=scores)
 
 
-def _noise(objects, dendrites, spacing, cfg):
+def _noise(objects, dendrites, spacing, cfg, size):
     return noise_objects(objects, dendrites, spacing=spacing, distance_um=cfg.noise_distance_um,
-                         dendrite_volume_um3=cfg.noise_dendrite_volume_um3, volume_um3=cfg.noise_volume_um3)
+                         dendrite_volume_um3=size["noise_dendrite_volume_um3"],
+                         volume_um3=size["noise_volume_um3"])
 def _as_map(data, what: str) -> tuple[np.ndarray, bool]:
     """Float32 map in [0, 1] and whether it was a mask (bool or only 0/1 integers)."""
     arr = np.asarray(data)
-    if arr.ndim != 3:
+    if arr.ndim not in (2, 3):
         raise InputError(
             f"The {what} has {arr.ndim} dimensions (shape {arr.shape}); spinequant needs one 3D "
-            f"volume (Z, Y, X). Select one channel and time point first."
+            f"volume (Z, Y, X) or one 2D image (Y, X). Select one channel and time point first."
         )
     if arr.dtype == bool:
         return arr.astype(np.float32), True

@@ -12,7 +12,6 @@ from skimage.segmentation import watershed
 from ..errors import InputError
 from ._objects import Objects, grow
 
-_CUBE = np.ones((3, 3, 3), bool)
 _WATERSHED_CONNECTIVITY = {6: 1, 18: 2, 26: 3}
 
 
@@ -67,7 +66,7 @@ def split_objects(objects: Objects, *, spacing, by, spine_prob, min_distance_um,
     out = np.zeros(labels.shape, dtype=np.int32)
     counts, boxes = [0], [None]
     for i in objects.ids:
-        box = grow(objects.boxes[i], (1, 1, 1), labels.shape)
+        box = grow(objects.boxes[i], (1,) * labels.ndim, labels.shape)
         mask = labels[box] == i
         view = out[box]
         markers = None
@@ -109,9 +108,10 @@ def distance_relief(mask: np.ndarray, spacing) -> np.ndarray:
     When the z step is at least twice the pixel size, a spine head spans only a few planes
     and the distance to the planes above and below caps the 3D distance everywhere (two
     touching heads then show one flat ridge, no saddle). There the distance is measured within
-    each plane; otherwise in 3D with the anisotropic voxel size.
+    each plane; otherwise in 3D with the anisotropic voxel size. A 2D mask is measured in
+    its plane.
     """
-    if spacing[0] < 2 * max(spacing[1], spacing[2]):
+    if mask.ndim == 2 or spacing[0] < 2 * max(spacing[1], spacing[2]):
         return edt.edt(mask, anisotropy=spacing, black_border=True)
     out = np.zeros(mask.shape, dtype=np.float32)
     for z in range(mask.shape[0]):
@@ -122,7 +122,7 @@ def distance_relief(mask: np.ndarray, spacing) -> np.ndarray:
 
 def _seeds(relief, mask, spacing, min_distance_um, min_depth, connectivity) -> np.ndarray | None:
     # A single spine usually has one regional maximum; skip the costly h-maxima test then.
-    plateau = (relief == ndi.maximum_filter(relief, footprint=_CUBE)) & mask
+    plateau = (relief == ndi.maximum_filter(relief, footprint=np.ones((3,) * mask.ndim, bool))) & mask
     if cc3d.connected_components(plateau, connectivity=connectivity).max() < 2:
         return None
     peaks = h_maxima(relief, min_depth) & mask if relief.max() > min_depth else np.zeros_like(mask)

@@ -91,6 +91,8 @@ def write_ome_zarr(path: str | os.PathLike, image: np.ndarray | None, spacing, *
 
     NGFF 0.4, with a ``labels`` group; the axes are z, y, x, or y, x for a 2D ``spacing``.
 
+    A 2D image with a (y, x) ``spacing`` is written with axes y, x.
+
     ``labels`` maps a label name (e.g. ``"spines"``) to an integer volume of the image's shape.
     Written to a temporary folder and renamed. napari (napari-ome-zarr) and Fiji (MoBIE,
     n5-viewer) open it with the right scale.
@@ -125,12 +127,12 @@ def _write_multiscale(group, data: np.ndarray, spacing, name: str, chunks) -> No
         raise InputError(f"An image of shape {data.shape} needs {data.ndim} voxel sizes; got {tuple(spacing)}.")
     chunks = tuple(chunks)[len(chunks) - data.ndim:] if len(chunks) >= data.ndim else chunks
     arr = group.create_array("0", shape=data.shape, dtype=data.dtype,
-                             chunks=tuple(min(c, s) for c, s in zip(chunks, data.shape)))
+                             chunks=tuple(min(c, s) for c, s in zip(chunks[-data.ndim:], data.shape)))
     arr[...] = data
     group.attrs["multiscales"] = [{
         "version": _NGFF_VERSION,
         "name": name,
-        "axes": [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"[3 - len(spacing):]],
+        "axes": [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"[3 - data.ndim:]],
         "datasets": [{"path": "0", "coordinateTransformations": [
             {"type": "scale", "scale": [float(s) for s in spacing]}]}],
     }]

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from .classify import SPINE_TYPES, classify_spines
 from .config import RULE_SETS, MorphologyConfig
-from .dendrites import DENDRITE_COLUMNS, dendrite_centrelines, measure_dendrites
+from .dendrites import DENDRITE_COLUMNS, DENDRITE_COLUMNS_2D, dendrite_centrelines, measure_dendrites
 from .skeleton import DendriteSkeleton, dendrite_skeleton
-from .spines import SPINE_COLUMNS, measure_spines
+from .spines import SPINE_COLUMNS, SPINE_COLUMNS_2D, measure_spines
 
 __all__ = [
     "measure_spines", "measure_dendrites", "dendrite_centrelines", "dendrite_skeleton",
     "classify_spines", "MorphologyConfig", "DendriteSkeleton",
-    "SPINE_COLUMNS", "DENDRITE_COLUMNS", "SPINE_TYPES", "RULE_SETS",
+    "SPINE_COLUMNS", "SPINE_COLUMNS_2D", "DENDRITE_COLUMNS", "DENDRITE_COLUMNS_2D", "SPINE_TYPES", "RULE_SETS",
 ]

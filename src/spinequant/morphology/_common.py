@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import cc3d
 import numpy as np
 
@@ -10,12 +12,13 @@ from ..validate import check_spacing
 
 
 def as_label_image(labels, *, name: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
-    """Return ``labels`` as a 3D numpy integer array, or raise :class:`InputError`."""
+    """Return ``labels`` as a 3D (Z, Y, X) or 2D (Y, X) numpy integer array, or raise
+    :class:`InputError`."""
     arr = np.asarray(labels)
-    if arr.ndim != 3:
+    if arr.ndim not in (2, 3):
         raise InputError(
-            f"{name} must be a 3D array (Z, Y, X), but it has {arr.ndim} dimensions "
-            f"(shape {arr.shape}). Pass one channel and one time point."
+            f"{name} must be a 3D array (Z, Y, X) or a 2D image (Y, X), but it has {arr.ndim} "
+            f"dimensions (shape {arr.shape}). Pass one channel and one time point."
         )
     if shape is not None and arr.shape != tuple(shape):
         raise InputError(
@@ -38,15 +41,16 @@ def as_label_image(labels, *, name: str, shape: tuple[int, ...] | None = None) -
 
 
 def dendrite_label_image(dendrite, *, shape: tuple[int, ...] | None = None) -> np.ndarray:
-    """Dendrite ids: a boolean mask is split into 26-connected pieces, integer labels are kept."""
+    """Dendrite ids: a boolean mask is split into 26-connected pieces (8-connected in 2D),
+    integer labels are kept."""
     arr = as_label_image(dendrite, name="The dendrite mask", shape=shape)
     if arr.dtype == bool:
         return cc3d.connected_components(arr, connectivity=26).astype(np.int32)
     return arr.astype(np.int32, copy=False)
 
 
-def checked_spacing(spacing) -> np.ndarray:
-    return np.asarray(check_spacing(spacing, where="the labels"), dtype=float)
+def checked_spacing(spacing, ndim: int = 3) -> np.ndarray:
+    return np.asarray(check_spacing(spacing, where="the labels", ndim=ndim), dtype=float)
 
 
 def half_extent(direction: np.ndarray, spacing: np.ndarray) -> float:
@@ -74,15 +78,20 @@ def padded_box(box: tuple[slice, ...], shape: tuple[int, ...], pad: int) -> tupl
     return tuple(slice(max(s.start - pad, 0), min(s.stop + pad, n)) for s, n in zip(box, shape))
 
 
-#: The 13 neighbour offsets that, with their negatives, make up the 26-neighbourhood.
-HALF_NEIGHBOURS = np.array(
-    [(dz, dy, dx) for dz in (-1, 0, 1) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
-     if (dz, dy, dx) > (0, 0, 0)], dtype=np.int64,
-)
+def half_neighbours(ndim: int) -> np.ndarray:
+    """The neighbour offsets that, with their negatives, make up the full neighbourhood
+    (13 of the 26 in 3D, 4 of the 8 in 2D)."""
+    return np.array([o for o in itertools.product((-1, 0, 1), repeat=ndim) if o > (0,) * ndim],
+                    dtype=np.int64)
+
+
+def full_footprint(ndim: int) -> np.ndarray:
+    """The 3 x 3 (x 3) block: every neighbour, diagonals included."""
+    return np.ones((3,) * ndim, dtype=bool)
 
 
 def voxel_graph_edges(mask: np.ndarray, spacing: np.ndarray):
-    """Edges between 26-neighbouring voxels of ``mask``.
+    """Edges between 26-neighbouring voxels of ``mask`` (8-neighbouring pixels in 2D).
 
     Returns (index, i, j, w): ``index`` maps voxels to node numbers (-1 outside), and edge k
     joins nodes i[k] and j[k] with length w[k] in µm.
@@ -92,7 +101,7 @@ def voxel_graph_edges(mask: np.ndarray, spacing: np.ndarray):
     index[tuple(coords.T)] = np.arange(len(coords))
     ii, jj, ww = [], [], []
     shape = np.array(mask.shape)
-    for off in HALF_NEIGHBOURS:
+    for off in half_neighbours(mask.ndim):
         nb = coords + off
         ok = np.all((nb >= 0) & (nb < shape), axis=1)
         j = np.full(len(coords), -1, dtype=np.int64)

@@ -1,7 +1,9 @@
 """Geometry of one spine inside its bounding box: base, tip, centre path, head and neck.
 
 Every step works on the spine's padded bounding box only; the distance maps it reads
-(``r_spine``, ``d_dend``) are computed once for the whole volume by the caller.
+(``r_spine``, ``d_dend``) are computed once for the whole volume by the caller. The same code
+measures a spine in a 2D image (a plane or a projection): spheres become discs, the volume
+an area and the marching-cubes surface the marching-squares perimeter.
 """
 
 from __future__ import annotations
@@ -11,16 +13,19 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 from skimage.graph import MCP_Geometric
-from skimage.measure import marching_cubes, mesh_surface_area
+from skimage.measure import find_contours, marching_cubes, mesh_surface_area
 
-from ._common import half_extent, smooth_polyline
+from ._common import full_footprint, half_extent, smooth_polyline
 
-_CUBE = np.ones((3, 3, 3), dtype=bool)
 #: Cost factor for crossing background between pieces of one spine label.
 _GAP_COST = 20.0
 #: Mean overshoot of a distance to outside voxel centres, as a fraction of the voxel extent
 #: across the axis (calibrated on rasterised balls and cylinders, see _slab_radius).
 _OVERSHOOT = 0.15
+#: The same in a 2D image, where a section is a line of pixels across the axis: a pixel-aligned
+#: edge puts the nearest outside pixel centre half a pixel beyond it (checked on the necks of
+#: projected phantoms, benchmarks/measure_accuracy.py --2d).
+_OVERSHOOT_2D = 0.5
 
 
 @dataclass
@@ -43,8 +48,8 @@ class SpineGeometry:
     tip_um: np.ndarray
     head_um: np.ndarray
     centroid_um: np.ndarray
-    volume_um3: float
-    surface_um2: float
+    volume_um3: float     # area (µm²) in 2D
+    surface_um2: float    # perimeter (µm) in 2D
     length_um: float
     tip_distance_um: float
     head_diameter_um: float
@@ -141,7 +146,7 @@ def spine_geometry(crop: SpineCrop, sp: np.ndarray, *, smoothing_iterations: int
     # second lower bound (on phantoms at 0.094/0.5 µm the larger of the two errs 0.03 µm
     # median against 0.10 µm for the inscribed sphere alone).
     head_volume = float(head_mask.sum() * np.prod(sp))
-    head_diameter = max(head_diameter, (6.0 * head_volume / np.pi) ** (1 / 3))
+    head_diameter = max(head_diameter, equivalent_diameter(head_volume, m.ndim))
     # A spine that does not touch its dendrite (a network's map often leaves the faint neck
     # out) still starts at the dendrite's surface: its length spans the gap too.
     gap = 0.0 if attached else _surface_gap(crop.d_dend[tuple(path[0])], out_base, sp)
@@ -166,12 +171,21 @@ def _surface_gap(centre_distance: float, direction: np.ndarray, sp: np.ndarray) 
     return max(float(centre_distance) - 2.0 * half_extent(direction, sp), 0.0)
 
 
+def equivalent_diameter(size: float, ndim: int) -> float:
+    """Diameter of the ball (3D, ``size`` in µm³) or disc (2D, ``size`` in µm²) of that size."""
+    return (6.0 * size / np.pi) ** (1 / 3) if ndim == 3 else (4.0 * size / np.pi) ** 0.5
+
+
 def surface_area(mask: np.ndarray, sp: np.ndarray) -> float:
-    """Area (µm²) of the marching-cubes surface of ``mask``, its base included."""
+    """Area (µm²) of the marching-cubes surface of ``mask``, its base included; in 2D the
+    length (µm) of its marching-squares outline (the 0.5 iso-line, as the ROI export draws it)."""
     if not mask.any():
         return 0.0
     box = ndimage.find_objects(mask.view(np.uint8))[0]
     padded = np.pad(mask[box], 1).astype(np.float32)
+    if mask.ndim == 2:
+        return float(sum(np.linalg.norm(np.diff(c * sp, axis=0), axis=1).sum()
+                         for c in find_contours(padded, 0.5)))
     verts, faces, _, _ = marching_cubes(padded, level=0.5, spacing=tuple(sp))
     return float(mesh_surface_area(verts, faces))
 
@@ -179,9 +193,9 @@ def surface_area(mask: np.ndarray, sp: np.ndarray) -> float:
 def _base(crop: SpineCrop, vox: np.ndarray, sp: np.ndarray):
     """Voxels where the spine meets its dendrite, whether it touches, and the dendrite id."""
     m, dend = crop.mask, crop.dendrite
-    touching = m & ndimage.binary_dilation(dend > 0, _CUBE)
+    touching = m & ndimage.binary_dilation(dend > 0, full_footprint(m.ndim))
     if touching.any():
-        patches, n = ndimage.label(touching, _CUBE)
+        patches, n = ndimage.label(touching, full_footprint(m.ndim))
         if n > 1:
             # A head that leans on the shaft touches it too: the base is the contact patch
             # farthest from the widest point (the head), where the neck starts.
@@ -197,7 +211,7 @@ def _base(crop: SpineCrop, vox: np.ndarray, sp: np.ndarray):
     if np.isfinite(d).any():
         return [tuple(v) for v in vox[d <= d.min() + 1e-6]], False, 0
     # No dendrite anywhere: the spine's base is the end farthest from its widest point.
-    _, far = _geodesic(m, 1.0, [tuple(vox[np.argmax(crop.r_spine[tuple(vox.T)])])], np.ones(3))
+    _, far = _geodesic(m, 1.0, [tuple(vox[np.argmax(crop.r_spine[tuple(vox.T)])])], np.ones(m.ndim))
     return [tuple(vox[np.argmax(far[tuple(vox.T)])])], False, 0
 
 
@@ -269,21 +283,24 @@ def _slab_radius(pts, r, centres, tangents, sp, guesses) -> np.ndarray:
     nearest = np.argmin(np.linalg.norm(d, axis=2), axis=1)
     sel[np.arange(len(centres)), nearest] |= ~sel.any(axis=1)
     mean = np.where(sel, r[None, :] + perp, 0.0).sum(axis=1) / sel.sum(axis=1)
-    return mean - _OVERSHOOT * _cross_extent(tangents, sp)
+    overshoot = _OVERSHOOT if len(sp) == 3 else _OVERSHOOT_2D
+    return mean - overshoot * _cross_extent(tangents, sp)
 
 
 def _cross_extent(tangents: np.ndarray, sp: np.ndarray) -> np.ndarray:
     """Mean voxel extent (µm) over directions perpendicular to each tangent.
 
     Over the unit circle perpendicular to t, the component along axis i has amplitude
-    sqrt(1 - t_i^2) and mean absolute value 2/pi times that.
+    sqrt(1 - t_i^2) and mean absolute value 2/pi times that. In 2D the one perpendicular
+    direction has exactly that amplitude.
     """
-    return (2 / np.pi) * np.sqrt(np.clip(1.0 - tangents ** 2, 0.0, 1.0)) @ sp
+    factor = 2 / np.pi if tangents.shape[1] == 3 else 1.0
+    return factor * np.sqrt(np.clip(1.0 - tangents ** 2, 0.0, 1.0)) @ sp
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
     n = float(np.linalg.norm(v))
-    return v / n if n > 0 else np.array([0.0, 0.0, 0.0])
+    return v / n if n > 0 else np.zeros(len(v))
 
 
 def _away(crop: SpineCrop, voxel, sp: np.ndarray) -> np.ndarray:
@@ -291,7 +308,7 @@ def _away(crop: SpineCrop, voxel, sp: np.ndarray) -> np.ndarray:
     d = np.where(np.isfinite(crop.d_dend), crop.d_dend, 0.0)
     lo = [max(int(v) - 1, 0) for v in voxel]
     g = []
-    for axis in range(3):
+    for axis in range(d.ndim):
         i_lo = list(voxel)
         i_hi = list(voxel)
         i_lo[axis] = lo[axis]
@@ -299,7 +316,8 @@ def _away(crop: SpineCrop, voxel, sp: np.ndarray) -> np.ndarray:
         span = (i_hi[axis] - i_lo[axis]) * sp[axis]
         g.append((d[tuple(i_hi)] - d[tuple(i_lo)]) / span if span > 0 else 0.0)
     g = np.array(g)
-    return g if np.linalg.norm(g) > 0 else np.array([0.0, 1.0, 0.0])
+    plus_y = np.eye(d.ndim)[d.ndim - 2]
+    return g if np.linalg.norm(g) > 0 else plus_y
 
 
 def _ray_exit(mask: np.ndarray, start_um: np.ndarray, direction: np.ndarray, sp: np.ndarray):

@@ -14,6 +14,9 @@ from .skeleton import DendriteSkeleton, dendrite_skeleton
 DENDRITE_COLUMNS = (["dendrite_id", "length_um", "mean_radius_um", "volume_um3",
                      "n_branch_points", "n_spines", "density_per_um"]
                     + [f"fraction_{t}" for t in SPINE_TYPES])
+#: The dendrite table of a 2D image: its area (µm²) in place of the volume; ``mean_radius_um``
+#: is half the width in the plane.
+DENDRITE_COLUMNS_2D = [c if c != "volume_um3" else "area_um2" for c in DENDRITE_COLUMNS]
 
 
 def measure_dendrites(dendrite_labels, spacing, spines: pd.DataFrame | None = None, *,
@@ -37,12 +40,13 @@ def measure_dendrites(dendrite_labels, spacing, spines: pd.DataFrame | None = No
     -------
     DataFrame
         Columns :data:`DENDRITE_COLUMNS`: ``length_um`` (centreline incl. end caps),
-        ``mean_radius_um`` (mean inscribed radius along the centreline), ``volume_um3``,
+        ``mean_radius_um`` (mean inscribed radius along the centreline), ``volume_um3``
+        (``area_um2`` for a 2D image, :data:`DENDRITE_COLUMNS_2D`),
         ``n_branch_points``, ``n_spines``, ``density_per_um`` (spines per µm of centreline) and
         ``fraction_<type>`` (share of the dendrite's spines of each type; NaN without spines).
     """
-    sp = checked_spacing(spacing)
     labels = dendrite_label_image(dendrite_labels)
+    sp = checked_spacing(spacing, labels.ndim)
     if skeleton is None:
         skeleton = dendrite_skeleton(labels, sp, config=resolve_config(config))
     ids, voxels = np.unique(labels[labels > 0], return_counts=True)
@@ -57,7 +61,8 @@ def measure_dendrites(dendrite_labels, spacing, spines: pd.DataFrame | None = No
                      float(skeleton.radius_um[sel].mean()) if sel.any() else np.nan,
                      float(nvox * np.prod(sp)), skeleton.branch_points(did), n,
                      n / length if length > 0 else np.nan, *fractions])
-    return pd.DataFrame(rows, columns=DENDRITE_COLUMNS).astype(
+    columns = DENDRITE_COLUMNS if labels.ndim == 3 else DENDRITE_COLUMNS_2D
+    return pd.DataFrame(rows, columns=columns).astype(
         {"dendrite_id": np.int64, "n_branch_points": np.int64, "n_spines": np.int64})
 
 
@@ -65,20 +70,20 @@ def dendrite_centrelines(dendrite_labels, spacing, *, config: MorphologyConfig |
                          skeleton: DendriteSkeleton | None = None) -> pd.DataFrame:
     """Dendrite centrelines as an SWC table (µm; type 3 = dendrite; one tree per dendrite).
 
-    Node ``id`` counts from 1; each tree's root (``parent`` = -1) is the dendrite's start, the
+    Node ``id`` counts from 1 (z = 0 for a 2D image); each tree's root (``parent`` = -1) is the dendrite's start, the
     end from which :func:`measure_spines` counts ``position_um``. Write it with
     :func:`spinequant.io.swc.write_swc`.
     """
     if skeleton is None:
-        skeleton = dendrite_skeleton(dendrite_labels, checked_spacing(spacing),
-                                     config=resolve_config(config))
+        skeleton = dendrite_skeleton(dendrite_labels, spacing, config=resolve_config(config))
     n = len(skeleton.label)
     # Parents first (SWC readers expect it): order nodes by dendrite, then by path position.
     order = np.lexsort((skeleton.position_um, skeleton.label))
     new_id = np.empty(n, dtype=np.int64)
     new_id[order] = np.arange(1, n + 1)
     parent = skeleton.parent[order]
-    z, y, x = skeleton.coords_um[order].T
+    # A 2D image's centrelines lie in the plane z = 0.
+    z, y, x = np.pad(skeleton.coords_um[order], ((0, 0), (3 - skeleton.coords_um.shape[1], 0))).T
     return pd.DataFrame({
         "id": new_id[order], "type": np.full(n, SWC_DENDRITE, dtype=np.int64),
         "x": x, "y": y, "z": z, "radius": skeleton.radius_um[order],

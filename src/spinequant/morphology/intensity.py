@@ -11,7 +11,8 @@ REGIONS = ("spine", "head", "neck")
 
 
 def image_channels(image, shape: tuple[int, ...]) -> list[np.ndarray] | None:
-    """Split ``image`` (ZYX, CZYX, or a :class:`Stack` with those axes) into 3D channels."""
+    """Split ``image`` (ZYX, CZYX, or a :class:`Stack` with those axes; YX or CYX for 2D
+    labels) into channels of the labels' ``shape``."""
     if image is None:
         return None
     if isinstance(image, Stack):
@@ -22,9 +23,9 @@ def image_channels(image, shape: tuple[int, ...]) -> list[np.ndarray] | None:
             data = data.reshape([n for n, a in zip(data.shape, image.axes) if a != "T"])
     else:
         data = np.asarray(image)
-    if data.ndim == 3 and data.shape == tuple(shape):
+    if data.shape == tuple(shape):
         return [data]
-    if data.ndim == 4 and data.shape[1:] == tuple(shape):
+    if data.ndim == len(shape) + 1 and data.shape[1:] == tuple(shape):
         return [data[c] for c in range(data.shape[0])]
     raise InputError(
         f"The image has shape {data.shape}, but the labels have shape {tuple(shape)}. Give the "

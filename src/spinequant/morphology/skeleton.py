@@ -30,7 +30,7 @@ class DendriteSkeleton:
     Attributes
     ----------
     coords_um : (N, 3) float array
-        Smoothed node positions (z, y, x) in µm.
+        Smoothed node positions (z, y, x) in µm; (N, 2), (y, x), for a 2D image.
     label : (N,) int array
         Dendrite id of each node.
     radius_um : (N,) float array
@@ -108,10 +108,10 @@ def dendrite_skeleton(dendrite_labels, spacing, *, config: MorphologyConfig | di
 
     Parameters
     ----------
-    dendrite_labels : (Z, Y, X) int or bool array
+    dendrite_labels : (Z, Y, X) or (Y, X) int or bool array
         One id per dendrite (0 = background); a boolean mask is split into connected pieces.
-    spacing : sequence of 3 floats
-        Voxel size (z, y, x) in µm.
+    spacing : sequence of 3 floats (z, y, x), or 2 (y, x) for a 2D image
+        Voxel size in µm.
     config : MorphologyConfig or dict, optional
         Uses ``prune_length_um`` and ``smoothing_iterations``.
     radius_edt : array, optional
@@ -122,8 +122,8 @@ def dendrite_skeleton(dendrite_labels, spacing, *, config: MorphologyConfig | di
     DendriteSkeleton
     """
     cfg = resolve_config(config)
-    sp = checked_spacing(spacing)
     labels = dendrite_label_image(dendrite_labels)
+    sp = checked_spacing(spacing, labels.ndim)
     parts = []
     for lab, box in enumerate(ndimage.find_objects(labels), start=1):
         if box is None:
@@ -140,7 +140,7 @@ def dendrite_skeleton(dendrite_labels, spacing, *, config: MorphologyConfig | di
         offset = np.array([s.start for s in box])
         parts.append(_tree_of(lab, skel, mask, offset, rad, sp, cfg))
     if not parts:
-        empty = np.zeros((0, 3))
+        empty = np.zeros((0, labels.ndim))
         z = np.zeros(0)
         return DendriteSkeleton(empty, z.astype(np.int32), z, z.astype(np.int64), z,
                                 z.astype(np.int64), z, sp)
@@ -185,7 +185,8 @@ def _tree_of(lab, skel, mask, offset, rad, sp, cfg) -> dict:
 
 def _local_radius(mask, coords, tree, ext, sp, passes: int = 10) -> np.ndarray:
     """Radius of the equivalent cylinder around each node: the mask volume nearest the node
-    over the centreline length it stands for, both averaged along the tree.
+    over the centreline length it stands for, both averaged along the tree (in 2D: half the
+    width of the equivalent strip, area over twice the length).
 
     Unlike the distance transform at a skeleton voxel, this is not biased low when the
     skeleton sits half a z step off the true axis.
@@ -203,6 +204,8 @@ def _local_radius(mask, coords, tree, ext, sp, passes: int = 10) -> np.ndarray:
     for _ in range(passes):
         volume = spread @ volume / count
         length = spread @ length / count
+    if mask.ndim == 2:
+        return volume / (2.0 * np.maximum(length, 1e-9))
     return np.sqrt(volume / (np.pi * np.maximum(length, 1e-9)))
 
 
@@ -281,5 +284,6 @@ def _roots(tree, coords, degree) -> np.ndarray:
         nodes = np.nonzero(comp == c)[0]
         ends = nodes[degree[nodes] <= 1]
         ends = ends if len(ends) else nodes[:1]
-        roots.append(ends[np.lexsort((coords[ends, 0], coords[ends, 2] + coords[ends, 1]))[0]])
+        y, x = coords[ends, -2], coords[ends, -1]
+        roots.append(ends[np.lexsort((coords[ends, 0], y + x))[0]])
     return np.sort(np.array(roots, dtype=np.int64))

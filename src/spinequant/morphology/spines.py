@@ -32,6 +32,19 @@ SPINE_COLUMNS = [
     "head_neck_ratio", "has_neck", "position_um", "nn_distance_um", "type", "type_rule",
 ]
 
+#: The columns a 3D quantity has in 2D: an area for the volume, a perimeter for the surface.
+PLANAR_NAMES = {"volume_um3": "area_um2", "head_volume_um3": "head_area_um2",
+                "surface_um2": "perimeter_um"}
+
+#: Columns of the spine table of a 2D image (a plane or a projection): no z coordinates,
+#: and the planar names of :data:`PLANAR_NAMES`; every other column means the same as in 3D.
+SPINE_COLUMNS_2D = [PLANAR_NAMES.get(c, c) for c in SPINE_COLUMNS if not c.endswith("_z_um")]
+
+
+def spine_columns(ndim: int) -> list[str]:
+    """The spine table's columns for a 3D stack or a 2D image."""
+    return SPINE_COLUMNS if ndim == 3 else SPINE_COLUMNS_2D
+
 
 def measure_spines(spine_labels, dendrite_mask, spacing, image=None, *,
                    config: MorphologyConfig | dict | None = None,
@@ -40,12 +53,13 @@ def measure_spines(spine_labels, dendrite_mask, spacing, image=None, *,
 
     Parameters
     ----------
-    spine_labels : (Z, Y, X) int array
-        One id per spine, 0 = background (a boolean mask is split into connected pieces).
-    dendrite_mask : (Z, Y, X) bool or int array
+    spine_labels : (Z, Y, X) or (Y, X) int array
+        One id per spine, 0 = background (a boolean mask is split into connected pieces). A
+        2D image (a single plane or a projection) is measured in the plane.
+    dendrite_mask : (Z, Y, X) or (Y, X) bool or int array
         Dendrite mask or label image (one id per dendrite). Spine voxels win where both are set.
-    spacing : sequence of 3 floats
-        Voxel size (z, y, x) in µm.
+    spacing : sequence of 3 floats (z, y, x), or 2 (y, x) for a 2D image
+        Voxel size in µm.
     image : array or Stack, optional
         Intensities, (Z, Y, X) or channels first (C, Z, Y, X), for the intensity columns.
     config : MorphologyConfig or dict, optional
@@ -57,7 +71,8 @@ def measure_spines(spine_labels, dendrite_mask, spacing, image=None, *,
     -------
     DataFrame
         One row per spine with the columns of :data:`SPINE_COLUMNS` (coordinates in µm with
-        the centre of voxel (0, 0, 0) at 0), then ``<region>_<stat>_intensity[_c<k>]`` for the regions
+        the centre of voxel (0, 0, 0) at 0; for a 2D image :data:`SPINE_COLUMNS_2D`: no z,
+        ``area_um2``, ``head_area_um2`` and ``perimeter_um``), then ``<region>_<stat>_intensity[_c<k>]`` for the regions
         spine, head and neck and the statistics mean, max and integrated (sum x voxel volume).
         Definitions are in ``docs/measurements.md``.
 
@@ -71,8 +86,8 @@ def measure_spines(spine_labels, dendrite_mask, spacing, image=None, *,
     (1.5, True, 'thin')
     """
     cfg = resolve_config(config)
-    sp = checked_spacing(spacing)
     spines = as_label_image(spine_labels, name="The spine labels")
+    sp = checked_spacing(spacing, spines.ndim)
     if spines.dtype == bool:
         spines = cc3d.connected_components(spines, connectivity=26)
     dend = dendrite_label_image(dendrite_mask, shape=spines.shape)
@@ -116,20 +131,26 @@ def measure_spines(spine_labels, dendrite_mask, spacing, image=None, *,
                            hidden_neck_ratio=cfg.hidden_neck_ratio)
         dendrite_id, position = _place_on_dendrite(g, skeleton)
         ratio = g.head_neck_ratio
-        rows.append([
-            sid, dendrite_id, g.attached, _touches_edge(crop.mask, crop.edges),
-            *g.centroid_um, *g.base_um, *g.head_um, *g.tip_um,
-            g.volume_um3, float(g.head_mask.sum() * np.prod(sp)), g.surface_um2, g.length_um,
-            g.tip_distance_um if np.isfinite(g.tip_distance_um) else np.nan,
-            g.head_diameter_um, g.neck_length_um, g.neck_min_diameter_um,
-            g.neck_mean_diameter_um, ratio, bool(ratio > cfg.neck_ratio),
-            position, np.nan, "", "",
-        ])
+        row = {"id": sid, "dendrite_id": dendrite_id, "attached": g.attached,
+               "at_edge": _touches_edge(crop.mask, crop.edges)}
+        for point in ("centroid", "base", "head", "tip"):
+            row.update(zip(_axis_columns(point, spines.ndim), getattr(g, f"{point}_um")))
+        row.update({
+            "volume_um3": g.volume_um3, "head_volume_um3": float(g.head_mask.sum() * np.prod(sp)),
+            "surface_um2": g.surface_um2, "length_um": g.length_um,
+            "tip_distance_um": g.tip_distance_um if np.isfinite(g.tip_distance_um) else np.nan,
+            "head_diameter_um": g.head_diameter_um, "neck_length_um": g.neck_length_um,
+            "neck_min_diameter_um": g.neck_min_diameter_um,
+            "neck_mean_diameter_um": g.neck_mean_diameter_um, "head_neck_ratio": ratio,
+            "has_neck": bool(ratio > cfg.neck_ratio), "position_um": position,
+            "nn_distance_um": np.nan, "type": "", "type_rule": "",
+        })
+        rows.append(row if spines.ndim == 3 else {PLANAR_NAMES.get(k, k): v for k, v in row.items()})
         if channels is not None:
             masks = {"spine": crop.mask, "head": g.head_mask, "neck": g.neck_mask}
             extra.append(region_intensities(channels, box, masks, float(np.prod(sp))))
 
-    table = pd.DataFrame(rows, columns=SPINE_COLUMNS)
+    table = pd.DataFrame(rows, columns=spine_columns(spines.ndim))
     table = table.astype({"id": np.int64, "dendrite_id": np.int64, "attached": bool,
                           "at_edge": bool, "has_neck": bool})
     table["nn_distance_um"] = _nearest_neighbour(table)
@@ -154,10 +175,15 @@ def _dendrite_distance(dend: np.ndarray, wide, box, aniso) -> np.ndarray:
     return edt.edt(region.view(np.uint8), anisotropy=aniso)[inner]
 
 
+def _axis_columns(point: str, ndim: int) -> list[str]:
+    """``<point>_z_um``, ``<point>_y_um``, ``<point>_x_um`` (no z in 2D)."""
+    return [f"{point}_{a}_um" for a in "zyx"[3 - ndim:]]
+
+
 def _touches_edge(mask: np.ndarray, edges) -> bool:
     """Whether the spine has voxels on a face of the volume (it may be cut there)."""
     for axis, (lo, hi) in enumerate(edges):
-        index = [slice(None)] * 3
+        index = [slice(None)] * mask.ndim
         for side, flag in ((0, lo), (-1, hi)):
             index[axis] = side
             if flag and mask[tuple(index)].any():
@@ -177,6 +203,6 @@ def _nearest_neighbour(table: pd.DataFrame) -> np.ndarray:
     """Distance (µm) from each head centre to the nearest other head centre."""
     if len(table) < 2:
         return np.full(len(table), np.nan)
-    pts = table[["head_z_um", "head_y_um", "head_x_um"]].to_numpy()
+    pts = table[[c for c in ("head_z_um", "head_y_um", "head_x_um") if c in table]].to_numpy()
     d, _ = cKDTree(pts).query(pts, k=2)
     return d[:, 1]

@@ -63,8 +63,8 @@ class AnalyzeConfig:
 class AnalysisResult:
     """Everything an analysis produced, in memory."""
 
-    image: np.ndarray
-    spacing: tuple[float, float, float]
+    image: np.ndarray                 # (Z, Y, X), or (Y, X) for a 2D image
+    spacing: tuple[float, ...]        # (z, y, x) µm, or (y, x) for a 2D image
     dendrite_prob: np.ndarray
     spine_prob: np.ndarray
     spine_labels: np.ndarray
@@ -136,13 +136,15 @@ def resolve_config(config: AnalyzeConfig | None) -> AnalyzeConfig:
 
 def analyze(image, *, spacing=None, config: AnalyzeConfig | None = None,
             progress: Progress | None = None) -> AnalysisResult:
-    """Segment dendrites and spines in a 3D stack and measure every spine.
+    """Segment dendrites and spines in a 3D stack or a 2D image and measure every spine.
 
     Parameters
     ----------
-    image : (Z, Y, X) array or :class:`~spinequant.stack.Stack`
-        A Stack carries its own spacing (select one channel/time point first).
-    spacing : (z, y, x) voxel size in µm, required for plain arrays
+    image : (Z, Y, X) or (Y, X) array, or :class:`~spinequant.stack.Stack`
+        A Stack carries its own spacing (select one channel/time point first). A 2D image (a
+        single plane or a maximum projection) is analysed in the plane: its maps, labels and
+        measurements are 2D (areas for volumes, see docs/measurements.md).
+    spacing : (z, y, x) voxel size in µm, or (y, x) for a 2D image; required for plain arrays
     config : AnalyzeConfig, optional
     progress : callable, optional
         Called with each stage's name as it starts.
@@ -161,17 +163,16 @@ def analyze(image, *, spacing=None, config: AnalyzeConfig | None = None,
     """
     config = resolve_config(config)
     if isinstance(image, Stack):
-        if image.axes != "ZYX":
-            image = image.select()
-        spacing = image.spacing if spacing is None else spacing
-        image = np.asarray(image.data)
-    spacing = check_spacing(spacing)
+        image, stack_spacing = stack_image(image)
+        spacing = stack_spacing if spacing is None else spacing
     image = np.asarray(image)
-    if image.ndim != 3:
+    if image.ndim not in (2, 3):
         raise InputError(
-            f"analyze needs one 3D (Z, Y, X) volume; got an array with {image.ndim} dimensions "
-            f"{image.shape}. Choose a channel and time point first (read_stack(..., channel=, time=))."
+            f"analyze needs one 3D (Z, Y, X) volume or one 2D (Y, X) image; got an array with "
+            f"{image.ndim} dimensions {image.shape}. Choose a channel and time point first "
+            f"(read_stack(..., channel=, time=))."
         )
+    spacing = check_spacing(spacing, ndim=image.ndim)
     check_image_values(image, where="the image")
     _check_resolves_spines(spacing)
     step = progress or (lambda name: None)
@@ -208,11 +209,40 @@ def analyze(image, *, spacing=None, config: AnalyzeConfig | None = None,
     )
 
 
+#: What the io readers note on a single plane whose z step they filled in (no file records
+#: one); such a stack is analysed as the 2D image it is.
+SINGLE_PLANE_NOTE = "single plane: z step not applicable"
+
+
+def stack_image(stack: Stack) -> tuple[np.ndarray, tuple[float, ...]]:
+    """The array and spacing :func:`analyze` works on: (Z, Y, X) with (z, y, x), or (Y, X)
+    with (y, x) for a 2D stack (no Z axis, or one plane whose z step no file recorded)."""
+    planar = getattr(stack, "is_2d", None)
+    if planar is None:
+        planar = ("Z" not in stack.axes or stack.data.ndim == 2
+                  or (stack.size_of("Z") == 1 and SINGLE_PLANE_NOTE in stack.metadata.get("notes", ())))
+    if stack.axes not in ("ZYX", "YX"):
+        stack = stack.select()
+    data = np.asarray(stack.data)
+    if planar:
+        return data.reshape(data.shape[-2:]), tuple(stack.spacing[-2:])
+    return data, tuple(stack.spacing)
+
+
 #: Coarsest voxel (µm, z and y/x) at which spines (0.5-2 µm long) can still be seen at all.
 MAX_SPINE_VOXEL_UM = (5.0, 1.0)
 
 
 def _check_resolves_spines(spacing) -> None:
+    if len(spacing) == 2:
+        y, x = spacing
+        if max(y, x) > MAX_SPINE_VOXEL_UM[1]:
+            raise InputError(
+                f"The pixel size {y:g} x {x:g} µm (y, x) is too coarse to see dendritic spines, "
+                f"which are 0.5-2 µm long: spine analysis needs pixels of at most "
+                f"{MAX_SPINE_VOXEL_UM[1]:g} µm. If the numbers are in nanometres, divide them by "
+                f"1000 (e.g. spacing=(0.094, 0.094)).")
+        return
     z, y, x = spacing
     if z > MAX_SPINE_VOXEL_UM[0] or max(y, x) > MAX_SPINE_VOXEL_UM[1]:
         raise InputError(
@@ -221,6 +251,13 @@ def _check_resolves_spines(spacing) -> None:
             f"{MAX_SPINE_VOXEL_UM[1]:g} µm and z steps of at most {MAX_SPINE_VOXEL_UM[0]:g} µm. If the "
             f"numbers are in nanometres, divide them by 1000 (e.g. --voxel-size 0.5 0.094 0.094)."
         )
+
+
+#: What run.json says about a run on a 2D image.
+PLANAR_RUN_NOTE = ("2D image (a single plane or a projection): spacing_um is (y, x); spines.csv has "
+                   "area_um2, head_area_um2 and perimeter_um in place of volume_um3, head_volume_um3 "
+                   "and surface_um2, and no z columns; no meshes are written (a 2D object has no "
+                   "surface); dendrites.swc lies in the plane z = 0.")
 
 
 def save_result(result: AnalysisResult, out_dir, *, source: dict | None = None,
@@ -235,8 +272,10 @@ def save_result(result: AnalysisResult, out_dir, *, source: dict | None = None,
     step("export")
     t = time.perf_counter()
     cfg = result.config
+    planar = result.image.ndim == 2
     formats = ["tables", "labels", "swc"] + [name for name, wanted in (
-        ("zarr", cfg.export_zarr), ("roi", cfg.export_roi), ("meshes", cfg.export_meshes)) if wanted]
+        ("zarr", cfg.export_zarr), ("roi", cfg.export_roi),
+        ("meshes", cfg.export_meshes and not planar)) if wanted]
     export_results(
         out_dir, spacing=result.spacing, spines=result.spines, dendrites=result.dendrites,
         spine_labels=result.spine_labels, dendrite_labels=result.dendrite_labels,
@@ -259,6 +298,7 @@ def save_result(result: AnalysisResult, out_dir, *, source: dict | None = None,
         "config": config_to_dict(result.config),
         "diagnostics": result.diagnostics,
         "counts": {"spines": int(len(result.spines)), "dendrites": int(len(result.dendrites))},
+        **({"image_2d": PLANAR_RUN_NOTE} if planar else {}),
         "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
         "peak_memory_mb": round(peak_memory_mb(), 1),
         "versions": versions(),

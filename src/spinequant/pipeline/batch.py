@@ -38,7 +38,7 @@ def analyze_file(path, out_dir, *, channel: int | None = None, time: int | None 
         source = {"path": str(Path(path).resolve()), "format": stack.metadata.get("format"),
                   "channel": channel, "time": time, "image": image, "projection": project,
                   "spacing_source": stack.spacing_source, **file_stamp(path)}
-        result = analyze(stack.data, spacing=stack.spacing, config=config, progress=progress)
+        result = analyze(stack, config=config, progress=progress)
         save_result(result, out_dir, source=source, progress=progress)
     except BaseException:
         # A run that fails on its input leaves no empty results folder behind.
@@ -150,9 +150,11 @@ def _summary_row(item: BatchItem) -> dict:
             "n_dendrites": int(len(dendrites)),
             "dendrite_length_um": length,
             "density_per_um": len(spines) / length if length else float("nan"),
-            "median_volume_um3": float(spines["volume_um3"].median()) if len(spines) else float("nan"),
             "median_length_um": float(spines["length_um"].median()) if len(spines) else float("nan"),
         })
+        for size in ("volume_um3", "area_um2"):  # a 2D image's spines have areas
+            if size in spines:
+                row[f"median_{size}"] = float(spines[size].median()) if len(spines) else float("nan")
         if "type" in spines:
             for kind, n in spines["type"].value_counts().items():
                 row[f"n_{kind}"] = int(n)

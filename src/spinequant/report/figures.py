@@ -1,4 +1,8 @@
-"""Figures that let a biologist check a result at a glance (matplotlib, no display needed)."""
+"""Figures that let a biologist check a result at a glance (matplotlib, no display needed).
+
+Every figure takes a 3D result (Z, Y, X) or a 2D one (Y, X: a single plane or a projection);
+a 2D image and a single-plane stack have no side view.
+"""
 
 from __future__ import annotations
 
@@ -21,34 +25,53 @@ def _display_range(image: np.ndarray) -> tuple[float, float]:
     return float(lo), float(max(hi, lo + 1e-6))
 
 
+def _outlines(mask: np.ndarray) -> list[np.ndarray]:
+    """0.5 iso-lines (row, col) of a 2D mask; padded, so outlines at the border close and a
+    mask one pixel thin (a projection of a single plane) works."""
+    return [c - 1 for c in find_contours(np.pad(mask, 1).astype(float), 0.5)]
+
+
+def _projection(volume: np.ndarray, axis: int) -> np.ndarray:
+    """Maximum projection along ``axis``; a 2D image is its own top view."""
+    return volume if volume.ndim == 2 else volume.max(axis=axis)
+
+
 def overlay_projection(image, spine_labels, dendrite_labels, spines: pd.DataFrame, spacing, *,
                        axis: int = 0, ids: bool = True, ax=None):
     """Maximum projection with dendrite outline and spine outlines coloured by type.
 
-    ``axis=0`` projects along z (x-y view), ``axis=1`` along y (x-z side view). The aspect
-    follows the voxel size, so what the user sees is in µm.
+    ``axis=0`` projects along z (x-y view), ``axis=1`` along y (x-z side view); a 2D image
+    (y, x spacing) is shown as it is. The aspect follows the voxel size, so what the user
+    sees is in µm.
     """
-    proj = image.max(axis=axis)
+    if image.ndim == 2:
+        image, spine_labels, dendrite_labels = image[None], spine_labels[None], dendrite_labels[None]
+        spacing, axis = (1.0, *spacing), 0
+    proj = _projection(image, axis)
     lo, hi = _display_range(proj)
     sp = [s for i, s in enumerate(spacing) if i != axis]
     extent = (0, proj.shape[1] * sp[1], proj.shape[0] * sp[0], 0)
     if ax is None:
         _, ax = plt.subplots(figsize=(10, 10 * proj.shape[0] * sp[0] / max(proj.shape[1] * sp[1], 1e-6)))
     ax.imshow(proj, cmap="gray", vmin=lo, vmax=hi, extent=extent, interpolation="nearest")
-    for contour in find_contours((dendrite_labels > 0).max(axis=axis).astype(float), 0.5):
+    for contour in _outlines((dendrite_labels > 0).max(axis=axis)):
         ax.plot(contour[:, 1] * sp[1], contour[:, 0] * sp[0], color=DENDRITE_COLOUR, lw=0.8)
     types = dict(zip(spines["id"], spines["type"])) if len(spines) and "type" in spines else {}
     spine_proj = spine_labels.max(axis=axis)
     for label in np.unique(spine_proj[spine_proj > 0]):
         colour = TYPE_COLOURS.get(types.get(label, "unknown"), TYPE_COLOURS["unknown"])
-        for contour in find_contours((spine_proj == label).astype(float), 0.5):
+        for contour in _outlines(spine_proj == label):
             ax.plot(contour[:, 1] * sp[1], contour[:, 0] * sp[0], color=colour, lw=0.9)
     if ids and len(spines):
         cols = [c for i, c in enumerate(("centroid_z_um", "centroid_y_um", "centroid_x_um")) if i != axis]
+        if "centroid_z_um" not in spines:  # a 2D table
+            cols = ["centroid_y_um", "centroid_x_um"]
         for row in spines.itertuples(index=False):
             ax.text(getattr(row, cols[1]), getattr(row, cols[0]), str(row.id), color="white",
                     fontsize=6, ha="center", va="center",
                     bbox=dict(boxstyle="round,pad=0.1", fc="black", alpha=0.4, lw=0))
+    ax.set_xlim(extent[0], extent[1])   # outlines and labels at the border do not widen the view
+    ax.set_ylim(extent[2], extent[3])
     names = "zyx"
     ax.set_xlabel(f"{names[2] if axis != 2 else names[1]} (µm)")
     ax.set_ylabel(f"{[n for i, n in enumerate(names) if i != axis][0]} (µm)")
@@ -56,9 +79,9 @@ def overlay_projection(image, spine_labels, dendrite_labels, spines: pd.DataFram
 
 
 def histograms(spines: pd.DataFrame):
-    """Histograms of volume, length and head diameter, stacked by spine type."""
-    columns = [("volume_um3", "volume (µm³)"), ("length_um", "length (µm)"),
-               ("head_diameter_um", "head diameter (µm)")]
+    """Histograms of volume (area for a 2D image), length and head diameter, stacked by type."""
+    size = (("area_um2", "area (µm²)") if "area_um2" in spines else ("volume_um3", "volume (µm³)"))
+    columns = [size, ("length_um", "length (µm)"), ("head_diameter_um", "head diameter (µm)")]
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
     for ax, (col, label) in zip(axes, columns):
         if col not in spines or spines[col].dropna().empty:
@@ -99,19 +122,38 @@ def density_chart(dendrites: pd.DataFrame):
 
 
 def overview(image, spine_labels, dendrite_labels, spines, spacing):
-    """Top view (x-y) over side view (x-z), both maximum projections in µm."""
+    """Top view (x-y) over side view (x-z), both maximum projections in µm; the top view
+    alone for a 2D image or a single plane."""
+    if image.ndim == 2 or image.shape[0] == 1:
+        return _top_view(image, spine_labels, dendrite_labels, spines, spacing)
     zy = image.shape[0] * spacing[0]
     yy = image.shape[1] * spacing[1]
     fig, axes = plt.subplots(2, 1, figsize=(11, 11 * (yy + zy) / max(image.shape[2] * spacing[2], 1e-6) + 1),
                              gridspec_kw={"height_ratios": [max(yy, 1e-3), max(zy, 1e-3)]})
     overlay_projection(image, spine_labels, dendrite_labels, spines, spacing, axis=0, ax=axes[0])
     overlay_projection(image, spine_labels, dendrite_labels, spines, spacing, axis=1, ids=False, ax=axes[1])
-    from matplotlib.lines import Line2D
-
-    handles = [Line2D([], [], color=DENDRITE_COLOUR, label="dendrite")] + [
-        Line2D([], [], color=c, label=t) for t, c in TYPE_COLOURS.items() if t != "unknown"]
-    axes[0].legend(handles=handles, loc="upper left", fontsize=7, framealpha=0.6, ncol=5)
+    _legend(axes[0])
     axes[0].set_title("top view (maximum projection along z)", fontsize=9)
     axes[1].set_title("side view (maximum projection along y)", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def _top_view(image, spine_labels, dendrite_labels, spines, spacing):
+    """The overview of a 2D image or a single plane: the plane itself, no side view."""
+    yy, xx = (n * s for n, s in zip(image.shape[-2:], spacing[-2:]))
+    fig, ax = plt.subplots(figsize=(11, 11 * yy / max(xx, 1e-6) + 0.6))
+    overlay_projection(image, spine_labels, dendrite_labels, spines, spacing, axis=0, ax=ax)
+    _legend(ax)
+    ax.set_title("the image (a single plane or a projection)" if image.ndim == 2
+                 else "the single plane of the stack", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _legend(ax) -> None:
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=DENDRITE_COLOUR, label="dendrite")] + [
+        Line2D([], [], color=c, label=t) for t, c in TYPE_COLOURS.items() if t != "unknown"]
+    ax.legend(handles=handles, loc="upper left", fontsize=7, framealpha=0.6, ncol=5)

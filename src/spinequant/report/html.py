@@ -41,14 +41,16 @@ def write_report(out_dir, result, *, source: dict | None = None) -> Path:
     images = {name: _save_png(fig, out_dir / name) for name, fig in figs.items()}
     spines = result.spines
     counts = spines["type"].value_counts().to_dict() if len(spines) and "type" in spines else {}
+    axes = "(z, y, x)" if result.image.ndim == 3 else "(y, x)"
+    kind = "" if result.image.ndim == 3 else " a 2D image (no z),"
     legend = " ".join(
         f'<span style="color:{c}">&#9632;</span> {t} ({counts.get(t, 0)})'
         for t, c in TYPE_COLOURS.items() if t != "unknown")
     body = [
         "<h1>spinequant report</h1>",
         f"<p><b>Stack:</b> {html.escape(str((source or {}).get('path', 'array')))} &nbsp; "
-        f"<b>shape</b> {result.image.shape} (z, y, x) &nbsp; <b>voxel</b> "
-        f"{' × '.join(f'{s:g}' for s in result.spacing)} µm (z, y, x) &nbsp; "
+        f"<b>shape</b>{kind} {result.image.shape} {axes} &nbsp; <b>voxel</b> "
+        f"{' × '.join(f'{s:g}' for s in result.spacing)} µm {axes} &nbsp; "
         f"<b>method</b> {html.escape(result.config.method)}</p>",
         f"<p><b>{len(spines)} spines</b> on {len(result.dendrites)} dendrite(s). {legend}. "
         f"Dendrite outline in yellow; numbers are spine ids (rows of spines.csv).</p>",
@@ -59,7 +61,7 @@ def write_report(out_dir, result, *, source: dict | None = None) -> Path:
     if len(result.dendrites):
         body.append("<h2>Dendrites</h2>" + result.dendrites.to_html(index=False, float_format="%.3g"))
     if len(spines):
-        cols = [c for c in ("id", "dendrite_id", "type", "volume_um3", "length_um", "head_diameter_um",
+        cols = [c for c in ("id", "dendrite_id", "type", "volume_um3", "area_um2", "length_um", "head_diameter_um",
                             "neck_length_um", "neck_min_diameter_um", "position_um", "type_rule") if c in spines]
         body.append("<h2>Spines</h2>" + spines[cols].to_html(index=False, float_format="%.3g"))
     timings = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())

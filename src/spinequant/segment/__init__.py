@@ -1,7 +1,8 @@
 """Semantic segmentation: dendrite and spine maps in [0, 1] from a stack.
 
 Every method returns the same pair of float32 maps (dendrite, spine) with the image's shape,
-so that spine objects, measurements and exports are shared by all of them.
+so that spine objects, measurements and exports are shared by all of them. A 2D image (Y, X)
+with a (y, x) spacing gives 2D maps (see :func:`predict_plane` for networks).
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ def semantic_maps(image: np.ndarray, *, spacing, method: str = CLASSICAL, classi
                   engine: str = "auto", progress: bool = False) -> tuple[np.ndarray, np.ndarray, dict]:
     """Dendrite and spine maps for ``image`` by ``method``: ``"classical"`` or a model name/path.
 
+    ``image`` is a (Z, Y, X) stack with a (z, y, x) ``spacing`` or a (Y, X) image with a
+    (y, x) one (a single plane or a projection); the maps have the image's shape.
+
     Returns ``(dendrite_prob, spine_prob, diagnostics)``; diagnostics are the numbers the
     method chose from the data (thresholds, model card), saved with the run.
     """
@@ -58,10 +62,27 @@ def _maps(image, *, spacing, method, classical_config, engine, progress):
 
     card = read_card(method)
     engine = choose_engine(method, engine)
-    dend, spine, *heads = predict(image, spacing=spacing, model=method, engine=engine, progress=progress)
+    if np.ndim(image) == 2:
+        dend, spine, *heads = predict_plane(predict, image, spacing=spacing,
+                                            model_z_um=card.voxel_size_um[0], model=method,
+                                            engine=engine, progress=progress)
+    else:
+        dend, spine, *heads = predict(image, spacing=spacing, model=method, engine=engine, progress=progress)
     # The weights' checksum pins the exact model a run used.
     diag = {"model": method, "model_name": card.name, "model_sha256": card.sha256,
             "model_voxel_size_um": list(card.voxel_size_um), "engine": engine}
     if engine == "onnx":
         diag["onnx_sha256"] = card.onnx["sha256"]
     return (dend, spine, diag, *heads)
+
+
+def predict_plane(predict, image: np.ndarray, *, spacing, model_z_um: float, **options) -> tuple:
+    """Run a stack network's ``predict`` on a 2D image: the maps of one plane, squeezed to 2D.
+
+    The image becomes a one-plane stack whose z step is the model's own (``model_z_um``), so
+    it is resampled in y/x only; a network that reads the planes above and below as z context
+    sees the plane itself there (the stack's border is padded by reflection). Every map
+    ``predict`` returns is squeezed, whatever their number.
+    """
+    maps = predict(np.asarray(image)[None], spacing=(float(model_z_um), *spacing), **options)
+    return tuple(m[0] for m in maps)

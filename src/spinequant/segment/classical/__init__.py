@@ -4,6 +4,11 @@ Steps: anisotropic Gaussian denoising, background removal, foreground by a histo
 hysteresis threshold, then shaft vs protrusion: the shaft is rebuilt from its centreline
 and a robust local radius (:mod:`.shaft`), the rest of the foreground is protrusions. The result has the form the neural models give: two maps in [0, 1], dendrite
 and spine, with 0.5 at the decided boundary and higher values where the signal is stronger.
+
+A 2D image (a single plane or a projection) goes through the same steps in the plane; the
+steps about z (the measured z elongation, the trim to a fraction of the peak along z, the
+shaft's z stretch) do not apply, and ``min_object_um3`` is compared as an area
+(:func:`~spinequant.instances.planar_area_um2`).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ...errors import InputError
+from ...instances.config import planar_area_um2
 from ...validate import check_spacing
 from .preprocess import auto_threshold, denoise, noise_level, subtract_background
 from .shaft import outside_distance, shaft_mask
@@ -94,12 +100,13 @@ class ClassicalDiagnostics:
 
 def segment_classical(image: np.ndarray, *, spacing, config: ClassicalConfig | None = None,
                       return_diagnostics: bool = False):
-    """Dendrite and spine probability-like maps for a 3D stack, without training data.
+    """Dendrite and spine probability-like maps for a 3D stack or a 2D image, without
+    training data.
 
     Parameters
     ----------
-    image : (Z, Y, X) array
-    spacing : (z, y, x) voxel size in µm
+    image : (Z, Y, X) array, or (Y, X) for a single plane or a projection
+    spacing : (z, y, x) voxel size in µm, or (y, x) for a 2D image
     config : ClassicalConfig, optional
     return_diagnostics : also return a :class:`ClassicalDiagnostics`
 
@@ -108,11 +115,14 @@ def segment_classical(image: np.ndarray, *, spacing, config: ClassicalConfig | N
     dendrite_prob, spine_prob : float32 arrays of ``image``'s shape in [0, 1]
     """
     config = config or ClassicalConfig()
-    spacing = check_spacing(spacing)
     image = np.asarray(image)
-    if image.ndim != 3:
-        raise InputError(f"segment_classical needs a 3D (Z, Y, X) stack; got {image.ndim} dimensions.")
-    smoothed = denoise(image, spacing=spacing, sigma_um=config.smooth_sigma_um)
+    if image.ndim not in (2, 3):
+        raise InputError(f"segment_classical needs a 3D (Z, Y, X) stack or a 2D (Y, X) image; got "
+                         f"{image.ndim} dimensions.")
+    spacing = check_spacing(spacing, ndim=image.ndim)
+    planar = image.ndim == 2
+    sigma = np.broadcast_to(config.smooth_sigma_um, 3)[3 - image.ndim:]
+    smoothed = denoise(image, spacing=spacing, sigma_um=sigma)
     signal = subtract_background(smoothed, spacing=spacing, scale_um=config.background_scale_um)
     background, noise = noise_level(signal)
     if isinstance(config.threshold, (int, float)):
@@ -123,14 +133,16 @@ def segment_classical(image: np.ndarray, *, spacing, config: ClassicalConfig | N
     low = max(background + config.k_noise_low * noise, background + config.low_fraction * (high - background))
     low = min(low, high)
     candidate = _hysteresis(signal, low, high)
-    elongation = (estimate_z_elongation(candidate, spacing) if config.z_elongation == "auto"
+    auto = config.z_elongation == "auto" and not planar
+    elongation = (1.0 if planar else estimate_z_elongation(candidate, spacing) if auto
                   else float(config.z_elongation))
     foreground = _local_trim(signal, candidate, background, spacing, elongation, config)
-    foreground = _drop_small(foreground, spacing, config.min_object_um3)
+    foreground = _drop_small(foreground, spacing, config.min_object_um3 if not planar
+                             else planar_area_um2(config.min_object_um3))
     # The trimmed foreground is less smeared than the candidate: measure its own elongation.
-    if config.z_elongation == "auto":
+    if auto:
         elongation = estimate_z_elongation(foreground, spacing)
-    shape_spacing = (spacing[0] / elongation, spacing[1], spacing[2])
+    shape_spacing = spacing if planar else (spacing[0] / elongation, spacing[1], spacing[2])
     shaft, distance_at = _shaft_on_grid(foreground, shape_spacing, config)
     spine = _protrusions(foreground & ~shaft, distance_at, config.min_protrusion_um)
     shaft = foreground & ~spine
@@ -191,6 +203,7 @@ def _hysteresis(signal: np.ndarray, low: float, high: float) -> np.ndarray:
 
 
 def _drop_small(mask: np.ndarray, spacing, min_um3: float) -> np.ndarray:
+    """Drop fragments smaller than ``min_um3`` (µm³; µm² for a 2D mask)."""
     min_voxels = int(np.ceil(min_um3 / float(np.prod(spacing))))
     return cc3d.dust(mask, threshold=min_voxels, connectivity=26) if min_voxels > 1 else mask
 
@@ -200,8 +213,11 @@ def _local_trim(signal, candidate, background, spacing, elongation, config) -> n
 
     The neighbourhood maxima are taken on a grid pooled 2 x 2 in y/x (a max over 2 x 2
     pixels loses nothing a maximum over 11 x 11 needs) and read only at candidate voxels,
-    which are a few per cent of a stack.
+    which are a few per cent of a stack. A 2D image has the in-plane rule only.
     """
+    planar = signal.ndim == 2
+    if planar:
+        signal, candidate, spacing = signal[None], candidate[None], (1.0, *spacing)
     pool = 2 if min(signal.shape[1:]) >= 4 else 1
     pad = [(0, 0)] + [(0, (-n) % pool) for n in signal.shape[1:]]
     pooled = np.pad(signal, pad, mode="edge") if any(p[1] for p in pad) else signal
@@ -210,15 +226,17 @@ def _local_trim(signal, candidate, background, spacing, elongation, config) -> n
     cz, cy, cx = np.nonzero(candidate)
     value = signal[cz, cy, cx] - background
     keep = np.ones(value.shape, dtype=bool)
-    for fraction, window in ((config.local_fraction, (0.0, config.local_window_um, config.local_window_um)),
-                             (config.z_local_fraction, (config.local_window_um * elongation, 0.0, 0.0))):
+    rules = [(config.local_fraction, (0.0, config.local_window_um, config.local_window_um))]
+    if not planar:
+        rules.append((config.z_local_fraction, (config.local_window_um * elongation, 0.0, 0.0)))
+    for fraction, window in rules:
         grid = (spacing[0], spacing[1] * pool, spacing[2] * pool)
         size = tuple(2 * int(round(w / g)) + 1 for w, g in zip(window, grid))
         reference = ndi.maximum_filter(pooled, size=size, mode="nearest")
         keep &= value >= fraction * reference[cz, cy // pool, cx // pool]
     out = np.zeros(candidate.shape, dtype=bool)
     out[cz[keep], cy[keep], cx[keep]] = True
-    return out
+    return out[0] if planar else out
 
 
 def _confidence_map(signal, mask, low: float, high: float) -> np.ndarray:
@@ -262,5 +280,5 @@ def _block_any_majority(mask: np.ndarray, factors) -> np.ndarray:
     shape = []
     for n, f in zip(m.shape, factors):
         shape += [n // f, f]
-    counts = m.view(np.uint8).reshape(shape).sum(axis=(1, 3, 5), dtype=np.uint16)
+    counts = m.view(np.uint8).reshape(shape).sum(axis=tuple(range(1, 2 * mask.ndim, 2)), dtype=np.uint16)
     return 2 * counts >= int(np.prod(factors))

@@ -14,7 +14,9 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import minimum_spanning_tree
 from skimage.morphology import skeletonize
 
-_OFFSETS = np.array([o for o in itertools.product((-1, 0, 1), repeat=3) if any(o)], dtype=np.int64)
+def _offsets(ndim: int) -> np.ndarray:
+    """The 26 neighbour offsets in 3D (8 in 2D)."""
+    return np.array([o for o in itertools.product((-1, 0, 1), repeat=ndim) if any(o)], dtype=np.int64)
 
 
 class SkeletonGraph:
@@ -31,10 +33,11 @@ class SkeletonGraph:
         n = len(self.coords)
         index = np.full(tuple(s + 2 for s in skeleton.shape), -1, dtype=np.int64)
         index[tuple((self.coords + 1).T)] = np.arange(n)
-        neighbours = index[tuple((self.coords[:, None, :] + 1 + _OFFSETS[None]).transpose(2, 0, 1))]
+        offsets = _offsets(skeleton.ndim)
+        neighbours = index[tuple((self.coords[:, None, :] + 1 + offsets[None]).transpose(2, 0, 1))]
         rows, slots = np.nonzero(neighbours >= 0)
         cols = neighbours[rows, slots]
-        length = np.sqrt(((_OFFSETS[slots] * np.asarray(spacing, dtype=float)) ** 2).sum(1))
+        length = np.sqrt(((offsets[slots] * np.asarray(spacing, dtype=float)) ** 2).sum(1))
         tree = minimum_spanning_tree(coo_matrix((length, (rows, cols)), shape=(n, n)).tocsr())
         tree = (tree + tree.T).tocsr()
         self.neighbours = [tree.indices[tree.indptr[i]:tree.indptr[i + 1]] for i in range(n)]
@@ -58,7 +61,8 @@ class SkeletonGraph:
         """
         c = self.coords[i]
         reach = np.ceil(border_um / np.asarray(spacing, dtype=float)).astype(int)
-        for axis in (1, 2):
+        ndim = len(self.shape)
+        for axis in (ndim - 2, ndim - 1):
             for face in (0, self.shape[axis] - 1):
                 if abs(c[axis] - face) * spacing[axis] > border_um:
                     continue

@@ -8,8 +8,8 @@ from skimage import filters
 
 
 def sigma_voxels(sigma_um, spacing) -> tuple[float, ...]:
-    """A Gaussian sigma in µm per axis (z, y, x) expressed in voxels."""
-    return tuple(float(s) / float(d) for s, d in zip(np.broadcast_to(sigma_um, 3), spacing))
+    """A Gaussian sigma in µm per axis (z, y, x, or y, x in 2D) expressed in voxels."""
+    return tuple(float(s) / float(d) for s, d in zip(np.broadcast_to(sigma_um, len(spacing)), spacing))
 
 
 def denoise(image: np.ndarray, *, spacing, sigma_um) -> np.ndarray:

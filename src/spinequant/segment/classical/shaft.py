@@ -45,8 +45,9 @@ def run_lengths(mask: np.ndarray, points: np.ndarray, axis: int) -> np.ndarray:
 
 
 def shaft_z_stretch(mask: np.ndarray, points: np.ndarray, spacing, *, limits=(0.5, 3.0)) -> float:
-    """Median ratio, over centreline points, of the shaft's z extent to its narrower y/x extent."""
-    if len(points) == 0 or mask.shape[0] < 3:
+    """Median ratio, over centreline points, of the shaft's z extent to its narrower y/x extent
+    (1 for a 2D mask)."""
+    if len(points) == 0 or mask.ndim == 2 or mask.shape[0] < 3:
         return 1.0
     sample = points[:: max(1, len(points) // 2000)]
     z, y, x = (run_lengths(mask, sample, a) * s for a, s in enumerate(spacing))
@@ -59,8 +60,8 @@ def shaft_mask(foreground: np.ndarray, *, spacing, max_spine_length_um: float, m
 
     Parameters
     ----------
-    foreground : bool array (Z, Y, X)
-    spacing : voxel size (z, y, x) in µm of the space shapes are compared in
+    foreground : bool array (Z, Y, X), or (Y, X) for a 2D image
+    spacing : voxel size (z, y, x), or (y, x), in µm of the space shapes are compared in
     max_spine_length_um : skeleton side branches up to this long are spines, not dendrite
     min_length_um : centreline pieces shorter than this are not dendrite
     radius_window_um : the shaft radius at a centreline point is the median inscribed radius
@@ -77,7 +78,7 @@ def shaft_mask(foreground: np.ndarray, *, spacing, max_spine_length_um: float, m
     # The shaft's own cross-section fixes how much longer it is along z than across; shapes
     # are rebuilt in a space where that cross-section is round.
     stretch = shaft_z_stretch(foreground, points, spacing)
-    spacing = (spacing[0] / stretch, spacing[1], spacing[2])
+    spacing = (spacing[0] / stretch, *spacing[1:]) if foreground.ndim == 3 else tuple(spacing)
     d_in = inside_distance(foreground, spacing)
     radius_at = d_in[tuple(points.T)]
     phys = points * np.asarray(spacing, dtype=float)
