@@ -78,62 +78,133 @@ def load_set(name: str) -> list[Image2D]:
     return out
 
 
-def detect(image: np.ndarray, pixel_um: float, method: str, *, head_threshold: float | None = None):
-    """Spines found in a 2D image by ``method`` with the settings ``analyze`` uses: (K, 2)
-    pixel positions (the head-map peak for point-head models, else the object's centroid) and
-    detection scores (NaN for methods without)."""
-    import cc3d
+def run_config(method: str, raw_threshold: float | None = None):
+    """``analyze``'s settings for ``method``; ``raw_threshold`` sets a point-head model's
+    head-map threshold (to collect every candidate for calibration)."""
+    from spinequant.pipeline.analyze import AnalyzeConfig, default_instance_config, model_calibration
+    from spinequant.segment.neural.calibration import confidence
 
-    from spinequant.instances import spine_instances
-    from spinequant.pipeline.analyze import default_instance_config
-    from spinequant.segment import segment_maps
-    from spinequant.segment.neural.yolo_data import PLANE_Z_UM
-
-    spacing = (PLANE_Z_UM, pixel_um, pixel_um)
-    maps = segment_maps(image[None], spacing=spacing, method=method)
-    config = default_instance_config(method)
-    if head_threshold is not None:
-        config = dataclasses.replace(config, head_threshold=head_threshold)
-    inst = spine_instances(maps.spine, maps.dendrite, spacing=spacing, config=config, head_prob=maps.heads)
-    labels = inst.spine_labels[0]
-    n = int(labels.max())
-    if n == 0:
-        return np.zeros((0, 2)), np.zeros(0)
-    if maps.heads is None:
-        return cc3d.statistics(labels)["centroids"][1:], np.full(n, np.nan)
-    heads = maps.heads[0]
-    points = np.zeros((n, 2))
-    for i, box in enumerate(cc3d.statistics(labels)["bounding_boxes"][1:], start=1):
-        local = np.where(labels[box] == i, heads[box], -1.0)
-        r, c = np.unravel_index(int(np.argmax(local)), local.shape)
-        points[i - 1] = (r + box[0].start, c + box[1].start)
-    return points, inst.scores[1:]
+    config = AnalyzeConfig(method=method, report=False)
+    if raw_threshold is None:
+        return config
+    calibration = model_calibration(method)
+    if calibration:
+        return dataclasses.replace(config, min_confidence=float(confidence([raw_threshold], calibration)[0]))
+    return dataclasses.replace(config, instances=dataclasses.replace(
+        default_instance_config(method), head_threshold=raw_threshold))
 
 
-def score(sets, method, scale, *, head_threshold=None, collect=False):
+def detect(image: np.ndarray, pixel_um: float, config):
+    """Spines ``analyze`` finds in a 2D image: (K, 2) head positions in pixels, raw detection
+    scores (NaN for methods without) and types."""
+    import spinequant as sq
+    from spinequant.pipeline.analyze import model_calibration
+    from spinequant.segment.neural.calibration import score_for
+
+    spines = sq.analyze(image, spacing=(pixel_um, pixel_um), config=config).spines
+    points = spines[["head_y_um", "head_x_um"]].to_numpy(float) / pixel_um
+    calibration = model_calibration(config.method)
+    raw = spines["confidence"].to_numpy(float)
+    if calibration:
+        raw = np.array([score_for(c, calibration) for c in raw])
+    return points, raw, spines["type"].to_numpy()
+
+
+def score(sets, method, scale, *, raw_threshold=None, collect=False):
+    config = run_config(method, raw_threshold)
     rows, samples = [], []
     for set_name, images in sets.items():
-        tp = n_pred = n_true = 0
+        tp = tp_type = n_pred = n_true = 0
         t = time.perf_counter()
         for im in images:
-            stated = im.pixel_um * scale
-            pts, scores = detect(im.image, stated, method, head_threshold=head_threshold)
+            pts, raw, types = detect(im.image, im.pixel_um * scale, config)
             r = match_points(np.column_stack([np.zeros(len(pts)), pts * im.pixel_um]),
                              np.column_stack([np.zeros(len(im.heads_px)), im.heads_px * im.pixel_um]),
                              max_distance_um=MATCH_UM)
             tp, n_pred, n_true = tp + r["tp"], n_pred + r["n_pred"], n_true + r["n_true"]
+            pairs = r["pairs"]
+            if im.types is not None and len(pairs):
+                truth = np.array(TYPE_NAMES)[im.types[pairs["true_index"].to_numpy()]]
+                tp_type += int((types[pairs["pred_index"].to_numpy()] == truth).sum())
             if collect:
                 hit = np.zeros(len(pts), bool)
-                hit[r["pairs"]["pred_index"].to_numpy()] = True
-                samples.append(pd.DataFrame({"set": set_name, "image": im.name, "score": scores,
-                                             "hit": hit, "n_true": len(im.heads_px)}))
-        p = tp / n_pred if n_pred else float("nan")
-        rc = tp / n_true if n_true else float("nan")
-        rows.append({"set": set_name, "method": method, "pixel_size": f"{scale:.2f}x",
-                     "images": len(images), "true": n_true, "found": n_pred, "precision": p,
-                     "recall": rc, "f1": 2 * tp / (n_pred + n_true) if n_pred + n_true else 1.0,
-                     "s_per_image": (time.perf_counter() - t) / len(images)})
+                hit[pairs["pred_index"].to_numpy()] = True
+                samples.append(pd.DataFrame({"set": set_name, "image": im.name, "score": raw, "hit": hit,
+                                             "n_true": len(im.heads_px)}))
+        row = {"set": set_name, "method": method, "pixel_size": f"{scale:.2f}x", "images": len(images),
+               "true": n_true, "found": n_pred, **_prf(tp, n_pred, n_true)}
+        if images and images[0].types is not None:
+            row["f1_with_type"] = _prf(tp_type, n_pred, n_true)["f1"]
+        row["s_per_image"] = (time.perf_counter() - t) / len(images)
+        rows.append(row)
     return rows, (pd.concat(samples, ignore_index=True) if samples else None)
+
+
+def _prf(tp, n_pred, n_true) -> dict:
+    return {"precision": tp / n_pred if n_pred else float("nan"),
+            "recall": tp / n_true if n_true else float("nan"),
+            "f1": 2 * tp / (n_pred + n_true) if n_pred + n_true else 1.0}
+
+
+def calibrate(sets, method: str, *, out_card: str | None, floor: float = 0.05) -> dict:
+    """Fit the confidence calibration of a point-head model on every candidate it finds
+    (head-map peaks down to ``floor``); ECE by two-fold cross-fitting over images; the
+    minimum confidence that maximises F1 on all sets together."""
+    from spinequant.segment.neural.calibration import confidence, expected_calibration_error, fit_platt
+
+    _, found = score(sets, method, 1.0, raw_threshold=floor, collect=True)
+    names = sorted(found["image"].unique())
+    fold = found["image"].map({n: i % 2 for i, n in enumerate(names)})
+    probs = np.zeros(len(found))
+    for k in (0, 1):
+        params = fit_platt(found["score"][fold != k], found["hit"][fold != k])
+        probs[(fold == k).to_numpy()] = confidence(found["score"][fold == k], params)
+    result = {}
+    for set_name in list(sets) + ["all"]:
+        sel = np.ones(len(found), bool) if set_name == "all" else (found["set"] == set_name).to_numpy()
+        ece, table = expected_calibration_error(probs[sel], found["hit"].to_numpy()[sel])
+        result[set_name] = {"ece_cross_fitted": ece, "detections": int(sel.sum()), "reliability": table.tolist()}
+    params = fit_platt(found["score"], found["hit"])
+    conf = confidence(found["score"], params)
+    n_true = sum(len(im.heads_px) for images in sets.values() for im in images)
+    grid = np.round(np.arange(0.05, 0.96, 0.05), 2)
+    f1 = [2 * found["hit"][conf >= g].sum() / ((conf >= g).sum() + n_true) for g in grid]
+    best = float(grid[int(np.argmax(f1))])
+    calibration = {**params, "min_confidence": best,
+                   "fitted_on": f"benchmarks/real2d.py --calibrate: {len(found)} candidate spines "
+                                f"(head-map peaks >= {floor}) on {', '.join(sets)} validation images",
+                   "ece_cross_fitted": {k: round(v["ece_cross_fitted"], 4) for k, v in result.items()},
+                   "f1_at_min_confidence": round(float(max(f1)), 4)}
+    result["calibration"] = calibration
+    result["f1_by_min_confidence"] = dict(zip(grid.tolist(), np.round(f1, 4).tolist()))
+    if out_card:
+        from spinequant.segment.neural.card import load_model, save_model
+
+        net, card = load_model(out_card)
+        save_model(net, dataclasses.replace(card, calibration=calibration), Path(out_card).with_suffix(""))
+    _reliability_plot(probs, found["hit"].to_numpy(), found["set"].to_numpy(), RESULTS / "real2d_reliability.png")
+    return result
+
+
+def _reliability_plot(probs, hits, set_names, path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from spinequant.segment.neural.calibration import expected_calibration_error
+
+    fig, ax = plt.subplots(figsize=(4.2, 4.2))
+    ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--")
+    for name in np.unique(set_names):
+        sel = set_names == name
+        ece, table = expected_calibration_error(probs[sel], hits[sel])
+        ax.plot(table[:, 1], table[:, 2], marker="o", label=f"{name} (ECE {ece:.3f}, n={sel.sum()})")
+    ax.set_xlabel("confidence (cross-fitted)")
+    ax.set_ylabel("fraction a human marked")
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
 
 
 def main() -> None:
@@ -142,8 +213,15 @@ def main() -> None:
     ap.add_argument("--sets", nargs="+", default=["dendritic2", "spine_types"])
     ap.add_argument("--scales", type=float, nargs="+", default=list(SCALES))
     ap.add_argument("--out", default=str(RESULTS / "real2d.md"))
+    ap.add_argument("--calibrate", metavar="MODEL_JSON", default=None,
+                    help="fit the confidence calibration of this point-head model (card path) first "
+                         "and write it into the card")
     args = ap.parse_args()
     sets = {name: load_set(name) for name in args.sets}
+    if args.calibrate:
+        result = calibrate(sets, args.calibrate, out_card=args.calibrate)
+        (RESULTS / "real2d_calibration.json").write_text(json.dumps(result, indent=1))
+        print(json.dumps({k: v for k, v in result.items() if k != "reliability"}, indent=1, default=str)[:3000])
     rows = []
     for method in args.methods:
         for scale in args.scales:

@@ -27,6 +27,10 @@ def register(sub) -> None:
                         "installed and the model has an ONNX export, else PyTorch")
     p.add_argument("--config", default=None, metavar="RUN_JSON",
                    help="repeat the settings of an earlier run (its run.json)")
+    p.add_argument("--min-confidence", type=float, default=None, metavar="P",
+                   help="networks that score spines (lean2d_real): keep spines a human would mark "
+                        "with at least this probability (default: the model's, chosen by F1 on real "
+                        "validation images; recorded in run.json)")
     p.add_argument("--no-meshes", action="store_true", help="skip mesh export")
     p.add_argument("--no-roi", action="store_true", help="skip the ImageJ ROI set")
     p.add_argument("--force", action="store_true", help="re-run stacks whose results are complete")
@@ -56,6 +60,8 @@ def _config(args):
         changes["method"] = args.method
     if args.engine:
         changes["engine"] = args.engine
+    if args.min_confidence is not None:
+        changes["min_confidence"] = args.min_confidence
     if args.no_meshes:
         changes["export_meshes"] = False
     if args.no_roi:

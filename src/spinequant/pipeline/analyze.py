@@ -42,6 +42,10 @@ class AnalyzeConfig:
     export_meshes, export_roi, export_zarr : optional exports (meshes and ROI sets can be
         large for big stacks).
     report : write ``report.html`` and figures.
+    min_confidence : networks with a point head only: keep the spines whose calibrated
+        confidence (the probability that a human would mark them, column ``confidence``) is
+        at least this. ``None`` takes the model's default, chosen by F1 on real validation
+        images (its card); the run records the value used.
     """
 
     method: str = DEFAULT_METHOD
@@ -53,6 +57,7 @@ class AnalyzeConfig:
     export_roi: bool = True
     export_zarr: bool = True
     report: bool = True
+    min_confidence: float | None = None
 
     @classmethod
     def from_dict(cls, values: dict | None) -> "AnalyzeConfig":
@@ -129,9 +134,34 @@ def default_instance_config(method: str) -> InstanceConfig:
 def resolve_config(config: AnalyzeConfig | None) -> AnalyzeConfig:
     """``config`` with every method-dependent default filled in (what a run records)."""
     config = config or AnalyzeConfig()
-    if config.instances is None:
-        config = replace(config, instances=default_instance_config(config.method))
-    return config
+    if config.min_confidence is not None and not 0 < config.min_confidence < 1:
+        raise InputError(
+            f"The minimum confidence is {config.min_confidence}; it is a probability, so it must "
+            f"lie between 0 and 1 (e.g. --min-confidence 0.5).")
+    instances = config.instances or default_instance_config(config.method)
+    calibration = model_calibration(config.method)
+    if calibration is not None:
+        from ..segment.neural.calibration import score_for
+
+        min_confidence = config.min_confidence
+        if min_confidence is None:
+            min_confidence = calibration["min_confidence"]
+        instances = replace(instances, head_threshold=round(score_for(min_confidence, calibration), 4))
+        config = replace(config, min_confidence=min_confidence)
+    elif config.min_confidence is not None and has_point_head(config.method) is False:
+        raise InputError(
+            f"--min-confidence needs a network that scores each spine (a point-head model such "
+            f"as lean2d_real); '{config.method}' does not. Leave the option out.")
+    return replace(config, instances=instances)
+
+
+def model_calibration(method: str) -> dict | None:
+    """The detection-confidence calibration of a point-head network (None otherwise)."""
+    if not has_point_head(method):
+        return None
+    from ..segment.neural.card import read_card
+
+    return read_card(method).calibration or None
 
 
 def analyze(image, *, spacing=None, config: AnalyzeConfig | None = None,
@@ -200,6 +230,7 @@ def analyze(image, *, spacing=None, config: AnalyzeConfig | None = None,
                                   config=config.morphology, skeleton=skeleton)
     centrelines = dendrite_centrelines(inst.dendrite_labels, spacing, config=config.morphology,
                                        skeleton=skeleton)
+    spines.insert(1, "confidence", _spine_confidence(spines["id"], inst.scores, config.method))
     timings["measure"] = time.perf_counter() - t
     return AnalysisResult(
         image=image, spacing=spacing, dendrite_prob=dend_prob, spine_prob=spine_prob,
@@ -207,6 +238,15 @@ def analyze(image, *, spacing=None, config: AnalyzeConfig | None = None,
         dendrites=dendrites, centrelines=centrelines, config=config, timings=timings,
         diagnostics={"segment": seg_diag},
     )
+
+
+def _spine_confidence(ids, scores, method) -> np.ndarray:
+    """Calibrated detection confidence per spine id; NaN for methods that do not score spines."""
+    if scores is None:
+        return np.full(len(ids), np.nan)
+    from ..segment.neural.calibration import confidence
+
+    return confidence(scores[np.asarray(ids, int)], model_calibration(method))
 
 
 #: What the io readers note on a single plane whose z step they filled in (no file records

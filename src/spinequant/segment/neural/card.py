@@ -45,6 +45,9 @@ class ModelCard:
     sha256: str = ""
     spinequant_version: str = ""
     onnx: dict[str, Any] = field(default_factory=dict)   # see onnx_runtime.export_onnx
+    # Point-head models: Platt parameters of the detection confidence, the default minimum
+    # confidence and how both were measured (see calibration.py, benchmarks/real2d.py).
+    calibration: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

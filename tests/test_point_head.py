@@ -1,0 +1,186 @@
+"""Point head: head-centre targets, partly annotated training data, spine objects seeded at
+head-map peaks, calibrated confidence, and the pipeline around them."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from spinequant.cli import main
+from spinequant.instances import InstanceConfig, spine_instances
+from spinequant.instances.heads import head_peaks
+from spinequant.pipeline.analyze import AnalyzeConfig, analyze, resolve_config
+from spinequant.segment.neural import ModelCard, build, save_model
+from spinequant.segment.neural.architectures import architecture, n_outputs
+from spinequant.segment.neural.calibration import (confidence, expected_calibration_error, fit_platt,
+                                                   score_for)
+from spinequant.segment.neural.data import UNLABELLED, TrainingSample, head_heatmap
+from spinequant.segment.neural.losses import points_loss
+from spinequant.segment.neural.train import TrainConfig, train
+from spinequant.segment.neural.yolo_data import yolo_training_sample
+
+
+def test_point_head_network_returns_three_maps():
+    spec = architecture("lean2d_points")
+    net = build(spec).eval()
+    with torch.no_grad():
+        out = net(torch.zeros(2, 3, 64, 64))
+    assert n_outputs(spec) == 3 and out.shape == (2, 3, 64, 64)
+    assert n_outputs("lean2d") == 2
+
+
+def test_head_heatmap_is_a_gaussian_in_micrometres():
+    heat = head_heatmap((3, 21, 21), [[1, 10, 10]], (0.5, 0.1, 0.1), sigma_um=(0.5, 0.25, 0.25))
+    assert heat[1, 10, 10] == pytest.approx(1.0)
+    # 0.25 µm (one sigma) away in x is exp(-1/2); one plane (0.5 µm = one sigma) away in z too
+    assert heat[1, 10, 12] == pytest.approx(np.exp(-0.5 * (0.2 / 0.25) ** 2), rel=1e-5)
+    assert heat[0, 10, 10] == pytest.approx(np.exp(-0.5), rel=1e-5)
+    assert heat[1, 0, 0] < 1e-6
+
+
+def test_points_loss_ignores_unlabelled_pixels_and_unknown_heads():
+    logits = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    target = torch.zeros(2, 2, 16, 16)
+    target[:, 0] = UNLABELLED                      # no mask annotated anywhere
+    target[:, 1] = float("nan")                    # no heads annotated either
+    assert float(points_loss(logits, target)) == pytest.approx(0.0, abs=1e-5)
+    # changing the logits where nothing is known changes nothing; a known head map does
+    target[0, 1] = 0.0
+    target[0, 1, 8, 8] = 1.0
+    assert float(points_loss(logits, target)) > 0.1
+
+
+def test_yolo_boxes_become_head_points_and_polygons_masks(tmp_path):
+    image = np.zeros((40, 40), np.uint8)
+    image[18:22, :] = 200                                          # shaft
+    image[8:18, 9:12] = 150                                        # a spine above it
+    boxes = tmp_path / "boxes.txt"
+    boxes.write_text("0 0.2625 0.2625 0.05 0.05\n")                 # centre at pixel (10, 10)
+    sample, classes = yolo_training_sample(image, boxes, pixel_size_um=0.1)
+    assert classes.tolist() == [0] and np.allclose(sample.heads, [[0, 10, 10]])
+    assert (sample.semantic == UNLABELLED).all() and sample.spacing[1:] == (0.1, 0.1)
+    # a polygon around the spine: spine mask, the rest of the signal is dendrite, head at its far end
+    poly = tmp_path / "poly.txt"
+    poly.write_text("3 " + " ".join(f"{x / 40} {y / 40}" for x, y in
+                                    [(9, 8), (12, 8), (12, 18), (9, 18)]) + "\n")
+    sample, classes = yolo_training_sample(image, poly, pixel_size_um=0.1)
+    assert classes.tolist() == [3]
+    sem = sample.semantic[0]
+    assert sem[12, 10] == 2 and sem[20, 30] == 1 and sem[2, 2] == 0
+    z, y, x = sample.heads[0]
+    assert y < 12 and 9 <= x <= 11                                 # the end away from the shaft
+
+
+def _maps_with_two_heads():
+    spine = np.zeros((1, 60, 60), np.float32)
+    spine[0, 10:20, 10:14] = 0.8            # spine 1 with its head at the top
+    spine[0, 40:44, 40:50] = 0.6            # a shaft fragment the head map never marks
+    heads = head_heatmap(spine.shape, [[0, 11, 12], [0, 45, 20]], (0.5, 0.1, 0.1),
+                         sigma_um=(0.75, 0.2, 0.2))
+    heads[0, 35:, :] *= 0.5                 # the second head: peak 0.5, no spine map around it
+    return spine, heads
+
+
+def test_heads_seed_spine_objects_and_fragments_without_a_head_are_not_spines():
+    spine, heads = _maps_with_two_heads()
+    peaks, values = head_peaks(heads, (0.5, 0.1, 0.1), threshold=0.3, min_distance_um=0.4)
+    assert peaks[:, 1:].tolist() == [[11, 12], [45, 20]] and values[0] > values[1]
+    cfg = InstanceConfig(method="heads", threshold=0.1, head_threshold=0.3, min_volume_um3=0.001,
+                         noise_rule=False)
+    result = spine_instances(spine, None, spacing=(0.5, 0.1, 0.1), config=cfg, head_prob=heads)
+    labels = result.spine_labels[0]
+    assert result.n_spines == 2
+    assert labels[15, 12] > 0                                       # outlined by the spine map
+    assert labels[42, 45] == 0                                      # fragment: no head, no spine
+    assert labels[45, 20] > 0                                       # head with an invisible neck
+    assert result.scores[labels[11, 12]] == pytest.approx(1.0, abs=1e-3)
+    assert result.scores[labels[45, 20]] == pytest.approx(0.5, abs=1e-3)
+    # a higher threshold keeps only the strong head
+    strict = spine_instances(spine, None, spacing=(0.5, 0.1, 0.1), head_prob=heads,
+                             config=dataclasses.replace(cfg, head_threshold=0.7))
+    assert strict.n_spines == 1
+    with pytest.raises(Exception, match="spine-head map"):
+        spine_instances(spine, None, spacing=(0.5, 0.1, 0.1), config=cfg)
+
+
+def test_two_touching_spines_are_split_between_their_heads():
+    spine = np.zeros((40, 40), np.float32)
+    spine[10:30, 10:14] = 0.9                               # one region ...
+    heads = head_heatmap((1, 40, 40), [[0, 12, 12], [0, 27, 12]], (0.5, 0.1, 0.1),
+                         sigma_um=(0.75, 0.2, 0.2))[0]      # ... with two heads (2D maps)
+    cfg = InstanceConfig(method="heads", threshold=0.1, min_volume_um3=0.0001, noise_rule=False)
+    labels = spine_instances(spine, None, spacing=(0.1, 0.1), config=cfg, head_prob=heads).spine_labels
+    assert labels.max() == 2 and labels[12, 12] != labels[27, 12]
+
+
+def test_platt_calibration_recovers_a_known_relation_and_inverts():
+    rng = np.random.default_rng(0)
+    scores = rng.uniform(0.02, 0.98, 20000)
+    truth = confidence(scores, {"a": 2.0, "b": -1.0})
+    hits = rng.random(scores.size) < truth
+    params = fit_platt(scores, hits)
+    assert params["a"] == pytest.approx(2.0, abs=0.1) and params["b"] == pytest.approx(-1.0, abs=0.1)
+    ece, table = expected_calibration_error(confidence(scores, params), hits)
+    assert ece < 0.02 and table[:, 3].sum() == scores.size
+    assert ece < expected_calibration_error(scores, hits)[0]     # raw scores are off
+    assert score_for(0.5, params) == pytest.approx(
+        float(np.clip(scores, 0, 1)[np.argmin(np.abs(confidence(scores, params) - 0.5))]), abs=0.01)
+
+
+@pytest.fixture
+def point_model(tmp_path):
+    torch.manual_seed(0)
+    spec = architecture("lean2d_points")
+    net = build(spec).eval()
+    card = ModelCard(name="tiny-points", architecture=spec, voxel_size_um=(0.5, 0.1, 0.1), tile_size=64,
+                     calibration={"method": "platt", "a": 1.0, "b": 0.0, "min_confidence": 0.4})
+    save_model(net, card, tmp_path / "points")
+    return tmp_path / "points.json"
+
+
+def test_analyze_with_a_point_head_model_reports_confidence(point_model):
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (48, 48)).astype(np.uint8)
+    config = resolve_config(AnalyzeConfig(method=str(point_model), report=False))
+    assert config.min_confidence == 0.4 and config.instances.method == "heads"
+    assert config.instances.head_threshold == pytest.approx(0.4)   # identity calibration
+    result = analyze(image, spacing=(0.1, 0.1), config=AnalyzeConfig(method=str(point_model),
+                                                                      min_confidence=0.2))
+    assert "confidence" in result.spines
+    assert (result.spines["confidence"] >= 0.2 - 1e-6).all()
+    with pytest.raises(Exception, match="between 0 and 1"):
+        resolve_config(AnalyzeConfig(method=str(point_model), min_confidence=1.5))
+
+
+def test_cli_min_confidence_is_recorded_and_refused_for_methods_without_scores(tmp_path, point_model, capsys):
+    import tifffile
+
+    image = np.random.default_rng(1).integers(0, 255, (48, 48)).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "plane.tif", image)
+    out = tmp_path / "r"
+    code = main(["analyze", str(tmp_path / "plane.tif"), "--voxel-size", "0.1", "0.1", "--out", str(out),
+                 "--method", str(point_model), "--min-confidence", "0.3", "--quiet", "--no-meshes"])
+    assert code == 0
+    assert json.loads((out / "run.json").read_text())["config"]["min_confidence"] == 0.3
+    code = main(["analyze", str(tmp_path / "plane.tif"), "--voxel-size", "0.1", "0.1", "--out",
+                 str(tmp_path / "c"), "--method", "classical", "--min-confidence", "0.3", "--quiet"])
+    assert code == 2 and "scores each spine" in capsys.readouterr().err
+
+
+def test_training_on_points_only_and_outline_samples_runs(tmp_path):
+    rng = np.random.default_rng(0)
+    img = rng.normal(10, 2, (1, 64, 64)).astype(np.float32)
+    img[0, 30:34, :] += 50
+    points = TrainingSample(img, np.full(img.shape, UNLABELLED, np.uint8), (0.5, 0.1, 0.1), "points",
+                            heads=[[0, 20, 20]])
+    sem = np.zeros(img.shape, np.uint8)
+    sem[0, 30:34, :] = 1
+    sem[0, 22:30, 40:43] = 2
+    masks = TrainingSample(img, sem, (0.5, 0.1, 0.1), "masks", heads=[[0, 23, 41]])
+    config = TrainConfig(architecture="lean2d_points", tile_size=32, batch_size=2, steps_per_epoch=2,
+                         epochs=1, val_patches=2, num_threads=1)
+    net, card = train([points, masks], out_dir=tmp_path / "m", config=config, val_samples=[masks],
+                      progress=False)
+    assert card.architecture["point_head"] and np.isfinite(card.validation["val_loss"])
