@@ -26,8 +26,8 @@ from _table import markdown
 
 from spinequant.evaluate.detection import match_spine_objects
 from spinequant.instances import spine_instances
-from spinequant.pipeline.analyze import default_instance_config
-from spinequant.segment import semantic_maps
+from spinequant.pipeline.analyze import AnalyzeConfig, resolve_config
+from spinequant.segment import segment_maps
 from spinequant.synth import PRESETS, make_phantom
 
 RESULTS = Path(__file__).parent / "results"
@@ -41,8 +41,10 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 
 def evaluate_one(phantom, method: str) -> dict:
     t = time.perf_counter()
-    dend, spine, _ = semantic_maps(phantom.image, spacing=phantom.spacing, method=method)
-    inst = spine_instances(spine, dend, spacing=phantom.spacing, config=default_instance_config(method))
+    maps = segment_maps(phantom.image, spacing=phantom.spacing, method=method)
+    dend, spine = maps.dendrite, maps.spine
+    config = resolve_config(AnalyzeConfig(method=method)).instances   # what analyze uses
+    inst = spine_instances(spine, dend, spacing=phantom.spacing, config=config, head_prob=maps.heads)
     seconds = time.perf_counter() - t
     det = match_spine_objects(inst.spine_labels, phantom.spine_labels, spacing=phantom.spacing)
     return {
