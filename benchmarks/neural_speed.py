@@ -29,7 +29,7 @@ import torch
 from spinequant.segment.neural import ModelCard, available_models, build, predict, save_model
 from spinequant.segment.neural.architectures import PRESETS, architecture
 
-NETS = ["deepd3_32", "deepd3_16", "deepd3_8", "lean2d"]
+NETS = ["deepd3_32", "deepd3_16", "deepd3_8", "lean2d", "lean2d_points"]
 
 
 def tiles_per_second(name: str, *, seconds: float, batch: int = 16) -> tuple[float, bool]:

@@ -164,6 +164,8 @@ def test_cli_min_confidence_is_recorded_and_refused_for_methods_without_scores(t
                  "--method", str(point_model), "--min-confidence", "0.3", "--quiet", "--no-meshes"])
     assert code == 0
     assert json.loads((out / "run.json").read_text())["config"]["min_confidence"] == 0.3
+    report = (out / "report.html").read_text()
+    assert "spines below 0.3 were left out" in report
     code = main(["analyze", str(tmp_path / "plane.tif"), "--voxel-size", "0.1", "0.1", "--out",
                  str(tmp_path / "c"), "--method", "classical", "--min-confidence", "0.3", "--quiet"])
     assert code == 2 and "scores each spine" in capsys.readouterr().err

@@ -79,10 +79,13 @@ def overlay_projection(image, spine_labels, dendrite_labels, spines: pd.DataFram
 
 
 def histograms(spines: pd.DataFrame):
-    """Histograms of volume (area for a 2D image), length and head diameter, stacked by type."""
+    """Histograms of volume (area for a 2D image), length, head diameter and, for networks that
+    score their spines, the detection confidence; stacked by type."""
     size = (("area_um2", "area (µm²)") if "area_um2" in spines else ("volume_um3", "volume (µm³)"))
     columns = [size, ("length_um", "length (µm)"), ("head_diameter_um", "head diameter (µm)")]
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    if "confidence" in spines and spines["confidence"].notna().any():
+        columns.append(("confidence", "confidence (probability a human marks it)"))
+    fig, axes = plt.subplots(1, len(columns), figsize=(4 * len(columns), 3.2))
     for ax, (col, label) in zip(axes, columns):
         if col not in spines or spines[col].dropna().empty:
             ax.text(0.5, 0.5, "no spines", ha="center", va="center", transform=ax.transAxes)

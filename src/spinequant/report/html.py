@@ -55,14 +55,20 @@ def write_report(out_dir, result, *, source: dict | None = None) -> Path:
         f"<p><b>{len(spines)} spines</b> on {len(result.dendrites)} dendrite(s). {legend}. "
         f"Dendrite outline in yellow; numbers are spine ids (rows of spines.csv).</p>",
     ]
+    if result.config.min_confidence is not None:
+        body.append(
+            f"<p><b>Confidence:</b> each spine's probability that a human would mark it (column "
+            f"<code>confidence</code>, calibrated on annotated real images); spines below "
+            f"{result.config.min_confidence:g} were left out (--min-confidence).</p>")
     for name, title in FIGURES.items():
         b64 = base64.b64encode(images[name]).decode()
         body.append(f"<h2>{title}</h2><img src=\"data:image/png;base64,{b64}\" alt=\"{name}\">")
     if len(result.dendrites):
         body.append("<h2>Dendrites</h2>" + result.dendrites.to_html(index=False, float_format="%.3g"))
     if len(spines):
-        cols = [c for c in ("id", "dendrite_id", "type", "volume_um3", "area_um2", "length_um", "head_diameter_um",
-                            "neck_length_um", "neck_min_diameter_um", "position_um", "type_rule") if c in spines]
+        cols = [c for c in ("id", "dendrite_id", "confidence", "type", "volume_um3", "area_um2", "length_um", "head_diameter_um",
+                            "neck_length_um", "neck_min_diameter_um", "position_um", "type_rule")
+                if c in spines and spines[c].notna().any()]
         body.append("<h2>Spines</h2>" + spines[cols].to_html(index=False, float_format="%.3g"))
     timings = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
     body.append(f"<h2>Run</h2><p>Stage times: {timings}</p>")
