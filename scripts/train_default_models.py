@@ -27,8 +27,9 @@ TRAIN_SEEDS = range(100, 10_000)
 VAL_SEED, TEST_SEED = 20_000, 30_000
 
 
-def randomised_phantom(preset: str, seed: int) -> TrainingSample:
-    """A phantom whose voxel size, SNR, haze and spine density vary around the preset's."""
+def randomised_phantom(preset: str, seed: int, overrides: dict | None = None) -> TrainingSample:
+    """A phantom whose voxel size, SNR, haze and spine density vary around the preset's
+    (``overrides``: further phantom settings, e.g. realism features switched on)."""
     rng = np.random.default_rng(seed)
     base = PRESETS[preset]
     z, y, x = base.spacing
@@ -37,7 +38,7 @@ def randomised_phantom(preset: str, seed: int) -> TrainingSample:
     shape = (base.shape[0], *[int(round(n * y / xy)) for n in base.shape[1:]])
     ph = make_phantom(preset, seed=seed, shape=shape, spacing=spacing,
                       snr=base.imaging.snr * float(np.exp(rng.uniform(np.log(0.4), np.log(1.5)))),
-                      haze=base.distractors.haze * float(rng.uniform(0.0, 3.0)))
+                      haze=base.distractors.haze * float(rng.uniform(0.0, 3.0)), **(overrides or {}))
     heads = ph.spines[["head_z_um", "head_y_um", "head_x_um"]].to_numpy() / np.asarray(ph.spacing)
     return TrainingSample(np.asarray(ph.image), np.asarray(ph.semantic), tuple(ph.spacing), f"{preset}-{seed}",
                           heads=heads)

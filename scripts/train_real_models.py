@@ -80,8 +80,19 @@ def spine_types(split: str, weight=1.0) -> list[TrainingSample]:
     return out
 
 
-def phantom_sample(preset: str, seed: int, weight=1.0) -> TrainingSample:
-    return dataclasses.replace(randomised_phantom(preset, seed), weight=weight)
+def phantom_sample(preset: str, seed: int, weight=1.0, overrides=None) -> TrainingSample:
+    return dataclasses.replace(randomised_phantom(preset, seed, overrides), weight=weight)
+
+
+def parse_overrides(items) -> dict:
+    """KEY=VALUE phantom settings; values are Python literals (numbers, tuples, booleans)."""
+    import ast
+
+    out = {}
+    for item in items or []:
+        key, _, value = item.partition("=")
+        out[key] = ast.literal_eval(value)
+    return out
 
 
 def warm_start(out: Path, arch: str) -> Path:
@@ -112,6 +123,9 @@ def main() -> None:
                     metavar=("DENDRITIC2", "SPINE_TYPES", "PHANTOMS"), help="share of patches per source")
     ap.add_argument("--scale-jitter", type=float, default=1.4,
                     help="pixel size x U(1/j, j): robustness to a misstated pixel size")
+    ap.add_argument("--phantom-set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="phantom settings for the training phantoms, e.g. varicosity_density_per_um=(0,0.25)")
+    ap.add_argument("--init", default=None, help="start from this point-head model (default: lean2d's weights)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", default="work/models")
     ap.add_argument("--no-install", action="store_true")
@@ -122,26 +136,30 @@ def main() -> None:
     distinct = set((REAL2D / "dendritic2" / "valid_distinct.txt").read_text().split())
     d2 = dendritic2("train")
     st = spine_types("train")
-    ph = [phantom_sample(p, seed) for p in PRESETS for seed in range(100, 100 + args.per_preset)]
+    overrides = parse_overrides(args.phantom_set)
+    ph = [phantom_sample(p, seed, overrides=overrides) for p in PRESETS
+          for seed in range(100, 100 + args.per_preset)]
     for group, share in zip((d2, st, ph), args.share):
         for s in group:
             s.weight = share / len(group)
     d2_val_names = sorted(n.name for n in (REAL2D / "dendritic2" / "valid" / "images").glob("*.jpg")
                           if n.name not in distinct)[::8]
-    val = dendritic2("valid", names=set(d2_val_names)) + [phantom_sample(p, VAL_SEED) for p in PRESETS]
+    val = dendritic2("valid", names=set(d2_val_names)) + [phantom_sample(p, VAL_SEED, overrides=overrides)
+                                                          for p in PRESETS]
     print(f"{len(d2)} dendritic2, {len(st)} spine_types, {len(ph)} phantoms; {len(val)} validation "
           f"samples; loaded in {time.perf_counter() - t:.0f} s", flush=True)
-    init = warm_start(Path(args.work) / f"{args.name}-init", args.architecture)
+    init = args.init or warm_start(Path(args.work) / f"{args.name}-init", args.architecture)
     config = TrainConfig(architecture=args.architecture, tile_size=128, batch_size=args.batch,
                          steps_per_epoch=args.steps, epochs=args.epochs, learning_rate=args.lr,
                          lr_constant_epochs=args.epochs // 2, lr_decay=0.05, loss="points",
                          patience=args.epochs, val_patches=64, num_threads=args.threads,
                          max_minutes=args.minutes, seed=0,
                          augment=dataclasses.replace(AugmentConfig(), scale_jitter=args.scale_jitter))
-    description = (f"warm-started from lean2d; {len(d2)} real two-photon projections with spine-head points "
+    description = (f"warm-started from {args.init or 'lean2d'}; {len(d2)} real two-photon projections with spine-head points "
                    f"(dendritic2/train, SpineDetector 'Dendritic2' v2, CC BY 4.0), {len(st)} real images with "
                    f"spine outlines (spine_types/train, Dendritic-Spine-Analyzer-YOLO11, MIT), {len(ph)} "
-                   f"domain-randomised phantoms of presets {', '.join(PRESETS)}; patch shares "
+                   f"domain-randomised phantoms of presets {', '.join(PRESETS)}"
+                   f"{' with ' + ', '.join(args.phantom_set) if args.phantom_set else ''}; patch shares "
                    f"{'/'.join(str(s) for s in args.share)} (scripts/train_real_models.py)")
     train(d2 + st + ph, out_dir=out, config=config, init=init, val_samples=val, description=description)
     net, card = load_model(out / "model.json")
