@@ -186,3 +186,22 @@ def test_training_on_points_only_and_outline_samples_runs(tmp_path):
     net, card = train([points, masks], out_dir=tmp_path / "m", config=config, val_samples=[masks],
                       progress=False)
     assert card.architecture["point_head"] and np.isfinite(card.validation["val_loss"])
+
+
+def test_implausible_pixel_size_is_reported(tmp_path, capsys):
+    import tifffile
+
+    from spinequant.synth import make_phantom
+
+    ph = make_phantom("two_photon", seed=3, shape=(16, 192, 192))
+    plane = ph.image.max(axis=0)
+    tifffile.imwrite(tmp_path / "plane.tif", plane)
+    right = main(["analyze", str(tmp_path / "plane.tif"), "--voxel-size", "0.094", "0.094", "--out",
+                  str(tmp_path / "ok"), "--method", "classical", "--no-meshes"])
+    assert right == 0 and "Warning" not in capsys.readouterr().err
+    wrong = main(["analyze", str(tmp_path / "plane.tif"), "--voxel-size", "0.0094", "0.0094", "--out",
+                  str(tmp_path / "nm"), "--method", "classical", "--no-meshes"])
+    err = capsys.readouterr().err
+    assert wrong == 0 and "No dendrite was found" in err and "0.0094 x 0.0094 µm" in err
+    run = json.loads((tmp_path / "nm" / "run.json").read_text())
+    assert run["diagnostics"]["warnings"] and "Warning" in (tmp_path / "nm" / "report.html").read_text()

@@ -100,6 +100,8 @@ def run(args) -> int:
         result = analyze_file(path, args.out, progress=bar.stage, **common)
     finally:
         bar.close()
+    for warning in result.diagnostics.get("warnings", []):
+        print(f"Warning: {warning}", file=sys.stderr)
     say(f"{len(result.spines)} spines on {len(result.dendrites)} dendrite(s); "
         f"results in {args.out}/ (open report.html)")
     return 0

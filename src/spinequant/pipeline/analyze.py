@@ -20,6 +20,7 @@ from ..segment import CLASSICAL, segment_maps
 from ..segment.classical import ClassicalConfig
 from ..stack import Stack
 from ..validate import check_image_values, check_spacing
+from .plausibility import size_warnings
 from .runinfo import RUN_FILE, array_sha256, peak_memory_mb, versions, write_run_json
 
 #: Chosen by measurement: better spine detection than the classical method on every phantom
@@ -232,11 +233,12 @@ def analyze(image, *, spacing=None, config: AnalyzeConfig | None = None,
                                        skeleton=skeleton)
     spines.insert(1, "confidence", _spine_confidence(spines["id"], inst.scores, config.method))
     timings["measure"] = time.perf_counter() - t
+    warnings = size_warnings(dendrites, spacing)
     return AnalysisResult(
         image=image, spacing=spacing, dendrite_prob=dend_prob, spine_prob=spine_prob,
         spine_labels=inst.spine_labels, dendrite_labels=inst.dendrite_labels, spines=spines,
         dendrites=dendrites, centrelines=centrelines, config=config, timings=timings,
-        diagnostics={"segment": seg_diag},
+        diagnostics={"segment": seg_diag, "warnings": warnings},
     )
 
 

@@ -55,6 +55,8 @@ def write_report(out_dir, result, *, source: dict | None = None) -> Path:
         f"<p><b>{len(spines)} spines</b> on {len(result.dendrites)} dendrite(s). {legend}. "
         f"Dendrite outline in yellow; numbers are spine ids (rows of spines.csv).</p>",
     ]
+    for warning in result.diagnostics.get("warnings", []):
+        body.append(f'<p style="color:#b00"><b>Warning:</b> {html.escape(warning)}</p>')
     if result.config.min_confidence is not None:
         body.append(
             f"<p><b>Confidence:</b> each spine's probability that a human would mark it (column "
