@@ -130,9 +130,14 @@ def main() -> None:
     card = dataclasses.replace(card, name=name, validation={**card.validation, "held_out_phantoms": results})
     save_model(net, card, out / "model")
     if not args.no_install:
-        for suffix in (".safetensors", ".json"):
-            shutil.copyfile(out / f"model{suffix}", MODELS_DIR / f"{name}{suffix}")
-        print(f"installed as {MODELS_DIR / name}.*")
+        install_model(out, name)
+
+
+def install_model(out: Path, name: str) -> None:
+    """Copy a trained model (``out/model.*``) into the package as shipped model ``name``."""
+    for suffix in (".safetensors", ".json"):
+        shutil.copyfile(out / f"model{suffix}", MODELS_DIR / f"{name}{suffix}")
+    print(f"installed as {MODELS_DIR / name}.* (next: spinequant export-onnx {name})")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -29,12 +28,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_default_models import VAL_SEED, randomised_phantom  # noqa: E402
+from train_default_models import VAL_SEED, install_model, randomised_phantom  # noqa: E402
 
 from spinequant.segment.neural import TrainConfig, load_model, save_model, train  # noqa: E402
 from spinequant.segment.neural.architectures import architecture, build  # noqa: E402
 from spinequant.segment.neural.augment import AugmentConfig  # noqa: E402
-from spinequant.segment.neural.card import MODELS_DIR, ModelCard  # noqa: E402
+from spinequant.segment.neural.card import ModelCard  # noqa: E402
 from spinequant.segment.neural.data import TrainingSample  # noqa: E402
 from spinequant.segment.neural.yolo_data import yolo_training_sample  # noqa: E402
 from spinequant.synth import PRESETS  # noqa: E402
@@ -163,12 +162,9 @@ def main() -> None:
                    f"{'/'.join(str(s) for s in args.share)} (scripts/train_real_models.py)")
     train(d2 + st + ph, out_dir=out, config=config, init=init, val_samples=val, description=description)
     net, card = load_model(out / "model.json")
-    card = dataclasses.replace(card, name=args.name)
-    save_model(net, card, out / "model")
-    if not args.no_install:
-        for suffix in (".safetensors", ".json"):
-            shutil.copyfile(out / f"model{suffix}", MODELS_DIR / f"{args.name}{suffix}")
-        print(f"installed as {MODELS_DIR / args.name}.*")
+    save_model(net, dataclasses.replace(card, name=args.name), out / "model")
+    if not args.no_install:   # then: benchmarks/real2d.py --calibrate, spinequant export-onnx
+        install_model(out, args.name)
 
 
 if __name__ == "__main__":
