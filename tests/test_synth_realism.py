@@ -84,3 +84,18 @@ def test_presets_leave_them_off_and_overrides_check_them():
         make_phantom("two_photon", shape=(8, 48, 48), varicosity_swelling=(0.8, 1.5))
     with pytest.raises(InputError, match="faint_neck_fraction"):
         make_phantom("two_photon", shape=(8, 48, 48), faint_neck_fraction=(0.5, 1.5))
+
+
+def test_shaft_texture_varies_the_fill_along_the_shaft_not_the_labels():
+    kw = dict(seed=4, shape=(16, 128, 128), spine_density_per_um=(0, 0), **QUIET)
+    plain = make_phantom("confocal", **kw)
+    textured = make_phantom("confocal", texture_amplitude=(0.3, 0.3), texture_scale_um=(1.0, 3.0), **kw)
+    # the same solid on finer cones: a few boundary voxels at most change
+    assert (plain.semantic != textured.semantic).sum() <= 0.005 * (plain.semantic > 0).sum()
+    # brightness along the centrelines: the texture adds variation on a 1-3 µm scale
+    centre = np.rint(plain.centrelines[["z", "y", "x"]].to_numpy() / plain.spacing).astype(int)
+    centre = centre[np.all((centre >= 0) & (centre < plain.image.shape), axis=1)]
+    along = [ph.image[tuple(centre.T)].astype(float) for ph in (plain, textured)]
+    assert len(centre) > 15
+    assert np.std(along[1] / along[0]) > 0.05
+    assert not np.array_equal(plain.image, textured.image)

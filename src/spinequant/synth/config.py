@@ -33,6 +33,10 @@ class ShaftConfig:
     varicosity_swelling: tuple[float, float] = (1.2, 2.0)  #: peak radius / local shaft radius
     varicosity_length_um: tuple[float, float] = (0.5, 1.5)  #: length of centreline a swelling spans
     varicosity_brightness: tuple[float, float] = (1.3, 3.0)  #: peak fill / the dendrite's fill
+    # Texture: fine multiplicative variation of the fill along a shaft (labels unchanged).
+    # Off by default; (0.0, 0.3) matches the real sample.
+    texture_amplitude: tuple[float, float] = (0.0, 0.0)  #: peak relative change, range per shaft
+    texture_scale_um: tuple[float, float] = (1.0, 3.0)  #: wavelengths of the variation
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,9 @@ SEGMENTS_PER_PIECE = 3
 MARGIN_UM = 2.0
 
 
+#: Step of the shaft cones when the shaft carries a texture (finer than its 1 µm wavelengths);
+#: the 1 µm cones are split along their own lines, so the solid and its labels stay the same.
+TEXTURE_STEP_UM = 0.25
 #: Centreline step of the cones that draw a varicosity (fine enough for a 0.5 µm swelling).
 VARICOSITY_STEP_UM = 0.1
 
@@ -118,19 +121,47 @@ def random_dendrite(rng: np.random.Generator, box_um: np.ndarray, cfg: ShaftConf
 
 
 def shaft_pieces(curve: Curve, *, rng: np.random.Generator | None = None,
-                 brightness: float = 1.0) -> list[Primitives]:
+                 brightness: float = 1.0, texture: np.random.Generator | None = None,
+                 cfg: ShaftConfig | None = None) -> list[Primitives]:
     """The shaft as round cones between points 1 µm apart, grouped in small pieces. With
     ``rng`` the fill varies smoothly along the shaft around ``brightness`` (cytosolic volume
-    and expression differ along real shafts); without, the canvas gives one brightness."""
+    and expression differ along real shafts); without, the canvas gives one brightness.
+    With ``texture`` (a generator) and ``cfg``, a finer variation of amplitude
+    ``cfg.texture_amplitude`` and wavelengths ``cfg.texture_scale_um`` multiplies the fill,
+    drawn on cones :data:`TEXTURE_STEP_UM` apart."""
+    textured = rng is not None and texture is not None and cfg is not None
     c = resample(curve, 1.0)
+    per_piece = SEGMENTS_PER_PIECE
+    if textured:  # the same cones, each split in parts along its own line: same solid
+        split = int(round(1.0 / TEXTURE_STEP_UM))
+        c = _split_cones(c, split)
+        per_piece *= split  # pieces of about 3 µm either way
     n = len(c.points) - 1
     segs = [(c.points[j], c.points[j + 1], c.radii[j], c.radii[j + 1]) for j in range(n)]
     if rng is None:
-        return [Primitives.of(segs[k:k + SEGMENTS_PER_PIECE]) for k in range(0, n, SEGMENTS_PER_PIECE)]
+        return [Primitives.of(segs[k:k + per_piece]) for k in range(0, n, per_piece)]
     b = brightness * (1 + 0.25 * smooth_profile(rng, c.arc, wavelengths=(6.0, 25.0)))
+    if textured:
+        b = b * shaft_texture(texture, c.arc, cfg)
     vals = [(b[j], b[j + 1]) for j in range(n)]
-    return [Primitives.of(segs[k:k + SEGMENTS_PER_PIECE], vals[k:k + SEGMENTS_PER_PIECE])
-            for k in range(0, n, SEGMENTS_PER_PIECE)]
+    return [Primitives.of(segs[k:k + per_piece], vals[k:k + per_piece]) for k in range(0, n, per_piece)]
+
+
+def _split_cones(c: Curve, parts: int) -> Curve:
+    """``c`` with ``parts - 1`` points inserted evenly (linearly) between neighbours."""
+    t = np.arange(parts) / parts
+    pts = c.points[:-1, None, :] + t[None, :, None] * np.diff(c.points, axis=0)[:, None, :]
+    radii = c.radii[:-1, None] + t[None, :] * np.diff(c.radii)[:, None]
+    return Curve(np.vstack([pts.reshape(-1, 3), c.points[-1:]]), np.concatenate([radii.ravel(), c.radii[-1:]]))
+
+
+def shaft_texture(rng: np.random.Generator, arc: np.ndarray, cfg: ShaftConfig) -> np.ndarray:
+    """Fill factor along a shaft: 1 plus a smooth random profile (wavelengths
+    ``cfg.texture_scale_um``) scaled so that its largest excursion is the amplitude drawn
+    from ``cfg.texture_amplitude``."""
+    amplitude = rng.uniform(*cfg.texture_amplitude)
+    profile = smooth_profile(rng, arc, wavelengths=cfg.texture_scale_um, n_modes=4)
+    return 1 + amplitude * profile / max(float(np.abs(profile).max()), 1e-12)
 
 
 def place_spines(rng: np.random.Generator, curve: Curve, box_um: np.ndarray, cfg: SpineConfig,

@@ -83,7 +83,7 @@ def make_phantom(preset: str | SynthConfig = "two_photon", *, seed: int = 0, sha
     if shape is not None:
         overrides["shape"] = shape
     config = with_overrides(config, **overrides)
-    # the fourth stream (varicosities, faint necks) leaves the other three as they were
+    # the fourth stream (varicosities, faint necks, texture) leaves the other three as they were
     # without those features, so switching them on changes nothing else in the phantom
     rng_geometry, rng_distractors, rng_noise, rng_variation = (
         np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(4))
@@ -96,7 +96,9 @@ def make_phantom(preset: str | SynthConfig = "two_photon", *, seed: int = 0, sha
     dendrites, spines, variation = _labelled_geometry(rng_geometry, rng_variation, config, box_um)
     for dend in dendrites:
         for curve in dend.shaft_curves or dend.curves:
-            for prims in shaft_pieces(curve, rng=rng_geometry, brightness=dend.brightness):
+            texture = rng_variation if config.shafts.texture_amplitude[1] > 0 else None
+            for prims in shaft_pieces(curve, rng=rng_geometry, brightness=dend.brightness,
+                                      texture=texture, cfg=config.shafts):
                 canvas.add_shaft(prims, dend.id)
         for prims in dend.swellings:
             canvas.add_shaft(prims, dend.id)
