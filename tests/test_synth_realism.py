@@ -99,3 +99,12 @@ def test_shaft_texture_varies_the_fill_along_the_shaft_not_the_labels():
     assert len(centre) > 15
     assert np.std(along[1] / along[0]) > 0.05
     assert not np.array_equal(plain.image, textured.image)
+
+
+def test_realistic_overrides_switch_everything_on():
+    from spinequant.synth import REALISTIC
+
+    ph = make_phantom("two_photon", seed=5, shape=(16, 128, 128), **{**REALISTIC,
+                      "varicosity_density_per_um": (0.25, 0.25), "faint_neck_fraction": (0.3, 0.3)})
+    assert ph.params["n_varicosities"] > 0 and ph.params["n_faint_necks"] > 0
+    assert ph.params["config"]["shafts"]["texture_amplitude"] == REALISTIC["texture_amplitude"]
