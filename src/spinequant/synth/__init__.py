@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from .config import DistractorConfig, ImagingConfig, ShaftConfig, SpineConfig, SynthConfig, with_overrides
 from .phantom import TRUTH_COLUMNS, Phantom, make_phantom
-from .presets import PRESETS, get_preset
+from .presets import PRESETS, REALISTIC, get_preset
 from .projection import TRUTH_COLUMNS_2D, project_phantom
 from .spines import SIZE_DISTRIBUTIONS, SPINE_TYPES
 from .writer import write_phantom
 
-__all__ = ["make_phantom", "project_phantom", "write_phantom", "Phantom", "PRESETS", "get_preset", "SynthConfig",
+__all__ = ["make_phantom", "project_phantom", "write_phantom", "Phantom", "PRESETS", "REALISTIC", "get_preset", "SynthConfig",
            "ShaftConfig", "SpineConfig", "DistractorConfig", "ImagingConfig", "with_overrides",
            "TRUTH_COLUMNS", "TRUTH_COLUMNS_2D", "SPINE_TYPES", "SIZE_DISTRIBUTIONS"]

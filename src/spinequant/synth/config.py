@@ -27,6 +27,16 @@ class ShaftConfig:
     branch_probability: float = 0.3  #: chance that a shaft carries one side branch
     radius_limits_um: tuple[float, float] = (0.3, 1.5)  #: hard limits of the local radius
     brightness: tuple[float, float] = (0.75, 1.25)  #: relative fluorophore fill per dendrite
+    # Varicosities: short bright swellings of the shaft, labelled as shaft. Off by default so
+    # that the presets draw what they always drew; (0.0, 0.25) matches the real sample.
+    varicosity_density_per_um: tuple[float, float] = (0.0, 0.0)  #: swellings per µm, range per dendrite
+    varicosity_swelling: tuple[float, float] = (1.2, 2.0)  #: peak radius / local shaft radius
+    varicosity_length_um: tuple[float, float] = (0.5, 1.5)  #: length of centreline a swelling spans
+    varicosity_brightness: tuple[float, float] = (1.3, 3.0)  #: peak fill / the dendrite's fill
+    # Texture: fine multiplicative variation of the fill along a shaft (labels unchanged).
+    # Off by default; (0.0, 0.3) matches the real sample.
+    texture_amplitude: tuple[float, float] = (0.0, 0.0)  #: peak relative change, range per shaft
+    texture_scale_um: tuple[float, float] = (1.0, 3.0)  #: wavelengths of the variation
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,10 @@ class SpineConfig:
     max_tilt_deg: float = 35.0  #: largest tilt of a spine from the shaft normal
     size_scale: float = 1.0  #: scales every spine length and diameter
     brightness: tuple[float, float] = (0.9, 1.4)  #: fill relative to the parent shaft
+    # Detached-looking heads: necks filled far more weakly than their heads (labels unchanged).
+    # Off by default; (0.0, 0.3) matches the real sample.
+    faint_neck_fraction: tuple[float, float] = (0.0, 0.0)  #: range per phantom, of thin/mushroom spines
+    faint_neck_brightness: tuple[float, float] = (0.05, 0.3)  #: neck fill relative to its head
 
 
 @dataclass(frozen=True)
@@ -139,6 +153,11 @@ def check_config(config: SynthConfig) -> SynthConfig:
     for name in ("snr", "signal_adu", "attenuation_length_um", "numerical_aperture", "wavelength_um"):
         if not getattr(img, name) > 0:
             problems.append(f"{name}={getattr(img, name)} must be positive")
+    if config.shafts.varicosity_swelling[0] < 1:
+        problems.append(f"varicosity_swelling={config.shafts.varicosity_swelling} must be at least 1 "
+                        f"(a swelling is wider than the shaft)")
+    if config.spines.faint_neck_fraction[1] > 1:
+        problems.append(f"faint_neck_fraction={config.spines.faint_neck_fraction} must lie in [0, 1]")
     if not config.supersample_um > 0:
         problems.append(f"supersample_um={config.supersample_um} must be positive")
     from .spines import SPINE_TYPES  # here: spines imports the geometry helpers

@@ -19,13 +19,80 @@ SEGMENTS_PER_PIECE = 3
 MARGIN_UM = 2.0
 
 
+#: Step of the shaft cones when the shaft carries a texture (finer than its 1 µm wavelengths);
+#: the 1 µm cones are split along their own lines, so the solid and its labels stay the same.
+TEXTURE_STEP_UM = 0.25
+#: Centreline step of the cones that draw a varicosity (fine enough for a 0.5 µm swelling).
+VARICOSITY_STEP_UM = 0.1
+
+
 @dataclass
 class Dendrite:
-    """A labelled dendrite: its id, centrelines (main shaft first) and fill brightness."""
+    """A labelled dendrite: its id, centrelines (main shaft first) and fill brightness.
+
+    ``curves`` carry the true radius, swellings included; ``shaft_curves`` (when set) are the
+    same centrelines without the swellings, drawn as the plain shaft, and ``swellings`` the
+    cones that add each varicosity to it.
+    """
 
     id: int
     curves: list[Curve] = field(default_factory=list)
     brightness: float = 1.0
+    shaft_curves: list[Curve] | None = None
+    swellings: list[Primitives] = field(default_factory=list)
+
+
+def add_varicosities(rng: np.random.Generator, dend: Dendrite, cfg: ShaftConfig) -> int:
+    """Give ``dend`` varicosities: local swellings of the shaft radius that are also brighter
+    (a raised-cosine bump in radius and fill along the centreline), at a density drawn from
+    ``cfg.varicosity_density_per_um``. They belong to the shaft. Returns how many were made."""
+    density = rng.uniform(*cfg.varicosity_density_per_um)
+    base_curves, swollen, made = dend.curves, [], 0
+    for curve in base_curves:
+        arc = curve.arc
+        n = rng.poisson(density * curve.length_um)
+        bumps = [(rng.uniform(0, arc[-1]), rng.uniform(*cfg.varicosity_length_um),
+                  rng.uniform(*cfg.varicosity_swelling), rng.uniform(*cfg.varicosity_brightness))
+                 for _ in range(n)]
+        swollen.append(Curve(curve.points, curve.radii * _swelling(arc, bumps)))
+        for centre, length, widen, brighter in bumps:
+            dend.swellings.append(_varicosity_cones(curve, centre, length, widen, brighter, dend.brightness))
+        made += n
+    if made:
+        dend.shaft_curves, dend.curves = base_curves, swollen
+    return made
+
+
+def _bump(s: np.ndarray, centre: float, length: float) -> np.ndarray:
+    """Raised cosine: 1 at ``centre``, falling smoothly to 0 at ``centre ± length / 2``."""
+    x = np.clip((s - centre) / length, -0.5, 0.5)
+    return 0.5 * (1 + np.cos(2 * np.pi * x))
+
+
+def _swelling(arc: np.ndarray, bumps) -> np.ndarray:
+    """Radius factor along the curve: the largest of the swellings at each point."""
+    factor = np.ones_like(arc)
+    for centre, length, widen, _ in bumps:
+        np.maximum(factor, 1 + (widen - 1) * _bump(arc, centre, length), out=factor)
+    return factor
+
+
+def _varicosity_cones(curve: Curve, centre: float, length: float, widen: float, brighter: float,
+                      fill: float) -> Primitives:
+    """Cones along ``curve`` over the swelling, radius and fill (``fill`` times up to
+    ``brighter``) following the bump."""
+    arc = curve.arc
+    s = np.clip(np.arange(centre - length / 2, centre + length / 2 + VARICOSITY_STEP_UM / 2,
+                          VARICOSITY_STEP_UM), 0, arc[-1])
+    s = np.unique(s)
+    if len(s) < 2:
+        s = np.array([max(0.0, s[0] - VARICOSITY_STEP_UM), min(arc[-1], s[0] + VARICOSITY_STEP_UM)])
+    pts = np.stack([np.interp(s, arc, curve.points[:, k]) for k in range(3)], axis=1)
+    bump = _bump(s, centre, length)
+    radii = np.interp(s, arc, curve.radii) * (1 + (widen - 1) * bump)
+    values = fill * (1 + (brighter - 1) * bump)
+    segs = [(pts[j], pts[j + 1], radii[j], radii[j + 1]) for j in range(len(s) - 1)]
+    return Primitives.of(segs, [(values[j], values[j + 1]) for j in range(len(s) - 1)])
 
 
 def random_dendrite(rng: np.random.Generator, box_um: np.ndarray, cfg: ShaftConfig, *,
@@ -54,19 +121,47 @@ def random_dendrite(rng: np.random.Generator, box_um: np.ndarray, cfg: ShaftConf
 
 
 def shaft_pieces(curve: Curve, *, rng: np.random.Generator | None = None,
-                 brightness: float = 1.0) -> list[Primitives]:
+                 brightness: float = 1.0, texture: np.random.Generator | None = None,
+                 cfg: ShaftConfig | None = None) -> list[Primitives]:
     """The shaft as round cones between points 1 µm apart, grouped in small pieces. With
     ``rng`` the fill varies smoothly along the shaft around ``brightness`` (cytosolic volume
-    and expression differ along real shafts); without, the canvas gives one brightness."""
+    and expression differ along real shafts); without, the canvas gives one brightness.
+    With ``texture`` (a generator) and ``cfg``, a finer variation of amplitude
+    ``cfg.texture_amplitude`` and wavelengths ``cfg.texture_scale_um`` multiplies the fill,
+    drawn on cones :data:`TEXTURE_STEP_UM` apart."""
+    textured = rng is not None and texture is not None and cfg is not None
     c = resample(curve, 1.0)
+    per_piece = SEGMENTS_PER_PIECE
+    if textured:  # the same cones, each split in parts along its own line: same solid
+        split = int(round(1.0 / TEXTURE_STEP_UM))
+        c = _split_cones(c, split)
+        per_piece *= split  # pieces of about 3 µm either way
     n = len(c.points) - 1
     segs = [(c.points[j], c.points[j + 1], c.radii[j], c.radii[j + 1]) for j in range(n)]
     if rng is None:
-        return [Primitives.of(segs[k:k + SEGMENTS_PER_PIECE]) for k in range(0, n, SEGMENTS_PER_PIECE)]
+        return [Primitives.of(segs[k:k + per_piece]) for k in range(0, n, per_piece)]
     b = brightness * (1 + 0.25 * smooth_profile(rng, c.arc, wavelengths=(6.0, 25.0)))
+    if textured:
+        b = b * shaft_texture(texture, c.arc, cfg)
     vals = [(b[j], b[j + 1]) for j in range(n)]
-    return [Primitives.of(segs[k:k + SEGMENTS_PER_PIECE], vals[k:k + SEGMENTS_PER_PIECE])
-            for k in range(0, n, SEGMENTS_PER_PIECE)]
+    return [Primitives.of(segs[k:k + per_piece], vals[k:k + per_piece]) for k in range(0, n, per_piece)]
+
+
+def _split_cones(c: Curve, parts: int) -> Curve:
+    """``c`` with ``parts - 1`` points inserted evenly (linearly) between neighbours."""
+    t = np.arange(parts) / parts
+    pts = c.points[:-1, None, :] + t[None, :, None] * np.diff(c.points, axis=0)[:, None, :]
+    radii = c.radii[:-1, None] + t[None, :] * np.diff(c.radii)[:, None]
+    return Curve(np.vstack([pts.reshape(-1, 3), c.points[-1:]]), np.concatenate([radii.ravel(), c.radii[-1:]]))
+
+
+def shaft_texture(rng: np.random.Generator, arc: np.ndarray, cfg: ShaftConfig) -> np.ndarray:
+    """Fill factor along a shaft: 1 plus a smooth random profile (wavelengths
+    ``cfg.texture_scale_um``) scaled so that its largest excursion is the amplitude drawn
+    from ``cfg.texture_amplitude``."""
+    amplitude = rng.uniform(*cfg.texture_amplitude)
+    profile = smooth_profile(rng, arc, wavelengths=cfg.texture_scale_um, n_modes=4)
+    return 1 + amplitude * profile / max(float(np.abs(profile).max()), 1e-12)
 
 
 def place_spines(rng: np.random.Generator, curve: Curve, box_um: np.ndarray, cfg: SpineConfig,

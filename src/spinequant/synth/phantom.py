@@ -10,10 +10,12 @@ import pandas as pd
 from .. import __version__
 from .canvas import Canvas
 from .config import SynthConfig, with_overrides
-from .dendrites import Dendrite, centrelines_swc, place_spines, random_dendrite, shaft_pieces
+from .dendrites import (Dendrite, add_varicosities, centrelines_swc, place_spines, random_dendrite,
+                        shaft_pieces)
 from .distractors import add_axons, add_dim_dendrites, haze
 from .imaging import render
 from .presets import get_preset
+from .spines import dim_neck
 
 TRUTH_COLUMNS = ["id", "type", "dendrite_id", "base_z_um", "base_y_um", "base_x_um",
                  "head_z_um", "head_y_um", "head_x_um", "length_um", "head_diameter_um",
@@ -81,19 +83,25 @@ def make_phantom(preset: str | SynthConfig = "two_photon", *, seed: int = 0, sha
     if shape is not None:
         overrides["shape"] = shape
     config = with_overrides(config, **overrides)
-    rng_geometry, rng_distractors, rng_noise = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(3))
+    # the fourth stream (varicosities, faint necks, texture) leaves the other three as they were
+    # without those features, so switching them on changes nothing else in the phantom
+    rng_geometry, rng_distractors, rng_noise, rng_variation = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(4))
     shape, spacing = config.shape, config.spacing
     box_um = (np.asarray(shape) - 1) * np.asarray(spacing)
     img_cfg = config.imaging
     canvas = Canvas(shape, spacing, supersample_um=config.supersample_um,
                     membrane_um=img_cfg.membrane_thickness_um if img_cfg.membrane else None)
 
-    dendrites, spines = _labelled_geometry(rng_geometry, config, box_um)
+    dendrites, spines, variation = _labelled_geometry(rng_geometry, rng_variation, config, box_um)
     for dend in dendrites:
-        for curve in dend.curves:
-            for prims in shaft_pieces(curve, rng=rng_geometry, brightness=dend.brightness):
+        for curve in dend.shaft_curves or dend.curves:
+            texture = rng_variation if config.shafts.texture_amplitude[1] > 0 else None
+            for prims in shaft_pieces(curve, rng=rng_geometry, brightness=dend.brightness,
+                                      texture=texture, cfg=config.shafts):
                 canvas.add_shaft(prims, dend.id)
+        for prims in dend.swellings:
+            canvas.add_shaft(prims, dend.id)
     for i, sp in enumerate(spines, start=1):
         canvas.add_spine(sp.prims, i, sp.brightness, sp.axis)
 
@@ -114,14 +122,20 @@ def make_phantom(preset: str | SynthConfig = "two_photon", *, seed: int = 0, sha
                                  haze_amplitude=dcfg.haze)
     params = {"spinequant_version": __version__, "seed": int(seed), "config": config.to_dict(),
               "imaging": imaging_info, "n_dendrites": len(dendrites), "n_axons": n_axons,
-              "n_dim_dendrites": n_dim, "n_spines": len(table)}
+              "n_dim_dendrites": n_dim, "n_spines": len(table), **variation}
     return Phantom(image=image, spacing=tuple(spacing), semantic=semantic, spine_labels=spine_labels,
                    dendrite_labels=shaft_labels, spines=table,
                    centrelines=centrelines_swc(dendrites, box_um), params=params)
 
 
-def _labelled_geometry(rng: np.random.Generator, config: SynthConfig, box_um: np.ndarray):
+def _labelled_geometry(rng: np.random.Generator, rng_variation: np.random.Generator,
+                       config: SynthConfig, box_um: np.ndarray):
+    """Dendrites, spines and the counts of varicosities and faint necks. ``rng_variation``
+    draws only those two, so the rest is the same with them on or off."""
     dendrites, spines = [], []
+    scfg = config.spines
+    faint_fraction = rng_variation.uniform(*scfg.faint_neck_fraction)
+    n_varicosities = n_faint = 0
     lo, hi = config.shafts.n_dendrites
     for _ in range(int(rng.integers(lo, hi + 1))):
         curves = random_dendrite(rng, box_um, config.shafts)
@@ -129,13 +143,17 @@ def _labelled_geometry(rng: np.random.Generator, config: SynthConfig, box_um: np
             continue
         dend = Dendrite(len(dendrites) + 1, curves, rng.uniform(*config.shafts.brightness))
         dendrites.append(dend)
-        density = rng.uniform(*config.spines.density_per_um)
-        for curve in curves:
-            for sp in place_spines(rng, curve, box_um, config.spines, density):
+        n_varicosities += add_varicosities(rng_variation, dend, config.shafts)
+        density = rng.uniform(*scfg.density_per_um)
+        for curve in dend.curves:  # on the swollen surface where there are varicosities
+            for sp in place_spines(rng, curve, box_um, scfg, density):
                 sp.dendrite_id = dend.id
                 sp.brightness *= dend.brightness
+                if sp.type in ("thin", "mushroom") and rng_variation.uniform() < faint_fraction:
+                    dim_neck(sp, rng_variation.uniform(*scfg.faint_neck_brightness))
+                    n_faint += 1
                 spines.append(sp)
-    return dendrites, spines
+    return dendrites, spines, {"n_varicosities": n_varicosities, "n_faint_necks": n_faint}
 
 
 def _truth_table(spine_labels: np.ndarray, spines: list, spacing, shape) -> tuple[np.ndarray, pd.DataFrame]:

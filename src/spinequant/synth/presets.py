@@ -61,6 +61,17 @@ LOW_SNR = replace(
     imaging=replace(TWO_PHOTON.imaging, snr=7.0, signal_adu=300.0, attenuation_length_um=60.0),
 )
 
+#: Overrides that switch on what the real two-photon sample shows and the presets leave out
+#: (they stay off there so that every preset draws what it always drew):
+#: ``make_phantom("two_photon", seed=s, **REALISTIC)``. Ranges from the real sample stack:
+#: varicosities 1.3-2x the shaft radius, 1.5-3x brighter, 0.5-1.5 µm long; heads whose neck
+#: is too faint to see.
+REALISTIC: dict[str, tuple[float, float]] = {
+    "varicosity_density_per_um": (0.0, 0.25),
+    "faint_neck_fraction": (0.0, 0.3),
+    "texture_amplitude": (0.0, 0.3),
+}
+
 PRESETS: dict[str, SynthConfig] = {c.name: c for c in (TWO_PHOTON, CONFOCAL, STED, LOW_SNR)}
 
 

@@ -23,7 +23,7 @@ above the tangent plane of the shaft at ``p``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -99,6 +99,16 @@ def make_spine(rng: np.random.Generator, kind: str, base: np.ndarray, d: np.ndar
         return Spine(kind, base, tip, d, length, 0.0, length, 2 * r, float(volume),
                      prims, segment_points(base, tip, step_um))
     raise ValueError(f"unknown spine type {kind!r}")
+
+
+def dim_neck(spine: Spine, factor: float) -> None:
+    """Fill the neck of a thin or mushroom spine at ``factor`` times the fill of its head, so
+    that the head looks detached from the shaft; its labels do not change."""
+    if spine.type not in ("thin", "mushroom"):
+        raise ValueError(f"a {spine.type} spine has no neck to dim")
+    neck = spine.brightness * factor
+    values = np.array([neck, neck, spine.brightness])  # cones: neck, bent neck, head
+    spine.prims = replace(spine.prims, va=values, vb=values.copy())
 
 
 def necked_volume(rn: float, lc: float, r: float) -> float:
