@@ -80,10 +80,15 @@ def load_set(name: str) -> list[Image2D]:
 
 def run_config(method: str, raw_threshold: float | None = None):
     """``analyze``'s settings for ``method``; ``raw_threshold`` sets a point-head model's
-    head-map threshold (to collect every candidate for calibration)."""
+    head-map threshold (to collect every candidate for calibration). ``MODEL@components``
+    builds the objects from the model's spine map as for networks without a point head."""
     from spinequant.pipeline.analyze import AnalyzeConfig, default_instance_config, model_calibration
     from spinequant.segment.neural.calibration import confidence
 
+    if method.endswith("@components"):   # ablation: a point-head model's spine map alone
+        from spinequant.pipeline.analyze import NEURAL_INSTANCES
+
+        return AnalyzeConfig(method=method[: -len("@components")], report=False, instances=NEURAL_INSTANCES)
     config = AnalyzeConfig(method=method, report=False)
     if raw_threshold is None:
         return config
@@ -105,7 +110,7 @@ def detect(image: np.ndarray, pixel_um: float, config):
     points = spines[["head_y_um", "head_x_um"]].to_numpy(float) / pixel_um
     calibration = model_calibration(config.method)
     raw = spines["confidence"].to_numpy(float)
-    if calibration:
+    if calibration and np.isfinite(raw).all():
         raw = np.array([score_for(c, calibration) for c in raw])
     return points, raw, spines["type"].to_numpy()
 

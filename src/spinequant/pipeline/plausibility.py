@@ -33,8 +33,7 @@ def size_warnings(dendrites: pd.DataFrame, spacing) -> list[str]:
     lo, hi = PLAUSIBLE_SHAFT_WIDTH_UM
     if lo <= width <= hi:
         return []
-    factor = (lo + hi) / 2 / width
     return [f"The dendrites found are {width:.2g} µm wide on average, but dendritic shafts are "
-            f"{lo:g}-{hi:g} µm wide: the voxel size ({size} µm) is probably wrong (by about "
-            f"{factor:.2g}x), and every size in the results with it. Check it (--voxel-size), or "
-            f"check that the image shows dendrites."]
+            f"{lo:g}-{hi:g} µm wide: the voxel size ({size} µm) is probably wrong (for ordinary shafts "
+            f"about 1 µm wide, by a factor of about {1.0 / width:.2g}), and every size in the results "
+            f"with it. Check it (--voxel-size), or check that the image shows dendrites."]
