@@ -205,3 +205,23 @@ def test_implausible_pixel_size_is_reported(tmp_path, capsys):
     assert wrong == 0 and "No dendrite was found" in err and "0.0094 x 0.0094 µm" in err
     run = json.loads((tmp_path / "nm" / "run.json").read_text())
     assert run["diagnostics"]["warnings"] and "Warning" in (tmp_path / "nm" / "report.html").read_text()
+
+
+def test_train_cli_on_a_yolo_folder(tmp_path, point_model, capsys):
+    import imageio.v3 as iio
+
+    rng = np.random.default_rng(2)
+    (tmp_path / "data" / "images").mkdir(parents=True)
+    (tmp_path / "data" / "labels").mkdir()
+    for k in range(2):
+        img = rng.integers(0, 40, (64, 64)).astype(np.uint8)
+        img[30:34] = 200
+        iio.imwrite(tmp_path / "data" / "images" / f"cell{k}.png", img)
+        (tmp_path / "data" / "labels" / f"cell{k}.txt").write_text("0 0.5 0.4 0.05 0.05\n0 0.2 0.6 0.05 0.05\n")
+    common = ["train", str(tmp_path / "data"), "--voxel-size", "0.1", "0.1", "--epochs", "1",
+              "--steps-per-epoch", "2", "--batch-size", "2", "--tile-size", "32", "--threads", "1"]
+    # points only: a model without a point head cannot learn from them
+    assert main([*common, "--out", str(tmp_path / "m0")]) == 2
+    assert "point head" in capsys.readouterr().err
+    assert main([*common, "--out", str(tmp_path / "m1"), "--from", str(point_model)]) == 0
+    assert (tmp_path / "m1" / "model.safetensors").exists()

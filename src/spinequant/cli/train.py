@@ -28,13 +28,14 @@ def register(sub) -> None:
     p.add_argument("--tile-size", type=int, default=TrainConfig.tile_size, help="patch edge in pixels")
     p.add_argument("--learning-rate", type=float, default=None,
                    help=f"Adam learning rate (default {TrainConfig.learning_rate:g}, a tenth of it with --from)")
-    p.add_argument("--loss", default="auto", choices=["auto", "deepd3", "deepd3_spine_dice", "wce", "gdl"],
+    p.add_argument("--loss", default="auto", choices=["auto", "deepd3", "deepd3_spine_dice", "wce", "gdl", "points"],
                    help="auto: the base model's loss with --from, else deepd3 (2D) or wce (unet3d)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="CPU threads for training (default 2)")
     p.add_argument("--max-minutes", type=float, default=None, help="stop after this much training time")
-    p.add_argument("--voxel-size", nargs=3, type=float, metavar=("Z", "Y", "X"),
-                   help="voxel size in µm of all stacks, overriding their metadata")
+    p.add_argument("--voxel-size", nargs="+", type=float, metavar="SIZE",
+                   help="voxel size in µm of all stacks (Z Y X), or pixel size of 2D images (Y X), "
+                        "overriding their metadata")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if MODEL_DIR has a checkpoint")
     p.set_defaults(func=run)
 

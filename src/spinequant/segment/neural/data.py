@@ -12,7 +12,11 @@ Accepted layouts, in ``DATA_DIR`` or in each of its sub-folders:
 * ``image.tif`` with a dendrite trace ``dendrites.swc`` (µm; drawn as spheres of the traced
   radius along each segment, as DeepD3 made its dendrite masks) and a spine mask
   ``labels_spines.tif`` or ``spines.tif`` (any value > 0 is spine);
-* pairs ``NAME.tif`` + ``NAME_labels.tif`` (semantic) side by side.
+* pairs ``NAME.tif`` + ``NAME_labels.tif`` (semantic) side by side;
+* 2D images annotated in YOLO format, as most public spine sets come: ``images/`` (PNG, JPEG,
+  TIFF) beside ``labels/`` with one ``.txt`` of the same name per image (boxes: spine heads as
+  points; polygons: spine outlines; see :mod:`.yolo_data`). They need a model with a point
+  head (``--from lean2d_real``) and a pixel size (metadata or ``voxel_size=(y, x)``).
 
 The voxel size comes from the image file (ImageJ / OME metadata) or ``voxel_size``.
 """
@@ -107,6 +111,8 @@ def load_training_data(folder: str | os.PathLike, *, voxel_size=None) -> list[Tr
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"The training data folder '{folder}' does not exist or is not a folder.")
+    if (folder / "images").is_dir() and (folder / "labels").is_dir():
+        return _yolo_samples(folder, voxel_size)
     found: list[tuple[Path, Path | tuple[Path, Path], str]] = []
     for d in [folder] + sorted(p for p in folder.iterdir() if p.is_dir()):
         img = d / "image.tif"
@@ -143,4 +149,26 @@ def load_training_data(folder: str | os.PathLike, *, voxel_size=None) -> list[Tr
         else:
             sem = tifffile.imread(lab).astype(np.uint8)
         samples.append(TrainingSample(np.asarray(stack.data), np.squeeze(sem), tuple(stack.spacing), name))
+    return samples
+
+
+def _yolo_samples(folder: Path, voxel_size) -> list[TrainingSample]:
+    from ...io import read_stack
+    from .yolo_data import yolo_training_sample
+
+    samples = []
+    for label in sorted((folder / "labels").glob("*.txt")):
+        images = [p for p in (folder / "images").glob(label.stem + ".*") if p.suffix.lower() != ".txt"]
+        if not images:
+            continue
+        stack = read_stack(images[0], voxel_size=voxel_size)
+        if not getattr(stack, "is_2d", False):
+            raise InputError(f"'{images[0]}' is not a 2D image; YOLO labels annotate single planes.")
+        sample, _ = yolo_training_sample(np.asarray(stack.data), label, pixel_size_um=float(stack.spacing[-1]),
+                                         name=images[0].stem)
+        samples.append(sample)
+    if not samples:
+        raise InputError(
+            f"'{folder}' has images/ and labels/ folders, but no label file has an image of the same "
+            f"name; each images/NAME.png needs labels/NAME.txt.")
     return samples

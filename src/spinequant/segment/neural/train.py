@@ -113,6 +113,11 @@ def _train(samples, out, config, init, resume, val_samples, progress, descriptio
         voxel = config.voxel_size_um or tuple(float(v) for v in np.median([s.spacing for s in samples], axis=0))
         norm = dataclasses.asdict(config.normalisation)
     spec = architectures.architecture(spec)
+    if not spec.get("point_head") and any(np.all(s.semantic == UNLABELLED) for s in samples):
+        raise InputError(
+            "Some training images are annotated with spine points only (no masks), which only a "
+            "model with a point head can learn from. Fine-tune the shipped one (--from lean2d_real) "
+            "or choose --architecture lean2d_points.")
     if val_samples is None:
         samples, val_samples = split_validation(samples, config.val_fraction)
     sampler = PatchSampler(samples, spec, voxel, norm, config)
