@@ -22,9 +22,12 @@ Both published rule sets start with two added rules:
     3. head width > 0.6 µm                  -> mushroom
     4. otherwise                            -> thin ("long thin" when length >= 1 µm)
 
-``learnt`` (2D tables): a multinomial logistic regression on the measured columns, fitted to
-expert-typed outlines (:mod:`spinequant.morphology.learnt`); a 3D table is typed by the
-``neuronstudio`` rules (the model never saw 3D measurements).
+``learnt`` (2D tables): a small classifier on the measured columns, fitted to expert-typed
+outlines (:mod:`spinequant.morphology.learnt`); a 3D table is typed by the ``neuronstudio``
+rules (the model never saw 3D measurements).
+
+``auto`` (the default): ``learnt`` for a 2D spine table (it has ``area_um2``), otherwise
+``neuronstudio``.
 """
 
 from __future__ import annotations
@@ -61,16 +64,16 @@ def classify_spines(table: pd.DataFrame, *, config: MorphologyConfig | dict | No
     --------
     >>> t = pd.DataFrame({"length_um": [1.2, 0.5], "head_diameter_um": [0.6, 0.5],
     ...                   "head_neck_ratio": [3.0, np.nan]})
-    >>> classify_spines(t)[0]
+    >>> classify_spines(t, config={"rule_set": "neuronstudio"})[0]
     ['mushroom', 'stubby']
     """
     cfg = resolve_config(config)
-    if cfg.rule_set == "learnt" and not _is_3d(table):
+    if (cfg.rule_set == "learnt" and not _is_3d(table)) or (cfg.rule_set == "auto" and "area_um2" in table):
         from .learnt import classify_learnt
 
         return classify_learnt(table)
     decide = _risher if cfg.rule_set == "risher" else _neuronstudio
-    name = "neuronstudio" if cfg.rule_set == "learnt" else cfg.rule_set  # 3D: see the docstring
+    name = "risher" if cfg.rule_set == "risher" else "neuronstudio"   # 3D auto / learnt: NeuronStudio
     n = len(table)
     heads = table["n_heads"] if "n_heads" in table else np.ones(n)
     types, rules = [], []

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, fields
 from ..errors import InputError
 
 #: Spine type rule sets that :func:`~spinequant.morphology.classify_spines` knows.
-RULE_SETS = ("neuronstudio", "risher")
+RULE_SETS = ("auto", "neuronstudio", "risher", "learnt")
 
 
 @dataclass(frozen=True)
@@ -20,11 +20,14 @@ class MorphologyConfig:
 
     Attributes
     ----------
-    rule_set : {"neuronstudio", "risher", "learnt"}
+    rule_set : {"auto", "neuronstudio", "risher", "learnt"}
         Spine type rules: NeuronStudio (Rodriguez et al. 2008, PLoS ONE 3:e1997), the
         decision tree of Risher et al. 2014 (PLoS ONE 9:e107591), or ``learnt``: a
         classifier fitted to expert-typed 2D outlines (2D tables only; a 3D table falls back
-        on NeuronStudio's rules, see :mod:`spinequant.morphology.learnt`).
+        on NeuronStudio's rules, see :mod:`spinequant.morphology.learnt`). ``auto``
+        (default): ``learnt`` for a 2D image, where it agrees best with experts' types
+        (``docs/measurements.md``, "Spine types on real outlines"), ``neuronstudio`` for a
+        3D stack (no typed 3D data to measure a change against).
     neck_ratio : float
         NeuronStudio "neck ratio": a spine whose head/neck diameter ratio exceeds this has a
         head on a neck (1.1).
@@ -71,7 +74,7 @@ class MorphologyConfig:
         are summed; removes the staircase of the voxel grid, which is coarse along z (10).
     """
 
-    rule_set: str = "neuronstudio"
+    rule_set: str = "auto"
     neck_ratio: float = 1.1
     thin_ratio: float = 2.5
     mushroom_min_head_um: float = 0.35
@@ -90,8 +93,9 @@ class MorphologyConfig:
         if self.rule_set not in RULE_SETS:
             raise InputError(
                 f"Unknown spine type rule set {self.rule_set!r}. Choose one of {list(RULE_SETS)}: "
-                f"'neuronstudio' (Rodriguez et al. 2008), 'risher' (Risher et al. 2014) or "
-                f"'learnt' (2D images only: a classifier fitted to expert-typed outlines)."
+                f"'auto' (learnt in 2D, neuronstudio in 3D), 'neuronstudio' (Rodriguez et al. "
+                f"2008), 'risher' (Risher et al. 2014) or 'learnt' (2D images only: a "
+                f"classifier fitted to expert-typed outlines)."
             )
         for f in fields(self):
             value = getattr(self, f.name)
