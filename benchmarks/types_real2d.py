@@ -108,6 +108,12 @@ def main(argv=None):
         parts.append(f"\n## {split} ({len(table)} spines)\n\n" + markdown(result))
         parts.extend(confusions)
         print(f"{split}:\n{result.to_string(index=False)}", flush=True)
+    both = pd.concat(splits, names=["split"]).reset_index(level=0)
+    sizes = both.groupby(["split", "pixel_um"]).size().rename("spines").reset_index()
+    medians = both.groupby("truth")[["length_um", "head_diameter_um", "area_um2"]].median().reset_index()
+    medians["no neck found"] = both.groupby("truth")["head_neck_ratio"].apply(lambda r: r.isna().mean()).values
+    parts.append("\n## Spines per pixel size\n\n" + markdown(sizes)
+                 + "\n## Medians per expert type (train and val)\n\n" + markdown(medians))
     if args.cv:
         parts.append("\n## Model choice: grouped 5-fold CV on train\n\n" + markdown(grouped_cv(splits["train"])))
     RESULTS.mkdir(exist_ok=True)
