@@ -29,7 +29,7 @@ from train_type_classifier import fit_type_model, measure_outlines  # noqa: E402
 from _table import markdown  # noqa: E402
 
 from spinequant.morphology import SPINE_TYPES, MorphologyConfig, classify_spines  # noqa: E402
-from spinequant.morphology.learnt import TypeModel, classify_learnt, type_features  # noqa: E402
+from spinequant.morphology.learnt import TypeModel, classify_learnt  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RULE_SETS = {

@@ -81,6 +81,8 @@ class TypeModel:
 
     def probabilities(self, features: pd.DataFrame) -> np.ndarray:
         x = (features[list(self.features)].to_numpy(float) - self.mean) / self.scale
+        # A value that could not be measured reads as the training set's mean.
+        x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
         for k, (weights, bias) in enumerate(self.layers):
             x = x @ weights + bias
             if k < len(self.layers) - 1:

@@ -63,7 +63,8 @@ def measure_spines(spine_labels, dendrite_mask, spacing, image=None, *,
     image : array or Stack, optional
         Intensities, (Z, Y, X) or channels first (C, Z, Y, X), for the intensity columns.
     config : MorphologyConfig or dict, optional
-        Type rules and thresholds (defaults: NeuronStudio rules).
+        Type rules and thresholds (default ``rule_set="auto"``: the learnt classifier for a
+        2D image, NeuronStudio's rules for a 3D stack).
     skeleton : DendriteSkeleton, optional
         Centrelines from :func:`dendrite_skeleton` of the same dendrite labels, to reuse.
 
