@@ -124,7 +124,10 @@ def summarise(j: pd.DataFrame, spacing) -> list[tuple[str, str, str]]:
         rows.append((f"head diameter {kind} (n={int(sel.sum())}): median |error| / bias / "
                      f"within 1 voxel", f"{err.abs().median():.3f} / {err.median():+.3f} µm / "
                      f"{(err.abs() <= voxel).mean():.0%}", f"<= {voxel} µm"))
-    measured_geometry = j.assign(length_um=j["length_um_m"], head_diameter_um=j["head_diameter_um_m"])
+    # The rules read measured columns only (the phantom's own base would mix in with the
+    # measured tip in the filopodia rule's in-plane length).
+    measured_geometry = j.assign(length_um=j["length_um_m"], head_diameter_um=j["head_diameter_um_m"],
+                                 **{c[:-2]: j[c] for c in j.columns if c.startswith("base_") and c.endswith("_m")})
     for rule_set in ("neuronstudio", "risher"):
         cfg = MorphologyConfig(rule_set=rule_set)
         measured = np.asarray(classify_spines(measured_geometry, config=cfg)[0])

@@ -16,6 +16,7 @@ from skimage.graph import MCP_Geometric
 from skimage.measure import find_contours, marching_cubes, mesh_surface_area
 
 from ._common import full_footprint, half_extent, smooth_polyline
+from ._heads import count_heads
 
 #: Cost factor for crossing background between pieces of one spine label.
 _GAP_COST = 20.0
@@ -57,12 +58,14 @@ class SpineGeometry:
     neck_min_diameter_um: float
     neck_mean_diameter_um: float
     head_neck_ratio: float
+    n_heads: int
     head_mask: np.ndarray
     neck_mask: np.ndarray
 
 
 def spine_geometry(crop: SpineCrop, sp: np.ndarray, *, smoothing_iterations: int,
-                   min_neck_length_um: float, hidden_neck_ratio: float = np.inf) -> SpineGeometry:
+                   min_neck_length_um: float, hidden_neck_ratio: float = np.inf,
+                   branch_min_head_fraction: float = 0.6) -> SpineGeometry:
     """Measure one spine (see ``docs/measurements.md`` for the definitions).
 
     base -> (centre path) -> head centre -> (straight on) -> tip: the length is the path from
@@ -160,6 +163,7 @@ def spine_geometry(crop: SpineCrop, sp: np.ndarray, *, smoothing_iterations: int
         head_diameter_um=float(head_diameter), neck_length_um=neck_len,
         neck_min_diameter_um=neck_min, neck_mean_diameter_um=neck_mean,
         head_neck_ratio=ratio, head_mask=head_mask, neck_mask=neck_mask,
+        n_heads=count_heads(m, crop.r_spine, base_set, sp, min_head_fraction=branch_min_head_fraction),
     )
 
 

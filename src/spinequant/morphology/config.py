@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, fields
 from ..errors import InputError
 
 #: Spine type rule sets that :func:`~spinequant.morphology.classify_spines` knows.
-RULE_SETS = ("neuronstudio", "risher")
+RULE_SETS = ("auto", "neuronstudio", "risher", "learnt")
 
 
 @dataclass(frozen=True)
@@ -20,9 +20,14 @@ class MorphologyConfig:
 
     Attributes
     ----------
-    rule_set : {"neuronstudio", "risher"}
-        Spine type rules: NeuronStudio (Rodriguez et al. 2008, PLoS ONE 3:e1997) or the
-        decision tree of Risher et al. 2014 (PLoS ONE 9:e107591).
+    rule_set : {"auto", "neuronstudio", "risher", "learnt"}
+        Spine type rules: NeuronStudio (Rodriguez et al. 2008, PLoS ONE 3:e1997), the
+        decision tree of Risher et al. 2014 (PLoS ONE 9:e107591), or ``learnt``: a
+        classifier fitted to expert-typed 2D outlines (2D tables only; a 3D table falls back
+        on NeuronStudio's rules, see :mod:`spinequant.morphology.learnt`). ``auto``
+        (default): ``learnt`` for a 2D image, where it agrees best with experts' types
+        (``docs/measurements.md``, "Spine types on real outlines"), ``neuronstudio`` for a
+        3D stack (no typed 3D data to measure a change against).
     neck_ratio : float
         NeuronStudio "neck ratio": a spine whose head/neck diameter ratio exceeds this has a
         head on a neck (1.1).
@@ -35,7 +40,17 @@ class MorphologyConfig:
     filopodia_min_length_um : float or None
         A protrusion without a head (head/neck ratio at most ``neck_ratio``) longer than this
         is a filopodium (Risher et al. 2014: 2 µm). NeuronStudio has no filopodia class; this
-        rule runs first in both rule sets. ``None`` turns it off.
+        rule runs first in both rule sets. ``None`` turns it off. In a 3D stack the length it
+        reads is the in-plane one when the spine points more along z than across (see
+        ``docs/measurements.md``: the z smear lengthens such a spine).
+    filopodia_max_head_um : float or None
+        A protrusion without a measured neck whose head is at least this wide is not a
+        filopodium (0.5 µm; see ``docs/measurements.md``). With a measured neck the head/neck
+        ratio decides (one estimator for both widths). ``None`` turns the check off.
+    branch_min_head_fraction : float
+        A spine has a second head (``n_heads`` >= 2, type ``branched``) when a second wide end
+        lobe of its inscribed-distance map is at least this fraction of the widest one's
+        width (0.6); see ``docs/measurements.md``.
     risher_stubby_max_length_to_width : float
         Risher et al.: length/head width at most this means stubby (1.0).
     risher_mushroom_min_head_um : float
@@ -59,11 +74,13 @@ class MorphologyConfig:
         are summed; removes the staircase of the voxel grid, which is coarse along z (10).
     """
 
-    rule_set: str = "neuronstudio"
+    rule_set: str = "auto"
     neck_ratio: float = 1.1
     thin_ratio: float = 2.5
     mushroom_min_head_um: float = 0.35
     filopodia_min_length_um: float | None = 2.0
+    filopodia_max_head_um: float | None = 0.5
+    branch_min_head_fraction: float = 0.6
     risher_stubby_max_length_to_width: float = 1.0
     risher_mushroom_min_head_um: float = 0.6
     risher_long_thin_min_length_um: float = 1.0
@@ -76,7 +93,9 @@ class MorphologyConfig:
         if self.rule_set not in RULE_SETS:
             raise InputError(
                 f"Unknown spine type rule set {self.rule_set!r}. Choose one of {list(RULE_SETS)}: "
-                f"'neuronstudio' (Rodriguez et al. 2008) or 'risher' (Risher et al. 2014)."
+                f"'auto' (learnt in 2D, neuronstudio in 3D), 'neuronstudio' (Rodriguez et al. "
+                f"2008), 'risher' (Risher et al. 2014) or 'learnt' (2D images only: a "
+                f"classifier fitted to expert-typed outlines)."
             )
         for f in fields(self):
             value = getattr(self, f.name)

@@ -29,7 +29,7 @@ SPINE_COLUMNS = [
     "tip_z_um", "tip_y_um", "tip_x_um",
     "volume_um3", "head_volume_um3", "surface_um2", "length_um", "tip_distance_um",
     "head_diameter_um", "neck_length_um", "neck_min_diameter_um", "neck_mean_diameter_um",
-    "head_neck_ratio", "has_neck", "position_um", "nn_distance_um", "type", "type_rule",
+    "head_neck_ratio", "has_neck", "n_heads", "position_um", "nn_distance_um", "type", "type_rule",
 ]
 
 #: The columns a 3D quantity has in 2D: an area for the volume, a perimeter for the surface.
@@ -63,7 +63,8 @@ def measure_spines(spine_labels, dendrite_mask, spacing, image=None, *,
     image : array or Stack, optional
         Intensities, (Z, Y, X) or channels first (C, Z, Y, X), for the intensity columns.
     config : MorphologyConfig or dict, optional
-        Type rules and thresholds (defaults: NeuronStudio rules).
+        Type rules and thresholds (default ``rule_set="auto"``: the learnt classifier for a
+        2D image, NeuronStudio's rules for a 3D stack).
     skeleton : DendriteSkeleton, optional
         Centrelines from :func:`dendrite_skeleton` of the same dendrite labels, to reuse.
 
@@ -128,7 +129,8 @@ def measure_spines(spine_labels, dendrite_mask, spacing, image=None, *,
         )
         g = spine_geometry(crop, sp, smoothing_iterations=cfg.smoothing_iterations,
                            min_neck_length_um=cfg.min_neck_length_um,
-                           hidden_neck_ratio=cfg.hidden_neck_ratio)
+                           hidden_neck_ratio=cfg.hidden_neck_ratio,
+                           branch_min_head_fraction=cfg.branch_min_head_fraction)
         dendrite_id, position = _place_on_dendrite(g, skeleton)
         ratio = g.head_neck_ratio
         row = {"id": sid, "dendrite_id": dendrite_id, "attached": g.attached,
@@ -142,7 +144,7 @@ def measure_spines(spine_labels, dendrite_mask, spacing, image=None, *,
             "head_diameter_um": g.head_diameter_um, "neck_length_um": g.neck_length_um,
             "neck_min_diameter_um": g.neck_min_diameter_um,
             "neck_mean_diameter_um": g.neck_mean_diameter_um, "head_neck_ratio": ratio,
-            "has_neck": bool(ratio > cfg.neck_ratio), "position_um": position,
+            "has_neck": bool(ratio > cfg.neck_ratio), "n_heads": g.n_heads, "position_um": position,
             "nn_distance_um": np.nan, "type": "", "type_rule": "",
         })
         rows.append(row if spines.ndim == 3 else {PLANAR_NAMES.get(k, k): v for k, v in row.items()})
@@ -152,7 +154,8 @@ def measure_spines(spine_labels, dendrite_mask, spacing, image=None, *,
 
     table = pd.DataFrame(rows, columns=spine_columns(spines.ndim))
     table = table.astype({"id": np.int64, "dendrite_id": np.int64, "attached": bool,
-                          "at_edge": bool, "has_neck": bool})
+                          "at_edge": bool, "has_neck": bool,
+                          "n_heads": np.int64})
     table["nn_distance_um"] = _nearest_neighbour(table)
     if len(table):
         table["type"], table["type_rule"] = classify_spines(table, config=cfg)

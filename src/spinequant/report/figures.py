@@ -15,7 +15,7 @@ import pandas as pd  # noqa: E402
 from skimage.measure import find_contours  # noqa: E402
 
 #: Colour per spine type, shared by every figure and the HTML legend.
-TYPE_COLOURS = {"stubby": "#1f77b4", "thin": "#2ca02c", "mushroom": "#d62728",
+TYPE_COLOURS = {"stubby": "#1f77b4", "thin": "#2ca02c", "mushroom": "#d62728", "branched": "#ff7f0e",
                 "filopodia": "#9467bd", "unknown": "#7f7f7f"}
 DENDRITE_COLOUR = "#ffd92f"
 
