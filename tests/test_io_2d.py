@@ -52,7 +52,7 @@ def stand_in(monkeypatch):
         if isinstance(image, Stack):
             image, spacing = image.data, image.spacing
         seen.update(image=np.asarray(image), spacing=tuple(spacing))
-        return SimpleNamespace(spines=[], dendrites=[])
+        return SimpleNamespace(spines=[], dendrites=[], diagnostics={})
 
     def fake_save(result, out_dir, *, source=None, progress=None):
         seen["source"] = source
