@@ -44,7 +44,8 @@ def evaluate_one(phantom, method: str) -> dict:
     maps = segment_maps(phantom.image, spacing=phantom.spacing, method=method)
     dend, spine = maps.dendrite, maps.spine
     config = resolve_config(AnalyzeConfig(method=method)).instances   # what analyze uses
-    inst = spine_instances(spine, dend, spacing=phantom.spacing, config=config, head_prob=maps.heads)
+    inst = spine_instances(spine, dend, spacing=phantom.spacing, config=config, head_prob=maps.heads,
+                           image=phantom.image)
     seconds = time.perf_counter() - t
     det = match_spine_objects(inst.spine_labels, phantom.spine_labels, spacing=phantom.spacing)
     return {

@@ -88,6 +88,15 @@ class InstanceConfig:
         objects as found. For probability maps only (ignored for masks). Analysing with a
         network sets 0.5: its spines are found at a low threshold, which outlines them 3-6x
         too large.
+    bridge_gap_um : float
+        Dendrite pieces whose nearest points are at most this far apart, with the image
+        staying at least ``bridge_min_fraction`` of the way from the background up to the
+        dimmer piece's median brightness along the straight line between them, are joined
+        and the line drawn into the dendrite (a shaft map broken at a bright swelling); 0
+        switches this off. Needs the image (``spine_instances(..., image=)``); see
+        :mod:`spinequant.instances.bridges`.
+    bridge_min_fraction : float
+        See ``bridge_gap_um``.
     join_dendrites_through_spines : bool
         Dendrite pieces joined by a spine object become one dendrite: a bright swelling or a
         spine pointing along z that a network calls spine can cut the shaft map in two.
@@ -119,6 +128,8 @@ class InstanceConfig:
     dendrite_threshold: float = 0.5
     min_dendrite_volume_um3: float = 0.44
     peak_fraction: float = 0.0
+    bridge_gap_um: float = 2.5
+    bridge_min_fraction: float = 0.4
     join_dendrites_through_spines: bool = True
     noise_rule: bool = True
     noise_distance_um: float = 3.0

@@ -7,6 +7,7 @@ import numpy as np
 from ..errors import InputError
 from ..validate import check_spacing
 from ._objects import Objects
+from .bridges import bridge_bright_gaps
 from .config import METHODS, SPLIT_BY, InstanceConfig, InstanceResult
 from .filters import (filter_objects, join_through_spines, noise_objects, remove_small_objects,
                       trim_to_peak_fraction)
@@ -16,7 +17,7 @@ from .split import split_objects
 
 
 def spine_instances(spine_prob, dendrite_prob=None, *, spacing, config: InstanceConfig | None = None,
-                    head_prob=None) -> InstanceResult:
+                    head_prob=None, image=None) -> InstanceResult:
     """Turn a spine map and a dendrite map into labelled spines and cleaned dendrites.
 
     Steps: dendrite = ``dendrite_prob >= dendrite_threshold``, split into 3D connected
@@ -39,6 +40,9 @@ def spine_instances(spine_prob, dendrite_prob=None, *, spacing, config: Instance
     head_prob : ndarray, shape (Z, Y, X), optional
         Map of spine-head centres (networks with a point head): spines are its peaks
         (method ``"heads"``).
+    image : ndarray, optional
+        The analysed image: dendrite pieces are bridged where it stays bright between them
+        (``bridge_gap_um``).
 
     Returns
     -------
@@ -73,6 +77,10 @@ def spine_instances(spine_prob, dendrite_prob=None, *, spacing, config: Instance
         if cfg.noise_rule:
             dendrites, removed["dendrite_noise"] = _noise(dendrites, dendrites, spacing, cfg, size)
         dendrite_labels = dendrites.labels.astype(np.int32, copy=False)
+        if image is not None and cfg.bridge_gap_um > 0:
+            dendrite_labels = bridge_bright_gaps(dendrite_labels, image, spacing, max_gap_um=cfg.bridge_gap_um,
+                                                 min_fraction=cfg.bridge_min_fraction)
+            dendrites = Objects.of(dendrite_labels)
     else:
         dendrite_labels = np.zeros(spine.shape, dtype=np.int32)
 

@@ -219,7 +219,7 @@ def analyze(image, *, spacing=None, config: AnalyzeConfig | None = None,
     step("instances")
     t = time.perf_counter()
     inst = spine_instances(spine_prob, dend_prob, spacing=spacing, config=config.instances,
-                           head_prob=maps.heads)
+                           head_prob=maps.heads, image=image)
     timings["instances"] = time.perf_counter() - t
 
     step("measure")
