@@ -8,6 +8,8 @@ F1 with the right type equals the accuracy (micro average); macro F1 averages th
 
     PYTHONPATH=src python benchmarks/types_real2d.py          # val and train, all rule sets
     PYTHONPATH=src python benchmarks/types_real2d.py --cv     # + model choice: grouped 5-fold CV on train
+    python benchmarks/types_real2d.py --on detections --method lean2d_real --cv
+        # the spines analyze finds (matched to the outlines, head within 1 µm), as typed in use
 
 Writes benchmarks/results/types_real2d.md. The learnt model was fitted to train: its train
 figures are not a test.
@@ -24,7 +26,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_type_classifier import fit_type_model, measure_outlines  # noqa: E402
+from train_type_classifier import fit_type_model, measure_detections, measure_outlines  # noqa: E402
 
 from _table import markdown  # noqa: E402
 
@@ -93,9 +95,16 @@ def grouped_cv(train: pd.DataFrame, folds: int = 5) -> pd.DataFrame:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cv", action="store_true", help="also run the model choice (grouped CV on train)")
+    ap.add_argument("--on", choices=["outlines", "detections"], default="outlines")
+    ap.add_argument("--method", default="lean2d_real", help="with --on detections: the segmentation method")
     args = ap.parse_args(argv)
-    splits = {split: measure_outlines(split) for split in ("val", "train")}
-    parts = ["# Spine types on real outlines (spine_types)\n"]
+    if args.on == "outlines":
+        splits = {split: measure_outlines(split) for split in ("val", "train")}
+        parts = ["# Spine types on real outlines (spine_types)\n"]
+    else:
+        splits = {split: measure_detections(split, args.method) for split in ("val", "train")}
+        parts = [f"# Spine types of the spines {args.method} finds in spine_types (matched to the "
+                 f"experts' outlines; `--on detections --method {args.method}`)\n"]
     for split, table in splits.items():
         rows, confusions = [], []
         for name, cfg in RULE_SETS.items():
@@ -117,7 +126,8 @@ def main(argv=None):
     if args.cv:
         parts.append("\n## Model choice: grouped 5-fold CV on train\n\n" + markdown(grouped_cv(splits["train"])))
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "types_real2d.md").write_text("".join(parts))
+    name = "types_real2d.md" if args.on == "outlines" else "types_real2d_detections.md"
+    (RESULTS / name).write_text("".join(parts))
     print("".join(parts))
 
 

@@ -57,6 +57,35 @@ def measure_outlines(split: str, config: MorphologyConfig | None = None) -> pd.D
     return pd.concat(tables, ignore_index=True)
 
 
+def measure_detections(split: str, method: str) -> pd.DataFrame:
+    """The 2D spine table ``analyze`` makes with ``method`` on every image of
+    ``spine_types/<split>``, restricted to the spines that match an expert's outline (head
+    within 1 µm, one-to-one) and carrying its type as ``truth``: what the classifier will see
+    in use (objects outlined by the pipeline, not by the experts)."""
+    import spinequant as sq
+    from spinequant.evaluate.points import match_points
+    from spinequant.pipeline.analyze import AnalyzeConfig
+    from spinequant.segment.neural.yolo_data import yolo_training_sample
+
+    folder = REAL2D / "spine_types" / split
+    tables = []
+    for path in sorted((folder / "images").glob("*.png")):
+        image = read_grey(path)
+        px = SPINE_TYPES_UM.get(image.shape[0], 0.08)
+        truth, classes = yolo_training_sample(image, folder / "labels" / (path.stem + ".txt"), pixel_size_um=px)
+        spines = sq.analyze(image, spacing=(px, px), config=AnalyzeConfig(method=method, report=False)).spines
+        found = spines[["head_y_um", "head_x_um"]].to_numpy(float)
+        pairs = match_points(np.column_stack([np.zeros(len(found)), found]),
+                             np.column_stack([np.zeros(len(truth.heads)), truth.heads[:, 1:] * px]),
+                             max_distance_um=1.0)["pairs"]
+        table = spines.iloc[pairs["pred_index"].to_numpy()].copy()
+        table["truth"] = [CLASS_NAMES[c] for c in classes[pairs["true_index"].to_numpy()]]
+        table["image"] = path.name
+        table["pixel_um"] = px
+        tables.append(table)
+    return pd.concat(tables, ignore_index=True)
+
+
 #: Chosen by 5-fold cross-validation on train, folds by image (``benchmarks/types_real2d.py
 #: --cv``, 2026-11-30): one hidden layer of 16 tanh units, Adam, weight decay 1e-3, class
 #: weights (inverse class frequency) ** 0.5. Grouped-CV accuracy / macro F1: this 0.77 / 0.74;
@@ -125,10 +154,13 @@ def fit_type_model(table: pd.DataFrame, *, hidden: int = HIDDEN, weight_decay: f
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=MODEL)
+    ap.add_argument("--on", choices=["outlines", "detections"], default="detections",
+                    help="measure the experts' outlines, or the spines a method finds (matched to them)")
+    ap.add_argument("--method", default="lean2d_real", help="with --on detections: the segmentation method")
     args = ap.parse_args(argv)
     from spinequant.morphology.learnt import load_type_model, parameters_sha256
 
-    train = measure_outlines("train")
+    train = measure_outlines("train") if args.on == "outlines" else measure_detections("train", args.method)
     params = fit_type_model(train)
     counts = train["truth"].value_counts().to_dict()
     params["model_card"] = {
@@ -143,12 +175,16 @@ def main(argv=None):
             "licence": "MIT",
             "spines": int(len(train)), "per_type": {k: int(v) for k, v in counts.items()},
             "pixel_size_um": "not recorded; 0.08 at 1024 px, 0.12 at 512 px (judged from shaft widths)",
-            "measured_on": "each expert polygon's non-zero pixels (the images' background is 0)",
+            "measured_on": ("each expert polygon's non-zero pixels (the images' background is 0)"
+                            if args.on == "outlines" else
+                            f"the spine objects analyze finds with {args.method}, matched to the experts' "
+                            f"outlines (head within 1 µm)"),
         },
         "training": {"hidden": HIDDEN, "weight_decay": WEIGHT_DECAY, "optimiser": "Adam lr 0.01, full batch",
                      "steps": STEPS, "seed": SEED,
                      "class_weights": f"(inverse class frequency) ** {CLASS_WEIGHT_POWER}"},
-        "recipe": "PYTHONPATH=src python scripts/train_type_classifier.py",
+        "recipe": f"python scripts/train_type_classifier.py --on {args.on}"
+                  + (f" --method {args.method}" if args.on == "detections" else ""),
         "evaluation": "python benchmarks/types_real2d.py (numbers in docs/measurements.md)",
         "parameters_sha256": parameters_sha256(params),
     }

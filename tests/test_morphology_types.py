@@ -50,7 +50,7 @@ def test_mushroom_or_a_spine_with_a_small_side_bump_is_not_branched(second_head)
             shape |= _disc(y, x, (1.8, 3.4), second_head)
         return shape
 
-    row = measure_spines(*_scene_2d(mushroom), PX).iloc[0]
+    row = measure_spines(*_scene_2d(mushroom), PX, config={"rule_set": "neuronstudio"}).iloc[0]
     assert row.n_heads == 1 and row.type == "mushroom"
 
 

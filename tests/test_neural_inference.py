@@ -182,10 +182,14 @@ def test_shipped_default_model_segments_a_phantom():
     from spinequant.synth import make_phantom
 
     ph = make_phantom("confocal", seed=5, shape=(24, 128, 128))
-    dend, spine = predict(ph.image, spacing=ph.spacing)       # default shipped model, hash checked
+    dend, spine, heads = predict(ph.image, spacing=ph.spacing)   # default shipped model, hash checked
 
     def iou(pred, truth):
         return (pred & truth).sum() / (pred | truth).sum()
 
     assert iou(dend > 0.5, ph.semantic == 1) > 0.55
     assert iou(spine > 0.5, ph.semantic == 2) > 0.3
+    # the head map peaks at the true heads: most true head centres lie on a strong response
+    centres = np.round(ph.spines[["head_z_um", "head_y_um", "head_x_um"]].to_numpy() / ph.spacing).astype(int)
+    centres = centres[(centres >= 0).all(axis=1) & (centres < ph.image.shape).all(axis=1)]
+    assert np.mean(heads[tuple(centres.T)] > 0.3) > 0.5

@@ -42,7 +42,8 @@ def test_results_folder_is_complete_and_reproducible(phantom, tmp_path):
         assert (out / name).exists(), name
     run = json.loads((out / "run.json").read_text())
     assert run["complete"] and run["input"]["spacing_um"] == list(phantom.spacing)
-    assert run["config"]["method"] == "lean2d" and run["config"]["export_meshes"] is False
+    assert run["config"]["method"] == "lean2d_real" and run["config"]["export_meshes"] is False
+    assert 0 < run["config"]["min_confidence"] < 1 and run["config"]["instances"]["method"] == "heads"
     seg = run["diagnostics"]["segment"]
     assert len(seg["model_sha256"]) == 64 and seg["engine"] in ("torch", "onnx")
     assert set(run["timings_s"]) >= {"segment", "instances", "measure", "export", "report"}
@@ -50,6 +51,7 @@ def test_results_folder_is_complete_and_reproducible(phantom, tmp_path):
         assert tf.imagej_metadata["spacing"] == pytest.approx(phantom.spacing[0])
     spines = pd.read_csv(out / "spines.csv")
     assert len(spines) == run["counts"]["spines"]
+    assert spines["confidence"].between(run["config"]["min_confidence"] - 1e-6, 1).all()
     html = (out / "report.html").read_text()
     assert "data:image/png;base64" in html and "src=\"http" not in html
     # Same settings from run.json, same input: the same table.

@@ -68,10 +68,18 @@ def objects_from_heads(peaks: np.ndarray, spine_prob: np.ndarray, head_prob: np.
     if len(peaks) == 0:
         return Objects.of(markers)
     markers[tuple(np.asarray(peaks).T)] = np.arange(1, len(peaks) + 1, dtype=np.int32)
-    peak_values = head_prob[tuple(np.asarray(peaks).T)]
-    # A head's blob: above half of the weakest peak nearby is enough to carry every head.
-    region = (spine_prob >= threshold) | (head_prob >= HEAD_BLOB_FRACTION * float(peak_values.min()))
-    region |= markers > 0
+    region = spine_prob >= threshold
+    # A head the spine map misses (a faint spine) is outlined by its own blob: the head map
+    # above half its peak around it. The blob is several times a head's size (the target
+    # Gaussian is wide, tallest along z), so it stands in only where the spine map is silent.
+    for k, peak in enumerate(np.asarray(peaks)):
+        if region[tuple(peak)]:
+            continue
+        box = tuple(slice(max(p - r, 0), p + r + 1) for p, r in zip(peak, _blob_reach(head_prob.ndim)))
+        blob = head_prob[box] >= HEAD_BLOB_FRACTION * float(head_prob[tuple(peak)])
+        pieces = cc3d.connected_components(np.ascontiguousarray(blob))
+        centre = tuple(p - b.start for p, b in zip(peak, box))
+        region[box] |= pieces == pieces[centre]
     components = cc3d.connected_components(np.ascontiguousarray(region), connectivity=connectivity)
     stats = cc3d.statistics(components)
     owner = components[tuple(np.asarray(peaks).T)]
@@ -86,6 +94,31 @@ def objects_from_heads(peaks: np.ndarray, spine_prob: np.ndarray, head_prob: np.
         landscape = -(head_prob[box] + spine_prob[box])
         split = watershed(landscape, markers=np.where(inside, markers[box], 0), mask=inside)
         labels[box][inside] = split[inside]
+    return Objects.of(labels)
+
+
+def _blob_reach(ndim: int) -> tuple[int, ...]:
+    return (4, 8, 8)[-ndim:]
+
+
+def trim_heads(objects: Objects, spine_prob: np.ndarray, head_prob: np.ndarray, fraction: float,
+               threshold: float) -> Objects:
+    """Cut each object at ``fraction`` of its own peak in the spine map -- in the head map
+    for an object the spine map never reaches ``threshold`` in (a head outlined by its blob)
+    -- keeping the piece that holds the head."""
+    labels = objects.labels.copy()
+    for i in objects.ids:
+        box = objects.boxes[i]
+        own = objects.labels[box] == i
+        spine, head = spine_prob[box], head_prob[box]
+        level = spine if spine[own].max() >= threshold else head
+        keep = own & (level >= fraction * level[own].max())
+        pieces = cc3d.connected_components(np.ascontiguousarray(keep))
+        top = np.unravel_index(int(np.argmax(np.where(own, head, -1.0))), own.shape)
+        if pieces[top]:
+            keep = pieces == pieces[top]
+        view = labels[box]
+        view[own & ~keep] = 0
     return Objects.of(labels)
 
 

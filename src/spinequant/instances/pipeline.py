@@ -12,7 +12,7 @@ from .config import METHODS, SPLIT_BY, InstanceConfig, InstanceResult
 from .filters import (filter_objects, join_through_spines, noise_objects, remove_small_objects,
                       trim_to_peak_fraction)
 from .floodfill import flood_fill_objects
-from .heads import head_peaks, object_scores, objects_from_heads
+from .heads import head_peaks, object_scores, objects_from_heads, trim_heads
 from .split import split_objects
 
 
@@ -127,9 +127,8 @@ def spine_instances(spine_prob, dendrite_prob=None, *, spacing, config: Instance
     # After the join, which needs the whole faint bridge a spine object may make.
     scores = None
     if method == "heads":
-        if cfg.peak_fraction > 0:   # a head-only object has its blob, not the spine map, to trim by
-            spines = trim_to_peak_fraction(spines, np.maximum(spine, head), cfg.peak_fraction,
-                                           cfg.connectivity)
+        if cfg.peak_fraction > 0:
+            spines = trim_heads(spines, spine, head, cfg.peak_fraction, cfg.threshold)
         scores = object_scores(spines, head)
     elif cfg.peak_fraction > 0 and not spine_is_mask:
         spines = trim_to_peak_fraction(spines, spine, cfg.peak_fraction, cfg.connectivity)

@@ -23,9 +23,11 @@ from ..validate import check_image_values, check_spacing
 from .plausibility import size_warnings
 from .runinfo import RUN_FILE, array_sha256, peak_memory_mb, versions, write_run_json
 
-#: Chosen by measurement: better spine detection than the classical method on every phantom
-#: preset, and the real sample's dendrite length within a few % of its extent (README).
-DEFAULT_METHOD = "lean2d"
+#: Chosen by measurement: lean2d_real (lean2d with a point head, trained on real annotated
+#: images and phantoms) finds spines better than lean2d on both real annotated sets (F1
+#: dendritic2 0.50 -> 0.6-0.7, spine_types 0.72 -> 0.97; benchmarks/real2d.py), keeps the real
+#: sample's shaft in one piece, and matches lean2d on the phantom presets (docs/real_data.md).
+DEFAULT_METHOD = "lean2d_real"
 STAGES = ("segment", "instances", "measure", "export", "report")
 
 
@@ -112,8 +114,14 @@ NEURAL_INSTANCES = InstanceConfig(method="components", threshold=0.1, split_min_
 #: Spine objects from a network with a point head: one per peak of its head map, outlined by
 #: the spine map at 0.1 and trimmed like the other networks' objects. The head threshold is
 #: where the calibrated confidence of the model reaches ``min_confidence`` (its card's
-#: calibration; see :mod:`spinequant.segment.neural.calibration`).
-HEADS_INSTANCES = InstanceConfig(method="heads", threshold=0.1, peak_fraction=0.5)
+#: calibration; see :mod:`spinequant.segment.neural.calibration`). A detected head counts as a
+#: spine up to 3 µm from the dendrite (the longest spines; Vidaurre-Gallart's noise rule uses
+#: the same distance), not 1 µm: the head map, not proximity, tells spines from debris, and a
+#: head whose neck is invisible lies away from the shaft. Dendritic2 validation images that are
+#: near-copies of training images (61, not the benchmark's): detection F1 0.32 / 0.36 / 0.38 /
+#: 0.39 at 1 / 1.5 / 2 / 3 µm (0.40 with no limit, which admits far debris).
+HEADS_INSTANCES = InstanceConfig(method="heads", threshold=0.1, peak_fraction=0.5,
+                                max_distance_to_dendrite_um=3.0)
 
 
 def has_point_head(method: str) -> bool:

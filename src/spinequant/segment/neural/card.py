@@ -26,7 +26,7 @@ from .normalise import NormaliseConfig
 #: Shipped models live here as <name>.safetensors + <name>.json.
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 #: The model ``predict`` uses when none is named.
-DEFAULT_MODEL = "lean2d"
+DEFAULT_MODEL = "lean2d_real"
 
 
 @dataclass(frozen=True)
