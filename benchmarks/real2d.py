@@ -183,10 +183,9 @@ def calibrate(sets, method: str, *, out_card: str | None, floor: float = 0.05) -
     result["calibration"] = calibration
     result["f1_by_min_confidence"] = dict(zip(grid.tolist(), np.round(f1, 4).tolist()))
     if out_card:
-        from spinequant.segment.neural.card import load_model, save_model
+        from spinequant.segment.neural.card import update_card
 
-        net, card = load_model(out_card)
-        save_model(net, dataclasses.replace(card, calibration=calibration), Path(out_card).with_suffix(""))
+        update_card(out_card, calibration=calibration)
     _reliability_plot(probs, found["hit"].to_numpy(), found["set"].to_numpy(), RESULTS / "real2d_reliability.png")
     return result
 

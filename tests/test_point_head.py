@@ -225,3 +225,13 @@ def test_train_cli_on_a_yolo_folder(tmp_path, point_model, capsys):
     assert "point head" in capsys.readouterr().err
     assert main([*common, "--out", str(tmp_path / "m1"), "--from", str(point_model)]) == 0
     assert (tmp_path / "m1" / "model.safetensors").exists()
+
+
+def test_update_card_keeps_the_weights_and_their_checksum(point_model):
+    from spinequant.segment.neural.card import read_card, sha256_of, update_card
+
+    before = sha256_of(point_model.with_suffix(".safetensors"))
+    update_card(point_model, calibration={"method": "platt", "a": 2.0, "b": 0.0, "min_confidence": 0.5})
+    card = read_card(point_model)
+    assert card.calibration["a"] == 2.0 and card.sha256 == before
+    assert sha256_of(point_model.with_suffix(".safetensors")) == before

@@ -85,6 +85,16 @@ def save_model(model: torch.nn.Module, card: ModelCard, path: str | os.PathLike)
     return card
 
 
+def update_card(model: str | os.PathLike, **fields) -> ModelCard:
+    """Change fields of a model's card (e.g. its calibration) without rewriting its weights,
+    so their sha256 and any ONNX export made from them stay valid."""
+    card_path, _ = resolve(model)
+    card = dataclasses.replace(read_card(card_path), **fields)
+    with atomic_path(card_path) as tmp:
+        tmp.write_text(json.dumps(card.to_dict(), indent=2) + "\n")
+    return card
+
+
 def resolve(model: str | os.PathLike | None) -> tuple[Path, Path]:
     """(card path, weights path) for a shipped model name, a folder, or a .json/.safetensors."""
     if model is None:
