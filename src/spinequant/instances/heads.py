@@ -40,10 +40,22 @@ def head_peaks(head_prob: np.ndarray, spacing, *, threshold: float, min_distance
     head_prob = np.asarray(head_prob, np.float32)
     radius_um = np.array([2.0 * min_distance_um] + [min_distance_um] * (head_prob.ndim - 1))[-head_prob.ndim:]
     radius = np.maximum(np.round(radius_um / np.asarray(spacing, float)), 1).astype(int)
-    # A box maximum filter is separable (fast on a whole stack); the exact (ellipsoidal)
-    # spacing is then enforced among the few candidates, strongest first.
-    local_max = ndi.maximum_filter(head_prob, size=tuple(2 * radius + 1), mode="nearest")
-    candidates = np.argwhere((head_prob >= threshold) & (head_prob == local_max))
+    # A box maximum filter (separable), run only around the regions above the threshold
+    # (a few percent of a stack), then the exact (ellipsoidal) spacing among the candidates.
+    above = head_prob >= threshold
+    regions = cc3d.connected_components(np.ascontiguousarray(above))
+    found = []
+    for box in cc3d.statistics(regions)["bounding_boxes"][1:]:
+        if box is None:
+            continue
+        grown = tuple(slice(max(b.start - r, 0), min(b.stop + r, n))
+                      for b, r, n in zip(box, radius, head_prob.shape))
+        local = head_prob[grown]
+        peak = (local == ndi.maximum_filter(local, size=tuple(2 * radius + 1), mode="nearest"))
+        inner = tuple(slice(b.start - g.start, b.stop - g.start) for b, g in zip(box, grown))
+        hits = np.argwhere(peak[inner] & above[box])
+        found.append(hits + [b.start for b in box])
+    candidates = np.unique(np.concatenate(found), axis=0) if found else np.zeros((0, head_prob.ndim), int)
     values = head_prob[tuple(candidates.T)]
     order = np.argsort(-values, kind="stable")
     candidates, values = candidates[order], values[order]
