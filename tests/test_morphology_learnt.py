@@ -75,3 +75,19 @@ def test_rule_set_choice_by_dimensionality():
     with pytest.raises(InputError, match="area_um2"):
         classify_spines(pd.DataFrame({"length_um": [1.0], "head_diameter_um": [0.5],
                                       "head_neck_ratio": [2.0]}), config={"rule_set": "learnt"})
+
+
+def test_a_wide_head_is_never_a_filopodium_for_the_learnt_model_either():
+    from spinequant.morphology.learnt import classify_learnt
+
+    table = _rows(
+        (0.9, 6.0, 2.8, 0.45, 0.9, 0.0, np.nan, np.nan, np.nan, 2.6),
+        (0.5, 2.7, 0.7, 0.8, 0.5, 0.0, np.nan, np.nan, np.nan, 0.6),
+    )
+    # with the guard at 0 µm every head counts as wide: no filopodium at all
+    types, rules = classify_learnt(table, filopodia_max_head_um=0.0)
+    assert "filopodia" not in types and all("not filopodia" in r for r in rules)
+    # the default configuration applies the published 0.5 µm guard
+    head = table["head_diameter_um"].to_numpy()
+    types = classify_spines(table)[0]
+    assert not any(t == "filopodia" and h >= 0.5 for t, h in zip(types, head))

@@ -71,7 +71,7 @@ def classify_spines(table: pd.DataFrame, *, config: MorphologyConfig | dict | No
     if (cfg.rule_set == "learnt" and not _is_3d(table)) or (cfg.rule_set == "auto" and "area_um2" in table):
         from .learnt import classify_learnt
 
-        return classify_learnt(table)
+        return classify_learnt(table, filopodia_max_head_um=cfg.filopodia_max_head_um)
     decide = _risher if cfg.rule_set == "risher" else _neuronstudio
     name = "risher" if cfg.rule_set == "risher" else "neuronstudio"   # 3D auto / learnt: NeuronStudio
     n = len(table)

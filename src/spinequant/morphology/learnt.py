@@ -117,9 +117,15 @@ def load_type_model(path: str | Path = MODEL_PATH) -> TypeModel:
     )
 
 
-def classify_learnt(table: pd.DataFrame, model: TypeModel | None = None):
+def classify_learnt(table: pd.DataFrame, model: TypeModel | None = None, *,
+                    filopodia_max_head_um: float | None = None):
     """Types of a 2D spine table by the learnt model, and the deciding "rule" (the model and
     its probability for the chosen type).
+
+    ``filopodia_max_head_um``: the published rule sets' wide-head guard, applied here too: a
+    spine whose head is at least this wide is never a filopodium (it takes the model's most
+    probable other type). A head seen apart from its faint neck measures long and headless,
+    which the model, trained on 26 filopodia, would otherwise call a filopodium.
 
     Returns
     -------
@@ -129,7 +135,15 @@ def classify_learnt(table: pd.DataFrame, model: TypeModel | None = None):
     if not len(table):
         return [], []
     p = model.probabilities(type_features(table))
+    guarded = np.zeros(len(table), bool)
+    if filopodia_max_head_um is not None and "filopodia" in model.classes:
+        head = table["head_diameter_um"].to_numpy(float)
+        guarded = np.nan_to_num(head, nan=0.0) >= filopodia_max_head_um
+        p = p.copy()
+        p[guarded, model.classes.index("filopodia")] = -1.0
     best = p.argmax(axis=1)
     types = [model.classes[k] for k in best]
-    rules = [f"learnt: p = {p[i, k]:.2f}" for i, k in enumerate(best)]
+    rules = [f"learnt: p = {p[i, k]:.2f}" + (f"; head >= {filopodia_max_head_um:g} um, not filopodia"
+                                               if guarded[i] else "")
+             for i, k in enumerate(best)]
     return types, rules
