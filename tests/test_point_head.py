@@ -235,3 +235,19 @@ def test_update_card_keeps_the_weights_and_their_checksum(point_model):
     card = read_card(point_model)
     assert card.calibration["a"] == 2.0 and card.sha256 == before
     assert sha256_of(point_model.with_suffix(".safetensors")) == before
+
+
+def test_config_of_another_method_does_not_carry_its_spine_object_settings(tmp_path, point_model, capsys):
+    import tifffile
+
+    image = np.random.default_rng(3).integers(0, 255, (48, 48)).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "plane.tif", image)
+    first = tmp_path / "a"
+    assert main(["analyze", str(tmp_path / "plane.tif"), "--voxel-size", "0.1", "0.1", "--out", str(first),
+                 "--method", str(point_model), "--quiet", "--no-meshes"]) == 0
+    second = tmp_path / "b"
+    assert main(["analyze", str(tmp_path / "plane.tif"), "--voxel-size", "0.1", "0.1", "--out", str(second),
+                 "--config", str(first / "run.json"), "--method", "classical", "--no-meshes"]) == 0
+    assert "differs from the method" in capsys.readouterr().err
+    run = json.loads((second / "run.json").read_text())
+    assert run["config"]["instances"]["method"] == "components" and run["config"]["min_confidence"] is None

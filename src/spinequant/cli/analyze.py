@@ -58,6 +58,15 @@ def _config(args):
     changes = {}
     if args.method:
         changes["method"] = args.method
+        if values and values.get("method") not in (None, args.method):
+            # Spine-object settings and the confidence threshold belong to the method that
+            # recorded them; another method starts from its own.
+            changes.update(instances=None, min_confidence=None)
+            if not args.quiet:
+                print(f"Note: --method {args.method} differs from the method of {args.config} "
+                      f"({values.get('method')}); its spine-object settings and minimum confidence "
+                      f"are that method's defaults, the other settings come from the file.",
+                      file=sys.stderr)
     if args.engine:
         changes["engine"] = args.engine
     if args.min_confidence is not None:
