@@ -108,6 +108,40 @@ def warm_start(out: Path, arch: str) -> Path:
     return out / "model.json"
 
 
+def grown_state(shallow: dict, depth: int) -> dict:
+    """A depth+1 network's weights from a shallower one: its latent block becomes the new
+    deepest encoder block (same shapes) and its decoder blocks move one level up; only the
+    new latent and the new deepest decoder block start untrained."""
+    grown = {}
+    for key, value in shallow.items():
+        if key.startswith("latent."):
+            key = f"encoder.{depth}." + key[len("latent."):]
+        elif key.startswith("decoders."):
+            _, d, blocks, i, rest = key.split(".", 4)
+            key = f"decoders.{d}.{blocks}.{int(i) + 1}.{rest}"
+        grown[key] = value
+    return grown
+
+
+def grow(out: Path, arch: str, base_model: str) -> Path:
+    """A model of architecture ``arch`` (one level deeper) carrying ``base_model``'s weights."""
+    base_net, base = load_model(base_model)
+    spec = architecture(arch)
+    if spec["depth"] != base.architecture["depth"] + 1:
+        raise SystemExit(f"--grow-from needs an architecture one level deeper than {base_model}'s")
+    net = build(spec)
+    state = grown_state(base_net.state_dict(), base.architecture["depth"])
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    assert not unexpected, unexpected
+    assert all(k.startswith(("latent.", f"decoders.0.blocks.0.", "decoders.1.blocks.0."))
+               for k in missing), missing
+    card = ModelCard(name="grown", architecture=spec, voxel_size_um=base.voxel_size_um,
+                     normalisation=base.normalisation, tile_size=base.tile_size,
+                     tile_overlap=base.tile_overlap)
+    save_model(net, card, out / "model")
+    return out / "model.json"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--name", default="lean2d_real")
@@ -125,6 +159,8 @@ def main() -> None:
     ap.add_argument("--phantom-set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="phantom settings for the training phantoms, e.g. varicosity_density_per_um=(0,0.25)")
     ap.add_argument("--init", default=None, help="start from this point-head model (default: lean2d's weights)")
+    ap.add_argument("--grow-from", default=None,
+                    help="start a one-level-deeper --architecture from this point-head model")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", default="work/models")
     ap.add_argument("--no-install", action="store_true")
@@ -147,6 +183,8 @@ def main() -> None:
                                                           for p in PRESETS]
     print(f"{len(d2)} dendritic2, {len(st)} spine_types, {len(ph)} phantoms; {len(val)} validation "
           f"samples; loaded in {time.perf_counter() - t:.0f} s", flush=True)
+    if args.grow_from:
+        args.init = grow(Path(args.work) / f"{args.name}-init", args.architecture, args.grow_from)
     init = args.init or warm_start(Path(args.work) / f"{args.name}-init", args.architecture)
     config = TrainConfig(architecture=args.architecture, tile_size=128, batch_size=args.batch,
                          steps_per_epoch=args.steps, epochs=args.epochs, learning_rate=args.lr,

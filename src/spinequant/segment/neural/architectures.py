@@ -40,6 +40,9 @@ PRESETS: dict[str, dict[str, Any]] = {
                "space_to_depth": 2, "z_context": 1},
     "lean2d_points": {"kind": "dual_unet2d", "base_filters": 16, "depth": 3, "separable": True,
                       "space_to_depth": 2, "z_context": 1, "point_head": True},
+    "lean2d_points_deep": {"kind": "dual_unet2d", "base_filters": 16, "depth": 4,
+                           "separable": True, "space_to_depth": 2, "z_context": 1,
+                           "point_head": True},
     "unet3d": {"kind": "unet3d", "base_filters": 8, "depth": 3, "aniso_stages": 2},
 }
 
