@@ -265,3 +265,22 @@ def test_cli_one_csv_with_rater_column_and_empty_prediction(tmp_path):
     assert main(["evaluate", str(tmp_path / "empty.tif"), str(tmp_path / "empty.tif"), "--out", str(out)]) == 0
     curve = pd.read_csv(out / "instance_curve.csv")
     assert curve["f1"].tolist() == [1.0] * 9
+
+
+def test_cli_instances_spine_detection_rule(tmp_path):
+    """Masks that differ only in extent (a rater outlines wider) are the same spines by the
+    README's rule (centres within 1 µm or IoU >= 0.3), though their voxel IoU is below 0.5."""
+    truth = np.zeros((5, 40, 40), np.uint16)
+    pred = np.zeros_like(truth)
+    for k, (y, x) in enumerate([(8, 8), (8, 30), (30, 20)], start=1):
+        truth[2, y - 1:y + 2, x - 1:x + 2] = k
+        pred[1:4, y - 3:y + 4, x - 3:x + 4] = 10 + k   # same centre, 16x the voxels
+    pred[2, 20:23, 2:5] = 99                          # a false spine
+    write_tiff(tmp_path / "truth.tif", truth, SPACING)
+    write_tiff(tmp_path / "pred.tif", pred, SPACING)
+    out = tmp_path / "out"
+    assert main(["evaluate", str(tmp_path / "pred.tif"), str(tmp_path / "truth.tif"), "--out", str(out)]) == 0
+    assert pd.read_csv(out / "instance_scores.csv")["tp"].tolist() == [0]
+    spines = pd.read_csv(out / "spine_detection.csv").iloc[0]
+    assert (spines["tp"], spines["fp"], spines["fn"]) == (3, 1, 0)
+    assert spines["max_distance_um"] == 1.0 and spines["min_iou"] == 0.3

@@ -15,8 +15,9 @@ def register(sub) -> None:
     p = sub.add_parser(
         "evaluate", help="compare a result with annotations (labels, points, several raters)",
         description="Compare a prediction with one or several annotations and print the scores. "
-                    "Label images (.tif) are matched object by object (F1 against IoU threshold; "
-                    "files named *semantic* class by class); point lists (spines.csv, CSV with x y z, "
+                    "Label images (.tif) are matched object by object (F1 against IoU threshold, and "
+                    "spine detection: centres within 1 µm or IoU >= 0.3, the rule of the README's "
+                    "spine F1; files named *semantic* class by class); point lists (spines.csv, CSV with x y z, "
                     "ImageJ ROI sets, Fiji CellCounter XML, SWC) are matched within a distance in µm. "
                     "YOLO label files (.txt) score a 2D result: polygons object by object against "
                     "its label image, boxes as points at their centre. "

@@ -37,6 +37,11 @@ class EvaluationConfig:
     split_merge_overlap : float
         A predicted object belongs to a true object when at least this fraction of its
         volume lies inside it (and vice versa for merges); see :func:`split_merge_counts`.
+    spine_max_distance_um, spine_min_iou : float
+        Spine detection between two label images (table ``spine_detection``): a predicted
+        spine matches a true one when their centres are at most this far apart or their IoU
+        reaches this floor (:func:`~spinequant.evaluate.detection.match_spine_objects`), the
+        rule behind every spine F1 in the README.
     """
 
     iou_threshold: float = 0.5
@@ -45,6 +50,8 @@ class EvaluationConfig:
     max_distance_um: float | tuple[float, float, float] = (2.5, 0.85, 0.85)
     band_um: float | None = None
     split_merge_overlap: float = 0.5
+    spine_max_distance_um: float = 1.0
+    spine_min_iou: float = 0.3
 
 
 @dataclass(frozen=True)
