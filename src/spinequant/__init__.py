@@ -31,6 +31,10 @@ _LAZY = {
     "make_phantom": "spinequant.synth",
 }
 
+#: Subpackages reachable as attributes (``sq.data.sample_path()``), imported on first use.
+_SUBPACKAGES = ("data", "io", "segment", "instances", "morphology", "export", "report", "pipeline",
+                "synth", "evaluate")
+
 __all__ = [
     "Stack", "open_stack", "read_stack", *_LAZY,
     "SpinequantError", "InputError", "OutputError", "VoxelSizeError", "__version__",
@@ -40,4 +44,6 @@ __all__ = [
 def __getattr__(name: str):
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"spinequant.{name}")
     raise AttributeError(f"module 'spinequant' has no attribute {name!r}")
