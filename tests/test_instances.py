@@ -167,9 +167,6 @@ def test_config_is_a_frozen_dict_convertible_dataclass():
     (dict(spine=np.full((3, 4, 4), 2.0)), "[0, 1]"),
     (dict(spine=np.full((3, 4, 4), np.nan)), "NaN"),
     (dict(dendrite=np.zeros((3, 5, 4))), "same stack"),
-    (dict(config=InstanceConfig(method="magic")), "method"),
-    (dict(config=InstanceConfig(min_volume_um3=2, max_volume_um3=1)), "min_volume_um3"),
-    (dict(config=InstanceConfig(peak_fraction=1.0)), "peak_fraction"),
     (dict(spacing=None), "voxel size"),
 ])
 def test_bad_input_raises_input_error(bad, message):
@@ -177,6 +174,17 @@ def test_bad_input_raises_input_error(bad, message):
                 spacing=SPACING, config=None) | bad
     with pytest.raises(InputError, match=message.replace("[", r"\[").replace("]", r"\]")):
         spine_instances(args["spine"], args["dendrite"], spacing=args["spacing"], config=args["config"])
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(method="magic"), "method"),
+    (dict(min_volume_um3=2, max_volume_um3=1), "min_volume_um3"),
+    (dict(peak_fraction=1.0), "peak_fraction"),
+])
+def test_bad_config_is_refused_when_made(bad, message):
+    """Before any segmentation runs: the config itself refuses the setting."""
+    with pytest.raises(InputError, match=message):
+        InstanceConfig(**bad)
 
 
 def test_flood_fill_respects_distance_to_seed_and_drop():

@@ -150,7 +150,7 @@ def test_analyze_with_a_point_head_model_reports_confidence(point_model):
                                                                       min_confidence=0.2))
     assert "confidence" in result.spines
     assert (result.spines["confidence"] >= 0.2 - 1e-6).all()
-    with pytest.raises(Exception, match="between 0 and 1"):
+    with pytest.raises(Exception, match="min_confidence=1.5 .*below 1"):
         resolve_config(AnalyzeConfig(method=str(point_model), min_confidence=1.5))
 
 

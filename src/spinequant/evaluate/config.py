@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..config import check_fields
+
 #: IoU thresholds of the matching curve (StarDist / CellSeg3D plot F1 against these).
 DEFAULT_IOU_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
@@ -52,6 +54,13 @@ class EvaluationConfig:
     split_merge_overlap: float = 0.5
     spine_max_distance_um: float = 1.0
     spine_min_iou: float = 0.3
+
+    def __post_init__(self):
+        check_fields(self, choices={"matching": ("hungarian", "greedy")},
+                     ranges={"iou_threshold": (0, 1, True, False), "spine_min_iou": (0, 1, True, False),
+                             "split_merge_overlap": (0, 1, False, False), "iou_thresholds": (0, 1, False, False),
+                             "max_distance_um": (0, None, True, False), "band_um": (0, None, True, False),
+                             "spine_max_distance_um": (0, None, True, False)})
 
 
 @dataclass(frozen=True)

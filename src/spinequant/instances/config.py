@@ -6,6 +6,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..config import check_fields
+from ..errors import InputError
+
 METHODS = ("auto", "floodfill", "components", "heads")
 #: The size settings (µm³) that a 2D image compares as areas (µm², :func:`planar_area_um2`).
 SIZE_SETTINGS = ("min_volume_um3", "max_volume_um3", "min_dendrite_volume_um3",
@@ -135,6 +138,23 @@ class InstanceConfig:
     noise_distance_um: float = 3.0
     noise_dendrite_volume_um3: float = 0.16
     noise_volume_um3: float = 0.024
+
+    def __post_init__(self):
+        probability = (0, 1, True, False)
+        positive = (0, None, True, False)
+        check_fields(self, choices={"method": METHODS, "split_by": SPLIT_BY, "connectivity": (6, 18, 26)},
+                     ranges={**dict.fromkeys(("seed_threshold", "growth_threshold", "threshold",
+                                              "dendrite_threshold", "head_threshold"), probability),
+                             **dict.fromkeys(("max_distance_to_seed_um", "split_min_distance_um",
+                                              "noise_distance_um", "head_min_distance_um"), positive),
+                             "peak_fraction": (0, 1, False, True), "bridge_min_fraction": (0, 1, False, False),
+                             "max_drop": (0, 1, False, False), "split_min_depth_prob": (0, 1, False, False),
+                             "min_planes": (1, None, False, False)})
+        if self.min_volume_um3 > self.max_volume_um3:
+            raise InputError(
+                f"InstanceConfig.min_volume_um3 ({self.min_volume_um3}) is larger than max_volume_um3 "
+                f"({self.max_volume_um3}); no spine could be kept."
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)

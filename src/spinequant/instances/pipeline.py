@@ -8,7 +8,7 @@ from ..errors import InputError
 from ..validate import check_spacing
 from ._objects import Objects
 from .bridges import bridge_bright_gaps
-from .config import METHODS, SPLIT_BY, InstanceConfig, InstanceResult
+from .config import InstanceConfig, InstanceResult
 from .filters import (filter_objects, join_through_spines, noise_objects, remove_small_objects,
                       trim_to_peak_fraction)
 from .floodfill import flood_fill_objects
@@ -58,7 +58,6 @@ def spine_instances(spine_prob, dendrite_prob=None, *, spacing, config: Instance
     (1, 1)
     """
     cfg = config or InstanceConfig()
-    _check_config(cfg)
     spine, spine_is_mask = _as_map(spine_prob, "spine map")
     spacing = check_spacing(spacing, where="the spine map", ndim=spine.ndim)
     size = cfg.sizes(spine.ndim)
@@ -166,30 +165,3 @@ def _as_map(data, what: str) -> tuple[np.ndarray, bool]:
         )
     is_mask = np.issubdtype(np.asarray(data).dtype, np.integer)
     return arr, bool(is_mask)
-
-
-def _check_config(cfg: InstanceConfig) -> None:
-    if cfg.method not in METHODS:
-        raise InputError(f"InstanceConfig.method must be one of {METHODS}, not {cfg.method!r}.")
-    if cfg.split_by not in SPLIT_BY:
-        raise InputError(f"InstanceConfig.split_by must be one of {SPLIT_BY}, not {cfg.split_by!r}.")
-    if cfg.connectivity not in (6, 18, 26):
-        raise InputError(f"InstanceConfig.connectivity must be 6, 18 or 26, not {cfg.connectivity!r}.")
-    for name in ("seed_threshold", "growth_threshold", "threshold", "dendrite_threshold", "head_threshold"):
-        value = getattr(cfg, name)
-        if not 0 < value <= 1:
-            raise InputError(f"InstanceConfig.{name} is {value}; a probability threshold must be in (0, 1].")
-    for name in ("max_distance_to_seed_um", "split_min_distance_um", "noise_distance_um",
-                 "head_min_distance_um"):
-        if not getattr(cfg, name) > 0:
-            raise InputError(
-                f"InstanceConfig.{name} must be a positive distance in µm, not {getattr(cfg, name)}.")
-    if not 0 <= cfg.peak_fraction < 1:
-        raise InputError(
-            f"InstanceConfig.peak_fraction is {cfg.peak_fraction}; it must be in [0, 1) "
-            f"(0 keeps spine objects as found, 0.5 trims each to half its peak).")
-    if cfg.min_volume_um3 > cfg.max_volume_um3:
-        raise InputError(
-            f"InstanceConfig.min_volume_um3 ({cfg.min_volume_um3}) is larger than max_volume_um3 "
-            f"({cfg.max_volume_um3}); no spine could be kept."
-        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
+from ..config import check_fields
 from ..errors import InputError
 
 #: Spine type rule sets that :func:`~spinequant.morphology.classify_spines` knows.
@@ -97,15 +98,7 @@ class MorphologyConfig:
                 f"2008), 'risher' (Risher et al. 2014) or 'learnt' (2D images only: a "
                 f"classifier fitted to expert-typed outlines)."
             )
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in ("rule_set",) or value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not math.isfinite(value) or value < 0:
-                raise InputError(
-                    f"The morphology setting {f.name}={value!r} must be a finite number >= 0."
-                )
+        check_fields(self, ranges={"smoothing_iterations": (0, None, False, False)})
 
     def to_dict(self) -> dict:
         """The settings as a plain dict (to save beside results)."""

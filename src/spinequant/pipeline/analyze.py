@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
-from ..config import config_from_dict, config_to_dict
+from ..config import check_fields, config_from_dict, config_to_dict
 from ..errors import InputError
 from ..instances import InstanceConfig, spine_instances
 from ..morphology import (MorphologyConfig, dendrite_centrelines, dendrite_skeleton, measure_dendrites,
@@ -29,6 +29,10 @@ from .runinfo import RUN_FILE, array_sha256, peak_memory_mb, versions, write_run
 #: sample's shaft in one piece, and matches lean2d on the phantom presets (docs/real_data.md).
 DEFAULT_METHOD = "lean2d_real"
 STAGES = ("segment", "instances", "measure", "export", "report")
+
+
+#: Inference engines (as :data:`spinequant.segment.neural.predict.ENGINES`, without importing torch).
+ENGINES = ("auto", "torch", "onnx")
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,9 @@ class AnalyzeConfig:
     export_zarr: bool = True
     report: bool = True
     min_confidence: float | None = None
+
+    def __post_init__(self):
+        check_fields(self, choices={"engine": ENGINES}, ranges={"min_confidence": (0, 1, True, True)})
 
     @classmethod
     def from_dict(cls, values: dict | None) -> "AnalyzeConfig":
@@ -143,10 +150,6 @@ def default_instance_config(method: str) -> InstanceConfig:
 def resolve_config(config: AnalyzeConfig | None) -> AnalyzeConfig:
     """``config`` with every method-dependent default filled in (what a run records)."""
     config = config or AnalyzeConfig()
-    if config.min_confidence is not None and not 0 < config.min_confidence < 1:
-        raise InputError(
-            f"The minimum confidence is {config.min_confidence}; it is a probability, so it must "
-            f"lie between 0 and 1 (e.g. --min-confidence 0.5).")
     instances = config.instances or default_instance_config(config.method)
     calibration = model_calibration(config.method)
     if calibration is not None:

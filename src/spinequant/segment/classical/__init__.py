@@ -19,6 +19,7 @@ import cc3d
 import numpy as np
 from scipy import ndimage as ndi
 
+from ...config import check_fields
 from ...errors import InputError
 from ...instances.config import planar_area_um2
 from ...validate import check_spacing
@@ -26,6 +27,10 @@ from .preprocess import auto_threshold, denoise, noise_level, subtract_backgroun
 from .shaft import outside_distance, shaft_mask
 
 __all__ = ["ClassicalConfig", "segment_classical", "ClassicalDiagnostics"]
+
+
+#: Rules that choose the foreground threshold (see :func:`.preprocess.auto_threshold`).
+THRESHOLD_RULES = ("auto", "otsu", "triangle", "li", "noise")
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,14 @@ class ClassicalConfig:
     min_protrusion_um: float = 0.3
     shaft_grid_um: float = 0.18
     z_elongation: str | float = "auto"
+
+    def __post_init__(self):
+        fraction = (0, 1, False, False)
+        check_fields(self, choices={"threshold": THRESHOLD_RULES, "z_elongation": ("auto",)},
+                     ranges={**dict.fromkeys(("low_fraction", "local_fraction", "z_local_fraction"), fraction),
+                             **dict.fromkeys(("background_scale_um", "local_window_um", "radius_window_um",
+                                              "radius_margin", "shaft_grid_um", "z_elongation"),
+                                             (0, None, True, False))})
 
 
 @dataclass(frozen=True)

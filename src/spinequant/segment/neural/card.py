@@ -55,7 +55,12 @@ class ModelCard:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelCard":
         known = {f.name for f in dataclasses.fields(cls)}
-        d = {k: v for k, v in d.items() if k in known}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise InputError(
+                f"The model card has unknown field(s) {unknown} (known: {sorted(known)}). Was it "
+                f"written by a newer spinequant? Update spinequant, or remove those fields."
+            )
         d["voxel_size_um"] = tuple(float(v) for v in d["voxel_size_um"])
         return cls(**d)
 
