@@ -86,3 +86,16 @@ def test_engine_errors_name_the_problem(tmp_path):
 
 def test_shipped_default_model_has_a_current_export():
     assert choose_engine("lean2d") == "onnx"
+
+
+def test_cli_export_onnx_prints_and_records_its_check(tmp_path, capsys):
+    from spinequant.cli import main
+
+    card = _saved(tmp_path)
+    assert main(["export-onnx", str(card)]) == 0
+    printed = capsys.readouterr().out
+    difference = json.loads(card.read_text())["onnx"]["max_difference_vs_torch"]
+    assert 0 <= difference < 1e-3 and "checked: ONNX Runtime's output differs" in printed
+    assert main(["export-onnx", str(card), "--no-check"]) == 0
+    assert "not checked" in capsys.readouterr().out
+    assert json.loads(card.read_text())["onnx"]["max_difference_vs_torch"] is None

@@ -12,7 +12,8 @@ def register(sub) -> None:
     p = sub.add_parser(
         "train", help="train or fine-tune a neural segmentation model on annotated stacks",
         description="Train a network on annotated stacks (image.tif + labels_semantic.tif with 0 "
-                    "background, 1 dendrite, 2 spine, one sub-folder per stack), or fine-tune a "
+                    "background, 1 dendrite, 2 spine, one sub-folder per stack; or 2D images in "
+                    "DATA_DIR/images with YOLO boxes or polygons in DATA_DIR/labels), or fine-tune a "
                     "shipped model with --from. The best model is written to MODEL_DIR as "
                     "model.safetensors + model.json; use it with 'analyze --method MODEL_DIR'. "
                     "Running the same command again resumes from MODEL_DIR's checkpoint.")
@@ -22,15 +23,20 @@ def register(sub) -> None:
                    help="start from this model (shipped name or folder): fine-tuning")
     p.add_argument("--architecture", default="lean2d", choices=sorted(PRESETS),
                    help="network to train from scratch (default lean2d; ignored with --from)")
-    p.add_argument("--epochs", type=int, default=TrainConfig.epochs)
-    p.add_argument("--steps-per-epoch", type=int, default=TrainConfig.steps_per_epoch)
-    p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    p.add_argument("--epochs", type=int, default=TrainConfig.epochs,
+                   help=f"most epochs to train (default {TrainConfig.epochs}; training stops earlier "
+                        f"when the validation loss stops improving)")
+    p.add_argument("--steps-per-epoch", type=int, default=TrainConfig.steps_per_epoch,
+                   help=f"batches per epoch (default {TrainConfig.steps_per_epoch})")
+    p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size,
+                   help=f"patches per batch (default {TrainConfig.batch_size})")
     p.add_argument("--tile-size", type=int, default=TrainConfig.tile_size, help="patch edge in pixels")
     p.add_argument("--learning-rate", type=float, default=None,
                    help=f"Adam learning rate (default {TrainConfig.learning_rate:g}, a tenth of it with --from)")
     p.add_argument("--loss", default="auto", choices=["auto", "deepd3", "deepd3_spine_dice", "wce", "gdl", "points"],
                    help="auto: the base model's loss with --from, else deepd3 (2D) or wce (unet3d)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="random seed of patch sampling, augmentation and initial weights (default 0)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for training (default 2)")
     p.add_argument("--max-minutes", type=float, default=None, help="stop after this much training time")
     p.add_argument("--voxel-size", nargs="+", type=float, metavar="SIZE",

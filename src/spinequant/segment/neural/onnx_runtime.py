@@ -77,11 +77,12 @@ def export_onnx(model: str | os.PathLike | None = None, *, check: bool = True) -
         torch.onnx.export(wrapped, (example,), str(tmp), dynamo=False, opset_version=OPSET,
                           input_names=["tiles"], output_names=["probabilities"],
                           dynamic_axes={"tiles": spatial, "probabilities": spatial})
+        difference = None
         if check and onnxruntime_available():
-            _check_against_torch(tmp, wrapped, example.numpy())
+            difference = _check_against_torch(tmp, wrapped, example.numpy())
         digest = sha256_of(tmp)
     entry = {"file": out.name, "sha256": digest, "opset": OPSET, "weights_sha256": card.sha256,
-             "torch_version": torch.__version__}
+             "torch_version": torch.__version__, "max_difference_vs_torch": difference}
     card = dataclasses.replace(card, onnx=entry)
     with atomic_path(card_path) as tmp:
         tmp.write_text(json.dumps(card.to_dict(), indent=2) + "\n")
@@ -98,7 +99,8 @@ def _example_tile(spec: dict) -> np.ndarray:
     return rng.normal(size=shape).astype(np.float32)
 
 
-def _check_against_torch(path: Path, wrapped: torch.nn.Module, tile: np.ndarray) -> None:
+def _check_against_torch(path: Path, wrapped: torch.nn.Module, tile: np.ndarray) -> float:
+    """The largest difference between ONNX Runtime's and PyTorch's probabilities on ``tile``."""
     session = _session(path, threads=1)
     got = session.run(None, {"tiles": tile})[0]
     with torch.inference_mode():
@@ -106,6 +108,7 @@ def _check_against_torch(path: Path, wrapped: torch.nn.Module, tile: np.ndarray)
     err = float(np.abs(got - want).max())
     if err > 1e-3:
         raise RuntimeError(f"ONNX export differs from PyTorch by {err:.2g}; not saved.")
+    return err
 
 
 def onnx_file(card_path: Path, card: ModelCard) -> Path | None:
