@@ -14,13 +14,16 @@ from __future__ import annotations
 import importlib
 
 from .errors import InputError, OutputError, SpinequantError, VoxelSizeError
-from .io import open_stack, read_stack
-from .stack import Stack
 
 __version__ = "0.1.0"
 
-# Heavier parts load on first use, so that `import spinequant` and `spinequant info` stay fast.
+# Everything else loads on first use: `import spinequant` stays fast, and the command line
+# (whose entry point imports this package) can set up its Ctrl-C handling before numpy, zarr
+# and torch are imported.
 _LAZY = {
+    "Stack": "spinequant.stack",
+    "open_stack": "spinequant.io",
+    "read_stack": "spinequant.io",
     "analyze": "spinequant.pipeline",
     "analyze_file": "spinequant.pipeline",
     "analyze_folder": "spinequant.pipeline",

@@ -11,6 +11,7 @@ import sys
 import textwrap
 
 from ..errors import SpinequantError
+from . import _signals
 
 # Every public module of this package is a subcommand: it has ``register(subparsers)``,
 # which adds its parser and sets ``func``. Modules starting with "_" are helpers.
@@ -20,7 +21,9 @@ EXIT_INPUT = 2
 EXIT_BUG = 70
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``argv`` naming a command, only that command's module is imported
+    (the others pull in torch and take seconds)."""
     from .. import __version__
 
     parser = argparse.ArgumentParser(
@@ -31,27 +34,56 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in COMMANDS:
+    for name in commands_named(argv):
         importlib.import_module(f"{__name__}.{name}").register(sub)
     return parser
 
 
+def commands_named(argv: list[str] | None) -> list[str]:
+    """The command that ``argv`` names (a list of one), or all of them when it names none."""
+    first = next((a for a in (argv or []) if not a.startswith("-")), "")
+    module = first.replace("-", "_")  # export-onnx lives in export_onnx.py
+    return [module] if module in COMMANDS else list(COMMANDS)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    # Handlers first: the subcommands import numpy, zarr, torch..., and a Ctrl-C or SIGTERM
+    # during those imports must end as cleanly as one during the analysis.
+    with _signals.signals_as_exceptions():
+        args = None
+        try:
+            args = _parse(sys.argv[1:] if argv is None else list(argv))
+            code = int(args.func(args) or 0)
+            _signals.raise_if_received()
+            return code
+        except (KeyboardInterrupt, Exception) as exc:
+            return _report(exc, debug=getattr(args, "debug", False))
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
     try:
-        return int(args.func(args) or 0)
-    except SpinequantError as exc:
-        if args.debug:
-            raise
+        return build_parser(argv).parse_args(argv)
+    except KeyboardInterrupt as exc:
+        raise _signals.with_outcome(exc, "nothing was written (it was still starting)") from None
+
+
+def _report(exc: BaseException, *, debug: bool) -> int:
+    """Print the error that ended a command as one paragraph and give the exit code; re-raise
+    anything that is not the user's to fix (a bug shows its traceback)."""
+    if not isinstance(exc, KeyboardInterrupt) and _signals.received() is not None:
+        # An error after a swallowed interrupt (a library left half imported) is the
+        # interrupt's doing, not a problem of its own.
+        exc = _signals.Interrupted(_signals.received())
+    if isinstance(exc, KeyboardInterrupt):
+        _print_error(_signals.message(exc))
+        return _signals.exit_code(exc)
+    if isinstance(exc, SpinequantError) and not debug:
         _print_error(str(exc))
         return EXIT_INPUT
-    except KeyboardInterrupt:
-        _print_error("Interrupted; results that were not finished were not written.")
-        return 130
-    except MemoryError:
+    if isinstance(exc, MemoryError):
         _print_error("Out of memory. Process a smaller crop, or a large volume in chunks (see the README).")
         return EXIT_INPUT
+    raise exc
 
 
 def _print_error(message: str) -> None:

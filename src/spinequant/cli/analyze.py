@@ -6,8 +6,10 @@ import json
 import sys
 from pathlib import Path
 
+from .._partials import remove_own
 from ..errors import InputError
 from ..io import PROJECTIONS
+from . import _signals
 from ._common import add_stack_arguments, image_choice, stack_path
 
 
@@ -79,7 +81,22 @@ def _config(args):
 
 
 def run(args) -> int:
-    from ..pipeline import STAGES, analyze_file, analyze_folder
+    # Filled in as the run goes, for the message when a signal stops it.
+    stacks: list[Path] = []     # a folder's stacks, once known
+    finished: list[Path] = []   # those done (analysed, skipped or failed)
+    try:
+        return _run(args, stacks, finished)
+    except KeyboardInterrupt as exc:
+        # atomic_path has removed its files; this also catches a late write of zarr's own thread
+        remove_own(Path(args.out))
+        current = next((p.name for p in stacks if p not in finished), None if stacks else Path(args.stack).name)
+        outcome = (_folder_outcome(current, len(finished), args.out) if stacks
+                   else f"nothing was written for {current}")
+        raise _signals.with_outcome(exc, outcome) from None
+
+
+def _run(args, stacks: list[Path], finished: list[Path]) -> int:
+    from ..pipeline import STAGES, analyze_file, analyze_folder, find_stacks
     from ..io.omezarr import is_zarr
 
     config = _config(args)
@@ -87,16 +104,19 @@ def run(args) -> int:
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
     common = dict(channel=args.channel, time=args.time, voxel_size=args.voxel_size, config=config,
                   image=image_choice(args.image), project=args.project)
+    bar = _StageBar(STAGES, quiet=args.quiet)
+    progress = _stopping_on_signal(bar.stage)
     if path.is_dir() and not is_zarr(path):
-        bar = _StageBar(STAGES, quiet=args.quiet)
+        stacks += find_stacks(path)
 
         def report(item):
+            finished.append(item.path)
             bar.reset()
             note = f" ({item.n_spines} spines)" if item.n_spines is not None else ""
             say(f"{item.status:8s} {item.path.name}{note}" + (f": {item.message}" if item.status == "failed" else ""))
 
         try:
-            summary = analyze_folder(path, args.out, progress=bar.stage, on_item=report, force=args.force,
+            summary = analyze_folder(path, args.out, progress=progress, on_item=report, force=args.force,
                                      **common)
         finally:
             bar.close()
@@ -104,9 +124,8 @@ def run(args) -> int:
         say(f"{len(summary)} stacks: {len(summary) - failed} analysed or already complete, {failed} failed. "
             f"Summary: {Path(args.out) / 'summary.csv'}")
         return 1 if failed else 0
-    bar = _StageBar(STAGES, quiet=args.quiet)
     try:
-        result = analyze_file(path, args.out, progress=bar.stage, **common)
+        result = analyze_file(path, args.out, progress=progress, **common)
     finally:
         bar.close()
     for warning in result.diagnostics.get("warnings", []):
@@ -114,6 +133,24 @@ def run(args) -> int:
     say(f"{len(result.spines)} spines on {len(result.dendrites)} dendrite(s); "
         f"results in {args.out}/ (open report.html)")
     return 0
+
+
+def _folder_outcome(current: str | None, n_finished: int, out) -> str:
+    """What an interrupted folder run leaves: the stacks finished before it, nothing of the one
+    under way, and how to go on."""
+    now = f"nothing was written for {current}" if current else "summary.csv was not written"
+    before = (f"the results of {n_finished} finished stack{'s' * (n_finished != 1)} are in {out}"
+              if n_finished else "no stack had been finished")
+    return (f"{now}; {before}. Run the same command again to go on: stacks with complete "
+            f"results are skipped")
+
+
+def _stopping_on_signal(progress):
+    """``progress`` that first stops the run if a signal came whose exception was swallowed."""
+    def step(name: str) -> None:
+        _signals.raise_if_received()
+        progress(name)
+    return step
 
 
 class _StageBar:

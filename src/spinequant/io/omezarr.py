@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
@@ -128,7 +129,11 @@ def _write_multiscale(group, data: np.ndarray, spacing, name: str, chunks) -> No
     chunks = tuple(chunks)[len(chunks) - data.ndim:] if len(chunks) >= data.ndim else chunks
     arr = group.create_array("0", shape=data.shape, dtype=data.dtype,
                              chunks=tuple(min(c, s) for c, s in zip(chunks[-data.ndim:], data.shape)))
-    arr[...] = data
+    # One chunk per call: zarr writes the chunks of one call from its own thread and goes on
+    # with the others after one fails or the main thread is interrupted, which would refill
+    # the temporary folder that atomic_path has just removed.
+    for box in _chunk_boxes(data.shape, arr.chunks):
+        arr[box] = data[box]
     group.attrs["multiscales"] = [{
         "version": _NGFF_VERSION,
         "name": name,
@@ -136,3 +141,9 @@ def _write_multiscale(group, data: np.ndarray, spacing, name: str, chunks) -> No
         "datasets": [{"path": "0", "coordinateTransformations": [
             {"type": "scale", "scale": [float(s) for s in spacing]}]}],
     }]
+
+
+def _chunk_boxes(shape, chunks):
+    """The regions of an array of ``shape`` covered by each chunk, in order."""
+    starts = itertools.product(*(range(0, n, c) for n, c in zip(shape, chunks)))
+    return [tuple(slice(a, a + c) for a, c in zip(start, chunks)) for start in starts]

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
+from .._atomic import undo_on_failure, write_error
 from ..config import check_fields, config_from_dict, config_to_dict
 from ..errors import InputError
 from ..instances import InstanceConfig, spine_instances
@@ -315,13 +316,25 @@ PLANAR_RUN_NOTE = ("2D image (a single plane or a projection): spacing_um is (y,
 
 def save_result(result: AnalysisResult, out_dir, *, source: dict | None = None,
                 progress: Progress | None = None) -> Path:
-    """Write all exports, the report and ``run.json`` (last, so it marks a complete run)."""
+    """Write all exports, the report and ``run.json`` (last, so it marks a complete run).
+
+    When writing fails (a full disk: :class:`OutputError`) or is interrupted, the files this
+    call had written are removed again, so the folder never holds a half result.
+    """
+    out_dir = Path(out_dir)
+    with undo_on_failure():
+        _save_result(result, out_dir, source, progress or (lambda name: None))
+    return out_dir
+
+
+def _save_result(result: AnalysisResult, out_dir: Path, source: dict | None, step: Progress) -> None:
     from ..export import export_results
 
-    out_dir = Path(out_dir)
     # A run.json marks a complete result: remove an earlier one until this run has finished.
-    (out_dir / RUN_FILE).unlink(missing_ok=True)
-    step = progress or (lambda name: None)
+    try:
+        (out_dir / RUN_FILE).unlink(missing_ok=True)
+    except OSError as exc:
+        raise write_error(exc, out_dir / RUN_FILE) from exc
     step("export")
     t = time.perf_counter()
     cfg = result.config
@@ -357,4 +370,3 @@ def save_result(result: AnalysisResult, out_dir, *, source: dict | None = None,
         "versions": versions(),
     }
     write_run_json(out_dir, record)
-    return out_dir

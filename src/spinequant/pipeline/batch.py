@@ -129,6 +129,10 @@ def _run_one(path, target, reading: dict, config, progress, force) -> BatchItem:
         result = analyze_file(path, target, config=config, progress=progress, **reading)
     except SpinequantError as exc:
         return BatchItem(path, target, "failed", str(exc))
+    except OSError as exc:  # the drive or the network, not spinequant: no bug report
+        where = f" ({exc.filename})" if exc.filename else ""
+        return BatchItem(path, target, "failed",
+                         f"the operating system reported an error{where}: {exc.strerror or exc}")
     except Exception as exc:  # one broken stack must not stop a batch of hundreds
         return BatchItem(path, target, "failed",
                          f"unexpected error ({type(exc).__name__}: {exc}); this is a bug, please report it "

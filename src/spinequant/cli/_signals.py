@@ -1,0 +1,101 @@
+"""Ctrl-C (SIGINT) and SIGTERM as an exception in the main thread, for the command line only.
+
+Python stops a process at SIGTERM without running any clean-up; raised as an exception, both
+signals unwind the run so that :func:`spinequant._atomic.atomic_path` removes what was half
+written. The library itself never installs handlers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+_HOW = {signal.SIGINT: "Interrupted (Ctrl-C)",
+        signal.SIGTERM: "Stopped by SIGTERM (the signal a cluster's time limit or 'kill' sends)"}
+
+# The first signal received while the handlers are installed, until they are removed.
+_received: list[int] = []
+
+
+class Interrupted(KeyboardInterrupt):
+    """The process received SIGINT or SIGTERM; ``outcome`` says what became of the results."""
+
+    def __init__(self, signum: int, outcome: str | None = None):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = int(signum)
+        self.outcome = outcome
+
+
+def received() -> int | None:
+    """The signal that asked this run to stop, if any did."""
+    return _received[0] if _received else None
+
+
+def raise_if_received() -> None:
+    """Stop here if a signal arrived whose exception a library swallowed.
+
+    trimesh, for one, catches every exception while it imports optional parts, an interrupt
+    included, and goes on.
+    """
+    if _received:
+        raise Interrupted(_received[0])
+
+
+def with_outcome(exc: KeyboardInterrupt, outcome: str) -> Interrupted:
+    """The interrupt ``exc`` together with what became of the results, for the message."""
+    return Interrupted(getattr(exc, "signum", None) or received() or signal.SIGINT, outcome)
+
+
+def exit_code(exc: BaseException) -> int:
+    """128 + the signal number, as shells report a process ended by that signal."""
+    return 128 + getattr(exc, "signum", signal.SIGINT)
+
+
+def message(exc: BaseException) -> str:
+    """One line for the user: how the run was stopped and what became of its results."""
+    signum = getattr(exc, "signum", signal.SIGINT)
+    outcome = getattr(exc, "outcome", None) or "results that were not finished were removed"
+    return f"{_HOW.get(signum, 'Interrupted')}; {outcome}."
+
+
+@contextlib.contextmanager
+def signals_as_exceptions():
+    """Raise :class:`Interrupted` in the main thread at SIGINT and SIGTERM inside the block.
+
+    A second signal that arrives while the first one's exception is being handled (clean-up
+    under way) is not raised again, so the clean-up finishes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _received.clear()
+    previous = {s: signal.signal(s, _handler) for s in SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        _received.clear()
+
+
+def _handler(signum, frame) -> None:
+    if not _received:
+        _received.append(signum)
+    if not _cleaning_up():
+        raise Interrupted(_received[0])
+
+
+def _cleaning_up() -> bool:
+    """Whether the exception being handled right now is (caused by) an interrupt."""
+    exc = sys.exc_info()[1]
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__context__
+    return False
