@@ -9,8 +9,9 @@ import importlib
 import pkgutil
 import sys
 import textwrap
+import warnings
 
-from ..errors import SpinequantError
+from ..errors import SpinequantError, SpinequantWarning
 
 # Every public module of this package is a subcommand: it has ``register(subparsers)``,
 # which adds its parser and sets ``func``. Modules starting with "_" are helpers.
@@ -40,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return int(args.func(args) or 0)
     except SpinequantError as exc:
         if args.debug:
             raise
@@ -54,10 +57,22 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INPUT
 
 
-def _print_error(message: str) -> None:
+def _print_error(message: str, kind: str = "error") -> None:
     text = textwrap.fill(message, width=100, subsequent_indent="  ", break_long_words=False,
                          break_on_hyphens=False)
-    print(f"spinequant: error: {text}", file=sys.stderr)
+    print(f"spinequant: {kind}: {text}", file=sys.stderr)
+
+
+_show_python_warning = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    # spinequant's own warnings (e.g. an incomplete file read with --allow-incomplete) are
+    # messages for the user, printed like errors, not Python source locations.
+    if issubclass(category, SpinequantWarning):
+        _print_error(str(message), kind="WARNING")
+    else:
+        _show_python_warning(message, category, filename, lineno, file, line)
 
 
 if __name__ == "__main__":  # pragma: no cover

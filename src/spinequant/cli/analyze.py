@@ -86,7 +86,8 @@ def run(args) -> int:
     path = stack_path(args.stack)
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
     common = dict(channel=args.channel, time=args.time, voxel_size=args.voxel_size, config=config,
-                  image=image_choice(args.image), project=args.project)
+                  image=image_choice(args.image), project=args.project,
+                  allow_incomplete=args.allow_incomplete)
     if path.is_dir() and not is_zarr(path):
         bar = _StageBar(STAGES, quiet=args.quiet)
 
