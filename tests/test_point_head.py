@@ -199,10 +199,11 @@ def test_implausible_pixel_size_is_reported(tmp_path, capsys):
     right = main(["analyze", str(tmp_path / "plane.tif"), "--voxel-size", "0.094", "0.094", "--out",
                   str(tmp_path / "ok"), "--method", "classical", "--no-meshes"])
     assert right == 0 and "Warning" not in capsys.readouterr().err
-    wrong = main(["analyze", str(tmp_path / "plane.tif"), "--voxel-size", "0.0094", "0.0094", "--out",
+    # 5x too fine: still a plausible number (under 0.01 µm, e.g. 0.0094, the input is refused)
+    wrong = main(["analyze", str(tmp_path / "plane.tif"), "--voxel-size", "0.0188", "0.0188", "--out",
                   str(tmp_path / "nm"), "--method", "classical", "--no-meshes"])
     err = capsys.readouterr().err
-    assert wrong == 0 and "No dendrite was found" in err and "0.0094 x 0.0094 µm" in err
+    assert wrong == 0 and "No dendrite was found" in err and "0.0188 x 0.0188 µm" in err
     run = json.loads((tmp_path / "nm" / "run.json").read_text())
     assert run["diagnostics"]["warnings"] and "Warning" in (tmp_path / "nm" / "report.html").read_text()
 

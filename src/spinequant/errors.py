@@ -21,3 +21,11 @@ class VoxelSizeError(InputError):
 
 class OutputError(SpinequantError, OSError):
     """A result cannot be written where the user asked."""
+
+
+class SpinequantWarning(UserWarning):
+    """Something the user should know about a result that spinequant still produced."""
+
+
+class IncompleteDataWarning(SpinequantWarning):
+    """A damaged or truncated input was read anyway (``allow_incomplete``); part of it is missing."""

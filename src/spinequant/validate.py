@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -11,6 +12,10 @@ from .errors import InputError, VoxelSizeError
 
 #: Largest voxel edge we accept; above this the number is almost certainly in the wrong unit.
 MAX_VOXEL_UM = 100.0
+#: Smallest voxel edge we accept: a twentieth of what the best light microscopes resolve
+#: (~0.2 µm, ~0.05 µm with super-resolution); below it the number is almost certainly in
+#: nanometres recorded as micrometres (0.094 nm for 0.094 µm).
+MIN_VOXEL_UM = 0.01
 
 VOXEL_HINT = (
     "Give the voxel size in micrometres, in the order Z Y X: on the command line with "
@@ -62,7 +67,8 @@ def check_spacing(spacing: Sequence[float] | None, *, where: str = "the stack",
             f"The voxel size of {where} needs three numbers, Z Y X, because it is a stack with a "
             f"Z axis, but {len(values)} were given: {values}. {hint}{extra}"
         )
-    for axis, v in zip("ZYX"[3 - len(values):], values):
+    axes = "ZYX"[3 - len(values):]
+    for axis, v in zip(axes, values):
         if not math.isfinite(v) or v <= 0:
             raise VoxelSizeError(
                 f"The {axis} voxel size of {where} is {v}, but it must be a positive number of "
@@ -74,7 +80,26 @@ def check_spacing(spacing: Sequence[float] | None, *, where: str = "the stack",
                 f"microscopy (over {MAX_VOXEL_UM:g} µm); it is probably in nanometres or "
                 f"another unit. {hint}"
             )
+        if v < MIN_VOXEL_UM:
+            raise VoxelSizeError(
+                f"The {axis} voxel size of {where} is {v:g} µm ({v * 1000:g} nm), far below what a "
+                f"light microscope resolves (under {MIN_VOXEL_UM:g} µm): the number was probably "
+                f"meant in micrometres but recorded or given in nanometres. "
+                f"{_unit_fix(values, axes)}"
+            )
     return values
+
+
+def _unit_fix(values: tuple[float, ...], axes: str) -> str:
+    """How to give ``values`` with the too-fine ones read as µm instead of nm."""
+    fixed = tuple(v * 1000 if v < MIN_VOXEL_UM else v for v in values)
+    if not all(MIN_VOXEL_UM <= v <= MAX_VOXEL_UM for v in fixed):
+        return voxel_hint(len(values))
+    numbers = " ".join(f"{v:g}" for v in fixed)
+    what = "pixel" if len(values) == 2 else "voxel"
+    return (f"If the {what} size is {numbers} µm ({' '.join(axes)}), give it in micrometres: "
+            f"--voxel-size {numbers} on the command line, voxel_size=({', '.join(f'{v:g}' for v in fixed)}) "
+            f"in Python.")
 
 
 def check_image_values(data, *, where: str = "the stack") -> tuple[float, float]:
@@ -111,3 +136,46 @@ def check_image_values(data, *, where: str = "the stack") -> tuple[float, float]
 def _reduce(a, how: str):
     out = getattr(a, how)()
     return out.compute() if hasattr(out, "compute") else out
+
+
+def check_fits_in_memory(nbytes: int, *, where: str, what: str) -> None:
+    """Raise :class:`InputError` when reading ``nbytes`` would exceed the memory available now.
+
+    ``what`` describes the array (e.g. "23 planes of 178 x 308 uint16"). Without the check a
+    file whose metadata declare a huge array is killed by the operating system mid-read,
+    with no message.
+    """
+    available = available_memory()
+    if available is None or nbytes <= available:
+        return
+    raise InputError(
+        f"{where} declares {what}, which needs {format_bytes(nbytes)} of memory to read, but only "
+        f"{format_bytes(available)} are available on this computer. If the stack really is that "
+        f"large, crop it or split it into smaller stacks (Fiji: Image > Duplicate, or Image > "
+        f"Stacks > Tools > Make Substack); if it should be smaller, the file's metadata are wrong: "
+        f"re-export it from the acquisition software or Fiji."
+    )
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux ``MemAvailable``), or ``None`` if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def format_bytes(n: float) -> str:
+    """``n`` bytes as a short human size: ``"12 kB"``, ``"6.9 GB"``."""
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if abs(n) < 1000:
+            return f"{n:.0f} {unit}" if unit in ("bytes", "kB") else f"{n:.3g} {unit}"
+        n /= 1000
+    return f"{n:.3g} TB"

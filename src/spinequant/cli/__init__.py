@@ -9,8 +9,9 @@ import importlib
 import pkgutil
 import sys
 import textwrap
+import warnings
 
-from ..errors import SpinequantError
+from ..errors import SpinequantError, SpinequantWarning
 from . import _signals
 
 # Every public module of this package is a subcommand: it has ``register(subparsers)``,
@@ -53,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         args = None
         try:
             args = _parse(sys.argv[1:] if argv is None else list(argv))
-            code = int(args.func(args) or 0)
+            with warnings.catch_warnings():
+                warnings.showwarning = _show_warning
+                code = int(args.func(args) or 0)
             _signals.raise_if_received()
             return code
         except (KeyboardInterrupt, Exception) as exc:
@@ -86,10 +89,22 @@ def _report(exc: BaseException, *, debug: bool) -> int:
     raise exc
 
 
-def _print_error(message: str) -> None:
+def _print_error(message: str, kind: str = "error") -> None:
     text = textwrap.fill(message, width=100, subsequent_indent="  ", break_long_words=False,
                          break_on_hyphens=False)
-    print(f"spinequant: error: {text}", file=sys.stderr)
+    print(f"spinequant: {kind}: {text}", file=sys.stderr)
+
+
+_show_python_warning = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    # spinequant's own warnings (e.g. an incomplete file read with --allow-incomplete) are
+    # messages for the user, printed like errors, not Python source locations.
+    if issubclass(category, SpinequantWarning):
+        _print_error(str(message), kind="WARNING")
+    else:
+        _show_python_warning(message, category, filename, lineno, file, line)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -17,6 +17,9 @@ def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", default=None, metavar="N",
                         help="image to read when a CZI/LIF/ND2 file holds several (scene, series or "
                              "stage position): its index, or for LIF its name")
+    parser.add_argument("--allow-incomplete", action="store_true",
+                        help="read a truncated or incomplete file (missing planes, chunks or rows "
+                             "become zeros) with a warning, instead of refusing it; recorded in run.json")
 
 
 def stack_path(name: str) -> Path:

@@ -103,7 +103,8 @@ def _run(args, stacks: list[Path], finished: list[Path]) -> int:
     path = stack_path(args.stack)
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
     common = dict(channel=args.channel, time=args.time, voxel_size=args.voxel_size, config=config,
-                  image=image_choice(args.image), project=args.project)
+                  image=image_choice(args.image), project=args.project,
+                  allow_incomplete=args.allow_incomplete)
     bar = _StageBar(STAGES, quiet=args.quiet)
     progress = _stopping_on_signal(bar.stage)
     if path.is_dir() and not is_zarr(path):

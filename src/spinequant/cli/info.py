@@ -5,7 +5,9 @@ from __future__ import annotations
 import dask
 import numpy as np
 
+from ..errors import VoxelSizeError
 from ..io import open_stack
+from ..validate import check_spacing
 from ._common import add_stack_arguments, image_choice, stack_path
 
 
@@ -19,9 +21,19 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _implausible(spacing) -> str:
+    """A warning for a voxel size that analysis would refuse (e.g. recorded in nm as µm)."""
+    try:
+        check_spacing(spacing, where="the file", ndim=len(spacing))
+    except VoxelSizeError as exc:
+        return f"  -- WARNING: implausible; analysis will refuse it: {exc}"
+    return ""
+
+
 def run(args) -> int:
     path = stack_path(args.file)
-    stack = open_stack(path, voxel_size=args.voxel_size, require_spacing=False, image=image_choice(args.image))
+    stack = open_stack(path, voxel_size=args.voxel_size, require_spacing=False, image=image_choice(args.image),
+                       allow_incomplete=args.allow_incomplete)
     print(f"file        {path}")
     print(f"format      {stack.metadata.get('format', '?')}")
     print(f"shape       {stack.shape}  axes {stack.axes}"
@@ -42,7 +54,7 @@ def run(args) -> int:
               f"give it with --voxel-size {order} (µm)")
     else:
         sizes = "  ".join(f"{a} {v:g}" for a, v in zip(axes, stack.spacing))
-        print(f"{what:<11} {sizes} µm  (from {stack.spacing_source})")
+        print(f"{what:<11} {sizes} µm  (from {stack.spacing_source}){_implausible(stack.spacing)}")
         extent = "  ".join(f"{a} {v:.4g}" for a, v in zip(axes, stack.extent_um))
         print(f"extent      {extent} µm")
     data = stack.data

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError, VoxelSizeError
+from ..errors import InputError, SpinequantError, VoxelSizeError
 from ..stack import Stack
 from ..validate import check_image_values, check_spacing, voxel_hint
 from .omezarr import is_zarr, open_zarr, write_ome_zarr
@@ -48,7 +48,7 @@ SUPPORTED_FORMATS = {
 
 
 def open_stack(path: str | os.PathLike, *, voxel_size=None, require_spacing: bool = True,
-               image: int | str | None = None) -> Stack:
+               image: int | str | None = None, allow_incomplete: bool = False) -> Stack:
     """Open a stack with all its axes (a subset of ``TCZYX``) and its voxel size.
 
     Parameters
@@ -63,6 +63,11 @@ def open_stack(path: str | os.PathLike, *, voxel_size=None, require_spacing: boo
     image : int or str, optional
         For CZI/LIF/ND2 files holding several images (scenes, series, stage positions):
         which one to read, by index or (LIF) name.
+    allow_incomplete : bool
+        Read a truncated file, or one whose metadata declare more data than it holds, with
+        the missing planes (or chunks, or image rows) as zeros and an
+        :class:`~spinequant.errors.IncompleteDataWarning`; by default such a file raises
+        :class:`~spinequant.errors.InputError` saying what is missing.
 
     A 2D image (one plane) has axes without Z and ``spacing`` (y, x). Zarr data stay lazy
     (dask); other formats are read into memory.
@@ -78,47 +83,60 @@ def open_stack(path: str | os.PathLike, *, voxel_size=None, require_spacing: boo
             f"An image choice ({image!r}) only applies to CZI, LIF and ND2 files that hold several "
             f"images; '{path}' holds one stack. Leave out --image."
         )
+    try:
+        stack = _open(path, suffix, image, allow_incomplete)
+    except SpinequantError:
+        raise
+    except OSError as exc:  # the file system, not the file's content: unreadable, vanished, I/O error
+        raise InputError(
+            f"'{path}' cannot be read: {exc.strerror or exc}. Check that the file is readable by you "
+            f"(permissions) and that its disk or network share is still available."
+        ) from None
+    return _resolve_spacing(stack, voxel_size, require_spacing)
+
+
+def _open(path: Path, suffix: str, image, allow_incomplete: bool) -> Stack:
     if is_zarr(path):
-        stack = open_zarr(path)
-    elif suffix in (".tif", ".tiff", ".btf", ".tf8", ".stk", ".lsm"):
-        stack = open_tiff(path)
-    elif suffix in (".czi", ".lif", ".nd2"):
+        return open_zarr(path, allow_incomplete=allow_incomplete)
+    if suffix in (".tif", ".tiff", ".btf", ".tf8", ".stk", ".lsm"):
+        return open_tiff(path, allow_incomplete=allow_incomplete)
+    if suffix in (".czi", ".lif", ".nd2"):
         from .vendor import open_vendor
 
-        stack = open_vendor(path, image=image)
-    elif suffix in RASTER_FORMATS and path.is_file():
-        stack = open_raster(path)
-    elif path.is_dir():
+        return open_vendor(path, image=image)
+    if suffix in RASTER_FORMATS and path.is_file():
+        return open_raster(path, allow_incomplete=allow_incomplete)
+    if path.is_dir():
         raise InputError(
             f"'{path}' is a folder, not an image. Give one stack file, or for a folder of stacks use "
             f"'spinequant analyze FOLDER'."
         )
-    else:
-        stack = _sniff(path)
-    return _resolve_spacing(stack, voxel_size, require_spacing)
+    return _sniff(path, allow_incomplete)
 
 
 def read_stack(path: str | os.PathLike, *, channel: int | None = None, time: int | None = None,
                voxel_size=None, image: int | str | None = None, project: str | None = None,
-               check_values: bool = True) -> Stack:
+               check_values: bool = True, allow_incomplete: bool = False) -> Stack:
     """Read one channel and time point: a (Z, Y, X) volume, or a (Y, X) image for 2D files.
 
     ``voxel_size`` is (z, y, x) µm for a stack and (y, x) for a 2D image. ``project``
     (``"max"`` or ``"mean"``) turns a stack into its projection along z, a 2D image (see
     :func:`project`); the z step is then not needed, and ``voxel_size`` may be (y, x).
+    ``allow_incomplete`` reads truncated files with their missing planes as zeros and a
+    warning (see :func:`open_stack`).
 
     Raises :class:`~spinequant.errors.InputError` with a message naming the problem for
     missing or damaged files, a missing channel/time choice, NaN/Inf, constant images and
     missing or implausible voxel sizes.
     """
     if project is None:
-        stack = open_stack(path, voxel_size=voxel_size, image=image)
+        stack = open_stack(path, voxel_size=voxel_size, image=image, allow_incomplete=allow_incomplete)
         stack = stack.select(channel=channel, time=time)
     else:
         _check_projection(project)
         plane_size = voxel_size is not None and np.size(voxel_size) == 2
         stack = open_stack(path, voxel_size=None if plane_size else voxel_size, require_spacing=False,
-                           image=image)
+                           image=image, allow_incomplete=allow_incomplete)
         if stack.is_2d:
             raise InputError(
                 f"'{path}' is already a 2D image (one plane), so there is nothing to project. "
@@ -171,11 +189,11 @@ def _check_projection(how) -> None:
         raise InputError(f"Unknown projection {how!r}; use one of {', '.join(PROJECTIONS)} (--project max).")
 
 
-def _sniff(path: Path) -> Stack:
+def _sniff(path: Path, allow_incomplete: bool) -> Stack:
     with open(path, "rb") as fh:
         head = fh.read(8)
     if head[:2] in (b"II", b"MM"):
-        return open_tiff(path)
+        return open_tiff(path, allow_incomplete=allow_incomplete)
     known = ", ".join(SUPPORTED_FORMATS)
     raise InputError(
         f"'{path}' is not an image format spinequant reads (supported: {known}). Export the stack "

@@ -25,8 +25,11 @@ def is_zarr(path: Path) -> bool:
     return path.is_dir() and any((path / f).exists() for f in (".zarray", ".zgroup", "zarr.json"))
 
 
-def open_zarr(path: str | os.PathLike) -> Stack:
-    """Open an OME-Zarr image (level 0 of its multiscales) or a plain Zarr array, lazily."""
+def open_zarr(path: str | os.PathLike, *, allow_incomplete: bool = False) -> Stack:
+    """Open an OME-Zarr image (level 0 of its multiscales) or a plain Zarr array, lazily.
+
+    ``allow_incomplete``: read an array with missing chunks (as zeros) instead of refusing it.
+    """
     path = Path(path)
     try:
         node = zarr.open(str(path), mode="r")

@@ -21,23 +21,27 @@ SUMMARY_FILE = "summary.csv"
 
 def analyze_file(path, out_dir, *, channel: int | None = None, time: int | None = None,
                  voxel_size=None, image=None, project: str | None = None,
-                 config: AnalyzeConfig | None = None, progress: Progress | None = None) -> AnalysisResult:
+                 config: AnalyzeConfig | None = None, progress: Progress | None = None,
+                 allow_incomplete: bool = False) -> AnalysisResult:
     """Read one stack, analyse it and write every result into ``out_dir``.
 
     ``channel``, ``time`` and ``image`` (scene/series of CZI/LIF/ND2 files) choose what to
     read; ``voxel_size`` ((z, y, x) µm, (y, x) for a 2D image) overrides the file's;
     ``project`` ("max" or "mean") analyses the stack's projection along z (run.json's
-    ``input.projection``).
+    ``input.projection``). ``allow_incomplete`` analyses a truncated file with its missing
+    planes as zeros (see :func:`~spinequant.io.read_stack`); run.json's ``input`` records it
+    and what was missing (``incomplete``).
     """
     new_dir = not Path(out_dir).exists()
     out_dir = ensure_writable_dir(out_dir)   # checked first: a long run must not fail at the end
     try:
         # analyze() checks the voxel values itself; checking them here too would read the stack twice.
         stack = read_stack(path, channel=channel, time=time, voxel_size=voxel_size, image=image,
-                           project=project, check_values=False)
+                           project=project, check_values=False, allow_incomplete=allow_incomplete)
         source = {"path": str(Path(path).resolve()), "format": stack.metadata.get("format"),
                   "channel": channel, "time": time, "image": image, "projection": project,
-                  "spacing_source": stack.spacing_source, **file_stamp(path)}
+                  "spacing_source": stack.spacing_source, "allow_incomplete": allow_incomplete,
+                  "incomplete": stack.metadata.get("incomplete"), **file_stamp(path)}
         result = analyze(stack, config=config, progress=progress)
         save_result(result, out_dir, source=source, progress=progress)
     except BaseException:
@@ -85,7 +89,7 @@ def stack_name(path: Path) -> str:
 
 def analyze_folder(folder, out_dir, *, channel=None, time=None, voxel_size=None, image=None,
                    project=None, config: AnalyzeConfig | None = None, progress: Progress | None = None,
-                   on_item=None, force: bool = False) -> pd.DataFrame:
+                   on_item=None, force: bool = False, allow_incomplete: bool = False) -> pd.DataFrame:
     """Analyse every stack in ``folder``; write ``out_dir/<stack>/`` and ``summary.csv``.
 
     A stack whose folder already holds a complete run of the same settings on the same file
@@ -105,7 +109,7 @@ def analyze_folder(folder, out_dir, *, channel=None, time=None, voxel_size=None,
     for path in stacks:
         target = out_dir / stack_name(path)
         item = _run_one(path, target, dict(channel=channel, time=time, voxel_size=voxel_size, image=image,
-                                           project=project),
+                                           project=project, allow_incomplete=allow_incomplete),
                         config, progress, force)
         rows.append(_summary_row(item))
         if on_item:
