@@ -13,8 +13,9 @@ import zarr
 from .._atomic import atomic_path
 from ..errors import InputError
 from ..stack import Stack
+from . import ngff
 from .axes import default_axes, spatial_spacing, to_canonical
-from .units import scaled, unit_to_um
+from .zarr_chunks import CheckedChunks, check_complete
 
 _NGFF_VERSION = "0.4"
 
@@ -28,65 +29,117 @@ def is_zarr(path: Path) -> bool:
 def open_zarr(path: str | os.PathLike, *, allow_incomplete: bool = False) -> Stack:
     """Open an OME-Zarr image (level 0 of its multiscales) or a plain Zarr array, lazily.
 
-    ``allow_incomplete``: read an array with missing chunks (as zeros) instead of refusing it.
+    Metadata are checked when the image is opened (axes against the array, voxel sizes,
+    every chunk file the shape implies present); a chunk that cannot be decoded later
+    raises :class:`~spinequant.errors.InputError` naming it. Missing chunk files are refused
+    unless ``allow_incomplete`` (then a warning is given and they are read as the fill
+    value); in a label image they are background and always allowed.
     """
     path = Path(path)
-    try:
-        node = zarr.open(str(path), mode="r")
-    except Exception as exc:
-        raise InputError(
-            f"'{path}' cannot be opened as Zarr ({exc}). Check that it is a Zarr folder (it should "
-            f"contain .zgroup/.zarray or zarr.json files)."
-        ) from None
+    source = f"'{path}'"
+    node = _open_node(path, source)
     if isinstance(node, zarr.Array):
-        data = da.from_zarr(node)
+        data, notes = _checked_data(node, path, source, prefix="", meta_file=_meta_file(node, path, array=True),
+                                    allow_incomplete=allow_incomplete, absent_is_background=False)
         axes = default_axes(data.ndim)
-        data, axes, notes = to_canonical(data, axes, source=f"'{path}'")
-        notes.append(f"plain Zarr array without axis metadata: axes assumed to be {axes}")
+        data, axes, more = to_canonical(data, axes, source=source)
+        notes += [*more, f"plain Zarr array without axis metadata: axes assumed to be {axes}"]
         return Stack(data=data, spacing=spatial_spacing(axes, (np.nan,) * 3), axes=axes, source=str(path),
                      spacing_source="metadata", metadata={"format": "Zarr", "notes": notes})
-    attrs = dict(node.attrs)
-    attrs = attrs.get("ome", attrs)
-    multiscales = attrs.get("multiscales")
-    if not multiscales:
-        arrays = sorted(name for name, _ in node.arrays())
+    meta_file = _meta_file(node, path, array=False)
+    attrs = ngff.ome_attributes(dict(node.attrs), source, meta_file)
+    if attrs.get("multiscales") is None:
+        raise _not_an_image(node, path)
+    ms = ngff.first_multiscale(attrs["multiscales"], source, meta_file)
+    dataset = ms["datasets"][0]["path"].strip("/")
+    array = _dataset_array(node, path, dataset, source, meta_file)
+    axes_meta = ngff.axes_of(ms, array.ndim, source, meta_file)
+    scale, notes = ngff.scale_of(ms, array.ndim, source, meta_file)
+    spacing, unit_notes = ngff.spacing_zyx(axes_meta, scale)
+    data, chunk_notes = _checked_data(array, path / dataset, source, prefix=f"{dataset}/",
+                                      meta_file=_meta_file(array, path / dataset, array=True),
+                                      allow_incomplete=allow_incomplete,
+                                      absent_is_background="image-label" in attrs)
+    data, axes, canon_notes = to_canonical(data, "".join(a.letter for a in axes_meta), source=source)
+    channels = ngff.channel_names(attrs, data.shape[axes.index("C")] if "C" in axes else None)
+    version = ms.get("version", attrs.get("version", ""))
+    return Stack(data=data, spacing=spatial_spacing(axes, spacing), axes=axes, channel_names=channels,
+                 source=str(path), spacing_source="metadata",
+                 metadata={"format": f"OME-Zarr {version}".strip(),
+                           "notes": [*chunk_notes, *canon_notes, *notes, *unit_notes]})
+
+
+def _open_node(path: Path, source: str):
+    ngff.check_metadata_json(path, source)
+    try:
+        return zarr.open(str(path), mode="r")
+    except Exception as exc:
+        if not any((path / f).is_file() for f in ("zarr.json", ".zgroup", ".zarray")):
+            others = [f for f in ngff.METADATA_FILES if (path / f).is_file()]
+            raise InputError(
+                f"{source} holds no Zarr metadata file (zarr.json for Zarr v3, .zgroup or .zarray for Zarr v2)"
+                + (f"; it has only {', '.join(others)}" if others else "")
+                + ". The file is missing, for example after an incomplete copy, or the folder is not a Zarr image: "
+                  "copy the image again from the original."
+            ) from None
         raise InputError(
-            f"'{path}' is a Zarr group without OME-Zarr 'multiscales' metadata, so spinequant does not "
-            f"know which array is the image. Open one of its arrays directly: "
-            + (", ".join(f"'{path / a}'" for a in arrays) if arrays else "it holds no arrays")
-            + "."
-        )
-    ms = multiscales[0]
-    level0 = ms["datasets"][0]
-    array = node[level0["path"]]
-    # NGFF 0.3 and older list axes as plain names, or not at all (then they are the last of tczyx).
-    axes_meta = ms.get("axes") or list("tczyx"[5 - array.ndim:])
-    names = "".join(str(a["name"] if isinstance(a, dict) else a).upper()[0] for a in axes_meta)
-    scale = np.ones(len(names))
-    for transforms in (level0.get("coordinateTransformations", []), ms.get("coordinateTransformations", [])):
-        for t in transforms:
-            if t.get("type") == "scale":
-                scale = scale * np.asarray(t["scale"], dtype=float)
-    units = [a.get("unit") if isinstance(a, dict) else None for a in axes_meta]
-    spacing = []
-    for axis in "ZYX":
-        if axis not in names:
-            spacing.append(np.nan)
-            continue
-        i = names.index(axis)
-        factor = unit_to_um(units[i]) if units[i] else None
-        spacing.append(scaled(scale[i], factor) if factor else np.nan)
-    data = da.from_zarr(array)
-    data, axes, notes = to_canonical(data, names, source=f"'{path}'")
-    channels = tuple(c.get("label", f"channel {i}") for i, c in enumerate(attrs.get("omero", {}).get("channels", [])))
-    if "C" in axes and len(channels) != data.shape[axes.index("C")]:
-        channels = ()
-    unitless = [n for n, u in zip(names, units) if n in "ZYX" and not u]
-    if unitless:
-        notes.append(f"axes {'/'.join(unitless)} have no unit; their scale is not taken as µm")
-    return Stack(data=data, spacing=spatial_spacing(axes, spacing), axes=axes, channel_names=channels, source=str(path),
-                 spacing_source="metadata",
-                 metadata={"format": f"OME-Zarr {ms.get('version', attrs.get('version', ''))}".strip(), "notes": notes})
+            f"{source} cannot be opened as Zarr ({exc}). Its metadata files are damaged or not Zarr metadata: "
+            f"copy the image again from the original."
+        ) from None
+
+
+def _meta_file(node, folder: Path, *, array: bool) -> Path:
+    """The file a user would open to correct the node's metadata."""
+    if node.metadata.zarr_format >= 3:
+        return folder / "zarr.json"
+    return folder / (".zarray" if array else ".zattrs")
+
+
+def _not_an_image(group, path: Path) -> InputError:
+    arrays = sorted(name for name, _ in group.arrays())
+    return InputError(
+        f"'{path}' is a Zarr group without OME-Zarr 'multiscales' metadata, so spinequant does not "
+        f"know which array is the image. Open one of its arrays directly: "
+        + (", ".join(f"'{path / a}'" for a in arrays) if arrays else "it holds no arrays")
+        + "."
+    )
+
+
+def _dataset_array(group, path: Path, dataset: str, source: str, meta_file: Path):
+    """The level-0 array of a multiscale image, or an error naming the dataset path."""
+    folder = path / dataset
+    if not folder.is_dir():
+        raise ngff.fail(source, f"multiscales[0].datasets[0].path is {dataset!r}, but '{folder}' does not exist",
+                        meta_file)
+    ngff.check_metadata_json(folder, source)
+    try:
+        array = group[dataset]
+    except Exception as exc:
+        raise InputError(
+            f"{source}: the image array '{folder}' (multiscales[0].datasets[0].path) cannot be opened "
+            f"({type(exc).__name__}: {exc}). Its metadata file (.zarray or zarr.json) is missing or damaged: "
+            f"copy the image again from the original."
+        ) from None
+    if not isinstance(array, zarr.Array):
+        raise ngff.fail(source, f"multiscales[0].datasets[0].path is {dataset!r}, which is a group, not an array",
+                        meta_file)
+    return array
+
+
+def _checked_data(array, folder: Path, source: str, *, prefix: str, meta_file: Path, allow_incomplete: bool,
+                  absent_is_background: bool):
+    """The array as dask data whose failing chunk reads are InputErrors, after the chunk census."""
+    kind = np.dtype(array.dtype).kind
+    if kind not in "biufc":
+        raise InputError(f"{source} holds values of type {array.dtype}, not intensities; give an image stack.")
+    if not 2 <= array.ndim <= 5:
+        raise InputError(f"{source}: the image array has {array.ndim} dimensions; an image needs 2 to 5.")
+    notes = check_complete(array, folder, source=source, prefix=prefix, meta_file=str(meta_file),
+                           allow_incomplete=allow_incomplete, absent_is_background=absent_is_background)
+    reader = CheckedChunks(array, folder, source=source, prefix=prefix, meta_file=str(meta_file))
+    data = da.from_array(reader, chunks=array.chunks, name=False, asarray=False,
+                         meta=np.empty((0,) * array.ndim, dtype=reader.dtype))
+    return data, notes
 
 
 def write_ome_zarr(path: str | os.PathLike, image: np.ndarray | None, spacing, *, labels: dict | None = None,
@@ -130,8 +183,10 @@ def _write_multiscale(group, data: np.ndarray, spacing, name: str, chunks) -> No
     if data.ndim != len(spacing):
         raise InputError(f"An image of shape {data.shape} needs {data.ndim} voxel sizes; got {tuple(spacing)}.")
     chunks = tuple(chunks)[len(chunks) - data.ndim:] if len(chunks) >= data.ndim else chunks
+    # Every chunk is written, even one of pure zeros: the reader takes a missing chunk for damage.
     arr = group.create_array("0", shape=data.shape, dtype=data.dtype,
-                             chunks=tuple(min(c, s) for c, s in zip(chunks[-data.ndim:], data.shape)))
+                             chunks=tuple(min(c, s) for c, s in zip(chunks[-data.ndim:], data.shape)),
+                             config={"write_empty_chunks": True})
     # One chunk per call: zarr writes the chunks of one call from its own thread and goes on
     # with the others after one fails or the main thread is interrupted, which would refill
     # the temporary folder that atomic_path has just removed.
