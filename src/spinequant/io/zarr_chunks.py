@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import IncompleteDataWarning, InputError
 
 _NUMBERS = re.compile(r"\d+")
 _EXAMPLES = 3
@@ -120,7 +120,7 @@ def check_complete(array, folder: Path, *, source: str, prefix: str, meta_file: 
             f"{problem} If the folder was copied or downloaded, copy it again. If the software that wrote it "
             f"leaves out chunks that hold only the fill value, read it anyway with --allow-incomplete."
         )
-    warnings.warn(f"{problem} Reading it anyway, as asked (--allow-incomplete).", UserWarning, stacklevel=3)
+    warnings.warn(f"{problem} Reading it anyway, as asked (--allow-incomplete).", IncompleteDataWarning, stacklevel=3)
     return [f"INCOMPLETE: {found.missing} of {found.expected} chunks missing, read as {fill}"]
 
 
