@@ -179,3 +179,38 @@ def test_output_folder_that_cannot_be_written(capsys, tmp_path, good_tif):
     _, err = capsys.readouterr()
     assert_one_paragraph(code, err, "Cannot write results to", "afile/out", "Not a directory",
                          "Choose a folder you can write to", "--out")
+
+
+def test_output_into_a_closed_pipe_ends_quietly(tmp_path):
+    """`spinequant evaluate ... | head` writes its files and stops without a traceback."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from spinequant.io import write_tiff
+
+    labels = np.zeros((3, 40, 40), np.uint16)
+    for k in range(1, 30):
+        labels[1, (k % 6) * 6 + 1:(k % 6) * 6 + 3, (k // 6) * 7 + 1:(k // 6) * 7 + 3] = k
+    write_tiff(tmp_path / "l.tif", labels, (1.0, 0.1, 0.1))
+    cmd = (f"{sys.executable} -c 'import sys; from spinequant.cli import main; sys.exit(main())' "
+           f"evaluate {tmp_path / 'l.tif'} {tmp_path / 'l.tif'} --out {tmp_path / 'ev'} | head -2")
+    out = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True)
+    assert "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr
+    assert out.returncode in (0, 141)
+    assert (tmp_path / "ev" / "instance_scores.csv").exists()
+
+
+def test_progress_in_a_log_is_one_line_per_stage_and_the_outcome_goes_to_stdout(tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", "import sys; from spinequant.cli import main; sys.exit(main())",
+                          "analyze", "sample", "--method", "classical", "--out", str(tmp_path / "r"),
+                          "--no-meshes"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "\r" not in out.stderr
+    stages = [line.split("] ")[1] for line in out.stderr.splitlines() if line.startswith("[")]
+    assert stages == ["segment", "instances", "measure", "export", "report"]
+    assert "spines on 1 dendrite(s)" in out.stdout

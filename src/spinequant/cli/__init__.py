@@ -58,9 +58,21 @@ def main(argv: list[str] | None = None) -> int:
                 warnings.showwarning = _show_warning
                 code = int(args.func(args) or 0)
             _signals.raise_if_received()
+            sys.stdout.flush()
             return code
+        except BrokenPipeError:
+            return _closed_pipe()
         except (KeyboardInterrupt, Exception) as exc:
             return _report(exc, debug=getattr(args, "debug", False))
+
+
+def _closed_pipe() -> int:
+    """The reader of our output went away (``spinequant evaluate ... | head``): stop quietly,
+    as command-line tools do, with the exit code of a process ended by SIGPIPE."""
+    import os
+
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # no error at exit's flush
+    return 128 + 13
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:

@@ -101,7 +101,9 @@ def _run(args, stacks: list[Path], finished: list[Path]) -> int:
 
     config = _config(args)
     path = stack_path(args.stack)
-    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
+    # The outcome of the run is the command's output (stdout); progress and warnings go to
+    # stderr, so `spinequant analyze ... > log` keeps the result lines apart.
+    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     common = dict(channel=args.channel, time=args.time, voxel_size=args.voxel_size, config=config,
                   image=image_choice(args.image), project=args.project,
                   allow_incomplete=args.allow_incomplete)
@@ -155,15 +157,23 @@ def _stopping_on_signal(progress):
 
 
 class _StageBar:
-    """A progress bar over pipeline stages (tqdm), silent in quiet mode or without a terminal."""
+    """A progress bar over pipeline stages (tqdm) on a terminal; in a log (stderr not a
+    terminal) one line per stage with the time so far; nothing in quiet mode."""
 
     def __init__(self, stages, *, quiet: bool):
         self.stages = list(stages)
         self.bar = None
         self.quiet = quiet
+        self.started = None
 
     def stage(self, name: str) -> None:
         if self.quiet:
+            return
+        if not sys.stderr.isatty():
+            import time
+
+            self.started = self.started or time.perf_counter()
+            print(f"[{time.perf_counter() - self.started:6.1f} s] {name}", file=sys.stderr, flush=True)
             return
         from tqdm import tqdm
 
@@ -178,6 +188,7 @@ class _StageBar:
         self.close()
 
     def close(self) -> None:
+        self.started = None
         if self.bar is not None:
             self.bar.close()
             self.bar = None

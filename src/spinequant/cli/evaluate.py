@@ -69,6 +69,7 @@ def run(args) -> int:
     report = evaluate_files(args.pred, args.truth, voxel_size=args.voxel_size, config=config,
                             units=args.units, point=args.point, dendrite=args.dendrite,
                             semantic=args.semantic, image=args.image, classes=args.classes)
+    written = write_report(report, args.out)   # first: the files must not depend on who reads stdout
     with pd.option_context("display.width", 140, "display.max_columns", 30,
                            "display.float_format", "{:.3f}".format):
         for name, table in report.tables.items():
@@ -78,6 +79,5 @@ def run(args) -> int:
             print(table.to_string(index=False))
     for note in report.notes:
         print(f"\nnote: {note}")
-    written = write_report(report, args.out)
     print(f"\nwrote {len(written)} files to {args.out}/: " + ", ".join(p.name for p in written))
     return 0
