@@ -83,6 +83,33 @@ def test_folder_continues_after_a_bad_stack_and_skips_finished_ones(phantom, tmp
     assert dict(zip(changed["stack"], changed["status"]))["a.tif"] == "done"
 
 
+def test_folder_recursive_and_summary_columns_that_do_not_change_with_the_data(phantom, tmp_path):
+    """Sub-folders with --recursive, results mirrored; summary.csv always has the same columns,
+    counts as whole numbers and empty (not 0.0 or NaN floats) for a failed stack."""
+    from spinequant.pipeline.batch import SUMMARY_COLUMNS
+
+    folder = tmp_path / "stacks"
+    (folder / "day1").mkdir(parents=True)
+    write_tiff(folder / "day1" / "a.tif", phantom.image, phantom.spacing)
+    write_tiff(folder / "b.tif", np.zeros_like(phantom.image[:, :64, :64]), phantom.spacing)
+    with pytest.raises(Exception, match="--recursive"):
+        analyze_folder(tmp_path, tmp_path / "none", config=FAST)     # stacks only in sub-folders
+    out = tmp_path / "results"
+    summary = analyze_folder(folder, out, config=FAST, recursive=True)
+    assert tuple(summary.columns) == SUMMARY_COLUMNS
+    rows = summary.set_index("stack")
+    assert rows.loc["day1/a.tif", "status"] == "done" and (out / "day1" / "a" / "run.json").exists()
+    assert rows.loc["b.tif", "status"] == "failed"
+    written = pd.read_csv(out / "summary.csv")
+    assert tuple(written.columns) == SUMMARY_COLUMNS
+    done = written.set_index("stack").loc["day1/a.tif"]
+    types = sum(int(done[f"n_{k}"]) for k in ("stubby", "thin", "mushroom", "branched", "filopodia"))
+    assert types == int(done["n_spines"]) > 0
+    assert "n_spines,n_dendrites" in (out / "summary.csv").read_text()
+    failed_line = next(line for line in (out / "summary.csv").read_text().splitlines() if line.startswith("b.tif"))
+    assert ".0" not in failed_line.split(",", 4)[-1]    # no float counts for the failed stack
+
+
 def test_analyze_rejects_bad_input():
     from spinequant.errors import InputError
 

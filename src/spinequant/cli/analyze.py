@@ -36,6 +36,9 @@ def register(sub) -> None:
     p.add_argument("--no-meshes", action="store_true", help="skip mesh export")
     p.add_argument("--no-roi", action="store_true", help="skip the ImageJ ROI set")
     p.add_argument("--force", action="store_true", help="re-run stacks whose results are complete")
+    p.add_argument("--recursive", action="store_true",
+                   help="a folder: also analyse the stacks in its sub-folders (results in the same "
+                        "sub-folders of --out)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     p.add_argument("--project", default=None, choices=PROJECTIONS,
                    help="analyse the stack's projection along z (maximum or mean intensity) as a 2D "
@@ -110,7 +113,7 @@ def _run(args, stacks: list[Path], finished: list[Path]) -> int:
     bar = _StageBar(STAGES, quiet=args.quiet)
     progress = _stopping_on_signal(bar.stage)
     if path.is_dir() and not is_zarr(path):
-        stacks += find_stacks(path)
+        stacks += find_stacks(path, recursive=args.recursive)
 
         def report(item):
             finished.append(item.path)
@@ -120,6 +123,7 @@ def _run(args, stacks: list[Path], finished: list[Path]) -> int:
 
         try:
             summary = analyze_folder(path, args.out, progress=progress, on_item=report, force=args.force,
+                                     recursive=args.recursive,
                                      **common)
         finally:
             bar.close()

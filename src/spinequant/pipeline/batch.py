@@ -11,12 +11,19 @@ import pandas as pd
 from .._atomic import atomic_path, ensure_writable_dir
 from ..errors import InputError, SpinequantError
 from ..io import SUPPORTED_FORMATS, read_stack
+from ..io.omezarr import is_zarr
+from ..morphology import SPINE_TYPES
 from .analyze import AnalysisResult, AnalyzeConfig, Progress, analyze, resolve_config, save_result
 from .._json import to_json
 from ..config import config_to_dict
 from .runinfo import read_run_json
 
 SUMMARY_FILE = "summary.csv"
+#: The columns of summary.csv, whatever the data: a 3D stack leaves median_area_um2 empty,
+#: a 2D image median_volume_um3, a failed stack every number.
+SUMMARY_COLUMNS = ("stack", "status", "message", "results", "n_spines", "n_dendrites",
+                   "dendrite_length_um", "density_per_um", "median_length_um", "median_volume_um3",
+                   "median_area_um2", *(f"n_{kind}" for kind in SPINE_TYPES))
 
 
 def analyze_file(path, out_dir, *, channel: int | None = None, time: int | None = None,
@@ -67,8 +74,9 @@ def file_stamp(path) -> dict:
     return {"size_bytes": int(st.st_size), "mtime_ns": int(st.st_mtime_ns)}
 
 
-def find_stacks(folder) -> list[Path]:
-    """Stack files (and Zarr folders) directly inside ``folder``, sorted by name."""
+def find_stacks(folder, *, recursive: bool = False) -> list[Path]:
+    """Stack files (and Zarr folders) inside ``folder``, sorted by name; with ``recursive``
+    also those in its sub-folders (never inside a Zarr folder, which is one stack)."""
     folder = Path(folder)
     out = []
     for p in sorted(folder.iterdir()):
@@ -76,6 +84,8 @@ def find_stacks(folder) -> list[Path]:
             continue
         if p.suffix.lower() in SUPPORTED_FORMATS or p.name.lower().endswith((".ome.tif", ".ome.tiff")):
             out.append(p)
+        elif recursive and p.is_dir() and not is_zarr(p):
+            out += find_stacks(p, recursive=True)
     return out
 
 
@@ -89,32 +99,40 @@ def stack_name(path: Path) -> str:
 
 def analyze_folder(folder, out_dir, *, channel=None, time=None, voxel_size=None, image=None,
                    project=None, config: AnalyzeConfig | None = None, progress: Progress | None = None,
-                   on_item=None, force: bool = False, allow_incomplete: bool = False) -> pd.DataFrame:
+                   on_item=None, force: bool = False, allow_incomplete: bool = False,
+                   recursive: bool = False) -> pd.DataFrame:
     """Analyse every stack in ``folder``; write ``out_dir/<stack>/`` and ``summary.csv``.
+
+    With ``recursive`` the stacks of sub-folders are analysed too, their results in the same
+    sub-folders of ``out_dir`` (``out_dir/<sub>/<stack>/``). ``summary.csv`` has the same
+    columns whatever the data (:data:`SUMMARY_COLUMNS`; counts are empty for failed stacks).
 
     A stack whose folder already holds a complete run of the same settings on the same file
     (size and modification time) is skipped unless ``force``; a stack that fails is reported in the summary and the others continue.
     ``on_item(BatchItem)`` is called after each stack.
     """
     folder = Path(folder)
-    stacks = find_stacks(folder)
+    stacks = find_stacks(folder, recursive=recursive)
     if not stacks:
+        where = "in that folder or its sub-folders" if recursive else \
+            "directly in that folder, or use --recursive (recursive=True) for sub-folders"
         raise InputError(
             f"The folder '{folder}' holds no stacks spinequant reads (looked for "
-            f"{', '.join(SUPPORTED_FORMATS)}). Put the stacks directly in that folder."
+            f"{', '.join(SUPPORTED_FORMATS)}). Put the stacks {where}."
         )
     out_dir = ensure_writable_dir(out_dir)
     config = resolve_config(config)
     rows = []
     for path in stacks:
-        target = out_dir / stack_name(path)
+        target = out_dir / path.parent.relative_to(folder) / stack_name(path)
         item = _run_one(path, target, dict(channel=channel, time=time, voxel_size=voxel_size, image=image,
                                            project=project, allow_incomplete=allow_incomplete),
                         config, progress, force)
-        rows.append(_summary_row(item))
+        rows.append(_summary_row(item, folder))
         if on_item:
             on_item(item)
-    summary = pd.DataFrame(rows)
+    summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS).astype(
+        {c: "Int64" for c in SUMMARY_COLUMNS if c.startswith("n_")})
     with atomic_path(out_dir / SUMMARY_FILE) as tmp:
         summary.to_csv(tmp, index=False)
     return summary
@@ -144,8 +162,8 @@ def _run_one(path, target, reading: dict, config, progress, force) -> BatchItem:
     return BatchItem(path, target, "done", "", len(result.spines))
 
 
-def _summary_row(item: BatchItem) -> dict:
-    row = {"stack": item.path.name, "status": item.status, "message": item.message,
+def _summary_row(item: BatchItem, folder: Path) -> dict:
+    row = {"stack": str(item.path.relative_to(folder)), "status": item.status, "message": item.message,
            "results": str(item.out_dir)}
     dend_file = item.out_dir / "dendrites.csv"
     if item.status != "failed" and dend_file.exists():
@@ -164,6 +182,7 @@ def _summary_row(item: BatchItem) -> dict:
             if size in spines:
                 row[f"median_{size}"] = float(spines[size].median()) if len(spines) else float("nan")
         if "type" in spines:
-            for kind, n in spines["type"].value_counts().items():
-                row[f"n_{kind}"] = int(n)
+            counts = spines["type"].value_counts()
+            for kind in SPINE_TYPES:
+                row[f"n_{kind}"] = int(counts.get(kind, 0))
     return row
