@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-
 import cc3d
 import numpy as np
 
@@ -78,36 +76,6 @@ def padded_box(box: tuple[slice, ...], shape: tuple[int, ...], pad: int) -> tupl
     return tuple(slice(max(s.start - pad, 0), min(s.stop + pad, n)) for s, n in zip(box, shape))
 
 
-def half_neighbours(ndim: int) -> np.ndarray:
-    """The neighbour offsets that, with their negatives, make up the full neighbourhood
-    (13 of the 26 in 3D, 4 of the 8 in 2D)."""
-    return np.array([o for o in itertools.product((-1, 0, 1), repeat=ndim) if o > (0,) * ndim],
-                    dtype=np.int64)
-
-
 def full_footprint(ndim: int) -> np.ndarray:
     """The 3 x 3 (x 3) block: every neighbour, diagonals included."""
     return np.ones((3,) * ndim, dtype=bool)
-
-
-def voxel_graph_edges(mask: np.ndarray, spacing: np.ndarray):
-    """Edges between 26-neighbouring voxels of ``mask`` (8-neighbouring pixels in 2D).
-
-    Returns (index, i, j, w): ``index`` maps voxels to node numbers (-1 outside), and edge k
-    joins nodes i[k] and j[k] with length w[k] in µm.
-    """
-    index = np.full(mask.shape, -1, dtype=np.int64)
-    coords = np.argwhere(mask)
-    index[tuple(coords.T)] = np.arange(len(coords))
-    ii, jj, ww = [], [], []
-    shape = np.array(mask.shape)
-    for off in half_neighbours(mask.ndim):
-        nb = coords + off
-        ok = np.all((nb >= 0) & (nb < shape), axis=1)
-        j = np.full(len(coords), -1, dtype=np.int64)
-        j[ok] = index[tuple(nb[ok].T)]
-        keep = j >= 0
-        ii.append(np.nonzero(keep)[0])
-        jj.append(j[keep])
-        ww.append(np.full(int(keep.sum()), float(np.linalg.norm(off * spacing))))
-    return index, coords, np.concatenate(ii), np.concatenate(jj), np.concatenate(ww)
