@@ -71,11 +71,27 @@ def smooth_polyline(points: np.ndarray, iterations: int) -> np.ndarray:
     return pts
 
 
-def padded_box(box: tuple[slice, ...], shape: tuple[int, ...], pad: int) -> tuple[slice, ...]:
-    """Grow a bounding box by ``pad`` voxels on every side, clipped to the array."""
-    return tuple(slice(max(s.start - pad, 0), min(s.stop + pad, n)) for s, n in zip(box, shape))
-
-
 def full_footprint(ndim: int) -> np.ndarray:
     """The 3 x 3 (x 3) block: every neighbour, diagonals included."""
     return np.ones((3,) * ndim, dtype=bool)
+
+
+def ray_exit(mask: np.ndarray, start_um: np.ndarray, direction: np.ndarray, sp: np.ndarray):
+    """Distance (µm) from ``start_um`` along the unit vector ``direction`` to where the ray
+    leaves ``mask``, and the last voxel inside.
+
+    The ray is sampled every quarter of the finest voxel size; the exit lies half a step
+    beyond the last sample inside (each voxel taken as its box).
+    """
+    step = 0.25 * float(sp.min())
+    shape = np.array(mask.shape)
+    first = tuple(np.clip(np.rint(start_um / sp).astype(int), 0, shape - 1))
+    if not direction.any():
+        return 0.5 * float(sp.min()), first
+    t = np.arange(1, int(np.linalg.norm(shape * sp) / step) + 2) * step
+    v = np.rint((start_um + t[:, None] * direction) / sp).astype(int)
+    inside = np.all((v >= 0) & (v < shape), axis=1)
+    inside[inside] = mask[tuple(v[inside].T)]
+    n_in = int(np.argmin(inside)) if not inside.all() else len(t)
+    last = tuple(v[n_in - 1]) if n_in > 0 else first
+    return max((n_in + 0.5) * step, 0.0), last

@@ -19,8 +19,9 @@ from scipy.sparse import csgraph
 from scipy.spatial import cKDTree
 from skimage.morphology import skeletonize
 
+from ..boxes import grow_box
 from ..skeleton_graph import prune_side_branches, skeleton_tree
-from ._common import checked_spacing, dendrite_label_image, padded_box
+from ._common import checked_spacing, dendrite_label_image, ray_exit
 from .config import MorphologyConfig, resolve_config
 
 
@@ -129,7 +130,7 @@ def dendrite_skeleton(dendrite_labels, spacing, *, config: MorphologyConfig | di
     for lab, box in enumerate(ndimage.find_objects(labels), start=1):
         if box is None:
             continue
-        box = padded_box(box, labels.shape, 1)
+        box = grow_box(box, 1, labels.shape)
         mask = labels[box] == lab
         # The distance transform is needed only inside each dendrite's own box.
         rad = (radius_edt[box] if radius_edt is not None
@@ -235,16 +236,7 @@ def _end_extension(end, tree, coords, vox, mask, sp, baseline_um) -> float:
     norm = np.linalg.norm(direction)
     if norm == 0:
         return 0.0
-    direction /= norm
-    step = 0.25 * sp.min()
-    start = vox[end] * sp
-    shape = np.array(mask.shape)
-    t = 0.0
-    while True:
-        t += step
-        v = np.rint((start + t * direction) / sp).astype(int)
-        if np.any(v < 0) or np.any(v >= shape) or not mask[tuple(v)]:
-            return max(t - 0.5 * step, 0.0)
+    return ray_exit(mask, vox[end] * sp, direction / norm, sp)[0]
 
 
 def _roots(tree, coords, degree) -> np.ndarray:
