@@ -29,9 +29,21 @@ def test_dbscan_core_and_noise():
     assert dbscan(np.zeros((0, 3)), eps=1).tolist() == []
 
 
+def test_dbscan_border_point_goes_to_the_first_cluster():
+    # Two clusters of four core points, and between them a point that reaches one of each
+    # (3 points within eps, fewer than 4): a border point of the cluster numbered first.
+    a = [[0, 0, x] for x in (0.0, 0.1, 0.2, 0.25)]
+    b = [[0, 0, x] for x in (1.25, 1.3, 1.4, 1.5)]
+    border = [[0, 0, 0.75]]
+    assert dbscan(np.array(a + border + b), eps=0.5, min_samples=4).tolist() == [0] * 5 + [1] * 4
+    assert dbscan(np.array(b + border + a), eps=0.5, min_samples=4).tolist() == [0] * 5 + [1] * 4
+    assert dbscan(np.array(border + b + a), eps=0.5, min_samples=4).tolist() == [0] * 5 + [1] * 4
+
+
 def test_two_means():
     pts = np.array([[0, 0, 0], [0, 0, 0.3], [0, 0, 0.9], [0, 0, 1.2]])
     assert two_means(pts).tolist() == [0, 0, 1, 1]
+    assert two_means(np.ones((3, 3))).tolist() == [0, 0, 0]  # identical points: no split
 
 
 def test_known_clusters():

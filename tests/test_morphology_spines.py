@@ -5,7 +5,7 @@ import pytest
 from _morphology_shapes import ball, grid, spine_on_dendrite, straight_spine
 
 from spinequant.errors import InputError, VoxelSizeError
-from spinequant.morphology import SPINE_COLUMNS, measure_spines
+from spinequant.morphology import SPINE_COLUMNS, dendrite_skeleton, measure_spines
 
 TWO_PHOTON = (0.5, 0.094, 0.094)
 FINE = (0.2, 0.1, 0.1)
@@ -177,3 +177,25 @@ def test_mushroom_pointing_along_z_with_its_neck_between_planes():
     row = _one(spine, dend, spacing)
     assert row.type == "mushroom", row.type_rule
     assert row.has_neck and row.neck_min_diameter_um < 0.6 * row.head_diameter_um
+
+
+@pytest.mark.parametrize("ndim", [3, 2])
+def test_spine_row_keys_are_the_columns(ndim):
+    # The table is built from these dicts with columns=spine_columns(ndim): a key that is
+    # misspelt or missing would silently give a column of NaN.
+    from spinequant.morphology._spine_geometry import SpineGeometry
+    from spinequant.morphology.spines import spine_columns, spine_row
+
+    sp = np.array([0.5, 0.1, 0.1][3 - ndim:])
+    dend = np.zeros((5, 20, 20)[3 - ndim:], dtype=bool)
+    dend[..., 2:4, :] = True
+    skeleton = dendrite_skeleton(dend, sp)
+    point = np.ones(ndim)
+    g = SpineGeometry(attached=True, dendrite_id=1, base_um=point, tip_um=point, head_um=point,
+                      centroid_um=point, volume_um3=1.0, surface_um2=1.0, length_um=1.0,
+                      tip_distance_um=1.0, head_diameter_um=0.5, neck_length_um=0.5,
+                      neck_min_diameter_um=0.2, neck_mean_diameter_um=0.2, head_neck_ratio=2.5, n_heads=1,
+                      head_mask=np.ones((2,) * ndim, bool), neck_mask=np.zeros((2,) * ndim, bool))
+    row = spine_row(7, g, skeleton, sp, neck_ratio=1.1, at_edge=False)
+    assert list(row) == spine_columns(ndim)
+    assert row["id"] == 7 and row["has_neck"] and row["dendrite_id"] == 1

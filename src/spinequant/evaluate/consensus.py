@@ -2,7 +2,8 @@
 
 Fernholz et al. (2024) pooled seven raters' spine annotations, clustered them with DBSCAN and
 corrected the clusters with three rules (see :class:`RaterClusterConfig`). We do the same in
-µm: DBSCAN on a :class:`scipy.spatial.cKDTree`, 2-means for the split.
+µm: DBSCAN as connected components of a :class:`scipy.spatial.cKDTree` distance graph,
+2-means (:func:`scipy.cluster.vq.kmeans2`) for the split.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
+from scipy.cluster.vq import kmeans2
+from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from ..errors import InputError
@@ -78,29 +82,32 @@ def dbscan(points, *, eps: float, min_samples: int = 1) -> np.ndarray:
     """DBSCAN (Ester et al. 1996) on Euclidean points; labels 0..K-1, noise -1.
 
     A point is a core point when at least ``min_samples`` points (itself included) lie
-    within ``eps``; clusters are the core points linked through such neighbourhoods plus
-    the non-core points within ``eps`` of them (given to the first cluster that reaches them).
+    within ``eps``; clusters are the connected components of the core points' ``eps``
+    graph, numbered in the order of their first point, plus the non-core points within
+    ``eps`` of them (each given to the lowest-numbered cluster that reaches it).
     """
     pts = np.asarray(points, dtype=float)
-    labels = np.full(len(pts), NOISE, dtype=int)
-    if len(pts) == 0:
+    n = len(pts)
+    labels = np.full(n, NOISE, dtype=int)
+    if n == 0:
         return labels
-    neighbours = cKDTree(pts).query_ball_point(pts, r=eps)
-    core = np.array([len(n) >= min_samples for n in neighbours])
-    current = 0
-    for start in range(len(pts)):
-        if labels[start] != NOISE or not core[start]:
-            continue
-        labels[start] = current
-        queue = [start]
-        while queue:
-            i = queue.pop()
-            for j in neighbours[i]:
-                if labels[j] == NOISE:
-                    labels[j] = current
-                    if core[j]:
-                        queue.append(j)
-        current += 1
+    pairs = cKDTree(pts).query_pairs(eps, output_type="ndarray").reshape(-1, 2)
+    i, j = pairs[:, 0], pairs[:, 1]
+    core = np.bincount(pairs.ravel(), minlength=n) + 1 >= min_samples
+    both = core[i] & core[j]
+    graph = sparse.coo_matrix((np.ones(int(both.sum())), (i[both], j[both])), shape=(n, n))
+    _, component = connected_components(graph, directed=False)
+    # Number the clusters by their first core point, as a scan over the points finds them.
+    _, first = np.unique(component[core], return_index=True)
+    number = np.full(n, NOISE, dtype=int)
+    number[component[core][np.sort(first)]] = np.arange(len(first))
+    labels[core] = number[component[core]]
+    border = np.full(n, len(first), dtype=int)
+    for a, b in ((i, j), (j, i)):
+        reach = core[a] & ~core[b]
+        np.minimum.at(border, b[reach], labels[a[reach]])
+    claimed = ~core & (border < len(first))
+    labels[claimed] = border[claimed]
     return labels
 
 
@@ -112,18 +119,12 @@ def two_means(points, *, max_iter: int = 100) -> np.ndarray:
     pts = np.asarray(points, dtype=float)
     a = pts[np.argmax(np.linalg.norm(pts - pts.mean(axis=0), axis=1))]
     b = pts[np.argmax(np.linalg.norm(pts - a, axis=1))]
-    centres = np.stack([a, b])
-    labels = np.zeros(len(pts), dtype=int)
-    for _ in range(max_iter):
-        d = np.linalg.norm(pts[:, None, :] - centres[None], axis=2)
-        new = np.argmin(d, axis=1)
-        if new.min() == new.max():
-            return new
-        centres = np.stack([pts[new == k].mean(axis=0) for k in (0, 1)])
-        if np.array_equal(new, labels):
-            break
-        labels = new
-    return labels
+    if np.array_equal(a, b):  # all points identical: nothing to split
+        return np.zeros(len(pts), dtype=int)
+    # Both clusters start with a member and, for k = 2, never lose all of them, so
+    # kmeans2 never meets an empty cluster.
+    _, labels = kmeans2(pts, np.stack([a, b]), iter=max_iter, minit="matrix")
+    return labels.astype(int)
 
 
 def cluster_annotations(annotations, *, config: RaterClusterConfig | None = None,

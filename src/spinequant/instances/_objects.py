@@ -15,6 +15,8 @@ import edt
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..boxes import grow_box
+
 
 @dataclass
 class Objects:
@@ -64,11 +66,6 @@ class Objects:
         return mask
 
 
-def grow(box: tuple, margin: tuple, shape: tuple) -> tuple:
-    """``box`` widened by ``margin`` voxels per axis, clipped to ``shape``."""
-    return tuple(slice(max(s.start - m, 0), min(s.stop + m, n)) for s, m, n in zip(box, margin, shape))
-
-
 def margin_voxels(distance_um: float, spacing) -> tuple[int, int, int]:
     return tuple(int(np.ceil(distance_um / float(s))) + 1 for s in spacing)
 
@@ -93,11 +90,11 @@ def near_mask(objects: Objects, ids, mask: np.ndarray, spacing, limit_um: float)
     out = np.zeros(len(ids), dtype=bool)
     for k, i in enumerate(ids):
         if limit_um >= diagonal:
-            near = grow(objects.boxes[i], (1,) * labels.ndim, labels.shape)
+            near = grow_box(objects.boxes[i], 1, labels.shape)
             if (ndi.binary_dilation(labels[near] == i, np.ones((3,) * labels.ndim, bool)) & mask[near]).any():
                 out[k] = True
                 continue
-        box = grow(objects.boxes[i], margin, labels.shape)
+        box = grow_box(objects.boxes[i], margin, labels.shape)
         target = mask[box]
         if target.any():
             # edt measures from nonzero voxels to the nearest zero, so the target must be zero.

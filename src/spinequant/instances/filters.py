@@ -12,7 +12,8 @@ from scipy import ndimage as ndi
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from ._objects import Objects, grow, near_mask
+from ..boxes import grow_box
+from ._objects import Objects, near_mask
 
 
 def object_filter(labels: np.ndarray, *, spacing, dendrite_mask=None, min_volume_um3: float = 0.0,
@@ -157,7 +158,7 @@ def join_through_spines(dendrite_labels: np.ndarray, spine_labels, connectivity:
     footprint = ndi.generate_binary_structure(ndim, min({6: 1, 18: 2, 26: 3}[connectivity], ndim))
     edges = []
     for i in spines.ids:
-        box = grow(spines.boxes[i], (1,) * ndim, dendrite_labels.shape)
+        box = grow_box(spines.boxes[i], 1, dendrite_labels.shape)
         near = ndi.binary_dilation(spines.labels[box] == i, footprint)
         edges += [(n_dend + i, d) for d in np.unique(dendrite_labels[box][near]) if d]
         edges += [(n_dend + i, n_dend + o) for o in np.unique(spines.labels[box][near]) if o and o != i]

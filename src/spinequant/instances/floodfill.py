@@ -6,7 +6,8 @@ import cc3d
 import numpy as np
 from scipy import ndimage as ndi
 
-from ._objects import Objects, grow, margin_voxels, voxel_volume
+from ..boxes import grow_box
+from ._objects import Objects, margin_voxels, voxel_volume
 
 
 def seeded_flood_fill(spine_prob: np.ndarray, *, spacing, seed_threshold: float = 0.8,
@@ -76,7 +77,7 @@ def flood_fill_objects(spine_prob, *, spacing, seed_threshold, growth_threshold,
         if flat[index]:
             continue
         centre = np.unravel_index(index, prob.shape)
-        ball = grow(tuple(slice(c, c + 1) for c in centre), margin, prob.shape)
+        ball = grow_box(tuple(slice(c, c + 1) for c in centre), margin, prob.shape)
         region = region_boxes[regions[centre]]
         box = tuple(slice(max(a.start, b.start), min(a.stop, b.stop)) for a, b in zip(ball, region))
         near = sum(((axis - c) * s) ** 2 for axis, c, s in zip(np.ogrid[box], centre, spacing)) \

@@ -18,6 +18,7 @@ from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 from skimage.segmentation import watershed
 
+from ..boxes import box_within, grow_box
 from ._objects import Objects
 
 #: Part of the head blob (relative to the head map's own peak) that counts as the head when the
@@ -48,11 +49,10 @@ def head_peaks(head_prob: np.ndarray, spacing, *, threshold: float, min_distance
     for box in cc3d.statistics(regions)["bounding_boxes"][1:]:
         if box is None:
             continue
-        grown = tuple(slice(max(b.start - r, 0), min(b.stop + r, n))
-                      for b, r, n in zip(box, radius, head_prob.shape))
+        grown = grow_box(box, radius, head_prob.shape)
         local = head_prob[grown]
         peak = (local == ndi.maximum_filter(local, size=tuple(2 * radius + 1), mode="nearest"))
-        inner = tuple(slice(b.start - g.start, b.stop - g.start) for b, g in zip(box, grown))
+        inner = box_within(box, grown)
         hits = np.argwhere(peak[inner] & above[box])
         found.append(hits + [b.start for b in box])
     candidates = np.unique(np.concatenate(found), axis=0) if found else np.zeros((0, head_prob.ndim), int)

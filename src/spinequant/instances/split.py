@@ -9,8 +9,9 @@ from scipy import ndimage as ndi
 from skimage.morphology import h_maxima
 from skimage.segmentation import watershed
 
+from ..boxes import grow_box
 from ..errors import InputError
-from ._objects import Objects, grow
+from ._objects import Objects
 
 _WATERSHED_CONNECTIVITY = {6: 1, 18: 2, 26: 3}
 
@@ -66,7 +67,7 @@ def split_objects(objects: Objects, *, spacing, by, spine_prob, min_distance_um,
     out = np.zeros(labels.shape, dtype=np.int32)
     counts, boxes = [0], [None]
     for i in objects.ids:
-        box = grow(objects.boxes[i], (1,) * labels.ndim, labels.shape)
+        box = grow_box(objects.boxes[i], 1, labels.shape)
         mask = labels[box] == i
         view = out[box]
         markers = None

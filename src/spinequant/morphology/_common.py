@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-
 import cc3d
 import numpy as np
 
@@ -73,41 +71,27 @@ def smooth_polyline(points: np.ndarray, iterations: int) -> np.ndarray:
     return pts
 
 
-def padded_box(box: tuple[slice, ...], shape: tuple[int, ...], pad: int) -> tuple[slice, ...]:
-    """Grow a bounding box by ``pad`` voxels on every side, clipped to the array."""
-    return tuple(slice(max(s.start - pad, 0), min(s.stop + pad, n)) for s, n in zip(box, shape))
-
-
-def half_neighbours(ndim: int) -> np.ndarray:
-    """The neighbour offsets that, with their negatives, make up the full neighbourhood
-    (13 of the 26 in 3D, 4 of the 8 in 2D)."""
-    return np.array([o for o in itertools.product((-1, 0, 1), repeat=ndim) if o > (0,) * ndim],
-                    dtype=np.int64)
-
-
 def full_footprint(ndim: int) -> np.ndarray:
     """The 3 x 3 (x 3) block: every neighbour, diagonals included."""
     return np.ones((3,) * ndim, dtype=bool)
 
 
-def voxel_graph_edges(mask: np.ndarray, spacing: np.ndarray):
-    """Edges between 26-neighbouring voxels of ``mask`` (8-neighbouring pixels in 2D).
+def ray_exit(mask: np.ndarray, start_um: np.ndarray, direction: np.ndarray, sp: np.ndarray):
+    """Distance (µm) from ``start_um`` along the unit vector ``direction`` to where the ray
+    leaves ``mask``, and the last voxel inside.
 
-    Returns (index, i, j, w): ``index`` maps voxels to node numbers (-1 outside), and edge k
-    joins nodes i[k] and j[k] with length w[k] in µm.
+    The ray is sampled every quarter of the finest voxel size; the exit lies half a step
+    beyond the last sample inside (each voxel taken as its box).
     """
-    index = np.full(mask.shape, -1, dtype=np.int64)
-    coords = np.argwhere(mask)
-    index[tuple(coords.T)] = np.arange(len(coords))
-    ii, jj, ww = [], [], []
+    step = 0.25 * float(sp.min())
     shape = np.array(mask.shape)
-    for off in half_neighbours(mask.ndim):
-        nb = coords + off
-        ok = np.all((nb >= 0) & (nb < shape), axis=1)
-        j = np.full(len(coords), -1, dtype=np.int64)
-        j[ok] = index[tuple(nb[ok].T)]
-        keep = j >= 0
-        ii.append(np.nonzero(keep)[0])
-        jj.append(j[keep])
-        ww.append(np.full(int(keep.sum()), float(np.linalg.norm(off * spacing))))
-    return index, coords, np.concatenate(ii), np.concatenate(jj), np.concatenate(ww)
+    first = tuple(np.clip(np.rint(start_um / sp).astype(int), 0, shape - 1))
+    if not direction.any():
+        return 0.5 * float(sp.min()), first
+    t = np.arange(1, int(np.linalg.norm(shape * sp) / step) + 2) * step
+    v = np.rint((start_um + t[:, None] * direction) / sp).astype(int)
+    inside = np.all((v >= 0) & (v < shape), axis=1)
+    inside[inside] = mask[tuple(v[inside].T)]
+    n_in = int(np.argmin(inside)) if not inside.all() else len(t)
+    last = tuple(v[n_in - 1]) if n_in > 0 else first
+    return max((n_in + 0.5) * step, 0.0), last

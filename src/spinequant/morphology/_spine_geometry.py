@@ -15,7 +15,7 @@ from scipy import ndimage
 from skimage.graph import MCP_Geometric
 from skimage.measure import find_contours, marching_cubes, mesh_surface_area
 
-from ._common import full_footprint, half_extent, smooth_polyline
+from ._common import full_footprint, half_extent, ray_exit, smooth_polyline
 from ._heads import count_heads
 
 #: Cost factor for crossing background between pieces of one spine label.
@@ -73,98 +73,144 @@ def spine_geometry(crop: SpineCrop, sp: np.ndarray, *, smoothing_iterations: int
     direction to where the ray leaves the spine. Head and neck widths use one estimator
     (:func:`_slab_radius`), so a uniform cylinder has a head/neck ratio of 1.
     """
-    m = crop.mask
-    h = float(sp.min())
-    vox = np.argwhere(m)
-    pts_v = vox * sp
-    base_set, attached, dendrite_id = _base(crop, vox, sp)
-    # Distance to background with the dendrite counted as inside: a neck's width is measured
-    # against background, not against the dendrite it stands on.
-    inside = m | (crop.dendrite > 0)
-    if inside.all():  # no background in the box: fall back on the spine's own distances
-        r_self = crop.r_spine.astype(float)
-    else:  # scipy is quicker than edt on boxes this small (no thread start-up)
-        # Outside the volume is background; the box's other faces are not.
-        pad = [(int(lo), int(hi)) for lo, hi in crop.edges]
-        r_self = ndimage.distance_transform_edt(np.pad(inside, pad), sampling=tuple(sp))
-        r_self = r_self[tuple(slice(lo, r_self.shape[k] - hi) for k, (lo, hi) in enumerate(pad))]
-    r_path = np.where(m, r_self, 0.0)
-    r_vox = r_path[tuple(vox.T)]
-    # One cost-weighted distance map from the base orders the voxels outwards and gives a path
-    # through the middle of the spine (the cost falls with the distance to background).
-    mcp, geo = _geodesic(m, (r_vox.max() / np.maximum(r_path, 1e-6)) ** 2, base_set, sp)
-    head_c, head_vox, r_guess = _head_centre(vox, crop.r_spine[tuple(vox.T)], geo[tuple(vox.T)], sp)
-    path = np.array(mcp.traceback(head_vox))
-    pts = smooth_polyline(path * sp, smoothing_iterations)
-    pts[-1] = head_c
-    seg = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(pts, axis=0), axis=1))]
-    out_base = pts[0] - pts[min(3, len(pts) - 1)] if len(pts) > 1 else -_away(crop, path[0], sp)
-    h_base = half_extent(out_base, sp)
-    s = seg + h_base  # arc length from the spine's base surface
-    base_um = pts[0] + h_base * _unit(out_base)
-    back = int(np.searchsorted(seg, seg[-1] - r_guess))
-    ahead = head_c - pts[min(back, len(pts) - 2)] if len(pts) > 1 else _away(crop, path[0], sp)
-    if np.linalg.norm(ahead) < 0.5 * h:  # head centre on the base: go away from the dendrite
-        ahead = _away(crop, path[-1], sp)
-    ahead = _unit(ahead)
-    head_diameter = max(2.0 * _ball_radius(pts_v, r_vox, head_c, r_guess), h)
-    head_width = max(2.0 * _slab_radius(pts_v, r_vox, head_c[None], ahead[None], sp,
-                                        np.array([r_guess]))[0], h)
-    beyond, tip = _ray_exit(m, head_c, ahead, sp)
-
-    # Neck: from the base to where the head's inscribed sphere begins.
-    neck_end = s[-1] - 0.5 * head_diameter
-    head_mask, neck_mask = m, np.zeros_like(m)
-    neck_len, neck_min, neck_mean, ratio = 0.0, np.nan, np.nan, np.nan
-    if neck_end >= min_neck_length_um:
-        on_neck = s <= neck_end
-        on_neck[0] = True
-        tangent = np.gradient(pts, axis=0) if len(pts) > 1 else ahead[None]
-        tangent /= np.maximum(np.linalg.norm(tangent, axis=1, keepdims=True), 1e-12)
-        radii = _slab_radius(pts_v, r_vox, pts[on_neck], tangent[on_neck], sp,
-                             r_path[tuple(path[on_neck].T)])
-        widths = np.maximum(2.0 * radii, h)
-        neck_len, neck_min, neck_mean = float(neck_end), float(widths.min()), float(widths.mean())
-        ratio = head_width / neck_mean
-        # Each voxel belongs to the part (neck or head) of its nearest path point.
-        nearest = np.argmin(np.linalg.norm(pts_v[:, None, :] - pts[None], axis=2), axis=1)
-        in_neck = s[nearest] <= neck_end
-        neck_mask = np.zeros_like(m)
-        neck_mask[tuple(vox[in_neck].T)] = True
-        head_mask = m & ~neck_mask
-    elif len(pts) > 1:
-        # A neck shorter than the resolution (often one pointing along z, hidden between two
-        # planes) still shows as a clear waist where the spine meets the dendrite: the width
-        # there is the neck's diameter, its length unresolved (0). A slight waist is a stubby
-        # spine's, hence the stricter ratio.
-        tangent = _unit(pts[1] - pts[0])[None]
-        base_width = max(2.0 * float(_slab_radius(pts_v, r_vox, pts[:1], tangent, sp,
-                                                  r_path[tuple(path[:1].T)])[0]), h)
-        if head_width / base_width >= hidden_neck_ratio:
-            neck_min = neck_mean = base_width
-            ratio = head_width / base_width
-
+    mask = crop.mask
+    finest = float(sp.min())
+    voxels = np.argwhere(mask)
+    voxels_um = voxels * sp
+    base_set, attached, dendrite_id = _base(crop, voxels, sp)
+    width = np.where(mask, _background_distance(crop, sp), 0.0)
+    voxel_width = width[tuple(voxels.T)]
+    path = _centre_path(crop, voxels, width, voxel_width, base_set, sp, smoothing_iterations)
+    ahead = _head_direction(crop, path, sp)
+    head_diameter = max(2.0 * _ball_radius(voxels_um, voxel_width, path.head_um, path.head_radius), finest)
+    head_width = max(2.0 * _slab_radius(voxels_um, voxel_width, path.head_um[None], ahead[None], sp,
+                                        np.array([path.head_radius]))[0], finest)
+    beyond, tip = ray_exit(mask, path.head_um, ahead, sp)
+    neck = _neck(crop, voxels, voxels_um, voxel_width, width, path, ahead, sp,
+                 neck_end_um=path.arc_um[-1] - 0.5 * head_diameter, head_width=head_width,
+                 min_neck_length_um=min_neck_length_um, hidden_neck_ratio=hidden_neck_ratio)
+    head_mask = mask & ~neck.mask
     # A head smaller than a z step loses its rim in the labels and its inscribed sphere reads
     # small; its volume does not, so the diameter of a sphere of the head's volume is a
     # second lower bound (on phantoms at 0.094/0.5 µm the larger of the two errs 0.03 µm
     # median against 0.10 µm for the inscribed sphere alone).
-    head_volume = float(head_mask.sum() * np.prod(sp))
-    head_diameter = max(head_diameter, equivalent_diameter(head_volume, m.ndim))
+    head_diameter = max(head_diameter, equivalent_diameter(float(head_mask.sum() * np.prod(sp)), mask.ndim))
     # A spine that does not touch its dendrite (a network's map often leaves the faint neck
     # out) still starts at the dendrite's surface: its length spans the gap too.
-    gap = 0.0 if attached else _surface_gap(crop.d_dend[tuple(path[0])], out_base, sp)
+    gap = 0.0 if attached else _surface_gap(crop.d_dend[tuple(path.voxels[0])], path.outward, sp)
     origin = crop.offset * sp
     return SpineGeometry(
-        attached=attached, dendrite_id=dendrite_id, base_um=base_um + origin,
-        tip_um=head_c + beyond * ahead + origin, head_um=head_c + origin,
-        centroid_um=pts_v.mean(axis=0) + origin,
-        volume_um3=float(len(vox) * np.prod(sp)), surface_um2=surface_area(m, sp),
-        length_um=float(s[-1] + beyond + gap), tip_distance_um=float(crop.d_dend[tip]),
-        head_diameter_um=float(head_diameter), neck_length_um=neck_len,
-        neck_min_diameter_um=neck_min, neck_mean_diameter_um=neck_mean,
-        head_neck_ratio=ratio, head_mask=head_mask, neck_mask=neck_mask,
-        n_heads=count_heads(m, crop.r_spine, base_set, sp, min_head_fraction=branch_min_head_fraction),
+        attached=attached, dendrite_id=dendrite_id, base_um=path.base_um + origin,
+        tip_um=path.head_um + beyond * ahead + origin, head_um=path.head_um + origin,
+        centroid_um=voxels_um.mean(axis=0) + origin,
+        volume_um3=float(len(voxels) * np.prod(sp)), surface_um2=surface_area(mask, sp),
+        length_um=float(path.arc_um[-1] + beyond + gap), tip_distance_um=float(crop.d_dend[tip]),
+        head_diameter_um=float(head_diameter), neck_length_um=neck.length_um,
+        neck_min_diameter_um=neck.min_diameter_um, neck_mean_diameter_um=neck.mean_diameter_um,
+        head_neck_ratio=neck.head_neck_ratio, head_mask=head_mask, neck_mask=neck.mask,
+        n_heads=count_heads(mask, crop.r_spine, base_set, sp, min_head_fraction=branch_min_head_fraction),
     )
+
+
+@dataclass
+class _CentrePath:
+    """The path through the middle of a spine, from its base to its head centre."""
+
+    voxels: np.ndarray    # (K, ndim) voxel indices in the crop, base first
+    points_um: np.ndarray  # (K, ndim) smoothed positions, the last one the head centre
+    along_um: np.ndarray  # (K,) path length from the first point
+    arc_um: np.ndarray    # (K,) path length from the spine's base surface (half a voxel more)
+    outward: np.ndarray   # direction out of the spine at its base (not normalised)
+    base_um: np.ndarray   # where the path leaves the spine at its base
+    head_um: np.ndarray   # head centre
+    head_radius: float    # largest inscribed radius (uncorrected)
+
+
+def _background_distance(crop: SpineCrop, sp: np.ndarray) -> np.ndarray:
+    """Distance (µm) to background with the dendrite counted as inside: a neck's width is
+    measured against background, not against the dendrite it stands on."""
+    inside = crop.mask | (crop.dendrite > 0)
+    if inside.all():  # no background in the box: fall back on the spine's own distances
+        return crop.r_spine.astype(float)
+    # scipy is quicker than edt on boxes this small (no thread start-up). Outside the volume
+    # is background; the box's other faces are not.
+    pad = [(int(lo), int(hi)) for lo, hi in crop.edges]
+    distance = ndimage.distance_transform_edt(np.pad(inside, pad), sampling=tuple(sp))
+    return distance[tuple(slice(lo, distance.shape[k] - hi) for k, (lo, hi) in enumerate(pad))]
+
+
+def _centre_path(crop, voxels, width, voxel_width, base_set, sp, smoothing_iterations) -> _CentrePath:
+    """One cost-weighted distance map from the base orders the voxels outwards and gives a
+    path through the middle of the spine (the cost falls with the distance to background)."""
+    mcp, from_base = _geodesic(crop.mask, (voxel_width.max() / np.maximum(width, 1e-6)) ** 2, base_set, sp)
+    head_um, head_voxel, head_radius = _head_centre(voxels, crop.r_spine[tuple(voxels.T)],
+                                                    from_base[tuple(voxels.T)], sp)
+    path = np.array(mcp.traceback(head_voxel))
+    points = smooth_polyline(path * sp, smoothing_iterations)
+    points[-1] = head_um
+    arc = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(points, axis=0), axis=1))]
+    outward = (points[0] - points[min(3, len(points) - 1)] if len(points) > 1
+               else -_away(crop, path[0], sp))
+    base_cap = half_extent(outward, sp)
+    return _CentrePath(voxels=path, points_um=points, along_um=arc, arc_um=arc + base_cap, outward=outward,
+                       base_um=points[0] + base_cap * _unit(outward), head_um=head_um,
+                       head_radius=head_radius)
+
+
+def _head_direction(crop: SpineCrop, path: _CentrePath, sp: np.ndarray) -> np.ndarray:
+    """Unit direction of the path as it enters the head (over the head's last radius), or
+    away from the dendrite where the path is too short to say."""
+    points = path.points_um
+    back = int(np.searchsorted(path.along_um, path.along_um[-1] - path.head_radius))
+    ahead = (path.head_um - points[min(back, len(points) - 2)] if len(points) > 1
+             else _away(crop, path.voxels[0], sp))
+    if np.linalg.norm(ahead) < 0.5 * float(sp.min()):  # head centre on the base
+        ahead = _away(crop, path.voxels[-1], sp)
+    return _unit(ahead)
+
+
+@dataclass
+class _Neck:
+    length_um: float = 0.0
+    min_diameter_um: float = np.nan
+    mean_diameter_um: float = np.nan
+    head_neck_ratio: float = np.nan
+    mask: np.ndarray | None = None
+
+
+def _neck(crop, voxels, voxels_um, voxel_width, width, path, ahead, sp, *, neck_end_um,
+          head_width, min_neck_length_um, hidden_neck_ratio) -> _Neck:
+    """The neck: from the base to where the head's inscribed sphere begins (``neck_end_um``
+    along the path), with its widths and its voxels."""
+    finest = float(sp.min())
+    points, arc = path.points_um, path.arc_um
+    if neck_end_um >= min_neck_length_um:
+        on_neck = arc <= neck_end_um
+        on_neck[0] = True
+        tangent = np.gradient(points, axis=0) if len(points) > 1 else ahead[None]
+        tangent /= np.maximum(np.linalg.norm(tangent, axis=1, keepdims=True), 1e-12)
+        radii = _slab_radius(voxels_um, voxel_width, points[on_neck], tangent[on_neck], sp,
+                             width[tuple(path.voxels[on_neck].T)])
+        widths = np.maximum(2.0 * radii, finest)
+        # Each voxel belongs to the part (neck or head) of its nearest path point.
+        nearest = np.argmin(np.linalg.norm(voxels_um[:, None, :] - points[None], axis=2), axis=1)
+        mask = np.zeros_like(crop.mask)
+        mask[tuple(voxels[arc[nearest] <= neck_end_um].T)] = True
+        return _Neck(float(neck_end_um), float(widths.min()), float(widths.mean()),
+                     head_width / float(widths.mean()), mask)
+    neck = _Neck(mask=np.zeros_like(crop.mask))
+    if len(points) > 1:
+        # A neck shorter than the resolution (often one pointing along z, hidden between two
+        # planes) still shows as a clear waist where the spine meets the dendrite: the width
+        # there is the neck's diameter, its length unresolved (0). A slight waist is a stubby
+        # spine's, hence the stricter ratio.
+        tangent = _unit(points[1] - points[0])[None]
+        base_width = max(2.0 * float(_slab_radius(voxels_um, voxel_width, points[:1], tangent, sp,
+                                                  width[tuple(path.voxels[:1].T)])[0]), finest)
+        if head_width / base_width >= hidden_neck_ratio:
+            neck.min_diameter_um = neck.mean_diameter_um = base_width
+            neck.head_neck_ratio = head_width / base_width
+    return neck
 
 
 def _surface_gap(centre_distance: float, direction: np.ndarray, sp: np.ndarray) -> float:
@@ -322,20 +368,3 @@ def _away(crop: SpineCrop, voxel, sp: np.ndarray) -> np.ndarray:
     g = np.array(g)
     plus_y = np.eye(d.ndim)[d.ndim - 2]
     return g if np.linalg.norm(g) > 0 else plus_y
-
-
-def _ray_exit(mask: np.ndarray, start_um: np.ndarray, direction: np.ndarray, sp: np.ndarray):
-    """Distance from ``start_um`` along ``direction`` to where the ray leaves ``mask`` (each
-    voxel taken as its box), and the last voxel inside."""
-    step = 0.25 * float(sp.min())
-    shape = np.array(mask.shape)
-    first = tuple(np.clip(np.rint(start_um / sp).astype(int), 0, shape - 1))
-    if not direction.any():
-        return 0.5 * float(sp.min()), first
-    t = np.arange(1, int(np.linalg.norm(shape * sp) / step) + 2) * step
-    v = np.rint((start_um + t[:, None] * direction) / sp).astype(int)
-    inside = np.all((v >= 0) & (v < shape), axis=1)
-    inside[inside] = mask[tuple(v[inside].T)]
-    n_in = int(np.argmin(inside)) if not inside.all() else len(t)
-    last = tuple(v[n_in - 1]) if n_in > 0 else first
-    return max((n_in + 0.5) * step, 0.0), last

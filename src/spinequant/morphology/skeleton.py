@@ -19,7 +19,9 @@ from scipy.sparse import csgraph
 from scipy.spatial import cKDTree
 from skimage.morphology import skeletonize
 
-from ._common import checked_spacing, dendrite_label_image, padded_box, voxel_graph_edges
+from ..boxes import grow_box
+from ..skeleton_graph import prune_side_branches, skeleton_tree
+from ._common import checked_spacing, dendrite_label_image, ray_exit
 from .config import MorphologyConfig, resolve_config
 
 
@@ -128,7 +130,7 @@ def dendrite_skeleton(dendrite_labels, spacing, *, config: MorphologyConfig | di
     for lab, box in enumerate(ndimage.find_objects(labels), start=1):
         if box is None:
             continue
-        box = padded_box(box, labels.shape, 1)
+        box = grow_box(box, 1, labels.shape)
         mask = labels[box] == lab
         # The distance transform is needed only inside each dendrite's own box.
         rad = (radius_edt[box] if radius_edt is not None
@@ -152,12 +154,10 @@ def dendrite_skeleton(dendrite_labels, spacing, *, config: MorphologyConfig | di
 
 
 def _tree_of(lab, skel, mask, offset, rad, sp, cfg) -> dict:
-    index, vox, i, j, w = voxel_graph_edges(skel, sp)
-    n = len(vox)
-    graph = sparse.coo_matrix((w, (i, j)), shape=(n, n)).tocsr()
-    tree = csgraph.minimum_spanning_tree(graph)
-    tree = (tree + tree.T).tocsr()
-    keep = _prune(tree, rad[tuple(vox.T)], vox * sp, cfg.prune_length_um)
+    vox, tree = skeleton_tree(skel, sp)
+    # Side branches shorter than the dendrite is thick at their junction are surface bumps.
+    limit = np.maximum(cfg.prune_length_um, 2 * rad[tuple(vox.T)])
+    keep = prune_side_branches(tree, limit, inclusive=False, max_rounds=3)
     tree = tree[keep][:, keep].tocsr()
     vox = vox[keep]
     degree = np.diff(tree.indptr)
@@ -209,33 +209,6 @@ def _local_radius(mask, coords, tree, ext, sp, passes: int = 10) -> np.ndarray:
     return np.sqrt(volume / (np.pi * np.maximum(length, 1e-9)))
 
 
-def _prune(tree, radius, pos, min_length) -> np.ndarray:
-    """Drop side branches (end -> junction) shorter than max(min_length, junction diameter)."""
-    keep = np.ones(tree.shape[0], dtype=bool)
-    adj = tree.tolil().rows
-    for _ in range(3):
-        degree = np.array([sum(keep[m] for m in nb) if keep[k] else 0 for k, nb in enumerate(adj)])
-        removed = False
-        for end in np.nonzero(degree == 1)[0]:
-            path, prev, cur, length = [end], -1, end, 0.0
-            while True:
-                nxt = [m for m in adj[cur] if keep[m] and m != prev]
-                if len(nxt) != 1:
-                    break
-                length += float(np.linalg.norm(pos[nxt[0]] - pos[cur]))
-                prev, cur = cur, nxt[0]
-                if degree[cur] != 2:
-                    break
-                path.append(cur)
-            if degree[cur] >= 3 and length < max(min_length, 2 * radius[cur]):
-                keep[path] = False
-                degree[cur] -= 1
-                removed = True
-        if not removed:
-            break
-    return keep
-
-
 def _smooth_tree(coords, tree, degree, iterations) -> np.ndarray:
     pts = coords.astype(float).copy()
     inner = np.nonzero(degree == 2)[0]
@@ -263,16 +236,7 @@ def _end_extension(end, tree, coords, vox, mask, sp, baseline_um) -> float:
     norm = np.linalg.norm(direction)
     if norm == 0:
         return 0.0
-    direction /= norm
-    step = 0.25 * sp.min()
-    start = vox[end] * sp
-    shape = np.array(mask.shape)
-    t = 0.0
-    while True:
-        t += step
-        v = np.rint((start + t * direction) / sp).astype(int)
-        if np.any(v < 0) or np.any(v >= shape) or not mask[tuple(v)]:
-            return max(t - 0.5 * step, 0.0)
+    return ray_exit(mask, vox[end] * sp, direction / norm, sp)[0]
 
 
 def _roots(tree, coords, degree) -> np.ndarray:

@@ -9,8 +9,9 @@ import pandas as pd
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from ._common import as_label_image, checked_spacing, dendrite_label_image, padded_box
-from ._spine_geometry import SpineCrop, spine_geometry
+from ..boxes import box_within, grow_box
+from ._common import as_label_image, checked_spacing, dendrite_label_image
+from ._spine_geometry import SpineCrop, SpineGeometry, spine_geometry
 from .classify import classify_spines
 from .config import MorphologyConfig, resolve_config
 from .intensity import image_channels, intensity_columns, region_intensities
@@ -101,7 +102,7 @@ def measure_spines(spine_labels, dendrite_mask, spacing, image=None, *,
     boxes = ndimage.find_objects(spines)
     has_dend = bool(dend.any())
     search = np.ceil(DENDRITE_SEARCH_UM / sp).astype(int)
-    wide = [None if b is None else _grow(b, spines.shape, search) for b in boxes]
+    wide = [None if b is None else grow_box(b, search, spines.shape) for b in boxes]
     # Distance maps are needed only around spines: per spine when their boxes together are
     # smaller than the stack (the usual case), else once for the whole stack.
     local = sum(int(np.prod([s.stop - s.start for s in w])) for w in wide if w is not None) < spines.size
@@ -114,7 +115,7 @@ def measure_spines(spine_labels, dendrite_mask, spacing, image=None, *,
     for sid, box in enumerate(boxes, start=1):
         if box is None:
             continue
-        box = padded_box(box, spines.shape, 1)
+        box = grow_box(box, 1, spines.shape)
         mask = spines[box] == sid
         if local:
             r_spine = edt.edt(mask.view(np.uint8), anisotropy=aniso, black_border=True)
@@ -131,23 +132,8 @@ def measure_spines(spine_labels, dendrite_mask, spacing, image=None, *,
                            min_neck_length_um=cfg.min_neck_length_um,
                            hidden_neck_ratio=cfg.hidden_neck_ratio,
                            branch_min_head_fraction=cfg.branch_min_head_fraction)
-        dendrite_id, position = _place_on_dendrite(g, skeleton)
-        ratio = g.head_neck_ratio
-        row = {"id": sid, "dendrite_id": dendrite_id, "attached": g.attached,
-               "at_edge": _touches_edge(crop.mask, crop.edges)}
-        for point in ("centroid", "base", "head", "tip"):
-            row.update(zip(_axis_columns(point, spines.ndim), getattr(g, f"{point}_um")))
-        row.update({
-            "volume_um3": g.volume_um3, "head_volume_um3": float(g.head_mask.sum() * np.prod(sp)),
-            "surface_um2": g.surface_um2, "length_um": g.length_um,
-            "tip_distance_um": g.tip_distance_um if np.isfinite(g.tip_distance_um) else np.nan,
-            "head_diameter_um": g.head_diameter_um, "neck_length_um": g.neck_length_um,
-            "neck_min_diameter_um": g.neck_min_diameter_um,
-            "neck_mean_diameter_um": g.neck_mean_diameter_um, "head_neck_ratio": ratio,
-            "has_neck": bool(ratio > cfg.neck_ratio), "n_heads": g.n_heads, "position_um": position,
-            "nn_distance_um": np.nan, "type": "", "type_rule": "",
-        })
-        rows.append(row if spines.ndim == 3 else {PLANAR_NAMES.get(k, k): v for k, v in row.items()})
+        rows.append(spine_row(sid, g, skeleton, sp, neck_ratio=cfg.neck_ratio,
+                              at_edge=_touches_edge(crop.mask, crop.edges)))
         if channels is not None:
             masks = {"spine": crop.mask, "head": g.head_mask, "neck": g.neck_mask}
             extra.append(region_intensities(channels, box, masks, float(np.prod(sp))))
@@ -165,13 +151,30 @@ def measure_spines(spine_labels, dendrite_mask, spacing, image=None, *,
     return table
 
 
-def _grow(box, shape, pad) -> tuple[slice, ...]:
-    return tuple(slice(max(s.start - p, 0), min(s.stop + p, n)) for s, n, p in zip(box, shape, pad))
+def spine_row(spine_id: int, g: SpineGeometry, skeleton: DendriteSkeleton, sp: np.ndarray, *,
+              neck_ratio: float, at_edge: bool) -> dict:
+    """One row of the spine table, keyed by the columns of :func:`spine_columns` (``nn_distance_um``
+    and the type columns are filled in later, over the whole table)."""
+    dendrite_id, position = _place_on_dendrite(g, skeleton)
+    row = {"id": spine_id, "dendrite_id": dendrite_id, "attached": g.attached, "at_edge": at_edge}
+    for point in ("centroid", "base", "head", "tip"):
+        row.update(zip(_axis_columns(point, len(sp)), getattr(g, f"{point}_um")))
+    row.update({
+        "volume_um3": g.volume_um3, "head_volume_um3": float(g.head_mask.sum() * np.prod(sp)),
+        "surface_um2": g.surface_um2, "length_um": g.length_um,
+        "tip_distance_um": g.tip_distance_um if np.isfinite(g.tip_distance_um) else np.nan,
+        "head_diameter_um": g.head_diameter_um, "neck_length_um": g.neck_length_um,
+        "neck_min_diameter_um": g.neck_min_diameter_um,
+        "neck_mean_diameter_um": g.neck_mean_diameter_um, "head_neck_ratio": g.head_neck_ratio,
+        "has_neck": bool(g.head_neck_ratio > neck_ratio), "n_heads": g.n_heads, "position_um": position,
+        "nn_distance_um": np.nan, "type": "", "type_rule": "",
+    })
+    return row if len(sp) == 3 else {PLANAR_NAMES.get(k, k): v for k, v in row.items()}
 
 
 def _dendrite_distance(dend: np.ndarray, wide, box, aniso) -> np.ndarray:
     """Distance (µm) to the nearest dendrite voxel within ``wide``, read out over ``box``."""
-    inner = tuple(slice(b.start - w.start, b.stop - w.start) for b, w in zip(box, wide))
+    inner = box_within(box, wide)
     region = dend[wide] == 0
     if region.all():
         return np.full(tuple(b.stop - b.start for b in box), np.inf)

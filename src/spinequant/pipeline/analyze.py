@@ -95,9 +95,9 @@ class AnalysisResult:
     @property
     def semantic(self) -> np.ndarray:
         """0 background, 1 dendrite, 2 spine."""
-        out = (self.dendrite_labels > 0).astype(np.uint8)
-        out[self.spine_labels > 0] = 2
-        return out
+        from ..export.labels import semantic_labels
+
+        return semantic_labels(self.spine_labels, self.dendrite_labels)
 
 
 Progress = Callable[[str], None]

@@ -2,22 +2,31 @@
 
 Every figure takes a 3D result (Z, Y, X) or a 2D one (Y, X: a single plane or a projection);
 a 2D image and a single-plane stack have no side view.
+
+Figures are bare :class:`matplotlib.figure.Figure` objects drawn by Agg: nothing here goes
+through pyplot, so importing or calling this module never switches the backend or leaves
+figures open in a napari or Jupyter session.
 """
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from skimage.measure import find_contours  # noqa: E402
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from skimage.measure import find_contours
 
 #: Colour per spine type, shared by every figure and the HTML legend.
 TYPE_COLOURS = {"stubby": "#1f77b4", "thin": "#2ca02c", "mushroom": "#d62728", "branched": "#ff7f0e",
                 "filopodia": "#9467bd", "unknown": "#7f7f7f"}
 DENDRITE_COLOUR = "#ffd92f"
+
+
+def _figure(figsize, **layout):
+    """``(figure, axes)`` on a canvas of its own; ``layout`` goes to ``Figure.subplots``."""
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(**layout)
 
 
 def _display_range(image: np.ndarray) -> tuple[float, float]:
@@ -52,7 +61,7 @@ def overlay_projection(image, spine_labels, dendrite_labels, spines: pd.DataFram
     sp = [s for i, s in enumerate(spacing) if i != axis]
     extent = (0, proj.shape[1] * sp[1], proj.shape[0] * sp[0], 0)
     if ax is None:
-        _, ax = plt.subplots(figsize=(10, 10 * proj.shape[0] * sp[0] / max(proj.shape[1] * sp[1], 1e-6)))
+        _, ax = _figure(figsize=(10, 10 * proj.shape[0] * sp[0] / max(proj.shape[1] * sp[1], 1e-6)))
     ax.imshow(proj, cmap="gray", vmin=lo, vmax=hi, extent=extent, interpolation="nearest")
     for contour in _outlines((dendrite_labels > 0).max(axis=axis)):
         ax.plot(contour[:, 1] * sp[1], contour[:, 0] * sp[0], color=DENDRITE_COLOUR, lw=0.8)
@@ -85,7 +94,7 @@ def histograms(spines: pd.DataFrame):
     columns = [size, ("length_um", "length (µm)"), ("head_diameter_um", "head diameter (µm)")]
     if "confidence" in spines and spines["confidence"].notna().any():
         columns.append(("confidence", "confidence (probability a human marks it)"))
-    fig, axes = plt.subplots(1, len(columns), figsize=(4 * len(columns), 3.2))
+    fig, axes = _figure(nrows=1, ncols=len(columns), figsize=(4 * len(columns), 3.2))
     for ax, (col, label) in zip(axes, columns):
         if col not in spines or spines[col].dropna().empty:
             ax.text(0.5, 0.5, "no spines", ha="center", va="center", transform=ax.transAxes)
@@ -110,7 +119,7 @@ def histograms(spines: pd.DataFrame):
 
 def density_chart(dendrites: pd.DataFrame):
     """Spine density (per µm) of each dendrite, with its length."""
-    fig, ax = plt.subplots(figsize=(6, 3))
+    fig, ax = _figure(figsize=(6, 3))
     if len(dendrites) and "density_per_um" in dendrites:
         ids = dendrites["dendrite_id"].astype(str)
         ax.bar(ids, dendrites["density_per_um"], color="#4c72b0")
@@ -131,7 +140,7 @@ def overview(image, spine_labels, dendrite_labels, spines, spacing):
         return _top_view(image, spine_labels, dendrite_labels, spines, spacing)
     zy = image.shape[0] * spacing[0]
     yy = image.shape[1] * spacing[1]
-    fig, axes = plt.subplots(2, 1, figsize=(11, 11 * (yy + zy) / max(image.shape[2] * spacing[2], 1e-6) + 1),
+    fig, axes = _figure(nrows=2, ncols=1, figsize=(11, 11 * (yy + zy) / max(image.shape[2] * spacing[2], 1e-6) + 1),
                              gridspec_kw={"height_ratios": [max(yy, 1e-3), max(zy, 1e-3)]})
     overlay_projection(image, spine_labels, dendrite_labels, spines, spacing, axis=0, ax=axes[0])
     overlay_projection(image, spine_labels, dendrite_labels, spines, spacing, axis=1, ids=False, ax=axes[1])
@@ -145,7 +154,7 @@ def overview(image, spine_labels, dendrite_labels, spines, spacing):
 def _top_view(image, spine_labels, dendrite_labels, spines, spacing):
     """The overview of a 2D image or a single plane: the plane itself, no side view."""
     yy, xx = (n * s for n, s in zip(image.shape[-2:], spacing[-2:]))
-    fig, ax = plt.subplots(figsize=(11, 11 * yy / max(xx, 1e-6) + 0.6))
+    fig, ax = _figure(figsize=(11, 11 * yy / max(xx, 1e-6) + 0.6))
     overlay_projection(image, spine_labels, dendrite_labels, spines, spacing, axis=0, ax=ax)
     _legend(ax)
     ax.set_title("the image (a single plane or a projection)" if image.ndim == 2

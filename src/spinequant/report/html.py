@@ -8,8 +8,6 @@ import io
 import json
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-
 from .._atomic import atomic_path
 from .figures import TYPE_COLOURS, density_chart, histograms, overview
 
@@ -20,7 +18,6 @@ FIGURES = {"overview.png": "Spines and dendrites", "histograms.png": "Spine meas
 def _save_png(fig, path: Path) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
     data = buf.getvalue()
     with atomic_path(path) as tmp:
         Path(tmp).write_bytes(data)

@@ -110,8 +110,9 @@ def make_phantom(preset: str | SynthConfig = "two_photon", *, seed: int = 0, sha
     n_dim = add_dim_dendrites(rng_distractors, canvas, box_um, dcfg, config.shafts, config.spines)
     shaft_labels, spine_labels = canvas.labels()
     spine_labels, table = _truth_table(spine_labels, spines, spacing, shape)
-    semantic = (shaft_labels > 0).view(np.uint8)
-    semantic[spine_labels > 0] = 2
+    from ..export.labels import semantic_labels  # here: the export package loads every writer
+
+    semantic = semantic_labels(spine_labels, shaft_labels)
 
     hz = None
     if dcfg.haze > 0:

@@ -56,7 +56,9 @@ def project_phantom(phantom: Phantom, *, max_elevation_deg: float = 15.0) -> Pha
     spacing = tuple(float(s) for s in phantom.spacing[1:])
     spine_labels = phantom.spine_labels.max(axis=0)
     dendrite_labels = phantom.dendrite_labels.max(axis=0)
-    semantic = np.where(spine_labels > 0, 2, np.where(dendrite_labels > 0, 1, 0)).astype(np.uint8)
+    from ..export.labels import semantic_labels  # here: the export package loads every writer
+
+    semantic = semantic_labels(spine_labels, dendrite_labels)
     truth = phantom.spines
     counts = np.bincount(spine_labels.ravel(), minlength=int(truth["id"].to_numpy().max(initial=0)) + 1)
     overlapped = _overlapped(phantom.spine_labels, len(counts))

@@ -9,6 +9,7 @@ fine-tunes one on annotated stacks. See docs/neural.md.
 
 from __future__ import annotations
 
+from ._malloc import keep_freed_memory
 from .architectures import PRESETS, build
 from .card import ModelCard, available_models, load_model, save_model
 from .data import TrainingSample, load_training_data
@@ -16,4 +17,5 @@ from .predict import predict
 from .train import TrainConfig, train
 
 __all__ = ["predict", "train", "TrainConfig", "TrainingSample", "load_training_data",
-           "ModelCard", "load_model", "save_model", "available_models", "build", "PRESETS"]
+           "ModelCard", "load_model", "save_model", "available_models", "build", "PRESETS",
+           "keep_freed_memory"]

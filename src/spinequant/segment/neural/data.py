@@ -98,10 +98,9 @@ def head_heatmap(shape, heads, spacing, *, sigma_um=(0.75, 0.25, 0.25)) -> np.nd
 
 def semantic_from_instances(spine_labels: np.ndarray, dendrite_labels: np.ndarray) -> np.ndarray:
     """Semantic labels from instance labels; spines win where both are set."""
-    sem = np.zeros(spine_labels.shape, np.uint8)
-    sem[np.asarray(dendrite_labels) > 0] = 1
-    sem[np.asarray(spine_labels) > 0] = 2
-    return sem
+    from ...export.labels import semantic_labels
+
+    return semantic_labels(spine_labels, dendrite_labels)
 
 
 def load_training_data(folder: str | os.PathLike, *, voxel_size=None) -> list[TrainingSample]:

@@ -10,10 +10,10 @@ import torch
 from ...errors import InputError
 from ...validate import check_image_values, check_spacing
 from . import architectures
-from ._malloc import keep_freed_memory
 from .card import ModelCard, load_model, read_card, resolve
 from .normalise import normalise
 from .resample import to_input_grid, to_model_grid
+from .threads import torch_threads
 from .tiling import make_runner, sliding_window
 
 
@@ -58,7 +58,10 @@ def predict(image: np.ndarray, *, spacing, model: str | os.PathLike | tuple | No
         Run the network through ``torch.compile`` (pays off on long stacks).
     threads : int, optional
         CPU threads for the network during this call (default: torch's setting). On a machine
-        whose cores are busy with other work, 1 is often faster than 2.
+        whose cores are busy with other work, 1 is often faster than 2. torch's own setting
+        is restored afterwards; the call changes no other process-wide setting (see
+        :func:`~spinequant.segment.neural.keep_freed_memory` for the allocator, which only a
+        program that owns its process should set).
 
     Returns
     -------
@@ -76,10 +79,7 @@ def predict(image: np.ndarray, *, spacing, model: str | os.PathLike | tuple | No
     check_image_values(image, where="the image")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     engine = choose_engine(model, engine, device)
-    previous = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(int(threads))
-    try:
+    with torch_threads(threads):
         if engine == "onnx":
             from .onnx_runtime import make_onnx_runner, onnx_file
 
@@ -94,8 +94,6 @@ def predict(image: np.ndarray, *, spacing, model: str | os.PathLike | tuple | No
         batch_size = batch_size or (1 if engine == "onnx" else 4)
         return _predict(image, spacing, run, card, batch_size=batch_size, progress=progress,
                         tile_size=tile_size, overlap=overlap)
-    finally:
-        torch.set_num_threads(previous)
 
 
 def choose_engine(model, engine: str = "auto", device: str | torch.device | None = None) -> str:
@@ -132,7 +130,6 @@ def choose_engine(model, engine: str = "auto", device: str | torch.device | None
 
 
 def _predict(image, spacing, run, card, *, batch_size, progress, tile_size, overlap):
-    keep_freed_memory()
     spec = architectures.architecture(card.architecture)
     x = normalise(image, card.normalisation)
     x = to_model_grid(x, spacing, _target_spacing(card, spec))

@@ -34,6 +34,7 @@ from .augment import AugmentConfig, sample_patch
 from .card import ModelCard, load_model, save_model
 from .data import UNLABELLED, TrainingSample, head_heatmap
 from .normalise import NormaliseConfig, normalise
+from .threads import torch_threads
 
 
 @dataclass(frozen=True)
@@ -91,13 +92,8 @@ def train(samples: list[TrainingSample], *, out_dir: str | os.PathLike,
     if not samples:
         raise InputError("No training stacks were given.")
     out = ensure_writable_dir(out_dir)
-    threads = torch.get_num_threads()
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
-    try:
+    with torch_threads(config.num_threads):
         return _train(samples, out, config, init, resume, val_samples, progress, description)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _train(samples, out, config, init, resume, val_samples, progress, description):
