@@ -382,3 +382,23 @@ def test_parallel_runs_into_one_folder_and_stale_files_cleared(tiny_tif, tmp_pat
         assert code == 0, b"".join(chunks).decode(errors="replace")[-800:]
     assert (out / "run.json").exists() and (out / "results.ome.zarr" / ".zgroup").exists()
     assert not leftovers(out)
+
+
+def test_ctrl_c_after_a_finished_command_line_run_is_ignored():
+    """Between the end of the run and the end of the process a Ctrl-C must not turn a finished
+    run into a KeyboardInterrupt (exit -2, no message); library callers get their handler back."""
+    import signal
+
+    from spinequant.cli import _signals
+
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        with _signals.signals_as_exceptions(exiting=True):
+            pass
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is not _signals._handler
+    finally:
+        signal.signal(signal.SIGINT, before)
+    with _signals.signals_as_exceptions():
+        pass
+    assert signal.getsignal(signal.SIGINT) is before

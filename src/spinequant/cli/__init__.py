@@ -50,7 +50,7 @@ def commands_named(argv: list[str] | None) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     # Handlers first: the subcommands import numpy, zarr, torch..., and a Ctrl-C or SIGTERM
     # during those imports must end as cleanly as one during the analysis.
-    with _signals.signals_as_exceptions():
+    with _signals.signals_as_exceptions(exiting=argv is None):
         args = None
         try:
             args = _parse(sys.argv[1:] if argv is None else list(argv))

@@ -63,11 +63,13 @@ def message(exc: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def signals_as_exceptions():
+def signals_as_exceptions(*, exiting: bool = False):
     """Raise :class:`Interrupted` in the main thread at SIGINT and SIGTERM inside the block.
 
     A second signal that arrives while the first one's exception is being handled (clean-up
-    under way) is not raised again, so the clean-up finishes.
+    under way) is not raised again, so the clean-up finishes. With ``exiting`` (the process
+    ends after the block) a Ctrl-C after the block is ignored instead of restoring Python's
+    handler: its KeyboardInterrupt would end a finished run with a traceback and exit -2.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -78,7 +80,7 @@ def signals_as_exceptions():
         yield
     finally:
         for s, handler in previous.items():
-            signal.signal(s, handler)
+            signal.signal(s, signal.SIG_IGN if exiting and s == signal.SIGINT else handler)
         _received.clear()
 
 
