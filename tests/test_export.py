@@ -199,3 +199,21 @@ def test_rerun_with_fewer_objects_leaves_no_stale_meshes(tmp_path):
     labels[labels == 2] = 0
     export_results(tmp_path, spacing=(0.5, 0.1, 0.1), spine_labels=labels, formats=("meshes",))
     assert sorted(p.name for p in (tmp_path / "meshes").iterdir()) == ["spine-0001.stl"]
+
+
+def test_report_labels_never_overlap():
+    """Spine ids in the overview are moved apart (with a leader line) where spines crowd."""
+    import numpy as np
+
+    from spinequant.report.figures import label_positions
+
+    rng = np.random.default_rng(3)
+    anchors = np.concatenate([rng.normal(5, 0.3, (12, 2)), rng.uniform(0, 30, (20, 2))])
+    box = (0.8, 0.4)
+    spots = np.array(label_positions(anchors, box))
+    for i in range(len(spots)):
+        for j in range(i):
+            dx, dy = np.abs(spots[i] - spots[j])
+            assert dx >= box[0] - 1e-9 or dy >= box[1] - 1e-9, (i, j)
+    far = np.linalg.norm(spots - anchors, axis=1)
+    assert (far[12:] == 0).mean() > 0.7      # spread-out spines keep their labels on them

@@ -54,6 +54,8 @@ def test_results_folder_is_complete_and_reproducible(phantom, tmp_path):
     assert spines["confidence"].between(run["config"]["min_confidence"] - 1e-6, 1).all()
     html = (out / "report.html").read_text()
     assert "data:image/png;base64" in html and "src=\"http" not in html
+    assert "spinequant 0." in html and "head_neck_ratio" in html and "has_neck" in html
+    assert '"classical"' not in html          # settings of a method that did not run
     # Same settings from run.json, same input: the same table.
     out2 = tmp_path / "out2"
     assert main(["analyze", str(stack), "--out", str(out2), "--config", str(out / "run.json"), "--quiet"]) == 0

@@ -75,16 +75,39 @@ def overlay_projection(image, spine_labels, dendrite_labels, spines: pd.DataFram
         cols = [c for i, c in enumerate(("centroid_z_um", "centroid_y_um", "centroid_x_um")) if i != axis]
         if "centroid_z_um" not in spines:  # a 2D table
             cols = ["centroid_y_um", "centroid_x_um"]
-        for row in spines.itertuples(index=False):
-            ax.text(getattr(row, cols[1]), getattr(row, cols[0]), str(row.id), color="white",
-                    fontsize=6, ha="center", va="center",
-                    bbox=dict(boxstyle="round,pad=0.1", fc="black", alpha=0.4, lw=0))
+        anchors = spines[[cols[1], cols[0]]].to_numpy(float)
+        box = (0.028 * abs(extent[1] - extent[0]), 0.014 * abs(extent[1] - extent[0]))
+        for sid, (x, y), (lx, ly) in zip(spines["id"], anchors, label_positions(anchors, box)):
+            if (lx, ly) != (x, y):
+                ax.plot([x, lx], [y, ly], color="white", lw=0.5, alpha=0.8)
+            ax.text(lx, ly, str(sid), color="white", fontsize=7.5, ha="center", va="center",
+                    bbox=dict(boxstyle="round,pad=0.12", fc="black", alpha=0.55, lw=0))
     ax.set_xlim(extent[0], extent[1])   # outlines and labels at the border do not widen the view
     ax.set_ylim(extent[2], extent[3])
     names = "zyx"
     ax.set_xlabel(f"{names[2] if axis != 2 else names[1]} (µm)")
     ax.set_ylabel(f"{[n for i, n in enumerate(names) if i != axis][0]} (µm)")
     return ax
+
+
+def label_positions(anchors: np.ndarray, box: tuple[float, float]) -> list[tuple[float, float]]:
+    """Where to write each label so that no two overlap: at its anchor (x, y) when there is
+    room, else the nearest of 16 spots around it (one and two label sizes away) that is free;
+    ``box`` is a label's (width, height) in data units. Greedy, in the given order.
+
+    >>> label_positions(np.array([[0.0, 0.0], [0.1, 0.0], [5.0, 5.0]]), (1.0, 0.5))[1:]
+    [(0.1, -0.75), (5.0, 5.0)]
+    """
+    w, h = box
+    steps = [(0.0, 0.0)] + [(k * dx * w * 1.1, k * dy * h * 1.5) for k in (1, 2)
+                            for dx, dy in ((0, -1), (0, 1), (1, 0), (-1, 0), (1, -1), (-1, -1), (1, 1), (-1, 1))]
+    placed: list[tuple[float, float]] = []
+    for x, y in np.asarray(anchors, float).reshape(-1, 2):
+        spot = next(((x + dx, y + dy) for dx, dy in steps
+                     if all(abs(x + dx - px) >= w or abs(y + dy - py) >= h for px, py in placed)),
+                    (x, y))
+        placed.append((float(spot[0]), float(spot[1])))
+    return placed
 
 
 def histograms(spines: pd.DataFrame):
@@ -143,7 +166,7 @@ def overview(image, spine_labels, dendrite_labels, spines, spacing):
     fig, axes = _figure(nrows=2, ncols=1, figsize=(11, 11 * (yy + zy) / max(image.shape[2] * spacing[2], 1e-6) + 1),
                              gridspec_kw={"height_ratios": [max(yy, 1e-3), max(zy, 1e-3)]})
     overlay_projection(image, spine_labels, dendrite_labels, spines, spacing, axis=0, ax=axes[0])
-    overlay_projection(image, spine_labels, dendrite_labels, spines, spacing, axis=1, ids=False, ax=axes[1])
+    overlay_projection(image, spine_labels, dendrite_labels, spines, spacing, axis=1, ax=axes[1])
     _legend(axes[0])
     axes[0].set_title("top view (maximum projection along z)", fontsize=9)
     axes[1].set_title("side view (maximum projection along y)", fontsize=9)

@@ -6,6 +6,7 @@ import base64
 import html
 import io
 import json
+import time
 from pathlib import Path
 
 from .._atomic import atomic_path
@@ -26,6 +27,7 @@ def _save_png(fig, path: Path) -> bytes:
 
 def write_report(out_dir, result, *, source: dict | None = None) -> Path:
     """Write PNG figures and ``report.html`` for an :class:`AnalysisResult` into ``out_dir``."""
+    from .. import __version__
     from ..config import config_to_dict
 
     out_dir = Path(out_dir)
@@ -66,12 +68,25 @@ def write_report(out_dir, result, *, source: dict | None = None) -> Path:
         body.append("<h2>Dendrites</h2>" + result.dendrites.to_html(index=False, float_format="%.3g"))
     if len(spines):
         cols = [c for c in ("id", "dendrite_id", "confidence", "type", "volume_um3", "area_um2", "length_um", "head_diameter_um",
-                            "neck_length_um", "neck_min_diameter_um", "position_um", "type_rule")
+                            "neck_length_um", "neck_min_diameter_um", "head_neck_ratio", "has_neck",
+                            "position_um", "type_rule")
                 if c in spines and spines[c].notna().any()]
-        body.append("<h2>Spines</h2>" + spines[cols].to_html(index=False, float_format="%.3g"))
+        morph = result.config.morphology
+        body.append(
+            "<h2>Spines</h2>"
+            f"<p>A neck shorter than {morph.min_neck_length_um:g} µm is not resolved (neck_length_um "
+            f"0); such a spine still has a neck (has_neck) when its head is at least "
+            f"{morph.hidden_neck_ratio:g} times wider than where it meets the dendrite, a neck "
+            f"hidden by the microscope's blur, so a mushroom spine may show neck length 0. "
+            f"head_neck_ratio is the head's diameter over the neck's narrowest; see "
+            f"docs/measurements.md.</p>" + spines[cols].to_html(index=False, float_format="%.3g"))
     timings = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
-    body.append(f"<h2>Run</h2><p>Stage times: {timings}</p>")
-    params = json.dumps({"config": config_to_dict(result.config), "chosen from the data": result.diagnostics},
+    body.append(f"<h2>Run</h2><p>spinequant {__version__}, {time.strftime('%Y-%m-%d %H:%M')}. "
+                f"Stage times: {timings}</p>")
+    config = config_to_dict(result.config)
+    if result.config.method != "classical":
+        config.pop("classical", None)   # settings of a method that did not run
+    params = json.dumps({"config": config, "chosen from the data": result.diagnostics},
                         indent=1, default=str)
     body.append(f"<details><summary>All parameters</summary><pre>{html.escape(params)}</pre></details>")
     page = ("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>spinequant report</title>"
