@@ -217,3 +217,27 @@ def test_report_labels_never_overlap():
             assert dx >= box[0] - 1e-9 or dy >= box[1] - 1e-9, (i, j)
     far = np.linalg.norm(spots - anchors, axis=1)
     assert (far[12:] == 0).mean() > 0.7      # spread-out spines keep their labels on them
+
+
+def test_swc_maps_each_tree_to_its_dendrite(tmp_path):
+    """dendrites.swc: one tree per dendrite, named (dendrite_id of dendrites.csv) with its nodes and root."""
+    import numpy as np
+
+    from spinequant.io.swc import read_swc
+    from spinequant.pipeline import AnalyzeConfig, analyze, save_result
+    from spinequant.synth import make_phantom
+
+    ph = make_phantom("confocal", seed=7)           # two dendrites
+    result = analyze(ph.image, spacing=ph.spacing, config=AnalyzeConfig(method="classical", export_meshes=False,
+                                                                         report=False))
+    save_result(result, tmp_path / "r")
+    text = (tmp_path / "r" / "dendrites.swc").read_text()
+    trees = read_swc(tmp_path / "r" / "dendrites.swc")
+    roots = trees[trees["parent"] == -1]["id"].tolist()
+    named = [line for line in text.splitlines() if line.startswith("# dendrite ")]
+    assert len(named) == len(roots) == len(result.dendrites) == 2
+    for line, did in zip(named, sorted(result.dendrites["dendrite_id"])):
+        first, last = (int(v) for v in line.split("nodes ")[1].split(",")[0].split("-"))
+        root = int(line.rsplit("root ", 1)[1])
+        assert line.startswith(f"# dendrite {did}:") and root in roots and first <= root <= last
+        assert np.all(trees[(trees.id >= first) & (trees.id <= last)]["parent"].isin([-1, *range(first, last + 1)]))

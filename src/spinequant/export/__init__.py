@@ -114,10 +114,22 @@ def export_results(out_dir: str | os.PathLike, *, spacing, spines=None, dendrite
         written["meshes"] = [out / "meshes" / Path(f).name for f in files]
     if "swc" in formats and centrelines is not None:
         written["swc"] = [write_swc(out / "dendrites.swc", centrelines,
-                                    comments=["spinequant dendrite centrelines"])]
+                                    comments=["spinequant dendrite centrelines", *_tree_comments(centrelines)])]
     _write_metadata(out / "metadata.json", spacing, written,
                     {**({"not_written": not_written} if not_written else {}), **(metadata or {})})
     return written
+
+
+def _tree_comments(centrelines) -> list[str]:
+    """One comment line per tree: which dendrite (dendrite_id of dendrites.csv) and its nodes."""
+    if "dendrite_id" not in centrelines or not len(centrelines):
+        return []
+    lines = ["trees: one per dendrite; its root is where position_um of spines.csv counts from"]
+    for did, nodes in centrelines.groupby("dendrite_id", sort=True):
+        root = nodes.loc[nodes["parent"] == -1, "id"]
+        lines.append(f"dendrite {int(did)}: nodes {int(nodes['id'].min())}-{int(nodes['id'].max())}, "
+                     f"root {int(root.iloc[0]) if len(root) else int(nodes['id'].min())}")
+    return lines
 
 
 def _write_metadata(path: Path, spacing, written, extra) -> None:

@@ -68,7 +68,8 @@ def measure_dendrites(dendrite_labels, spacing, spines: pd.DataFrame | None = No
 
 def dendrite_centrelines(dendrite_labels, spacing, *, config: MorphologyConfig | dict | None = None,
                          skeleton: DendriteSkeleton | None = None) -> pd.DataFrame:
-    """Dendrite centrelines as an SWC table (µm; type 3 = dendrite; one tree per dendrite).
+    """Dendrite centrelines as an SWC table (µm; type 3 = dendrite; one tree per dendrite),
+    with a ``dendrite_id`` column after the SWC columns (as in dendrites.csv).
 
     Node ``id`` counts from 1 (z = 0 for a 2D image); each tree's root (``parent`` = -1) is the dendrite's start, the
     end from which :func:`measure_spines` counts ``position_um``. Write it with
@@ -88,4 +89,5 @@ def dendrite_centrelines(dendrite_labels, spacing, *, config: MorphologyConfig |
         "id": new_id[order], "type": np.full(n, SWC_DENDRITE, dtype=np.int64),
         "x": x, "y": y, "z": z, "radius": skeleton.radius_um[order],
         "parent": np.where(parent >= 0, new_id[np.maximum(parent, 0)], -1),
-    })[SWC_COLUMNS]
+        "dendrite_id": skeleton.label[order].astype(np.int64),
+    })[[*SWC_COLUMNS, "dendrite_id"]]
