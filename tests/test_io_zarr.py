@@ -97,3 +97,32 @@ def test_zarr_group_without_multiscales_lists_its_arrays(tmp_path):
     root.create_array("raw", shape=(4, 4, 4), dtype="u1")
     with pytest.raises(InputError, match="without OME-Zarr 'multiscales'.*g.zarr/raw"):
         open_stack(tmp_path / "g.zarr")
+
+
+def test_written_ome_zarr_is_a_multiscale_pyramid(tmp_path):
+    """Levels halved in y/x until the plane fits in 256 px; image levels are 2 x 2 means
+    shifted half a pixel, label levels every second pixel with the same ids."""
+    import json
+
+    import zarr
+
+    from spinequant.io import open_stack
+    from spinequant.io.omezarr import write_ome_zarr
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 4000, (3, 600, 520)).astype(np.uint16)
+    labels = np.zeros(image.shape, np.uint16)
+    labels[1, 100:140, 200:260] = 7
+    path = write_ome_zarr(tmp_path / "p.ome.zarr", image, (0.5, 0.1, 0.1), labels={"spines": labels})
+    root = zarr.open_group(str(path), mode="r")
+    meta = json.loads((path / ".zattrs").read_text())["multiscales"][0]
+    assert [d["path"] for d in meta["datasets"]] == ["0", "1", "2"]
+    assert [root[str(k)].shape for k in range(3)] == [(3, 600, 520), (3, 300, 260), (3, 150, 130)]
+    level1 = meta["datasets"][1]["coordinateTransformations"]
+    assert level1[0]["scale"] == [0.5, 0.2, 0.2] and level1[1]["translation"] == [0.0, 0.05, 0.05]
+    expected = image[:, :600, :520].reshape(3, 300, 2, 260, 2).mean(axis=(2, 4))
+    assert np.abs(root["1"][:].astype(float) - expected).max() <= 0.5
+    lab = zarr.open_group(str(path / "labels" / "spines"), mode="r")
+    assert lab["1"].shape == (3, 300, 260) and set(np.unique(lab["1"][:])) == {0, 7}
+    back = open_stack(path)
+    assert back.data.shape == image.shape and np.array_equal(np.asarray(back.data), image)

@@ -165,7 +165,7 @@ def write_ome_zarr(path: str | os.PathLike, image: np.ndarray | None, spacing, *
         root = zarr.open_group(str(tmp), mode="w", zarr_format=2)
         if image is None:
             image = np.zeros(shape, dtype=np.uint8)
-        _write_multiscale(root, np.asarray(image), spacing, name, chunks)
+        _write_multiscale(root, np.asarray(image), spacing, name, chunks, is_label=False)
         if labels:
             group = root.create_group("labels")
             group.attrs["labels"] = list(labels)
@@ -174,17 +174,61 @@ def write_ome_zarr(path: str | os.PathLike, image: np.ndarray | None, spacing, *
                 lab = np.asarray(lab)
                 if lab.dtype == bool:
                     lab = lab.astype(np.uint8)
-                _write_multiscale(sub, lab, spacing, key, chunks)
+                _write_multiscale(sub, lab, spacing, key, chunks, is_label=True)
                 sub.attrs["image-label"] = {"version": _NGFF_VERSION, "source": {"image": "../../"}}
     return Path(path)
 
 
-def _write_multiscale(group, data: np.ndarray, spacing, name: str, chunks) -> None:
+def _write_multiscale(group, data: np.ndarray, spacing, name: str, chunks, *, is_label: bool) -> None:
+    """Level 0 and a pyramid of levels halved in y and x (not z: stacks are already coarse
+    there) until the plane fits in :data:`PYRAMID_MIN_EDGE`, so viewers open big volumes at
+    once. Images are averaged over 2 x 2 pixels (the level's origin moves half a pixel), labels
+    take every second pixel (nearest, ids stay ids), as NGFF viewers expect."""
     if data.ndim != len(spacing):
         raise InputError(f"An image of shape {data.shape} needs {data.ndim} voxel sizes; got {tuple(spacing)}.")
     chunks = tuple(chunks)[len(chunks) - data.ndim:] if len(chunks) >= data.ndim else chunks
+    datasets = []
+    for level, (array, scale, shift) in enumerate(_pyramid(data, spacing, is_label=is_label)):
+        _write_level(group, str(level), array, chunks)
+        transforms = [{"type": "scale", "scale": scale}]
+        if any(shift):
+            transforms.append({"type": "translation", "translation": shift})
+        datasets.append({"path": str(level), "coordinateTransformations": transforms})
+    group.attrs["multiscales"] = [{
+        "version": _NGFF_VERSION,
+        "name": name,
+        "axes": [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"[3 - data.ndim:]],
+        "datasets": datasets,
+        "type": "nearest (every second pixel)" if is_label else "mean of 2 x 2 pixels in y and x",
+    }]
+
+
+#: The pyramid stops at the first level whose y and x both fit in this many pixels.
+PYRAMID_MIN_EDGE = 256
+
+
+def _pyramid(data: np.ndarray, spacing, *, is_label: bool):
+    """(array, scale, translation) per level; level 0 is ``data`` itself."""
+    scale = [float(s) for s in spacing]
+    shift = [0.0] * data.ndim
+    level = data
+    yield level, list(scale), list(shift)
+    while max(level.shape[-2:]) > PYRAMID_MIN_EDGE and min(level.shape[-2:]) >= 2:
+        if is_label:
+            level = level[..., ::2, ::2]
+        else:
+            h, w = (n // 2 * 2 for n in level.shape[-2:])
+            blocks = level[..., :h, :w].reshape(*level.shape[:-2], h // 2, 2, w // 2, 2)
+            level = blocks.mean(axis=(-3, -1), dtype=np.float32)
+            level = (np.rint(level) if np.issubdtype(data.dtype, np.integer) else level).astype(data.dtype)
+            shift[-2:] = [t + 0.5 * s for t, s in zip(shift[-2:], scale[-2:])]
+        scale[-2:] = [2 * s for s in scale[-2:]]
+        yield level, list(scale), list(shift)
+
+
+def _write_level(group, path: str, data: np.ndarray, chunks) -> None:
     # Every chunk is written, even one of pure zeros: the reader takes a missing chunk for damage.
-    arr = group.create_array("0", shape=data.shape, dtype=data.dtype,
+    arr = group.create_array(path, shape=data.shape, dtype=data.dtype,
                              chunks=tuple(min(c, s) for c, s in zip(chunks[-data.ndim:], data.shape)),
                              config={"write_empty_chunks": True})
     # One chunk per call: zarr writes the chunks of one call from its own thread and goes on
@@ -192,13 +236,6 @@ def _write_multiscale(group, data: np.ndarray, spacing, name: str, chunks) -> No
     # the temporary folder that atomic_path has just removed.
     for box in _chunk_boxes(data.shape, arr.chunks):
         arr[box] = data[box]
-    group.attrs["multiscales"] = [{
-        "version": _NGFF_VERSION,
-        "name": name,
-        "axes": [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"[3 - data.ndim:]],
-        "datasets": [{"path": "0", "coordinateTransformations": [
-            {"type": "scale", "scale": [float(s) for s in spacing]}]}],
-    }]
 
 
 def _chunk_boxes(shape, chunks):
