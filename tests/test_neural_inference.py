@@ -193,3 +193,17 @@ def test_shipped_default_model_segments_a_phantom():
     centres = np.round(ph.spines[["head_z_um", "head_y_um", "head_x_um"]].to_numpy() / ph.spacing).astype(int)
     centres = centres[(centres >= 0).all(axis=1) & (centres < ph.image.shape).all(axis=1)]
     assert np.mean(heads[tuple(centres.T)] > 0.3) > 0.5
+
+
+def test_shipped_model_cards_say_what_they_are_for_and_how_they_measure():
+    """Intended use, limitations (what it learnt from) and benchmark results with the command
+    and the spine-object settings behind them."""
+    from spinequant.segment.neural.card import read_card
+
+    for name in ("lean2d_real", "lean2d"):
+        card = read_card(name)
+        assert len(card.intended_use) > 50 and "phantoms" in card.limitations
+        for bench in ("real2d", "phantoms"):
+            assert card.benchmarks[bench]["command"].startswith("python benchmarks/")
+        assert card.benchmarks["spine_objects"]["method"] in ("heads", "components")
+        assert "held_out_phantoms" not in card.validation

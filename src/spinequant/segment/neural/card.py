@@ -48,6 +48,11 @@ class ModelCard:
     # Point-head models: Platt parameters of the detection confidence, the default minimum
     # confidence and how both were measured (see calibration.py, benchmarks/real2d.py).
     calibration: dict[str, Any] = field(default_factory=dict)
+    # What the model is for, where it is known to fall short, and its benchmark results with
+    # the command and the spine-object settings behind them (scripts/model_card_notes.py).
+    intended_use: str = ""
+    limitations: str = ""
+    benchmarks: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -1,0 +1,86 @@
+"""Write the intended use, limitations and benchmark results into the shipped models' cards.
+
+    PYTHONPATH=src python scripts/model_card_notes.py
+
+Only the cards' JSON changes (``update_card``): the weights, their sha256 and the ONNX exports
+stay valid. The figures are those of the README, each with the command that produced it and
+the spine-object settings it used (a model's detection scores depend on them as much as on the
+weights). Re-run the benchmarks (``make bench``) and update the figures here when a model changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from spinequant.pipeline.analyze import HEADS_INSTANCES, NEURAL_INSTANCES
+from spinequant.segment.neural.card import read_card, resolve, update_card
+
+REAL2D = "python benchmarks/real2d.py --methods classical lean2d lean2d_real lean2d_real@components"
+PHANTOMS = "python benchmarks/accuracy.py --methods classical lean2d lean2d_real --n 3"
+MATCH = ("a found spine matches an annotated head within 1 µm (real 2D sets), or a true spine "
+         "by centres within 1 µm or IoU >= 0.3 (phantoms), one-to-one")
+
+NOTES = {
+    "lean2d_real": {
+        "intended_use": (
+            "Dendrite, spine and spine-head maps of fluorescence images of labelled dendrites "
+            "(two-photon, confocal, STED stacks and 2D projections) at 0.05-0.2 µm pixels, "
+            "for spine detection, counting and measurement with spinequant analyze (the default "
+            "method). Spines are the head map's peaks; each has a calibrated confidence."),
+        "limitations": (
+            "Learnt from 2D two-photon projections (dendritic2, spine_types) and spinequant "
+            "phantoms: no real 3D annotations, no EM, no cultured-neuron or widefield images. "
+            "Recall and precision on held-out real projections are about 0.7, below human raters "
+            "(about 0.8-0.9). Bright spots on the shaft (spines seen end-on in a projection, but "
+            "also varicosities) are often called spines. The pixel size must be right within "
+            "about 25 %. Spine types in 2D come from a separate classifier (F1 with type 0.59)."),
+        "spine_objects": dict(dataclasses.asdict(HEADS_INSTANCES), min_confidence=0.4),
+        "benchmarks": {
+            "real2d": {"command": REAL2D, "date": "2026-11-30", "matching": MATCH,
+                       "dendritic2_valid_distinct": {"images": 136, "spines": 4148, "precision": 0.70,
+                                                     "recall": 0.68, "f1": 0.69},
+                       "spine_types_val": {"images": 15, "spines": 102, "precision": 0.98, "recall": 0.97,
+                                           "f1": 0.98, "f1_with_type": 0.59}},
+            "phantoms": {"command": PHANTOMS, "date": "2026-11-30", "matching": MATCH,
+                         "spine_f1": {"two_photon": 0.70, "confocal": 0.80, "sted": 0.77, "low_snr": 0.56}},
+        },
+    },
+    "lean2d": {
+        "intended_use": (
+            "Dendrite and spine maps of 3D fluorescence stacks (two-photon, confocal, STED) at "
+            "0.05-0.2 µm pixels; the earlier default, learnt from phantoms only. Kept for "
+            "comparison and for fine-tuning on 3D annotations (spinequant train --from lean2d)."),
+        "limitations": (
+            "Learnt only from spinequant phantoms: on real annotated projections F1 is 0.50 "
+            "(dendritic2) and 0.72 (spine_types), against 0.69 and 0.98 for lean2d_real. No head "
+            "map, so no per-spine confidence. Sensitive to the stated pixel size (F1 changes by "
+            "0.08 at 1.33x)."),
+        "spine_objects": dataclasses.asdict(NEURAL_INSTANCES),
+        "benchmarks": {
+            "real2d": {"command": REAL2D, "date": "2026-11-30", "matching": MATCH,
+                       "dendritic2_valid_distinct": {"precision": 0.42, "recall": 0.64, "f1": 0.50},
+                       "spine_types_val": {"precision": 0.56, "recall": 1.00, "f1": 0.72, "f1_with_type": 0.23}},
+            "phantoms": {"command": PHANTOMS, "date": "2026-11-30", "matching": MATCH,
+                         "spine_f1": {"two_photon": 0.63, "confocal": 0.78, "sted": 0.80, "low_snr": 0.56}},
+        },
+    },
+}
+
+
+def main() -> None:
+    for name, notes in NOTES.items():
+        card = read_card(resolve(name)[0])
+        validation = {k: v for k, v in card.validation.items() if k != "held_out_phantoms"}
+        if "held_out_phantoms" in card.validation:
+            # Measured at training time with spine-object settings since replaced (recall 0.13
+            # there, 0.6 in the benchmark): kept only in the benchmarks, with their settings.
+            validation["note"] = ("pixel-level validation of the training run; detection scores are "
+                                  "in 'benchmarks' with the spine-object settings they used")
+        benchmarks = dict(notes["benchmarks"], spine_objects=notes["spine_objects"])
+        update_card(name, intended_use=notes["intended_use"], limitations=notes["limitations"],
+                    benchmarks=benchmarks, validation=validation)
+        print(f"updated {name}")
+
+
+if __name__ == "__main__":
+    main()
