@@ -68,8 +68,9 @@ def signals_as_exceptions(*, exiting: bool = False):
 
     A second signal that arrives while the first one's exception is being handled (clean-up
     under way) is not raised again, so the clean-up finishes. With ``exiting`` (the process
-    ends after the block) a Ctrl-C after the block is ignored instead of restoring Python's
-    handler: its KeyboardInterrupt would end a finished run with a traceback and exit -2.
+    ends after the block) SIGINT and SIGTERM after the block are ignored instead of restoring
+    Python's handlers: they would end a finished run, its results complete, with exit -2 or
+    -15 and no message.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -80,7 +81,7 @@ def signals_as_exceptions(*, exiting: bool = False):
         yield
     finally:
         for s, handler in previous.items():
-            signal.signal(s, signal.SIG_IGN if exiting and s == signal.SIGINT else handler)
+            signal.signal(s, signal.SIG_IGN if exiting else handler)
         _received.clear()
 
 
