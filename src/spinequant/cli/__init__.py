@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         args = None
         try:
             args = _parse(sys.argv[1:] if argv is None else list(argv))
+            args.owns_process = argv is None   # the console script, not a caller in Python
             with warnings.catch_warnings():
                 warnings.showwarning = _show_warning
                 code = int(args.func(args) or 0)

@@ -103,6 +103,12 @@ def _run(args, stacks: list[Path], finished: list[Path]) -> int:
     from ..io.omezarr import is_zarr
 
     config = _config(args)
+    if getattr(args, "owns_process", False) and config.method != "classical":
+        # A process of our own: let glibc keep freed memory for the network's next batch
+        # (the library never changes the allocator; see segment/neural/_malloc.py).
+        from ..segment.neural import keep_freed_memory
+
+        keep_freed_memory()
     path = stack_path(args.stack)
     # The outcome of the run is the command's output (stdout); progress and warnings go to
     # stderr, so `spinequant analyze ... > log` keeps the result lines apart.
