@@ -38,6 +38,10 @@ def one_run(size: str, method: str) -> dict:
     from spinequant.pipeline.runinfo import peak_memory_mb
     from spinequant.synth import make_phantom
 
+    if method != "classical":   # as the command line does: this process is ours
+        from spinequant.segment.neural import keep_freed_memory
+
+        keep_freed_memory()
     shape = tuple(int(v) for v in size.split("x"))
     t = time.perf_counter()
     ph = make_phantom("two_photon", seed=5, shape=shape)
