@@ -29,8 +29,23 @@ def register(sub) -> None:
                         "Imaris: the image's extent minimum plus half a voxel)")
     m.add_argument("--no-mesh-repair", action="store_true",
                    help="do not fill the holes of meshes that are not closed (they are reported either way)")
-    # (--repair comes with groundtruth.repair)
+    _repair_arguments(m)
     m.set_defaults(func=run_meshes)
+
+    r = gsub.add_parser("repair", help="reconnect detached spines, close dendrite holes, resolve overlaps",
+                        description="Repair a stack folder's labels as Vidaurre-Gallart et al. (2022) did: "
+                                    "spines that do not touch a dendrite are joined to it along the "
+                                    "cheapest path through the image, dendrite holes are closed and "
+                                    "voxels in both classes become spine. Every repair is counted.")
+    r.add_argument("folder", help="stack folder (image.tif with labels_semantic.tif or instance labels)")
+    r.add_argument("--out", metavar="FOLDER", help="write the repaired stack here (default: in place)")
+    r.add_argument("--max-gap", type=float, default=None, metavar="UM",
+                   help="longest path that reconnects a spine, µm (default 3)")
+    r.add_argument("--neck-radius", type=float, default=None, metavar="UM",
+                   help="how far the fill reaches from the path, µm (default 0.1)")
+    r.add_argument("--voxel-size", nargs=3, type=float, metavar=("Z", "Y", "X"),
+                   help="voxel size in µm, overriding the image's metadata")
+    r.set_defaults(func=run_repair)
 
 
 def _image_arguments(p) -> None:
@@ -65,7 +80,8 @@ def _finish(args, image, spacing, spines, dendrites, provenance: dict) -> int:
     if getattr(args, "repair", False):
         from ..groundtruth.repair import RepairConfig, repair_labels
 
-        spines, dendrites, report = repair_labels(spines, dendrites, image, spacing, RepairConfig())
+        spines, dendrites, report = repair_labels(spines, dendrites, image, spacing,
+                                                  getattr(args, "repair_config", None) or RepairConfig())
         provenance["repair"] = report
         print("repair      " + ", ".join(f"{k} {v}" for k, v in report.items() if not isinstance(v, list)))
     folder = write_training_stack(args.out, image, spacing, spines, dendrites, provenance=provenance)
@@ -87,4 +103,19 @@ def run_meshes(args) -> int:
         print(f"{kind:<11} {r['meshes']} meshes, {r['not_watertight']} not closed, {r['repaired']} repaired, "
               f"{r['open_columns']} open rays left empty" + (f"; empty: {r['empty']}" if r["empty"] else ""))
     provenance = {"source": "meshes", "image": str(Path(args.image)), "meshes": report}
+    return _finish(args, image, spacing, spines, dendrites, provenance)
+
+
+def run_repair(args) -> int:
+    from dataclasses import replace
+
+    from ..groundtruth.layout import read_training_stack
+    from ..groundtruth.repair import RepairConfig
+
+    image, spacing, spines, dendrites = read_training_stack(args.folder, voxel_size=args.voxel_size)
+    changes = {k: v for k, v in (("max_gap_um", args.max_gap), ("neck_radius_um", args.neck_radius))
+               if v is not None}
+    args.repair, args.repair_config = True, replace(RepairConfig(), **changes)
+    args.out = args.out or args.folder
+    provenance = {"source": "repair", "from": str(Path(args.folder))}
     return _finish(args, image, spacing, spines, dendrites, provenance)

@@ -51,3 +51,38 @@ def write_training_stack(folder: str | os.PathLike, image: np.ndarray, spacing, 
         (tmp / "groundtruth.json").write_text(json.dumps(to_json(info), indent=2, sort_keys=True) + "\n",
                                               encoding="utf-8")
     return folder
+
+
+def read_training_stack(folder: str | os.PathLike, *, voxel_size=None):
+    """``(image, spacing, spine_labels, dendrite_labels)`` of a stack folder.
+
+    Instance labels are read when present; from ``labels_semantic.tif`` alone, spines are its
+    connected components of value 2 (26-connected) and dendrites those of value 1.
+    """
+    import tifffile
+    from scipy import ndimage as ndi
+
+    from ..io import read_stack
+
+    folder = Path(folder)
+    if not (folder / "image.tif").exists():
+        raise InputError(f"'{folder}' has no image.tif; a stack folder holds image.tif and its labels "
+                         f"(labels_semantic.tif, or labels_spines.tif + labels_dendrites.tif).")
+    stack = read_stack(folder / "image.tif", voxel_size=voxel_size)
+    image = np.asarray(stack.data)
+    if (folder / "labels_spines.tif").exists() and (folder / "labels_dendrites.tif").exists():
+        spines = tifffile.imread(folder / "labels_spines.tif").astype(np.int32)
+        dendrites = tifffile.imread(folder / "labels_dendrites.tif").astype(np.int32)
+    elif (folder / "labels_semantic.tif").exists():
+        sem = tifffile.imread(folder / "labels_semantic.tif")
+        full = np.ones((3, 3, 3), bool)
+        spines = ndi.label(sem == 2, full)[0].astype(np.int32)
+        dendrites = ndi.label(sem == 1, full)[0].astype(np.int32)
+    else:
+        raise InputError(f"'{folder}' has an image.tif but no labels: add labels_semantic.tif (0 background, "
+                         f"1 dendrite, 2 spine) or labels_spines.tif + labels_dendrites.tif.")
+    for name, arr in (("spine", spines), ("dendrite", dendrites)):
+        if arr.shape != image.shape:
+            raise InputError(f"The {name} labels of '{folder}' have the shape {arr.shape}, the image "
+                             f"{image.shape}; labels must be drawn on the image's voxel grid.")
+    return image, tuple(stack.spacing), spines, dendrites
