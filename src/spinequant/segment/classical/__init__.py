@@ -224,11 +224,9 @@ def _drop_small(mask: np.ndarray, spacing, min_um3: float) -> np.ndarray:
 def _local_trim(signal, candidate, background, spacing, elongation, config) -> np.ndarray:
     """Candidate voxels that reach the local fractions of the brightest signal near them.
 
-    The in-plane neighbourhood maxima are taken on a grid pooled 2 x 2 in y/x (a max over
-    2 x 2 pixels loses nothing a maximum over 11 x 11 needs) and read only at candidate
-    voxels, which are a few per cent of a stack. The z rule compares each voxel with its own
-    column: pooled, it would compare it with a brighter neighbour's column and drop every
-    other pixel along the edge of the z smear. A 2D image has the in-plane rule only.
+    The neighbourhood maxima are taken on a grid pooled 2 x 2 in y/x (a max over 2 x 2
+    pixels loses nothing a maximum over 11 x 11 needs) and read only at candidate voxels,
+    which are a few per cent of a stack. A 2D image has the in-plane rule only.
     """
     planar = signal.ndim == 2
     if planar:
@@ -240,16 +238,15 @@ def _local_trim(signal, candidate, background, spacing, elongation, config) -> n
     pooled = pooled.reshape(z, y // pool, pool, x // pool, pool).max(axis=(2, 4)) - background
     cz, cy, cx = np.nonzero(candidate)
     value = signal[cz, cy, cx] - background
-    grid = (spacing[0], spacing[1] * pool, spacing[2] * pool)
-    size = tuple(2 * int(round(w / g)) + 1 for w, g in zip((0.0, config.local_window_um, config.local_window_um), grid))
-    reference = ndi.maximum_filter(pooled, size=size, mode="nearest")
-    keep = value >= config.local_fraction * reference[cz, cy // pool, cx // pool]
+    keep = np.ones(value.shape, dtype=bool)
+    rules = [(config.local_fraction, (0.0, config.local_window_um, config.local_window_um))]
     if not planar:
-        reach = int(round(config.local_window_um * elongation / spacing[0]))
-        column = value.copy()
-        for offset in range(-reach, reach + 1):
-            np.maximum(column, signal[np.clip(cz + offset, 0, z - 1), cy, cx] - background, out=column)
-        keep &= value >= config.z_local_fraction * column
+        rules.append((config.z_local_fraction, (config.local_window_um * elongation, 0.0, 0.0)))
+    for fraction, window in rules:
+        grid = (spacing[0], spacing[1] * pool, spacing[2] * pool)
+        size = tuple(2 * int(round(w / g)) + 1 for w, g in zip(window, grid))
+        reference = ndi.maximum_filter(pooled, size=size, mode="nearest")
+        keep &= value >= fraction * reference[cz, cy // pool, cx // pool]
     out = np.zeros(candidate.shape, dtype=bool)
     out[cz[keep], cy[keep], cx[keep]] = True
     return out[0] if planar else out
