@@ -16,6 +16,7 @@ import numpy as np
 from scipy import ndimage
 
 from ._common import full_footprint
+from ._geodesic import geodesic
 
 
 def count_heads(mask: np.ndarray, r_in: np.ndarray, base_set, sp: np.ndarray, *,
@@ -57,14 +58,12 @@ def count_heads(mask: np.ndarray, r_in: np.ndarray, base_set, sp: np.ndarray, *,
     wide = peaks >= min_head_fraction * r_max
     if wide.sum() < 2:
         return 1
-    # Here to keep the module import light; _spine_geometry imports this module.
-    from ._spine_geometry import _geodesic
 
     centres = [tuple(p) for p in ndimage.maximum_position(r, lobes, index[wide])]
     radii = peaks[wide]
-    _, from_base = _geodesic(mask, 1.0, base_set, sp)
+    _, from_base = geodesic(mask, 1.0, base_set, sp)
     to_base = np.array([from_base[c] for c in centres])
-    between = np.array([[_geodesic(mask, 1.0, [a], sp)[1][b] for b in centres] for a in centres])
+    between = np.array([[geodesic(mask, 1.0, [a], sp)[1][b] for b in centres] for a in centres])
     # on_way[a, b]: lobe a lies on the way from the base to lobe b.
     on_way = to_base[:, None] + between - to_base[None, :] <= radii[:, None]
     np.fill_diagonal(on_way, False)

@@ -12,14 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
-from skimage.graph import MCP_Geometric
 from skimage.measure import find_contours, marching_cubes, mesh_surface_area
 
 from ._common import full_footprint, half_extent, ray_exit, smooth_polyline
+from ._geodesic import geodesic
 from ._heads import count_heads
 
-#: Cost factor for crossing background between pieces of one spine label.
-_GAP_COST = 20.0
 #: Mean overshoot of a distance to outside voxel centres, as a fraction of the voxel extent
 #: across the axis (calibrated on rasterised balls and cylinders, see _slab_radius).
 _OVERSHOOT = 0.15
@@ -142,7 +140,7 @@ def _background_distance(crop: SpineCrop, sp: np.ndarray) -> np.ndarray:
 def _centre_path(crop, voxels, width, voxel_width, base_set, sp, smoothing_iterations) -> _CentrePath:
     """One cost-weighted distance map from the base orders the voxels outwards and gives a
     path through the middle of the spine (the cost falls with the distance to background)."""
-    mcp, from_base = _geodesic(crop.mask, (voxel_width.max() / np.maximum(width, 1e-6)) ** 2, base_set, sp)
+    mcp, from_base = geodesic(crop.mask, (voxel_width.max() / np.maximum(width, 1e-6)) ** 2, base_set, sp)
     head_um, head_voxel, head_radius = _head_centre(voxels, crop.r_spine[tuple(voxels.T)],
                                                     from_base[tuple(voxels.T)], sp)
     path = np.array(mcp.traceback(head_voxel))
@@ -261,25 +259,8 @@ def _base(crop: SpineCrop, vox: np.ndarray, sp: np.ndarray):
     if np.isfinite(d).any():
         return [tuple(v) for v in vox[d <= d.min() + 1e-6]], False, 0
     # No dendrite anywhere: the spine's base is the end farthest from its widest point.
-    _, far = _geodesic(m, 1.0, [tuple(vox[np.argmax(crop.r_spine[tuple(vox.T)])])], np.ones(m.ndim))
+    _, far = geodesic(m, 1.0, [tuple(vox[np.argmax(crop.r_spine[tuple(vox.T)])])], np.ones(m.ndim))
     return [tuple(vox[np.argmax(far[tuple(vox.T)])])], False, 0
-
-
-def _geodesic(mask: np.ndarray, cost: np.ndarray, starts, sp: np.ndarray):
-    """Cumulative ``cost`` x path length inside ``mask`` from ``starts`` (and the MCP object
-    for tracebacks).
-
-    A label in several pieces (a neck thinner than a z step) is crossed through background
-    at ``_GAP_COST`` times the highest cost, so every voxel gets a finite value.
-    """
-    cost = np.where(mask, cost, np.inf)
-    mcp = MCP_Geometric(cost, sampling=tuple(sp), fully_connected=True)
-    dist, _ = mcp.find_costs(starts=starts)
-    if not np.isfinite(dist[mask]).all():
-        cost[~mask] = _GAP_COST * cost[mask].max()
-        mcp = MCP_Geometric(cost, sampling=tuple(sp), fully_connected=True)
-        dist, _ = mcp.find_costs(starts=starts)
-    return mcp, dist
 
 
 def _head_centre(vox, r_in, g_vox, sp):

@@ -24,7 +24,7 @@ from scipy import ndimage as ndi
 from skimage.draw import polygon as draw_polygon
 
 from ...errors import InputError
-from .data import UNLABELLED, TrainingSample
+from .sample import UNLABELLED, TrainingSample
 
 #: Nominal z step given to a single plane (no resampling happens along z for one plane).
 PLANE_Z_UM = 0.5
