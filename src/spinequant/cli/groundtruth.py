@@ -53,7 +53,8 @@ def register(sub) -> None:
     d = gsub.add_parser("d3set", help="DeepD3 training sets (.d3set) to stack folders and back",
                         description="Convert a DeepD3 .d3set into stack folders OUT/x0, OUT/x1, ... of the "
                                     "training layout, or a folder of stack folders into one .d3set "
-                                    "(when OUT ends in .d3set). Needs h5py: pip install 'spinequant[groundtruth]'.")
+                                    "(when OUT ends in .d3set), in DeepD3's own format. Needs flammkuchen: "
+                                    "pip install 'spinequant[groundtruth]'.")
     d.add_argument("source", help="a .d3set file, or a folder of stack folders")
     d.add_argument("out", help="folder for the stack folders, or a .d3set file to write")
     d.set_defaults(func=run_d3set)

@@ -1,23 +1,29 @@
-"""DeepD3 training sets (``.d3set``), both ways, with h5py (``pip install 'spinequant[groundtruth]'``).
+"""DeepD3 training sets (``.d3set``), both ways, with flammkuchen (``pip install 'spinequant[groundtruth]'``).
 
-The layout, as DeepD3's training stream reads it (Fernholz et al. 2024; its ``d3set`` is an
-assembly of ``d3data`` files, saved as HDF5 by flammkuchen):
+A ``.d3set`` is what DeepD3 (Fernholz et al. 2024) saves with ``flammkuchen.save(path, {"data":
+..., "meta": DataFrame}, compression="blosc")`` and its training stream opens with
+``flammkuchen.load``; spinequant reads and writes it with the same library, so the file is the
+same HDF5 layout (PyTables groups, Blosc-compressed arrays, a pandas table):
 
-* ``/data/stacks/x0``, ``x1``, ... — the image stacks (Z, Y, X);
-* ``/data/dendrites/xN`` and ``/data/spines/xN`` — the binary masks of the same shape;
-* ``/meta`` — a table with one row per stack: ``Resolution_XY`` and ``Resolution_Z`` (µm),
-  ``Width``, ``Height``, ``Depth`` (pixels), the crop (``crop``, ``X``, ``Y``, ``Z_begin``,
-  ``Z_end``), ``Timestamp`` and ``Generated_from``.
+* ``data["stacks"]["x0"]``, ``"x1"``, ... — the image stacks (Z, Y, X);
+* ``data["dendrites"]["xN"]`` and ``data["spines"]["xN"]`` — the binary masks of the same shape;
+* ``meta`` — a pandas DataFrame with one row per stack, row ``N`` for ``xN``: ``Resolution_XY``
+  and ``Resolution_Z`` (µm), ``Width``, ``Height``, ``Depth`` (pixels), the crop (``crop``,
+  ``X``, ``Y``, ``Z_begin``, ``Z_end``), ``Timestamp`` and ``Generated_from``.
 
-spinequant writes ``/meta`` as one 1-D dataset per column (its ``columns`` attribute keeps their
-order) and reads that as well as the pandas table that flammkuchen writes (numeric columns).
-DeepD3's own files are compressed with Blosc, an HDF5 filter that h5py reads once the package
-``hdf5plugin`` is installed.
+Two gaps between flammkuchen 1.0.3 (its latest release) and today's libraries are bridged here:
+its writer names ``np.unicode_`` and ``np.string_``, which NumPy 2 removed (:func:`_flammkuchen`
+gives its module the two old aliases), and it recognises a table by the ``pandas_version``
+attribute, which pandas 3 no longer writes (:func:`write_d3set` adds it as pandas 1 and 2 did;
+:func:`read_d3set` reads a table without it through pandas).
 """
 
 from __future__ import annotations
 
 import os
+import pickle
+import types
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +33,9 @@ import numpy as np
 from ..errors import InputError
 
 KINDS = ("stacks", "dendrites", "spines")
+
+# What pandas 1.x and 2.x write as a table's "pandas_version" (their storage format's version).
+_PANDAS_FORMAT_VERSION = "0.15.2"
 
 
 @dataclass
@@ -40,22 +49,32 @@ class D3Stack:
     meta: dict = field(default_factory=dict)
 
 
-def _h5py():
+class _NumpyWithOldAliases(types.ModuleType):
+    """NumPy as flammkuchen 1.0.3 expects it: with ``unicode_`` and ``string_`` (gone in NumPy 2)."""
+
+    unicode_ = np.str_
+    string_ = np.bytes_
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+
+def _flammkuchen():
+    """The flammkuchen module, able to save arrays under NumPy 2; an InputError when it is missing."""
     try:
-        import h5py
+        import flammkuchen
+        import flammkuchen.hdf5io as hdf5io
     except ImportError:
-        raise InputError("Reading and writing DeepD3 .d3set files needs h5py: "
-                         "pip install 'spinequant[groundtruth]' (or pip install h5py).") from None
-    try:  # registers Blosc and other filters that DeepD3's files use, when installed
-        import hdf5plugin  # noqa: F401
-    except ImportError:
-        pass
-    return h5py
+        raise InputError("Reading and writing DeepD3 .d3set files needs flammkuchen (the HDF5 library "
+                         "DeepD3 saves them with): pip install 'spinequant[groundtruth]'.") from None
+    if not hasattr(np, "unicode_") and getattr(hdf5io, "np", None) is np:
+        hdf5io.np = _NumpyWithOldAliases("numpy")   # for flammkuchen's module alone, not NumPy's
+    return flammkuchen
 
 
 def meta_row(stack: D3Stack, source: str = "") -> dict:
     """DeepD3's meta columns for ``stack`` (whole stack, not cropped)."""
-    z, y, x = stack.image.shape
+    z, y, x = (int(n) for n in stack.image.shape)
     row = {"crop": False, "X": 0, "Y": 0, "Width": x, "Height": y, "Depth": z, "Z_begin": 0, "Z_end": z,
            "Resolution_XY": float(stack.spacing[2]), "Resolution_Z": float(stack.spacing[0]),
            "Timestamp": datetime.now().strftime("%Y%m%d_%H%M%S"), "Generated_from": source}
@@ -64,103 +83,119 @@ def meta_row(stack: D3Stack, source: str = "") -> dict:
     return row
 
 
-def write_d3set(path: str | os.PathLike, stacks, *, compression: str | None = "gzip") -> Path:
-    """Write ``stacks`` (:class:`D3Stack`) as a ``.d3set`` file, atomically."""
+def write_d3set(path: str | os.PathLike, stacks, *, compression: str | None = "blosc") -> Path:
+    """Write ``stacks`` (:class:`D3Stack`) as a ``.d3set`` file as DeepD3 saves one, atomically."""
+    fl = _flammkuchen()
+    import pandas as pd
+    import tables
+
     from .._atomic import atomic_path
 
-    h5py = _h5py()
     stacks = list(stacks)
     if not stacks:
         raise InputError(f"No stacks to write to '{path}'.")
+    data: dict[str, dict[str, np.ndarray]] = {k: {} for k in KINDS}
     rows = []
+    for i, s in enumerate(stacks):
+        image = np.asarray(s.image)
+        if image.ndim != 3 or np.shape(s.dendrites) != image.shape or np.shape(s.spines) != image.shape:
+            raise InputError(f"Stack {i} for '{path}': the image {image.shape} and its masks "
+                             f"{np.shape(s.dendrites)}, {np.shape(s.spines)} must be 3D and of one shape.")
+        for kind, arr in zip(KINDS, (image, np.asarray(s.dendrites) > 0, np.asarray(s.spines) > 0)):
+            data[kind][f"x{i}"] = np.ascontiguousarray(arr)
+        rows.append(meta_row(s, s.meta.get("Generated_from", "")))
+    meta = pd.DataFrame.from_records(rows, columns=list(dict.fromkeys(k for r in rows for k in r)))
     with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            groups = {k: f.require_group(f"data/{k}") for k in KINDS}
-            for i, s in enumerate(stacks):
-                image = np.asarray(s.image)
-                if image.ndim != 3 or np.shape(s.dendrites) != image.shape or np.shape(s.spines) != image.shape:
-                    raise InputError(f"Stack {i} for '{path}': the image {image.shape} and its masks "
-                                     f"{np.shape(s.dendrites)}, {np.shape(s.spines)} must be 3D and of one shape.")
-                for kind, arr in zip(KINDS, (image, np.asarray(s.dendrites) > 0, np.asarray(s.spines) > 0)):
-                    groups[kind].create_dataset(f"x{i}", data=arr, compression=compression)
-                rows.append(meta_row(s, s.meta.get("Generated_from", "")))
-            meta = f.create_group("meta")
-            columns = list(dict.fromkeys(k for r in rows for k in r))
-            meta.attrs["columns"] = columns
-            for c in columns:
-                values = [r.get(c, "") for r in rows]
-                if all(isinstance(v, str) for v in values):
-                    meta.create_dataset(c, data=np.array(values, dtype=h5py.string_dtype()))
-                else:
-                    meta.create_dataset(c, data=np.asarray(values))
+        with warnings.catch_warnings():   # pandas 3 on HDFStore.put's future track_times default
+            warnings.filterwarnings("ignore", message=".*track_times.*")
+            fl.save(tmp, {"data": data, "meta": meta}, compression=compression)
+        with tables.open_file(tmp, "a") as f:
+            attrs = f.root.meta._v_attrs
+            if "pandas_version" not in attrs:
+                attrs.pandas_version = _PANDAS_FORMAT_VERSION
     return Path(path)
 
 
 def read_d3set(path: str | os.PathLike) -> list[D3Stack]:
     """The stacks of a ``.d3set`` file, in the order x0, x1, ..."""
-    h5py = _h5py()
+    fl = _flammkuchen()
+    import tables
+
     path = Path(path)
     if not path.exists():
         raise InputError(f"The DeepD3 set '{path}' does not exist. Check the path.")
+    if not path.is_file() or not tables.is_hdf5_file(str(path)):
+        raise InputError(f"'{path}' is not an HDF5 file; a .d3set is DeepD3's HDF5 training set "
+                         f"(saved by flammkuchen).")
     try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise InputError(f"'{path}' is not an HDF5 file ({exc}); a .d3set is DeepD3's HDF5 training set.") from None
-    with f:
-        if "data" not in f or any(k not in f["data"] for k in KINDS):
-            raise InputError(f"'{path}' is HDF5 but not a DeepD3 set: it needs the groups data/stacks, "
-                             f"data/dendrites and data/spines (found {sorted(f.keys())}).")
-        meta = _read_meta(f["meta"]) if "meta" in f else []
-        names = sorted(f["data/stacks"].keys(), key=lambda n: int(n[1:]) if n[1:].isdigit() else n)
-        stacks = []
-        for i, name in enumerate(names):
-            try:
-                arrays = [f[f"data/{k}/{name}"][()] for k in KINDS]
-            except KeyError:
-                raise InputError(f"'{path}': stack {name} has no dendrite or spine mask.") from None
-            except OSError as exc:
-                raise InputError(f"'{path}': stack {name} cannot be read ({exc}). DeepD3 compresses its "
-                                 f"sets with Blosc: pip install hdf5plugin, then try again.") from None
-            row = meta[i] if i < len(meta) else {}
-            if "Resolution_XY" not in row or "Resolution_Z" not in row:
-                raise InputError(f"'{path}': stack {name} has no Resolution_XY / Resolution_Z in its meta "
-                                 f"table, so its voxel size is unknown.")
-            spacing = (float(row["Resolution_Z"]), float(row["Resolution_XY"]), float(row["Resolution_XY"]))
-            image = arrays[0] if arrays[0].ndim == 3 else arrays[0][None]
-            masks = [a.astype(bool).reshape(image.shape) for a in arrays[1:]]
-            stacks.append(D3Stack(image, masks[0], masks[1], spacing, row))
+        with warnings.catch_warnings():   # text columns of spinequant's earlier files (skipped)
+            warnings.filterwarnings("ignore", message=".*variable length strings are not supported.*")
+            d = fl.load(path)
+    except (OSError, RuntimeError, ValueError, pickle.UnpicklingError) as exc:
+        raise InputError(f"'{path}' is an HDF5 file that flammkuchen cannot read ({type(exc).__name__}: "
+                         f"{exc}); is it a DeepD3 .d3set, and whole?") from None
+    groups = d.get("data") if isinstance(d, dict) else None
+    if not isinstance(groups, dict) or any(not isinstance(groups.get(k), dict) for k in KINDS):
+        found = sorted(d) if isinstance(d, dict) else type(d).__name__
+        raise InputError(f"'{path}' is HDF5 but not a DeepD3 set: it needs data/stacks, data/dendrites "
+                         f"and data/spines, each with the stacks x0, x1, ... (found {found}).")
+    meta = _meta_rows(d.get("meta"), path)
+    names = sorted(groups["stacks"], key=_stack_number(path))
+    stacks = []
+    for name in names:
+        if name not in groups["dendrites"] or name not in groups["spines"]:
+            raise InputError(f"'{path}': stack {name} has no dendrite or spine mask.")
+        n = _stack_number(path)(name)
+        row = meta[n] if n < len(meta) else {}
+        if "Resolution_XY" not in row or "Resolution_Z" not in row:
+            raise InputError(f"'{path}': stack {name} has no Resolution_XY / Resolution_Z in row {n} of its "
+                             f"meta table, so its voxel size is unknown.")
+        spacing = (float(row["Resolution_Z"]), float(row["Resolution_XY"]), float(row["Resolution_XY"]))
+        image = np.asarray(groups["stacks"][name])
+        image = image if image.ndim == 3 else image.reshape((1,) * (3 - image.ndim) + image.shape)
+        masks = []
+        for kind in KINDS[1:]:
+            mask = np.asarray(groups[kind][name])
+            if mask.size != image.size:
+                raise InputError(f"'{path}': the {kind} mask of stack {name} has the shape {mask.shape}, "
+                                 f"the stack {image.shape}; they must agree.")
+            masks.append(mask.astype(bool).reshape(image.shape))
+        stacks.append(D3Stack(image, masks[0], masks[1], spacing, row))
     return stacks
 
 
-def _text(v):
+def _stack_number(path):
+    def number(name: str) -> int:
+        if not (name.startswith("x") and name[1:].isdigit()):
+            raise InputError(f"'{path}': a stack is named '{name}'; DeepD3's stacks are x0, x1, ... "
+                             f"(the number is the stack's row in the meta table).")
+        return int(name[1:])
+    return number
+
+
+def _native(v):
+    """A plain Python value for a table cell (numbers, text, bool)."""
+    v = v.item() if isinstance(v, np.generic) else v
     return v.decode("utf-8", "replace") if isinstance(v, bytes) else v
 
 
-def _read_meta(group) -> list[dict]:
-    """Rows of the meta table: spinequant's columns, or the numeric columns of a pandas table."""
-    if "pandas_type" in group.attrs:          # flammkuchen / pandas "fixed" frame
-        columns: dict[str, np.ndarray] = {}
-        for b in range(int(group.attrs.get("nblocks", 0))):
-            items, values = group[f"block{b}_items"][()], group[f"block{b}_values"]
-            if values.dtype.kind not in "biuf":
-                continue                     # object columns are pickled; not needed here
-            values = values[()]
-            values = values if values.shape[-1] == len(items) else values.T
-            for j, name in enumerate(items):
-                columns[_text(name)] = values[:, j]
+def _meta_rows(meta, path: Path) -> list[dict]:
+    """The rows of the meta table, read by flammkuchen (a DataFrame) or, without it, by pandas."""
+    import pandas as pd
+
+    if isinstance(meta, dict) and "pandas_type" in meta:    # a table without "pandas_version"
+        meta = pd.read_hdf(path, "meta")
+    if meta is None:
+        return []
+    if isinstance(meta, dict):      # spinequant's earlier layout: one array per column (text unreadable)
+        columns = {str(k): v for k, v in meta.items() if isinstance(v, np.ndarray) and v.ndim == 1
+                   and v.dtype.kind in "biuf" and k != "columns"}
         n = max((len(v) for v in columns.values()), default=0)
-    else:
-        order = [_text(c) for c in group.attrs.get("columns", sorted(group.keys()))]
-        columns = {c: group[c][()] for c in order if c in group}
-        n = max((len(v) for v in columns.values()), default=0)
-    rows = []
-    for i in range(n):
-        row = {}
-        for c, v in columns.items():
-            x = v[i]
-            row[c] = _text(x.item() if isinstance(x, np.generic) else x)
-        rows.append(row)
-    return rows
+        return [{k: _native(v[i]) for k, v in columns.items() if i < len(v)} for i in range(n)]
+    if not isinstance(meta, pd.DataFrame):
+        raise InputError(f"'{path}': its meta is a {type(meta).__name__}, not a table (DeepD3 saves a "
+                         f"pandas DataFrame with a row per stack).")
+    return [{str(k): _native(v) for k, v in row.items()} for row in meta.to_dict("records")]
 
 
 def d3set_to_folder(path: str | os.PathLike, out: str | os.PathLike) -> list[Path]:
