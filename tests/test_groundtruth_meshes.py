@@ -85,11 +85,69 @@ def test_a_mesh_with_a_hole_is_repaired_or_reported():
     assert mask.sum() == 8 - info["open_columns"]     # the rays through the hole stay empty
 
 
+def _vrml(mesh, *, translation=(0.0, 0.0, 0.0), scale=(1.0, 1.0, 1.0)) -> str:
+    """A VRML 2.0 scene as Imaris' Export Scene writes one: a Transform over a Shape with an
+    IndexedFaceSet, an appearance, a WorldInfo and comments; vertices divided by ``scale`` and
+    moved by ``-translation`` so that the Transform puts them back."""
+    v = (np.asarray(mesh.vertices) - np.asarray(translation)) / np.asarray(scale)
+    points = ",\n".join(" ".join(f"{c:.6f}" for c in row) for row in v)
+    index = ", ".join(f"{a} {b} {c} -1" for a, b, c in mesh.faces)
+    return f"""#VRML V2.0 utf8
+# exported surface
+WorldInfo {{ title "cell 1" info ["Imaris" "units um"] }}
+DEF Scene Transform {{
+  translation {' '.join(map(str, translation))}
+  scale {' '.join(map(str, scale))}
+  children [
+    Shape {{
+      appearance Appearance {{ material Material {{ diffuseColor 0.8 0.2 0.2 transparency 0 }} }}
+      geometry IndexedFaceSet {{
+        solid FALSE ccw TRUE
+        coord Coordinate {{ point [ {points} ] }}
+        coordIndex [ {index} ]
+      }}
+    }}
+  ]
+}}
+"""
+
+
+def test_vrml_scenes_as_imaris_exports_them(phantom, tmp_path):
+    """Phantom spines written as VRML 2.0 scenes (with a Transform to undo) come back exactly;
+    a polygon with more than three corners is fanned into triangles; VRML 1.0 and Open Inventor
+    are refused with what to export instead."""
+    meshes = object_meshes(phantom.spine_labels, phantom.spacing)
+    paths = []
+    for k, mesh in meshes.items():
+        path = tmp_path / f"spine{k}.wrl"
+        path.write_text(_vrml(mesh, translation=(1.5, -2.0, 0.25), scale=(2.0, 2.0, 0.5)))
+        paths.append(path)
+    back, infos = meshes_to_labels([load_mesh(p) for p in paths], shape=phantom.spine_labels.shape,
+                                   spacing=phantom.spacing)
+    assert all(i["watertight"] for i in infos)
+    assert iou(back, phantom.spine_labels) == 1.0
+    quad = tmp_path / "quad.wrl"
+    quad.write_text("#VRML V2.0 utf8\nShape { geometry IndexedFaceSet { coord Coordinate { point "
+                    "[0 0 0, 1 0 0, 1 1 0, 0 1 0, 0 0 1, 1 0 1, 1 1 1, 0 1 1] } coordIndex "
+                    "[0 3 2 1 -1 4 5 6 7 -1 0 1 5 4 -1 1 2 6 5 -1 2 3 7 6 -1 3 0 4 7 -1] } }\n")
+    cube = load_mesh(quad)
+    assert len(cube.faces) == 12 and cube.is_watertight and cube.volume == pytest.approx(1.0)
+    for header, word in (("#VRML V1.0 ascii", "VRML 1.0"), ("#Inventor V2.1 ascii", "Open Inventor")):
+        old = tmp_path / "old.wrl"
+        old.write_text(header + "\nSeparator { }\n")
+        with pytest.raises(InputError, match=word):
+            load_mesh(old)
+
+
 def test_unreadable_meshes_say_what_to_do(tmp_path):
     wrl = tmp_path / "spine.wrl"
     wrl.write_text("#VRML V2.0 utf8\n")
-    with pytest.raises(InputError, match="STL or OBJ"):
+    with pytest.raises(InputError, match="no IndexedFaceSet"):
         load_mesh(wrl)
+    cut = tmp_path / "cut.wrl"
+    cut.write_text("#VRML V2.0 utf8\nShape { geometry IndexedFaceSet { coord Coordinate { point [0 0 0")
+    with pytest.raises(InputError, match="cut.wrl"):
+        load_mesh(cut)
     with pytest.raises(InputError, match="does not exist"):
         load_mesh(tmp_path / "missing.stl")
     bad = tmp_path / "bad.stl"

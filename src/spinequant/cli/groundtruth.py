@@ -17,7 +17,7 @@ def register(sub) -> None:
     gsub = p.add_subparsers(dest="gt_command", metavar="WHAT")
     gsub.required = True
 
-    m = gsub.add_parser("meshes", help="spine and dendrite surface meshes (STL, PLY, OBJ) to labels",
+    m = gsub.add_parser("meshes", help="spine and dendrite surface meshes (STL, PLY, OBJ, OFF, VRML 2.0) to labels",
                         description="Rasterise surface meshes in µm (Imaris, Neurolucida 360 or "
                                     "'spinequant analyze --meshes' exports) onto IMAGE's voxel grid "
                                     "and write a training stack folder.")

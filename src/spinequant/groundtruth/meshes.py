@@ -30,8 +30,10 @@ import numpy as np
 from ..errors import InputError
 from ..validate import check_spacing
 
-#: Formats trimesh reads for us; ``.wrl`` (VRML) is not among them.
+#: Formats trimesh reads for us; VRML 2.0 (``.wrl``, Imaris' scene export) is read by
+#: :mod:`.vrml`.
 MESH_SUFFIXES = (".stl", ".ply", ".obj", ".off")
+VRML_SUFFIXES = (".wrl", ".vrml")
 #: Rays run this many voxels beside the voxel centres in y and x (two unrelated numbers).
 RAY_OFFSET = (1.3e-4, 0.7e-4)
 #: Triangles rasterised at once (bounds the memory of the candidate columns).
@@ -51,18 +53,22 @@ class MeshConfig:
 
 
 def load_mesh(path: str | os.PathLike):
-    """One triangle mesh from an STL, PLY, OBJ or OFF file (several bodies are merged)."""
+    """One triangle mesh from an STL, PLY, OBJ, OFF or VRML 2.0 file (several bodies are merged)."""
     import trimesh
 
     path = Path(path)
     if not path.exists():
         raise InputError(f"The mesh file '{path}' does not exist. Check the path.")
     suffix = path.suffix.lower()
-    if suffix in (".wrl", ".vrml", ".iv"):
+    if suffix in VRML_SUFFIXES:
+        from .vrml import read_vrml
+
+        vertices, faces = read_vrml(path)
+        return trimesh.Trimesh(vertices=vertices, faces=faces, process=True)
+    if suffix == ".iv":
         raise InputError(
-            f"'{path}' is a VRML/Inventor scene, which spinequant cannot read. Export the surfaces "
-            f"as STL or OBJ instead (Imaris: File > Export Scene... > STL; Neurolucida 360: export "
-            f"the surfaces as OBJ or STL), in µm.")
+            f"'{path}' is an Open Inventor scene, which spinequant cannot read. Export the surfaces "
+            f"as VRML 2.0 (.wrl), STL or OBJ instead, in µm.")
     if suffix not in MESH_SUFFIXES:
         raise InputError(f"'{path}' is not a mesh format spinequant reads; use one of "
                          f"{', '.join(MESH_SUFFIXES)} (vertices x, y, z in µm).")
