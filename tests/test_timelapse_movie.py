@@ -113,3 +113,42 @@ def test_running_percentile_baseline_removes_a_slow_drift():
     assert fixed[:150, 0].max() > 0.025            # a fixed baseline does not follow the rise
     smoothed, _ = delta_f_over_f(raw, baseline=(0, 20), smooth_frames=9)
     assert smoothed.shape == (400, 1)
+
+
+def test_cli_traces_from_a_movie_file_and_a_result_folder(flat, movie, tmp_path, capsys):
+    """`spinequant traces MOVIE --rois RESULT/`: a multi-page TIFF of 2D frames (no time axis:
+    its planes are the frames, with a note), the ROIs and image of a result folder; the traces
+    written follow the true ΔF/F0 of the resolvable spines."""
+    import json
+
+    import tifffile
+
+    from spinequant.cli import main
+    from spinequant.io import write_tiff
+    from spinequant.io.omezarr import write_ome_zarr
+
+    result = tmp_path / "result"
+    result.mkdir()
+    write_tiff(result / "labels_spines.tif", movie.spine_labels.astype(np.uint16), movie.spacing)
+    write_tiff(result / "labels_dendrites.tif", movie.dendrite_labels.astype(np.uint16), movie.spacing)
+    write_ome_zarr(result / "results.ome.zarr", movie.resting.astype(np.float32), movie.spacing)
+    movie_path = tmp_path / "movie.tif"
+    tifffile.imwrite(movie_path, movie.frames, imagej=True, resolution=(1 / movie.spacing[1], 1 / movie.spacing[0]),
+                     metadata={"unit": "um", "axes": "ZYX"})
+    out = tmp_path / "traces"
+    assert main(["traces", str(movie_path), "--rois", str(result), "--out", str(out), "--frame-rate", "10",
+                 "--baseline", "0", "19", "--neuropil", "0.1", "--background", str(movie.background_adu)]) == 0
+    printed = capsys.readouterr().out
+    assert "planes are taken as frames" in printed
+    table = pd.read_csv(out / "traces.csv")
+    r = _pearson(table, movie.spine_dff)
+    assert r[_resolvable(flat)].min() >= 0.95
+    shifts = pd.read_csv(out / "shifts.csv")[["shift_y_um", "shift_x_um"]].to_numpy()
+    assert float(np.sqrt(((shifts - movie.shifts_um) ** 2).sum(axis=1).mean())) < 0.05
+    assert (out / "traces.png").stat().st_size > 5000 and (out / "dff.csv").exists()
+    assert json.loads((out / "traces.json").read_text())["config"]["neuropil_r"] == 0.1
+    capsys.readouterr()
+    assert main(["traces", str(movie_path), "--rois", str(result), "--out", str(out), "--frame-rate", "0"]) == 2
+    assert "frame_rate_hz" in capsys.readouterr().err
+    assert main(["traces", str(movie_path), "--rois", str(tmp_path), "--out", str(out)]) == 2
+    assert "labels_spines.tif" in capsys.readouterr().err
