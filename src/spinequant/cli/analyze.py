@@ -43,6 +43,12 @@ def register(sub) -> None:
     p.add_argument("--project", default=None, choices=PROJECTIONS,
                    help="analyse the stack's projection along z (maximum or mean intensity) as a 2D "
                         "image; recorded in run.json")
+    p.add_argument("--chunked", action="store_true",
+                   help="analyse a large 3D stack block by block (maps, spine objects and dendrites "
+                        "per block with a halo, stitched into global ids; docs/scale.md); a re-run "
+                        "into the same --out skips the finished blocks")
+    p.add_argument("--chunk-size", type=int, default=None, metavar="PX",
+                   help="--chunked: edge of a block in y and x, in pixels (default 1024)")
     add_stack_arguments(p)
     p.set_defaults(func=run)
 
@@ -118,6 +124,8 @@ def _run(args, stacks: list[Path], finished: list[Path]) -> int:
                   allow_incomplete=args.allow_incomplete)
     bar = _StageBar(STAGES, quiet=args.quiet)
     progress = _stopping_on_signal(bar.stage)
+    if args.chunked or args.chunk_size is not None:
+        return _run_chunked(args, path, config, say)
     if path.is_dir() and not is_zarr(path):
         stacks += find_stacks(path, recursive=args.recursive)
 
@@ -146,6 +154,25 @@ def _run(args, stacks: list[Path], finished: list[Path]) -> int:
     say(f"{len(result.spines)} spines on {len(result.dendrites)} dendrite(s); "
         f"results in {args.out}/ (open report.html)")
     return 0
+
+
+def _run_chunked(args, path: Path, config, say) -> int:
+    from ..scale import analyze_chunked
+
+    if args.project or (path.is_dir() and not is_zarr_path(path)):
+        raise InputError("--chunked analyses one 3D stack (a file or a Zarr folder), without --project.")
+    result = analyze_chunked(path, args.out, config=config, chunk_px=args.chunk_size, channel=args.channel,
+                             time_point=args.time, voxel_size=args.voxel_size)
+    blocks = result.diagnostics["chunked"]
+    say(f"{len(result.spines)} spines on {len(result.dendrites)} dendrite(s) from {blocks['blocks']} blocks "
+        f"({blocks['blocks_resumed']} resumed); results in {args.out}/")
+    return 0
+
+
+def is_zarr_path(path: Path) -> bool:
+    from ..io.omezarr import is_zarr
+
+    return is_zarr(path)
 
 
 def _folder_outcome(current: str | None, n_finished: int, out) -> str:

@@ -27,10 +27,18 @@ class SegmentMaps:
 
 
 def segment_maps(image: np.ndarray, *, spacing, method: str = CLASSICAL, classical_config=None,
-                 engine: str = "auto", progress: bool = False) -> SegmentMaps:
-    """All maps of ``method`` for ``image`` (see :class:`SegmentMaps`)."""
+                 engine: str = "auto", progress: bool = False, levels=None) -> SegmentMaps:
+    """All maps of ``method`` for ``image`` (see :class:`SegmentMaps`).
+
+    ``levels`` are the numbers a method otherwise chooses from ``image`` itself: for a network
+    the normalisation range ``(low, high)``, for the classical method a
+    :class:`~spinequant.segment.classical.ClassicalLevels`. A block-wise run
+    (:mod:`spinequant.scale`) chooses them once from the whole volume and passes them to every
+    block, so that all blocks are segmented alike.
+    """
     dend, spine, diag, *heads = _maps(image, spacing=spacing, method=method,
-                                      classical_config=classical_config, engine=engine, progress=progress)
+                                      classical_config=classical_config, engine=engine, progress=progress,
+                                      levels=levels)
     return SegmentMaps(dend, spine, heads[0] if heads else None, diag)
 
 
@@ -48,14 +56,14 @@ def semantic_maps(image: np.ndarray, *, spacing, method: str = CLASSICAL, classi
                  engine=engine, progress=progress)[:3]
 
 
-def _maps(image, *, spacing, method, classical_config, engine, progress):
+def _maps(image, *, spacing, method, classical_config, engine, progress, levels=None):
     if method == CLASSICAL:
         from dataclasses import asdict
 
         from .classical import segment_classical
 
         dend, spine, diag = segment_classical(image, spacing=spacing, config=classical_config,
-                                              return_diagnostics=True)
+                                              return_diagnostics=True, levels=levels)
         return dend, spine, asdict(diag)
     from .neural.card import read_card
     from .neural.predict import choose_engine, predict
@@ -65,9 +73,10 @@ def _maps(image, *, spacing, method, classical_config, engine, progress):
     if np.ndim(image) == 2:
         dend, spine, *heads = predict_plane(predict, image, spacing=spacing,
                                             model_z_um=card.voxel_size_um[0], model=method,
-                                            engine=engine, progress=progress)
+                                            engine=engine, progress=progress, value_range=levels)
     else:
-        dend, spine, *heads = predict(image, spacing=spacing, model=method, engine=engine, progress=progress)
+        dend, spine, *heads = predict(image, spacing=spacing, model=method, engine=engine, progress=progress,
+                                      value_range=levels)
     # The weights' checksum pins the exact model a run used.
     diag = {"model": method, "model_name": card.name, "model_sha256": card.sha256,
             "model_voxel_size_um": list(card.voxel_size_um), "engine": engine}

@@ -13,7 +13,7 @@ shaft's z stretch) do not apply, and ``min_object_um3`` is compared as an area
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cc3d
 import numpy as np
@@ -111,8 +111,67 @@ class ClassicalDiagnostics:
     shaft_fraction: float
 
 
+@dataclass(frozen=True)
+class ClassicalLevels:
+    """The numbers :func:`segment_classical` chooses from the whole image: background and
+    noise of the background-subtracted signal, the hysteresis thresholds and the z elongation
+    of the candidate foreground and of the trimmed one. A block-wise run
+    (:mod:`spinequant.scale`) chooses them once for the whole volume and passes them to every
+    block."""
+
+    background: float
+    noise: float
+    threshold_low: float
+    threshold_high: float
+    threshold_rule: str
+    candidate_z_elongation: float = 1.0
+    z_elongation: float = 1.0
+
+
+def classical_signal(image: np.ndarray, *, spacing, config: ClassicalConfig | None = None) -> np.ndarray:
+    """The denoised, background-subtracted image that the thresholds are chosen on (float32)."""
+    config = config or ClassicalConfig()
+    image = np.asarray(image)
+    sigma = np.broadcast_to(config.smooth_sigma_um, 3)[3 - image.ndim:]
+    smoothed = denoise(image, spacing=spacing, sigma_um=sigma)
+    return subtract_background(smoothed, spacing=spacing, scale_um=config.background_scale_um)
+
+
+def classical_thresholds(values: np.ndarray, config: ClassicalConfig | None = None, *,
+                         threshold_values: np.ndarray | None = None) -> ClassicalLevels:
+    """Background, noise and hysteresis thresholds from signal ``values`` (any shape, or a
+    sample of them; ``threshold_values``, if given, is the sample the automatic threshold is
+    chosen on); the elongations are left at 1."""
+    config = config or ClassicalConfig()
+    background, noise = noise_level(values)
+    values = values if threshold_values is None else threshold_values
+    if isinstance(config.threshold, (int, float)):
+        high, rule = background + float(config.threshold), "user"
+    else:
+        high, rule = auto_threshold(values, background=background, noise=noise,
+                                    k_noise=config.k_noise_high, method=config.threshold)
+    low = max(background + config.k_noise_low * noise, background + config.low_fraction * (high - background))
+    return ClassicalLevels(float(background), float(noise), float(min(low, high)), float(high), rule)
+
+
+def classical_candidate(signal: np.ndarray, levels: ClassicalLevels) -> np.ndarray:
+    """Hysteresis mask of ``signal`` between the two thresholds of ``levels``."""
+    return _hysteresis(signal, levels.threshold_low, levels.threshold_high)
+
+
+def classical_foreground(signal, candidate, *, spacing, levels: ClassicalLevels,
+                         config: ClassicalConfig | None = None) -> np.ndarray:
+    """The candidate trimmed to the local fractions of the brightest signal near it, with the
+    fragments under ``min_object_um3`` dropped."""
+    config = config or ClassicalConfig()
+    planar = signal.ndim == 2
+    foreground = _local_trim(signal, candidate, levels.background, spacing, levels.candidate_z_elongation, config)
+    return _drop_small(foreground, spacing, config.min_object_um3 if not planar
+                       else planar_area_um2(config.min_object_um3))
+
+
 def segment_classical(image: np.ndarray, *, spacing, config: ClassicalConfig | None = None,
-                      return_diagnostics: bool = False):
+                      return_diagnostics: bool = False, levels: ClassicalLevels | None = None):
     """Dendrite and spine probability-like maps for a 3D stack or a 2D image, without
     training data.
 
@@ -122,6 +181,9 @@ def segment_classical(image: np.ndarray, *, spacing, config: ClassicalConfig | N
     spacing : (z, y, x) voxel size in µm, or (y, x) for a 2D image
     config : ClassicalConfig, optional
     return_diagnostics : also return a :class:`ClassicalDiagnostics`
+    levels : ClassicalLevels, optional
+        Thresholds and elongations to use instead of choosing them from ``image`` (a block of
+        a larger volume gets the whole volume's).
 
     Returns
     -------
@@ -134,27 +196,21 @@ def segment_classical(image: np.ndarray, *, spacing, config: ClassicalConfig | N
                          f"{image.ndim} dimensions.")
     spacing = check_spacing(spacing, ndim=image.ndim)
     planar = image.ndim == 2
-    sigma = np.broadcast_to(config.smooth_sigma_um, 3)[3 - image.ndim:]
-    smoothed = denoise(image, spacing=spacing, sigma_um=sigma)
-    signal = subtract_background(smoothed, spacing=spacing, scale_um=config.background_scale_um)
-    background, noise = noise_level(signal)
-    if isinstance(config.threshold, (int, float)):
-        high, rule = background + float(config.threshold), "user"
-    else:
-        high, rule = auto_threshold(signal, background=background, noise=noise,
-                                    k_noise=config.k_noise_high, method=config.threshold)
-    low = max(background + config.k_noise_low * noise, background + config.low_fraction * (high - background))
-    low = min(low, high)
-    candidate = _hysteresis(signal, low, high)
+    signal = classical_signal(image, spacing=spacing, config=config)
+    given = levels is not None
+    if not given:
+        levels = classical_thresholds(signal, config)
+    candidate = classical_candidate(signal, levels)
     auto = config.z_elongation == "auto" and not planar
-    elongation = (1.0 if planar else estimate_z_elongation(candidate, spacing) if auto
-                  else float(config.z_elongation))
-    foreground = _local_trim(signal, candidate, background, spacing, elongation, config)
-    foreground = _drop_small(foreground, spacing, config.min_object_um3 if not planar
-                             else planar_area_um2(config.min_object_um3))
+    if not given:
+        elongation = (1.0 if planar else estimate_z_elongation(candidate, spacing) if auto
+                      else float(config.z_elongation))
+        levels = replace(levels, candidate_z_elongation=elongation, z_elongation=elongation)
+    foreground = classical_foreground(signal, candidate, spacing=spacing, levels=levels, config=config)
     # The trimmed foreground is less smeared than the candidate: measure its own elongation.
-    if auto:
-        elongation = estimate_z_elongation(foreground, spacing)
+    if auto and not given:
+        levels = replace(levels, z_elongation=estimate_z_elongation(foreground, spacing))
+    elongation, low, high = levels.z_elongation, levels.threshold_low, levels.threshold_high
     shape_spacing = spacing if planar else (spacing[0] / elongation, spacing[1], spacing[2])
     shaft, distance_at = _shaft_on_grid(foreground, shape_spacing, config)
     spine = _protrusions(foreground & ~shaft, distance_at, config.min_protrusion_um)
@@ -164,11 +220,40 @@ def segment_classical(image: np.ndarray, *, spacing, config: ClassicalConfig | N
     if not return_diagnostics:
         return dendrite_prob, spine_prob
     diag = ClassicalDiagnostics(
-        background=float(background), noise=float(noise), threshold_low=float(low),
-        threshold_high=float(high), threshold_rule=rule, z_elongation=float(elongation),
+        background=levels.background, noise=levels.noise, threshold_low=float(low),
+        threshold_high=float(high), threshold_rule=levels.threshold_rule, z_elongation=float(elongation),
         foreground_fraction=float(foreground.mean()), shaft_fraction=float(shaft.mean()),
     )
     return dendrite_prob, spine_prob, diag
+
+
+def chord_counts(mask: np.ndarray, region: tuple | None = None) -> np.ndarray:
+    """Foreground voxels and runs along z, y and x: ``[total, runs_z, runs_y, runs_x]``.
+
+    ``region`` (a tuple of slices) counts only the voxels and run starts inside it, judging
+    each start by its neighbour in ``mask``; the counts of regions that tile a volume add up
+    to the volume's, so :func:`elongation_from_counts` of their sum estimates a volume's
+    elongation block by block (each block's mask computed with a halo around its region).
+    """
+    region = region or (slice(None),) * mask.ndim
+    runs = []
+    for axis in range(3):
+        starts = mask.copy()
+        ahead = (slice(None),) * axis + (slice(1, None),)
+        behind = (slice(None),) * axis + (slice(None, -1),)
+        starts[ahead] &= ~mask[behind]
+        runs.append(np.count_nonzero(starts[region]))
+    return np.array([np.count_nonzero(mask[region]), *runs], dtype=np.int64)
+
+
+def elongation_from_counts(counts, spacing, n_planes: int, *, limits=(1.0, 5.0)) -> float:
+    """:func:`estimate_z_elongation` from :func:`chord_counts` (summed over blocks)."""
+    total = counts[0]
+    chords = [total / runs * s if runs else np.nan for runs, s in zip(counts[1:], spacing)]
+    z, y, x = chords
+    if not np.isfinite(z) or not np.isfinite(min(y, x)) or n_planes < 3:
+        return 1.0
+    return float(np.clip(z / min(y, x), *limits))
 
 
 def estimate_z_elongation(mask: np.ndarray, spacing, *, limits=(1.0, 5.0)) -> float:
@@ -178,18 +263,7 @@ def estimate_z_elongation(mask: np.ndarray, spacing, *, limits=(1.0, 5.0)) -> fl
     the two) measure their width, and their chords along z the width stretched by the
     point-spread function.
     """
-    chords = []
-    total = np.count_nonzero(mask)
-    for axis in range(3):
-        head = mask[(slice(None),) * axis + (slice(1, None),)]
-        tail = mask[(slice(None),) * axis + (slice(None, -1),)]
-        first = mask[(slice(None),) * axis + (0,)]
-        runs = np.count_nonzero(head & ~tail) + np.count_nonzero(first)
-        chords.append(total / runs * spacing[axis] if runs else np.nan)
-    z, y, x = chords
-    if not np.isfinite(z) or not np.isfinite(min(y, x)) or mask.shape[0] < 3:
-        return 1.0
-    return float(np.clip(z / min(y, x), *limits))
+    return elongation_from_counts(chord_counts(mask), spacing, mask.shape[0], limits=limits)
 
 
 def _protrusions(candidates: np.ndarray, distance_at, min_um: float) -> np.ndarray:

@@ -37,6 +37,12 @@ def subtract_background(smoothed: np.ndarray, *, spacing, scale_um: float) -> np
     return smoothed - bg[index].astype(np.float32)
 
 
+#: Above these many values, :func:`noise_level` and :func:`auto_threshold` use every k-th one
+#: (k = size // limit).
+NOISE_SAMPLE = 2_000_000
+THRESHOLD_SAMPLE = 4_000_000
+
+
 def noise_level(values: np.ndarray) -> tuple[float, float]:
     """Robust background level and noise (median and scaled MAD of the lower half).
 
@@ -44,8 +50,8 @@ def noise_level(values: np.ndarray) -> tuple[float, float]:
     of the histogram is free of signal, which makes its spread an honest noise estimate.
     """
     v = np.asarray(values, dtype=np.float64).ravel()
-    if v.size > 2_000_000:
-        v = v[:: v.size // 2_000_000]
+    if v.size > NOISE_SAMPLE:
+        v = v[:: v.size // NOISE_SAMPLE]
     med = float(np.median(v))
     low = v[v <= med]
     sigma = 1.4826 * float(np.median(med - low)) if low.size else 0.0
@@ -65,8 +71,8 @@ def auto_threshold(values: np.ndarray, *, background: float, noise: float, k_noi
     Returns the threshold and the rule that set it.
     """
     v = np.asarray(values, dtype=np.float32).ravel()
-    if v.size > 4_000_000:
-        v = v[:: v.size // 4_000_000]
+    if v.size > THRESHOLD_SAMPLE:
+        v = v[:: v.size // THRESHOLD_SAMPLE]
     noise_thr = background + k_noise * noise
     rules = {
         "otsu": filters.threshold_otsu,

@@ -24,7 +24,8 @@ def predict(image: np.ndarray, *, spacing, model: str | os.PathLike | tuple | No
             engine: str = "auto", batch_size: int | None = None, device: str | torch.device | None = None,
             progress: bool = False, tile_size: int | None = None, overlap: int | None = None,
             compile: bool = False, channels_last: bool = True,
-            threads: int | None = None) -> tuple[np.ndarray, ...]:
+            threads: int | None = None,
+            value_range: tuple[float, float] | None = None) -> tuple[np.ndarray, ...]:
     """Segment dendrites and spines with a neural network.
 
     The stack is normalised as the model card says (percentiles), resampled to the voxel size
@@ -62,6 +63,10 @@ def predict(image: np.ndarray, *, spacing, model: str | os.PathLike | tuple | No
         is restored afterwards; the call changes no other process-wide setting (see
         :func:`~spinequant.segment.neural.keep_freed_memory` for the allocator, which only a
         program that owns its process should set).
+    value_range : (low, high), optional
+        The intensities to map to -1 and 1 in place of the image's own percentiles: a
+        block-wise run (:mod:`spinequant.scale`) passes the whole volume's, so that every block
+        is normalised alike.
 
     Returns
     -------
@@ -93,7 +98,7 @@ def predict(image: np.ndarray, *, spacing, model: str | os.PathLike | tuple | No
                               device=device, channels_last=channels_last, compile=compile)
         batch_size = batch_size or (1 if engine == "onnx" else 4)
         return _predict(image, spacing, run, card, batch_size=batch_size, progress=progress,
-                        tile_size=tile_size, overlap=overlap)
+                        tile_size=tile_size, overlap=overlap, value_range=value_range)
 
 
 def choose_engine(model, engine: str = "auto", device: str | torch.device | None = None) -> str:
@@ -129,9 +134,9 @@ def choose_engine(model, engine: str = "auto", device: str | torch.device | None
     return "torch"
 
 
-def _predict(image, spacing, run, card, *, batch_size, progress, tile_size, overlap):
+def _predict(image, spacing, run, card, *, batch_size, progress, tile_size, overlap, value_range=None):
     spec = architectures.architecture(card.architecture)
-    x = normalise(image, card.normalisation)
+    x = normalise(image, card.normalisation, value_range=value_range)
     x = to_model_grid(x, spacing, _target_spacing(card, spec))
     probs = sliding_window(
         x, run, n_out=architectures.n_outputs(spec), tile_size=tile_size or card.tile_size,

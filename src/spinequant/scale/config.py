@@ -1,0 +1,36 @@
+"""Settings of a chunked run (:func:`spinequant.scale.analyze_chunked`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import check_fields, config_from_dict
+
+#: Block edges and halos are multiples of this many pixels in y/x: the network's pooling
+#: grid (space-to-depth 2 x three poolings = 16 px) and the classical shaft grid then fall on
+#: the same pixels in a block as in the whole volume.
+ALIGN_PX = 16
+
+
+@dataclass(frozen=True)
+class ScaleConfig:
+    """How a volume is cut into blocks.
+
+    chunk_px : edge of a block's core in y and x (pixels; rounded up to a multiple of
+        :data:`ALIGN_PX`). Blocks span the whole z extent: microscopy stacks are thin in z
+        (tens to a few hundred planes) and wide in y/x, and the network sees whole planes.
+    maps_halo_um, objects_halo_um : context around each core (µm) when the maps and the spine
+        objects are made; ``None`` derives them from the method
+        (:func:`spinequant.scale.blocks.maps_halo_um`, :func:`~spinequant.scale.blocks.objects_halo_um`).
+    """
+
+    chunk_px: int = 1024
+    maps_halo_um: float | None = None
+    objects_halo_um: float | None = None
+
+    def __post_init__(self):
+        check_fields(self, ranges={"chunk_px": (ALIGN_PX, None, False, True)})
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> "ScaleConfig":
+        return config_from_dict(cls, values)

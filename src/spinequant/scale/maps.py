@@ -1,0 +1,162 @@
+"""Block-wise maps: each block segmented with its halo, only its core written to Zarr.
+
+The numbers a method chooses from the whole image (a network's normalisation percentiles,
+the classical thresholds and z elongation) are chosen once for the whole volume
+(:func:`volume_levels`) and passed to every block, so that blocks are segmented alike. The
+maps are stored as float16 (resolution 0.0005 near 1, half the bytes of float32) in one Zarr
+array each, chunked like the block cores, so every block writes only its own chunks. A
+marker file per block, written after its maps, lets a re-run skip finished blocks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from ..errors import InputError
+from ..segment import CLASSICAL, segment_maps
+from .blocks import Block
+
+MAPS = ("dendrite", "spine", "heads")
+MAP_DTYPE = np.float16
+
+#: Above this many voxels a volume's percentiles come from an evenly strided sample, as
+#: :func:`spinequant.segment.neural.normalise.percentile_range` takes them in memory.
+MAX_SAMPLE = 4_000_000
+
+
+def read_window(volume, block: Block) -> np.ndarray:
+    """The window of ``block`` from a numpy, Zarr or Dask volume, as a numpy array."""
+    part = volume[(slice(None), *block.window)]
+    return np.asarray(part.compute() if hasattr(part, "compute") else part)
+
+
+def strided_sample(volume, max_n: int = MAX_SAMPLE) -> np.ndarray:
+    """Every k-th voxel of the flattened volume (k = ceil(size / max_n)), read plane by plane:
+    the sample that the in-memory percentiles use."""
+    nz, ny, nx = volume.shape
+    k = max(1, -(-nz * ny * nx // max_n))
+    parts = []
+    for z in range(nz):
+        plane = np.asarray(volume[z]).reshape(-1)
+        parts.append(plane[(-z * ny * nx) % k::k])
+    return np.concatenate(parts)
+
+
+def volume_levels(volume, spacing, blocks: list[Block], *, method: str, classical_config=None):
+    """The whole volume's levels for :func:`~spinequant.segment.segment_maps` (``levels=``)."""
+    if method != CLASSICAL:
+        from ..segment.neural.card import read_card
+        from ..segment.neural.normalise import percentile_range
+
+        return percentile_range(strided_sample(volume), read_card(method).normalisation)
+    return classical_volume_levels(volume, spacing, blocks, config=classical_config)
+
+
+def classical_volume_levels(volume, spacing, blocks: list[Block], *, config=None):
+    """Classical thresholds and z elongations of a whole volume, block by block.
+
+    Thresholds come from the voxels of every core that :func:`noise_level` and
+    :func:`auto_threshold` would sample from the whole flattened volume (every k-th), so they
+    equal the in-memory ones; the elongations from chord counts summed over the cores (two
+    passes: the candidate's, then the trimmed foreground's, which depends on the first).
+    """
+    from ..segment.classical import (ClassicalConfig, chord_counts, classical_candidate,
+                                     classical_foreground, classical_signal, classical_thresholds,
+                                     elongation_from_counts)
+    from ..segment.classical.preprocess import NOISE_SAMPLE, THRESHOLD_SAMPLE
+
+    config = config or ClassicalConfig()
+    nz, ny, nx = volume.shape
+    size = nz * ny * nx
+    strides = [size // n if size > n else 1 for n in (NOISE_SAMPLE, THRESHOLD_SAMPLE)]
+
+    def cores(step):
+        for block in blocks:
+            signal = classical_signal(read_window(volume, block), spacing=spacing, config=config)
+            yield step(signal, block)
+
+    def sample(signal, block):
+        core = signal[(slice(None), *block.core_in_window)]
+        z, y, x = np.ogrid[:nz, block.core[0], block.core[1]]
+        flat = (z * ny + y) * nx + x
+        return [core[flat % k == 0] for k in strides]
+
+    noise_part, threshold_part = zip(*cores(sample))
+    levels = classical_thresholds(np.concatenate(noise_part), config,
+                                  threshold_values=np.concatenate(threshold_part))
+    auto = config.z_elongation == "auto"
+    if not auto:
+        e = float(config.z_elongation)
+        return replace(levels, candidate_z_elongation=e, z_elongation=e)
+
+    def candidate_counts(signal, block):
+        return chord_counts(classical_candidate(signal, levels), (slice(None), *block.core_in_window))
+
+    first = elongation_from_counts(sum(cores(candidate_counts)), spacing, nz)
+    levels = replace(levels, candidate_z_elongation=first, z_elongation=first)
+
+    def foreground_counts(signal, block):
+        fg = classical_foreground(signal, classical_candidate(signal, levels), spacing=spacing,
+                                  levels=levels, config=config)
+        return chord_counts(fg, (slice(None), *block.core_in_window))
+
+    return replace(levels, z_elongation=elongation_from_counts(sum(cores(foreground_counts)), spacing, nz))
+
+
+def open_maps(path, shape, *, chunk_px: int, heads: bool, fingerprint: dict):
+    """The Zarr group of block maps at ``path``: reopened when it was made for the same run
+    (``fingerprint``: shape, method, levels, blocks), else made anew (finished blocks of an
+    other run are not reused)."""
+    path = Path(path)
+    if path.exists():
+        group = zarr.open_group(str(path), mode="r+")
+        if dict(group.attrs).get("fingerprint") == fingerprint:
+            return group
+    group = zarr.open_group(str(path), mode="w", zarr_format=2)
+    for name in MAPS[:3 if heads else 2]:
+        group.create_array(name, shape=shape, dtype=MAP_DTYPE, chunks=(shape[0], chunk_px, chunk_px),
+                           fill_value=0, config={"write_empty_chunks": True})
+    group.attrs["fingerprint"] = fingerprint
+    (path / "done").mkdir(exist_ok=True)
+    return group
+
+
+def map_fingerprint(shape, spacing, method: str, levels, chunk_px: int, halo: int, engine: str) -> dict:
+    """What decides the block maps: a re-run reuses finished blocks only when all agree."""
+    levels = asdict(levels) if hasattr(levels, "__dataclass_fields__") else [float(v) for v in levels]
+    return {"shape": list(shape), "spacing_um": [float(s) for s in spacing], "method": method, "engine": engine,
+            "levels": levels, "chunk_px": int(chunk_px), "halo_px": int(halo)}
+
+
+def block_done(group, block: Block) -> bool:
+    return (Path(group.store.root) / "done" / block.name).exists()
+
+
+def write_block_maps(volume, spacing, block: Block, group, *, method: str, levels, classical_config=None,
+                     engine: str = "auto") -> dict:
+    """Segment ``block``'s window, write its core into ``group`` and mark the block done.
+
+    Returns the method's diagnostics for the block.
+    """
+    window = read_window(volume, block)
+    maps = segment_maps(window, spacing=spacing, method=method, classical_config=classical_config,
+                        engine=engine, levels=levels)
+    core = (slice(None), *block.core_in_window)
+    out = (slice(None), *block.core)
+    for name, data in (("dendrite", maps.dendrite), ("spine", maps.spine), ("heads", maps.heads)):
+        if data is not None:
+            if name not in group:
+                raise InputError(f"The block maps in '{group.store.root}' have no '{name}' map.")
+            group[name][out] = data[core].astype(MAP_DTYPE)
+    (Path(group.store.root) / "done" / block.name).touch()
+    return maps.diagnostics
+
+
+def read_maps(group, block: Block) -> dict:
+    """The maps of ``block``'s window (float32), read back from ``group``."""
+    region = (slice(None), *block.window)
+    return {name: np.asarray(group[name][region], dtype=np.float32) for name in MAPS if name in group}

@@ -1,0 +1,190 @@
+"""Spine objects and dendrites block by block, stitched into global ids.
+
+Each block builds its objects (:func:`~spinequant.instances.spine_instances`) on its window
+of the stored maps and keeps the spines whose *centre* (the voxel nearest the mean of its
+voxel coordinates, in volume coordinates) lies in its core. A spine whole within both windows
+gets the same voxels, hence the same centre, in both, so exactly one block owns it: none is
+counted twice or lost. An owned spine is kept whole, also where it reaches into a neighbour's
+core. Dendrites are kept on the core only and stitched across core faces: labels that touch
+across a face (26-neighbourhood) are joined by union-find, so one dendrite has one id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..instances import spine_instances
+from .blocks import Block
+from .maps import read_maps, read_window
+
+
+@dataclass
+class BlockObjects:
+    """What one block found: its owned spines (labels 1..n on its window, ``scores`` per id
+    or None), its core's dendrite labels (1..m) and the owned spines that touch the window's
+    inner edge (clipped: the halo was too narrow for them)."""
+
+    spines: np.ndarray
+    scores: np.ndarray | None
+    dendrites: np.ndarray
+    clipped: int = 0
+
+    def save(self, path: Path) -> None:
+        extra = {} if self.scores is None else {"scores": self.scores}
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, spines=self.spines, dendrites=self.dendrites, clipped=self.clipped, **extra)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> "BlockObjects":
+        with np.load(path) as f:
+            return cls(f["spines"], f["scores"] if "scores" in f else None, f["dendrites"], int(f["clipped"]))
+
+
+def block_objects(maps_group, volume, spacing, block: Block, *, config, shape) -> BlockObjects:
+    """Spine objects and dendrites of ``block`` (its window given by ``block.window``)."""
+    maps = read_maps(maps_group, block)
+    image = read_window(volume, block) if config.bridge_gap_um > 0 else None
+    inst = spine_instances(maps["spine"], maps["dendrite"], spacing=spacing, config=config,
+                           head_prob=maps.get("heads"), image=image)
+    labels = inst.spine_labels
+    ids, centres = _centres(labels)
+    y0, x0 = block.window[0].start, block.window[1].start
+    owned = np.zeros(int(labels.max()) + 1, dtype=np.uint32)
+    keep = ids[_inside(centres[:, 1] + y0, block.core[0]) & _inside(centres[:, 2] + x0, block.core[1])]
+    owned[keep] = np.arange(1, len(keep) + 1, dtype=np.uint32)
+    spines = owned[labels]
+    scores = None
+    if inst.scores is not None:
+        scores = np.zeros(len(keep) + 1, np.float32)
+        scores[1:] = np.asarray(inst.scores)[keep]
+    return BlockObjects(spines, scores, inst.dendrite_labels[(slice(None), *block.core_in_window)],
+                        _clipped(spines, block, shape))
+
+
+def _centres(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ids and centres (voxel indices nearest the mean coordinates) of the objects."""
+    flat = labels.reshape(-1)
+    ids = np.unique(flat[flat > 0])
+    if not len(ids):
+        return ids, np.zeros((0, 3), int)
+    coords = np.nonzero(labels)
+    lab = labels[coords]
+    counts = np.bincount(lab, minlength=int(ids.max()) + 1)[ids]
+    centres = np.stack([np.bincount(lab, weights=c, minlength=int(ids.max()) + 1)[ids] / counts
+                        for c in coords], axis=1)
+    return ids, np.floor(centres + 0.5).astype(int)
+
+
+def _inside(values: np.ndarray, span: slice) -> np.ndarray:
+    return (values >= span.start) & (values < span.stop)
+
+
+def _clipped(spines: np.ndarray, block: Block, shape) -> int:
+    """Owned spines touching a window edge that is not the volume's border."""
+    edges = []
+    if block.window[0].start > 0:
+        edges.append(spines[:, 0, :])
+    if block.window[0].stop < shape[1]:
+        edges.append(spines[:, -1, :])
+    if block.window[1].start > 0:
+        edges.append(spines[:, :, 0])
+    if block.window[1].stop < shape[2]:
+        edges.append(spines[:, :, -1])
+    touching = set()
+    for e in edges:
+        touching.update(np.unique(e[e > 0]).tolist())
+    return len(touching)
+
+
+class UnionFind:
+    """Disjoint sets over 0..n-1."""
+
+    def __init__(self, n: int):
+        self.parent = np.arange(n)
+
+    def find(self, a: int) -> int:
+        root = a
+        while self.parent[root] != root:
+            root = self.parent[root]
+        while self.parent[a] != root:
+            self.parent[a], a = root, self.parent[a]
+        return root
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def touching_pairs(a: np.ndarray, b: np.ndarray) -> set[tuple[int, int]]:
+    """Label pairs across a face: ``a`` and ``b`` are the (Z, L) planes on either side;
+    voxels touch when their z and in-face positions differ by at most 1 (26-neighbourhood)."""
+    pairs = set()
+    nz, n = a.shape
+    for dz in (-1, 0, 1):
+        for dl in (-1, 0, 1):
+            sa = a[max(0, -dz):nz - max(0, dz), max(0, -dl):n - max(0, dl)]
+            sb = b[max(0, dz):nz - max(0, -dz), max(0, dl):n - max(0, -dl)]
+            both = (sa > 0) & (sb > 0)
+            if both.any():
+                pairs.update(zip(sa[both].tolist(), sb[both].tolist()))
+    return pairs
+
+
+def stitch(blocks: list[Block], objects: dict[str, BlockObjects], spines_out, dendrites_out) -> dict:
+    """Write global spine and dendrite labels (Zarr or numpy arrays, the volume's shape).
+
+    Spine ids are numbered block by block (in grid order); every core is assembled from the
+    spines owned by any block whose window covers it, so each owned spine is written whole.
+    Dendrite ids are joined across core faces by union-find and numbered 1..D.
+
+    Returns ``{"scores": per global spine id or None, "n_spines", "n_dendrites", "clipped"}``.
+    """
+    spine_offset, dend_offset, s, d = {}, {}, 0, 0
+    for b in blocks:
+        spine_offset[b.name], dend_offset[b.name] = s, d
+        s += int(objects[b.name].spines.max(initial=0))
+        d += int(objects[b.name].dendrites.max(initial=0))
+    scores = None
+    if any(o.scores is not None for o in objects.values()):
+        scores = np.zeros(s + 1, np.float32)
+        for b in blocks:
+            sc = objects[b.name].scores
+            if sc is not None and len(sc) > 1:
+                scores[spine_offset[b.name] + 1:spine_offset[b.name] + len(sc)] = sc[1:]
+    uf = UnionFind(d + 1)
+    by_index = {b.index: b for b in blocks}
+    for b in blocks:
+        for step, axis in (((0, 1), 2), ((1, 0), 1)):
+            other = by_index.get((b.index[0] + step[0], b.index[1] + step[1]))
+            if other is None:
+                continue
+            da, db = objects[b.name].dendrites, objects[other.name].dendrites
+            last = da[:, :, -1] if axis == 2 else da[:, -1, :]
+            first = db[:, :, 0] if axis == 2 else db[:, 0, :]
+            for la, lb in touching_pairs(last, first):
+                uf.union(dend_offset[b.name] + la, dend_offset[other.name] + lb)
+    roots = np.array([uf.find(i) for i in range(d + 1)])
+    _, final = np.unique(roots, return_inverse=True)          # root 0 -> 0, others 1..D in order
+    for b in blocks:
+        core = (slice(None), *b.core)
+        out = np.zeros((spines_out.shape[0], *(c.stop - c.start for c in b.core)), np.uint32)
+        for other in blocks:
+            overlap = [slice(max(c.start, w.start), min(c.stop, w.stop)) for c, w in zip(b.core, other.window)]
+            if any(o.start >= o.stop for o in overlap):
+                continue
+            part = objects[other.name].spines[(slice(None), *(slice(o.start - w.start, o.stop - w.start)
+                                                              for o, w in zip(overlap, other.window)))]
+            dest = out[(slice(None), *(slice(o.start - c.start, o.stop - c.start) for o, c in zip(overlap, b.core)))]
+            put = (part > 0) & (dest == 0)
+            dest[put] = part[put] + spine_offset[other.name]
+        spines_out[core] = out
+        dl = objects[b.name].dendrites.astype(np.int64)
+        dl[dl > 0] += dend_offset[b.name]
+        dendrites_out[core] = final[dl].astype(np.uint32)
+    return {"scores": scores, "n_spines": s, "n_dendrites": int(final.max(initial=0)),
+            "clipped": int(sum(o.clipped for o in objects.values()))}

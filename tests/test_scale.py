@@ -1,0 +1,134 @@
+"""Chunked analysis (spinequant.scale): block maps, stitched objects, the same answer as in memory."""
+
+import json
+
+import numpy as np
+import pytest
+
+from spinequant.cli import main
+from spinequant.errors import InputError
+from spinequant.evaluate.detection import match_spine_objects
+from spinequant.io import write_ome_zarr
+from spinequant.pipeline.analyze import AnalyzeConfig, analyze
+from spinequant.scale import (ScaleConfig, analyze_chunked, block_grid, halo_px, maps_halo_um,
+                              volume_levels, write_block_maps)
+from spinequant.scale.blocks import window_align
+from spinequant.scale.maps import map_fingerprint, open_maps
+from spinequant.scale.objects import UnionFind, touching_pairs
+from spinequant.segment import segment_maps
+from spinequant.synth import make_phantom
+
+SPACING = (0.5, 0.094, 0.094)
+#: Matched spines agree within: the maps are stored as float16 (0.0005 steps), which moves a
+#: few voxels across the 0.1 threshold of the network's spine map; the classical shaft, found
+#: from a skeleton of the window, can give a few voxels at a spine's base to the shaft or back
+#: (22 of 4.2 million voxels on this phantom: 0.04 µm³ in one spine).
+#: (22 of 4.2 million voxels on this phantom: 0.04 µm³ and 0.38 µm of geodesic length in one
+#: spine). So: at least 95 % of the matched spines equal (to 1e-6), and all within these.
+TOLERANCE = {"volume_um3": 0.05, "length_um": 0.4, "position_um": 0.05, "head_diameter_um": 0.05,
+             "confidence": 0.002}
+
+#: The network's maps depend on where its tiles fall (each tile is seen with zero padding and
+#: blended): a block lays its own tiles, so on a volume wider than one block window its maps
+#: differ from the whole volume's (up to 0.55 at 0.7 % of the voxels of the 512 px phantom),
+#: and 12 of 147 spines change. Next step: lay the whole volume's tile grid in every block.
+NEURAL_TILES = pytest.mark.xfail(strict=True, reason="blocks lay their own network tiles (docs/scale.md)")
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    # 512 px wide: with 128-px blocks the windows (core + halo) are smaller than the volume,
+    # so a halo too narrow would show.
+    return make_phantom("two_photon", seed=0, shape=(16, 512, 512))
+
+
+@pytest.fixture(scope="module")
+def zarr_stack(phantom, tmp_path_factory):
+    path = tmp_path_factory.mktemp("scale") / "stack.ome.zarr"
+    write_ome_zarr(path, phantom.image, SPACING)
+    return path
+
+
+def test_block_grid_tiles_the_volume():
+    blocks = block_grid((4, 300, 200), chunk_px=96, halo=32)
+    cover = np.zeros((300, 200), int)
+    for b in blocks:
+        cover[b.core] += 1
+        assert all(w.start <= c.start and c.stop <= w.stop for c, w in zip(b.core, b.window))
+    assert (cover == 1).all()
+    assert halo_px(10.34, SPACING) == 112      # 110 px, aligned to 16
+    with pytest.raises(InputError):
+        block_grid((300, 200), chunk_px=96, halo=0)
+    with pytest.raises(InputError):
+        ScaleConfig(chunk_px=8)
+
+
+def test_receptive_field_of_the_default_model():
+    assert maps_halo_um("lean2d_real") == pytest.approx(220 / 2 * 0.094)
+
+
+@pytest.mark.parametrize("method", ["classical", pytest.param("lean2d_real", marks=NEURAL_TILES)])
+def test_block_maps_equal_the_whole_volume_maps(method, phantom, tmp_path):
+    image = phantom.image
+    whole = segment_maps(image, spacing=SPACING, method=method)
+    blocks = block_grid(image.shape, chunk_px=128, halo=halo_px(maps_halo_um(method), SPACING),
+                        align=window_align(method, SPACING))
+    levels = volume_levels(image, SPACING, blocks, method=method)
+    group = open_maps(tmp_path / "maps.zarr", image.shape, chunk_px=128, heads=whole.heads is not None,
+                      fingerprint=map_fingerprint(image.shape, SPACING, method, levels, 128, 0, "test"))
+    for block in blocks:
+        write_block_maps(image, SPACING, block, group, method=method, levels=levels)
+    for name in ("dendrite", "spine", "heads"):
+        if getattr(whole, name) is not None:
+            diff = np.abs(np.asarray(group[name][...], np.float32) - getattr(whole, name))
+            # float16 storage: steps of 0.0005 near 1; the classical shaft (a skeleton of the
+            # window) gives a few voxels at spine bases to the other map
+            assert np.mean(diff > 1e-3) < 1e-5, name
+
+
+def test_union_find_joins_labels_touching_across_a_face():
+    a = np.zeros((3, 5), int); b = np.zeros((3, 5), int)
+    a[1, 2] = 4; b[2, 3] = 7; b[0, 0] = 9               # 7 touches 4 diagonally; 9 touches nothing
+    assert touching_pairs(a, b) == {(4, 7)}
+    uf = UnionFind(10)
+    uf.union(7, 4)
+    assert uf.find(7) == uf.find(4) == 4 and uf.find(9) == 9
+
+
+@pytest.mark.parametrize("method", ["classical", pytest.param("lean2d_real", marks=NEURAL_TILES)])
+def test_chunked_run_gives_the_same_spines(method, phantom, zarr_stack, tmp_path):
+    config = AnalyzeConfig(method=method, export_meshes=False, export_roi=False, report=False)
+    ref = analyze(phantom.image, spacing=SPACING, config=config)
+    out = tmp_path / "out"
+    ch = analyze_chunked(zarr_stack, out, config=config, chunk_px=128)
+    assert ch.diagnostics["chunked"]["blocks"] == 16
+    assert len(ch.spines) == len(ref.spines) > 20
+    assert len(ch.dendrites) == len(ref.dendrites)
+    match = match_spine_objects(ch.spine_labels, ref.spine_labels, spacing=SPACING, max_distance_um=0.3,
+                                min_iou=0.9)
+    assert match["tp"] == len(ref.spines)
+    a, b = ref.spines.set_index("id"), ch.spines.set_index("id")
+    true_ids, pred_ids = zip(*match["pairs"])
+    for column, tol in TOLERANCE.items():
+        x, y = a.loc[list(true_ids), column].to_numpy(float), b.loc[list(pred_ids), column].to_numpy(float)
+        assert np.array_equal(np.isnan(x), np.isnan(y)), column
+        diff = np.abs(x - y)[~np.isnan(x)]
+        assert diff.max(initial=0) <= tol, column
+        assert diff.size == 0 or np.mean(diff <= 1e-6) >= 0.95, column
+    run = json.loads((out / "run.json").read_text())
+    assert run["input"]["chunked"]["chunk_px"] == 128 and run["counts"]["spines"] == len(ref.spines)
+    assert (out / "spines.csv").exists() and (out / "results.ome.zarr").exists()
+
+
+def test_rerun_skips_finished_blocks_and_cli(zarr_stack, tmp_path):
+    out = tmp_path / "out"
+    args = ["analyze", str(zarr_stack), "--out", str(out), "--chunked", "--chunk-size", "256",
+            "--method", "classical", "--no-meshes", "--no-roi", "--quiet"]
+    assert main(args) == 0
+    first = json.loads((out / "run.json").read_text())
+    assert first["input"]["chunked"]["blocks_resumed"] == 0
+    (out / "chunked.work" / "maps.zarr" / "done" / "1_1").unlink()   # as if killed in the last block
+    assert main(args) == 0
+    second = json.loads((out / "run.json").read_text())
+    assert second["input"]["chunked"]["blocks_resumed"] == 3
+    assert second["counts"] == first["counts"]
