@@ -91,6 +91,7 @@ class AnalysisResult:
     config: AnalyzeConfig
     timings: dict = field(default_factory=dict)
     diagnostics: dict = field(default_factory=dict)
+    tagged: np.ndarray | None = None  # the second (tagged) channel of a ratio run, as ``image``
 
     @property
     def semantic(self) -> np.ndarray:
@@ -178,7 +179,7 @@ def model_calibration(method: str) -> dict | None:
 
 
 def analyze(image, *, spacing=None, config: AnalyzeConfig | None = None,
-            progress: Progress | None = None) -> AnalysisResult:
+            progress: Progress | None = None, tagged=None) -> AnalysisResult:
     """Segment dendrites and spines in a 3D stack or a 2D image and measure every spine.
 
     Parameters
@@ -191,6 +192,13 @@ def analyze(image, *, spacing=None, config: AnalyzeConfig | None = None,
     config : AnalyzeConfig, optional
     progress : callable, optional
         Called with each stage's name as it starts.
+    tagged : array or Stack, optional
+        A second channel of the same field of view (e.g. a tagged protein), the same shape as
+        ``image``; ``image`` is the structural channel that is segmented. The spine table then
+        gets ``tagged_mean_intensity`` (mean raw intensity of the tagged channel in each spine)
+        and ``rsdr``, the ratiometric spine-to-dendrite ratio of the DeepD3 paper
+        (:func:`spinequant.timelapse.rsdr`, raw values); ``diagnostics["ratio"]`` holds the
+        dendrite means.
 
     Returns
     -------
@@ -217,6 +225,8 @@ def analyze(image, *, spacing=None, config: AnalyzeConfig | None = None,
         )
     spacing = check_spacing(spacing, ndim=image.ndim)
     check_image_values(image, where="the image")
+    if tagged is not None:
+        tagged = _tagged_array(tagged, image)
     _check_resolves_spines(spacing)
     step = progress or (lambda name: None)
     timings: dict[str, float] = {}
@@ -246,12 +256,76 @@ def analyze(image, *, spacing=None, config: AnalyzeConfig | None = None,
     spines.insert(1, "confidence", _spine_confidence(spines["id"], inst.scores, config.method))
     timings["measure"] = time.perf_counter() - t
     warnings = size_warnings(dendrites, spacing)
+    diagnostics = {"segment": seg_diag, "warnings": warnings}
+    if tagged is not None:
+        spines, diagnostics["ratio"] = spine_ratios(spines, tagged, image, inst.spine_labels,
+                                                    inst.dendrite_labels)
+        if diagnostics["ratio"].get("warning"):
+            warnings.append(diagnostics["ratio"]["warning"])
     return AnalysisResult(
         image=image, spacing=spacing, dendrite_prob=dend_prob, spine_prob=spine_prob,
         spine_labels=inst.spine_labels, dendrite_labels=inst.dendrite_labels, spines=spines,
         dendrites=dendrites, centrelines=centrelines, config=config, timings=timings,
-        diagnostics={"segment": seg_diag, "warnings": warnings},
+        diagnostics=diagnostics, tagged=tagged,
     )
+
+
+#: Columns a run with a tagged channel adds to the spine table (after the others).
+RATIO_COLUMNS = ("tagged_mean_intensity", "rsdr")
+
+
+def _tagged_array(tagged, image: np.ndarray) -> np.ndarray:
+    """The tagged channel as an array of ``image``'s shape, or a clear InputError."""
+    if isinstance(tagged, Stack):
+        tagged, _ = stack_image(tagged)
+    tagged = np.asarray(tagged)
+    if tagged.shape != image.shape:
+        what = {2: "2D", 3: "3D"}
+        raise InputError(
+            f"The tagged channel has shape {tagged.shape} ({what.get(tagged.ndim, f'{tagged.ndim}D')}) but "
+            f"the structural image {image.shape} ({what[image.ndim]}); the two channels of a ratio must "
+            f"cover the same voxels. Read both from the same file and time point (with --project both "
+            f"are projected).")
+    check_image_values(tagged, where="the tagged channel")
+    return tagged
+
+
+def spine_ratios(spines: pd.DataFrame, tagged, structure, spine_labels, dendrite_labels):
+    """``spines`` with :data:`RATIO_COLUMNS` added, and what the run records about the ratio.
+
+    Raw intensities, as in the DeepD3 paper: RSDR = (tagged_spine / structure_spine) /
+    (tagged_dendrite / structure_dendrite), the dendrite terms over all dendrite voxels that
+    are not spine. A run without dendrite voxels (or a dendrite mean of 0) gets NaN columns
+    and a warning, not an error: the morphology is still valid.
+    """
+    from ..timelapse.ratio import rsdr
+
+    spines = spines.copy()
+    ids = spines["id"].to_numpy(int)
+    info = {"definition": "(tagged_spine / structure_spine) / (tagged_dendrite / structure_dendrite), "
+                          "mean raw intensities (no background subtracted)"}
+    try:
+        table = rsdr(tagged, structure, spine_labels, dendrite_labels).set_index("id")
+    except InputError as exc:
+        table = None
+        info["warning"] = f"No RSDR: {exc}"
+    if table is None:
+        spines["tagged_mean_intensity"] = _roi_mean(tagged, spine_labels, ids)
+        spines["rsdr"] = np.nan
+    else:
+        spines["tagged_mean_intensity"] = table["tagged_mean"].reindex(ids).to_numpy()
+        spines["rsdr"] = table["rsdr"].reindex(ids).to_numpy()
+        info.update(tagged_dendrite_mean=float(table.attrs["tagged_dendrite"]),
+                    structure_dendrite_mean=float(table.attrs["structure_dendrite"]))
+    return spines, info
+
+
+def _roi_mean(image, labels, ids) -> np.ndarray:
+    if not len(ids):
+        return np.zeros(0)
+    from scipy import ndimage
+
+    return np.asarray(ndimage.mean(np.asarray(image, float), labels=labels, index=ids), float)
 
 
 def _spine_confidence(ids, scores, method) -> np.ndarray:
@@ -360,7 +434,8 @@ def _save_result(result: AnalysisResult, out_dir: Path, source: dict | None, ste
         "spinequant": __version__,
         "complete": True,
         "input": {**(source or {}), "shape": list(result.image.shape), "dtype": str(result.image.dtype),
-                  "spacing_um": list(result.spacing), "data_sha256": array_sha256(result.image)},
+                  "spacing_um": list(result.spacing), "data_sha256": array_sha256(result.image),
+                  **({"tagged_sha256": array_sha256(result.tagged)} if result.tagged is not None else {})},
         "config": config_to_dict(result.config),
         "diagnostics": result.diagnostics,
         "counts": {"spines": int(len(result.spines)), "dendrites": int(len(result.dendrites))},

@@ -6,11 +6,12 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .._atomic import atomic_path, ensure_writable_dir
 from ..errors import InputError, SpinequantError
-from ..io import SUPPORTED_FORMATS, read_stack
+from ..io import SUPPORTED_FORMATS, open_stack, read_stack
 from ..io.omezarr import is_zarr
 from ..morphology import SPINE_TYPES
 from .analyze import AnalysisResult, AnalyzeConfig, Progress, analyze, resolve_config, save_result
@@ -29,7 +30,7 @@ SUMMARY_COLUMNS = ("stack", "status", "message", "results", "n_spines", "n_dendr
 def analyze_file(path, out_dir, *, channel: int | None = None, time: int | None = None,
                  voxel_size=None, image=None, project: str | None = None,
                  config: AnalyzeConfig | None = None, progress: Progress | None = None,
-                 allow_incomplete: bool = False) -> AnalysisResult:
+                 allow_incomplete: bool = False, ratio_channel: int | None = None) -> AnalysisResult:
     """Read one stack, analyse it and write every result into ``out_dir``.
 
     ``channel``, ``time`` and ``image`` (scene/series of CZI/LIF/ND2 files) choose what to
@@ -38,18 +39,37 @@ def analyze_file(path, out_dir, *, channel: int | None = None, time: int | None 
     ``input.projection``). ``allow_incomplete`` analyses a truncated file with its missing
     planes as zeros (see :func:`~spinequant.io.read_stack`); run.json's ``input`` records it
     and what was missing (``incomplete``).
+
+    ``ratio_channel`` names a second channel of the same file (e.g. a tagged protein): it is
+    read like ``channel`` (same time point, same projection) and spines.csv gets its mean raw
+    intensity per spine and the spine's RSDR (see :func:`analyze`'s ``tagged``); run.json's
+    ``input.channels`` records which channel was the structure and which the tagged one
+    (index and, when the file names its channels, name).
     """
     new_dir = not Path(out_dir).exists()
     out_dir = ensure_writable_dir(out_dir)   # checked first: a long run must not fail at the end
     try:
+        names = None
+        if ratio_channel is not None:   # checked before the (long) read of the structural channel
+            names = check_ratio_channel(path, ratio_channel, channel=channel, image=image,
+                                        allow_incomplete=allow_incomplete)
+        reading = dict(time=time, voxel_size=voxel_size, image=image, project=project, check_values=False,
+                       allow_incomplete=allow_incomplete)
         # analyze() checks the voxel values itself; checking them here too would read the stack twice.
-        stack = read_stack(path, channel=channel, time=time, voxel_size=voxel_size, image=image,
-                           project=project, check_values=False, allow_incomplete=allow_incomplete)
+        stack = read_stack(path, channel=channel, **reading)
+        tagged = None if ratio_channel is None else read_stack(path, channel=ratio_channel, **reading)
         source = {"path": str(Path(path).resolve()), "format": stack.metadata.get("format"),
                   "channel": channel, "time": time, "image": image, "projection": project,
                   "spacing_source": stack.spacing_source, "allow_incomplete": allow_incomplete,
                   "incomplete": stack.metadata.get("incomplete"), **file_stamp(path)}
-        result = analyze(stack, config=config, progress=progress)
+        if ratio_channel is not None:
+            structure_index = 0 if channel is None else channel % len(names)
+            source["ratio_channel"] = ratio_channel
+            source["channels"] = {
+                "structure": {"index": structure_index, "name": names[structure_index]},
+                "tagged": {"index": ratio_channel % len(names), "name": names[ratio_channel % len(names)]}}
+        extra = {} if tagged is None else {"tagged": tagged}
+        result = analyze(stack, config=config, progress=progress, **extra)
         save_result(result, out_dir, source=source, progress=progress)
     except BaseException:
         # A run that fails on its input leaves no empty results folder behind.
@@ -57,6 +77,32 @@ def analyze_file(path, out_dir, *, channel: int | None = None, time: int | None 
             out_dir.rmdir()
         raise
     return result
+
+
+def check_ratio_channel(path, ratio_channel, *, channel=None, image=None, allow_incomplete=False) -> list:
+    """Check that ``ratio_channel`` is a channel of ``path`` other than ``channel``; return one
+    name per channel (None where the file names none). Reads the file's layout, not its voxels."""
+    if isinstance(ratio_channel, bool) or not isinstance(ratio_channel, (int, np.integer)):
+        raise InputError(f"The ratio channel must be a channel index (an integer), not {ratio_channel!r}.")
+    opened = open_stack(path, require_spacing=False, image=image, allow_incomplete=allow_incomplete)
+    n = opened.size_of("C") if "C" in opened.axes else 1
+    if n < 2:
+        raise InputError(
+            f"--ratio-channel {ratio_channel} needs a second channel, but '{path}' has one channel only. "
+            f"Give a file with the structural and the tagged channel (e.g. an ImageJ hyperstack with a "
+            f"C axis), or leave out --ratio-channel.")
+    names = list(opened.channel_names) if len(opened.channel_names) == n else [None] * n
+    listing = ", ".join(f"{i}: {c}" if c else str(i) for i, c in enumerate(names))
+    if not -n <= ratio_channel < n:
+        raise InputError(
+            f"Ratio channel {ratio_channel} does not exist: '{path}' has {n} channels ({listing}). "
+            f"Choose the tagged channel with --ratio-channel N (0 to {n - 1}).")
+    if channel is not None and -n <= channel < n and channel % n == ratio_channel % n:
+        raise InputError(
+            f"The ratio channel ({ratio_channel}) is the structural channel (--channel {channel}); the "
+            f"ratio compares a second, tagged channel with the segmented one. Choose another channel "
+            f"({listing}).")
+    return names
 
 
 @dataclass(frozen=True)
@@ -100,7 +146,7 @@ def stack_name(path: Path) -> str:
 def analyze_folder(folder, out_dir, *, channel=None, time=None, voxel_size=None, image=None,
                    project=None, config: AnalyzeConfig | None = None, progress: Progress | None = None,
                    on_item=None, force: bool = False, allow_incomplete: bool = False,
-                   recursive: bool = False) -> pd.DataFrame:
+                   recursive: bool = False, ratio_channel: int | None = None) -> pd.DataFrame:
     """Analyse every stack in ``folder``; write ``out_dir/<stack>/`` and ``summary.csv``.
 
     With ``recursive`` the stacks of sub-folders are analysed too, their results in the same
@@ -109,7 +155,8 @@ def analyze_folder(folder, out_dir, *, channel=None, time=None, voxel_size=None,
 
     A stack whose folder already holds a complete run of the same settings on the same file
     (size and modification time) is skipped unless ``force``; a stack that fails is reported in the summary and the others continue.
-    ``on_item(BatchItem)`` is called after each stack.
+    ``on_item(BatchItem)`` is called after each stack. ``ratio_channel``: as in
+    :func:`analyze_file`, for every stack.
     """
     folder = Path(folder)
     stacks = find_stacks(folder, recursive=recursive)
@@ -126,7 +173,8 @@ def analyze_folder(folder, out_dir, *, channel=None, time=None, voxel_size=None,
     for path in stacks:
         target = out_dir / path.parent.relative_to(folder) / stack_name(path)
         item = _run_one(path, target, dict(channel=channel, time=time, voxel_size=voxel_size, image=image,
-                                           project=project, allow_incomplete=allow_incomplete),
+                                           project=project, allow_incomplete=allow_incomplete,
+                                           ratio_channel=ratio_channel),
                         config, progress, force)
         rows.append(_summary_row(item, folder))
         if on_item:
@@ -143,7 +191,8 @@ def _run_one(path, target, reading: dict, config, progress, force) -> BatchItem:
     if previous and previous.get("complete") and not force:
         stamp = {k: previous.get("input", {}).get(k) for k in ("size_bytes", "mtime_ns")}
         same_input = (stamp == file_stamp(path)
-                      and previous.get("input", {}).get("projection") == reading.get("project"))
+                      and previous.get("input", {}).get("projection") == reading.get("project")
+                      and previous.get("input", {}).get("ratio_channel") == reading.get("ratio_channel"))
         if previous.get("config") == to_json(config_to_dict(config)) and same_input:
             return BatchItem(path, target, "skipped", "complete results already present",
                              previous.get("counts", {}).get("spines"))
