@@ -10,7 +10,8 @@ from spinequant.errors import InputError
 from spinequant.segment.neural import ModelCard, build, load_model, predict, save_model
 from spinequant.segment.neural.architectures import architecture, to_probabilities
 from spinequant.segment.neural.normalise import NormaliseConfig, normalise, percentile_range
-from spinequant.segment.neural.resample import model_shape, to_input_grid, to_model_grid
+from spinequant.segment.neural.resample import (model_shape, resize, resize_window, to_input_grid,
+                                               to_model_grid, window_span)
 from spinequant.segment.neural.tiling import fit_tile, make_runner, sliding_window, tile_starts
 
 TINY_2D = {"kind": "dual_unet2d", "base_filters": 4, "depth": 2, "separable": True,
@@ -80,6 +81,41 @@ def test_tiled_prediction_matches_untiled():
     tiled = sliding_window(vol, run, tile_size=48, overlap=32, z_context=1, multiple=8, batch_size=7)
     diff = np.abs(whole - tiled)
     assert diff.mean() < 2e-3 and diff.max() < 0.03
+
+
+def test_a_window_on_the_whole_volume_tile_grid_gets_the_whole_volume_values():
+    # A network that sees zero padding at its tiles' edges: the maps depend on where the
+    # tiles fall. A window told where it lies in the volume (grid=) runs the volume's tiles.
+    net = _with_random_bn(build(TINY_2D))
+    spec = architecture(TINY_2D)
+    run = make_runner(net, lambda lg: to_probabilities(spec, lg), device=torch.device("cpu"))
+    vol = np.random.default_rng(0).normal(size=(2, 150, 131)).astype(np.float32)
+    kw = dict(tile_size=48, overlap=16, z_context=1, multiple=8)
+    whole = sliding_window(vol, run, **kw)
+    t = fit_tile(150 + 16, 48, 16, 8)                  # the tiles the whole volume uses
+    own_diff = []
+    for (y0, y1), (x0, x1) in [((40, 150), (0, 131)), ((10, 140), (10, 121)), ((0, 77), (60, 131))]:
+        part = sliding_window(vol[:, y0:y1, x0:x1], run, grid=((y0, x0), (150, 131)), **kw)
+        core = (slice(None), slice(None), slice(y0 + t if y0 else 0, y1 - t if y1 < 150 else 150),
+                slice(x0 + t if x0 else 0, x1 - t if x1 < 131 else 131))
+        inner = (slice(None), slice(None), slice(core[2].start - y0, core[2].stop - y0),
+                 slice(core[3].start - x0, core[3].stop - x0))
+        assert part[inner].size > 0
+        np.testing.assert_allclose(part[inner], whole[core], atol=1e-6)
+        own = sliding_window(vol[:, y0:y1, x0:x1], run, **kw)   # its own tiles: not the same
+        own_diff.append(np.abs(own[inner] - whole[core]).max())
+    assert max(own_diff) > 2e-5
+    assert np.array_equal(sliding_window(vol, run, grid=((0, 0), (150, 131)), **kw), whole)
+
+
+def test_resize_window_is_the_whole_volume_resampled():
+    vol = np.random.default_rng(1).normal(size=(3, 60, 47)).astype(np.float32)
+    for out in [(3, 83, 61), (3, 41, 30), (5, 60, 47)]:
+        whole = resize(vol, out)
+        for y0, y1, x0, x1 in [(0, 60, 0, 47), (13, 60, 0, 30), (7, 41, 11, 47)]:
+            span = [window_span(n, m, a, b) for n, m, a, b in zip(vol.shape, out, (0, y0, x0), (3, y1, x1))]
+            part = resize_window(vol[:, y0:y1, x0:x1], vol.shape, out, (0, y0, x0), span)
+            np.testing.assert_allclose(part, whole[tuple(slice(a, b) for a, b in span)], atol=1e-4)
 
 
 def test_tiling_3d_blocks_cover_the_stack():

@@ -11,7 +11,7 @@ from spinequant.evaluate.detection import match_spine_objects
 from spinequant.io import write_ome_zarr
 from spinequant.pipeline.analyze import AnalyzeConfig, analyze
 from spinequant.scale import (ScaleConfig, analyze_chunked, block_grid, halo_px, maps_halo_um,
-                              volume_levels, write_block_maps)
+                              receptive_field_px, volume_levels, write_block_maps)
 from spinequant.scale.blocks import window_align
 from spinequant.scale.maps import map_fingerprint, open_maps
 from spinequant.scale.objects import UnionFind, touching_pairs
@@ -19,6 +19,12 @@ from spinequant.segment import segment_maps
 from spinequant.synth import make_phantom
 
 SPACING = (0.5, 0.094, 0.094)
+#: With the network, the float16 maps differ from the float32 in-memory ones by up to 0.00024
+#: everywhere, so every spine's confidence (a mean of the spine map) moves by about that, and
+#: the few voxels that cross the dendrite threshold (6 of 4.2 million on this phantom) move
+#: the skeleton of a whole 100 µm dendrite, hence every position along it, by ~0.005 µm: these
+#: two columns are held to the tolerances below but not to "95 % equal".
+FLOAT16_SPREAD = ("position_um", "confidence")
 #: Matched spines agree within: the maps are stored as float16 (0.0005 steps), which moves a
 #: few voxels across the 0.1 threshold of the network's spine map; the classical shaft, found
 #: from a skeleton of the window, can give a few voxels at a spine's base to the shaft or back
@@ -28,17 +34,11 @@ SPACING = (0.5, 0.094, 0.094)
 TOLERANCE = {"volume_um3": 0.05, "length_um": 0.4, "position_um": 0.05, "head_diameter_um": 0.05,
              "confidence": 0.002}
 
-#: The network's maps depend on where its tiles fall (each tile is seen with zero padding and
-#: blended): a block lays its own tiles, so on a volume wider than one block window its maps
-#: differ from the whole volume's (up to 0.55 at 0.7 % of the voxels of the 512 px phantom),
-#: and 12 of 147 spines change. Next step: lay the whole volume's tile grid in every block.
-NEURAL_TILES = pytest.mark.xfail(strict=True, reason="blocks lay their own network tiles (docs/scale.md)")
-
-
 @pytest.fixture(scope="module")
 def phantom():
-    # 512 px wide: with 128-px blocks the windows (core + halo) are smaller than the volume,
-    # so a halo too narrow would show.
+    # 512 px wide: with 128-px blocks the classical windows (core + halo) are smaller than the
+    # volume, so a halo too narrow would show; the network's (304-px halo) are at the border
+    # blocks (432 px), and test_neural_inference checks windows well inside a volume.
     return make_phantom("two_photon", seed=0, shape=(16, 512, 512))
 
 
@@ -63,11 +63,14 @@ def test_block_grid_tiles_the_volume():
         ScaleConfig(chunk_px=8)
 
 
-def test_receptive_field_of_the_default_model():
-    assert maps_halo_um("lean2d_real") == pytest.approx(220 / 2 * 0.094)
+def test_receptive_field_and_maps_halo_of_the_default_model():
+    assert receptive_field_px({"kind": "dual_unet2d", "depth": 3, "space_to_depth": 2}) == 220
+    # a block runs the whole volume's 288-px tiles inside its window: one tile (+2 px) of halo
+    assert maps_halo_um("lean2d_real") == pytest.approx(290 * 0.094)
+    assert halo_px(maps_halo_um("lean2d_real"), SPACING) == 304
 
 
-@pytest.mark.parametrize("method", ["classical", pytest.param("lean2d_real", marks=NEURAL_TILES)])
+@pytest.mark.parametrize("method", ["classical", "lean2d_real"])
 def test_block_maps_equal_the_whole_volume_maps(method, phantom, tmp_path):
     image = phantom.image
     whole = segment_maps(image, spacing=SPACING, method=method)
@@ -95,7 +98,7 @@ def test_union_find_joins_labels_touching_across_a_face():
     assert uf.find(7) == uf.find(4) == 4 and uf.find(9) == 9
 
 
-@pytest.mark.parametrize("method", ["classical", pytest.param("lean2d_real", marks=NEURAL_TILES)])
+@pytest.mark.parametrize("method", ["classical", "lean2d_real"])
 def test_chunked_run_gives_the_same_spines(method, phantom, zarr_stack, tmp_path):
     config = AnalyzeConfig(method=method, export_meshes=False, export_roi=False, report=False)
     ref = analyze(phantom.image, spacing=SPACING, config=config)
@@ -114,6 +117,8 @@ def test_chunked_run_gives_the_same_spines(method, phantom, zarr_stack, tmp_path
         assert np.array_equal(np.isnan(x), np.isnan(y)), column
         diff = np.abs(x - y)[~np.isnan(x)]
         assert diff.max(initial=0) <= tol, column
+        if method != "classical" and column in FLOAT16_SPREAD:
+            continue
         assert diff.size == 0 or np.mean(diff <= 1e-6) >= 0.95, column
     run = json.loads((out / "run.json").read_text())
     assert run["input"]["chunked"]["chunk_px"] == 128 and run["counts"]["spines"] == len(ref.spines)

@@ -9,9 +9,13 @@ Each block has a *core* (its share of the volume; the cores tile it without over
 done on the window and only the core is kept, so the halo must hold everything that can
 change a core voxel's result:
 
-- **maps** (:func:`maps_halo_um`): for a network, half its receptive field. lean2d_real
-  (dual 2D U-Net, space-to-depth 2, depth 3, 3 x 3 convolutions) sees 220 px at its
-  0.094 µm grid, so 110 px = **10.3 µm** on each side. For the classical method, the reach
+- **maps** (:func:`maps_halo_um`): for a network, one tile (plus 2 px): a block runs the
+  whole volume's tiles that lie inside its window, so the window must hold every tile that
+  covers a core voxel. lean2d_real's tiles are at most 288 px at its 0.094 µm grid, so
+  290 px = **27.3 µm** on each side (304 px once aligned). (Its receptive field,
+  :func:`receptive_field_px`, is 220 px; a halo of half of it was enough for the context, but
+  not for the blocks' maps to equal the whole volume's: each tile is seen with zero padding,
+  so a map depends on where the tiles fall.) For the classical method, the reach
   of its background estimate (an opening and a mean over ``background_scale_um``, 1.5 x 10 µm)
   plus the longest spine its shaft analysis prunes (``max_spine_length_um``, 4 µm): **19 µm**.
 - **spine objects** (:func:`objects_halo_um`): an object is kept by the block that owns its
@@ -134,7 +138,20 @@ def maps_halo_um(method: str, classical_config=None) -> float:
     from ..segment.neural.card import read_card
 
     card = read_card(method)
-    return receptive_field_px(card.architecture) / 2 * float(card.voxel_size_um[1])
+    return network_halo_px(card.tile_size) * float(card.voxel_size_um[1])
+
+
+def network_halo_px(tile_size: int) -> int:
+    """Context (pixels at the model's grid) a block needs for a network's maps: a block runs
+    the whole volume's tiles that lie inside its window (:func:`~spinequant.segment.neural.
+    tiling.sliding_window` with ``grid=``), so the window must hold every tile that covers a
+    core voxel, which reaches at most one tile edge less a pixel past the core, plus one
+    pixel for the linear resampling to and from the model grid, and one to spare.
+
+    >>> network_halo_px(288)
+    290
+    """
+    return int(tile_size) + 2
 
 
 def window_align(method: str, spacing, classical_config=None) -> int:

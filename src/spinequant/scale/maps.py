@@ -143,8 +143,10 @@ def write_block_maps(volume, spacing, block: Block, group, *, method: str, level
     Returns the method's diagnostics for the block.
     """
     window = read_window(volume, block)
+    # A network runs the whole volume's tiles (those inside the window), not its own.
+    grid = None if method == CLASSICAL else ((block.window[0].start, block.window[1].start), volume.shape[1:])
     maps = segment_maps(window, spacing=spacing, method=method, classical_config=classical_config,
-                        engine=engine, levels=levels)
+                        engine=engine, levels=levels, grid=grid)
     core = (slice(None), *block.core_in_window)
     out = (slice(None), *block.core)
     for name, data in (("dendrite", maps.dendrite), ("spine", maps.spine), ("heads", maps.heads)):

@@ -27,7 +27,7 @@ class SegmentMaps:
 
 
 def segment_maps(image: np.ndarray, *, spacing, method: str = CLASSICAL, classical_config=None,
-                 engine: str = "auto", progress: bool = False, levels=None) -> SegmentMaps:
+                 engine: str = "auto", progress: bool = False, levels=None, grid=None) -> SegmentMaps:
     """All maps of ``method`` for ``image`` (see :class:`SegmentMaps`).
 
     ``levels`` are the numbers a method otherwise chooses from ``image`` itself: for a network
@@ -35,10 +35,15 @@ def segment_maps(image: np.ndarray, *, spacing, method: str = CLASSICAL, classic
     :class:`~spinequant.segment.classical.ClassicalLevels`. A block-wise run
     (:mod:`spinequant.scale`) chooses them once from the whole volume and passes them to every
     block, so that all blocks are segmented alike.
+
+    ``grid`` (networks, 3D stacks only): ``((oy, ox), (NY, NX))`` when ``image`` is the window
+    at (oy, ox) of a volume NY x NX pixels wide; the network then runs the whole volume's
+    tiles (see :func:`~spinequant.segment.neural.predict.predict`). The classical method
+    ignores it (a block-wise run aligns its windows instead).
     """
     dend, spine, diag, *heads = _maps(image, spacing=spacing, method=method,
                                       classical_config=classical_config, engine=engine, progress=progress,
-                                      levels=levels)
+                                      levels=levels, grid=grid)
     return SegmentMaps(dend, spine, heads[0] if heads else None, diag)
 
 
@@ -56,7 +61,7 @@ def semantic_maps(image: np.ndarray, *, spacing, method: str = CLASSICAL, classi
                  engine=engine, progress=progress)[:3]
 
 
-def _maps(image, *, spacing, method, classical_config, engine, progress, levels=None):
+def _maps(image, *, spacing, method, classical_config, engine, progress, levels=None, grid=None):
     if method == CLASSICAL:
         from dataclasses import asdict
 
@@ -76,7 +81,7 @@ def _maps(image, *, spacing, method, classical_config, engine, progress, levels=
                                             engine=engine, progress=progress, value_range=levels)
     else:
         dend, spine, *heads = predict(image, spacing=spacing, model=method, engine=engine, progress=progress,
-                                      value_range=levels)
+                                      value_range=levels, grid=grid)
     # The weights' checksum pins the exact model a run used.
     diag = {"model": method, "model_name": card.name, "model_sha256": card.sha256,
             "model_voxel_size_um": list(card.voxel_size_um), "engine": engine}

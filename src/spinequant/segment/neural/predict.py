@@ -12,7 +12,7 @@ from ...validate import check_image_values, check_spacing
 from . import architectures
 from .card import ModelCard, load_model, read_card, resolve
 from .normalise import normalise
-from .resample import to_input_grid, to_model_grid
+from .resample import model_shape, resize_window, to_input_grid, to_model_grid, window_span
 from .threads import torch_threads
 from .tiling import make_runner, sliding_window
 
@@ -25,7 +25,7 @@ def predict(image: np.ndarray, *, spacing, model: str | os.PathLike | tuple | No
             progress: bool = False, tile_size: int | None = None, overlap: int | None = None,
             compile: bool = False, channels_last: bool = True,
             threads: int | None = None,
-            value_range: tuple[float, float] | None = None) -> tuple[np.ndarray, ...]:
+            value_range: tuple[float, float] | None = None, grid=None) -> tuple[np.ndarray, ...]:
     """Segment dendrites and spines with a neural network.
 
     The stack is normalised as the model card says (percentiles), resampled to the voxel size
@@ -67,6 +67,12 @@ def predict(image: np.ndarray, *, spacing, model: str | os.PathLike | tuple | No
         The intensities to map to -1 and 1 in place of the image's own percentiles: a
         block-wise run (:mod:`spinequant.scale`) passes the whole volume's, so that every block
         is normalised alike.
+    grid : ((oy, ox), (NY, NX)), optional
+        ``image`` is the window at (oy, ox) of a volume NY x NX pixels wide (all its planes):
+        it is then resampled on that volume's model grid and segmented with that volume's
+        tiles (see :func:`~.tiling.sliding_window`), so that every voxel whose tiles all lie
+        inside the window gets the whole volume's value. A block-wise run passes its window
+        here.
 
     Returns
     -------
@@ -98,7 +104,7 @@ def predict(image: np.ndarray, *, spacing, model: str | os.PathLike | tuple | No
                               device=device, channels_last=channels_last, compile=compile)
         batch_size = batch_size or (1 if engine == "onnx" else 4)
         return _predict(image, spacing, run, card, batch_size=batch_size, progress=progress,
-                        tile_size=tile_size, overlap=overlap, value_range=value_range)
+                        tile_size=tile_size, overlap=overlap, value_range=value_range, grid=grid)
 
 
 def choose_engine(model, engine: str = "auto", device: str | torch.device | None = None) -> str:
@@ -134,18 +140,37 @@ def choose_engine(model, engine: str = "auto", device: str | torch.device | None
     return "torch"
 
 
-def _predict(image, spacing, run, card, *, batch_size, progress, tile_size, overlap, value_range=None):
+def _predict(image, spacing, run, card, *, batch_size, progress, tile_size, overlap, value_range=None,
+             grid=None):
     spec = architectures.architecture(card.architecture)
     x = normalise(image, card.normalisation, value_range=value_range)
-    x = to_model_grid(x, spacing, _target_spacing(card, spec))
+    if grid is None:
+        x = to_model_grid(x, spacing, _target_spacing(card, spec))
+        model_grid = back = None
+    else:
+        (oy, ox), (full_y, full_x) = grid
+        nz, ny, nx = image.shape
+        full = (nz, int(full_y), int(full_x))
+        model_full = model_shape(full, spacing, _target_spacing(card, spec))
+        origin = (0, int(oy), int(ox))
+        span = [window_span(n, m, o, o + k) for n, m, o, k in zip(full, model_full, origin, image.shape)]
+        if model_full != full:
+            x = resize_window(x, full, model_full, origin, span)
+        model_grid = ((span[1][0], span[2][0]), model_full[1:])
+        back = (model_full, full, tuple(j0 for j0, _ in span),
+                [(o, o + k) for o, k in zip(origin, image.shape)])
     probs = sliding_window(
         x, run, n_out=architectures.n_outputs(spec), tile_size=tile_size or card.tile_size,
         overlap=card.tile_overlap if overlap is None else overlap,
         tile_depth=card.tile_depth if spec["kind"] == "unet3d" else 1,
         z_context=spec.get("z_context", 0), multiple=architectures.multiple_of(spec),
-        z_multiple=architectures.z_multiple_of(spec), batch_size=batch_size, progress=progress)
+        z_multiple=architectures.z_multiple_of(spec), batch_size=batch_size, progress=progress,
+        grid=model_grid)
     del x
-    probs = to_input_grid(probs, image.shape)
+    if back is None:
+        probs = to_input_grid(probs, image.shape)
+    elif back[0] != back[1]:
+        probs = resize_window(probs, *back)
     np.clip(probs, 0.0, 1.0, out=probs)
     return tuple(probs)
 

@@ -60,3 +60,48 @@ def to_model_grid(image: np.ndarray, spacing: Sequence[float], target: Sequence[
 def to_input_grid(maps: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     """Maps on the model grid (..., z, y, x) resampled back to the input ``shape``."""
     return resize(maps, shape)
+
+
+# -- a window of a larger volume, on the whole volume's model grid (block-wise runs) --------
+
+def window_span(n_in: int, n_out: int, start: int, stop: int) -> tuple[int, int]:
+    """The pixels ``[j0, j1)`` of an axis resampled from ``n_in`` to ``n_out`` pixels whose
+    linear interpolation (align-corners=False) reads only input pixels in ``[start, stop)``;
+    at the volume's border the span reaches the border."""
+    if n_in == n_out:
+        return start, stop
+    scale = n_in / n_out
+    j0 = 0 if start == 0 else int(np.ceil((start + 0.5) / scale - 0.5))
+    j1 = n_out if stop == n_in else int(np.floor((stop - 1 + 0.5) / scale - 0.5)) + 1
+    return max(0, min(j0, n_out)), max(0, min(j1, n_out))
+
+
+def resize_window(volume: np.ndarray, full_in: Sequence[int], full_out: Sequence[int],
+                  origin: Sequence[int], span: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Linear resampling (as :func:`resize`) of a window of a volume, on the grid of the whole.
+
+    ``volume``'s last axes are a window at ``origin`` of a volume of shape ``full_in``; the
+    result holds the pixels ``span`` (one ``(j0, j1)`` per axis) of that whole volume resampled
+    to ``full_out``. Where a pixel's neighbours lie outside the window, the window's edge is
+    read instead (such pixels differ from the whole volume's). Axes whose size does not change
+    are only cut.
+    """
+    out = np.asarray(volume, dtype=np.float32)
+    lead = out.ndim - len(full_in)
+    for k, (n_in, n_out, o, (j0, j1)) in enumerate(zip(full_in, full_out, origin, span)):
+        axis = lead + k
+        if n_in == n_out:
+            out = np.take(out, np.arange(j0 - o, j1 - o), axis=axis)
+            continue
+        j = np.arange(j0, j1, dtype=np.float64)
+        src = np.maximum((j + 0.5) * (n_in / n_out) - 0.5, 0.0)
+        i0 = np.floor(src).astype(np.int64)
+        lam = (src - i0).astype(np.float32)
+        i1 = np.minimum(i0 + 1, n_in - 1)
+        length = out.shape[axis]
+        i0, i1 = np.clip(i0 - o, 0, length - 1), np.clip(i1 - o, 0, length - 1)
+        shape = [1] * out.ndim
+        shape[axis] = -1
+        out = (np.take(out, i0, axis=axis) * (1 - lam).reshape(shape)
+               + np.take(out, i1, axis=axis) * lam.reshape(shape))
+    return np.ascontiguousarray(out, dtype=np.float32)

@@ -49,7 +49,7 @@ def _coverage(length: int, tile: int, starts: list[int], w: np.ndarray) -> np.nd
 def sliding_window(volume: np.ndarray, run, *, n_out: int = 2, tile_size: int = 256,
                    overlap: int = 32, tile_depth: int = 1, z_context: int = 0,
                    multiple: int = 1, z_multiple: int = 1, batch_size: int = 8,
-                   progress: bool = False) -> np.ndarray:
+                   progress: bool = False, grid=None) -> np.ndarray:
     """Apply ``run`` tile by tile and blend.
 
     Parameters
@@ -63,6 +63,14 @@ def sliding_window(volume: np.ndarray, run, *, n_out: int = 2, tile_size: int = 
         resized (see :func:`fit_tile`) to cover the stack with the least waste.
     tile_depth : int
         1 for 2D networks; the block depth (z) for 3D ones.
+    grid : ((oy, ox), (NY, NX)), optional
+        ``volume`` is the window at (oy, ox) of a larger volume of NY x NX pixels in y/x (and
+        the same z planes), as in a block-wise run (:mod:`spinequant.scale`). The tiles are
+        then the whole volume's (their size, their places, including the last one shifted
+        back to end at the border, the reflected margin at the volume's border, the blending
+        weights), and of them those lying wholly inside the window are run. A voxel all of
+        whose whole-volume tiles lie inside the window gets the whole volume's value (to
+        float32 rounding); voxels no tile inside covers are 0.
 
     Returns
     -------
@@ -74,8 +82,11 @@ def sliding_window(volume: np.ndarray, run, *, n_out: int = 2, tile_size: int = 
     ov = overlap
     # Margin: the stack's border then lies inside tiles, not at their edges.
     m_yx = ov // 2
-    t_y = fit_tile(ny + 2 * m_yx, tile_size, ov, multiple)
-    t_x = fit_tile(nx + 2 * m_yx, tile_size, ov, multiple)
+    (oy, ox), (full_y, full_x) = grid if grid is not None else ((0, 0), (ny, nx))
+    if oy < 0 or ox < 0 or oy + ny > full_y or ox + nx > full_x:
+        raise ValueError(f"A {ny} x {nx} window at ({oy}, {ox}) is not inside {full_y} x {full_x}.")
+    t_y = fit_tile(full_y + 2 * m_yx, tile_size, ov, multiple)
+    t_x = fit_tile(full_x + 2 * m_yx, tile_size, ov, multiple)
     if is3d:
         ov_z = min(ov * tile_depth // max(tile_size, 1), tile_depth // 2)
         m_z = ov_z // 2
@@ -83,11 +94,19 @@ def sliding_window(volume: np.ndarray, run, *, n_out: int = 2, tile_size: int = 
         pad_z = (m_z, max(m_z, t_z - nz - m_z))
     else:
         t_z, ov_z, m_z, pad_z = 1, 0, 0, (z_context, z_context)
-    pad_y = (m_yx, max(m_yx, t_y - ny - m_yx))
-    pad_x = (m_yx, max(m_yx, t_x - nx - m_yx))
+    # The whole volume's margins; a window is padded only where it meets the volume's border.
+    full_pad_y = (m_yx, max(m_yx, t_y - full_y - m_yx))
+    full_pad_x = (m_yx, max(m_yx, t_x - full_x - m_yx))
+    pad_y = (full_pad_y[0] if oy == 0 else 0, full_pad_y[1] if oy + ny == full_y else 0)
+    pad_x = (full_pad_x[0] if ox == 0 else 0, full_pad_x[1] if ox + nx == full_x else 0)
     padded = np.pad(volume, (pad_z, pad_y, pad_x), mode="symmetric")
     pz, py, px = padded.shape
-    ys, xs = tile_starts(py, t_y, min(ov, t_y // 2)), tile_starts(px, t_x, min(ov, t_x // 2))
+    # The whole volume's tile starts (padded coordinates), shifted to the window's and kept
+    # when the tile lies wholly inside it.
+    ys = _local_starts(tile_starts(full_y + sum(full_pad_y), t_y, min(ov, t_y // 2)),
+                       oy + m_yx - pad_y[0], t_y, py)
+    xs = _local_starts(tile_starts(full_x + sum(full_pad_x), t_x, min(ov, t_x // 2)),
+                       ox + m_yx - pad_x[0], t_x, px)
     wy, wx = window(t_y), window(t_x)
     if is3d:
         zs, wz = tile_starts(pz, t_z, ov_z), window(t_z)
@@ -108,17 +127,25 @@ def sliding_window(volume: np.ndarray, run, *, n_out: int = 2, tile_size: int = 
                               for z, y, x in batch])
         probs = np.asarray(run(tiles), dtype=np.float32)
         for (z, y, x), p in zip(batch, probs):
-            (oy, ty), (ox, tx) = _span(y, t_y, m_yx, ny), _span(x, t_x, m_yx, nx)
+            (sy, ty), (sx, tx) = _span(y, t_y, pad_y[0], ny), _span(x, t_x, pad_x[0], nx)
             if is3d:
                 oz, tz = _span(z, t_z, m_z, nz)
-                out[:, oz, oy, ox] += p[:, tz, ty, tx] * w_tile[tz, ty, tx]
+                out[:, oz, sy, sx] += p[:, tz, ty, tx] * w_tile[tz, ty, tx]
             else:
-                out[:, z, oy, ox] += p[:, ty, tx] * w_tile[0, ty, tx]
-    cov_yx = np.outer(_coverage(py, t_y, ys, wy)[m_yx:m_yx + ny], _coverage(px, t_x, xs, wx)[m_yx:m_yx + nx])
+                out[:, z, sy, sx] += p[:, ty, tx] * w_tile[0, ty, tx]
+    cov_yx = np.outer(_coverage(py, t_y, ys, wy)[pad_y[0]:pad_y[0] + ny],
+                      _coverage(px, t_x, xs, wx)[pad_x[0]:pad_x[0] + nx])
+    if grid is not None:
+        cov_yx[cov_yx == 0] = 1.0            # voxels of the window no tile inside covers
     out /= cov_yx.astype(np.float32)
     if is3d:
         out /= cov_z.astype(np.float32)[:, None, None]
     return out
+
+
+def _local_starts(starts: list[int], shift: int, tile: int, length: int) -> list[int]:
+    """``starts`` moved by ``-shift``, of the tiles that then lie wholly in ``[0, length)``."""
+    return [s - shift for s in starts if s - shift >= 0 and s - shift + tile <= length]
 
 
 def _span(start: int, size: int, margin: int, n: int) -> tuple[slice, slice]:
