@@ -138,6 +138,17 @@ def tag_entry(raw: bytes, ifd: tuple[int, int], code: int) -> int | None:
     return None
 
 
+def swapped_tags(raw: bytes, ifds, code_a: int, code_b: int, *, part: tuple[int, int]) -> bytes:
+    """``raw`` with bytes ``part`` of two tags' 12-byte entries swapped in every IFD (8-12:
+    the value; 2-12: type, count and value)."""
+    b = bytearray(raw)
+    lo, hi = part
+    for ifd in ifds:
+        a, c = tag_entry(raw, ifd, code_a), tag_entry(raw, ifd, code_b)
+        b[a + lo:a + hi], b[c + lo:c + hi] = raw[c + lo:c + hi], raw[a + lo:a + hi]
+    return bytes(b)
+
+
 def tiff_mutations(base: Path, rng: np.random.Generator, n: int, label: str):
     raw = base.read_bytes()
     ifds = ifd_regions(base)
@@ -150,21 +161,13 @@ def tiff_mutations(base: Path, rng: np.random.Generator, n: int, label: str):
         b = bytearray(raw)
         b[at] ^= 1 << int(rng.integers(8))
         yield f"{label}: bit flip in {'header' if region == (0, 8) else 'IFD'}", bytes(b)
-    b = bytearray(raw)
-    for ifd in ifds:
-        w, h = tag_entry(raw, ifd, 256), tag_entry(raw, ifd, 257)
-        b[w + 8:w + 12], b[h + 8:h + 12] = raw[h + 8:h + 12], raw[w + 8:w + 12]
-    yield f"{label}: width and length swapped", bytes(b)
+    yield f"{label}: width and length swapped", swapped_tags(raw, ifds, 256, 257, part=(8, 12))
     for k in (1, len(ifds) // 2, len(ifds) - 1):
         b = bytearray(raw)
         end = ifds[k][1]
         b[end - 4:end] = ifds[max(k - 1, 0)][0].to_bytes(4, "little")
         yield f"{label}: IFD loop", bytes(b)
-    b = bytearray(raw)
-    for ifd in ifds:
-        so, sb = tag_entry(raw, ifd, 273), tag_entry(raw, ifd, 279)
-        b[so + 2:so + 12], b[sb + 2:sb + 12] = raw[sb + 2:sb + 12], raw[so + 2:so + 12]
-    yield f"{label}: strip offsets and byte counts swapped", bytes(b)
+    yield f"{label}: strip offsets and byte counts swapped", swapped_tags(raw, ifds, 273, 279, part=(2, 12))
     for k in range(n - 2 * (n // 3) - 4):
         cut = int(rng.integers(ifds[-1][1], len(raw) - 1)) if k % 2 else int(rng.integers(len(raw) // 2, len(raw)))
         yield f"{label}: truncated in the data", raw[:cut]
