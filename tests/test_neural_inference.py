@@ -243,3 +243,38 @@ def test_shipped_model_cards_say_what_they_are_for_and_how_they_measure():
             assert card.benchmarks[bench]["command"].startswith("python benchmarks/")
         assert card.benchmarks["spine_objects"]["method"] in ("heads", "components")
         assert "held_out_phantoms" not in card.validation
+
+
+def test_reflected_margins_equal_numpy_symmetric_padding():
+    """Tiles are cut from the volume with reflected margins read on the fly; they must equal
+    the same boxes of ``np.pad(mode="symmetric")``, also for margins wider than the volume
+    (one plane with two planes of z context on each side)."""
+    from spinequant.segment.neural.tiling import _Reflected
+
+    rng = np.random.default_rng(0)
+    for shape, pads in [((1, 7, 5), ((2, 2), (3, 9), (4, 4))), ((6, 20, 17), ((1, 1), (8, 20), (8, 3)))]:
+        vol = rng.integers(0, 1000, shape).astype(np.uint16)
+        padded = np.pad(vol, pads, mode="symmetric")
+        lazy = _Reflected(vol, pads)
+        assert lazy.shape == padded.shape
+        for _ in range(50):
+            size = [int(rng.integers(1, n + 1)) for n in padded.shape]
+            start = [int(rng.integers(0, n - k + 1)) for n, k in zip(padded.shape, size)]
+            box = tuple(slice(s, s + k) for s, k in zip(start, size))
+            assert np.array_equal(lazy.cut(start, size), padded[box])
+
+
+def test_tiles_normalised_one_batch_at_a_time_equal_a_normalised_copy():
+    """``prepare`` (the elementwise normalisation, per batch of tiles) gives the maps of the
+    network run on a normalised float32 copy of the stack."""
+    rng = np.random.default_rng(1)
+    vol = rng.integers(0, 4000, (3, 70, 90)).astype(np.uint16)
+    run = lambda t: 1 / (1 + np.exp(-t[:, 1:2] * 0.7 - 0.1 * t[:, :1]))
+    cfg = {"lower_percentile": 1.0, "upper_percentile": 99.5}
+    kw = dict(n_out=1, tile_size=32, overlap=8, z_context=1, batch_size=3)
+    copy = sliding_window(normalise(vol, cfg), run, **kw)
+    batched = sliding_window(vol, run, prepare=lambda t: normalise(t, cfg, value_range=(1.0, 3000.0)), **kw)
+    assert not np.array_equal(copy, batched)          # a different range shows
+    lo_hi = percentile_range(vol, cfg)
+    batched = sliding_window(vol, run, prepare=lambda t: normalise(t, cfg, value_range=lo_hi), **kw)
+    assert np.array_equal(copy, batched)

@@ -403,3 +403,19 @@ def test_ctrl_c_after_a_finished_command_line_run_is_ignored():
     with _signals.signals_as_exceptions():
         pass
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_signal_during_start_up_imports_says_nothing_was_written(monkeypatch, capsys):
+    """A signal that lands in an import while the command is still starting may surface as
+    some other error of a half-imported library (seen under load: SIGTERM 0.5 s after the
+    start). It is reported as the signal, with the start-up's outcome."""
+    from spinequant import cli
+
+    monkeypatch.setattr(_signals, "received", lambda: signal.SIGTERM)
+    code = cli._report(ImportError("cannot import name 'x' (most likely a circular import)"),
+                       debug=False, starting=True)
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 128 + signal.SIGTERM
+    assert "SIGTERM" in err and "nothing was written (it was still starting)" in err
+    code = cli._report(ImportError("half imported"), debug=False, starting=False)
+    assert "results that were not finished were removed" in " ".join(capsys.readouterr().err.split())

@@ -20,6 +20,8 @@ COMMANDS = sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.s
 
 EXIT_INPUT = 2
 EXIT_BUG = 70
+#: What became of the results when a signal stops the command before it has parsed its arguments.
+STARTING = "nothing was written (it was still starting)"
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         except BrokenPipeError:
             return _closed_pipe()
         except (KeyboardInterrupt, Exception) as exc:
-            return _report(exc, debug=getattr(args, "debug", False))
+            return _report(exc, debug=getattr(args, "debug", False), starting=args is None)
 
 
 def _closed_pipe() -> int:
@@ -80,16 +82,19 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     try:
         return build_parser(argv).parse_args(argv)
     except KeyboardInterrupt as exc:
-        raise _signals.with_outcome(exc, "nothing was written (it was still starting)") from None
+        raise _signals.with_outcome(exc, STARTING) from None
 
 
-def _report(exc: BaseException, *, debug: bool) -> int:
+def _report(exc: BaseException, *, debug: bool, starting: bool = False) -> int:
     """Print the error that ended a command as one paragraph and give the exit code; re-raise
-    anything that is not the user's to fix (a bug shows its traceback)."""
+    anything that is not the user's to fix (a bug shows its traceback). ``starting``: the
+    command had not got as far as its arguments."""
     if not isinstance(exc, KeyboardInterrupt) and _signals.received() is not None:
         # An error after a swallowed interrupt (a library left half imported) is the
         # interrupt's doing, not a problem of its own.
         exc = _signals.Interrupted(_signals.received())
+    if isinstance(exc, KeyboardInterrupt) and starting and not getattr(exc, "outcome", None):
+        exc = _signals.with_outcome(exc, STARTING)
     if isinstance(exc, KeyboardInterrupt):
         _print_error(_signals.message(exc))
         return _signals.exit_code(exc)

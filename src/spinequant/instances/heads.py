@@ -76,15 +76,14 @@ def objects_from_heads(peaks: np.ndarray, spine_prob: np.ndarray, head_prob: np.
     """One object per head in ``peaks``: the region of ``spine_prob >= threshold`` or of the
     head's own blob that holds it, shared between heads by a watershed on the two maps.
     Object ``k + 1`` belongs to ``peaks[k]``."""
-    markers = np.zeros(spine_prob.shape, np.int32)
+    peaks = np.asarray(peaks, dtype=np.int64).reshape(-1, spine_prob.ndim)
     if len(peaks) == 0:
-        return Objects.of(markers)
-    markers[tuple(np.asarray(peaks).T)] = np.arange(1, len(peaks) + 1, dtype=np.int32)
+        return Objects.of(np.zeros(spine_prob.shape, np.int32))
     region = spine_prob >= threshold
     # A head the spine map misses (a faint spine) is outlined by its own blob: the head map
     # above half its peak around it. The blob is several times a head's size (the target
     # Gaussian is wide, tallest along z), so it stands in only where the spine map is silent.
-    for k, peak in enumerate(np.asarray(peaks)):
+    for peak in peaks:
         if region[tuple(peak)]:
             continue
         box = tuple(slice(max(p - r, 0), p + r + 1) for p, r in zip(peak, _blob_reach(head_prob.ndim)))
@@ -93,20 +92,39 @@ def objects_from_heads(peaks: np.ndarray, spine_prob: np.ndarray, head_prob: np.
         centre = tuple(p - b.start for p, b in zip(peak, box))
         region[box] |= pieces == pieces[centre]
     components = cc3d.connected_components(np.ascontiguousarray(region), connectivity=connectivity)
-    stats = cc3d.statistics(components)
-    owner = components[tuple(np.asarray(peaks).T)]
-    labels = np.zeros(spine_prob.shape, np.int32)
-    heads_per_component = np.bincount(owner, minlength=components.max() + 1)
-    for comp in np.unique(owner):
-        box = stats["bounding_boxes"][comp]
-        inside = components[box] == comp
-        if heads_per_component[comp] == 1:
-            labels[box][inside] = markers[box][inside].max()
-            continue
+    del region
+    boxes = cc3d.statistics(components)["bounding_boxes"]
+    owner = components[tuple(peaks.T)].astype(np.int64)
+    heads_per_component = np.bincount(owner, minlength=len(boxes))
+    # Component -> spine id: its head's id (1..K) when it holds one head, a placeholder above
+    # every head id when it holds several (split below), background when it holds none.
+    # Relabelled in place, plane by plane: no second stack-sized label volume.
+    lut = np.zeros(len(boxes), np.int64)
+    shared = np.flatnonzero(heads_per_component > 1)
+    lut[shared] = len(peaks) + shared
+    alone = heads_per_component[owner] == 1
+    lut[owner[alone]] = np.flatnonzero(alone) + 1
+    lut[0] = 0
+    labels = _relabelled_as_int32(components, lut)
+    for comp in shared:
+        box = boxes[comp]
+        inside = labels[box] == len(peaks) + comp
+        ks = np.flatnonzero(owner == comp)
+        markers = np.zeros(inside.shape, np.int32)
+        markers[tuple((peaks[ks] - [b.start for b in box]).T)] = ks + 1
         landscape = -(head_prob[box] + spine_prob[box])
-        split = watershed(landscape, markers=np.where(inside, markers[box], 0), mask=inside)
+        split = watershed(landscape, markers=markers, mask=inside)
         labels[box][inside] = split[inside]
     return Objects.of(labels)
+
+
+def _relabelled_as_int32(labels: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """``lut[labels]`` as int32, written over ``labels`` when it has 4-byte items."""
+    out = labels.view(np.int32) if labels.dtype.itemsize == 4 else np.empty(labels.shape, np.int32)
+    lut = lut.astype(np.int32)
+    for z in range(0, labels.shape[0], 8):
+        out[z:z + 8] = lut[labels[z:z + 8]]
+    return out
 
 
 def _blob_reach(ndim: int) -> tuple[int, ...]:

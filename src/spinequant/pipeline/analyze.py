@@ -242,6 +242,7 @@ def analyze(image, *, spacing=None, config: AnalyzeConfig | None = None,
     t = time.perf_counter()
     inst = spine_instances(spine_prob, dend_prob, spacing=spacing, config=config.instances,
                            head_prob=maps.heads, image=image)
+    del maps   # the head map (a float32 copy of the stack's size) is not part of the result
     timings["instances"] = time.perf_counter() - t
 
     step("measure")

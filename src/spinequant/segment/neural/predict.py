@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from functools import partial
 
 import numpy as np
 import torch
@@ -11,7 +12,7 @@ from ...errors import InputError
 from ...validate import check_image_values, check_spacing
 from . import architectures
 from .card import ModelCard, load_model, read_card, resolve
-from .normalise import normalise
+from .normalise import normalise, percentile_range
 from .resample import model_shape, resize_window, to_input_grid, to_model_grid, window_span
 from .threads import torch_threads
 from .tiling import make_runner, sliding_window
@@ -143,19 +144,27 @@ def choose_engine(model, engine: str = "auto", device: str | torch.device | None
 def _predict(image, spacing, run, card, *, batch_size, progress, tile_size, overlap, value_range=None,
              grid=None):
     spec = architectures.architecture(card.architecture)
-    x = normalise(image, card.normalisation, value_range=value_range)
+    value_range = value_range or percentile_range(image, card.normalisation)
+    # The normalisation is elementwise: where no resampling is needed the network's tiles are
+    # normalised one batch at a time (no float32 copy of the stack); resampling needs it whole.
+    prepare = partial(normalise, config=card.normalisation, value_range=value_range)
+    target = _target_spacing(card, spec)
     if grid is None:
-        x = to_model_grid(x, spacing, _target_spacing(card, spec))
         model_grid = back = None
+        if model_shape(image.shape, spacing, target) != tuple(image.shape):
+            x, prepare = to_model_grid(prepare(image), spacing, target), None
+        else:
+            x = image
     else:
         (oy, ox), (full_y, full_x) = grid
         nz, ny, nx = image.shape
         full = (nz, int(full_y), int(full_x))
-        model_full = model_shape(full, spacing, _target_spacing(card, spec))
+        model_full = model_shape(full, spacing, target)
         origin = (0, int(oy), int(ox))
         span = [window_span(n, m, o, o + k) for n, m, o, k in zip(full, model_full, origin, image.shape)]
+        x = image
         if model_full != full:
-            x = resize_window(x, full, model_full, origin, span)
+            x, prepare = resize_window(prepare(image), full, model_full, origin, span), None
         model_grid = ((span[1][0], span[2][0]), model_full[1:])
         back = (model_full, full, tuple(j0 for j0, _ in span),
                 [(o, o + k) for o, k in zip(origin, image.shape)])
@@ -165,13 +174,15 @@ def _predict(image, spacing, run, card, *, batch_size, progress, tile_size, over
         tile_depth=card.tile_depth if spec["kind"] == "unet3d" else 1,
         z_context=spec.get("z_context", 0), multiple=architectures.multiple_of(spec),
         z_multiple=architectures.z_multiple_of(spec), batch_size=batch_size, progress=progress,
-        grid=model_grid)
+        grid=model_grid, prepare=prepare, as_list=True)
     del x
-    if back is None:
-        probs = to_input_grid(probs, image.shape)
-    elif back[0] != back[1]:
-        probs = resize_window(probs, *back)
-    np.clip(probs, 0.0, 1.0, out=probs)
+    # Map by map, each its own array: a caller may free one (the head map) and keep the others.
+    for k, p in enumerate(probs):
+        if back is None:
+            p = to_input_grid(p, image.shape)
+        elif back[0] != back[1]:
+            p = resize_window(p, *back)
+        probs[k] = np.clip(p, 0.0, 1.0, out=p)
     return tuple(probs)
 
 

@@ -49,7 +49,7 @@ def _coverage(length: int, tile: int, starts: list[int], w: np.ndarray) -> np.nd
 def sliding_window(volume: np.ndarray, run, *, n_out: int = 2, tile_size: int = 256,
                    overlap: int = 32, tile_depth: int = 1, z_context: int = 0,
                    multiple: int = 1, z_multiple: int = 1, batch_size: int = 8,
-                   progress: bool = False, grid=None) -> np.ndarray:
+                   progress: bool = False, grid=None, prepare=None, as_list: bool = False):
     """Apply ``run`` tile by tile and blend.
 
     Parameters
@@ -72,11 +72,22 @@ def sliding_window(volume: np.ndarray, run, *, n_out: int = 2, tile_size: int = 
         whose whole-volume tiles lie inside the window gets the whole volume's value (to
         float32 rounding); voxels no tile inside covers are 0.
 
+    prepare : callable, optional
+        Turns a batch of tiles cut from ``volume`` into the network's float32 input (e.g. the
+        intensity normalisation, which is elementwise, so a tile gets the values it would have
+        in a normalised copy of the whole volume, without that stack-sized copy). Without it,
+        the tiles are converted to float32.
+
+    as_list : bool
+        Return the maps as a list of separate (Z, Y, X) arrays, so that one can be freed while
+        the others are kept.
+
     Returns
     -------
-    (n_out, Z, Y, X) float32 blended probabilities.
+    (n_out, Z, Y, X) float32 blended probabilities (a list of n_out arrays with ``as_list``).
     """
-    volume = np.asarray(volume, dtype=np.float32)
+    volume = np.asarray(volume)
+    prepare = prepare or (lambda tiles: tiles.astype(np.float32))
     nz, ny, nx = volume.shape
     is3d = tile_depth > 1
     ov = overlap
@@ -99,7 +110,8 @@ def sliding_window(volume: np.ndarray, run, *, n_out: int = 2, tile_size: int = 
     full_pad_x = (m_yx, max(m_yx, t_x - full_x - m_yx))
     pad_y = (full_pad_y[0] if oy == 0 else 0, full_pad_y[1] if oy + ny == full_y else 0)
     pad_x = (full_pad_x[0] if ox == 0 else 0, full_pad_x[1] if ox + nx == full_x else 0)
-    padded = np.pad(volume, (pad_z, pad_y, pad_x), mode="symmetric")
+    # The reflected margins are read from the volume tile by tile (no padded copy).
+    padded = _Reflected(volume, (pad_z, pad_y, pad_x))
     pz, py, px = padded.shape
     # The whole volume's tile starts (padded coordinates), shifted to the window's and kept
     # when the tile lies wholly inside it.
@@ -115,32 +127,60 @@ def sliding_window(volume: np.ndarray, run, *, n_out: int = 2, tile_size: int = 
         zs, wz = list(range(nz)), np.ones(1)
     w_tile = (wz[:, None, None] * wy[None, :, None] * wx[None, None, :]).astype(np.float32)
     # Accumulate straight into the unpadded output: no stack-sized padded copies.
-    out = np.zeros((n_out, nz, ny, nx), np.float32)
+    out = [np.zeros((nz, ny, nx), np.float32) for _ in range(n_out)]
 
     positions = list(itertools.product(zs, ys, xs))
     batches = [positions[i:i + batch_size] for i in range(0, len(positions), batch_size)]
     for batch in tqdm(batches, disable=not progress, desc="segmenting", unit="batch"):
         if is3d:
-            tiles = np.stack([padded[None, z:z + t_z, y:y + t_y, x:x + t_x] for z, y, x in batch])
+            tiles = np.stack([padded.cut((z, y, x), (t_z, t_y, t_x))[None] for z, y, x in batch])
         else:
-            tiles = np.stack([padded[z:z + 2 * z_context + 1, y:y + t_y, x:x + t_x]
-                              for z, y, x in batch])
-        probs = np.asarray(run(tiles), dtype=np.float32)
+            tiles = np.stack([padded.cut((z, y, x), (2 * z_context + 1, t_y, t_x)) for z, y, x in batch])
+        probs = np.asarray(run(prepare(tiles)), dtype=np.float32)
         for (z, y, x), p in zip(batch, probs):
             (sy, ty), (sx, tx) = _span(y, t_y, pad_y[0], ny), _span(x, t_x, pad_x[0], nx)
             if is3d:
                 oz, tz = _span(z, t_z, m_z, nz)
-                out[:, oz, sy, sx] += p[:, tz, ty, tx] * w_tile[tz, ty, tx]
+                where, weighted = (oz, sy, sx), p[:, tz, ty, tx] * w_tile[tz, ty, tx]
             else:
-                out[:, z, sy, sx] += p[:, ty, tx] * w_tile[0, ty, tx]
+                where, weighted = (z, sy, sx), p[:, ty, tx] * w_tile[0, ty, tx]
+            for channel, values in zip(out, weighted):
+                channel[where] += values
     cov_yx = np.outer(_coverage(py, t_y, ys, wy)[pad_y[0]:pad_y[0] + ny],
                       _coverage(px, t_x, xs, wx)[pad_x[0]:pad_x[0] + nx])
     if grid is not None:
         cov_yx[cov_yx == 0] = 1.0            # voxels of the window no tile inside covers
-    out /= cov_yx.astype(np.float32)
-    if is3d:
-        out /= cov_z.astype(np.float32)[:, None, None]
-    return out
+    cov_yx = cov_yx.astype(np.float32)
+    for channel in out:
+        channel /= cov_yx
+        if is3d:
+            channel /= cov_z.astype(np.float32)[:, None, None]
+    return out if as_list else np.stack(out)
+
+
+class _Reflected:
+    """``volume`` padded by ``pads`` ((before, after) per axis) as ``np.pad(mode="symmetric")``
+    would pad it, read box by box without making the padded copy."""
+
+    def __init__(self, volume: np.ndarray, pads):
+        self.volume, self.before = volume, [p[0] for p in pads]
+        self.shape = tuple(n + a + b for n, (a, b) in zip(volume.shape, pads))
+
+    def cut(self, start, size) -> np.ndarray:
+        """The box of ``size`` at ``start`` (padded coordinates)."""
+        index, plain = [], True
+        for s, k, b, n in zip(start, size, self.before, self.volume.shape):
+            lo = s - b
+            if 0 <= lo and lo + k <= n:
+                index.append(slice(lo, lo + k))
+            else:
+                plain = False
+                j = np.arange(lo, lo + k) % (2 * n)      # symmetric: ... 1 0 | 0 1 ... n-1 | n-1 ...
+                index.append(np.where(j < n, j, 2 * n - 1 - j))
+        if plain:
+            return self.volume[tuple(index)]
+        return self.volume[np.ix_(*[np.arange(i.start, i.stop) if isinstance(i, slice) else i
+                                    for i in index])]
 
 
 def _local_starts(starts: list[int], shift: int, tile: int, length: int) -> list[int]:
