@@ -31,7 +31,7 @@ class CellConfig:
     """
 
     spot_sigma_um: float | tuple[float, float, float] = 2.0
-    outline_sigma_um: float | tuple[float, float, float] = 1.0
+    outline_sigma_um: float | tuple[float, float, float] = 0.5
     threshold_factor: float = 1.0
     spot_radius_um: float = 0.0
     split: str = "voronoi"

@@ -25,7 +25,7 @@ def register(sub) -> None:
                    help="Gaussian sigma (µm; one value or Z Y X) of the image whose maxima seed one cell each "
                         "(default 2)")
     p.add_argument("--outline-sigma", nargs="+", type=float, metavar="UM",
-                   help="Gaussian sigma (µm; one value or Z Y X) before Otsu's threshold (default 1)")
+                   help="Gaussian sigma (µm; one value or Z Y X) before Otsu's threshold (default 0.5)")
     p.add_argument("--threshold-factor", type=float, default=None, metavar="F",
                    help="foreground above Otsu's threshold times F (default 1)")
     p.add_argument("--split", choices=SPLITS, default=None,

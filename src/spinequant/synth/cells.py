@@ -141,8 +141,13 @@ def make_cell_phantom(preset: str | CellPhantomConfig = "nuclei_confocal", *, se
     brightness = np.r_[0.0, rng_fill.uniform(*cfg.brightness, len(cells))]
     density = fill * brightness[labels].astype(np.float32)
     del fill
-    density *= _illumination(rng_light, cfg)
-    haze_field = haze(rng_light, cfg.shape, cfg.spacing, scale_um=4 * cfg.diameter_um[1]) if cfg.haze > 0 else None
+    light = _illumination(rng_light, cfg)
+    density *= light
+    haze_field = None
+    if cfg.haze > 0:   # autofluorescence: excited by the same sheet
+        haze_field = haze(rng_light, cfg.shape, cfg.spacing, scale_um=4 * cfg.diameter_um[1])
+        haze_field *= light
+    del light
     image, info = render(density, haze_field, labels > 0, cfg.spacing, cfg.imaging, rng_noise,
                          haze_amplitude=cfg.haze)
     params = {"config": config_to_dict(cfg), "seed": int(seed), "spinequant": __version__,
