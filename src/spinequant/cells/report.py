@@ -8,31 +8,50 @@ import json
 import time
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pandas as pd
 
 from .._atomic import atomic_path
 from ..config import config_to_dict
-from ..report.figures import _figure, overlay_projection
+from ..report.figures import _display_range, _figure, _outlines
 from ..report.html import _save_png
 
 FIGURES = {"overview.png": "Cells: maximum projections with outlines", "histograms.png": "Cell measurements"}
 
 
 def cell_overview(result):
-    """Top view (along z) over side view (along y), cell outlines in grey, in µm."""
+    """Top view (along z) over side view (along y): maximum projections in µm with every
+    cell's outline in a colour of its own, so that touching cells show where they were split."""
     image, labels, spacing = result.image, result.labels, result.spacing
     zy, yy, xx = (n * s for n, s in zip(image.shape, spacing))
     fig, axes = _figure(nrows=2, ncols=1, figsize=(9, 9 * (yy + zy) / max(xx, 1e-6) + 1),
                         gridspec_kw={"height_ratios": [max(yy, 1e-3), max(zy, 1e-3)]})
-    nothing = np.zeros(labels.shape, np.uint8)
-    table = pd.DataFrame({"id": result.cells["id"]})   # no types: every outline in one colour
+    colours = matplotlib.colormaps["tab20"].colors
     for ax, axis, title in ((axes[0], 0, "top view (maximum projection along z)"),
                             (axes[1], 1, "side view (maximum projection along y)")):
-        overlay_projection(image, labels, nothing, table, spacing, axis=axis, ids=False, ax=ax)
+        proj = image.max(axis=axis)
+        rows, cols = [s for i, s in enumerate(spacing) if i != axis]
+        lo, hi = _display_range(proj)
+        # voxel (i, j) is centred at (i * dy, j * dx), as the coordinates in cells.csv
+        ax.imshow(proj, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest",
+                  extent=(-cols / 2, (proj.shape[1] - 0.5) * cols, (proj.shape[0] - 0.5) * rows, -rows / 2))
+        # the nearest cell to the viewer along the axis decides the outline (first in the projection)
+        front = _front_labels(labels, axis)
+        for i in np.unique(front[front > 0]):
+            for c in _outlines(front == i):
+                ax.plot(c[:, 1] * cols, c[:, 0] * rows, color=colours[int(i) % len(colours)], lw=0.8)
+        ax.set_xlabel("x (µm)")
+        ax.set_ylabel("y (µm)" if axis == 0 else "z (µm)")
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def _front_labels(labels: np.ndarray, axis: int) -> np.ndarray:
+    """The first non-zero label along ``axis`` at every position of the projection."""
+    first = np.argmax(labels > 0, axis=axis)
+    return np.take_along_axis(labels, np.expand_dims(first, axis), axis=axis).squeeze(axis)
 
 
 def cell_histograms(cells: pd.DataFrame):

@@ -1,5 +1,6 @@
 """Voronoi-Otsu labelling of cells in 3D, with every size in µm (anisotropic voxels).
 
+0. Optionally even out uneven illumination: divide by a wide Gaussian blur of the image.
 1. Smooth the image twice with Gaussians whose sigmas are given in µm (so per axis in
    voxels): the *outline* image and the *spot* image.
 2. Foreground: the outline image above Otsu's threshold.
@@ -39,6 +40,18 @@ def foreground(image: np.ndarray, spacing, config: CellConfig) -> tuple[np.ndarr
     return outline > level, outline, level
 
 
+def flatten(image: np.ndarray, spacing, sigma_um: float) -> np.ndarray:
+    """``image`` less its dark level (1st percentile) over its Gaussian blur of ``sigma_um``
+    (µm): a multiplicative illumination that changes slowly in space cancels out. 10 % of the
+    mean blur is added below the fraction, so empty dark regions do not become bright."""
+    img = image.astype(np.float32)
+    img -= np.float32(np.percentile(img, 1))
+    local = ndi.gaussian_filter(img, sigma_voxels(sigma_um, spacing), mode="nearest")
+    local += np.float32(0.1 * local.mean())
+    img /= local
+    return img
+
+
 def seeds(spot: np.ndarray, mask: np.ndarray, spacing, config: CellConfig) -> np.ndarray:
     """Labelled seed voxels 1..K: maxima of ``spot`` within ``config.spot_radius_um`` inside ``mask``.
 
@@ -68,6 +81,8 @@ def voronoi_otsu(image, spacing, config: CellConfig | None = None) -> tuple[np.n
     image = np.asarray(image)
     spacing = check_spacing(spacing, ndim=3, where="the cell volume")
     check_image_values(image, where="the cell volume")
+    if config.flatten_sigma_um is not None:
+        image = flatten(image, spacing, config.flatten_sigma_um)
     mask, _, level = foreground(image, spacing, config)
     spot = ndi.gaussian_filter(image.astype(np.float32), sigma_voxels(config.spot_sigma_um, spacing),
                                mode="nearest")

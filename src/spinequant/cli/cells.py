@@ -33,6 +33,9 @@ def register(sub) -> None:
                         "smoothed image (intensity)")
     p.add_argument("--min-volume", type=float, default=None, metavar="UM3",
                    help="remove objects smaller than this many µm³ (default 30)")
+    p.add_argument("--flatten", type=float, default=None, metavar="UM",
+                   help="even out uneven illumination first: divide by the image's Gaussian blur of this "
+                        "sigma in µm, a few cell diameters (default: off)")
     p.add_argument("--config", default=None, metavar="RUN_JSON",
                    help="repeat the settings of an earlier cells run (its run.json)")
     p.add_argument("--no-report", action="store_true", help="skip report.html and its figures")
@@ -64,7 +67,8 @@ def _config(args):
     changes = {k: v for k, v in (("spot_sigma_um", sigma(args.spot_sigma)),
                                  ("outline_sigma_um", sigma(args.outline_sigma)),
                                  ("threshold_factor", args.threshold_factor), ("split", args.split),
-                                 ("min_volume_um3", args.min_volume)) if v is not None}
+                                 ("min_volume_um3", args.min_volume), ("flatten_sigma_um", args.flatten))
+               if v is not None}
     return replace(config, **changes)
 
 
