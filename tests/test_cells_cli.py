@@ -83,3 +83,21 @@ def test_cells_bad_input(tmp_path, capsys):
                  "--config", str(not_cells)]) == EXIT_INPUT
     assert "not the run.json of a cells run" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_failed_write_leaves_nothing(phantom, tmp_path, monkeypatch, capsys):
+    """A run whose report cannot be written keeps none of its files (an earlier run.json goes too)."""
+    from spinequant.cells import report
+    from spinequant.errors import OutputError
+
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "run.json").write_text("{}")
+
+    def full_disk(*args, **kwargs):
+        raise OutputError("Could not write 'report.html': the drive is full.")
+
+    monkeypatch.setattr(report, "write_cell_report", full_disk)
+    assert main(["cells", str(phantom / "image.tif"), "--out", str(out), "-q"]) == EXIT_INPUT
+    assert "drive is full" in capsys.readouterr().err
+    assert list(out.iterdir()) == []

@@ -73,6 +73,18 @@ def _config(args):
 
 
 def run(args) -> int:
+    from .._partials import remove_own
+    from . import _signals
+
+    try:
+        return _run(args)
+    except KeyboardInterrupt as exc:
+        # atomic writes have removed their files; this also catches a late write of zarr's own thread
+        remove_own(Path(args.out))
+        raise _signals.with_outcome(exc, f"nothing was written for {Path(args.stack).name}") from None
+
+
+def _run(args) -> int:
     from ..cells import analyze_cells_file
 
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
