@@ -101,3 +101,24 @@ def test_failed_write_leaves_nothing(phantom, tmp_path, monkeypatch, capsys):
     assert main(["cells", str(phantom / "image.tif"), "--out", str(out), "-q"]) == EXIT_INPUT
     assert "drive is full" in capsys.readouterr().err
     assert list(out.iterdir()) == []
+
+
+def test_intensities_of_every_channel(phantom, tmp_path):
+    """A two-channel hyperstack: channel 1 is segmented, both channels are measured per cell."""
+    image = read_stack(phantom / "image.tif")
+    other = np.full(image.data.shape, 5, np.uint16)
+    other[image.data > np.percentile(image.data, 90)] = 9
+    data = np.stack([other, image.data], axis=1)          # Z C Y X
+    z, y, x = image.spacing
+    path = tmp_path / "two.tif"
+    tifffile.imwrite(path, data, imagej=True, resolution=(1 / x, 1 / y),
+                     metadata={"axes": "ZCYX", "spacing": z, "unit": "um"})
+    out = tmp_path / "r"
+    assert main(["cells", str(path), "--out", str(out), "--channel", "1", "-q", "--no-report"]) == 0
+    cells = pd.read_csv(out / "cells.csv")
+    assert {"mean_intensity_c0", "max_intensity_c0", "mean_intensity_c1", "max_intensity_c1"} <= set(cells)
+    assert cells["max_intensity_c0"].isin([5, 9]).all() and (cells["max_intensity_c0"] == 9).any()
+    labels = read_stack(out / "labels_cells.tif", check_values=False).data
+    first = labels == cells["id"].iloc[0]
+    assert cells["mean_intensity_c1"].iloc[0] == pytest.approx(image.data[first].mean())
+    assert json.loads((out / "run.json").read_text())["input"]["intensity_channels"] == ["c0", "c1"]
