@@ -63,16 +63,17 @@ def _surfaces(labels, ids, spacing) -> tuple[np.ndarray, np.ndarray]:
     boxes = ndi.find_objects(labels)
     area = np.full(len(ids), np.nan)
     sphericity = np.full(len(ids), np.nan)
-    for k, i in enumerate(ids):
-        box = boxes[i - 1]
-        mask = np.pad(labels[box] == i, 1).astype(np.float32)
+    for row, cell_id in enumerate(ids):
+        mask = np.pad(labels[boxes[cell_id - 1]] == cell_id, 1).astype(np.float32)
         verts, faces, _, _ = marching_cubes(mask, 0.5, spacing=spacing)
-        tri = verts[faces]
-        cross = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-        a = 0.5 * float(np.linalg.norm(cross, axis=1).sum())
-        v = abs(float(np.einsum("ij,ij->i", tri[:, 0], np.cross(tri[:, 1], tri[:, 2])).sum()) / 6.0)
-        area[k] = a
-        sphericity[k] = np.pi ** (1 / 3) * (6 * v) ** (2 / 3) / a if a > 0 else np.nan
+        triangles = verts[faces]
+        normals = np.cross(triangles[:, 1] - triangles[:, 0], triangles[:, 2] - triangles[:, 0])
+        surface = 0.5 * float(np.linalg.norm(normals, axis=1).sum())
+        # enclosed volume by the divergence theorem (signed tetrahedra from the origin)
+        enclosed = abs(float(np.einsum("ij,ij->i", triangles[:, 0],
+                                       np.cross(triangles[:, 1], triangles[:, 2])).sum()) / 6.0)
+        area[row] = surface
+        sphericity[row] = np.pi ** (1 / 3) * (6 * enclosed) ** (2 / 3) / surface if surface > 0 else np.nan
     return area, sphericity
 
 

@@ -206,20 +206,19 @@ def _place(rng: np.random.Generator, cfg: CellPhantomConfig, box: np.ndarray) ->
     for _ in range(30 * n):
         if len(cells) >= n:
             break
-        d = rng.uniform(*cfg.diameter_um)
-        e = rng.uniform(*cfg.elongation)
-        # semi-axes with the asked equivalent diameter: a = r e^(2/3), b = c = r e^(-1/3)
-        r = d / 2
-        mid = rng.uniform(1.0, e)
-        axes = r * np.array([e, mid, 1.0]) / np.cbrt(e * mid)
+        diameter = rng.uniform(*cfg.diameter_um)
+        elongation = rng.uniform(*cfg.elongation)
+        middle = rng.uniform(1.0, elongation)
+        # semi-axes in the ratio elongation : middle : 1 whose product is the sphere's radius³
+        axes = diameter / 2 * np.array([elongation, middle, 1.0]) / np.cbrt(elongation * middle)
         rot = _random_rotation(rng)
         touching = cells and rng.random() < cfg.touching_fraction
         if touching:
             parent = cells[int(rng.integers(len(cells)))]
-            u = rng.standard_normal(3)
-            u /= np.linalg.norm(u)
-            reach = _reach(parent, u) + _reach({"rot": rot, "axes": axes}, -u)
-            centre = parent["centre"] + u * reach * rng.uniform(0.92, 1.0)
+            towards = rng.standard_normal(3)
+            towards /= np.linalg.norm(towards)
+            reach = _reach(parent, towards) + _reach({"rot": rot, "axes": axes}, -towards)
+            centre = parent["centre"] + towards * reach * rng.uniform(0.92, 1.0)
         else:
             centre = rng.uniform(0, 1, 3) * box
         if not np.all((centre > 0) & (centre < box)):
