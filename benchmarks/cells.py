@@ -8,7 +8,8 @@ centroids within 5 µm, counts, the median volume ratio of matched cells (found 
 of analyze_cells (segment + measure) per Mvoxel, the peak of numpy allocations during it
 (tracemalloc) and the process's peak RSS. Also: both split rules, and the light-sheet preset
 at lower and higher SNR and with twice its fall-off of the light along x, and with the
-illumination flattened (flatten_sigma_um). Writes benchmarks/results/cells.md and cells.csv.
+illumination flattened (flatten_sigma_um), and sampled at the voxel size of CellSeg3D's mesoSPIM
+data (5 µm in z, 5.26 µm in y and x). Writes benchmarks/results/cells.md and cells.csv.
 
 Usage:  python benchmarks/cells.py [--seeds 3]
 """
@@ -44,6 +45,8 @@ CASES = [
      {"flatten_sigma_um": 30.0}),
     ("nuclei_lightsheet, flatten 30 µm", "nuclei_lightsheet", {}, {"flatten_sigma_um": 30.0}),
     ("nuclei_confocal, flatten 30 µm", "nuclei_confocal", {}, {"flatten_sigma_um": 30.0}),
+    ("nuclei_lightsheet at CellSeg3D's voxel", "nuclei_lightsheet", {"spacing": (5.0, 5.26, 5.26),
+                                                                    "shape": (32, 64, 64)}, {}),
     ("nuclei_lightsheet, 80x256x256", "nuclei_lightsheet", {"shape": (80, 256, 256)}, {}),
 ]
 
