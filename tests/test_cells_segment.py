@@ -136,3 +136,13 @@ def test_flatten_evens_out_a_strong_fall_off():
     d_plain = score_cells(plain, ph.labels, spacing=ph.spacing)["dice"]
     d_flat = score_cells(flat, ph.labels, spacing=ph.spacing)["dice"]
     assert d_plain < 0.85 and d_flat > 0.9
+
+
+def test_no_cells_gives_an_empty_table():
+    img = np.random.default_rng(0).normal(100, 5, (10, 40, 40)).astype(np.float32)
+    result = analyze_cells(img, spacing=(1, 0.5, 0.5), config=CellConfig(min_volume_um3=1e6))
+    assert result.labels.max() == 0 and len(result.cells) == 0
+    assert list(result.cells.columns[:10]) == ["id", "centroid_z_um", "centroid_y_um", "centroid_x_um", "volume_um3",
+                                               "equivalent_diameter_um", "surface_um2", "sphericity", "n_voxels",
+                                               "touches_border"]
+    assert result.summary["n_cells"] == 0 and result.summary["density_per_mm3"] == 0.0
