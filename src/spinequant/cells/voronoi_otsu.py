@@ -17,6 +17,7 @@ The method is CellSeg3D's choice for post-processing (Achard et al. 2024, after 
 from __future__ import annotations
 
 import cc3d
+import edt
 import numpy as np
 from scipy import ndimage as ndi
 from skimage.filters import threshold_otsu
@@ -89,7 +90,7 @@ def voronoi_otsu(image, spacing, config: CellConfig | None = None) -> tuple[np.n
     markers = seeds(spot, mask, spacing, config)
     n_seeds = int(markers.max())
     if config.split == "voronoi":
-        dist = ndi.distance_transform_edt(markers == 0, sampling=spacing).astype(np.float32)
+        dist = edt.edt(markers == 0, anisotropy=spacing, black_border=False, parallel=1)
         labels = watershed(dist, markers, mask=mask)
     else:
         labels = watershed(-spot, markers, mask=mask)
