@@ -35,7 +35,7 @@ def sigma_voxels(sigma_um, spacing) -> tuple[float, float, float]:
 
 def foreground(image: np.ndarray, spacing, config: CellConfig) -> tuple[np.ndarray, np.ndarray, float]:
     """(mask, outline image, threshold): the outline image above Otsu's threshold x the factor."""
-    outline = ndi.gaussian_filter(image.astype(np.float32), sigma_voxels(config.outline_sigma_um, spacing),
+    outline = ndi.gaussian_filter(image.astype(np.float32, copy=False), sigma_voxels(config.outline_sigma_um, spacing),
                                   mode="nearest")
     level = float(threshold_otsu(outline)) * config.threshold_factor
     return outline > level, outline, level
@@ -82,10 +82,10 @@ def voronoi_otsu(image, spacing, config: CellConfig | None = None) -> tuple[np.n
     image = np.asarray(image)
     spacing = check_spacing(spacing, ndim=3, where="the cell volume")
     check_image_values(image, where="the cell volume")
-    if config.flatten_sigma_um is not None:
-        image = flatten(image, spacing, config.flatten_sigma_um)
-    mask, _, level = foreground(image, spacing, config)
-    spot = ndi.gaussian_filter(image.astype(np.float32), sigma_voxels(config.spot_sigma_um, spacing),
+    work = (flatten(image, spacing, config.flatten_sigma_um) if config.flatten_sigma_um is not None
+            else image.astype(np.float32, copy=False))
+    mask, _, level = foreground(work, spacing, config)
+    spot = ndi.gaussian_filter(work, sigma_voxels(config.spot_sigma_um, spacing),
                                mode="nearest")
     markers = seeds(spot, mask, spacing, config)
     n_seeds = int(markers.max())
@@ -97,7 +97,8 @@ def voronoi_otsu(image, spacing, config: CellConfig | None = None) -> tuple[np.n
     # foreground pieces that no seed reached (no maximum inside them) are cells of their own
     rest = cc3d.connected_components(mask & (labels == 0), connectivity=26)
     n_rest = int(rest.max())
-    labels = np.where(rest > 0, rest.astype(np.int64) + n_seeds, labels)
+    pieces = rest > 0
+    labels[pieces] = rest[pieces].astype(labels.dtype) + n_seeds
     labels, n_small = remove_small(labels, spacing, config.min_volume_um3)
     return labels, {"otsu_threshold": level, "n_seeds": n_seeds, "n_seedless_pieces": n_rest,
                     "n_removed_small": n_small, "foreground_fraction": float(mask.mean())}
