@@ -7,15 +7,16 @@ from pathlib import Path
 
 
 def register(sub) -> None:
-    from ..synth import PRESETS
+    from ..synth import CELL_PRESETS, PRESETS
 
     p = sub.add_parser("synth", help="make synthetic stacks with exact ground truth",
                        description="Make N synthetic spiny-dendrite stacks, each in its own folder "
                                    "DIR/phantom_NNN with image.tif, labels_*.tif, truth_spines.csv, "
                                    "dendrites.swc and params.json. Phantom i uses seed S + i, so the "
                                    "same command writes identical files.")
-    p.add_argument("--preset", default="two_photon", choices=sorted(PRESETS),
-                   help="acquisition to mimic (default two_photon)")
+    p.add_argument("--preset", default="two_photon", choices=sorted(PRESETS) + sorted(CELL_PRESETS),
+                   help="acquisition to mimic (default two_photon); nuclei_* make cell volumes "
+                        "(image.tif, labels_cells.tif, truth_cells.csv; docs/cells.md)")
     p.add_argument("--n", type=int, default=1, metavar="N", help="number of phantoms (default 1)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the first phantom (default 0)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
@@ -31,11 +32,13 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from ..errors import InputError
-    from ..synth import make_phantom, write_phantom
+    from ..synth import CELL_PRESETS, make_phantom, write_phantom
 
     if args.n < 1:
         raise InputError(f"--n must be at least 1 (got {args.n}).")
     out = Path(args.out)
+    if args.preset in CELL_PRESETS:
+        return _cells(args, out)
     overrides = {k: v for k, v in (("spacing", args.voxel_size), ("snr", args.snr),
                                    ("spine_density_per_um", args.spine_density)) if v is not None}
     for i in range(args.n):
@@ -46,4 +49,20 @@ def run(args) -> int:
         summary = ", ".join(f"{n} {t}" for t, n in sorted(types.items()))
         print(f"{folder}  seed {args.seed + i}  shape {phantom.image.shape}  "
               f"{len(phantom.spines)} spines ({summary})  {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _cells(args, out: Path) -> int:
+    from ..errors import InputError
+    from ..synth import make_cell_phantom, write_cell_phantom
+
+    if args.spine_density is not None:
+        raise InputError(f"--spine-density does not apply to the cell preset '{args.preset}'; leave it out.")
+    overrides = {k: v for k, v in (("spacing", args.voxel_size), ("snr", args.snr)) if v is not None}
+    for i in range(args.n):
+        start = time.perf_counter()
+        phantom = make_cell_phantom(args.preset, seed=args.seed + i, shape=args.shape, **overrides)
+        folder = write_cell_phantom(phantom, out / f"phantom_{i:03d}")
+        print(f"{folder}  seed {args.seed + i}  shape {phantom.image.shape}  {len(phantom.cells)} cells "
+              f"({phantom.params['n_touching']} touching)  {time.perf_counter() - start:.1f} s")
     return 0

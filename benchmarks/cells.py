@@ -1,0 +1,147 @@
+"""Accuracy, speed and memory of the classical cell segmentation (Voronoi-Otsu in µm) on the
+cell phantom presets.
+
+Each preset runs in a fresh process (so its peak memory is its own), OMP_NUM_THREADS=1, on
+seeds 100.. (the defaults were chosen on seeds 0-1; tests use 2, 3 and 7). Per phantom:
+foreground Dice, instance F1 at IoU 0.5 and mean F1 over IoU 0.1-0.9, point F1 of the
+centroids within 5 µm, counts, the median volume ratio of matched cells (found / true), time
+of analyze_cells (segment + measure) per Mvoxel, the peak of numpy allocations during it
+(tracemalloc) and the process's peak RSS. Also: both split rules, and the light-sheet preset
+at lower and higher SNR and with twice its fall-off of the light along x, and with the
+illumination flattened (flatten_sigma_um), and sampled at the voxel size of CellSeg3D's mesoSPIM
+data (5 µm in z, 5.26 µm in y and x). Writes benchmarks/results/cells.md and cells.csv.
+
+Usage:  python benchmarks/cells.py [--seeds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage as ndi
+
+from _table import markdown
+
+RESULTS = Path(__file__).parent / "results"
+#: (label, preset, phantom overrides, CellConfig overrides)
+CASES = [
+    ("nuclei_confocal", "nuclei_confocal", {}, {}),
+    ("nuclei_lightsheet", "nuclei_lightsheet", {}, {}),
+    ("nuclei_confocal, split=intensity", "nuclei_confocal", {}, {"split": "intensity"}),
+    ("nuclei_lightsheet, split=intensity", "nuclei_lightsheet", {}, {"split": "intensity"}),
+    ("nuclei_lightsheet, SNR 4", "nuclei_lightsheet", {"snr": 4.0}, {}),
+    ("nuclei_lightsheet, SNR 16", "nuclei_lightsheet", {"snr": 16.0}, {}),
+    ("nuclei_lightsheet, fall-off 0.7", "nuclei_lightsheet", {"illumination_falloff": 0.7}, {}),
+    ("nuclei_lightsheet, fall-off 0.7, flatten 30 µm", "nuclei_lightsheet", {"illumination_falloff": 0.7},
+     {"flatten_sigma_um": 30.0}),
+    ("nuclei_lightsheet, flatten 30 µm", "nuclei_lightsheet", {}, {"flatten_sigma_um": 30.0}),
+    ("nuclei_confocal, flatten 30 µm", "nuclei_confocal", {}, {"flatten_sigma_um": 30.0}),
+    ("nuclei_lightsheet at CellSeg3D's voxel", "nuclei_lightsheet", {"spacing": (5.0, 5.26, 5.26),
+                                                                    "shape": (32, 64, 64)}, {}),
+    ("nuclei_lightsheet, 80x256x256", "nuclei_lightsheet", {"shape": (80, 256, 256)}, {}),
+]
+
+
+def matched_volume_ratio(pred, truth) -> float:
+    """Median found / true voxel count over predicted cells whose voxels are mostly one true cell."""
+    ratios = []
+    t_counts = np.bincount(truth.ravel())
+    for i, box in enumerate(ndi.find_objects(pred), start=1):
+        if box is None:
+            continue
+        mine = pred[box] == i
+        overlap = np.bincount(truth[box][mine])
+        overlap[0] = 0
+        t = int(overlap.argmax())
+        if t and overlap[t] > 0.5 * mine.sum():
+            ratios.append(mine.sum() / t_counts[t])
+    return float(np.median(ratios)) if ratios else float("nan")
+
+
+def one_case(index: int, n_seeds: int) -> list[dict]:
+    """Runs in the child process."""
+    import time
+    import tracemalloc
+
+    from spinequant.cells import CellConfig, analyze_cells
+    from spinequant.evaluate import match_instances
+    from spinequant.evaluate.cells import score_cells
+    from spinequant.pipeline.runinfo import peak_memory_mb
+    from spinequant.synth.cells import make_cell_phantom
+
+    label, preset, ph_over, cfg_over = CASES[index]
+    config = CellConfig(**cfg_over)
+    rows = []
+    for seed in range(100, 100 + n_seeds):
+        ph = make_cell_phantom(preset, seed=seed, **ph_over)
+        tracemalloc.start()
+        t = time.perf_counter()
+        result = analyze_cells(ph.image, spacing=ph.spacing, config=config)
+        seconds = time.perf_counter() - t
+        traced = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+        s = score_cells(result.labels, ph.labels, spacing=ph.spacing)
+        matched = set(match_instances(result.labels, ph.labels, iou_threshold=0.5)["pairs"]["true_id"])
+        touching = ph.cells.loc[ph.cells["cluster"] > 0, "id"]
+        rows.append({"case": label, "seed": seed, "shape": "x".join(map(str, ph.image.shape)),
+                     "voxel_um": "/".join(f"{v:g}" for v in ph.spacing), "n_true": len(ph.cells),
+                     "n_touching": int((ph.cells["cluster"] > 0).sum()), "n_found": len(result.cells),
+                     "dice": s["dice"], "f1_iou50": s["instances"]["f1"], "f1_mean_iou10_90": float(s["curve"]["f1"].mean()),
+                     "point_f1": s["points"]["f1"],
+                     "touching_recall": float(touching.isin(matched).mean()) if len(touching) else float("nan"),
+                     "volume_ratio": matched_volume_ratio(result.labels, ph.labels),
+                     "s_per_Mvoxel": seconds / (ph.image.size / 1e6), "traced_peak_MB": traced,
+                     "process_peak_MB": peak_memory_mb()})
+    return rows
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child is not None:
+        print(json.dumps(one_case(args.child, args.seeds)))
+        return
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    rows = []
+    for i, (label, *_) in enumerate(CASES):
+        seeds = 1 if "256x256" in label else args.seeds
+        out = subprocess.run([sys.executable, __file__, "--child", str(i), "--seeds", str(seeds)],
+                             capture_output=True, text=True, env=env, check=True)
+        rows += json.loads(out.stdout.strip().splitlines()[-1])
+        print(label, "done", flush=True)
+    per_seed = pd.DataFrame(rows)
+    RESULTS.mkdir(exist_ok=True)
+    per_seed.to_csv(RESULTS / "cells.csv", index=False)
+    numbers = ["n_true", "n_touching", "n_found", "dice", "f1_iou50", "f1_mean_iou10_90", "point_f1",
+               "touching_recall", "volume_ratio", "s_per_Mvoxel", "traced_peak_MB", "process_peak_MB"]
+    table = per_seed.groupby(["case", "shape", "voxel_um"], sort=False)[numbers].mean().reset_index()
+    table.insert(3, "phantoms", per_seed.groupby(["case"], sort=False).size().to_numpy())
+    header = (f"# Cell segmentation on phantoms\n\n`python benchmarks/cells.py --seeds {args.seeds}`, {date.today()}, "
+              f"{platform.machine()}, {os.cpu_count()} cores shared with other jobs, OMP_NUM_THREADS=1. "
+              f"Voronoi-Otsu labelling with the default CellConfig (spot sigma 2 µm, outline sigma 0.5 µm, "
+              f"min volume 30 µm³) unless the case says otherwise; phantom seeds 100-{99 + args.seeds} "
+              f"(one for the large volume). Means over the phantoms; per phantom in cells.csv. dice: foreground; "
+              f"f1_iou50: instances matched one-to-one at IoU >= 0.5; f1_mean_iou10_90: mean F1 over IoU "
+              f"0.1-0.9; point_f1: centroids within 5 µm; touching_recall: fraction of the true cells that "
+              f"touch another one found as their own object (IoU >= 0.5); volume_ratio: median found/true volume of matched "
+              f"cells; s_per_Mvoxel: analyze_cells (segment + measure); traced_peak_MB: peak numpy "
+              f"allocations during it; process_peak_MB: peak RSS of the process (phantom included).\n\n"
+              f"Reference only (other data, not comparable): CellSeg3D reports Dice 0.83 for SwinUNetR on its "
+              f"mesoSPIM test volumes (Achard et al. 2024).\n\n")
+    (RESULTS / "cells.md").write_text(header + markdown(table, digits=3))
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+if __name__ == "__main__":
+    main()

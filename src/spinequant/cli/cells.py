@@ -1,0 +1,100 @@
+"""``spinequant cells STACK --out DIR``: segment and measure neuronal cells / nuclei in 3D."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from ..errors import InputError
+from ._common import add_stack_arguments, image_choice, stack_path
+
+
+def register(sub) -> None:
+    from ..cells import SPLITS
+
+    p = sub.add_parser(
+        "cells", help="segment and measure cells or nuclei in a 3D volume",
+        description="Segment cells or nuclei in a 3D volume by Voronoi-Otsu labelling with sizes in µm "
+                    "(docs/cells.md) and write labels_cells.tif, results.ome.zarr, cells.csv (one row per "
+                    "cell: centroid, volume, diameter, sphericity, intensities), report.html and run.json.")
+    p.add_argument("stack", help="3D stack file or Zarr folder")
+    p.add_argument("--out", required=True, help="results folder (created if needed)")
+    p.add_argument("--spot-sigma", nargs="+", type=float, metavar="UM",
+                   help="Gaussian sigma (µm; one value or Z Y X) of the image whose maxima seed one cell each "
+                        "(default 2)")
+    p.add_argument("--outline-sigma", nargs="+", type=float, metavar="UM",
+                   help="Gaussian sigma (µm; one value or Z Y X) before Otsu's threshold (default 0.5)")
+    p.add_argument("--threshold-factor", type=float, default=None, metavar="F",
+                   help="foreground above Otsu's threshold times F (default 1)")
+    p.add_argument("--split", choices=SPLITS, default=None,
+                   help="touching cells: nearest seed in µm (voronoi, default) or seeded watershed of the "
+                        "smoothed image (intensity)")
+    p.add_argument("--min-volume", type=float, default=None, metavar="UM3",
+                   help="remove objects smaller than this many µm³ (default 30)")
+    p.add_argument("--flatten", type=float, default=None, metavar="UM",
+                   help="even out uneven illumination first: divide by the image's Gaussian blur of this "
+                        "sigma in µm, a few cell diameters (default: off)")
+    p.add_argument("--config", default=None, metavar="RUN_JSON",
+                   help="repeat the settings of an earlier cells run (its run.json)")
+    p.add_argument("--no-report", action="store_true", help="skip report.html and its figures")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    add_stack_arguments(p)
+    p.set_defaults(func=run)
+
+
+def _config(args):
+    from ..cells import CellConfig
+
+    values = None
+    if args.config:
+        path = Path(args.config)
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InputError(f"Cannot read the settings file '{path}' ({exc}). Give the run.json of an "
+                             f"earlier cells run.") from None
+        if record.get("analysis") != "cells":
+            raise InputError(f"'{path}' is not the run.json of a cells run; give the one that "
+                             f"'spinequant cells' wrote.")
+        values = record.get("config")
+    config = CellConfig.from_dict(values)
+    sigma = (lambda v: None if v is None else (v[0] if len(v) == 1 else tuple(v)))
+    for name, value in (("spot_sigma_um", sigma(args.spot_sigma)), ("outline_sigma_um", sigma(args.outline_sigma))):
+        if value is not None and not isinstance(value, float) and len(value) != 3:
+            raise InputError(f"--{name.split('_')[0]}-sigma takes one number (µm) or three (Z Y X).")
+    changes = {k: v for k, v in (("spot_sigma_um", sigma(args.spot_sigma)),
+                                 ("outline_sigma_um", sigma(args.outline_sigma)),
+                                 ("threshold_factor", args.threshold_factor), ("split", args.split),
+                                 ("min_volume_um3", args.min_volume), ("flatten_sigma_um", args.flatten))
+               if v is not None}
+    return replace(config, **changes)
+
+
+def run(args) -> int:
+    from .._partials import remove_own
+    from . import _signals
+
+    try:
+        return _run(args)
+    except KeyboardInterrupt as exc:
+        # atomic writes have removed their files; this also catches a late write of zarr's own thread
+        remove_own(Path(args.out))
+        raise _signals.with_outcome(exc, f"nothing was written for {Path(args.stack).name}") from None
+
+
+def _run(args) -> int:
+    from ..cells import analyze_cells_file
+
+    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
+    progress = (lambda name: None) if args.quiet else (lambda name: print(f"{name}...", file=sys.stderr, flush=True))
+    result = analyze_cells_file(stack_path(args.stack), args.out, channel=args.channel, time=args.time,
+                                voxel_size=args.voxel_size, image=image_choice(args.image),
+                                allow_incomplete=args.allow_incomplete, config=_config(args),
+                                progress=progress, report=not args.no_report)
+    s = result.summary
+    say(f"{s['n_cells']} cells, {s['density_per_mm3']:.4g} per mm³ of {s['imaged_volume_mm3']:.4g} mm³, "
+        f"median volume {s['median_volume_um3']:.4g} µm³; results in {args.out}/"
+        + ("" if args.no_report else " (open report.html)"))
+    return 0
