@@ -93,9 +93,12 @@ class EditSession:
     def add(self, point, *, source: str = "spine map", fraction: float = 0.5,
             max_radius_um: float = 1.5) -> list[int]:
         """Add a spine grown from ``point`` in the spine map (``source="spine map"``) or the image."""
-        values = {"spine map": self.result.spine_prob, "image": self.result.image}.get(source)
-        if values is None:
+        if source not in ("spine map", "image"):
             raise InputError(f"Grow a new spine in 'spine map' or 'image', not {source!r}.")
+        values = self.result.spine_prob if source == "spine map" else self.result.image
+        if values is None:
+            raise InputError("This result has no spine map (a result folder does not keep one); grow the "
+                             "new spine in the image instead.")
         labels = ops.add_spine(self.spine_labels, point, values, self.spacing,
                                dendrite_labels=self.result.dendrite_labels, fraction=fraction,
                                max_radius_um=max_radius_um)
@@ -180,6 +183,17 @@ class EditSession:
         with atomic_path(Path(out) / RUN_FILE) as tmp:
             Path(tmp).write_text(json.dumps(to_json(record), indent=2), encoding="utf-8")
         return out
+
+    def save_training(self, folder) -> Path:
+        """Write the corrected labels as one training stack (the layout ``spinequant train``
+        reads: image.tif, labels_semantic.tif, labels_spines.tif, labels_dendrites.tif)."""
+        from ..groundtruth.layout import write_training_stack
+
+        return write_training_stack(folder, self.result.image, self.spacing, self.spine_labels,
+                                    self.result.dendrite_labels,
+                                    provenance={"source": "spinequant result corrected by hand",
+                                                "method": self.result.config.method,
+                                                **self.edit_record()})
 
     # --- internals -------------------------------------------------------------------------
     def _skeleton_of_dendrites(self):
