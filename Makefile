@@ -14,7 +14,7 @@ venv: $(STAMP)
 # System libraries that Qt (the napari plugin and its tests, offscreen) loads, as
 # "library:Debian package"; a slim Debian/Ubuntu Python image may lack them. Installed with
 # apt-get only when one is missing and we are root; otherwise a message says what to install.
-QT_SYSTEM_LIBS := libGL.so.1:libgl1 libglib-2.0.so.0:libglib2.0-0 libfontconfig.so.1:libfontconfig1 \
+QT_SYSTEM_LIBS := libGL.so.1:libgl1 libEGL.so.1:libegl1 libglib-2.0.so.0:libglib2.0-0 libfontconfig.so.1:libfontconfig1 \
                   libfreetype.so.6:libfreetype6 libdbus-1.so.3:libdbus-1-3 libX11.so.6:libx11-6 \
                   libXext.so.6:libxext6 libxkbcommon.so.0:libxkbcommon0
 

@@ -44,9 +44,10 @@ class CorrectPanel(QWidget):
         grid.addWidget(self.type_box, len(buttons) // 2, 0)
         grid.addWidget(self.dendrite_box, len(buttons) // 2, 1)
         layout = QVBoxLayout(self)
-        layout.addWidget(QLabel("Points: two inside a spine split it; each one outside spines adds a "
-                                "spine grown in the spine map. Paint or erase on the 'spines' layer, "
-                                "then apply."))
+        help_text = QLabel("Points: two inside a spine split it; each one outside spines adds a spine "
+                           "grown in the spine map. Paint or erase on the 'spines' layer, then apply.")
+        help_text.setWordWrap(True)
+        layout.addWidget(help_text)
         layout.addLayout(grid)
         layout.addWidget(self.status)
         layout.addStretch()
@@ -121,7 +122,14 @@ class CorrectPanel(QWidget):
         if len(points) < 2:
             self.status.setText("Place two points inside the spine to split (or draw a line across it).")
             return None
-        spine_id = int(self.owner.session.spine_labels[tuple(np.round(points[0]).astype(int))])
+        labels = self.owner.session.spine_labels
+        under = [int(labels[tuple(np.clip(np.round(p).astype(int), 0, np.array(labels.shape) - 1))])
+                 for p in points]
+        spine_id = next((u for u in under if u), 0)
+        if not spine_id:
+            self.status.setText("The points lie in no spine: place them inside the spine to split, in "
+                                "the planes where it shows.")
+            return None
         done = self._edit("Split", lambda s: s.split_seeds(spine_id, points))
         if done:
             self._clear(EDIT_POINTS)

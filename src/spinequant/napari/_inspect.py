@@ -11,6 +11,9 @@ from qtpy.QtWidgets import (QAbstractItemView, QComboBox, QFormLayout, QLabel, Q
 
 from ._layers import TYPE_COLOURS
 
+#: The colour-by choice that gives every spine its own label colour (napari's default).
+SPINE_ID = "spine id"
+
 
 def column_colours(table: pd.DataFrame, column: str) -> np.ndarray:
     """One RGBA colour per row: the type's colour, or a column's value on viridis (NaN grey)."""
@@ -73,7 +76,7 @@ class InspectPanel(QWidget):
                 self.table.setItem(r, c, item)
         self.table.setSortingEnabled(True)
         self._updating = False
-        columns = ["type"] + [c for c in spines.columns if c not in ("id", "type", "type_rule")
+        columns = ["type", SPINE_ID] + [c for c in spines.columns if c not in ("id", "type", "type_rule")
                               and pd.api.types.is_numeric_dtype(spines[c]) and spines[c].dtype != bool]
         current = self.colour_box.currentText() or "type"
         self.colour_box.blockSignals(True)
@@ -98,7 +101,7 @@ class InspectPanel(QWidget):
         spines = self.owner.session.spines
         self.figure.clear()
         ax = self.figure.add_subplot(111)
-        if column == "type":
+        if column in ("type", SPINE_ID):
             counts = spines["type"].value_counts()
             ax.bar(counts.index.astype(str), counts.to_numpy(),
                    color=[TYPE_COLOURS.get(t, "grey") for t in counts.index])

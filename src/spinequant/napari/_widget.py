@@ -8,7 +8,7 @@ from qtpy.QtWidgets import QTabWidget, QVBoxLayout, QWidget
 
 from ..edit import EditSession
 from ._correct import CorrectPanel
-from ._inspect import InspectPanel, column_colours
+from ._inspect import SPINE_ID, InspectPanel, column_colours
 from ._layers import HEADS, SPINES, head_points, result_layers
 from ._run import RunPanel
 
@@ -70,9 +70,13 @@ class SpinesWidget(QWidget):
 
     def colour_by(self, column: str):
         """Colour the spine heads and the spine labels by ``column`` of the spine table."""
-        from napari.utils.colormaps import DirectLabelColormap
+        from napari.utils.colormaps import DirectLabelColormap, label_colormap
 
         spines = self.session.spines
+        if column == SPINE_ID:
+            self.viewer.layers[HEADS].face_color = "white"
+            self.viewer.layers[SPINES].colormap = label_colormap()
+            return
         colours = column_colours(spines, column)
         self.viewer.layers[HEADS].face_color = colours if len(colours) else "white"
         mapping = {None: np.zeros(4), 0: np.zeros(4)}
