@@ -3,8 +3,8 @@
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/napari_screenshots.py
 
 Opens the sample through the plugin's sample data, analyses it with the Spines widget's Run
-tab (in its worker thread), inspects and corrects spines, saves the result and opens the saved
-folder with the plugin's reader; each step is saved as docs/images/napari_<step>.png.
+tab (in its worker thread), inspects and corrects spines, saves the result and the training
+data, fine-tunes for one short epoch, and opens the saved folder with the plugin's reader; each step is saved as docs/images/napari_<step>.png.
 """
 
 from __future__ import annotations
@@ -88,6 +88,16 @@ def main() -> int:
     worker = correct.save(folder)
     wait(lambda: not worker.is_running and "Saved" in correct.status.text())
     shot(viewer, "save")
+
+    worker = correct.save_training(folder.parent / "training" / "sample")
+    wait(lambda: not worker.is_running and "Saved" in correct.status.text())
+    trainer = widget.train_panel
+    widget.tabs.setCurrentWidget(trainer)
+    trainer.model_dir.setText(str(folder.parent / "model"))
+    trainer.epochs.setValue(1), trainer.steps.setValue(2), trainer.batch.setValue(4)
+    worker = trainer.start()
+    wait(lambda: not worker.is_running and "Model written" in trainer.status.text(), timeout=600)
+    shot(viewer, "train")
     viewer.close()
 
     viewer = napari.Viewer(title="napari results/sample/")

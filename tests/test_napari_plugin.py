@@ -222,3 +222,14 @@ def test_correct_delete_merge_split_add_retype_undo_save(qtbot, viewer_with_samp
 
     image, spacing, spine_labels, _ = read_training_stack(tmp_path / "train" / "sample")
     assert tuple(spacing) == (0.5, 0.094, 0.094) and (spine_labels == labels).all()
+    # Fine-tune on it from the Train tab (one tiny epoch) in a worker; Run then uses the model.
+    trainer = widget.train_panel
+    assert trainer.data_dir.text() == str(tmp_path / "train")
+    trainer.model_dir.setText(str(tmp_path / "model"))
+    trainer.epochs.setValue(1), trainer.steps.setValue(1), trainer.batch.setValue(2)
+    worker = trainer.start()
+    with qtbot.waitSignal(worker.finished, timeout=300_000):
+        pass
+    assert "Model written" in trainer.status.text(), trainer.status.text()
+    assert (tmp_path / "model" / "model.safetensors").exists()
+    assert widget.run_panel.method.currentText() == str(tmp_path / "model")

@@ -196,8 +196,12 @@ class CorrectPanel(QWidget):
         return self._save(folder, "save", "Saved the corrected result to")
 
     def save_training(self, folder=None):
-        """Write image and corrected labels in the layout `spinequant train` reads."""
-        return self._save(folder, "save_training", "Saved training data to")
+        """Write image and corrected labels in the layout `spinequant train` reads (and offer
+        the folder holding them to the Train tab)."""
+        worker = self._save(folder, "save_training", "Saved training data to")
+        if worker is not None:
+            worker.returned.connect(lambda out: self.owner.train_panel.data_dir.setText(str(Path(out).parent)))
+        return worker
 
     def _save(self, folder, method: str, done_text: str):
         from napari.qt.threading import thread_worker

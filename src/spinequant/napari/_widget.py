@@ -1,4 +1,4 @@
-"""The plugin's dock widget: Run, Inspect and Correct tabs over one editing session."""
+"""The plugin's dock widget: Run, Inspect, Correct and Train tabs over one editing session."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from ._correct import CorrectPanel
 from ._inspect import SPINE_ID, InspectPanel, column_colours
 from ._layers import HEADS, SPINES, head_points, result_layers
 from ._run import RunPanel
+from ._train import TrainPanel
 
 
 class SpinesWidget(QWidget):
@@ -27,9 +28,10 @@ class SpinesWidget(QWidget):
         self.run_panel = RunPanel(self)
         self.inspect_panel = InspectPanel(self)
         self.correct_panel = CorrectPanel(self)
+        self.train_panel = TrainPanel(self)
         self.tabs = QTabWidget()
         for panel, name in ((self.run_panel, "Run"), (self.inspect_panel, "Inspect"),
-                            (self.correct_panel, "Correct")):
+                            (self.correct_panel, "Correct"), (self.train_panel, "Train")):
             self.tabs.addTab(panel, name)
         layout = QVBoxLayout(self)
         layout.addWidget(self.tabs)
