@@ -215,6 +215,11 @@ def test_correct_delete_merge_split_add_retype_undo_save(qtbot, viewer_with_samp
     zarr_layers = get_reader(str(out / "results.ome.zarr"))(str(out / "results.ome.zarr"))
     assert sorted(m["name"] for _, m, k in zarr_layers if k == "labels") == ["dendrites", "semantic", "spines"]
     assert get_reader(str(tmp_path)) is None
+    # ... and in the widget, to correct further: the edits go on from the saved state.
+    reopened = make_widget(qtbot, ViewerModel())
+    reopened.run_panel.open_result(str(out))
+    pd.testing.assert_frame_equal(reopened.session.spines, saved)
+    assert reopened.session.delete([int(saved["id"].iloc[0])]) and len(reopened.session.spines) == len(saved) - 1
     worker = correct.save_training(tmp_path / "train" / "sample")
     with qtbot.waitSignal(worker.finished, timeout=60_000):
         pass

@@ -130,8 +130,7 @@ class EditSession:
             raise InputError(f"The edited labels have shape {labels.shape}, the session {self.spine_labels.shape}.")
         flat = np.flatnonzero(labels.ravel() != self.spine_labels.ravel())
         before, after = self.spine_labels.ravel()[flat], labels.ravel()[flat]
-        touched = sorted(set(np.unique(before).tolist()) | set(np.unique(after).tolist()) - {0})
-        touched = [t for t in touched if t]
+        touched = sorted((set(np.unique(before).tolist()) | set(np.unique(after).tolist())) - {0})
         if not touched:
             return []
         step = _Step(name, flat, before, after, self.spines, self.dendrites, dict(self.overrides),

@@ -85,6 +85,8 @@ class RunPanel(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
+        self.open_button = QPushButton("Open a result folder to correct...")
+        self.open_button.clicked.connect(lambda: self.open_result())
         self.progress = QProgressBar()
         self.progress.setRange(0, len(ANALYSIS_STAGES))
         self.status = QLabel("")
@@ -93,6 +95,7 @@ class RunPanel(QWidget):
         layout.addLayout(form)
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
+        layout.addWidget(self.open_button)
         layout.addWidget(self.status)
         layout.addStretch()
         self.run_button.clicked.connect(self.run)
@@ -184,6 +187,24 @@ class RunPanel(QWidget):
         self.progress.setValue(0)
         self.status.setText(f"Analysing '{name}' ({config.method})...")
         self.worker.start()
+
+    def open_result(self, folder=None):
+        """Load a result folder (as `spinequant analyze` or Save wrote it) to inspect and correct."""
+        from qtpy.QtWidgets import QFileDialog
+
+        from ..edit.load import load_result
+
+        if folder is None:
+            folder = QFileDialog.getExistingDirectory(self, "spinequant result folder")
+            if not folder:
+                return
+        try:
+            result = load_result(folder)
+        except SpinequantError as exc:
+            self.status.setText(str(exc))
+            return
+        self.owner.show_result(result)
+        self.status.setText(f"Opened {folder}: {len(result.spines)} spines.")
 
     def cancel(self):
         """Stop at the next stage: the result is dropped."""
