@@ -180,13 +180,26 @@ def test_correct_delete_merge_split_add_retype_undo_save(qtbot, viewer_with_samp
     correct.type_box.setCurrentText("stubby")
     correct.set_type()
     assert widget.session.spines.set_index("id").loc[6, "type"] == "stubby"
-    # Paint: erase spine 7 on the labels layer and apply.
-    painted = np.asarray(viewer.layers[SPINES].data).copy()
+    # Paint: a brush stroke on the labels layer is taken in by itself (spine 8 grows by a
+    # voxel); erasing spine 7 and applying removes it.
+    layer = viewer.layers[SPINES]
+    edge = np.argwhere(widget.session.spine_labels == 8)[0]
+    target = next(tuple(edge + d) for d in np.eye(3, dtype=int) * -1 if widget.session.spine_labels[tuple(edge + d)] == 0)
+    layer.brush_size = 1
+    layer.paint(target, 8)
+    qtbot.waitUntil(lambda: widget.session.spine_labels[target] == 8, timeout=10_000)
+    assert widget.session.log[-1]["edit"] == "paint"
+    painted = np.asarray(layer.data).copy()
     painted[painted == 7] = 0
-    viewer.layers[SPINES].data = painted
+    layer.data = painted
     assert correct.apply_paint() == [7] and inspect.table.rowCount() == n
-    assert correct.undo() == "paint" and inspect.table.rowCount() == n + 1
-    assert (viewer.layers[SPINES].data == 7).any()
+    assert correct.undo() == "paint" and correct.undo() == "paint" and inspect.table.rowCount() == n + 1
+    assert (layer.data == 7).any() and widget.session.spine_labels[target] == 0
+    # Re-attach spine 9 to the (only) dendrite: recorded, the table unchanged otherwise.
+    inspect.select_ids([9])
+    correct.dendrite_box.setValue(1)
+    assert correct.reattach() == [9] and widget.session.log[-1]["edit"] == "reattach"
+    correct.undo()
     # Save through the widget (worker) and compare with the API on the saved labels.
     worker = correct.save(tmp_path / "edited")
     with qtbot.waitSignal(worker.finished, timeout=120_000):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import napari
 import numpy as np
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QTabWidget, QVBoxLayout, QWidget
 
 from ..edit import EditSession
@@ -125,4 +126,5 @@ class SpinesWidget(QWidget):
             self.viewer.layers[SPINES].selected_label = spine_id
 
     def _on_paint(self, event=None):
-        self.correct_panel.apply_paint()
+        # napari emits the event before it has written the stroke: take it in once it has.
+        QTimer.singleShot(0, self.correct_panel.apply_paint)
