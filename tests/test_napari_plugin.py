@@ -232,6 +232,7 @@ def test_correct_delete_merge_split_add_retype_undo_save(qtbot, viewer_with_samp
     reopened = make_widget(qtbot, ViewerModel())
     reopened.run_panel.open_result(str(out))
     pd.testing.assert_frame_equal(reopened.session.spines, saved)
+    assert reopened.correct_panel.grow_in.currentText() == "image"      # a folder keeps no spine map
     assert reopened.session.delete([int(saved["id"].iloc[0])]) and len(reopened.session.spines) == len(saved) - 1
     worker = correct.save_training(tmp_path / "train" / "sample")
     with qtbot.waitSignal(worker.finished, timeout=60_000):

@@ -22,6 +22,8 @@ class CorrectPanel(QWidget):
         self.worker = None
         self.type_box = QComboBox()
         self.type_box.addItems(SPINE_TYPES)
+        self.grow_in = QComboBox()
+        self.grow_in.addItems(["spine map", "image"])     # where "Add spine at points" grows a spine
         self.dendrite_box = QSpinBox()
         self.dendrite_box.setRange(1, 10 ** 6)
         self.status = QLabel("Select spines in the table or click them in the viewer.")
@@ -43,6 +45,8 @@ class CorrectPanel(QWidget):
             grid.addWidget(button, k // 2, k % 2)
         grid.addWidget(self.type_box, len(buttons) // 2, 0)
         grid.addWidget(self.dendrite_box, len(buttons) // 2, 1)
+        grid.addWidget(QLabel("grow added spines in"), len(buttons) // 2 + 1, 0)
+        grid.addWidget(self.grow_in, len(buttons) // 2 + 1, 1)
         layout = QVBoxLayout(self)
         help_text = QLabel("Points: two inside a spine split it; each one outside spines adds a spine "
                            "grown in the spine map. Paint or erase on the 'spines' layer, then apply.")
@@ -154,7 +158,7 @@ class CorrectPanel(QWidget):
         if not len(points):
             self.status.setText("Place a point on the spine to add (Place points), then Add.")
             return None
-        source = "spine map" if self.owner.session.result.spine_prob is not None else "image"
+        source = self.grow_in.currentText()
 
         def grow(s):
             added = []

@@ -59,6 +59,8 @@ class SpinesWidget(QWidget):
                 self.viewer.layers.remove(name)
             self.viewer.add_layer(Layer.create(data, meta, kind))
         self.viewer.layers[SPINES].events.paint.connect(self._on_paint)
+        # A result opened from a folder keeps no maps: added spines grow in the image.
+        self.correct_panel.grow_in.setCurrentText("spine map" if result.spine_prob is not None else "image")
         self.refresh()
         self.tabs.setCurrentWidget(self.inspect_panel)
 
