@@ -40,6 +40,7 @@ from .._atomic import atomic_path
 from .._json import to_json
 from ..config import check_fields
 from ..errors import InputError
+from ..timelapse.tracking import inside_volume
 from .canvas import Canvas
 from .config import SynthConfig, with_overrides
 from .dendrites import Dendrite, place_spines
@@ -49,7 +50,7 @@ from .raster import Primitives
 from .writer import write_phantom
 
 TRACK_COLUMNS = ["session", "day", "track_id", "id", "dendrite_id", "event", "visible", "inside",
-                 "size_factor", "ref_base_z_um", "ref_base_y_um", "ref_base_x_um"]
+                 "inside_prev", "size_factor", "ref_base_z_um", "ref_base_y_um", "ref_base_x_um"]
 
 
 @dataclass(frozen=True)
@@ -325,15 +326,6 @@ def make_sessions(preset: str | SynthConfig = "two_photon", *, n_sessions: int |
                                  "n_initial": len(initial)})
 
 
-def inside_volume(points_um, box_um, margin_um: float) -> np.ndarray:
-    """Whether each point (n, 3) µm lies at least ``margin_um`` inside the box [0, box_um]."""
-    p = np.asarray(points_um, float).reshape(-1, 3)
-    box = np.asarray(box_um, float)
-    # a thin stack has no room for the margin in z: require only that the point is in it
-    margin = np.minimum(margin_um, box / 4)
-    return np.all((p >= margin) & (p <= box - margin), axis=1)
-
-
 def _track_table(phantoms, alive, sizes, warps, world_bases, days, box_um, margin_um) -> pd.DataFrame:
     rows = []
     for k, phantom in enumerate(phantoms):
@@ -343,12 +335,14 @@ def _track_table(phantoms, alive, sizes, warps, world_bases, days, box_um, margi
         now = set(alive[k])
         listed = sorted(now | (prev - now))
         inside = inside_volume(warps[k](world_bases[listed]), box_um, margin_um) if listed else []
+        inside_prev = inside_volume(warps[k - 1](world_bases[listed]), box_um, margin_um) if listed and k else \
+            np.zeros(len(listed), bool)
         ref = warps[0](world_bases[listed]) if listed else np.zeros((0, 3))
         for j, t in enumerate(listed):
             event = "lost" if t not in now else ("initial" if k == 0 else "stable" if t in prev else "gained")
             label = int(labels.get(t, 0)) if event != "lost" else 0
             rows.append((k, days[k], t + 1, label, int(dend.get(t, 0)), event, label > 0, bool(inside[j]),
-                         float(sizes[k][t]), *ref[j]))
+                         bool(inside_prev[j]), float(sizes[k][t]), *ref[j]))
     return pd.DataFrame(rows, columns=TRACK_COLUMNS)
 
 
