@@ -119,12 +119,21 @@ def _downsample(image: np.ndarray, factors) -> np.ndarray:
     return downscale_local_mean(np.asarray(image, np.float32), factors).astype(np.float32)
 
 
+def _fit_shape(image: np.ndarray, shape) -> np.ndarray:
+    """``image`` cropped or padded (with its edge values) at the far end to ``shape``; voxel
+    coordinates are unchanged."""
+    image = image[tuple(slice(0, n) for n in shape)]
+    pad = [(0, n - m) for n, m in zip(shape, image.shape)]
+    return np.pad(image, pad, mode="edge") if any(p[1] for p in pad) else image
+
+
 def rigid_shift(reference, moving, spacing, *, downsample_um: float = 0.4, upsample_factor: int = 10,
                 smooth_um: float = 0.2) -> np.ndarray:
     """Displacement (µm, z y x) of ``moving``'s content against ``reference``'s: a structure
     at ``x`` in the reference is at ``x + shift`` in ``moving``. Downsampled first, then
     refined at full resolution around it."""
     spacing = np.asarray(spacing, float)
+    moving = _fit_shape(np.asarray(moving), np.shape(reference))
     f = _factors(spacing, downsample_um)
     coarse_sp = spacing * np.asarray(f)
     ref_c, mov_c = _downsample(reference, f), _downsample(moving, f)
@@ -185,7 +194,7 @@ def block_shifts(reference, warped, spacing, *, block_um: float, smooth_um: floa
         if not ok:
             continue
         sl = (slice(z, z + size[0]), slice(y, y + size[1]), slice(x, x + size[2]))
-        s = _shift_to(ref[sl] - ref[sl].mean(), mov[sl] - mov[sl].mean(), window, upsample_factor, 2)
+        s = _shift_to(ref[sl] - ref[sl].mean(), mov[sl] - mov[sl].mean(), window, upsample_factor, 2, order=1)
         if np.any(np.abs(s) > np.asarray(size) / 4):   # beyond a quarter block: not a match
             continue
         centres.append((np.array([z, y, x]) + (np.asarray(size) - 1) / 2) * spacing)
@@ -226,7 +235,7 @@ def align_sessions(reference, moving, spacing, *, config: AlignConfig = AlignCon
     """The transform from ``moving``'s frame to ``reference``'s (see the module docstring).
 
     Both are (Z, Y, X) stacks with the voxel size ``spacing`` (z, y, x) µm (the same in
-    both). Returns the transform and diagnostics (rigid shift, blocks used, residual RMS at
+    both; their shapes may differ). Returns the transform and diagnostics (rigid shift, blocks used, residual RMS at
     the blocks, µm).
     """
     reference, moving = np.asarray(reference), np.asarray(moving)
