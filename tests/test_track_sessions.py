@@ -155,3 +155,25 @@ def test_cli_track_stacks_then_reuse_results(series, tmp_path, capsys):
     assert main(["track", *folders, "--out", str(bad), "--days", "0"]) == 2
     assert "one day per session" in capsys.readouterr().err
     assert not (bad / "run.json").exists()
+
+
+def _toy_session(points):
+    labels = np.zeros((8, 40, 40), np.uint8)
+    labels[4, 20, 2:38] = 1
+    cols = {"id": np.arange(1, len(points) + 1), "dendrite_id": np.ones(len(points), int)}
+    for part, offset in (("base", 0.0), ("head", 1.0)):
+        for j, axis in enumerate("zyx"):
+            cols[f"{part}_{axis}_um"] = [p[j] + (offset if axis == "y" else 0.0) for p in points]
+    return SessionSpines(pd.DataFrame(cols), labels, (0.5, 0.1, 0.1))
+
+
+def test_a_spine_missed_for_one_session_keeps_its_track():
+    a, b, c = (2.0, 2.0, 0.5), (2.0, 2.0, 1.5), (2.0, 2.0, 3.0)
+    sessions = [_toy_session([a, b, c]), _toy_session([a, c]), _toy_session([a, b, c])]
+    identity = [SessionTransform.identity()] * 3
+    tracks = track_spines(sessions, identity, [0, 1, 2])
+    b_track = tracks[(tracks["session"] == 0) & (tracks["spine_id"] == 2)]["track_id"].item()
+    assert list(tracks.loc[tracks["track_id"] == b_track, "status"]) == ["initial", "missed", "reappeared"]
+    assert not set(tracks["status"]) & {"gained", "lost"}
+    plain = track_spines(sessions, identity, [0, 1, 2], config=TrackConfig(bridge_gaps=False))
+    assert (plain["status"] == "lost").sum() == 1 and (plain["status"] == "gained").sum() == 1

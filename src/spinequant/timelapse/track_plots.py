@@ -9,13 +9,15 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 STATUS_STYLE = {"initial": ("o", "#444444"), "stable": ("o", "#444444"), "gained": ("^", "#2ca02c"),
-                "lost": ("x", "#d62728"), "entered_view": ("o", "#bbbbbb"), "left_view": ("x", "#bbbbbb")}
+                "lost": ("x", "#d62728"), "entered_view": ("o", "#bbbbbb"), "left_view": ("x", "#bbbbbb"),
+                "missed": ("s", "#ff7f0e"), "reappeared": ("o", "#ff7f0e")}
 
 
 def kymograph_figure(tracks: pd.DataFrame, *, max_panels: int = 6) -> Figure:
     """Each track a horizontal line at its position along the dendrite (``along_um``, from
     :func:`~.turnover.along_dendrite`) from the first to the last session it was seen, a dot
-    per session: grey present, green triangle gained, red cross lost (pale: in or out of view)."""
+    per session: grey present, green triangle gained, red cross lost (pale: in or out of view),
+    orange missed for one session and seen again."""
     placed = tracks[tracks["tree"] >= 0]
     trees = sorted(placed["tree"].unique())[:max_panels] or [-1]
     fig = Figure(figsize=(3.2 * len(trees) + 1, 6))

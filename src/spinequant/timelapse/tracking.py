@@ -9,7 +9,10 @@ that frame, at most ``max_distance_um`` and only along corresponding dendrites. 
 spine keeps its track id; an unmatched one starts a track (``gained``) or ends one
 (``lost``) — unless it lies outside (or within ``edge_margin_um`` of the edge of) the other
 session's volume, where it cannot have been seen: then it ``entered_view`` or ``left_view``.
-A lost track does not come back (no gap closing).
+With ``bridge_gaps`` (the default), a spine seen in sessions ``k - 1`` and ``k + 1`` but not
+in ``k`` keeps its track: its row in ``k`` is ``missed`` and in ``k + 1`` ``reappeared``, and
+it counts as neither lost nor gained. A detector that misses a spine once would otherwise
+report a loss and a gain; a spine that really vanished for one session is reported as missed.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from ..errors import InputError
 
 TRACK_COLUMNS = ["session", "day", "track_id", "spine_id", "dendrite_id", "status", "ref_z_um", "ref_y_um",
                  "ref_x_um", "link_distance_um"]
-STATUSES = ("initial", "stable", "gained", "lost", "entered_view", "left_view")
+STATUSES = ("initial", "stable", "gained", "lost", "entered_view", "left_view", "missed", "reappeared")
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,8 @@ class TrackConfig:
         root-mean-square of the distances between the bases and between the heads, so that a
         new spine growing where another was lost, but pointing elsewhere, is not taken for
         it), ``"base"`` (on the dendrite; stable when the spine grows) or ``"centroid"``.
+    bridge_gaps : link a spine missing from one session to one at its place in the next
+        (see the module docstring).
     """
 
     max_distance_um: float = 0.8
@@ -54,6 +59,7 @@ class TrackConfig:
     dendrite_overlap: float = 0.3
     edge_margin_um: float = 1.0
     position: str = "base_head"
+    bridge_gaps: bool = True
 
     def __post_init__(self):
         check_fields(self, ranges={"max_distance_um": (0, None, True, False),
@@ -192,6 +198,7 @@ def track_spines(sessions: list[SessionSpines], transforms: list, days, *, confi
     for i in range(len(ids[0])):
         rows.append((0, days[0], track_of[i], ids[0][i], dend[0][i], "initial", *ref_pos[0][i], np.nan))
     next_track = len(ids[0]) + 1
+    pending: list[tuple[int, int, int]] = []   # lost at k - 1: (track, index in k - 2, row)
     for k in range(1, n):
         allowed = None
         if config.same_dendrite:
@@ -205,21 +212,37 @@ def track_spines(sessions: list[SessionSpines], transforms: list, days, *, confi
         for i, j, d in links:
             new_tracks[j], distance[j] = track_of[i], d
             matched_prev.add(i)
+        status_of = {}
+        if config.bridge_gaps and pending:
+            free = np.flatnonzero(new_tracks == 0)
+            old = np.array([i for _, i, _ in pending], int)
+            allowed_gap = None if allowed is None else dendrite_pairs(
+                *dpts[k - 2], *dpts[k], radius_um=config.dendrite_radius_um, min_fraction=config.dendrite_overlap)
+            for a, b, d in link_spines(features[k - 2][old], dend[k - 2][old], features[k][free], dend[k][free],
+                                       max_distance_um=config.max_distance_um, allowed=allowed_gap):
+                track, _, row = pending[a]
+                new_tracks[free[b]], distance[free[b]] = track, d
+                status_of[free[b]] = "reappeared"
+                rows[row] = rows[row][:5] + ("missed",) + rows[row][6:]
         # an unmatched spine of k: gained if session k-1 saw its place
         seen_before = inside_volume(transforms[k - 1].inverse(ref_pos[k]), sessions[k - 1].box_um,
                                     config.edge_margin_um)
         for j in range(len(ids[k])):
             if new_tracks[j]:
-                rows.append((k, days[k], new_tracks[j], ids[k][j], dend[k][j], "stable", *ref_pos[k][j], distance[j]))
+                rows.append((k, days[k], new_tracks[j], ids[k][j], dend[k][j], status_of.get(j, "stable"),
+                             *ref_pos[k][j], distance[j]))
             else:
                 new_tracks[j] = next_track
                 next_track += 1
                 status = "gained" if seen_before[j] else "entered_view"
                 rows.append((k, days[k], new_tracks[j], ids[k][j], dend[k][j], status, *ref_pos[k][j], np.nan))
         seen_now = inside_volume(transforms[k].inverse(ref_pos[k - 1]), sessions[k].box_um, config.edge_margin_um)
+        pending = []
         for i in range(len(ids[k - 1])):
             if i not in matched_prev:
                 status = "lost" if seen_now[i] else "left_view"
+                if status == "lost":
+                    pending.append((track_of[i], i, len(rows)))
                 rows.append((k, days[k], track_of[i], 0, dend[k - 1][i], status, *ref_pos[k - 1][i], np.nan))
         track_of = new_tracks
     table = pd.DataFrame(rows, columns=TRACK_COLUMNS)

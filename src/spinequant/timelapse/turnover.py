@@ -67,8 +67,10 @@ def summarise(tracks: pd.DataFrame, sessions: list[SessionSpines], transforms: l
         per = length * dt if length > 0 and dt > 0 else float("nan")
         left = set(tracks.loc[(tracks["session"] <= k) & (tracks["status"] == "left_view"), "track_id"])
         eligible = initial - left
-        present = set(now.loc[now["status"] == "stable", "track_id"]) & eligible
-        n_from, n_to = stable + lost, stable + gained
+        # a spine missed in one session and seen again in the next was there all along
+        present = set(now.loc[now["status"].isin(("stable", "reappeared", "missed")), "track_id"]) & eligible
+        missed, back = int(counts.get("missed", 0)), int(counts.get("reappeared", 0))
+        n_from, n_to = stable + lost + missed, stable + gained + back
         rows.append((f"{k - 1}-{k}", float(days[k - 1]), float(days[k]), dt, n_from, n_to, stable, gained, lost,
                      int(counts.get("entered_view", 0)), int(counts.get("left_view", 0)), length,
                      gained / per, lost / per, (gained + lost) / per,
