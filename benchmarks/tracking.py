@@ -16,8 +16,10 @@ to 0.5 µm). Every session is registered to the first from its image
 
 Scores per interval and in total: link recall (correct links / true links, a true link = a
 track seen in both sessions), link precision, recall over links whose both spines were
-detected, and gained / lost counts against the true ones the tracker could see (see
-`spinequant.timelapse.track_scores`).
+detected, and gained / lost counts against the true ones the tracker could see, with how many
+of the found ones are true gains / losses of that interval (see
+`spinequant.timelapse.track_scores`). End to end, the tracker gets the sessions' spine
+probability maps, against which it checks losses and gains (`TrackConfig.absent_below`).
 
 Usage: python benchmarks/tracking.py [--presets two_photon ...] [--seeds 0 1] [--method M] [--no-e2e]
 Prints tables and writes benchmarks/results/tracking.md.
@@ -81,7 +83,7 @@ def run_one(preset: str, seed: int, method: str | None, e2e: bool) -> tuple[list
         t = time.perf_counter()
         results = [analyze(p.image, spacing=p.spacing, config=config) for p in series.phantoms]
         t_an = time.perf_counter() - t
-        found = [SessionSpines(r.spines, r.dendrite_labels, r.spacing, r.centrelines) for r in results]
+        found = [SessionSpines(r.spines, r.dendrite_labels, r.spacing, r.centrelines, r.spine_prob) for r in results]
         tracks = track_spines(found, transforms, series.days)
         scores.append(score_tracks(tracks, series.tracks, detected_id_maps(results, series)).assign(
             preset=preset, seed=seed, input=f"detected ({config.method})"))
@@ -109,12 +111,12 @@ def main() -> None:
     scores = pd.concat(scores, ignore_index=True)
     cols = ["preset", "seed", "input", "interval", "true_links", "found_links", "correct_links", "link_recall",
             "link_precision", "recoverable_links", "recoverable_recall", "true_gained", "found_gained",
-            "true_lost", "found_lost"]
+            "correct_gained", "true_lost", "found_lost", "correct_lost"]
     scores = scores[cols]
     totals = scores[scores["interval"] == "all"]
     pooled = totals.groupby(["preset", "input"], as_index=False)[
         ["true_links", "found_links", "correct_links", "recoverable_links", "true_gained", "found_gained",
-         "true_lost", "found_lost"]].sum()
+         "correct_gained", "true_lost", "found_lost", "correct_lost"]].sum()
     pooled["link_recall"] = pooled["correct_links"] / pooled["true_links"]
     pooled["link_precision"] = pooled["correct_links"] / pooled["found_links"]
     pooled["recoverable_recall"] = pooled["correct_links"] / pooled["recoverable_links"]

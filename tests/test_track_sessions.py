@@ -177,3 +177,15 @@ def test_a_spine_missed_for_one_session_keeps_its_track():
     assert not set(tracks["status"]) & {"gained", "lost"}
     plain = track_spines(sessions, identity, [0, 1, 2], config=TrackConfig(bridge_gaps=False))
     assert (plain["status"] == "lost").sum() == 1 and (plain["status"] == "gained").sum() == 1
+
+
+def test_a_loss_needs_the_spine_map_to_be_empty_there():
+    a, b = (2.0, 2.0, 0.5), (2.0, 2.0, 2.0)
+    first, second = _toy_session([a, b]), _toy_session([a])
+    bright = np.zeros(second.dendrite_labels.shape, np.float32)
+    bright[4, 30, 20] = 0.9       # b's head: z 2 µm, y 3 µm, x 2 µm
+    identity = [SessionTransform.identity()] * 2
+    for prob, expected in ((bright, "undetected"), (np.zeros_like(bright), "lost")):
+        sessions = [first, SessionSpines(second.spines, second.dendrite_labels, second.spacing, spine_prob=prob)]
+        tracks = track_spines(sessions, identity, [0, 1], config=TrackConfig(bridge_gaps=False))
+        assert tracks.loc[tracks["session"] == 1, "status"].tolist() == ["stable", expected]

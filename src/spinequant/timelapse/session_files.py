@@ -6,7 +6,9 @@ What ``spinequant track`` runs. Each session is a stack (analysed with
 first (:func:`~.alignment.align_sessions`, on the result's image), its spines are tracked
 (:func:`~.tracking.track_spines`) and the turnover summarised (:func:`~.turnover.summarise`).
 Written atomically: ``tracks.csv``, ``summary.csv``, ``transforms.json``, ``kymograph.png``,
-then ``run.json`` (last: it marks a complete run).
+then ``run.json`` (last: it marks a complete run). A session analysed here also keeps its
+spine probability map (``spine_map.tif``, probability x 255) for the check of losses and gains
+(:mod:`.presence`); result folders without one are tracked without that check.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from .tracking import SessionSpines, TrackConfig, track_spines
 from .turnover import along_dendrite, summarise
 
 RESULT_FILES = ("spines.csv", "labels_dendrites.tif")
+#: The spine probability map of a session analysed by ``track`` (uint8, probability x 255),
+#: kept beside its results so that a later run on the folder checks losses the same way.
+SPINE_MAP = "spine_map.tif"
 
 
 def is_result_folder(path) -> bool:
@@ -62,7 +67,10 @@ def read_session(result_dir) -> tuple[SessionSpines, np.ndarray]:
                              f"readable input stack: re-run 'spinequant analyze' with the Zarr export.")
         image = np.asarray(read_stack(source, channel=run["input"].get("channel"),
                                       time=run["input"].get("time")).data)
-    return SessionSpines(spines, dendrites, tuple(float(s) for s in spacing), centrelines), image
+    spine_prob = None
+    if (result_dir / SPINE_MAP).exists():
+        spine_prob = read_labels(result_dir / SPINE_MAP)[0].astype(np.float32) / 255.0
+    return SessionSpines(spines, dendrites, tuple(float(s) for s in spacing), centrelines, spine_prob), image
 
 
 def _check_grids(sessions: list[SessionSpines], names: list[str]) -> None:
@@ -79,6 +87,7 @@ def track_sessions(inputs, out_dir, *, days=None, config: TrackConfig = TrackCon
                    say=lambda message: None) -> dict:
     """Analyse (or read) every session, register, track and write the results (see the module
     docstring). ``days``: one per session (default 0, 1, 2, ...). Returns the tables and paths."""
+    from ..io import write_tiff
     from ..pipeline import analyze_file
     from ..pipeline.runinfo import peak_memory_mb, versions, write_run_json
 
@@ -104,7 +113,12 @@ def track_sessions(inputs, out_dir, *, days=None, config: TrackConfig = TrackCon
             target = out / "sessions" / f"session_{k:02d}"
             say(f"session {k}: analysing {path.name}")
             t = time.perf_counter()
-            analyze_file(path, target, config=analyze_config, **(reading or {}))
+            result = analyze_file(path, target, config=analyze_config, **(reading or {}))
+            # a network's map is a probability; the classical method's maps are not calibrated
+            if result.config.method != "classical" and result.spine_prob is not None \
+                    and result.spine_prob.shape == result.spine_labels.shape:
+                write_tiff(target / SPINE_MAP, np.rint(np.clip(result.spine_prob, 0, 1) * 255).astype(np.uint8),
+                           result.spacing)
             timings[f"analyze_{k}"] = time.perf_counter() - t
             folders.append(target)
         loaded = [read_session(f) for f in folders]

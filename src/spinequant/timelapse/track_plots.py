@@ -10,14 +10,15 @@ from matplotlib.figure import Figure
 
 STATUS_STYLE = {"initial": ("o", "#444444"), "stable": ("o", "#444444"), "gained": ("^", "#2ca02c"),
                 "lost": ("x", "#d62728"), "entered_view": ("o", "#bbbbbb"), "left_view": ("x", "#bbbbbb"),
-                "missed": ("s", "#ff7f0e"), "reappeared": ("o", "#ff7f0e")}
+                "missed": ("s", "#ff7f0e"), "reappeared": ("o", "#ff7f0e"),
+                "undetected": ("s", "#1f77b4"), "first_detected": ("o", "#1f77b4")}
 
 
 def kymograph_figure(tracks: pd.DataFrame, *, max_panels: int = 6) -> Figure:
     """Each track a horizontal line at its position along the dendrite (``along_um``, from
     :func:`~.turnover.along_dendrite`) from the first to the last session it was seen, a dot
     per session: grey present, green triangle gained, red cross lost (pale: in or out of view),
-    orange missed for one session and seen again."""
+    orange missed for one session and seen again, blue not an object but in the spine map."""
     placed = tracks[tracks["tree"] >= 0]
     trees = sorted(placed["tree"].unique())[:max_panels] or [-1]
     fig = Figure(figsize=(3.2 * len(trees) + 1, 6))

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 SCORE_COLUMNS = ["interval", "true_links", "found_links", "correct_links", "link_recall", "link_precision",
-                 "true_gained", "found_gained", "true_lost", "found_lost", "recoverable_links",
-                 "recoverable_recall"]
+                 "true_gained", "found_gained", "correct_gained", "true_lost", "found_lost", "correct_lost",
+                 "recoverable_links", "recoverable_recall"]
 
 
 def found_links(tracks: pd.DataFrame) -> dict[int, list[tuple[int, int]]]:
@@ -38,9 +38,17 @@ def truth_id_maps(truth_tracks: pd.DataFrame, n_sessions: int) -> list[dict[int,
             for k in range(n_sessions)]
 
 
+def _previous_ids(tracks: pd.DataFrame, k: int) -> dict[int, int]:
+    """Track id -> its spine id in session ``k - 1``."""
+    prev = tracks[(tracks["session"] == k - 1) & (tracks["spine_id"] > 0)]
+    return dict(zip(prev["track_id"].astype(int), prev["spine_id"].astype(int)))
+
+
 def score_tracks(tracks: pd.DataFrame, truth_tracks: pd.DataFrame, id_maps: list[dict[int, int]]) -> pd.DataFrame:
     """One row per interval (columns :data:`SCORE_COLUMNS`) and a last row ``all`` (sums;
-    ratios over the sums). ``recoverable_links``: true links whose spines were both found."""
+    ratios over the sums). ``recoverable_links``: true links whose spines were both found;
+    ``correct_gained`` / ``correct_lost``: found gains (losses) of a spine truly gained (lost)
+    in that interval."""
     links = found_links(tracks)
     seen = truth_tracks[truth_tracks["visible"]]
     rows = []
@@ -57,8 +65,17 @@ def score_tracks(tracks: pd.DataFrame, truth_tracks: pd.DataFrame, id_maps: list
         lost_rows = t_now[(t_now["event"] == "lost") & t_now["inside"]]
         true_lost = int(lost_rows["track_id"].isin(a).sum())
         status = tracks.loc[tracks["session"] == k, "status"].value_counts()
+        gained_tracks = set(t_now.loc[t_now["event"] == "gained", "track_id"])
+        lost_tracks = set(lost_rows["track_id"])
+        found = tracks[tracks["session"] == k]
+        correct_gained = sum(1 for i in found.loc[found["status"] == "gained", "spine_id"]
+                             if id_maps[k].get(int(i)) in gained_tracks)
+        prev_id = _previous_ids(tracks, k)
+        correct_lost = sum(1 for t in found.loc[found["status"] == "lost", "track_id"]
+                           if id_maps[k - 1].get(prev_id.get(int(t), -1)) in lost_tracks)
         rows.append([f"{k - 1}-{k}", len(true), len(links[k]), correct, np.nan, np.nan, true_gained,
-                     int(status.get("gained", 0)), true_lost, int(status.get("lost", 0)), len(recoverable), np.nan])
+                     int(status.get("gained", 0)), correct_gained, true_lost, int(status.get("lost", 0)),
+                     correct_lost, len(recoverable), np.nan])
     table = pd.DataFrame(rows, columns=SCORE_COLUMNS)
     total = table.drop(columns="interval").sum()
     table.loc[len(table)] = ["all", *total.tolist()]

@@ -13,6 +13,11 @@ With ``bridge_gaps`` (the default), a spine seen in sessions ``k - 1`` and ``k +
 in ``k`` keeps its track: its row in ``k`` is ``missed`` and in ``k + 1`` ``reappeared``, and
 it counts as neither lost nor gained. A detector that misses a spine once would otherwise
 report a loss and a gain; a spine that really vanished for one session is reported as missed.
+
+With the sessions' spine probability maps (:mod:`.presence`), a loss or gain must also show
+in the map: a spine not found in session ``k`` whose place in ``k``'s map still reaches
+``absent_below`` is ``undetected``, not lost; a spine found in ``k`` whose place in ``k - 1``'s
+map already did is ``first_detected``, not gained.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ from ..errors import InputError
 
 TRACK_COLUMNS = ["session", "day", "track_id", "spine_id", "dendrite_id", "status", "ref_z_um", "ref_y_um",
                  "ref_x_um", "link_distance_um"]
-STATUSES = ("initial", "stable", "gained", "lost", "entered_view", "left_view", "missed", "reappeared")
+STATUSES = ("initial", "stable", "gained", "lost", "entered_view", "left_view", "missed", "reappeared",
+            "undetected", "first_detected")
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,8 @@ class TrackConfig:
         it), ``"base"`` (on the dendrite; stable when the spine grows) or ``"centroid"``.
     bridge_gaps : link a spine missing from one session to one at its place in the next
         (see the module docstring).
+    absent_below : with spine probability maps, a spine counts as lost (not yet gained) only
+        where the other session's map stays below this within 0.5 µm of its head; None: no check.
     """
 
     max_distance_um: float = 0.8
@@ -60,6 +68,7 @@ class TrackConfig:
     edge_margin_um: float = 1.0
     position: str = "base_head"
     bridge_gaps: bool = True
+    absent_below: float | None = 0.3
 
     def __post_init__(self):
         check_fields(self, ranges={"max_distance_um": (0, None, True, False),
@@ -71,12 +80,14 @@ class TrackConfig:
 class SessionSpines:
     """What tracking needs of one session: its spine table (``id``, ``dendrite_id`` and the
     ``base_*_um`` or ``centroid_*_um`` columns, µm in the session's frame), its dendrite labels
-    and voxel size, and optionally its centrelines (SWC table, µm) for lengths."""
+    and voxel size, optionally its centrelines (SWC table, µm) for lengths and its spine
+    probability map (to check losses and gains, see :mod:`.presence`)."""
 
     spines: pd.DataFrame
     dendrite_labels: np.ndarray
     spacing: tuple[float, float, float]
     centrelines: pd.DataFrame | None = None
+    spine_prob: np.ndarray | None = None
 
     @property
     def box_um(self) -> np.ndarray:
@@ -172,6 +183,17 @@ def link_spines(pos_a, dend_a, pos_b, dend_b, *, max_distance_um: float, allowed
             for i, j in zip(r, c) if ok[rows[i], cols[j]]]
 
 
+def _seen_in_map(sessions, transforms, heads, k: int, other: int, config: TrackConfig) -> np.ndarray:
+    """Per spine of session ``k``: whether session ``other``'s spine map shows a spine at its head."""
+    from .presence import ball_max
+
+    prob = sessions[other].spine_prob
+    if config.absent_below is None or prob is None or not len(heads[k]):
+        return np.zeros(len(heads[k]), bool)
+    there = transforms[other].inverse(transforms[k].apply(heads[k]))
+    return np.nan_to_num(ball_max(prob, there, sessions[other].spacing), nan=0.0) >= config.absent_below
+
+
 def track_spines(sessions: list[SessionSpines], transforms: list, days, *, config: TrackConfig = TrackConfig()
                  ) -> pd.DataFrame:
     """Tracks of spines over ``sessions`` (columns :data:`TRACK_COLUMNS`; one row per spine
@@ -188,6 +210,7 @@ def track_spines(sessions: list[SessionSpines], transforms: list, days, *, confi
         raise InputError("Tracking needs at least two sessions.")
     features = [spine_features(s.spines, config.position, t) for s, t in zip(sessions, transforms)]
     ref_pos = [f[:, :3] for f in features]
+    heads = [spine_points(s.spines, "head") for s in sessions]
     dend = [s.spines["dendrite_id"].to_numpy(int) if "dendrite_id" in s.spines else np.zeros(len(s.spines), int)
             for s in sessions]
     ids = [s.spines["id"].to_numpy(int) for s in sessions]
@@ -227,6 +250,7 @@ def track_spines(sessions: list[SessionSpines], transforms: list, days, *, confi
         # an unmatched spine of k: gained if session k-1 saw its place
         seen_before = inside_volume(transforms[k - 1].inverse(ref_pos[k]), sessions[k - 1].box_um,
                                     config.edge_margin_um)
+        there_before = _seen_in_map(sessions, transforms, heads, k, k - 1, config)
         for j in range(len(ids[k])):
             if new_tracks[j]:
                 rows.append((k, days[k], new_tracks[j], ids[k][j], dend[k][j], status_of.get(j, "stable"),
@@ -234,14 +258,16 @@ def track_spines(sessions: list[SessionSpines], transforms: list, days, *, confi
             else:
                 new_tracks[j] = next_track
                 next_track += 1
-                status = "gained" if seen_before[j] else "entered_view"
+                status = "entered_view" if not seen_before[j] else \
+                    "first_detected" if there_before[j] else "gained"
                 rows.append((k, days[k], new_tracks[j], ids[k][j], dend[k][j], status, *ref_pos[k][j], np.nan))
         seen_now = inside_volume(transforms[k].inverse(ref_pos[k - 1]), sessions[k].box_um, config.edge_margin_um)
+        there_now = _seen_in_map(sessions, transforms, heads, k - 1, k, config)
         pending = []
         for i in range(len(ids[k - 1])):
             if i not in matched_prev:
-                status = "lost" if seen_now[i] else "left_view"
-                if status == "lost":
+                status = "left_view" if not seen_now[i] else "undetected" if there_now[i] else "lost"
+                if status != "left_view":
                     pending.append((track_of[i], i, len(rows)))
                 rows.append((k, days[k], track_of[i], 0, dend[k - 1][i], status, *ref_pos[k - 1][i], np.nan))
         track_of = new_tracks

@@ -17,6 +17,9 @@ from scipy.spatial import cKDTree
 
 from .tracking import SessionSpines, inside_volume
 
+#: Statuses of a spine that is there in a session (found, seen in the spine map, or found again).
+PRESENT = ("stable", "reappeared", "missed", "undetected", "first_detected")
+
 SUMMARY_COLUMNS = ["interval", "day_from", "day_to", "days", "n_from", "n_to", "stable", "gained", "lost",
                    "entered_view", "left_view", "dendrite_length_um", "gained_per_um_per_day",
                    "lost_per_um_per_day", "turnover_per_um_per_day", "turnover_ratio", "survival_from_first"]
@@ -68,8 +71,9 @@ def summarise(tracks: pd.DataFrame, sessions: list[SessionSpines], transforms: l
         left = set(tracks.loc[(tracks["session"] <= k) & (tracks["status"] == "left_view"), "track_id"])
         eligible = initial - left
         # a spine missed in one session and seen again in the next was there all along
-        present = set(now.loc[now["status"].isin(("stable", "reappeared", "missed")), "track_id"]) & eligible
-        missed, back = int(counts.get("missed", 0)), int(counts.get("reappeared", 0))
+        present = set(now.loc[now["status"].isin(PRESENT), "track_id"]) & eligible
+        missed = int(counts.get("missed", 0)) + int(counts.get("undetected", 0))
+        back = int(counts.get("reappeared", 0)) + int(counts.get("first_detected", 0))
         n_from, n_to = stable + lost + missed, stable + gained + back
         rows.append((f"{k - 1}-{k}", float(days[k - 1]), float(days[k]), dt, n_from, n_to, stable, gained, lost,
                      int(counts.get("entered_view", 0)), int(counts.get("left_view", 0)), length,
