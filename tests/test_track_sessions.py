@@ -132,7 +132,7 @@ def test_cli_track_stacks_then_reuse_results(series, tmp_path, capsys):
     write_sessions(series, tmp_path / "ph")
     stacks = [str(tmp_path / "ph" / f"session_{k:02d}" / "image.tif") for k in (0, 2)]
     out = tmp_path / "track"
-    assert main(["track", *stacks, "--out", str(out), "--days", "0", "8", "--method", "classical", "-q"]) == 0
+    assert main(["track", *stacks, "--out", str(out), "--days", "0", "8", "-q"]) == 0
     for name in ("tracks.csv", "summary.csv", "transforms.json", "kymograph.png", "run.json"):
         assert (out / name).exists(), name
     run = json.loads((out / "run.json").read_text())
@@ -145,8 +145,10 @@ def test_cli_track_stacks_then_reuse_results(series, tmp_path, capsys):
     # the transform written maps the true spine bases onto the first session within 0.3 µm
     transforms = read_transforms(out / "transforms.json")
     assert np.median(registration_errors(transforms[1], series.phantoms[2].spines)) < 0.3
-    # the analysed sessions are result folders: a second run reuses them and tracks the same
+    # the analysed sessions are result folders with the network's spine map: a second run
+    # reuses them (and the maps) and tracks the same
     folders = [str(out / "sessions" / f"session_{k:02d}") for k in range(2)]
+    assert all((out / "sessions" / f"session_{k:02d}" / "spine_map.tif").exists() for k in range(2))
     again = tmp_path / "again"
     assert main(["track", *folders, "--out", str(again), "--days", "0", "8", "-q"]) == 0
     pd.testing.assert_frame_equal(pd.read_csv(again / "tracks.csv"), tracks)
