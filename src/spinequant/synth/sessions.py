@@ -43,6 +43,7 @@ from ..errors import InputError
 from ..timelapse.tracking import inside_volume
 from .canvas import Canvas
 from .config import SynthConfig, with_overrides
+from .curves import Curve
 from .dendrites import Dendrite, place_spines
 from .phantom import Phantom, _labelled_geometry, draw_phantom, random_streams
 from .presets import get_preset
@@ -190,8 +191,6 @@ def _warped_spine(sp, warp):
 
 
 def _warped_dendrite(dend: Dendrite, warp) -> Dendrite:
-    from .curves import Curve
-
     def curves(cs):
         return None if cs is None else [Curve(warp(c.points), c.radii) for c in cs]
     return Dendrite(dend.id, curves(dend.curves), dend.brightness, curves(dend.shaft_curves),
@@ -316,8 +315,8 @@ def make_sessions(preset: str | SynthConfig = "two_photon", *, n_sessions: int |
             table[f"ref_base_{axis}_um"] = ref[:, j]
         params = {**phantom.params, "session": k, "day": days[k], "sessions": to_json(asdict(cfg))}
         phantoms.append(replace(phantom, spines=table, params=params))
-        everyone_bases = np.array([sp.base for sp in everyone])
-    tracks = _track_table(phantoms, alive, sizes, warps, everyone_bases, days, box_um, cfg.edge_margin_um)
+    world_bases = np.array([sp.base for sp in initial + pool])
+    tracks = _track_table(phantoms, alive, sizes, warps, world_bases, days, box_um, cfg.edge_margin_um)
     to_first = tuple(warps[0].affine() @ np.linalg.inv(w.affine()) if k else np.eye(4) for k, w in enumerate(warps))
     return SessionSeries(phantoms=tuple(phantoms), days=days, tracks=tracks, warps=tuple(warps),
                          affine_to_first=to_first,
