@@ -146,6 +146,8 @@ def test_cli_traces_from_a_movie_file_and_a_result_folder(flat, movie, tmp_path,
     shifts = pd.read_csv(out / "shifts.csv")[["shift_y_um", "shift_x_um"]].to_numpy()
     assert float(np.sqrt(((shifts - movie.shifts_um) ** 2).sum(axis=1).mean())) < 0.05
     assert (out / "traces.png").stat().st_size > 5000 and (out / "dff.csv").exists()
+    page = (out / "traces.html").read_text()
+    assert page.count("data:image/png;base64") == 2 and page.count("<tr>") == 1 + table["roi"].nunique()
     assert json.loads((out / "traces.json").read_text())["config"]["neuropil_r"] == 0.1
     capsys.readouterr()
     assert main(["traces", str(movie_path), "--rois", str(result), "--out", str(out), "--frame-rate", "0"]) == 2

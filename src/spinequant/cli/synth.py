@@ -27,6 +27,12 @@ def register(sub) -> None:
     p.add_argument("--snr", type=float, help="signal-to-noise ratio of the shafts (default: the preset's)")
     p.add_argument("--spine-density", nargs=2, type=float, metavar=("LOW", "HIGH"),
                    help="spines per µm of shaft, drawn per dendrite in this range (default: the preset's)")
+    p.add_argument("--sessions", type=int, default=None, metavar="S",
+                   help="instead, S imaging sessions of the same dendrites days apart (spines gained, "
+                        "lost and resized; drift, rotation, stretch, bend): DIR/phantom_NNN/session_00 "
+                        "... each a phantom folder, plus truth_tracks.csv and transforms.json")
+    p.add_argument("--days", nargs="+", type=float, metavar="DAY",
+                   help="with --sessions: the day of each session (default 0 4 8 ...)")
     p.set_defaults(func=run)
 
 
@@ -36,6 +42,12 @@ def run(args) -> int:
 
     if args.n < 1:
         raise InputError(f"--n must be at least 1 (got {args.n}).")
+    if args.sessions is not None:
+        if args.preset in CELL_PRESETS:
+            raise InputError(f"--sessions makes spiny dendrites; the cell preset '{args.preset}' has none.")
+        return _run_sessions(args)
+    if args.days is not None:
+        raise InputError("--days goes with --sessions.")
     out = Path(args.out)
     if args.preset in CELL_PRESETS:
         return _cells(args, out)
@@ -65,4 +77,24 @@ def _cells(args, out: Path) -> int:
         folder = write_cell_phantom(phantom, out / f"phantom_{i:03d}")
         print(f"{folder}  seed {args.seed + i}  shape {phantom.image.shape}  {len(phantom.cells)} cells "
               f"({phantom.params['n_touching']} touching)  {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _run_sessions(args) -> int:
+    from ..errors import InputError
+    from ..synth.sessions import SessionConfig, make_sessions, write_sessions
+
+    if args.n < 1 or args.sessions < 2:
+        raise InputError(f"--sessions needs at least 2 sessions and --n at least 1 (got {args.sessions}, {args.n}).")
+    cfg = SessionConfig(n_sessions=args.sessions, days=tuple(args.days) if args.days else None)
+    overrides = {k: v for k, v in (("spacing", args.voxel_size), ("snr", args.snr),
+                                   ("spine_density_per_um", args.spine_density)) if v is not None}
+    for i in range(args.n):
+        start = time.perf_counter()
+        series = make_sessions(args.preset, seed=args.seed + i, shape=args.shape, sessions=cfg, **overrides)
+        folder = write_sessions(series, Path(args.out) / f"phantom_{i:03d}")
+        events = series.tracks["event"].value_counts()
+        print(f"{folder}  seed {args.seed + i}  {args.sessions} sessions (days {', '.join(f'{d:g}' for d in series.days)})"
+              f"  {int(events.get('initial', 0))} spines at first, {int(events.get('gained', 0))} gained, "
+              f"{int(events.get('lost', 0))} lost  {time.perf_counter() - start:.1f} s")
     return 0

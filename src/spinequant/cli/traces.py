@@ -11,7 +11,8 @@ def register(sub) -> None:
                     "a movie of the same field of view, after rigid motion correction (phase "
                     "correlation, sub-pixel, in µm), and turn it into ΔF/F0. Writes traces.csv "
                     "(one row per frame per ROI), dff.csv (one column per ROI), shifts.csv, "
-                    "traces.png and traces.json (settings) into --out.")
+                    "traces.png, traces.html (a page with the figures and a row per ROI) and traces.json "
+                    "(settings) into --out.")
     p.add_argument("movie", help="the movie: a TIFF/OME-TIFF with a time axis, or a multi-page TIFF "
                                  "of 2D frames")
     p.add_argument("--rois", required=True, metavar="RESULT", help="a 'spinequant analyze' result folder")
@@ -45,5 +46,5 @@ def run(args) -> int:
                                voxel_size=args.voxel_size)
     for note in result["notes"]:
         print(f"note: {note}")
-    print(f"traces of {result['n_spines']} spines; results in {args.out}/ (traces.csv, dff.csv, traces.png)")
+    print(f"traces of {result['n_spines']} spines; results in {args.out}/ (traces.csv, dff.csv, traces.png, traces.html)")
     return 0

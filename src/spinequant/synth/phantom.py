@@ -83,17 +83,35 @@ def make_phantom(preset: str | SynthConfig = "two_photon", *, seed: int = 0, sha
     if shape is not None:
         overrides["shape"] = shape
     config = with_overrides(config, **overrides)
+    rng_geometry, rng_distractors, rng_noise, rng_variation = random_streams(seed)
+    box_um = (np.asarray(config.shape) - 1) * np.asarray(config.spacing)
+    dendrites, spines, variation = _labelled_geometry(rng_geometry, rng_variation, config, box_um)
+    phantom, _ = draw_phantom(config, seed, dendrites, spines, variation, rng_geometry=rng_geometry,
+                              rng_variation=rng_variation, rng_distractors=rng_distractors, rng_noise=rng_noise)
+    return phantom
+
+
+def random_streams(seed: int) -> tuple[np.random.Generator, ...]:
+    """The phantom's four random streams: geometry, distractors, noise, variation."""
     # the fourth stream (varicosities, faint necks, texture) leaves the other three as they were
     # without those features, so switching them on changes nothing else in the phantom
-    rng_geometry, rng_distractors, rng_noise, rng_variation = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(4))
+    return tuple(np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(4))
+
+
+def draw_phantom(config: SynthConfig, seed: int, dendrites: list[Dendrite], spines: list, variation: dict, *,
+                 rng_geometry: np.random.Generator, rng_variation: np.random.Generator,
+                 rng_distractors: np.random.Generator, rng_noise: np.random.Generator,
+                 canvas: Canvas | None = None, distractor_box_um=None) -> tuple[Phantom, np.ndarray]:
+    """Draw ``dendrites`` and ``spines`` (µm, in the image's frame), the distractors and the
+    image; also the indices (0-based, into ``spines``) of the spines that got voxels, in the
+    order of the truth table's rows. ``canvas`` may be a :class:`Canvas` that moves what it
+    draws unlabelled (the session phantoms' distractors, drawn in ``distractor_box_um``)."""
     shape, spacing = config.shape, config.spacing
     box_um = (np.asarray(shape) - 1) * np.asarray(spacing)
     img_cfg = config.imaging
-    canvas = Canvas(shape, spacing, supersample_um=config.supersample_um,
-                    membrane_um=img_cfg.membrane_thickness_um if img_cfg.membrane else None)
-
-    dendrites, spines, variation = _labelled_geometry(rng_geometry, rng_variation, config, box_um)
+    if canvas is None:
+        canvas = Canvas(shape, spacing, supersample_um=config.supersample_um,
+                        membrane_um=img_cfg.membrane_thickness_um if img_cfg.membrane else None)
     for dend in dendrites:
         for curve in dend.shaft_curves or dend.curves:
             texture = rng_variation if config.shafts.texture_amplitude[1] > 0 else None
@@ -106,10 +124,11 @@ def make_phantom(preset: str | SynthConfig = "two_photon", *, seed: int = 0, sha
         canvas.add_spine(sp.prims, i, sp.brightness, sp.axis)
 
     dcfg = config.distractors
-    n_axons = add_axons(rng_distractors, canvas, box_um, dcfg)
-    n_dim = add_dim_dendrites(rng_distractors, canvas, box_um, dcfg, config.shafts, config.spines)
+    outer_box = box_um if distractor_box_um is None else np.asarray(distractor_box_um, float)
+    n_axons = add_axons(rng_distractors, canvas, outer_box, dcfg)
+    n_dim = add_dim_dendrites(rng_distractors, canvas, outer_box, dcfg, config.shafts, config.spines)
     shaft_labels, spine_labels = canvas.labels()
-    spine_labels, table = _truth_table(spine_labels, spines, spacing, shape)
+    spine_labels, table, kept = _truth_table(spine_labels, spines, spacing, shape)
     from ..export.labels import semantic_labels  # here: the export package loads every writer
 
     semantic = semantic_labels(spine_labels, shaft_labels)
@@ -124,9 +143,10 @@ def make_phantom(preset: str | SynthConfig = "two_photon", *, seed: int = 0, sha
     params = {"spinequant_version": __version__, "seed": int(seed), "config": config.to_dict(),
               "imaging": imaging_info, "n_dendrites": len(dendrites), "n_axons": n_axons,
               "n_dim_dendrites": n_dim, "n_spines": len(table), **variation}
-    return Phantom(image=image, spacing=tuple(spacing), semantic=semantic, spine_labels=spine_labels,
-                   dendrite_labels=shaft_labels, spines=table,
-                   centrelines=centrelines_swc(dendrites, box_um), params=params)
+    phantom = Phantom(image=image, spacing=tuple(spacing), semantic=semantic, spine_labels=spine_labels,
+                      dendrite_labels=shaft_labels, spines=table,
+                      centrelines=centrelines_swc(dendrites, box_um), params=params)
+    return phantom, kept - 1
 
 
 def _labelled_geometry(rng: np.random.Generator, rng_variation: np.random.Generator,
@@ -157,8 +177,10 @@ def _labelled_geometry(rng: np.random.Generator, rng_variation: np.random.Genera
     return dendrites, spines, {"n_varicosities": n_varicosities, "n_faint_necks": n_faint}
 
 
-def _truth_table(spine_labels: np.ndarray, spines: list, spacing, shape) -> tuple[np.ndarray, pd.DataFrame]:
-    """Drop spines that ended up with no voxel, number the rest 1..N, and tabulate them."""
+def _truth_table(spine_labels: np.ndarray, spines: list, spacing, shape
+                 ) -> tuple[np.ndarray, pd.DataFrame, np.ndarray]:
+    """Drop spines that ended up with no voxel, number the rest 1..N, and tabulate them; also
+    the kept spines' 1-based indices into ``spines``."""
     fg = spine_labels > 0
     counts = np.bincount(spine_labels[fg], minlength=len(spines) + 1)
     kept = np.flatnonzero(counts[1:]) + 1
@@ -178,4 +200,4 @@ def _truth_table(spine_labels: np.ndarray, spines: list, spacing, shape) -> tupl
                      bool(np.any(lo < 0) or np.any(hi > box_um))))
     table = pd.DataFrame(rows, columns=TRUTH_COLUMNS)
     table = table.astype({"id": np.int64, "dendrite_id": np.int64, "n_voxels": np.int64, "truncated": bool})
-    return spine_labels, table
+    return spine_labels, table, kept

@@ -116,9 +116,11 @@ def read_rois(result_dir) -> tuple[np.ndarray, np.ndarray, tuple, np.ndarray | N
 def traces_from_files(movie, result_dir, out_dir, *, config: TraceConfig = TraceConfig(),
                       channel: int | None = None, voxel_size=None) -> dict:
     """Write ``traces.csv`` (one row per frame per ROI), ``dff.csv`` (one column per ROI),
-    ``shifts.csv`` (µm per frame), ``traces.png`` and ``traces.json`` (settings, notes) into
+    ``shifts.csv`` (µm per frame), ``traces.png``, ``traces.html`` (a page with the figures and a
+    row per ROI) and ``traces.json`` (settings, notes) into
     ``out_dir``; return what was written and the notes."""
     from .plots import traces_figure
+    from .trace_page import write_trace_page
 
     spines, dendrites, roi_spacing, image = read_rois(result_dir)
     frames, spacing, notes = read_movie(movie, channel=channel, voxel_size=voxel_size, roi_ndim=spines.ndim)
@@ -150,6 +152,7 @@ def traces_from_files(movie, result_dir, out_dir, *, config: TraceConfig = Trace
     written["traces.png"] = out / "traces.png"
     settings = {"movie": str(movie), "rois": str(result_dir), "config": asdict(config),
                 "frames": int(frames.shape[0]), "spacing_um": list(spacing), "notes": notes}
+    written["traces.html"] = write_trace_page(out / "traces.html", table, shifts_table, fig, settings)
     with atomic_path(out / "traces.json") as tmp:
         Path(tmp).write_text(json.dumps(settings, indent=1, default=str))
     written["traces.json"] = out / "traces.json"

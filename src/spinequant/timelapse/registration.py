@@ -36,14 +36,14 @@ def _smoothed(image: np.ndarray, smooth_px: float) -> np.ndarray:
 
 
 def _shift_to(template: np.ndarray, frame: np.ndarray, window: np.ndarray, upsample_factor: int,
-              refinements: int) -> np.ndarray:
+              refinements: int, order: int = 3) -> np.ndarray:
     """The displacement (pixels) of ``frame``'s content against ``template``.
 
     The window leaves the frame's edges fixed, and a dendrite that runs across the frame
     barely changes along its own axis, so one correlation underestimates a shift along the
     dendrite (by about an eighth on the phantoms). The frame is therefore moved back by the
     estimate and the rest measured again, ``refinements`` times or until the rest is below
-    the sub-pixel step.
+    the sub-pixel step. ``order``: spline order of that move.
     """
     from skimage.registration import phase_cross_correlation
 
@@ -58,7 +58,7 @@ def _shift_to(template: np.ndarray, frame: np.ndarray, window: np.ndarray, upsam
         total -= np.asarray(step, float)
         if np.abs(step).max() < 1.0 / upsample_factor:
             break
-        moved = ndi.shift(frame, -total, order=3, mode="nearest")
+        moved = ndi.shift(frame, -total, order=order, mode="nearest")
     return total
 
 
