@@ -70,6 +70,7 @@ class RunPanel(QWidget):
         self.min_confidence.setValue(-0.05)
         self._base = None                   # a configuration loaded from a run.json
         self.stage_forms, self.stages_box = self._stage_forms()
+        self._show_method_instances()
         self.load_button = QPushButton("Load settings from a run.json...")
         self.load_button.clicked.connect(lambda: self.load_settings())
         form = QFormLayout()
@@ -154,7 +155,6 @@ class RunPanel(QWidget):
             scroll.setWidget(page)
             box.addItem(scroll, name)
             forms[name] = form
-        self._show_method_instances()
         return forms, box
 
     def _show_method_instances(self, *_):
