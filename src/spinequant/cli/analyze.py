@@ -227,11 +227,13 @@ class _StageBar:
         if self.bar is None:
             self.bar = tqdm(total=len(self.stages), unit="stage", file=sys.stderr, leave=False,
                             bar_format="{desc:<12} {bar} {percentage:3.0f}% [{elapsed}]")
+        if fraction == 0.0:
+            self.bar.set_description_str(name, refresh=False)
         done = self.stages.index(name) + fraction if name in self.stages else self.bar.n
         if done > self.bar.n:
             self.bar.update(done - self.bar.n)
-        if fraction == 0.0:
-            self.bar.set_description_str(name)
+        elif fraction == 0.0:
+            self.bar.refresh()
 
     def reset(self) -> None:
         self.close()
