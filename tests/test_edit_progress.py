@@ -4,7 +4,6 @@ the spine-head points saved with corrected training data, read back by `spinequa
 
 import json
 import time
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -166,3 +165,30 @@ def test_training_data_carries_head_points_that_train_reads(reports, tmp_path, m
                "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "2", "--threads", "1"])
     assert rc == 0 and (tmp_path / "model" / "model.safetensors").exists()
     np.testing.assert_allclose(seen[0].heads, heads, atol=1e-6)
+
+
+def test_cli_progress_line_moves_within_stages(monkeypatch):
+    import io
+    import sys
+
+    from spinequant.cli.analyze import _StageBar
+    from spinequant.pipeline import STAGES as ALL_STAGES
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    bar = _StageBar(ALL_STAGES, quiet=False)
+    bar.stage("segment", 0.0)
+    bar.stage("segment", 0.5)
+    assert bar.bar.n == 0.5 and bar.bar.desc == "segment"
+    bar.stage("instances", 0.0)
+    assert bar.bar.n == 1 and bar.bar.desc == "instances"
+    bar.close()
+    log = io.StringIO()                       # not a terminal: one line per stage, none per fraction
+    monkeypatch.setattr(sys, "stderr", log)
+    bar = _StageBar(ALL_STAGES, quiet=False)
+    for stage, fraction in (("segment", 0.0), ("segment", 0.4), ("segment", 0.9), ("instances", 0.0)):
+        bar.stage(stage, fraction)
+    assert [line.split("] ")[1] for line in log.getvalue().splitlines()] == ["segment", "instances"]
