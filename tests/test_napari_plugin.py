@@ -160,6 +160,12 @@ def test_stage_settings_are_form_fields_checked_by_the_configs(qtbot, viewer_wit
     assert morphology.editors["neck_ratio"].text() == "1.1"             # the config's defaults
     # The method's own instance settings are shown (and locked) until unticked.
     assert run.stage_forms["instances"].raw_values()["method"] == "heads"
+    from spinequant.pipeline.analyze import resolve_config
+
+    resolved = resolve_config(sq.AnalyzeConfig(min_confidence=0.6)).instances
+    run.min_confidence.setValue(0.6)                  # the head threshold calibrated for 0.6
+    assert run.stage_forms["instances"].value() == resolved
+    run.min_confidence.setValue(-0.05)
     run.method.setCurrentText("classical")
     assert run.stage_forms["instances"].raw_values()["method"] == "components"
     assert not run.stage_forms["instances"].isEnabled() and run.config().instances is None

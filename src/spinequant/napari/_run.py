@@ -104,6 +104,7 @@ class RunPanel(QWidget):
         self.cancel_button.clicked.connect(self.cancel)
         self.layer_box.currentTextChanged.connect(self._on_layer)
         self.method.currentTextChanged.connect(self._show_method_instances)
+        self.min_confidence.valueChanged.connect(self._show_method_instances)
         owner.viewer.layers.events.inserted.connect(self.refresh_layers)
         owner.viewer.layers.events.removed.connect(self.refresh_layers)
         self.refresh_layers()
@@ -165,10 +166,12 @@ class RunPanel(QWidget):
         follow = self.method_instances.isChecked()
         form.setEnabled(not follow)
         if follow:
-            from ..pipeline.analyze import default_instance_config
+            from ..pipeline.analyze import AnalyzeConfig, resolve_config
 
-            try:
-                form.set_value(default_instance_config(self.method.currentText()))
+            conf = self.min_confidence.value()
+            try:   # as the run will resolve them: a calibrated head threshold included
+                form.set_value(resolve_config(AnalyzeConfig(
+                    method=self.method.currentText(), min_confidence=None if conf < 0 else round(conf, 4))).instances)
             except SpinequantError:
                 pass            # a model folder being typed in: shown when it exists
 
