@@ -52,6 +52,7 @@ def main() -> int:
     run.run()
     wait(lambda: run.run_button.isEnabled())
     widget.tabs.setCurrentWidget(run)
+    run.stages_box.setCurrentWidget(run.stages_box.widget(list(run.stage_forms).index("morphology")))
     viewer.layers["spines"].visible = True
     viewer.reset_view()
     viewer.scene.camera.zoom *= 1.6

@@ -102,7 +102,28 @@ def test_run_widget_analyses_the_sample_in_a_worker(qtbot, viewer_with_sample, s
     assert "image" not in viewer.layers                     # the analysed layer is not added again
 
 
-def test_run_asks_for_a_missing_voxel_size_and_cancels(qtbot):
+def _pause_at(relay_signal, when):
+    """Hold the worker thread in its progress report once ``when(*args)`` is true, until the
+    returned ``release`` is set; ``reached`` is set once it waits there. (A click on Cancel
+    then lands at a known point of the run, whatever the machine's speed.)"""
+    import threading
+
+    from qtpy.QtCore import Qt
+
+    reached, release = threading.Event(), threading.Event()
+
+    def hold(*args):
+        if when(*args) and not reached.is_set():
+            reached.set()
+            release.wait(30)
+
+    relay_signal.connect(hold, Qt.ConnectionType.DirectConnection)
+    return reached, release
+
+
+def test_run_asks_for_a_missing_voxel_size_and_cancels_mid_segment(qtbot):
+    import time
+
     viewer = ViewerModel()
     viewer.add_image(np.asarray(sample_stack().data), name="no scale")
     widget = make_widget(qtbot, viewer)
@@ -111,12 +132,71 @@ def test_run_asks_for_a_missing_voxel_size_and_cancels(qtbot):
     run.run()
     assert run.worker is None and "voxel size" in run.status.text()
     run.voxel.setText("0.5 0.094 0.094")
-    run.method.setCurrentText("classical")
+    before = [(layer, layer.data) for layer in viewer.layers]
+    reached, release = _pause_at(run._relay.stage, lambda stage, fraction: stage == "segment" and fraction > 0.2)
     run.run()
-    run.cancel()
-    with qtbot.waitSignal(run.worker.finished, timeout=120_000):
-        pass
-    assert run.status.text() == "Cancelled." and widget.session is None
+    qtbot.waitUntil(reached.is_set, timeout=120_000)
+    run.cancel()                        # a click on Cancel while the network is a fifth through
+    clicked = time.perf_counter()
+    with qtbot.waitSignal(run.worker.finished, timeout=60_000):
+        release.set()
+    assert time.perf_counter() - clicked < 0.5              # stopped at the next batch of tiles
+    assert run.cancelled_at[0] == "segment" and 0.2 < run.cancelled_at[1] < 0.5
+    assert run.status.text().startswith("Cancelled during segment") and widget.session is None
+    assert [(layer, layer.data) for layer in viewer.layers] == before      # the viewer is as it was
+    assert run.run_button.isEnabled() and not run.cancel_button.isEnabled()
+
+
+def test_stage_settings_are_form_fields_checked_by_the_configs(qtbot, viewer_with_sample, tmp_path):
+    import json
+
+    from spinequant.config import config_to_dict
+    from spinequant.morphology import MorphologyConfig
+
+    widget = make_widget(qtbot, viewer_with_sample)
+    run = widget.run_panel
+    assert set(run.stage_forms) == {"classical", "instances", "morphology"}
+    morphology = run.stage_forms["morphology"]
+    assert morphology.editors["neck_ratio"].text() == "1.1"             # the config's defaults
+    # The method's own instance settings are shown (and locked) until unticked.
+    assert run.stage_forms["instances"].raw_values()["method"] == "heads"
+    from spinequant.pipeline.analyze import resolve_config
+
+    resolved = resolve_config(sq.AnalyzeConfig(min_confidence=0.6)).instances
+    run.min_confidence.setValue(0.6)                  # the head threshold calibrated for 0.6
+    assert run.stage_forms["instances"].value() == resolved
+    run.min_confidence.setValue(-0.05)
+    run.method.setCurrentText("classical")
+    assert run.stage_forms["instances"].raw_values()["method"] == "components"
+    assert not run.stage_forms["instances"].isEnabled() and run.config().instances is None
+    # A bad value: the config's own message under the field, and no run.
+    morphology.editors["neck_ratio"].setText("-1")
+    morphology.editors["neck_ratio"].editingFinished.emit()
+    with pytest.raises(sq.errors.InputError) as expected:
+        MorphologyConfig(neck_ratio=-1.0)
+    assert morphology.errors["neck_ratio"].text() == str(expected.value)
+    assert not morphology.errors["neck_ratio"].isHidden()
+    run.run()
+    assert run.worker is None and run.status.text() == str(expected.value)
+    morphology.editors["neck_ratio"].setText("1.3")
+    morphology.editors["rule_set"].setText("risher")
+    classical = run.stage_forms["classical"]
+    classical.editors["smooth_sigma_um"].setText("0.3 0.1 0.1")
+    classical.editors["threshold"].setText("0.25")
+    config = run.config()
+    assert config.morphology.neck_ratio == 1.3 and config.morphology.rule_set == "risher"
+    assert config.classical.smooth_sigma_um == (0.3, 0.1, 0.1) and config.classical.threshold == 0.25
+    assert morphology.errors["neck_ratio"].isHidden()
+    # A run.json's config fills the fields, instance settings and export choices included.
+    saved = sq.AnalyzeConfig.from_dict({"method": "lean2d", "morphology": {"rule_set": "risher", "thin_ratio": 3.0},
+                                        "instances": {"method": "components", "threshold": 0.2},
+                                        "export_meshes": False})
+    (tmp_path / "run.json").write_text(json.dumps({"config": config_to_dict(saved)}))
+    run.load_settings(tmp_path / "run.json")
+    assert run.stage_forms["morphology"].editors["thin_ratio"].text() == "3"
+    assert run.stage_forms["instances"].isEnabled() and run.config() == saved
+    (tmp_path / "bad.json").write_text(json.dumps({"config": {"morphology": {"neck_ratio": "wide"}}}))
+    assert run.load_settings(tmp_path / "bad.json") is None and "neck_ratio" in run.status.text()
 
 
 def test_inspect_table_is_linked_both_ways(qtbot, viewer_with_sample, sample_result):
@@ -241,14 +321,28 @@ def test_correct_delete_merge_split_add_retype_undo_save(qtbot, viewer_with_samp
 
     image, spacing, spine_labels, _ = read_training_stack(tmp_path / "train" / "sample")
     assert tuple(spacing) == (0.5, 0.094, 0.094) and (spine_labels == labels).all()
-    # Fine-tune on it from the Train tab (one tiny epoch) in a worker; Run then uses the model.
+    # Fine-tune on it from the Train tab (two tiny epochs) in a worker; Run then uses the model.
     trainer = widget.train_panel
     assert trainer.data_dir.text() == str(tmp_path / "train")
     trainer.model_dir.setText(str(tmp_path / "model"))
-    trainer.epochs.setValue(1), trainer.steps.setValue(1), trainer.batch.setValue(2)
+    trainer.epochs.setValue(2), trainer.steps.setValue(1), trainer.batch.setValue(2)
     worker = trainer.start()
     with qtbot.waitSignal(worker.finished, timeout=300_000):
         pass
     assert "Model written" in trainer.status.text(), trainer.status.text()
+    assert [m["epoch"] for m in trainer.epochs_done] == [1, 2]                 # per-epoch progress
+    assert trainer.history.text().count("validation loss") == 2
+    assert trainer.progress.value() == trainer.progress.maximum() == 2
     assert (tmp_path / "model" / "model.safetensors").exists()
     assert widget.run_panel.method.currentText() == str(tmp_path / "model")
+    # Cancel midway, in the first epoch: it stops after the running step, and writes no model.
+    trainer.model_dir.setText(str(tmp_path / "cancelled"))
+    trainer.epochs.setValue(2), trainer.steps.setValue(3)
+    reached, release = _pause_at(trainer._relay.step, lambda epoch, step, metrics: (epoch, step) == (1, 1))
+    worker = trainer.start()
+    qtbot.waitUntil(reached.is_set, timeout=300_000)
+    trainer.cancel()
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        release.set()
+    assert trainer.status.text() == "Cancelled; no epoch had finished: no model was written.", trainer.status.text()
+    assert trainer.progress.value() == 1 and not (tmp_path / "cancelled" / "model.json").exists()

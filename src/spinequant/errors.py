@@ -29,3 +29,17 @@ class SpinequantWarning(UserWarning):
 
 class IncompleteDataWarning(SpinequantWarning):
     """A damaged or truncated input was read anyway (``allow_incomplete``); part of it is missing."""
+
+
+class Cancelled(BaseException):
+    """Raised by a ``progress`` callback to stop a running analysis or training.
+
+    :func:`spinequant.analyze` and :func:`spinequant.segment.neural.train` call their progress
+    callback between small pieces of work (a batch of network tiles, a step of the spine-object
+    stage, a few spines measured, a training step); a callback that raises ``Cancelled`` stops
+    the call there, and the exception reaches the caller unchanged. Like ``KeyboardInterrupt``
+    it is not an ``Exception``, so no ``except Exception`` on the way swallows it (a folder
+    run stops instead of marking the stack failed and going on). Nothing is left half-written:
+    ``analyze`` writes nothing; ``save_result`` removes what it had written; training keeps
+    the best model and the checkpoint of the last finished epoch (a later run resumes there).
+    """

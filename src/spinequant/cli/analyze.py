@@ -194,15 +194,16 @@ def _folder_outcome(current: str | None, n_finished: int, out) -> str:
 
 def _stopping_on_signal(progress):
     """``progress`` that first stops the run if a signal came whose exception was swallowed."""
-    def step(name: str) -> None:
+    def step(name: str, fraction: float = 0.0) -> None:
         _signals.raise_if_received()
-        progress(name)
+        progress(name, fraction)
     return step
 
 
 class _StageBar:
-    """A progress bar over pipeline stages (tqdm) on a terminal; in a log (stderr not a
-    terminal) one line per stage with the time so far; nothing in quiet mode."""
+    """A progress bar over pipeline stages (tqdm) on a terminal, moving within a stage as
+    ``analyze`` reports its fractions; in a log (stderr not a terminal) one line per stage with
+    the time so far; nothing in quiet mode."""
 
     def __init__(self, stages, *, quiet: bool):
         self.stages = list(stages)
@@ -210,10 +211,12 @@ class _StageBar:
         self.quiet = quiet
         self.started = None
 
-    def stage(self, name: str) -> None:
+    def stage(self, name: str, fraction: float = 0.0) -> None:
         if self.quiet:
             return
         if not sys.stderr.isatty():
+            if fraction:
+                return
             import time
 
             self.started = self.started or time.perf_counter()
@@ -223,10 +226,14 @@ class _StageBar:
 
         if self.bar is None:
             self.bar = tqdm(total=len(self.stages), unit="stage", file=sys.stderr, leave=False,
-                            bar_format="{desc:<12} {bar} {n_fmt}/{total_fmt} [{elapsed}]")
-        else:
-            self.bar.update(1)
-        self.bar.set_description_str(name)
+                            bar_format="{desc:<12} {bar} {percentage:3.0f}% [{elapsed}]")
+        if fraction == 0.0:
+            self.bar.set_description_str(name, refresh=False)
+        done = self.stages.index(name) + fraction if name in self.stages else self.bar.n
+        if done > self.bar.n:
+            self.bar.update(done - self.bar.n)
+        elif fraction == 0.0:
+            self.bar.refresh()
 
     def reset(self) -> None:
         self.close()

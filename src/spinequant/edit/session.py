@@ -185,11 +185,12 @@ class EditSession:
 
     def save_training(self, folder) -> Path:
         """Write the corrected labels as one training stack (the layout ``spinequant train``
-        reads: image.tif, labels_semantic.tif, labels_spines.tif, labels_dendrites.tif)."""
+        reads: image.tif, labels_semantic.tif, labels_spines.tif, labels_dendrites.tif, and the
+        head centre of every spine in spine_heads.csv for point-head networks)."""
         from ..groundtruth.layout import write_training_stack
 
         return write_training_stack(folder, self.result.image, self.spacing, self.spine_labels,
-                                    self.result.dendrite_labels,
+                                    self.result.dendrite_labels, heads=self.spines,
                                     provenance={"source": "spinequant result corrected by hand",
                                                 "method": self.result.config.method,
                                                 **self.edit_record()})

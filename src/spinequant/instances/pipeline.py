@@ -17,7 +17,7 @@ from .split import split_objects
 
 
 def spine_instances(spine_prob, dendrite_prob=None, *, spacing, config: InstanceConfig | None = None,
-                    head_prob=None, image=None) -> InstanceResult:
+                    head_prob=None, image=None, progress=None) -> InstanceResult:
     """Turn a spine map and a dendrite map into labelled spines and cleaned dendrites.
 
     Steps: dendrite = ``dendrite_prob >= dendrite_threshold``, split into 3D connected
@@ -43,6 +43,9 @@ def spine_instances(spine_prob, dendrite_prob=None, *, spacing, config: Instance
     image : ndarray, optional
         The analysed image: dendrite pieces are bridged where it stays bright between them
         (``bridge_gap_um``).
+    progress : callable, optional
+        Called with the fraction of the work done after each step (dendrites, spine objects,
+        splitting, rules, trimming); it may raise :class:`~spinequant.errors.Cancelled` to stop.
 
     Returns
     -------
@@ -58,6 +61,7 @@ def spine_instances(spine_prob, dendrite_prob=None, *, spacing, config: Instance
     (1, 1)
     """
     cfg = config or InstanceConfig()
+    report = progress or (lambda fraction: None)
     spine, spine_is_mask = _as_map(spine_prob, "spine map")
     spacing = check_spacing(spacing, where="the spine map", ndim=spine.ndim)
     size = cfg.sizes(spine.ndim)
@@ -82,6 +86,7 @@ def spine_instances(spine_prob, dendrite_prob=None, *, spacing, config: Instance
             dendrites = Objects.of(dendrite_labels)
     else:
         dendrite_labels = np.zeros(spine.shape, dtype=np.int32)
+    report(0.2)
 
     method = cfg.method
     if method == "auto":
@@ -103,6 +108,7 @@ def spine_instances(spine_prob, dendrite_prob=None, *, spacing, config: Instance
             max_drop=cfg.max_drop, connectivity=cfg.connectivity, min_volume_um3=size["min_volume_um3"])
     else:
         spines = Objects.from_mask(spine >= cfg.threshold, cfg.connectivity)
+    report(0.4)
     # Specks below the minimum volume go before the per-object work (splitting, distances).
     small = spines.volumes(spacing) < size["min_volume_um3"]
     removed["volume"] = int(small.sum())
@@ -113,6 +119,7 @@ def spine_instances(spine_prob, dendrite_prob=None, *, spacing, config: Instance
         spines = split_objects(spines, spacing=spacing, by=cfg.split_by, spine_prob=spine,
                                min_distance_um=cfg.split_min_distance_um, min_depth=depth,
                                connectivity=cfg.connectivity)
+    report(0.6)
     spines, counts = filter_objects(
         spines, spacing=spacing, dendrite_mask=dendrite_labels > 0 if has_dendrite else None,
         min_volume_um3=size["min_volume_um3"], max_volume_um3=size["max_volume_um3"], min_planes=cfg.min_planes,
@@ -123,6 +130,7 @@ def spine_instances(spine_prob, dendrite_prob=None, *, spacing, config: Instance
         spines, removed["spine_noise"] = _noise(spines, dendrites, spacing, cfg, size)
     if has_dendrite and cfg.join_dendrites_through_spines:
         dendrite_labels = join_through_spines(dendrite_labels, spines, cfg.connectivity)
+    report(0.8)
     # After the join, which needs the whole faint bridge a spine object may make.
     scores = None
     if method == "heads":
@@ -131,6 +139,7 @@ def spine_instances(spine_prob, dendrite_prob=None, *, spacing, config: Instance
         scores = object_scores(spines, head)
     elif cfg.peak_fraction > 0 and not spine_is_mask:
         spines = trim_to_peak_fraction(spines, spine, cfg.peak_fraction, cfg.connectivity)
+    report(1.0)
     return InstanceResult(spine_labels=spines.labels, dendrite_labels=dendrite_labels, config=cfg,
                           removed=removed, scores=scores)
 

@@ -53,6 +53,10 @@ PLANAR_NAMES = {"volume_um3": "area_um2", "head_volume_um3": "head_area_um2",
 SPINE_COLUMNS_2D = [PLANAR_NAMES.get(c, c) for c in SPINE_COLUMNS if not c.endswith("_z_um")]
 
 
+#: How many spines :func:`measure_spines` measures between two calls of its ``progress``.
+PROGRESS_EVERY = 10
+
+
 def spine_columns(ndim: int) -> list[str]:
     """The spine table's columns for a 3D stack or a 2D image."""
     return SPINE_COLUMNS if ndim == 3 else SPINE_COLUMNS_2D
@@ -60,7 +64,7 @@ def spine_columns(ndim: int) -> list[str]:
 
 def measure_spines(spine_labels, dendrite_mask, spacing, image=None, *,
                    config: MorphologyConfig | dict | None = None,
-                   skeleton: DendriteSkeleton | None = None) -> pd.DataFrame:
+                   skeleton: DendriteSkeleton | None = None, progress=None) -> pd.DataFrame:
     """Measure every spine: size, shape, position on its dendrite, type and intensity.
 
     Parameters
@@ -79,6 +83,9 @@ def measure_spines(spine_labels, dendrite_mask, spacing, image=None, *,
         2D image, NeuronStudio's rules for a 3D stack).
     skeleton : DendriteSkeleton, optional
         Centrelines from :func:`dendrite_skeleton` of the same dendrite labels, to reuse.
+    progress : callable, optional
+        Called with the fraction of the spines measured, every :data:`PROGRESS_EVERY` spines
+        and at the end; it may raise :class:`~spinequant.errors.Cancelled` to stop.
 
     Returns
     -------
@@ -109,7 +116,10 @@ def measure_spines(spine_labels, dendrite_mask, spacing, image=None, *,
         skeleton = dendrite_skeleton(np.where(spines > 0, 0, dend), sp, config=cfg)
 
     rows, extra = [], []
+    n_spines = int(spines.max()) if spines.size else 0
     for sid, box, crop in _spine_crops(spines, dend, sp):
+        if progress is not None and sid % PROGRESS_EVERY == 0:
+            progress(sid / max(n_spines, 1))
         g = spine_geometry(crop, sp, smoothing_iterations=cfg.smoothing_iterations,
                            min_neck_length_um=cfg.min_neck_length_um,
                            hidden_neck_ratio=cfg.hidden_neck_ratio,
@@ -120,6 +130,8 @@ def measure_spines(spine_labels, dendrite_mask, spacing, image=None, *,
             masks = {"spine": crop.mask, "head": g.head_mask, "neck": g.neck_mask}
             extra.append(region_intensities(channels, box, masks, float(np.prod(sp))))
 
+    if progress is not None:
+        progress(1.0)
     table = pd.DataFrame(rows, columns=spine_columns(spines.ndim))
     table = table.astype({"id": np.int64, "dendrite_id": np.int64, "attached": bool,
                           "at_edge": bool, "has_neck": bool,

@@ -3,27 +3,27 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 from qtpy.QtCore import QObject, Signal
-from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
-                            QPlainTextEdit, QProgressBar, QPushButton, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
+                            QProgressBar, QPushButton, QScrollArea, QToolBox, QVBoxLayout, QWidget)
 
-from ..errors import SpinequantError
+from ..errors import Cancelled, SpinequantError
 from ..validate import check_spacing
+from ._forms import ConfigForm, stage_config_classes
 
 #: The stages :func:`spinequant.analyze` reports (its ``progress`` callback), in order.
 ANALYSIS_STAGES = ("segment", "instances", "measure")
 METHODS = ("lean2d_real", "lean2d", "classical")
 ENGINES = ("auto", "torch", "onnx")
-
-
-class AnalysisCancelled(Exception):
-    """Raised in the worker at the next stage after Cancel was pressed."""
+#: Steps of the progress bar per stage.
+BAR_STEPS = 1000
 
 
 class _Relay(QObject):
-    stage = Signal(str)
+    stage = Signal(str, float)
 
 
 def layer_spacing(layer) -> tuple[float, ...] | None:
@@ -68,17 +68,17 @@ class RunPanel(QWidget):
         self.min_confidence.setSingleStep(0.05)
         self.min_confidence.setSpecialValueText("model default")
         self.min_confidence.setValue(-0.05)
-        self.stage_configs = QPlainTextEdit()
-        self.stage_configs.setPlaceholderText('Stage configs as in run.json, e.g.\n'
-                                              '{"morphology": {"rule_set": "risher"},\n "instances": null}')
-        self.stage_configs.setMaximumHeight(80)
+        self._base = None                   # a configuration loaded from a run.json
+        self.stage_forms, self.stages_box = self._stage_forms()
+        self._show_method_instances()
+        self.load_button = QPushButton("Load settings from a run.json...")
+        self.load_button.clicked.connect(lambda: self.load_settings())
         form = QFormLayout()
         form.addRow("image layer", self.layer_box)
         form.addRow("voxel size (µm)", self.voxel)
         form.addRow("method", self.method)
         form.addRow("engine", self.engine)
         form.addRow("min. confidence", self.min_confidence)
-        form.addRow("stage configs", self.stage_configs)
         self.run_button = QPushButton("Analyse")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
@@ -88,19 +88,23 @@ class RunPanel(QWidget):
         self.open_button = QPushButton("Open a result folder to correct...")
         self.open_button.clicked.connect(lambda: self.open_result())
         self.progress = QProgressBar()
-        self.progress.setRange(0, len(ANALYSIS_STAGES))
+        self.progress.setRange(0, BAR_STEPS * len(ANALYSIS_STAGES))
         self.status = QLabel("")
         self.status.setWordWrap(True)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
+        layout.addWidget(QLabel("stage settings (the fields of the stage configs, as in run.json)"))
+        layout.addWidget(self.stages_box, stretch=1)
+        layout.addWidget(self.load_button)
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
         layout.addWidget(self.open_button)
         layout.addWidget(self.status)
-        layout.addStretch()
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
         self.layer_box.currentTextChanged.connect(self._on_layer)
+        self.method.currentTextChanged.connect(self._show_method_instances)
+        self.min_confidence.valueChanged.connect(self._show_method_instances)
         owner.viewer.layers.events.inserted.connect(self.refresh_layers)
         owner.viewer.layers.events.removed.connect(self.refresh_layers)
         self.refresh_layers()
@@ -131,23 +135,94 @@ class RunPanel(QWidget):
         self.voxel.setText(" ".join(f"{v:g}" for v in spacing) if spacing else "")
         self.status.setText("" if spacing else "This layer has no voxel size: enter it (µm).")
 
+    def _stage_forms(self):
+        """A form per stage config of AnalyzeConfig (classical, instances, morphology), in a
+        tool box; instances may follow the method's own defaults."""
+        from ..pipeline.analyze import AnalyzeConfig
+
+        forms, box = {}, QToolBox()
+        for name, cls in stage_config_classes(AnalyzeConfig).items():
+            form = ConfigForm(cls)
+            page = QWidget()
+            column = QVBoxLayout(page)
+            if name == "instances":
+                self.method_instances = QCheckBox("the method's defaults (the fields show them)")
+                self.method_instances.setChecked(True)
+                self.method_instances.toggled.connect(lambda on: self._show_method_instances())
+                column.addWidget(self.method_instances)
+            column.addWidget(form)
+            scroll = QScrollArea()
+            scroll.setWidgetResizable(True)
+            scroll.setWidget(page)
+            box.addItem(scroll, name)
+            forms[name] = form
+        return forms, box
+
+    def _show_method_instances(self, *_):
+        """While the instance settings follow the method, show the method's and lock them."""
+        form = getattr(self, "stage_forms", {}).get("instances")
+        if form is None:
+            return
+        follow = self.method_instances.isChecked()
+        form.setEnabled(not follow)
+        if follow:
+            from ..pipeline.analyze import AnalyzeConfig, resolve_config
+
+            conf = self.min_confidence.value()
+            try:   # as the run will resolve them: a calibrated head threshold included
+                form.set_value(resolve_config(AnalyzeConfig(
+                    method=self.method.currentText(), min_confidence=None if conf < 0 else round(conf, 4))).instances)
+            except SpinequantError:
+                pass            # a model folder being typed in: shown when it exists
+
     def config(self):
-        """The :class:`~spinequant.pipeline.analyze.AnalyzeConfig` the fields describe."""
+        """The :class:`~spinequant.pipeline.analyze.AnalyzeConfig` the fields describe (an
+        :class:`InputError` with the config's own message when a field is not valid)."""
+        from ..pipeline.analyze import AnalyzeConfig
+
+        conf = self.min_confidence.value()
+        stages = {name: form.value() for name, form in self.stage_forms.items()}
+        if self.method_instances.isChecked():
+            stages["instances"] = None
+        values = {"method": self.method.currentText(), "engine": self.engine.currentText(),
+                  "min_confidence": None if conf < 0 else round(conf, 4), **stages}
+        return replace(self._base or AnalyzeConfig(), **values)
+
+    def load_settings(self, path=None):
+        """Fill the fields from a run's ``run.json`` (its ``config``), or from a JSON file holding
+        just such a config; the run's export settings are kept for it too."""
+        from pathlib import Path
+
+        from qtpy.QtWidgets import QFileDialog
+
         from ..errors import InputError
         from ..pipeline.analyze import AnalyzeConfig
 
-        text = self.stage_configs.toPlainText().strip()
+        if path is None:
+            path, _ = QFileDialog.getOpenFileName(self, "run.json of a spinequant result", "", "JSON (*.json)")
+            if not path:
+                return None
         try:
-            stages = json.loads(text) if text else {}
-        except ValueError as exc:
-            raise InputError(f"The stage configs are not valid JSON ({exc}); write them as in run.json's "
-                             f"\"config\".") from None
-        if not isinstance(stages, dict):
-            raise InputError("The stage configs must be a JSON object, e.g. {\"morphology\": {\"rule_set\": \"risher\"}}.")
-        conf = self.min_confidence.value()
-        values = {"method": self.method.currentText(), "engine": self.engine.currentText(),
-                  "min_confidence": None if conf < 0 else round(conf, 4), **stages}
-        return AnalyzeConfig.from_dict(values)
+            try:
+                record = json.loads(Path(path).read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise InputError(f"Cannot read settings from '{path}' ({exc}); choose a result's run.json.") from None
+            config = AnalyzeConfig.from_dict(record.get("config", record) if isinstance(record, dict) else None)
+        except SpinequantError as exc:
+            self.status.setText(str(exc))
+            return None
+        self._base = config
+        self.method.setCurrentText(config.method)
+        self.engine.setCurrentText(config.engine)
+        self.min_confidence.setValue(-0.05 if config.min_confidence is None else config.min_confidence)
+        for name, form in self.stage_forms.items():
+            value = getattr(config, name)
+            if name == "instances":
+                self.method_instances.setChecked(value is None)
+            if value is not None:
+                form.set_value(value)
+        self.status.setText(f"Settings loaded from {path}.")
+        return config
 
     # --- running -----------------------------------------------------------------------------
     def run(self):
@@ -168,15 +243,20 @@ class RunPanel(QWidget):
             self.status.setText(str(exc))
             return
         self._cancel = False
+        self.cancelled_at = None
 
-        def progress(stage):
+        def progress(stage, fraction):
             if self._cancel:
-                raise AnalysisCancelled
-            self._relay.stage.emit(stage)
+                self.cancelled_at = (stage, fraction)
+                raise Cancelled
+            self._relay.stage.emit(stage, fraction)
 
         @thread_worker(ignore_errors=True)
         def job():
-            return analyze(image, spacing=spacing, config=config, progress=progress)
+            try:
+                return analyze(image, spacing=spacing, config=config, progress=progress)
+            except Cancelled:
+                return None      # nothing to show: the viewer stays as it was
 
         self.worker = job()
         self.worker.returned.connect(self._on_result)
@@ -207,20 +287,25 @@ class RunPanel(QWidget):
         self.status.setText(f"Opened {folder}: {len(result.spines)} spines.")
 
     def cancel(self):
-        """Stop at the next stage: the result is dropped."""
+        """Stop the analysis at its next progress report (a batch of network tiles, a step, a
+        few spines): nothing is shown."""
         self._cancel = True
-        self.status.setText("Cancelling after the current stage...")
+        self.status.setText("Cancelling...")
 
-    def _on_stage(self, stage: str):
+    def _on_stage(self, stage: str, fraction: float):
         if stage in ANALYSIS_STAGES:
-            self.progress.setValue(ANALYSIS_STAGES.index(stage))
-            self.status.setText(f"{stage}...")
+            self.progress.setValue(int(BAR_STEPS * (ANALYSIS_STAGES.index(stage) + fraction)))
+            if not self._cancel:
+                self.status.setText(f"{stage}... {100 * fraction:.0f}%")
 
     def _on_result(self, result):
-        if self._cancel:
-            self.status.setText("Cancelled.")
+        if result is None or self._cancel:
+            stage, fraction = self.cancelled_at or ("", 0)
+            self.progress.setValue(0)
+            self.status.setText(f"Cancelled during {stage} ({100 * fraction:.0f}%); nothing changed."
+                                if stage else "Cancelled; nothing changed.")
             return
-        self.progress.setValue(len(ANALYSIS_STAGES))
+        self.progress.setValue(self.progress.maximum())
         self.owner.show_result(result, with_image=False)
         warnings = result.diagnostics.get("warnings") or []
         self.status.setText(f"{len(result.spines)} spines on {len(result.dendrites)} dendrite(s)."
@@ -228,7 +313,7 @@ class RunPanel(QWidget):
 
     def _on_error(self, exc):
         self.progress.setValue(0)
-        self.status.setText("Cancelled." if isinstance(exc, AnalysisCancelled) else f"Failed: {exc}")
+        self.status.setText(f"Failed: {exc}")
 
     def _on_finished(self):
         self.run_button.setEnabled(True)

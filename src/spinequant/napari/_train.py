@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QLabel, QLineEdit, QProgressBar, QPushButton,
-                            QSpinBox, QVBoxLayout, QWidget)
+from qtpy.QtCore import QObject, Signal
+from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QProgressBar,
+                            QPushButton, QSpinBox, QVBoxLayout, QWidget)
+
+from ..errors import Cancelled
 
 #: Shipped models to start from.
 BASE_MODELS = ("lean2d_real", "lean2d")
+
+
+class _Relay(QObject):
+    step = Signal(int, int, object)       # epoch, step (from 1), the epoch's metrics or None
 
 
 class TrainPanel(QWidget):
@@ -39,15 +46,28 @@ class TrainPanel(QWidget):
             form.addRow(label, field)
         self.train_button = QPushButton("Fine-tune")
         self.train_button.clicked.connect(self.start)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        self._cancel = False
+        self._relay = _Relay()
+        self._relay.step.connect(self._on_step)
+        self.epochs_done: list[dict] = []
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.status = QLabel("Save corrected results with 'Save training data...' into sub-folders of one "
                              "folder, then fine-tune on it. Training stops after the time limit at the latest.")
         self.status.setWordWrap(True)
+        self.history = QLabel("")
+        self.history.setWordWrap(True)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.train_button)
+        buttons.addWidget(self.cancel_button)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
-        layout.addWidget(self.train_button)
+        layout.addLayout(buttons)
         layout.addWidget(self.progress)
+        layout.addWidget(self.history)
         layout.addWidget(self.status)
         layout.addStretch()
 
@@ -69,11 +89,22 @@ class TrainPanel(QWidget):
                          batch_size=self.batch.value(), learning_rate=TrainConfig.learning_rate / 10,
                          max_minutes=self.minutes.value())
 
+        self._cancel = False
+        self.epochs_done = []
+
+        def progress(epoch, step, metrics):
+            if self._cancel:
+                raise Cancelled
+            self._relay.step.emit(epoch, step, metrics)
+
         @thread_worker(ignore_errors=True)
         def job():
             samples = load_training_data(data)
-            return train(samples, out_dir=out, config=config, init=base, progress=False,
-                         description=f"fine-tuned in napari on {data}")[1]
+            try:
+                return train(samples, out_dir=out, config=config, init=base, progress=progress,
+                             description=f"fine-tuned in napari on {data}")[1]
+            except Cancelled:
+                return None
 
         self.worker = job()
         self.worker.returned.connect(self._on_done)
@@ -81,12 +112,37 @@ class TrainPanel(QWidget):
             f"Not trained: {exc}" if isinstance(exc, SpinequantError) else f"Training failed: {exc!r}"))
         self.worker.finished.connect(self._on_finished)
         self.train_button.setEnabled(False)
-        self.progress.setRange(0, 0)          # busy: training reports no steps to the widget
+        self.cancel_button.setEnabled(True)
+        self.progress.setRange(0, config.epochs * config.steps_per_epoch)
+        self.progress.setValue(0)
+        self.history.setText("")
         self.status.setText(f"Fine-tuning {base} on {data}...")
         self.worker.start()
         return self.worker
 
+    def cancel(self):
+        """Stop after the running training step; the best model of the finished epochs stays."""
+        self._cancel = True
+        self.status.setText("Cancelling...")
+
+    def _on_step(self, epoch: int, step: int, metrics):
+        self.progress.setValue((epoch - 1) * self.steps.value() + step)
+        if metrics is None:
+            if not self._cancel:
+                self.status.setText(f"Fine-tuning: epoch {epoch}/{self.epochs.value()}, step {step}/{self.steps.value()}")
+            return
+        self.epochs_done.append(metrics)
+        self.history.setText("\n".join(
+            f"epoch {m['epoch']}: train loss {m['train_loss']:.3f}, validation loss {m['val_loss']:.3f}, "
+            f"spine IoU {m['spine_iou']:.3f}" for m in self.epochs_done))
+
     def _on_done(self, card):
+        if card is None:
+            kept = (f"the best model of the {len(self.epochs_done)} finished epoch(s) is in "
+                    f"{self.model_dir.text().strip()} (Fine-tune again to resume)"
+                    if self.epochs_done else "no epoch had finished: no model was written")
+            self.status.setText(f"Cancelled; {kept}.")
+            return
         v = card.validation
         self.owner.run_panel.method.setCurrentText(self.model_dir.text().strip())
         self.status.setText(f"Model written to {self.model_dir.text().strip()} (epoch {v.get('epoch')}: "
@@ -96,8 +152,7 @@ class TrainPanel(QWidget):
 
     def _on_finished(self):
         self.train_button.setEnabled(True)
-        self.progress.setRange(0, 1)
-        self.progress.setValue(1)
+        self.cancel_button.setEnabled(False)
 
 
 def _spin(lo: int, hi: int, value: int) -> QSpinBox:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -101,7 +102,29 @@ class AnalysisResult:
         return semantic_labels(self.spine_labels, self.dendrite_labels)
 
 
-Progress = Callable[[str], None]
+#: ``progress(stage, fraction)``: the stage's name and the fraction of it done, 0.0 when it
+#: starts; a callable of one argument gets the stage's name only, when it starts. It may raise
+#: :class:`~spinequant.errors.Cancelled` to stop the run (see :func:`analyze`).
+Progress = Callable[..., None]
+
+
+def stage_reporter(progress: Progress | None) -> Callable[[str, float], None]:
+    """``progress`` as a callable of ``(stage, fraction)``: one of a single argument (the
+    stage's name) is called when a stage starts only; ``None`` reports nothing."""
+    if progress is None:
+        return lambda stage, fraction=0.0: None
+    try:
+        inspect.signature(progress).bind("segment", 0.0)
+        return progress
+    except TypeError:
+        pass
+    except ValueError:           # no signature to inspect (some builtins): the old form
+        pass
+
+    def at_start(stage: str, fraction: float = 0.0) -> None:
+        if fraction == 0.0:
+            progress(stage)
+    return at_start
 
 #: Spine objects from the classical maps: their values are not calibrated probabilities, so
 #: objects are connected components of the spine mask, split where the distance transform has
@@ -191,7 +214,13 @@ def analyze(image, *, spacing=None, config: AnalyzeConfig | None = None,
     spacing : (z, y, x) voxel size in µm, or (y, x) for a 2D image; required for plain arrays
     config : AnalyzeConfig, optional
     progress : callable, optional
-        Called with each stage's name as it starts.
+        ``progress(stage, fraction)``: called when each stage (``"segment"``, ``"instances"``,
+        ``"measure"``) starts, with 0.0, and within it with the fraction done (per batch of
+        network tiles, per step of the classical method and of the spine-object stage, per
+        ten spines measured). A callable of one argument gets the stage's name when it
+        starts. It may raise :class:`~spinequant.errors.Cancelled` to stop the run: the
+        exception reaches the caller within a fraction of a second (one batch of tiles);
+        ``analyze`` writes nothing, so nothing is left behind.
     tagged : array or Stack, optional
         A second channel of the same field of view (e.g. a tagged protein), the same shape as
         ``image``; ``image`` is the structural channel that is segmented. The spine table then
@@ -228,30 +257,33 @@ def analyze(image, *, spacing=None, config: AnalyzeConfig | None = None,
     if tagged is not None:
         tagged = _tagged_array(tagged, image)
     _check_resolves_spines(spacing)
-    step = progress or (lambda name: None)
+    step = stage_reporter(progress)
     timings: dict[str, float] = {}
 
-    step("segment")
+    step("segment", 0.0)
     t = time.perf_counter()
     maps = segment_maps(image, spacing=spacing, method=config.method, classical_config=config.classical,
-                        engine=config.engine)
+                        engine=config.engine, progress=_within(step, "segment"))
     dend_prob, spine_prob, seg_diag = maps.dendrite, maps.spine, maps.diagnostics
     timings["segment"] = time.perf_counter() - t
 
-    step("instances")
+    step("instances", 0.0)
     t = time.perf_counter()
     inst = spine_instances(spine_prob, dend_prob, spacing=spacing, config=config.instances,
-                           head_prob=maps.heads, image=image)
+                           head_prob=maps.heads, image=image, progress=_within(step, "instances"))
     del maps   # the head map (a float32 copy of the stack's size) is not part of the result
     timings["instances"] = time.perf_counter() - t
 
-    step("measure")
+    step("measure", 0.0)
     t = time.perf_counter()
     skeleton = dendrite_skeleton(inst.dendrite_labels, spacing, config=config.morphology)
+    step("measure", 0.1)
     spines = measure_spines(inst.spine_labels, inst.dendrite_labels, spacing, image=image,
-                            config=config.morphology, skeleton=skeleton)
+                            config=config.morphology, skeleton=skeleton,
+                            progress=_within(step, "measure", 0.1, 0.8))
     dendrites = measure_dendrites(inst.dendrite_labels, spacing, spines=spines,
                                   config=config.morphology, skeleton=skeleton)
+    step("measure", 0.95)
     centrelines = dendrite_centrelines(inst.dendrite_labels, spacing, config=config.morphology,
                                        skeleton=skeleton)
     spines.insert(1, "confidence", _spine_confidence(spines["id"], inst.scores, config.method))
@@ -269,6 +301,12 @@ def analyze(image, *, spacing=None, config: AnalyzeConfig | None = None,
         dendrites=dendrites, centrelines=centrelines, config=config, timings=timings,
         diagnostics=diagnostics, tagged=tagged,
     )
+
+
+def _within(step, stage: str, start: float = 0.0, share: float = 1.0):
+    """A stage's ``progress(fraction)`` for the part of it from ``start`` that takes ``share``;
+    never reports 0.0 (which marks the stage's start)."""
+    return lambda fraction: step(stage, max(start + share * float(fraction), 1e-6))
 
 
 #: Columns a run with a tagged channel adds to the spine table (after the others).
@@ -398,11 +436,11 @@ def save_result(result: AnalysisResult, out_dir, *, source: dict | None = None,
     """
     out_dir = Path(out_dir)
     with undo_on_failure():
-        _save_result(result, out_dir, source, progress or (lambda name: None))
+        _save_result(result, out_dir, source, stage_reporter(progress))
     return out_dir
 
 
-def _save_result(result: AnalysisResult, out_dir: Path, source: dict | None, step: Progress) -> None:
+def _save_result(result: AnalysisResult, out_dir: Path, source: dict | None, step) -> None:
     from ..export import export_results
 
     # A run.json marks a complete result: remove an earlier one until this run has finished.
@@ -410,7 +448,7 @@ def _save_result(result: AnalysisResult, out_dir: Path, source: dict | None, ste
         (out_dir / RUN_FILE).unlink(missing_ok=True)
     except OSError as exc:
         raise write_error(exc, out_dir / RUN_FILE) from exc
-    step("export")
+    step("export", 0.0)
     t = time.perf_counter()
     cfg = result.config
     planar = result.image.ndim == 2
@@ -427,7 +465,7 @@ def _save_result(result: AnalysisResult, out_dir: Path, source: dict | None, ste
     if result.config.report:
         from ..report import write_report
 
-        step("report")
+        step("report", 0.0)
         t = time.perf_counter()
         write_report(out_dir, result, source=source)
         result.timings["report"] = time.perf_counter() - t

@@ -27,7 +27,7 @@ class SegmentMaps:
 
 
 def segment_maps(image: np.ndarray, *, spacing, method: str = CLASSICAL, classical_config=None,
-                 engine: str = "auto", progress: bool = False, levels=None, grid=None) -> SegmentMaps:
+                 engine: str = "auto", progress=False, levels=None, grid=None) -> SegmentMaps:
     """All maps of ``method`` for ``image`` (see :class:`SegmentMaps`).
 
     ``levels`` are the numbers a method otherwise chooses from ``image`` itself: for a network
@@ -40,6 +40,10 @@ def segment_maps(image: np.ndarray, *, spacing, method: str = CLASSICAL, classic
     at (oy, ox) of a volume NY x NX pixels wide; the network then runs the whole volume's
     tiles (see :func:`~spinequant.segment.neural.predict.predict`). The classical method
     ignores it (a block-wise run aligns its windows instead).
+
+    ``progress``: ``True`` shows a progress bar (networks); a callable is called with the
+    fraction of the work done (per batch of network tiles, per step of the classical method)
+    and may raise :class:`~spinequant.errors.Cancelled` to stop. The maps do not depend on it.
     """
     dend, spine, diag, *heads = _maps(image, spacing=spacing, method=method,
                                       classical_config=classical_config, engine=engine, progress=progress,
@@ -48,7 +52,7 @@ def segment_maps(image: np.ndarray, *, spacing, method: str = CLASSICAL, classic
 
 
 def semantic_maps(image: np.ndarray, *, spacing, method: str = CLASSICAL, classical_config=None,
-                  engine: str = "auto", progress: bool = False) -> tuple[np.ndarray, np.ndarray, dict]:
+                  engine: str = "auto", progress=False) -> tuple[np.ndarray, np.ndarray, dict]:
     """Dendrite and spine maps for ``image`` by ``method``: ``"classical"`` or a model name/path.
 
     ``image`` is a (Z, Y, X) stack with a (z, y, x) ``spacing`` or a (Y, X) image with a
@@ -68,7 +72,8 @@ def _maps(image, *, spacing, method, classical_config, engine, progress, levels=
         from .classical import segment_classical
 
         dend, spine, diag = segment_classical(image, spacing=spacing, config=classical_config,
-                                              return_diagnostics=True, levels=levels)
+                                              return_diagnostics=True, levels=levels,
+                                              progress=progress if callable(progress) else None)
         return dend, spine, asdict(diag)
     from .neural.card import read_card
     from .neural.predict import choose_engine, predict

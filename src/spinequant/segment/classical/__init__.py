@@ -171,7 +171,8 @@ def classical_foreground(signal, candidate, *, spacing, levels: ClassicalLevels,
 
 
 def segment_classical(image: np.ndarray, *, spacing, config: ClassicalConfig | None = None,
-                      return_diagnostics: bool = False, levels: ClassicalLevels | None = None):
+                      return_diagnostics: bool = False, levels: ClassicalLevels | None = None,
+                      progress=None):
     """Dendrite and spine probability-like maps for a 3D stack or a 2D image, without
     training data.
 
@@ -184,6 +185,9 @@ def segment_classical(image: np.ndarray, *, spacing, config: ClassicalConfig | N
     levels : ClassicalLevels, optional
         Thresholds and elongations to use instead of choosing them from ``image`` (a block of
         a larger volume gets the whole volume's).
+    progress : callable, optional
+        Called with the fraction of the work done after each step (denoising, foreground,
+        shaft, maps); it may raise :class:`~spinequant.errors.Cancelled` to stop.
 
     Returns
     -------
@@ -196,7 +200,9 @@ def segment_classical(image: np.ndarray, *, spacing, config: ClassicalConfig | N
                          f"{image.ndim} dimensions.")
     spacing = check_spacing(spacing, ndim=image.ndim)
     planar = image.ndim == 2
+    report = progress or (lambda fraction: None)
     signal = classical_signal(image, spacing=spacing, config=config)
+    report(0.3)
     given = levels is not None
     if not given:
         levels = classical_thresholds(signal, config)
@@ -212,11 +218,14 @@ def segment_classical(image: np.ndarray, *, spacing, config: ClassicalConfig | N
         levels = replace(levels, z_elongation=estimate_z_elongation(foreground, spacing))
     elongation, low, high = levels.z_elongation, levels.threshold_low, levels.threshold_high
     shape_spacing = spacing if planar else (spacing[0] / elongation, spacing[1], spacing[2])
+    report(0.5)
     shaft, distance_at = _shaft_on_grid(foreground, shape_spacing, config)
     spine = _protrusions(foreground & ~shaft, distance_at, config.min_protrusion_um)
     shaft = foreground & ~spine
+    report(0.8)
     dendrite_prob = _confidence_map(signal, shaft, low, high)
     spine_prob = _confidence_map(signal, spine, low, high)
+    report(1.0)
     if not return_diagnostics:
         return dendrite_prob, spine_prob
     diag = ClassicalDiagnostics(

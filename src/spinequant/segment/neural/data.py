@@ -8,7 +8,8 @@ Accepted layouts, in ``DATA_DIR`` or in each of its sub-folders:
 
 * ``image.tif`` with ``labels_semantic.tif`` (what ``spinequant.synth.write_phantom`` and
   ``export_results`` write), or with instance labels ``labels_spines.tif`` and
-  ``labels_dendrites.tif`` (any id > 0 is spine or dendrite);
+  ``labels_dendrites.tif`` (any id > 0 is spine or dendrite); an optional ``spine_heads.csv``
+  beside them gives the spine-head centres (µm; see :mod:`spinequant.groundtruth.layout`);
 * ``image.tif`` with a dendrite trace ``dendrites.swc`` (µm; drawn as spheres of the traced
   radius along each segment, as DeepD3 made its dendrite masks) and a spine mask
   ``labels_spines.tif`` or ``spines.tif`` (any value > 0 is spine);
@@ -76,30 +77,32 @@ def load_training_data(folder: str | os.PathLike, *, voxel_size=None) -> list[Tr
         raise InputError(f"The training data folder '{folder}' does not exist or is not a folder.")
     if (folder / "images").is_dir() and (folder / "labels").is_dir():
         return _yolo_samples(folder, voxel_size)
-    found: list[tuple[Path, Path | tuple[Path, Path], str]] = []
+    found: list[tuple[Path, Path | tuple[Path, Path], str, Path | None]] = []
     for d in [folder] + sorted(p for p in folder.iterdir() if p.is_dir()):
         img = d / "image.tif"
         if img.exists():
             if (d / "labels_semantic.tif").exists():
-                found.append((img, d / "labels_semantic.tif", d.name))
+                found.append((img, d / "labels_semantic.tif", d.name, d))
             elif (d / "labels_spines.tif").exists() and (d / "labels_dendrites.tif").exists():
-                found.append((img, (d / "labels_spines.tif", d / "labels_dendrites.tif"), d.name))
+                found.append((img, (d / "labels_spines.tif", d / "labels_dendrites.tif"), d.name, d))
             elif (d / "dendrites.swc").exists():
                 spines = [p for p in (d / "labels_spines.tif", d / "spines.tif") if p.exists()]
                 if spines:
-                    found.append((img, (spines[0], d / "dendrites.swc"), d.name))
+                    found.append((img, (spines[0], d / "dendrites.swc"), d.name, d))
         for lab in sorted(d.glob("*_labels.tif")):
             img = lab.with_name(lab.name[: -len("_labels.tif")] + ".tif")
             if img.exists():
-                found.append((img, lab, img.stem))
+                found.append((img, lab, img.stem, None))
     if not found:
         raise InputError(
             f"No training pairs found in '{folder}'. Put each annotated stack in a sub-folder as "
             f"image.tif + labels_semantic.tif (0 background, 1 dendrite, 2 spine), or as NAME.tif "
             f"+ NAME_labels.tif side by side."
         )
+    from ...groundtruth.layout import read_heads
+
     samples = []
-    for img, lab, name in found:
+    for img, lab, name, stack_dir in found:
         stack = read_stack(img, voxel_size=voxel_size)
         if isinstance(lab, tuple) and lab[1].suffix == ".swc":
             from ...evaluate.swc_mask import swc_to_mask
@@ -111,7 +114,9 @@ def load_training_data(folder: str | os.PathLike, *, voxel_size=None) -> list[Tr
             sem = semantic_from_instances(tifffile.imread(lab[0]), tifffile.imread(lab[1]))
         else:
             sem = tifffile.imread(lab).astype(np.uint8)
-        samples.append(TrainingSample(np.asarray(stack.data), np.squeeze(sem), tuple(stack.spacing), name))
+        heads = read_heads(stack_dir, stack.spacing) if stack_dir is not None else None
+        samples.append(TrainingSample(np.asarray(stack.data), np.squeeze(sem), tuple(stack.spacing), name,
+                                      heads=heads))
     return samples
 
 

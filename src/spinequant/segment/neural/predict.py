@@ -23,7 +23,7 @@ ENGINES = ("auto", "torch", "onnx")
 
 def predict(image: np.ndarray, *, spacing, model: str | os.PathLike | tuple | None = None,
             engine: str = "auto", batch_size: int | None = None, device: str | torch.device | None = None,
-            progress: bool = False, tile_size: int | None = None, overlap: int | None = None,
+            progress=False, tile_size: int | None = None, overlap: int | None = None,
             compile: bool = False, channels_last: bool = True,
             threads: int | None = None,
             value_range: tuple[float, float] | None = None, grid=None) -> tuple[np.ndarray, ...]:
@@ -52,8 +52,9 @@ def predict(image: np.ndarray, *, spacing, model: str | os.PathLike | tuple | No
         Runtime and 4 with PyTorch (each one's fastest on a 2-core CPU).
     device : str, optional
         ``"cpu"``, ``"cuda"``...; default CUDA when available, else CPU.
-    progress : bool
-        Show a progress bar.
+    progress : bool or callable
+        ``True`` shows a progress bar; a callable is called with the fraction of the network's
+        tiles done after each batch (see :func:`~.tiling.sliding_window`).
     tile_size, overlap : int, optional
         Tile edge and overlap in y, x (pixels at the model's voxel size); default from the card.
     compile : bool

@@ -49,7 +49,7 @@ def _coverage(length: int, tile: int, starts: list[int], w: np.ndarray) -> np.nd
 def sliding_window(volume: np.ndarray, run, *, n_out: int = 2, tile_size: int = 256,
                    overlap: int = 32, tile_depth: int = 1, z_context: int = 0,
                    multiple: int = 1, z_multiple: int = 1, batch_size: int = 8,
-                   progress: bool = False, grid=None, prepare=None, as_list: bool = False):
+                   progress=False, grid=None, prepare=None, as_list: bool = False):
     """Apply ``run`` tile by tile and blend.
 
     Parameters
@@ -81,6 +81,10 @@ def sliding_window(volume: np.ndarray, run, *, n_out: int = 2, tile_size: int = 
     as_list : bool
         Return the maps as a list of separate (Z, Y, X) arrays, so that one can be freed while
         the others are kept.
+
+    progress : bool or callable
+        ``True`` shows a progress bar; a callable is called after each batch of tiles with the
+        fraction of the tiles done (it may raise to stop, e.g. :class:`spinequant.errors.Cancelled`).
 
     Returns
     -------
@@ -131,7 +135,9 @@ def sliding_window(volume: np.ndarray, run, *, n_out: int = 2, tile_size: int = 
 
     positions = list(itertools.product(zs, ys, xs))
     batches = [positions[i:i + batch_size] for i in range(0, len(positions), batch_size)]
-    for batch in tqdm(batches, disable=not progress, desc="segmenting", unit="batch"):
+    report = progress if callable(progress) else None
+    for done, batch in enumerate(tqdm(batches, disable=report is not None or not progress,
+                                      desc="segmenting", unit="batch"), start=1):
         if is3d:
             tiles = np.stack([padded.cut((z, y, x), (t_z, t_y, t_x))[None] for z, y, x in batch])
         else:
@@ -146,6 +152,8 @@ def sliding_window(volume: np.ndarray, run, *, n_out: int = 2, tile_size: int = 
                 where, weighted = (z, sy, sx), p[:, ty, tx] * w_tile[0, ty, tx]
             for channel, values in zip(out, weighted):
                 channel[where] += values
+        if report is not None:
+            report(done / len(batches))
     cov_yx = np.outer(_coverage(py, t_y, ys, wy)[pad_y[0]:pad_y[0] + ny],
                       _coverage(px, t_x, xs, wx)[pad_x[0]:pad_x[0] + nx])
     if grid is not None:

@@ -70,7 +70,7 @@ class TrainConfig:
 def train(samples: list[TrainingSample], *, out_dir: str | os.PathLike,
           config: TrainConfig | None = None, init: str | os.PathLike | None = None,
           resume: bool = True, val_samples: list[TrainingSample] | None = None,
-          progress: bool = True, description: str = "") -> tuple[torch.nn.Module, ModelCard]:
+          progress=True, description: str = "") -> tuple[torch.nn.Module, ModelCard]:
     """Train a model (or fine-tune ``init``) on annotated stacks; return the best one.
 
     Parameters
@@ -87,6 +87,13 @@ def train(samples: list[TrainingSample], *, out_dir: str | os.PathLike,
         Continue from the checkpoint in ``out_dir`` when there is one.
     val_samples : list, optional
         Validation stacks; default: ``val_fraction`` of ``samples`` (or of the one stack's rows).
+    progress : bool or callable
+        ``True`` shows a progress bar and a line per epoch. A callable is called as
+        ``progress(epoch, step, metrics)`` (epoch and step counted from 1) after every training
+        step with ``metrics=None``, and after each epoch's validation with its metrics (the
+        keys of the model card's ``validation``). It may raise
+        :class:`~spinequant.errors.Cancelled` to stop: the best model so far and the checkpoint
+        of the last finished epoch stay in ``out_dir`` (a later call resumes there).
     """
     config = config or TrainConfig()
     if not samples:
@@ -139,10 +146,11 @@ def _train(samples, out, config, init, resume, val_samples, progress, descriptio
             g["lr"] = lr
         net.train()
         rng = np.random.default_rng([config.seed, epoch])
-        bar = tqdm(range(config.steps_per_epoch), disable=not progress, leave=False,
+        report = progress if callable(progress) else None
+        bar = tqdm(range(config.steps_per_epoch), disable=report is not None or not progress, leave=False,
                    desc=f"epoch {epoch + 1}/{config.epochs}", unit="step")
         running = []
-        for _ in bar:
+        for step in bar:
             x, y = sampler.batch(config.batch_size, rng)
             loss = loss_fn(net(torch.from_numpy(x)), torch.from_numpy(y))
             opt.zero_grad(set_to_none=True)
@@ -150,6 +158,8 @@ def _train(samples, out, config, init, resume, val_samples, progress, descriptio
             opt.step()
             running.append(float(loss.detach()))
             bar.set_postfix(loss=f"{np.mean(running[-20:]):.4f}")
+            if report is not None:
+                report(epoch + 1, step + 1, None)
         metrics = evaluate_patches(net, spec, val_x, val_y, loss_fn)
         metrics.update(epoch=epoch + 1, train_loss=float(np.mean(running)), lr=lr)
         state["history"].append(metrics)
@@ -162,7 +172,9 @@ def _train(samples, out, config, init, resume, val_samples, progress, descriptio
             state["bad_epochs"] += 1
         state["epoch"] = epoch + 1
         _save_checkpoint(out, net, opt, state)
-        if progress:
+        if report is not None:
+            report(epoch + 1, config.steps_per_epoch, metrics)
+        elif progress:
             tqdm.write(f"epoch {epoch + 1}: train loss {metrics['train_loss']:.4f}  val loss "
                        f"{metrics['val_loss']:.4f}  dendrite IoU {metrics['dendrite_iou']:.3f}  "
                        f"spine IoU {metrics['spine_iou']:.3f}" + ("  *" if improved else ""))
@@ -180,7 +192,14 @@ def split_validation(samples: list[TrainingSample], fraction: float):
         return samples[:-n_val], samples[-n_val:]
     s = samples[0]
     cut = int(round(s.image.shape[1] * (1 - fraction)))
-    part = lambda sl, tag: TrainingSample(s.image[:, sl], s.semantic[:, sl], s.spacing, s.name + tag)  # noqa: E731
+
+    def part(sl, tag):
+        heads = None
+        if s.heads is not None:      # the head points of these rows, in their coordinates
+            inside = (s.heads[:, 1] >= (sl.start or 0)) & (s.heads[:, 1] < (sl.stop or s.image.shape[1]))
+            heads = s.heads[inside] - np.array([0, sl.start or 0, 0])
+        return TrainingSample(s.image[:, sl], s.semantic[:, sl], s.spacing, s.name + tag, heads=heads,
+                              weight=s.weight)
     return [part(slice(0, cut), "[train rows]")], [part(slice(cut, None), "[validation rows]")]
 
 
