@@ -15,6 +15,7 @@ from ..stack import Stack
 from ..validate import check_spacing
 from .blocks import Block, block_grid, halo_px, maps_halo_um, objects_halo_um, window_align
 from .config import ScaleConfig
+from .execute import BlockRunner, VolumeSource
 from .maps import block_done, map_fingerprint, open_maps, volume_levels, write_block_maps
 from .objects import BlockObjects, block_objects, stitch
 
@@ -40,10 +41,13 @@ class _StoredObjects(Mapping):
 
 
 def chunked_labels(volume, spacing, work_dir, *, config=None, scale: ScaleConfig | None = None,
-                   progress=None) -> dict:
+                   progress=None, runner: BlockRunner | None = None) -> dict:
     """Block maps, per-block objects and the stitched global labels of ``volume`` in ``work_dir``.
 
-    ``volume`` is a (Z, Y, X) numpy, Zarr or Dask array (read one window at a time).
+    ``volume`` is a (Z, Y, X) numpy, Zarr or Dask array (read one window at a time), or a
+    :class:`~spinequant.scale.execute.VolumeSource` (what tasks on a cluster get).
+    ``runner`` runs the blocks (:class:`~spinequant.scale.execute.BlockRunner`; default: in
+    this process); ``progress(stage, done, total)`` is called as blocks finish.
     Returns a dict: ``spine_labels``, ``dendrite_labels`` (Zarr arrays), ``scores``, the
     resolved ``config``, the ``chunking`` (block grid and halos, for run.json) and
     ``diagnostics``.
@@ -76,23 +80,22 @@ def chunked_labels(volume, spacing, work_dir, *, config=None, scale: ScaleConfig
     from .maps import MAPS
     group = open_maps(work / "maps.zarr", shape, chunk_px=chunk, heads=_has_heads(config.method),
                       fingerprint=fingerprint)
-    skipped, diag = 0, {}
-    for i, block in enumerate(map_blocks):
-        step("maps", i, len(map_blocks))
-        if block_done(group, block):
-            skipped += 1
-            continue
-        diag = write_block_maps(volume, spacing, block, group, method=config.method, levels=levels,
-                                classical_config=config.classical, engine=config.engine)
+    todo = [b for b in map_blocks if not block_done(group, b)]
+    skipped = len(map_blocks) - len(todo)
+    runner = runner or BlockRunner()
+    maps_path = str(work / "maps.zarr")
+    diags = runner.map(_maps_job, [(volume, spacing, b, maps_path, config.method, levels, config.classical,
+                                    config.engine) for b in todo],
+                       names=[b.name for b in todo], stage="maps", progress=step)
+    diag = diags[-1] if diags else {}
     timings["segment"] = time.perf_counter() - t
 
     t = time.perf_counter()
     objects_dir = work / "objects"
     objects_dir.mkdir(exist_ok=True)
-    for i, block in enumerate(obj_blocks):
-        step("instances", i, len(obj_blocks))
-        block_objects(group, volume, spacing, block, config=config.instances, shape=shape).save(
-            objects_dir / f"{block.name}.npz")
+    runner.map(_objects_job, [(maps_path, volume, spacing, b, config.instances, shape,
+                               str(objects_dir / f"{b.name}.npz")) for b in obj_blocks],
+               names=[b.name for b in obj_blocks], stage="instances", progress=step)
     labels = zarr.open_group(str(work / "labels.zarr"), mode="w", zarr_format=2)
     kw = dict(shape=shape, dtype=np.uint32, chunks=(shape[0], chunk, chunk), fill_value=0,
               config={"write_empty_chunks": True})
@@ -110,6 +113,21 @@ def chunked_labels(volume, spacing, work_dir, *, config=None, scale: ScaleConfig
     return {"spine_labels": spines, "dendrite_labels": dendrites, "scores": stitched["scores"],
             "config": config, "chunking": chunking, "engine": engine,
             "diagnostics": {"segment": diag}, "timings": timings}
+
+
+def _maps_job(job) -> dict:
+    """One block's maps (a task: runs in a worker process)."""
+    volume, spacing, block, maps_path, method, levels, classical, engine = job
+    group = zarr.open_group(maps_path, mode="r+")
+    return write_block_maps(volume, spacing, block, group, method=method, levels=levels,
+                            classical_config=classical, engine=engine)
+
+
+def _objects_job(job) -> None:
+    """One block's spine objects and core dendrites, saved to their file (a task)."""
+    maps_path, volume, spacing, block, instances, shape, out = job
+    group = zarr.open_group(maps_path, mode="r")
+    block_objects(group, volume, spacing, block, config=instances, shape=shape).save(Path(out))
 
 
 def _has_heads(method: str) -> bool:
@@ -131,7 +149,8 @@ def open_volume(path, *, channel=None, time_point=None, voxel_size=None, allow_i
 
 
 def analyze_chunked(path, out_dir, *, config=None, chunk_px: int | None = None, chunk_um: float | None = None,
-                    channel=None, time_point=None, voxel_size=None, progress=None):
+                    channel=None, time_point=None, voxel_size=None, progress=None,
+                    workers: int | None = None, scheduler: str | None = None, say=None):
     """Analyse the stack at ``path`` block by block and write the usual result folder.
 
     The maps, spine objects and dendrites are made block by block (see :mod:`spinequant.scale`);
@@ -140,6 +159,9 @@ def analyze_chunked(path, out_dir, *, config=None, chunk_px: int | None = None, 
     uint16 images, against about 4 x that for a float32 stack in memory).
     ``chunk_px`` (or ``chunk_um``, in y/x) sets the block cores' edge. A re-run into the same
     ``out_dir`` after a kill skips the blocks whose maps are finished.
+    ``workers``: run the blocks on a local Dask cluster of that many processes; ``scheduler``:
+    on the running cluster at that address (:class:`~spinequant.scale.execute.BlockRunner`);
+    neither: in this process. ``say(message)`` gets the cluster's description and dashboard link.
 
     Returns the :class:`~spinequant.pipeline.analyze.AnalysisResult` that was saved.
     """
@@ -154,7 +176,10 @@ def analyze_chunked(path, out_dir, *, config=None, chunk_px: int | None = None, 
     scale = ScaleConfig() if chunk_px is None and chunk_um is None else ScaleConfig(
         chunk_px=int(chunk_px if chunk_px is not None else round(chunk_um / spacing[1])))
     out_dir = Path(out_dir)
-    chunked = chunked_labels(stack.data, spacing, out_dir / WORK_DIR, config=config, scale=scale, progress=progress)
+    source = VolumeSource(str(path), channel, time_point, None if voxel_size is None else tuple(voxel_size))
+    with BlockRunner(workers=workers, scheduler=scheduler, say=say) as runner:
+        chunked = chunked_labels(source if runner.client is not None else stack.data, spacing, out_dir / WORK_DIR,
+                                 config=config, scale=scale, progress=progress, runner=runner)
     config = chunked["config"]
     t = time.perf_counter()
     image = np.asarray(stack.data)
