@@ -137,3 +137,18 @@ def test_rerun_skips_finished_blocks_and_cli(zarr_stack, tmp_path):
     second = json.loads((out / "run.json").read_text())
     assert second["input"]["chunked"]["blocks_resumed"] == 3
     assert second["counts"] == first["counts"]
+
+
+@pytest.mark.parametrize("compression", [None, "zlib"])
+def test_tiff_is_read_lazily_for_chunked_runs(compression, tmp_path):
+    import tifffile
+
+    from spinequant.scale import open_volume
+
+    data = np.random.default_rng(0).integers(0, 4000, (6, 2, 48, 64), dtype=np.uint16)
+    path = tmp_path / ("s.tif" if compression is None else "s.ome.tif")
+    tifffile.imwrite(path, data, imagej=compression is None, ome=compression is not None,
+                     compression=compression, photometric="minisblack", metadata={"axes": "ZCYX"})
+    stack = open_volume(path, channel=1, voxel_size=(0.5, 0.1, 0.1))
+    assert type(stack.data).__name__ == "Array"                         # dask: nothing decoded yet
+    assert np.array_equal(np.asarray(stack.data[:, 5:40, 7:50]), data[:, 1, 5:40, 7:50])

@@ -30,9 +30,13 @@ def serial(zarr_stack, tmp_path_factory):
     return analyze_chunked(zarr_stack, tmp_path_factory.mktemp("serial") / "out", config=CONFIG, chunk_px=256)
 
 
-def test_two_local_workers_find_the_in_memory_spines(phantom, zarr_stack, serial, tmp_path, capsys):
+def test_two_local_workers_find_the_in_memory_spines(phantom, serial, tmp_path, capsys):
+    # from a TIFF, which each worker opens itself and reads lazily (a memory map)
+    from spinequant.io import write_tiff
+
+    tiff = write_tiff(tmp_path / "stack.tif", phantom.image, SPACING)
     out = tmp_path / "out"
-    assert main(["analyze", str(zarr_stack), "--out", str(out), "--chunked", "--chunk-size", "256",
+    assert main(["analyze", str(tiff), "--out", str(out), "--chunked", "--chunk-size", "256",
                  "--workers", "2", "--method", "classical", "--no-meshes", "--no-roi"]) == 0
     err = capsys.readouterr().err
     assert "Dask cluster: 2 worker(s)" in err and "maps 4/4 blocks" in err

@@ -138,10 +138,10 @@ def _has_heads(method: str) -> bool:
 
 def open_volume(path, *, channel=None, time_point=None, voxel_size=None, allow_incomplete=False) -> Stack:
     """The stack at ``path`` with one channel and time point selected, its data left lazy
-    where the format allows it (OME-Zarr / Zarr: a Dask array)."""
+    where the format allows it (OME-Zarr / Zarr / TIFF: a Dask array)."""
     from ..io import open_stack
 
-    stack = open_stack(path, voxel_size=voxel_size, allow_incomplete=allow_incomplete)
+    stack = open_stack(path, voxel_size=voxel_size, allow_incomplete=allow_incomplete, lazy=True)
     stack = stack.select(channel=channel, time=time_point)
     if stack.data.ndim != 3:
         raise InputError(f"'{path}' is a 2D image; chunked analysis is for 3D volumes. Leave out --chunked.")

@@ -30,8 +30,14 @@ MAX_SAMPLE = 4_000_000
 
 def read_window(volume, block: Block) -> np.ndarray:
     """The window of ``block`` from a numpy, Zarr or Dask volume, as a numpy array."""
-    part = volume[(slice(None), *block.window)]
-    return np.asarray(part.compute() if hasattr(part, "compute") else part)
+    return read_region(volume, (slice(None), *block.window))
+
+
+def read_region(volume, region) -> np.ndarray:
+    """``volume[region]`` as a numpy array, read in this process (also when a Dask cluster is
+    the default scheduler: the file is open here, its handle is not sent to workers)."""
+    part = volume[region]
+    return np.asarray(part.compute(scheduler="synchronous") if hasattr(part, "compute") else part)
 
 
 def strided_sample(volume, max_n: int = MAX_SAMPLE) -> np.ndarray:
@@ -41,7 +47,7 @@ def strided_sample(volume, max_n: int = MAX_SAMPLE) -> np.ndarray:
     k = max(1, -(-nz * ny * nx // max_n))
     parts = []
     for z in range(nz):
-        plane = np.asarray(volume[z]).reshape(-1)
+        plane = read_region(volume, z).reshape(-1)
         parts.append(plane[(-z * ny * nx) % k::k])
     return np.concatenate(parts)
 
