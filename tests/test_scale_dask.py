@@ -52,6 +52,12 @@ def test_two_local_workers_find_the_in_memory_spines(phantom, serial, tmp_path, 
 
 
 def test_a_worker_killed_mid_block_has_its_block_redone(zarr_stack, serial, tmp_path):
+    # also the export of a volume too large for whole-volume files (forced by the limit 0):
+    # results.ome.zarr written chunk by chunk from the stitched labels, no label TIFFs
+    import zarr
+
+    from spinequant.scale import ScaleConfig
+
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
             Client(cluster) as client:
         pids = client.run(os.getpid)
@@ -63,12 +69,21 @@ def test_a_worker_killed_mid_block_has_its_block_redone(zarr_stack, serial, tmp_
                 os.kill(pids[busy[0]], signal.SIGKILL)
                 killed.append(busy[0])
 
-        result = analyze_chunked(zarr_stack, tmp_path / "out", config=CONFIG, chunk_px=256,
+        out = tmp_path / "out"
+        result = analyze_chunked(zarr_stack, out, config=CONFIG, scale=ScaleConfig(chunk_px=256, whole_export_max_voxels=0),
                                  scheduler=cluster.scheduler_address, progress=kill_a_busy_worker)
         assert killed and set(client.run(os.getpid).values()) != set(pids.values())   # a worker was replaced
-    assert np.array_equal(result.spine_labels, serial.spine_labels)
-    assert np.array_equal(result.dendrite_labels, serial.dendrite_labels)
+    assert np.array_equal(result.spine_labels[...], serial.spine_labels)
+    assert np.array_equal(result.dendrite_labels[...], serial.dendrite_labels)
     assert result.spines.round(9).equals(serial.spines.round(9))
+    labels = zarr.open_group(str(out / "results.ome.zarr"), mode="r")["labels"]
+    assert np.array_equal(labels["spines"]["0"][...], serial.spine_labels)
+    assert np.array_equal(labels["semantic"]["0"][...], serial.semantic)
+    run = json.loads((out / "run.json").read_text())
+    assert "not written" in run["not_written"] and not (out / "labels_spines.tif").exists()
+    from spinequant.pipeline.runinfo import array_sha256
+
+    assert run["input"]["data_sha256"] == array_sha256(serial.image)      # hashed plane by plane
 
 
 def test_a_run_killed_with_sigkill_resumes_to_the_same_result(zarr_stack, serial, tmp_path):

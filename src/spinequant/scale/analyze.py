@@ -17,6 +17,8 @@ from .blocks import Block, block_grid, halo_px, maps_halo_um, objects_halo_um, w
 from .config import ScaleConfig
 from .execute import BlockRunner, VolumeSource
 from .maps import block_done, map_fingerprint, open_maps, volume_levels, write_block_maps
+from .export import save_large_result
+from .measure import volume_tables
 from .objects import BlockObjects, block_objects, stitch
 
 #: The working folder of a chunked run inside its results folder (maps, per-block objects,
@@ -111,6 +113,8 @@ def chunked_labels(volume, spacing, work_dir, *, config=None, scale: ScaleConfig
         "levels": fingerprint["levels"], "maps": [m for m in MAPS if m in group],
     }
     return {"spine_labels": spines, "dendrite_labels": dendrites, "scores": stitched["scores"],
+            "object_blocks": obj_blocks, "objects": _StoredObjects(objects_dir, obj_blocks),
+            "spine_offsets": stitched["spine_offsets"], "dendrite_boxes": stitched["dendrite_boxes"],
             "config": config, "chunking": chunking, "engine": engine,
             "diagnostics": {"segment": diag}, "timings": timings}
 
@@ -150,31 +154,34 @@ def open_volume(path, *, channel=None, time_point=None, voxel_size=None, allow_i
 
 def analyze_chunked(path, out_dir, *, config=None, chunk_px: int | None = None, chunk_um: float | None = None,
                     channel=None, time_point=None, voxel_size=None, progress=None,
-                    workers: int | None = None, scheduler: str | None = None, say=None):
+                    workers: int | None = None, scheduler: str | None = None, say=None,
+                    scale: ScaleConfig | None = None):
     """Analyse the stack at ``path`` block by block and write the usual result folder.
 
     The maps, spine objects and dendrites are made block by block (see :mod:`spinequant.scale`);
-    the stitched labels are measured as whole volumes (this increment: the spine and dendrite
-    label volumes and the image must fit in memory for the measurements, 9 bytes a voxel for
-    uint16 images, against about 4 x that for a float32 stack in memory).
-    ``chunk_px`` (or ``chunk_um``, in y/x) sets the block cores' edge. A re-run into the same
+    the stitched labels are measured crop by crop (:mod:`spinequant.scale.measure`: each
+    dendrite on its box, each block's spines on theirs). Up to ``scale.whole_export_max_voxels``
+    the result folder is the in-memory one; above, whole-volume files are left out and
+    ``results.ome.zarr`` is written chunk by chunk (:mod:`spinequant.scale.export`).
+    ``chunk_px`` (or ``chunk_um``, in y/x) sets the block cores' edge (else ``scale.chunk_px``). A re-run into the same
     ``out_dir`` after a kill skips the blocks whose maps are finished.
     ``workers``: run the blocks on a local Dask cluster of that many processes; ``scheduler``:
     on the running cluster at that address (:class:`~spinequant.scale.execute.BlockRunner`);
     neither: in this process. ``say(message)`` gets the cluster's description and dashboard link.
 
-    Returns the :class:`~spinequant.pipeline.analyze.AnalysisResult` that was saved.
+    Returns the :class:`~spinequant.pipeline.analyze.AnalysisResult` that was saved (above
+    the whole-export size its image and labels are the lazy volume and the Zarr label arrays).
     """
     from ..pipeline.analyze import AnalysisResult, _spine_confidence, save_result
     from ..pipeline.plausibility import size_warnings
-    from ..morphology import dendrite_centrelines, dendrite_skeleton, measure_dendrites, measure_spines
 
     stack = open_volume(path, channel=channel, time_point=time_point, voxel_size=voxel_size)
     spacing = tuple(float(s) for s in stack.spacing)
     if chunk_px is not None and chunk_um is not None:
         raise InputError("Give the chunk size in pixels or in µm, not both.")
-    scale = ScaleConfig() if chunk_px is None and chunk_um is None else ScaleConfig(
-        chunk_px=int(chunk_px if chunk_px is not None else round(chunk_um / spacing[1])))
+    scale = scale or ScaleConfig()
+    if chunk_px is not None or chunk_um is not None:
+        scale = replace(scale, chunk_px=int(chunk_px if chunk_px is not None else round(chunk_um / spacing[1])))
     out_dir = Path(out_dir)
     source = VolumeSource(str(path), channel, time_point, None if voxel_size is None else tuple(voxel_size))
     with BlockRunner(workers=workers, scheduler=scheduler, say=say) as runner:
@@ -182,22 +189,30 @@ def analyze_chunked(path, out_dir, *, config=None, chunk_px: int | None = None, 
                                  config=config, scale=scale, progress=progress, runner=runner)
     config = chunked["config"]
     t = time.perf_counter()
+    spines, dendrites, _, centrelines = volume_tables(
+        chunked["spine_labels"], chunked["dendrite_labels"], stack.data, spacing, blocks=chunked["object_blocks"],
+        objects=chunked["objects"], spine_offsets=chunked["spine_offsets"], dendrite_boxes=chunked["dendrite_boxes"],
+        config=config.morphology)
+    spines.insert(1, "confidence", _spine_confidence(spines["id"], chunked["scores"], config.method))
+    timings = {**chunked["timings"], "measure": time.perf_counter() - t}
+    diagnostics = {**chunked["diagnostics"], "warnings": size_warnings(dendrites, spacing),
+                   "chunked": chunked["chunking"]}
+    source_record = {"path": str(path), "chunked": chunked["chunking"]}
+    if int(np.prod(stack.data.shape)) > scale.whole_export_max_voxels:
+        save_large_result(out_dir, image=stack.data, spacing=spacing, spine_labels=chunked["spine_labels"],
+                          dendrite_labels=chunked["dendrite_labels"], spines=spines, dendrites=dendrites,
+                          centrelines=centrelines, config=config, diagnostics=diagnostics, timings=timings,
+                          source=source_record, limit=scale.whole_export_max_voxels)
+        return AnalysisResult(
+            image=stack.data, spacing=spacing, dendrite_prob=None, spine_prob=None,
+            spine_labels=chunked["spine_labels"], dendrite_labels=chunked["dendrite_labels"], spines=spines,
+            dendrites=dendrites, centrelines=centrelines, config=config, timings=timings, diagnostics=diagnostics)
     image = np.asarray(stack.data)
     spine_labels = np.asarray(chunked["spine_labels"][...]).astype(np.int32)
     dendrite_labels = np.asarray(chunked["dendrite_labels"][...]).astype(np.int32)
-    skeleton = dendrite_skeleton(dendrite_labels, spacing, config=config.morphology)
-    spines = measure_spines(spine_labels, dendrite_labels, spacing, image=image, config=config.morphology,
-                            skeleton=skeleton)
-    dendrites = measure_dendrites(dendrite_labels, spacing, spines=spines, config=config.morphology,
-                                  skeleton=skeleton)
-    centrelines = dendrite_centrelines(dendrite_labels, spacing, config=config.morphology, skeleton=skeleton)
-    spines.insert(1, "confidence", _spine_confidence(spines["id"], chunked["scores"], config.method))
-    timings = {**chunked["timings"], "measure": time.perf_counter() - t}
     result = AnalysisResult(
         image=image, spacing=spacing, dendrite_prob=None, spine_prob=None, spine_labels=spine_labels,
         dendrite_labels=dendrite_labels, spines=spines, dendrites=dendrites, centrelines=centrelines,
-        config=config, timings=timings,
-        diagnostics={**chunked["diagnostics"], "warnings": size_warnings(dendrites, spacing),
-                     "chunked": chunked["chunking"]})
-    save_result(result, out_dir, source={"path": str(path), "chunked": chunked["chunking"]})
+        config=config, timings=timings, diagnostics=diagnostics)
+    save_result(result, out_dir, source=source_record)
     return result

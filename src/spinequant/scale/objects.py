@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 from ..instances import spine_instances
 from .blocks import Block
@@ -142,7 +143,9 @@ def stitch(blocks: list[Block], objects: dict[str, BlockObjects], spines_out, de
     spines owned by any block whose window covers it, so each owned spine is written whole.
     Dendrite ids are joined across core faces by union-find and numbered 1..D.
 
-    Returns ``{"scores": per global spine id or None, "n_spines", "n_dendrites", "clipped"}``.
+    Returns ``{"scores": per global spine id or None, "n_spines", "n_dendrites", "clipped",
+    "spine_offsets": {block name: its first global spine id - 1}, "dendrite_boxes": {global
+    dendrite id: its bounding box (slices of the volume)}}``.
     """
     spine_offset, dend_offset, s, d = {}, {}, 0, 0
     for b in blocks:
@@ -169,6 +172,7 @@ def stitch(blocks: list[Block], objects: dict[str, BlockObjects], spines_out, de
             for la, lb in touching_pairs(last, first):
                 uf.union(dend_offset[b.name] + la, dend_offset[other.name] + lb)
     roots = np.array([uf.find(i) for i in range(d + 1)])
+    dendrite_boxes: dict[int, tuple] = {}
     _, final = np.unique(roots, return_inverse=True)          # root 0 -> 0, others 1..D in order
     for b in blocks:
         core = (slice(None), *b.core)
@@ -185,6 +189,19 @@ def stitch(blocks: list[Block], objects: dict[str, BlockObjects], spines_out, de
         spines_out[core] = out
         dl = objects[b.name].dendrites.astype(np.int64)
         dl[dl > 0] += dend_offset[b.name]
-        dendrites_out[core] = final[dl].astype(np.uint32)
+        core_dendrites = final[dl]
+        dendrites_out[core] = core_dendrites.astype(np.uint32)
+        for did, box in enumerate(ndimage.find_objects(core_dendrites), start=1):
+            if box is not None:
+                box = (box[0], *(slice(s.start + c.start, s.stop + c.start) for s, c in zip(box[1:], b.core)))
+                dendrite_boxes[did] = union_box(dendrite_boxes.get(did), box)
     return {"scores": scores, "n_spines": s, "n_dendrites": int(final.max(initial=0)),
-            "clipped": int(sum(o.clipped for o in objects.values()))}
+            "clipped": int(sum(o.clipped for o in objects.values())), "spine_offsets": spine_offset,
+            "dendrite_boxes": dendrite_boxes}
+
+
+def union_box(a: tuple | None, b: tuple) -> tuple:
+    """The smallest box holding boxes ``a`` (or None) and ``b`` (tuples of slices)."""
+    if a is None:
+        return b
+    return tuple(slice(min(x.start, y.start), max(x.stop, y.stop)) for x, y in zip(a, b))
