@@ -152,3 +152,19 @@ def test_tiff_is_read_lazily_for_chunked_runs(compression, tmp_path):
     stack = open_volume(path, channel=1, voxel_size=(0.5, 0.1, 0.1))
     assert type(stack.data).__name__ == "Array"                         # dask: nothing decoded yet
     assert np.array_equal(np.asarray(stack.data[:, 5:40, 7:50]), data[:, 1, 5:40, 7:50])
+
+
+def test_max_memory_chooses_the_largest_block_that_fits():
+    from spinequant.scale.memory import chunk_for_memory, predicted_peak
+
+    shape, halo = (48, 20000, 20000), 304
+    chunk = chunk_for_memory("4GB", shape, halo=halo, method="lean2d_real")
+    assert chunk % 16 == 0 and chunk > 16
+    assert predicted_peak(48 * (chunk + 2 * halo) ** 2, "lean2d_real") <= 4e9
+    assert predicted_peak(48 * (chunk + 16 + 2 * halo) ** 2, "lean2d_real") > 4e9
+    assert chunk_for_memory("8GB", shape, halo=halo, method="lean2d_real") > chunk
+    assert chunk_for_memory("64GB", (48, 1000, 700), halo=halo, method="lean2d_real") == 1008   # no larger than the volume
+    with pytest.raises(InputError, match="too small"):
+        chunk_for_memory("1GB", shape, halo=halo, method="lean2d_real")
+    with pytest.raises(InputError, match="memory size"):
+        chunk_for_memory("lots", shape, halo=halo, method="lean2d_real")

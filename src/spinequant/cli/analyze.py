@@ -54,6 +54,9 @@ def register(sub) -> None:
                         "into the same --out skips the finished blocks")
     p.add_argument("--chunk-size", type=int, default=None, metavar="PX",
                    help="--chunked: edge of a block in y and x, in pixels (default 1024)")
+    p.add_argument("--max-memory", default=None, metavar="SIZE",
+                   help="--chunked: choose the block size so that a worker's peak memory stays under "
+                        "SIZE (e.g. 4GB; a measured model, docs/scale.md); not with --chunk-size")
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="--chunked: run the blocks on a local Dask cluster of N processes (needs "
                         "the 'distributed' package: pip install 'spinequant[scale]')")
@@ -135,7 +138,7 @@ def _run(args, stacks: list[Path], finished: list[Path]) -> int:
                   allow_incomplete=args.allow_incomplete, ratio_channel=args.ratio_channel)
     bar = _StageBar(STAGES, quiet=args.quiet)
     progress = _stopping_on_signal(bar.stage)
-    if args.chunked or any(v is not None for v in (args.chunk_size, args.workers, args.scheduler)):
+    if args.chunked or any(v is not None for v in (args.chunk_size, args.workers, args.scheduler, args.max_memory)):
         return _run_chunked(args, path, config, say)
     if path.is_dir() and not is_zarr(path):
         stacks += find_stacks(path, recursive=args.recursive)
@@ -178,12 +181,13 @@ def _run_chunked(args, path: Path, config, say) -> int:
     try:
         result = analyze_chunked(path, args.out, config=config, chunk_px=args.chunk_size, channel=args.channel,
                                  time_point=args.time, voxel_size=args.voxel_size, workers=args.workers,
-                                 scheduler=args.scheduler, progress=_stopping_on_signal_blocks(bar.update),
+                                 scheduler=args.scheduler, max_memory=args.max_memory, progress=_stopping_on_signal_blocks(bar.update),
                                  say=lambda m: None if args.quiet else print(m, file=sys.stderr, flush=True))
     finally:
         bar.close()
     blocks = result.diagnostics["chunked"]
     say(f"{len(result.spines)} spines on {len(result.dendrites)} dendrite(s) from {blocks['blocks']} blocks "
+        f"of {blocks['chunk_px']} px "
         f"({blocks['blocks_resumed']} resumed); results in {args.out}/")
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import replace
@@ -89,15 +90,16 @@ def chunked_labels(volume, spacing, work_dir, *, config=None, scale: ScaleConfig
     diags = runner.map(_maps_job, [(volume, spacing, b, maps_path, config.method, levels, config.classical,
                                     config.engine) for b in todo],
                        names=[b.name for b in todo], stage="maps", progress=step)
-    diag = diags[-1] if diags else {}
+    diag = diags[-1]["diagnostics"] if diags else {}
     timings["segment"] = time.perf_counter() - t
 
     t = time.perf_counter()
     objects_dir = work / "objects"
     objects_dir.mkdir(exist_ok=True)
-    runner.map(_objects_job, [(maps_path, volume, spacing, b, config.instances, shape,
-                               str(objects_dir / f"{b.name}.npz")) for b in obj_blocks],
-               names=[b.name for b in obj_blocks], stage="instances", progress=step)
+    objs = runner.map(_objects_job, [(maps_path, volume, spacing, b, config.instances, shape,
+                                      str(objects_dir / f"{b.name}.npz")) for b in obj_blocks],
+                      names=[b.name for b in obj_blocks], stage="instances", progress=step)
+    objects_seconds = time.perf_counter() - t
     labels = zarr.open_group(str(work / "labels.zarr"), mode="w", zarr_format=2)
     kw = dict(shape=shape, dtype=np.uint32, chunks=(shape[0], chunk, chunk), fill_value=0,
               config={"write_empty_chunks": True})
@@ -111,6 +113,11 @@ def chunked_labels(volume, spacing, work_dir, *, config=None, scale: ScaleConfig
         "objects_halo_um": round(obj_halo, 3), "objects_halo_px": halo_px(obj_halo, spacing),
         "blocks_resumed": skipped, "spines_clipped_by_halo": stitched["clipped"],
         "levels": fingerprint["levels"], "maps": [m for m in MAPS if m in group],
+        "block_seconds": {"maps": [d["seconds"] for d in diags], "instances": [d["seconds"] for d in objs]},
+        "stage_seconds": {"maps": round(timings["segment"], 3), "instances": round(objects_seconds, 3),
+                          "stitch": round(timings["instances"] - objects_seconds, 3)},
+        "workers": runner.n_workers(),
+        "peak_mb_per_process": _peaks(diags + objs),
     }
     return {"spine_labels": spines, "dendrite_labels": dendrites, "scores": stitched["scores"],
             "object_blocks": obj_blocks, "objects": _StoredObjects(objects_dir, obj_blocks),
@@ -122,16 +129,49 @@ def chunked_labels(volume, spacing, work_dir, *, config=None, scale: ScaleConfig
 def _maps_job(job) -> dict:
     """One block's maps (a task: runs in a worker process)."""
     volume, spacing, block, maps_path, method, levels, classical, engine = job
+    t = time.perf_counter()
     group = zarr.open_group(maps_path, mode="r+")
-    return write_block_maps(volume, spacing, block, group, method=method, levels=levels,
-                            classical_config=classical, engine=engine)
+    diagnostics = write_block_maps(volume, spacing, block, group, method=method, levels=levels,
+                                   classical_config=classical, engine=engine)
+    return {"diagnostics": diagnostics, **_task_record(t)}
 
 
-def _objects_job(job) -> None:
+def _objects_job(job) -> dict:
     """One block's spine objects and core dendrites, saved to their file (a task)."""
     maps_path, volume, spacing, block, instances, shape, out = job
+    t = time.perf_counter()
     group = zarr.open_group(maps_path, mode="r")
     block_objects(group, volume, spacing, block, config=instances, shape=shape).save(Path(out))
+    return _task_record(t)
+
+
+def _task_record(started: float) -> dict:
+    """A task's time and its process's peak memory so far (for run.json and the benchmarks)."""
+    from ..pipeline.runinfo import peak_memory_mb
+
+    return {"seconds": round(time.perf_counter() - started, 3), "peak_mb": round(peak_memory_mb(), 1),
+            "pid": os.getpid()}
+
+
+def _chunk_for_budget(max_memory, shape, spacing, config) -> tuple[int, dict]:
+    """The block size for a memory budget, and what run.json records about it."""
+    from ..pipeline.analyze import resolve_config
+    from .memory import chunk_for_memory, parse_memory, predicted_peak
+
+    config = resolve_config(config)
+    halo = halo_px(maps_halo_um(config.method, config.classical), spacing)
+    chunk = chunk_for_memory(max_memory, shape, halo=halo, method=config.method)
+    window = shape[0] * min(chunk + 2 * halo, shape[1]) * min(chunk + 2 * halo, shape[2])
+    return chunk, {"bytes": parse_memory(max_memory), "chunk_px": chunk,
+                   "predicted_peak_mb_per_worker": round(predicted_peak(window, config.method) / 1e6)}
+
+
+def _peaks(records: list[dict]) -> dict:
+    """The highest peak memory reported by each process that ran blocks (MB, by pid)."""
+    peaks: dict[str, float] = {}
+    for r in records:
+        peaks[str(r["pid"])] = max(peaks.get(str(r["pid"]), 0.0), r["peak_mb"])
+    return peaks
 
 
 def _has_heads(method: str) -> bool:
@@ -155,7 +195,7 @@ def open_volume(path, *, channel=None, time_point=None, voxel_size=None, allow_i
 def analyze_chunked(path, out_dir, *, config=None, chunk_px: int | None = None, chunk_um: float | None = None,
                     channel=None, time_point=None, voxel_size=None, progress=None,
                     workers: int | None = None, scheduler: str | None = None, say=None,
-                    scale: ScaleConfig | None = None):
+                    scale: ScaleConfig | None = None, max_memory=None):
     """Analyse the stack at ``path`` block by block and write the usual result folder.
 
     The maps, spine objects and dendrites are made block by block (see :mod:`spinequant.scale`);
@@ -168,6 +208,8 @@ def analyze_chunked(path, out_dir, *, config=None, chunk_px: int | None = None, 
     ``workers``: run the blocks on a local Dask cluster of that many processes; ``scheduler``:
     on the running cluster at that address (:class:`~spinequant.scale.execute.BlockRunner`);
     neither: in this process. ``say(message)`` gets the cluster's description and dashboard link.
+    ``max_memory`` (``"4GB"``, bytes): choose the block size whose predicted peak per worker
+    fits (:func:`~spinequant.scale.memory.chunk_for_memory`; not with ``chunk_px``/``chunk_um``).
 
     Returns the :class:`~spinequant.pipeline.analyze.AnalysisResult` that was saved (above
     the whole-export size its image and labels are the lazy volume and the Zarr label arrays).
@@ -180,6 +222,11 @@ def analyze_chunked(path, out_dir, *, config=None, chunk_px: int | None = None, 
     if chunk_px is not None and chunk_um is not None:
         raise InputError("Give the chunk size in pixels or in µm, not both.")
     scale = scale or ScaleConfig()
+    budget = None
+    if max_memory is not None:
+        if chunk_px is not None or chunk_um is not None:
+            raise InputError("Give the block size (--chunk-size) or a memory budget (--max-memory), not both.")
+        chunk_px, budget = _chunk_for_budget(max_memory, stack.data.shape, spacing, config)
     if chunk_px is not None or chunk_um is not None:
         scale = replace(scale, chunk_px=int(chunk_px if chunk_px is not None else round(chunk_um / spacing[1])))
     out_dir = Path(out_dir)
@@ -188,6 +235,8 @@ def analyze_chunked(path, out_dir, *, config=None, chunk_px: int | None = None, 
         chunked = chunked_labels(source if runner.client is not None else stack.data, spacing, out_dir / WORK_DIR,
                                  config=config, scale=scale, progress=progress, runner=runner)
     config = chunked["config"]
+    if budget is not None:
+        chunked["chunking"]["max_memory"] = budget
     t = time.perf_counter()
     spines, dendrites, _, centrelines = volume_tables(
         chunked["spine_labels"], chunked["dendrite_labels"], stack.data, spacing, blocks=chunked["object_blocks"],

@@ -109,6 +109,12 @@ class BlockRunner:
             self.cluster.close()
         self.client = self.cluster = None
 
+    def n_workers(self) -> int:
+        """Workers of the cluster (1: this process)."""
+        if self.client is None:
+            return 1
+        return len(self.client.scheduler_info().get("workers", {}))
+
     def map(self, fn, jobs: list, *, names: list[str], stage: str, progress=None) -> list:
         """``[fn(job) for job in jobs]``, in order; ``progress(stage, done, total)`` after each."""
         step = progress or (lambda name, done, total: None)
