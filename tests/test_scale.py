@@ -168,3 +168,25 @@ def test_max_memory_chooses_the_largest_block_that_fits():
         chunk_for_memory("1GB", shape, halo=halo, method="lean2d_real")
     with pytest.raises(InputError, match="memory size"):
         chunk_for_memory("lots", shape, halo=halo, method="lean2d_real")
+
+
+def test_dendrites_touching_only_across_a_block_corner_are_joined():
+    import zarr
+
+    from spinequant.scale.objects import BlockObjects, stitch
+
+    blocks = block_grid((3, 32, 32), chunk_px=16, halo=0)
+
+    def stitched(voxels):
+        dend = {b.name: np.zeros((3, 16, 16), np.uint32) for b in blocks}
+        for name, at in voxels.items():
+            dend[name][at] = 1
+        objects = {b.name: BlockObjects(np.zeros((3, 16, 16), np.uint32), None, dend[b.name]) for b in blocks}
+        out = [zarr.zeros((3, 32, 32), chunks=(3, 16, 16), dtype=np.uint32) for _ in range(2)]
+        return stitch(blocks, objects, *out), out[1][...]
+
+    result, labels = stitched({"0_0": (0, 15, 15), "1_1": (1, 0, 0)})        # down-right corner
+    assert result["n_dendrites"] == 1 and labels[0, 15, 15] == labels[1, 16, 16] == 1
+    assert result["dendrite_boxes"][1] == (slice(0, 2), slice(15, 17), slice(15, 17))
+    assert stitched({"0_1": (0, 15, 0), "1_0": (1, 0, 15)})[0]["n_dendrites"] == 1   # down-left
+    assert stitched({"0_0": (0, 15, 15), "1_1": (2, 0, 0)})[0]["n_dendrites"] == 2   # 2 planes apart

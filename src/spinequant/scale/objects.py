@@ -5,8 +5,9 @@ of the stored maps and keeps the spines whose *centre* (the voxel nearest the me
 voxel coordinates, in volume coordinates) lies in its core. A spine whole within both windows
 gets the same voxels, hence the same centre, in both, so exactly one block owns it: none is
 counted twice or lost. An owned spine is kept whole, also where it reaches into a neighbour's
-core. Dendrites are kept on the core only and stitched across core faces: labels that touch
-across a face (26-neighbourhood) are joined by union-find, so one dendrite has one id.
+core. Dendrites are kept on the core only and stitched across core faces and corners: labels
+that touch across a face or only across a corner (26-neighbourhood) are joined by
+union-find, so one dendrite has one id.
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ def stitch(blocks: list[Block], objects: dict[str, BlockObjects], spines_out, de
 
     Spine ids are numbered block by block (in grid order); every core is assembled from the
     spines owned by any block whose window covers it, so each owned spine is written whole.
-    Dendrite ids are joined across core faces by union-find and numbered 1..D.
+    Dendrite ids are joined across core faces and corners by union-find and numbered 1..D.
 
     Returns ``{"scores": per global spine id or None, "n_spines", "n_dendrites", "clipped",
     "spine_offsets": {block name: its first global spine id - 1}, "dendrite_boxes": {global
@@ -169,6 +170,15 @@ def stitch(blocks: list[Block], objects: dict[str, BlockObjects], spines_out, de
             da, db = objects[b.name].dendrites, objects[other.name].dendrites
             last = da[:, :, -1] if axis == 2 else da[:, -1, :]
             first = db[:, :, 0] if axis == 2 else db[:, 0, :]
+            for la, lb in touching_pairs(last, first):
+                uf.union(dend_offset[b.name] + la, dend_offset[other.name] + lb)
+        # across a corner only (diagonal neighbours): the corner columns, z within 1
+        for dx, here, there in ((1, -1, 0), (-1, 0, -1)):
+            other = by_index.get((b.index[0] + 1, b.index[1] + dx))
+            if other is None:
+                continue
+            last = objects[b.name].dendrites[:, -1, here][:, None]
+            first = objects[other.name].dendrites[:, 0, there][:, None]
             for la, lb in touching_pairs(last, first):
                 uf.union(dend_offset[b.name] + la, dend_offset[other.name] + lb)
     roots = np.array([uf.find(i) for i in range(d + 1)])
