@@ -131,11 +131,12 @@ def test_rerun_skips_finished_blocks_and_cli(zarr_stack, tmp_path):
             "--method", "classical", "--no-meshes", "--no-roi", "--quiet"]
     assert main(args) == 0
     first = json.loads((out / "run.json").read_text())
-    assert first["input"]["chunked"]["blocks_resumed"] == 0
+    assert first["input"]["chunked"]["blocks_resumed"] == first["input"]["chunked"]["objects_resumed"] == 0
     (out / "chunked.work" / "maps.zarr" / "done" / "1_1").unlink()   # as if killed in the last block
     assert main(args) == 0
     second = json.loads((out / "run.json").read_text())
     assert second["input"]["chunked"]["blocks_resumed"] == 3
+    assert second["input"]["chunked"]["objects_resumed"] == 4          # spine objects are resumed too
     assert second["counts"] == first["counts"]
 
 

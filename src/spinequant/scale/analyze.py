@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import time
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -94,11 +96,12 @@ def chunked_labels(volume, spacing, work_dir, *, config=None, scale: ScaleConfig
     timings["segment"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    objects_dir = work / "objects"
-    objects_dir.mkdir(exist_ok=True)
+    objects_dir = _objects_folder(work / "objects", {"maps": fingerprint, "instances": asdict(config.instances),
+                                                     "halo_px": halo_px(obj_halo, spacing)})
+    todo = [b for b in obj_blocks if not (objects_dir / f"{b.name}.npz").exists()]
     objs = runner.map(_objects_job, [(maps_path, volume, spacing, b, config.instances, shape,
-                                      str(objects_dir / f"{b.name}.npz")) for b in obj_blocks],
-                      names=[b.name for b in obj_blocks], stage="instances", progress=step)
+                                      str(objects_dir / f"{b.name}.npz")) for b in todo],
+                      names=[b.name for b in todo], stage="instances", progress=step)
     objects_seconds = time.perf_counter() - t
     labels = zarr.open_group(str(work / "labels.zarr"), mode="w", zarr_format=2)
     kw = dict(shape=shape, dtype=np.uint32, chunks=(shape[0], chunk, chunk), fill_value=0,
@@ -111,7 +114,7 @@ def chunked_labels(volume, spacing, work_dir, *, config=None, scale: ScaleConfig
                                                                max(b.index[1] for b in map_blocks) + 1],
         "maps_halo_um": round(maps_halo, 3), "maps_halo_px": halo_px(maps_halo, spacing),
         "objects_halo_um": round(obj_halo, 3), "objects_halo_px": halo_px(obj_halo, spacing),
-        "blocks_resumed": skipped, "spines_clipped_by_halo": stitched["clipped"],
+        "blocks_resumed": skipped, "objects_resumed": len(obj_blocks) - len(todo), "spines_clipped_by_halo": stitched["clipped"],
         "levels": fingerprint["levels"], "maps": [m for m in MAPS if m in group],
         "block_seconds": {"maps": [d["seconds"] for d in diags], "instances": [d["seconds"] for d in objs]},
         "stage_seconds": {"maps": round(timings["segment"], 3), "instances": round(objects_seconds, 3),
@@ -124,6 +127,19 @@ def chunked_labels(volume, spacing, work_dir, *, config=None, scale: ScaleConfig
             "spine_offsets": stitched["spine_offsets"], "dendrite_boxes": stitched["dendrite_boxes"],
             "config": config, "chunking": chunking, "engine": engine,
             "diagnostics": {"segment": diag}, "timings": timings}
+
+
+def _objects_folder(path: Path, fingerprint: dict) -> Path:
+    """The folder of per-block objects: kept when made from the same maps and settings (a
+    re-run skips the blocks whose file exists), emptied otherwise."""
+    stamp = path / "fingerprint.json"
+    record = json.dumps(fingerprint, sort_keys=True, default=str)
+    if path.exists() and (not stamp.exists() or stamp.read_text() != record):
+        shutil.rmtree(path)
+    if not path.exists():
+        path.mkdir(parents=True)
+        stamp.write_text(record)
+    return path
 
 
 def _maps_job(job) -> dict:
