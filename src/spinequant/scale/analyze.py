@@ -125,6 +125,7 @@ def chunked_labels(volume, spacing, work_dir, *, config=None, scale: ScaleConfig
     return {"spine_labels": spines, "dendrite_labels": dendrites, "scores": stitched["scores"],
             "object_blocks": obj_blocks, "objects": _StoredObjects(objects_dir, obj_blocks),
             "spine_offsets": stitched["spine_offsets"], "dendrite_boxes": stitched["dendrite_boxes"],
+            "dendrite_voxels": stitched["dendrite_voxels"],
             "config": config, "chunking": chunking, "engine": engine,
             "diagnostics": {"segment": diag}, "timings": timings}
 
@@ -257,7 +258,7 @@ def analyze_chunked(path, out_dir, *, config=None, chunk_px: int | None = None, 
     spines, dendrites, _, centrelines = volume_tables(
         chunked["spine_labels"], chunked["dendrite_labels"], stack.data, spacing, blocks=chunked["object_blocks"],
         objects=chunked["objects"], spine_offsets=chunked["spine_offsets"], dendrite_boxes=chunked["dendrite_boxes"],
-        config=config.morphology)
+        dendrite_voxels=chunked["dendrite_voxels"], config=config.morphology)
     spines.insert(1, "confidence", _spine_confidence(spines["id"], chunked["scores"], config.method))
     timings = {**chunked["timings"], "measure": time.perf_counter() - t}
     diagnostics = {**chunked["diagnostics"], "warnings": size_warnings(dendrites, spacing),

@@ -40,8 +40,7 @@ def volume_skeleton(dendrite_labels, spacing, dendrite_boxes: dict, *, config) -
     parts = []
     for did in sorted(dendrite_boxes):
         box = grow_box(dendrite_boxes[did], 1, shape)
-        own = (read_region(dendrite_labels, box) == did).astype(np.int32)
-        part = dendrite_skeleton(own, sp, config=config)
+        part = dendrite_skeleton(_own_label(dendrite_labels, box, did), sp, config=config)
         offset_um = np.array([s.start for s in box]) * sp
         parts.append(replace(part, coords_um=part.coords_um + offset_um,
                              label=np.full_like(part.label, did), _trees={}))
@@ -52,6 +51,17 @@ def volume_skeleton(dendrite_labels, spacing, dendrite_boxes: dict, *, config) -
               for name in ("coords_um", "label", "radius_um", "position_um", "degree", "end_extension_um")}
     parent = np.concatenate([np.where(p.parent >= 0, p.parent + s, -1) for p, s in zip(parts, shift)])
     return DendriteSkeleton(parent=parent, spacing=sp, **fields)
+
+
+def _own_label(labels, box, label: int) -> np.ndarray:
+    """int32 volume of ``box``: 1 where ``labels`` is ``label``; read in slabs of rows, so no
+    more than the result and one slab is held."""
+    out = np.zeros(tuple(s.stop - s.start for s in box), np.int32)
+    step = 256
+    for y in range(box[1].start, box[1].stop, step):
+        rows = slice(y, min(y + step, box[1].stop))
+        out[:, rows.start - box[1].start:rows.stop - box[1].start] = read_region(labels, (box[0], rows, box[2])) == label
+    return out
 
 
 def block_spines(spine_labels, dendrite_labels, image, spacing, *, window_spines: np.ndarray, window, first_id: int,
@@ -82,11 +92,11 @@ def block_spines(spine_labels, dendrite_labels, image, spacing, *, window_spines
 
 
 def volume_tables(spine_labels, dendrite_labels, image, spacing, *, blocks, objects, spine_offsets: dict,
-                  dendrite_boxes: dict, config):
+                  dendrite_boxes: dict, dendrite_voxels: dict, config):
     """Spine and dendrite tables and the skeleton of stitched Zarr labels, crop by crop.
 
     ``blocks``/``objects``: the blocks of the spine-object stage and their saved objects
-    (a mapping by block name), ``spine_offsets``/``dendrite_boxes``: from
+    (a mapping by block name), ``spine_offsets``/``dendrite_boxes``/``dendrite_voxels``: from
     :func:`~spinequant.scale.objects.stitch`. Returns ``(spines, dendrites, skeleton, centrelines)``.
     """
     skeleton = volume_skeleton(dendrite_labels, spacing, dendrite_boxes, config=config)
@@ -105,9 +115,10 @@ def volume_tables(spine_labels, dendrite_labels, image, spacing, *, blocks, obje
                                 config=config, skeleton=skeleton)
     rows = []
     for did in sorted(dendrite_boxes):
-        box = dendrite_boxes[did]
-        own = np.where(read_region(dendrite_labels, box) == did, did, 0).astype(np.int64)
-        rows.append(measure_dendrites(own, spacing, spines=spines, config=config, skeleton=skeleton))
+        # The dendrite table needs only each dendrite's voxel count from the labels (its
+        # lengths, radii and branch points come from the skeleton): its voxels, in a row.
+        voxels = np.full((1, 1, int(dendrite_voxels[did])), did, dtype=np.int32)
+        rows.append(measure_dendrites(voxels, spacing, spines=spines, config=config, skeleton=skeleton))
     dendrites = (pd.concat(rows, ignore_index=True) if rows else
                  measure_dendrites(np.zeros((1, 1, 1), np.int32), spacing, spines=spines, config=config,
                                    skeleton=skeleton))

@@ -146,7 +146,8 @@ def stitch(blocks: list[Block], objects: dict[str, BlockObjects], spines_out, de
 
     Returns ``{"scores": per global spine id or None, "n_spines", "n_dendrites", "clipped",
     "spine_offsets": {block name: its first global spine id - 1}, "dendrite_boxes": {global
-    dendrite id: its bounding box (slices of the volume)}}``.
+    dendrite id: its bounding box (slices of the volume)}, "dendrite_voxels": {global dendrite
+    id: its number of voxels}}``.
     """
     spine_offset, dend_offset, s, d = {}, {}, 0, 0
     for b in blocks:
@@ -183,6 +184,7 @@ def stitch(blocks: list[Block], objects: dict[str, BlockObjects], spines_out, de
                 uf.union(dend_offset[b.name] + la, dend_offset[other.name] + lb)
     roots = np.array([uf.find(i) for i in range(d + 1)])
     dendrite_boxes: dict[int, tuple] = {}
+    dendrite_voxels: dict[int, int] = {}
     _, final = np.unique(roots, return_inverse=True)          # root 0 -> 0, others 1..D in order
     for b in blocks:
         core = (slice(None), *b.core)
@@ -201,13 +203,16 @@ def stitch(blocks: list[Block], objects: dict[str, BlockObjects], spines_out, de
         dl[dl > 0] += dend_offset[b.name]
         core_dendrites = final[dl]
         dendrites_out[core] = core_dendrites.astype(np.uint32)
+        counts = np.bincount(core_dendrites.reshape(-1))
+        for did in np.nonzero(counts[1:])[0] + 1:
+            dendrite_voxels[int(did)] = dendrite_voxels.get(int(did), 0) + int(counts[did])
         for did, box in enumerate(ndimage.find_objects(core_dendrites), start=1):
             if box is not None:
                 box = (box[0], *(slice(s.start + c.start, s.stop + c.start) for s, c in zip(box[1:], b.core)))
                 dendrite_boxes[did] = union_box(dendrite_boxes.get(did), box)
     return {"scores": scores, "n_spines": s, "n_dendrites": int(final.max(initial=0)),
             "clipped": int(sum(o.clipped for o in objects.values())), "spine_offsets": spine_offset,
-            "dendrite_boxes": dendrite_boxes}
+            "dendrite_boxes": dendrite_boxes, "dendrite_voxels": dendrite_voxels}
 
 
 def union_box(a: tuple | None, b: tuple) -> tuple:
