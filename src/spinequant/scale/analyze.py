@@ -96,7 +96,8 @@ def chunked_labels(volume, spacing, work_dir, *, config=None, scale: ScaleConfig
     timings["segment"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    objects_dir = _objects_folder(work / "objects", {"maps": fingerprint, "instances": asdict(config.instances),
+    objects_dir = _objects_folder(work / "objects", {"format": 2, "maps": fingerprint,
+                                                     "instances": asdict(config.instances),
                                                      "halo_px": halo_px(obj_halo, spacing)})
     todo = [b for b in obj_blocks if not (objects_dir / f"{b.name}.npz").exists()]
     objs = runner.map(_objects_job, [(maps_path, volume, spacing, b, config.instances, shape,
@@ -114,7 +115,8 @@ def chunked_labels(volume, spacing, work_dir, *, config=None, scale: ScaleConfig
                                                                max(b.index[1] for b in map_blocks) + 1],
         "maps_halo_um": round(maps_halo, 3), "maps_halo_px": halo_px(maps_halo, spacing),
         "objects_halo_um": round(obj_halo, 3), "objects_halo_px": halo_px(obj_halo, spacing),
-        "blocks_resumed": skipped, "objects_resumed": len(obj_blocks) - len(todo), "spines_clipped_by_halo": stitched["clipped"],
+        "blocks_resumed": skipped, "objects_resumed": len(obj_blocks) - len(todo),
+        "spines_clipped_by_halo": stitched["clipped"],
         "levels": fingerprint["levels"], "maps": [m for m in MAPS if m in group],
         "block_seconds": {"maps": [d["seconds"] for d in diags], "instances": [d["seconds"] for d in objs]},
         "stage_seconds": {"maps": round(timings["segment"], 3), "instances": round(objects_seconds, 3),

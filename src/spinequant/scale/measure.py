@@ -60,7 +60,8 @@ def _own_label(labels, box, label: int) -> np.ndarray:
     step = 256
     for y in range(box[1].start, box[1].stop, step):
         rows = slice(y, min(y + step, box[1].stop))
-        out[:, rows.start - box[1].start:rows.stop - box[1].start] = read_region(labels, (box[0], rows, box[2])) == label
+        part = read_region(labels, (box[0], rows, box[2]))
+        out[:, rows.start - box[1].start:rows.stop - box[1].start] = part == label
     return out
 
 

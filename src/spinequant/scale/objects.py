@@ -35,15 +35,31 @@ class BlockObjects:
     clipped: int = 0
 
     def save(self, path: Path) -> None:
+        # Sparse (the labelled voxels' flat indices and ids): spines fill ~1 % of a window, and
+        # loading a dense compressed window (0.5 GB for 48 x 1632 x 1632) for every core that
+        # a neighbour's window overlaps made the stitching slow.
         extra = {} if self.scores is None else {"scores": self.scores}
         tmp = path.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, spines=self.spines, dendrites=self.dendrites, clipped=self.clipped, **extra)
+        np.savez(tmp, **_sparse("spines", self.spines), **_sparse("dendrites", self.dendrites),
+                 clipped=self.clipped, **extra)
         tmp.replace(path)
 
     @classmethod
     def load(cls, path: Path) -> "BlockObjects":
         with np.load(path) as f:
-            return cls(f["spines"], f["scores"] if "scores" in f else None, f["dendrites"], int(f["clipped"]))
+            return cls(_dense(f, "spines"), f["scores"] if "scores" in f else None, _dense(f, "dendrites"),
+                       int(f["clipped"]))
+
+
+def _sparse(name: str, labels: np.ndarray) -> dict:
+    flat = np.flatnonzero(labels)
+    return {f"{name}_shape": np.array(labels.shape), f"{name}_index": flat, f"{name}_id": labels.reshape(-1)[flat]}
+
+
+def _dense(f, name: str) -> np.ndarray:
+    out = np.zeros(tuple(f[f"{name}_shape"]), np.uint32)
+    out.reshape(-1)[f[f"{name}_index"]] = f[f"{name}_id"]
+    return out
 
 
 def block_objects(maps_group, volume, spacing, block: Block, *, config, shape) -> BlockObjects:
