@@ -178,10 +178,10 @@ def test_dendrites_touching_only_across_a_block_corner_are_joined():
 
     blocks = block_grid((3, 32, 32), chunk_px=16, halo=0)
 
-    def stitched(voxels):
+    def stitched(voxels, label=1):
         dend = {b.name: np.zeros((3, 16, 16), np.uint32) for b in blocks}
         for name, at in voxels.items():
-            dend[name][at] = 1
+            dend[name][at] = label
         objects = {b.name: BlockObjects(np.zeros((3, 16, 16), np.uint32), None, dend[b.name]) for b in blocks}
         out = [zarr.zeros((3, 32, 32), chunks=(3, 16, 16), dtype=np.uint32) for _ in range(2)]
         return stitch(blocks, objects, *out), out[1][...]
@@ -191,3 +191,7 @@ def test_dendrites_touching_only_across_a_block_corner_are_joined():
     assert result["dendrite_boxes"][1] == (slice(0, 2), slice(15, 17), slice(15, 17))
     assert stitched({"0_1": (0, 15, 0), "1_0": (1, 0, 15)})[0]["n_dendrites"] == 1   # down-left
     assert stitched({"0_0": (0, 15, 15), "1_1": (2, 0, 0)})[0]["n_dendrites"] == 2   # 2 planes apart
+    # a block's label 1 lay only in its halo (the core holds label 2): ids stay 1..D
+    result, labels = stitched({"0_0": (0, 15, 15), "1_1": (2, 0, 0)}, label=2)
+    assert result["n_dendrites"] == 2 and sorted(np.unique(labels)) == [0, 1, 2]
+    assert sorted(result["dendrite_boxes"]) == [1, 2]

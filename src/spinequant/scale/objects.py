@@ -201,7 +201,15 @@ def stitch(blocks: list[Block], objects: dict[str, BlockObjects], spines_out, de
     roots = np.array([uf.find(i) for i in range(d + 1)])
     dendrite_boxes: dict[int, tuple] = {}
     dendrite_voxels: dict[int, int] = {}
-    _, final = np.unique(roots, return_inverse=True)          # root 0 -> 0, others 1..D in order
+    # Ids 1..D in order over the dendrites with voxels in some core (a block's label seen only
+    # in its halo has none and gets no id).
+    present = np.zeros(d + 1, bool)
+    present[0] = True
+    for b in blocks:
+        ids = np.unique(objects[b.name].dendrites)
+        present[ids[ids > 0].astype(np.int64) + dend_offset[b.name]] = True
+    kept = np.unique(roots[present])                          # 0 first
+    final = np.where(present, np.searchsorted(kept, roots), 0)
     for b in blocks:
         core = (slice(None), *b.core)
         out = np.zeros((spines_out.shape[0], *(c.stop - c.start for c in b.core)), np.uint32)
