@@ -24,37 +24,29 @@ from ..config import config_to_dict
 from ..export import export_results
 from ..io import write_ome_zarr
 from ..pipeline.runinfo import RUN_FILE, peak_memory_mb, versions, write_run_json
-from .maps import read_region
+from .maps import BAND_ROWS, read_region, row_bands
 
 NOT_WRITTEN = ("whole-volume files (label TIFFs, ImageJ ROI set, meshes, report) are not written above "
                "{limit} voxels (this volume: {n}); the labels are in results.ome.zarr (napari, Fiji MoBIE)")
 
 
 def lazy_volume(volume) -> da.Array:
-    """A Dask array reading ``volume`` (numpy, Zarr, Dask or a VolumeSource) plane by plane."""
+    """``volume`` (numpy, Zarr or Dask) as a Dask array, read in bands of rows."""
     if isinstance(volume, da.Array):
         return volume
-    if hasattr(volume, "chunks") and hasattr(volume, "dtype"):           # Zarr
-        return da.from_zarr(volume)
-    first = read_region(volume, (0,))
-    planes = [da.from_delayed(_plane(volume, z), shape=first.shape, dtype=first.dtype)
-              for z in range(volume.shape[0])]
-    return da.stack(planes)
-
-
-def _plane(volume, z):
-    from dask import delayed
-
-    return delayed(read_region)(volume, (z,))
+    return da.from_array(volume, chunks=(volume.shape[0], BAND_ROWS, BAND_ROWS))
 
 
 def volume_sha256(volume) -> str:
-    """:func:`~spinequant.pipeline.runinfo.array_sha256` of a volume, read plane by plane."""
-    first = read_region(volume, (0,))
+    """SHA-256 of a volume's voxels read in bands of rows (all planes of 256 rows, then the
+    next 256 rows ...; :func:`~spinequant.scale.maps.row_bands`), after its shape and dtype.
+    Not :func:`~spinequant.pipeline.runinfo.array_sha256` (whole planes in order), which would
+    need whole planes, hence whole z-deep chunks, in memory."""
     h = hashlib.sha256()
-    h.update(str((tuple(volume.shape), str(first.dtype))).encode())
-    for z in range(volume.shape[0]):
-        h.update(np.ascontiguousarray(read_region(volume, (z,))).data)
+    for i, (_, band) in enumerate(row_bands(volume)):
+        if i == 0:
+            h.update(str((tuple(volume.shape), str(band.dtype), "bands", BAND_ROWS)).encode())
+        h.update(np.ascontiguousarray(band).data)
     return h.hexdigest()
 
 
@@ -82,7 +74,7 @@ def save_large_result(out_dir, *, image, spacing, spine_labels, dendrite_labels,
             "spinequant": __version__,
             "complete": True,
             "input": {**source, "shape": list(image.shape), "dtype": str(dtype), "spacing_um": list(spacing),
-                      "data_sha256": volume_sha256(image)},
+                      "data_sha256_bands": volume_sha256(image)},
             "config": config_to_dict(config),
             "diagnostics": diagnostics,
             "counts": {"spines": int(len(spines)), "dendrites": int(len(dendrites))},
