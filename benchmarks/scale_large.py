@@ -5,6 +5,7 @@
     python benchmarks/scale_large.py run DIR 1 1024         # analyze_chunked, 1 worker, 1024-px blocks
     python benchmarks/scale_large.py run DIR 2 1024         # ... 2 workers
     python benchmarks/scale_large.py window DIR 512         # one inner block's maps + objects, in this process
+    python benchmarks/scale_large.py stitch DIR out_w1_c1024   # the stitching alone, on a run's objects
     python benchmarks/scale_large.py table DIR              # the markdown table of the runs so far
 
 The volume is put together from four phantom tiles (two-photon preset, 48 x 1024 x 1024,
@@ -121,6 +122,35 @@ def window(folder: Path, chunk: int) -> dict:
             "peak_mb_before_block": round(base, 1), "peak_mb": round(peak_memory_mb(), 1)}
 
 
+def stitch_only(folder: Path, run_name: str) -> dict:
+    """Time :func:`~spinequant.scale.objects.stitch` on a run's objects, stored in the
+    current (sparse) format (a run made before it stored them dense)."""
+    import numpy as np
+    import zarr
+
+    from spinequant.pipeline.runinfo import peak_memory_mb
+    from spinequant.scale import block_grid
+    from spinequant.scale.analyze import _StoredObjects
+    from spinequant.scale.objects import BlockObjects, stitch
+
+    work = folder / run_name / "chunked.work"
+    run = json.loads((folder / run_name / "run.json").read_text())
+    shape, ch = run["input"]["shape"], run["input"]["chunked"]
+    blocks = block_grid(shape, chunk_px=ch["chunk_px"], halo=ch["objects_halo_px"])
+    sparse = folder / "stitch_objects"
+    sparse.mkdir(exist_ok=True)
+    for b in blocks:
+        BlockObjects.load(work / "objects" / f"{b.name}.npz").save(sparse / f"{b.name}.npz")
+    out = zarr.open_group(str(folder / "stitch_labels.zarr"), mode="w", zarr_format=2)
+    kw = dict(shape=shape, dtype=np.uint32, chunks=(shape[0], ch["chunk_px"], ch["chunk_px"]), fill_value=0)
+    base = peak_memory_mb()
+    t = time.perf_counter()
+    result = stitch(blocks, _StoredObjects(sparse, blocks), out.create_array("s", **kw), out.create_array("d", **kw))
+    return {"run": run_name, "stitch_s": round(time.perf_counter() - t, 1), "n_spines": result["n_spines"],
+            "n_dendrites": result["n_dendrites"], "peak_mb_before": round(base, 1), "peak_mb": round(peak_memory_mb(), 1),
+            "stitch_s_in_run": ch.get("stage_seconds", {}).get("stitch")}
+
+
 def table(folder: Path) -> str:
     lines = ["| workers | block | blocks | voxels | wall s | voxels/s | peak MB per worker | main MB | "
              "overhead maps/instances s | spines |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -143,7 +173,8 @@ def main(mode: str, folder: str, *args: str) -> None:
         return
     out = {"make": lambda: make(folder, int(args[0])), "memory": lambda: memory(folder),
            "run": lambda: run(folder, int(args[0]), int(args[1])),
-           "window": lambda: window(folder, int(args[0]))}[mode]()
+           "window": lambda: window(folder, int(args[0])),
+           "stitch": lambda: stitch_only(folder, args[0])}[mode]()
     line = json.dumps({"mode": mode, **out})
     print(line)
     with open(folder / "runs.jsonl", "a") as f:

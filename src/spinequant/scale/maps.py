@@ -51,7 +51,7 @@ def strided_sample(volume, max_n: int = MAX_SAMPLE) -> np.ndarray:
         for z in range(nz):
             flat = band[z].reshape(-1)                        # rows of plane z, contiguous
             first = (z * ny + rows.start) * nx
-            parts.append(flat[(-first) % k::k])
+            parts.append(flat[(-first) % k::k].copy())     # a copy: a view would keep the band
     return np.concatenate(parts)
 
 

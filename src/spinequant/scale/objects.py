@@ -47,6 +47,8 @@ class BlockObjects:
     @classmethod
     def load(cls, path: Path) -> "BlockObjects":
         with np.load(path) as f:
+            if "spines" in f:                                  # format 1: dense, compressed
+                return cls(f["spines"], f["scores"] if "scores" in f else None, f["dendrites"], int(f["clipped"]))
             return cls(_dense(f, "spines"), f["scores"] if "scores" in f else None, _dense(f, "dendrites"),
                        int(f["clipped"]))
 
