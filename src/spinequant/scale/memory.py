@@ -3,12 +3,14 @@
 A worker's peak while it runs a block grows with the block's *window* (its core plus the
 halo on every side, the whole z extent): the window is read, segmented, its maps kept in
 float32, its objects built. Measured with ``benchmarks/scale_large.py window`` (one inner
-block per fresh process, 48-plane windows of 864² to 2656² pixels; docs/scale.md):
+block per fresh process, maps and objects, default model lean2d_real with ONNX Runtime,
+48-plane windows of 1120² and 1632² pixels; docs/scale.md, "Memory model"):
 
     peak ≈ BASE + PER_VOXEL x window voxels
 
-The numbers below are those fits (with a margin, :data:`MARGIN`); the chosen block is the
-largest multiple of 16 pixels whose window fits the budget.
+The numbers below are that fit; :data:`MARGIN` is added on top. The chosen block is the
+largest multiple of 16 pixels whose window fits the budget. The classical method was not
+measured: the network's fit is used for it too.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ import math
 from ..errors import InputError
 from .config import ALIGN_PX
 
-#: Measured fits, per method family: (bytes before any block: interpreter, libraries, model;
-#: bytes per window voxel). See docs/scale.md, "Memory model".
-MODEL = {"network": (1.0e9, 125.0), "classical": (0.35e9, 110.0)}
+#: Measured fit, per method family: (bytes before any block: interpreter, libraries, model;
+#: bytes per window voxel). See docs/scale.md, "Memory model". (classical: not measured.)
+MODEL = {"network": (0.555e9, 21.4), "classical": (0.555e9, 21.4)}
 #: Headroom on the fitted peak (other allocations, fragmentation).
 MARGIN = 1.15
 
