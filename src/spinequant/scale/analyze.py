@@ -44,6 +44,15 @@ class _StoredObjects(Mapping):
     def __len__(self):
         return len(self.names)
 
+    def spine_voxels(self, name):
+        """(flat indices, ids, window shape) of a block's spines, without the dense window."""
+        with np.load(self.folder / f"{name}.npz") as f:
+            if "spines_index" in f:
+                return f["spines_index"], f["spines_id"], tuple(int(n) for n in f["spines_shape"])
+        from .objects import spine_voxels
+
+        return spine_voxels({name: self[name]}, name)
+
 
 def chunked_labels(volume, spacing, work_dir, *, config=None, scale: ScaleConfig | None = None,
                    progress=None, runner: BlockRunner | None = None) -> dict:

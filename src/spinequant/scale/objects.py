@@ -216,14 +216,15 @@ def stitch(blocks: list[Block], objects: dict[str, BlockObjects], spines_out, de
         core = (slice(None), *b.core)
         out = np.zeros((spines_out.shape[0], *(c.stop - c.start for c in b.core)), np.uint32)
         for other in blocks:
-            overlap = [slice(max(c.start, w.start), min(c.stop, w.stop)) for c, w in zip(b.core, other.window)]
-            if any(o.start >= o.stop for o in overlap):
+            if any(max(c.start, w.start) >= min(c.stop, w.stop) for c, w in zip(b.core, other.window)):
                 continue
-            part = objects[other.name].spines[(slice(None), *(slice(o.start - w.start, o.stop - w.start)
-                                                              for o, w in zip(overlap, other.window)))]
-            dest = out[(slice(None), *(slice(o.start - c.start, o.stop - c.start) for o, c in zip(overlap, b.core)))]
-            put = (part > 0) & (dest == 0)
-            dest[put] = part[put] + spine_offset[other.name]
+            flat, ids, shape = spine_voxels(objects, other.name)
+            z, y, x = np.unravel_index(flat, shape)
+            y, x = y + other.window[0].start - b.core[0].start, x + other.window[1].start - b.core[1].start
+            inside = (y >= 0) & (y < out.shape[1]) & (x >= 0) & (x < out.shape[2])
+            at = (z[inside], y[inside], x[inside])
+            free = out[at] == 0                    # a spine already written here keeps its voxels
+            out[tuple(a[free] for a in at)] = ids[inside][free] + spine_offset[other.name]
         spines_out[core] = out
         dl = objects[b.name].dendrites.astype(np.int64)
         dl[dl > 0] += dend_offset[b.name]
@@ -239,6 +240,16 @@ def stitch(blocks: list[Block], objects: dict[str, BlockObjects], spines_out, de
     return {"scores": scores, "n_spines": s, "n_dendrites": int(final.max(initial=0)),
             "clipped": int(sum(o.clipped for o in objects.values())), "spine_offsets": spine_offset,
             "dendrite_boxes": dendrite_boxes, "dendrite_voxels": dendrite_voxels}
+
+
+def spine_voxels(objects, name: str) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """A block's owned spines as (flat indices in its window, ids, window shape): read from
+    the file alone when ``objects`` can (stored objects), else from the dense labels."""
+    if hasattr(objects, "spine_voxels"):
+        return objects.spine_voxels(name)
+    spines = objects[name].spines
+    flat = np.flatnonzero(spines)
+    return flat, spines.reshape(-1)[flat], spines.shape
 
 
 def union_box(a: tuple | None, b: tuple) -> tuple:
