@@ -131,9 +131,67 @@ def test_rerun_skips_finished_blocks_and_cli(zarr_stack, tmp_path):
             "--method", "classical", "--no-meshes", "--no-roi", "--quiet"]
     assert main(args) == 0
     first = json.loads((out / "run.json").read_text())
-    assert first["input"]["chunked"]["blocks_resumed"] == 0
+    assert first["input"]["chunked"]["blocks_resumed"] == first["input"]["chunked"]["objects_resumed"] == 0
     (out / "chunked.work" / "maps.zarr" / "done" / "1_1").unlink()   # as if killed in the last block
     assert main(args) == 0
     second = json.loads((out / "run.json").read_text())
     assert second["input"]["chunked"]["blocks_resumed"] == 3
+    assert second["input"]["chunked"]["objects_resumed"] == 4          # spine objects are resumed too
     assert second["counts"] == first["counts"]
+
+
+@pytest.mark.parametrize("compression", [None, "zlib"])
+def test_tiff_is_read_lazily_for_chunked_runs(compression, tmp_path):
+    import tifffile
+
+    from spinequant.scale import open_volume
+
+    data = np.random.default_rng(0).integers(0, 4000, (6, 2, 48, 64), dtype=np.uint16)
+    path = tmp_path / ("s.tif" if compression is None else "s.ome.tif")
+    tifffile.imwrite(path, data, imagej=compression is None, ome=compression is not None,
+                     compression=compression, photometric="minisblack", metadata={"axes": "ZCYX"})
+    stack = open_volume(path, channel=1, voxel_size=(0.5, 0.1, 0.1))
+    assert type(stack.data).__name__ == "Array"                         # dask: nothing decoded yet
+    assert np.array_equal(np.asarray(stack.data[:, 5:40, 7:50]), data[:, 1, 5:40, 7:50])
+
+
+def test_max_memory_chooses_the_largest_block_that_fits():
+    from spinequant.scale.memory import chunk_for_memory, predicted_peak
+
+    shape, halo = (48, 20000, 20000), 304
+    chunk = chunk_for_memory("4GB", shape, halo=halo, method="lean2d_real")
+    assert chunk % 16 == 0 and chunk > 16
+    assert predicted_peak(48 * (chunk + 2 * halo) ** 2, "lean2d_real") <= 4e9
+    assert predicted_peak(48 * (chunk + 16 + 2 * halo) ** 2, "lean2d_real") > 4e9
+    assert chunk_for_memory("8GB", shape, halo=halo, method="lean2d_real") > chunk
+    assert chunk_for_memory("64GB", (48, 1000, 700), halo=halo, method="lean2d_real") == 1008   # no larger than the volume
+    with pytest.raises(InputError, match="too small"):
+        chunk_for_memory("1GB", shape, halo=halo, method="lean2d_real")
+    with pytest.raises(InputError, match="memory size"):
+        chunk_for_memory("lots", shape, halo=halo, method="lean2d_real")
+
+
+def test_dendrites_touching_only_across_a_block_corner_are_joined():
+    import zarr
+
+    from spinequant.scale.objects import BlockObjects, stitch
+
+    blocks = block_grid((3, 32, 32), chunk_px=16, halo=0)
+
+    def stitched(voxels, label=1):
+        dend = {b.name: np.zeros((3, 16, 16), np.uint32) for b in blocks}
+        for name, at in voxels.items():
+            dend[name][at] = label
+        objects = {b.name: BlockObjects(np.zeros((3, 16, 16), np.uint32), None, dend[b.name]) for b in blocks}
+        out = [zarr.zeros((3, 32, 32), chunks=(3, 16, 16), dtype=np.uint32) for _ in range(2)]
+        return stitch(blocks, objects, *out), out[1][...]
+
+    result, labels = stitched({"0_0": (0, 15, 15), "1_1": (1, 0, 0)})        # down-right corner
+    assert result["n_dendrites"] == 1 and labels[0, 15, 15] == labels[1, 16, 16] == 1
+    assert result["dendrite_boxes"][1] == (slice(0, 2), slice(15, 17), slice(15, 17))
+    assert stitched({"0_1": (0, 15, 0), "1_0": (1, 0, 15)})[0]["n_dendrites"] == 1   # down-left
+    assert stitched({"0_0": (0, 15, 15), "1_1": (2, 0, 0)})[0]["n_dendrites"] == 2   # 2 planes apart
+    # a block's label 1 lay only in its halo (the core holds label 2): ids stay 1..D
+    result, labels = stitched({"0_0": (0, 15, 15), "1_1": (2, 0, 0)}, label=2)
+    assert result["n_dendrites"] == 2 and sorted(np.unique(labels)) == [0, 1, 2]
+    assert sorted(result["dendrite_boxes"]) == [1, 2]

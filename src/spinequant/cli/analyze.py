@@ -54,6 +54,15 @@ def register(sub) -> None:
                         "into the same --out skips the finished blocks")
     p.add_argument("--chunk-size", type=int, default=None, metavar="PX",
                    help="--chunked: edge of a block in y and x, in pixels (default 1024)")
+    p.add_argument("--max-memory", default=None, metavar="SIZE",
+                   help="--chunked: choose the block size so that a worker's peak memory stays under "
+                        "SIZE (e.g. 4GB; a measured model, docs/scale.md); not with --chunk-size")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="--chunked: run the blocks on a local Dask cluster of N processes (needs "
+                        "the 'distributed' package: pip install 'spinequant[scale]')")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="--chunked: run the blocks on a running Dask cluster (tcp://HOST:PORT of its "
+                        "scheduler; SLURM/PBS via dask-jobqueue, Kubernetes: docs/scale.md)")
     add_stack_arguments(p)
     p.set_defaults(func=run)
 
@@ -129,7 +138,7 @@ def _run(args, stacks: list[Path], finished: list[Path]) -> int:
                   allow_incomplete=args.allow_incomplete, ratio_channel=args.ratio_channel)
     bar = _StageBar(STAGES, quiet=args.quiet)
     progress = _stopping_on_signal(bar.stage)
-    if args.chunked or args.chunk_size is not None:
+    if args.chunked or any(v is not None for v in (args.chunk_size, args.workers, args.scheduler, args.max_memory)):
         return _run_chunked(args, path, config, say)
     if path.is_dir() and not is_zarr(path):
         stacks += find_stacks(path, recursive=args.recursive)
@@ -168,10 +177,17 @@ def _run_chunked(args, path: Path, config, say) -> int:
         raise InputError("--chunked analyses one 3D stack (a file or a Zarr folder), without --project.")
     if args.ratio_channel is not None:
         raise InputError("--ratio-channel is not available with --chunked yet; leave out one of the two.")
-    result = analyze_chunked(path, args.out, config=config, chunk_px=args.chunk_size, channel=args.channel,
-                             time_point=args.time, voxel_size=args.voxel_size)
+    bar = _BlockBar(quiet=args.quiet)
+    try:
+        result = analyze_chunked(path, args.out, config=config, chunk_px=args.chunk_size, channel=args.channel,
+                                 time_point=args.time, voxel_size=args.voxel_size, workers=args.workers,
+                                 scheduler=args.scheduler, max_memory=args.max_memory, progress=_stopping_on_signal_blocks(bar.update),
+                                 say=lambda m: None if args.quiet else print(m, file=sys.stderr, flush=True))
+    finally:
+        bar.close()
     blocks = result.diagnostics["chunked"]
     say(f"{len(result.spines)} spines on {len(result.dendrites)} dendrite(s) from {blocks['blocks']} blocks "
+        f"of {blocks['chunk_px']} px "
         f"({blocks['blocks_resumed']} resumed); results in {args.out}/")
     return 0
 
@@ -198,6 +214,47 @@ def _stopping_on_signal(progress):
         _signals.raise_if_received()
         progress(name, fraction)
     return step
+
+
+def _stopping_on_signal_blocks(progress):
+    def step(name: str, done: int, total: int) -> None:
+        _signals.raise_if_received()
+        progress(name, done, total)
+    return step
+
+
+class _BlockBar:
+    """A progress bar over the blocks of each chunked stage (tqdm) on a terminal; in a log one
+    line when a stage starts and when it ends; nothing in quiet mode."""
+
+    def __init__(self, *, quiet: bool):
+        self.quiet, self.bar, self.name, self.started = quiet, None, None, None
+
+    def update(self, name: str, done: int, total: int) -> None:
+        if self.quiet:
+            return
+        import time
+
+        self.started = self.started or time.perf_counter()
+        if not sys.stderr.isatty():
+            if done in (0, total):
+                print(f"[{time.perf_counter() - self.started:6.1f} s] {name} {done}/{total} blocks",
+                      file=sys.stderr, flush=True)
+            return
+        from tqdm import tqdm
+
+        if name != self.name:
+            self.close()
+            self.name = name
+            self.bar = tqdm(total=total, unit="block", file=sys.stderr, leave=False,
+                            bar_format="{desc:<10} {bar} {n_fmt}/{total_fmt} blocks [{elapsed}<{remaining}]")
+            self.bar.set_description_str(name)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.bar, self.name = None, None
 
 
 class _StageBar:

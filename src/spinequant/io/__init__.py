@@ -48,7 +48,7 @@ SUPPORTED_FORMATS = {
 
 
 def open_stack(path: str | os.PathLike, *, voxel_size=None, require_spacing: bool = True,
-               image: int | str | None = None, allow_incomplete: bool = False) -> Stack:
+               image: int | str | None = None, allow_incomplete: bool = False, lazy: bool = False) -> Stack:
     """Open a stack with all its axes (a subset of ``TCZYX``) and its voxel size.
 
     Parameters
@@ -69,8 +69,12 @@ def open_stack(path: str | os.PathLike, *, voxel_size=None, require_spacing: boo
         :class:`~spinequant.errors.IncompleteDataWarning`; by default such a file raises
         :class:`~spinequant.errors.InputError` saying what is missing.
 
+    lazy : bool
+        TIFF files: leave the data on disk as a Dask array (a memory map, or tifffile's Zarr
+        view of compressed pages), read region by region; for chunked analysis.
+
     A 2D image (one plane) has axes without Z and ``spacing`` (y, x). Zarr data stay lazy
-    (dask); other formats are read into memory.
+    (dask); other formats are read into memory (TIFF too, unless ``lazy``).
     """
     path = Path(path)
     if not path.exists():
@@ -84,7 +88,7 @@ def open_stack(path: str | os.PathLike, *, voxel_size=None, require_spacing: boo
             f"images; '{path}' holds one stack. Leave out --image."
         )
     try:
-        stack = _open(path, suffix, image, allow_incomplete)
+        stack = _open(path, suffix, image, allow_incomplete, lazy)
     except SpinequantError:
         raise
     except OSError as exc:  # the file system, not the file's content: unreadable, vanished, I/O error
@@ -95,11 +99,11 @@ def open_stack(path: str | os.PathLike, *, voxel_size=None, require_spacing: boo
     return _resolve_spacing(stack, voxel_size, require_spacing)
 
 
-def _open(path: Path, suffix: str, image, allow_incomplete: bool) -> Stack:
+def _open(path: Path, suffix: str, image, allow_incomplete: bool, lazy: bool = False) -> Stack:
     if is_zarr(path):
         return open_zarr(path, allow_incomplete=allow_incomplete)
     if suffix in (".tif", ".tiff", ".btf", ".tf8", ".stk", ".lsm"):
-        return open_tiff(path, allow_incomplete=allow_incomplete)
+        return open_tiff(path, allow_incomplete=allow_incomplete, lazy=lazy)
     if suffix in (".czi", ".lif", ".nd2"):
         from .vendor import open_vendor
 

@@ -151,7 +151,8 @@ def write_ome_zarr(path: str | os.PathLike, image: np.ndarray | None, spacing, *
     A 2D image with a (y, x) ``spacing`` is written with axes y, x.
 
     ``labels`` maps a label name (e.g. ``"spines"``) to an integer volume of the image's shape.
-    Written to a temporary folder and renamed. napari (napari-ome-zarr) and Fiji (MoBIE,
+    The image and labels may be Dask arrays: they are then computed chunk by chunk as they
+    are written (a volume larger than memory). Written to a temporary folder and renamed. napari (napari-ome-zarr) and Fiji (MoBIE,
     n5-viewer) open it with the right scale.
     """
     labels = labels or {}
@@ -165,18 +166,23 @@ def write_ome_zarr(path: str | os.PathLike, image: np.ndarray | None, spacing, *
         root = zarr.open_group(str(tmp), mode="w", zarr_format=2)
         if image is None:
             image = np.zeros(shape, dtype=np.uint8)
-        _write_multiscale(root, np.asarray(image), spacing, name, chunks, is_label=False)
+        _write_multiscale(root, _array(image), spacing, name, chunks, is_label=False)
         if labels:
             group = root.create_group("labels")
             group.attrs["labels"] = list(labels)
             for key, lab in labels.items():
                 sub = group.create_group(key)
-                lab = np.asarray(lab)
+                lab = _array(lab)
                 if lab.dtype == bool:
                     lab = lab.astype(np.uint8)
                 _write_multiscale(sub, lab, spacing, key, chunks, is_label=True)
                 sub.attrs["image-label"] = {"version": _NGFF_VERSION, "source": {"image": "../../"}}
     return Path(path)
+
+
+def _array(data):
+    """``data`` as a numpy array, or left a Dask array (written chunk by chunk)."""
+    return data if isinstance(data, da.Array) else np.asarray(data)
 
 
 def _write_multiscale(group, data: np.ndarray, spacing, name: str, chunks, *, is_label: bool) -> None:
@@ -235,7 +241,7 @@ def _write_level(group, path: str, data: np.ndarray, chunks) -> None:
     # with the others after one fails or the main thread is interrupted, which would refill
     # the temporary folder that atomic_path has just removed.
     for box in _chunk_boxes(data.shape, arr.chunks):
-        arr[box] = data[box]
+        arr[box] = np.asarray(data[box])   # a Dask array: computed chunk by chunk
 
 
 def _chunk_boxes(shape, chunks):

@@ -33,8 +33,13 @@ from .tiff_checks import (ALLOW_INCOMPLETE, REEXPORT, check_header_length, count
                           number, ome_pixels, plane_description, series_pages)
 from .units import scaled, tidy, unit_to_um
 
-def open_tiff(path: str | os.PathLike, *, allow_incomplete: bool = False) -> Stack:
+def open_tiff(path: str | os.PathLike, *, allow_incomplete: bool = False, lazy: bool = False) -> Stack:
     """Read a TIFF into a :class:`Stack`; ``spacing`` entries the file lacks are ``nan``.
+
+    ``lazy``: leave the data on disk as a Dask array (planes are read when a region is asked
+    for): a memory map of an uncompressed, contiguous file, else tifffile's Zarr view of its
+    pages. The metadata and the structural checks are those of an eager read. (An incomplete
+    file read with ``allow_incomplete`` is decoded into memory, its gaps as zeros.)
 
     A truncated file, or one whose metadata declare planes it does not hold, raises
     :class:`InputError` unless ``allow_incomplete``; then the missing planes are zeros and
@@ -43,7 +48,7 @@ def open_tiff(path: str | os.PathLike, *, allow_incomplete: bool = False) -> Sta
     path = Path(path)
     with _tifffile_reports() as reports:
         try:
-            return _open_tiff(path, reports, allow_incomplete)
+            return _open_tiff(path, reports, allow_incomplete, lazy)
         except (InputError, MemoryError):
             raise
         except Exception as exc:  # tifffile raises many types on damaged files (struct.error, IndexError ...)
@@ -78,13 +83,13 @@ def _tifffile_reports():
         logger.propagate = saved[1]
 
 
-def _open_tiff(path: Path, reports: list[str], allow_incomplete: bool) -> Stack:
+def _open_tiff(path: Path, reports: list[str], allow_incomplete: bool, lazy: bool = False) -> Stack:
     size = path.stat().st_size
     check_header_length(path, size)
     with _tifffile(path) as tf:
         incomplete = inspect_structure(tf, path, size, reports)
         if incomplete is None:
-            return _to_stack(tf, path)
+            return _to_stack(tf, path, lazy=lazy)
     message = incomplete.message(path)
     if not allow_incomplete:
         raise InputError(f"{message} {ALLOW_INCOMPLETE}")
@@ -160,17 +165,20 @@ class _ZeroPadded(io.RawIOBase):
 
 # --- reading ---------------------------------------------------------------------------------
 
-def _to_stack(tf: tifffile.TiffFile, path: Path, *, fill: bool = False) -> Stack:
+def _to_stack(tf: tifffile.TiffFile, path: Path, *, fill: bool = False, lazy: bool = False) -> Stack:
     if not tf.series:
         raise InputError(
             f"'{path}' starts like a TIFF file but holds no readable image: it is damaged or "
             f"incomplete. Copy the file again or re-export it from the acquisition software or Fiji."
         )
     series = tf.series[0]
-    check_fits_in_memory(series.nbytes, where=f"'{path}'",
-                         what=f"{count(len(series), 'plane')} of {plane_description(series.keyframe)}")
     compressed = int(series.keyframe.compression) != 1
-    data = _decode_planes(series) if fill and compressed else _decode(series, path)
+    if lazy:
+        data = _lazy(series, path)
+    else:
+        check_fits_in_memory(series.nbytes, where=f"'{path}'",
+                             what=f"{count(len(series), 'plane')} of {plane_description(series.keyframe)}")
+        data = _decode_planes(series) if fill and compressed else _decode(series, path)
     if data.shape != tuple(series.shape):
         if not fill:
             raise InputError(
@@ -210,6 +218,19 @@ def _to_stack(tf: tifffile.TiffFile, path: Path, *, fill: bool = False) -> Stack
         spacing_source="metadata",
         metadata=metadata,
     )
+
+
+def _lazy(series, path: Path):
+    """The data of ``series`` as a Dask array read from disk on demand."""
+    import dask.array as da
+
+    if series.dataoffset is not None and int(series.keyframe.compression) == 1:
+        # uncompressed and contiguous: a memory map, any region read directly
+        data = tifffile.memmap(path, series=0, mode="r")
+        return da.from_array(data, chunks=(1,) * (data.ndim - 2) + data.shape[-2:], asarray=False)
+    import zarr
+
+    return da.from_zarr(zarr.open_array(series.aszarr(), mode="r"))
 
 
 def _decode(series, path: Path) -> np.ndarray:

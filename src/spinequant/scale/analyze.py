@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import time
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +18,10 @@ from ..stack import Stack
 from ..validate import check_spacing
 from .blocks import Block, block_grid, halo_px, maps_halo_um, objects_halo_um, window_align
 from .config import ScaleConfig
+from .execute import BlockRunner, VolumeSource
 from .maps import block_done, map_fingerprint, open_maps, volume_levels, write_block_maps
+from .export import save_large_result
+from .measure import volume_tables
 from .objects import BlockObjects, block_objects, stitch
 
 #: The working folder of a chunked run inside its results folder (maps, per-block objects,
@@ -38,12 +44,24 @@ class _StoredObjects(Mapping):
     def __len__(self):
         return len(self.names)
 
+    def spine_voxels(self, name):
+        """(flat indices, ids, window shape) of a block's spines, without the dense window."""
+        with np.load(self.folder / f"{name}.npz") as f:
+            if "spines_index" in f:
+                return f["spines_index"], f["spines_id"], tuple(int(n) for n in f["spines_shape"])
+        from .objects import spine_voxels
+
+        return spine_voxels({name: self[name]}, name)
+
 
 def chunked_labels(volume, spacing, work_dir, *, config=None, scale: ScaleConfig | None = None,
-                   progress=None) -> dict:
+                   progress=None, runner: BlockRunner | None = None) -> dict:
     """Block maps, per-block objects and the stitched global labels of ``volume`` in ``work_dir``.
 
-    ``volume`` is a (Z, Y, X) numpy, Zarr or Dask array (read one window at a time).
+    ``volume`` is a (Z, Y, X) numpy, Zarr or Dask array (read one window at a time), or a
+    :class:`~spinequant.scale.execute.VolumeSource` (what tasks on a cluster get).
+    ``runner`` runs the blocks (:class:`~spinequant.scale.execute.BlockRunner`; default: in
+    this process); ``progress(stage, done, total)`` is called as blocks finish.
     Returns a dict: ``spine_labels``, ``dendrite_labels`` (Zarr arrays), ``scores``, the
     resolved ``config``, the ``chunking`` (block grid and halos, for run.json) and
     ``diagnostics``.
@@ -76,23 +94,25 @@ def chunked_labels(volume, spacing, work_dir, *, config=None, scale: ScaleConfig
     from .maps import MAPS
     group = open_maps(work / "maps.zarr", shape, chunk_px=chunk, heads=_has_heads(config.method),
                       fingerprint=fingerprint)
-    skipped, diag = 0, {}
-    for i, block in enumerate(map_blocks):
-        step("maps", i, len(map_blocks))
-        if block_done(group, block):
-            skipped += 1
-            continue
-        diag = write_block_maps(volume, spacing, block, group, method=config.method, levels=levels,
-                                classical_config=config.classical, engine=config.engine)
+    todo = [b for b in map_blocks if not block_done(group, b)]
+    skipped = len(map_blocks) - len(todo)
+    runner = runner or BlockRunner()
+    maps_path = str(work / "maps.zarr")
+    diags = runner.map(_maps_job, [(volume, spacing, b, maps_path, config.method, levels, config.classical,
+                                    config.engine) for b in todo],
+                       names=[b.name for b in todo], stage="maps", progress=step)
+    diag = diags[-1]["diagnostics"] if diags else {}
     timings["segment"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    objects_dir = work / "objects"
-    objects_dir.mkdir(exist_ok=True)
-    for i, block in enumerate(obj_blocks):
-        step("instances", i, len(obj_blocks))
-        block_objects(group, volume, spacing, block, config=config.instances, shape=shape).save(
-            objects_dir / f"{block.name}.npz")
+    objects_dir = _objects_folder(work / "objects", {"format": 2, "maps": fingerprint,
+                                                     "instances": asdict(config.instances),
+                                                     "halo_px": halo_px(obj_halo, spacing)})
+    todo = [b for b in obj_blocks if not (objects_dir / f"{b.name}.npz").exists()]
+    objs = runner.map(_objects_job, [(maps_path, volume, spacing, b, config.instances, shape,
+                                      str(objects_dir / f"{b.name}.npz")) for b in todo],
+                      names=[b.name for b in todo], stage="instances", progress=step)
+    objects_seconds = time.perf_counter() - t
     labels = zarr.open_group(str(work / "labels.zarr"), mode="w", zarr_format=2)
     kw = dict(shape=shape, dtype=np.uint32, chunks=(shape[0], chunk, chunk), fill_value=0,
               config={"write_empty_chunks": True})
@@ -104,12 +124,82 @@ def chunked_labels(volume, spacing, work_dir, *, config=None, scale: ScaleConfig
                                                                max(b.index[1] for b in map_blocks) + 1],
         "maps_halo_um": round(maps_halo, 3), "maps_halo_px": halo_px(maps_halo, spacing),
         "objects_halo_um": round(obj_halo, 3), "objects_halo_px": halo_px(obj_halo, spacing),
-        "blocks_resumed": skipped, "spines_clipped_by_halo": stitched["clipped"],
+        "blocks_resumed": skipped, "objects_resumed": len(obj_blocks) - len(todo),
+        "spines_clipped_by_halo": stitched["clipped"],
         "levels": fingerprint["levels"], "maps": [m for m in MAPS if m in group],
+        "block_seconds": {"maps": [d["seconds"] for d in diags], "instances": [d["seconds"] for d in objs]},
+        "stage_seconds": {"maps": round(timings["segment"], 3), "instances": round(objects_seconds, 3),
+                          "stitch": round(timings["instances"] - objects_seconds, 3)},
+        "workers": runner.n_workers(),
+        "peak_mb_per_process": _peaks(diags + objs),
     }
     return {"spine_labels": spines, "dendrite_labels": dendrites, "scores": stitched["scores"],
+            "object_blocks": obj_blocks, "objects": _StoredObjects(objects_dir, obj_blocks),
+            "spine_offsets": stitched["spine_offsets"], "dendrite_boxes": stitched["dendrite_boxes"],
+            "dendrite_voxels": stitched["dendrite_voxels"],
             "config": config, "chunking": chunking, "engine": engine,
             "diagnostics": {"segment": diag}, "timings": timings}
+
+
+def _objects_folder(path: Path, fingerprint: dict) -> Path:
+    """The folder of per-block objects: kept when made from the same maps and settings (a
+    re-run skips the blocks whose file exists), emptied otherwise."""
+    stamp = path / "fingerprint.json"
+    record = json.dumps(fingerprint, sort_keys=True, default=str)
+    if path.exists() and (not stamp.exists() or stamp.read_text() != record):
+        shutil.rmtree(path)
+    if not path.exists():
+        path.mkdir(parents=True)
+        stamp.write_text(record)
+    return path
+
+
+def _maps_job(job) -> dict:
+    """One block's maps (a task: runs in a worker process)."""
+    volume, spacing, block, maps_path, method, levels, classical, engine = job
+    t = time.perf_counter()
+    group = zarr.open_group(maps_path, mode="r+")
+    diagnostics = write_block_maps(volume, spacing, block, group, method=method, levels=levels,
+                                   classical_config=classical, engine=engine)
+    return {"diagnostics": diagnostics, **_task_record(t)}
+
+
+def _objects_job(job) -> dict:
+    """One block's spine objects and core dendrites, saved to their file (a task)."""
+    maps_path, volume, spacing, block, instances, shape, out = job
+    t = time.perf_counter()
+    group = zarr.open_group(maps_path, mode="r")
+    block_objects(group, volume, spacing, block, config=instances, shape=shape).save(Path(out))
+    return _task_record(t)
+
+
+def _task_record(started: float) -> dict:
+    """A task's time and its process's peak memory so far (for run.json and the benchmarks)."""
+    from ..pipeline.runinfo import peak_memory_mb
+
+    return {"seconds": round(time.perf_counter() - started, 3), "peak_mb": round(peak_memory_mb(), 1),
+            "pid": os.getpid()}
+
+
+def _chunk_for_budget(max_memory, shape, spacing, config) -> tuple[int, dict]:
+    """The block size for a memory budget, and what run.json records about it."""
+    from ..pipeline.analyze import resolve_config
+    from .memory import chunk_for_memory, parse_memory, predicted_peak
+
+    config = resolve_config(config)
+    halo = halo_px(maps_halo_um(config.method, config.classical), spacing)
+    chunk = chunk_for_memory(max_memory, shape, halo=halo, method=config.method)
+    window = shape[0] * min(chunk + 2 * halo, shape[1]) * min(chunk + 2 * halo, shape[2])
+    return chunk, {"bytes": parse_memory(max_memory), "chunk_px": chunk,
+                   "predicted_peak_mb_per_worker": round(predicted_peak(window, config.method) / 1e6)}
+
+
+def _peaks(records: list[dict]) -> dict:
+    """The highest peak memory reported by each process that ran blocks (MB, by pid)."""
+    peaks: dict[str, float] = {}
+    for r in records:
+        peaks[str(r["pid"])] = max(peaks.get(str(r["pid"]), 0.0), r["peak_mb"])
+    return peaks
 
 
 def _has_heads(method: str) -> bool:
@@ -120,10 +210,10 @@ def _has_heads(method: str) -> bool:
 
 def open_volume(path, *, channel=None, time_point=None, voxel_size=None, allow_incomplete=False) -> Stack:
     """The stack at ``path`` with one channel and time point selected, its data left lazy
-    where the format allows it (OME-Zarr / Zarr: a Dask array)."""
+    where the format allows it (OME-Zarr / Zarr / TIFF: a Dask array)."""
     from ..io import open_stack
 
-    stack = open_stack(path, voxel_size=voxel_size, allow_incomplete=allow_incomplete)
+    stack = open_stack(path, voxel_size=voxel_size, allow_incomplete=allow_incomplete, lazy=True)
     stack = stack.select(channel=channel, time=time_point)
     if stack.data.ndim != 3:
         raise InputError(f"'{path}' is a 2D image; chunked analysis is for 3D volumes. Leave out --chunked.")
@@ -131,48 +221,75 @@ def open_volume(path, *, channel=None, time_point=None, voxel_size=None, allow_i
 
 
 def analyze_chunked(path, out_dir, *, config=None, chunk_px: int | None = None, chunk_um: float | None = None,
-                    channel=None, time_point=None, voxel_size=None, progress=None):
+                    channel=None, time_point=None, voxel_size=None, progress=None,
+                    workers: int | None = None, scheduler: str | None = None, say=None,
+                    scale: ScaleConfig | None = None, max_memory=None):
     """Analyse the stack at ``path`` block by block and write the usual result folder.
 
     The maps, spine objects and dendrites are made block by block (see :mod:`spinequant.scale`);
-    the stitched labels are measured as whole volumes (this increment: the spine and dendrite
-    label volumes and the image must fit in memory for the measurements, 9 bytes a voxel for
-    uint16 images, against about 4 x that for a float32 stack in memory).
-    ``chunk_px`` (or ``chunk_um``, in y/x) sets the block cores' edge. A re-run into the same
+    the stitched labels are measured crop by crop (:mod:`spinequant.scale.measure`: each
+    dendrite on its box, each block's spines on theirs). Up to ``scale.whole_export_max_voxels``
+    the result folder is the in-memory one; above, whole-volume files are left out and
+    ``results.ome.zarr`` is written chunk by chunk (:mod:`spinequant.scale.export`).
+    ``chunk_px`` (or ``chunk_um``, in y/x) sets the block cores' edge (else ``scale.chunk_px``). A re-run into the same
     ``out_dir`` after a kill skips the blocks whose maps are finished.
+    ``workers``: run the blocks on a local Dask cluster of that many processes; ``scheduler``:
+    on the running cluster at that address (:class:`~spinequant.scale.execute.BlockRunner`);
+    neither: in this process. ``say(message)`` gets the cluster's description and dashboard link.
+    ``max_memory`` (``"4GB"``, bytes): choose the block size whose predicted peak per worker
+    fits (:func:`~spinequant.scale.memory.chunk_for_memory`; not with ``chunk_px``/``chunk_um``).
 
-    Returns the :class:`~spinequant.pipeline.analyze.AnalysisResult` that was saved.
+    Returns the :class:`~spinequant.pipeline.analyze.AnalysisResult` that was saved (above
+    the whole-export size its image and labels are the lazy volume and the Zarr label arrays).
     """
     from ..pipeline.analyze import AnalysisResult, _spine_confidence, save_result
     from ..pipeline.plausibility import size_warnings
-    from ..morphology import dendrite_centrelines, dendrite_skeleton, measure_dendrites, measure_spines
 
     stack = open_volume(path, channel=channel, time_point=time_point, voxel_size=voxel_size)
     spacing = tuple(float(s) for s in stack.spacing)
     if chunk_px is not None and chunk_um is not None:
         raise InputError("Give the chunk size in pixels or in µm, not both.")
-    scale = ScaleConfig() if chunk_px is None and chunk_um is None else ScaleConfig(
-        chunk_px=int(chunk_px if chunk_px is not None else round(chunk_um / spacing[1])))
+    scale = scale or ScaleConfig()
+    budget = None
+    if max_memory is not None:
+        if chunk_px is not None or chunk_um is not None:
+            raise InputError("Give the block size (--chunk-size) or a memory budget (--max-memory), not both.")
+        chunk_px, budget = _chunk_for_budget(max_memory, stack.data.shape, spacing, config)
+    if chunk_px is not None or chunk_um is not None:
+        scale = replace(scale, chunk_px=int(chunk_px if chunk_px is not None else round(chunk_um / spacing[1])))
     out_dir = Path(out_dir)
-    chunked = chunked_labels(stack.data, spacing, out_dir / WORK_DIR, config=config, scale=scale, progress=progress)
+    source = VolumeSource(str(path), channel, time_point, None if voxel_size is None else tuple(voxel_size))
+    with BlockRunner(workers=workers, scheduler=scheduler, say=say) as runner:
+        chunked = chunked_labels(source if runner.client is not None else stack.data, spacing, out_dir / WORK_DIR,
+                                 config=config, scale=scale, progress=progress, runner=runner)
     config = chunked["config"]
+    if budget is not None:
+        chunked["chunking"]["max_memory"] = budget
     t = time.perf_counter()
+    spines, dendrites, _, centrelines = volume_tables(
+        chunked["spine_labels"], chunked["dendrite_labels"], stack.data, spacing, blocks=chunked["object_blocks"],
+        objects=chunked["objects"], spine_offsets=chunked["spine_offsets"], dendrite_boxes=chunked["dendrite_boxes"],
+        dendrite_voxels=chunked["dendrite_voxels"], config=config.morphology)
+    spines.insert(1, "confidence", _spine_confidence(spines["id"], chunked["scores"], config.method))
+    timings = {**chunked["timings"], "measure": time.perf_counter() - t}
+    diagnostics = {**chunked["diagnostics"], "warnings": size_warnings(dendrites, spacing),
+                   "chunked": chunked["chunking"]}
+    source_record = {"path": str(path), "chunked": chunked["chunking"]}
+    if int(np.prod(stack.data.shape)) > scale.whole_export_max_voxels:
+        save_large_result(out_dir, image=stack.data, spacing=spacing, spine_labels=chunked["spine_labels"],
+                          dendrite_labels=chunked["dendrite_labels"], spines=spines, dendrites=dendrites,
+                          centrelines=centrelines, config=config, diagnostics=diagnostics, timings=timings,
+                          source=source_record, limit=scale.whole_export_max_voxels)
+        return AnalysisResult(
+            image=stack.data, spacing=spacing, dendrite_prob=None, spine_prob=None,
+            spine_labels=chunked["spine_labels"], dendrite_labels=chunked["dendrite_labels"], spines=spines,
+            dendrites=dendrites, centrelines=centrelines, config=config, timings=timings, diagnostics=diagnostics)
     image = np.asarray(stack.data)
     spine_labels = np.asarray(chunked["spine_labels"][...]).astype(np.int32)
     dendrite_labels = np.asarray(chunked["dendrite_labels"][...]).astype(np.int32)
-    skeleton = dendrite_skeleton(dendrite_labels, spacing, config=config.morphology)
-    spines = measure_spines(spine_labels, dendrite_labels, spacing, image=image, config=config.morphology,
-                            skeleton=skeleton)
-    dendrites = measure_dendrites(dendrite_labels, spacing, spines=spines, config=config.morphology,
-                                  skeleton=skeleton)
-    centrelines = dendrite_centrelines(dendrite_labels, spacing, config=config.morphology, skeleton=skeleton)
-    spines.insert(1, "confidence", _spine_confidence(spines["id"], chunked["scores"], config.method))
-    timings = {**chunked["timings"], "measure": time.perf_counter() - t}
     result = AnalysisResult(
         image=image, spacing=spacing, dendrite_prob=None, spine_prob=None, spine_labels=spine_labels,
         dendrite_labels=dendrite_labels, spines=spines, dendrites=dendrites, centrelines=centrelines,
-        config=config, timings=timings,
-        diagnostics={**chunked["diagnostics"], "warnings": size_warnings(dendrites, spacing),
-                     "chunked": chunked["chunking"]})
-    save_result(result, out_dir, source={"path": str(path), "chunked": chunked["chunking"]})
+        config=config, timings=timings, diagnostics=diagnostics)
+    save_result(result, out_dir, source=source_record)
     return result

@@ -22,14 +22,21 @@ class ScaleConfig:
     maps_halo_um, objects_halo_um : context around each core (µm) when the maps and the spine
         objects are made; ``None`` derives them from the method
         (:func:`spinequant.scale.blocks.maps_halo_um`, :func:`~spinequant.scale.blocks.objects_halo_um`).
+    whole_export_max_voxels : up to this many voxels the result folder is written as in memory
+        (label TIFFs, ROI set, meshes, report; the labels and image are loaded whole, about
+        10 bytes a voxel); above, only the tables, SWC and ``results.ome.zarr`` (written chunk
+        by chunk), and run.json says what was left out (:mod:`spinequant.scale.export`).
+        2**28 voxels: a 2.7 GB load, and label TIFFs of about 1 GB each.
     """
 
     chunk_px: int = 1024
     maps_halo_um: float | None = None
     objects_halo_um: float | None = None
+    whole_export_max_voxels: int = 2 ** 28
 
     def __post_init__(self):
-        check_fields(self, ranges={"chunk_px": (ALIGN_PX, None, False, True)})
+        check_fields(self, ranges={"chunk_px": (ALIGN_PX, None, False, True),
+                                   "whole_export_max_voxels": (0, None, False, True)})
 
     @classmethod
     def from_dict(cls, values: dict | None) -> "ScaleConfig":

@@ -30,20 +30,41 @@ MAX_SAMPLE = 4_000_000
 
 def read_window(volume, block: Block) -> np.ndarray:
     """The window of ``block`` from a numpy, Zarr or Dask volume, as a numpy array."""
-    part = volume[(slice(None), *block.window)]
-    return np.asarray(part.compute() if hasattr(part, "compute") else part)
+    return read_region(volume, (slice(None), *block.window))
+
+
+def read_region(volume, region) -> np.ndarray:
+    """``volume[region]`` as a numpy array, read in this process (also when a Dask cluster is
+    the default scheduler: the file is open here, its handle is not sent to workers)."""
+    part = volume[region]
+    return np.asarray(part.compute(scheduler="synchronous") if hasattr(part, "compute") else part)
 
 
 def strided_sample(volume, max_n: int = MAX_SAMPLE) -> np.ndarray:
-    """Every k-th voxel of the flattened volume (k = ceil(size / max_n)), read plane by plane:
-    the sample that the in-memory percentiles use."""
+    """Every k-th voxel of the flattened volume (k = ceil(size / max_n)): the sample that the
+    in-memory percentiles use. Read in bands of :data:`BAND_ROWS` rows with all planes, so
+    that a Zarr chunk deep in z is decoded once, not once per plane."""
     nz, ny, nx = volume.shape
     k = max(1, -(-nz * ny * nx // max_n))
     parts = []
-    for z in range(nz):
-        plane = np.asarray(volume[z]).reshape(-1)
-        parts.append(plane[(-z * ny * nx) % k::k])
+    for rows, band in row_bands(volume):
+        for z in range(nz):
+            flat = band[z].reshape(-1)                        # rows of plane z, contiguous
+            first = (z * ny + rows.start) * nx
+            parts.append(flat[(-first) % k::k].copy())     # a copy: a view would keep the band
     return np.concatenate(parts)
+
+
+#: Rows of a band read at once with all planes (``row_bands``): 256, the y chunk of the
+#: results and of most OME-Zarr writers.
+BAND_ROWS = 256
+
+
+def row_bands(volume, rows: int = BAND_ROWS):
+    """``(slice, volume[:, slice, :])`` for consecutive bands of ``rows`` rows (numpy)."""
+    for y in range(0, volume.shape[1], rows):
+        span = slice(y, min(y + rows, volume.shape[1]))
+        yield span, read_region(volume, (slice(None), span))
 
 
 def volume_levels(volume, spacing, blocks: list[Block], *, method: str, classical_config=None):

@@ -1,0 +1,185 @@
+"""A large volume analysed in blocks on 1 and 2 Dask workers (docs/scale.md, "Large volumes").
+
+    python benchmarks/scale_large.py make DIR 3072          # 48 x 3072 x 3072 uint16 as DIR/large.ome.zarr
+    python benchmarks/scale_large.py memory DIR             # in-memory rate on one 48 x 1024 x 1024 tile
+    python benchmarks/scale_large.py run DIR 1 1024         # analyze_chunked, 1 worker, 1024-px blocks
+    python benchmarks/scale_large.py run DIR 2 1024         # ... 2 workers
+    python benchmarks/scale_large.py window DIR 512         # one inner block's maps + objects, in this process
+    python benchmarks/scale_large.py stitch DIR out_w1_c1024   # the stitching alone, on a run's objects
+    python benchmarks/scale_large.py table DIR              # the markdown table of the runs so far
+
+The volume is put together from four phantom tiles (two-photon preset, 48 x 1024 x 1024,
+seeds 0-3, each placed mirrored or not by its grid position) and written as OME-Zarr chunk by
+chunk (a Dask array, never whole in memory): to the pipeline it reads like any OME-Zarr stack.
+A 20 GB volume is ``make DIR 14848`` (48 x 14848 x 14848 x 2 bytes = 21.2 GB).
+
+``run`` prints, as one JSON line (also appended to DIR/runs.jsonl): wall time and voxels/s,
+the peak resident memory of every worker process (from the blocks' own reports) and of the
+main process (which levels, stitches, measures and exports), the time of every block, and the
+scheduler overhead of each stage: its wall time less the summed block times over the workers.
+Run each mode in a fresh process; OMP_NUM_THREADS=1.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+TILE = (48, 1024, 1024)
+
+
+def make(folder: Path, edge: int) -> dict:
+    import dask.array as da
+    import numpy as np
+
+    from spinequant.io import write_ome_zarr
+    from spinequant.synth import make_phantom
+
+    tiles = [make_phantom("two_photon", seed=s, shape=TILE) for s in range(4)]
+    spacing = tiles[0].spacing
+    n = -(-edge // TILE[1])
+    rows = []
+    for i in range(n):
+        row = []
+        for j in range(n):
+            tile = da.from_array(tiles[(i * 3 + j) % 4].image, chunks=(TILE[0], 256, 256))
+            row.append(tile[:, ::-1] if (i + j) % 2 else tile[:, :, ::-1] if i % 2 else tile)
+        rows.append(row)
+    volume = da.block(rows)[:, :edge, :edge]
+    write_ome_zarr(folder / "large.ome.zarr", volume, spacing)
+    return {"shape": list(volume.shape), "gb": round(volume.nbytes / 1e9, 2)}
+
+
+def memory(folder: Path) -> dict:
+    import spinequant as sq
+    from spinequant.pipeline.analyze import AnalyzeConfig
+    from spinequant.synth import make_phantom
+
+    ph = make_phantom("two_photon", seed=0, shape=TILE)
+    t = time.perf_counter()
+    result = sq.analyze(ph.image, spacing=ph.spacing, config=AnalyzeConfig(export_meshes=False, export_roi=False,
+                                                                           report=False))
+    seconds = time.perf_counter() - t
+    return {"voxels": ph.image.size, "seconds": round(seconds, 1), "voxels_per_s": round(ph.image.size / seconds),
+            "spines": len(result.spines)}
+
+
+def run(folder: Path, workers: int, chunk: int) -> dict:
+    from spinequant.pipeline.analyze import AnalyzeConfig
+    from spinequant.pipeline.runinfo import peak_memory_mb
+    from spinequant.scale import analyze_chunked
+
+    config = AnalyzeConfig(export_meshes=False, export_roi=False, report=False)
+    out = folder / f"out_w{workers}_c{chunk}"
+    t = time.perf_counter()
+    result = analyze_chunked(folder / "large.ome.zarr", out, config=config, chunk_px=chunk, workers=workers)
+    seconds = time.perf_counter() - t
+    ch = result.diagnostics["chunked"]
+    voxels = int(result.image.size)
+    overhead = {stage: round(ch["stage_seconds"][stage] - sum(ch["block_seconds"][stage]) / workers, 1)
+                for stage in ("maps", "instances")}
+    return {"workers": workers, "chunk_px": chunk, "blocks": ch["blocks"], "voxels": voxels,
+            "seconds": round(seconds, 1), "voxels_per_s": round(voxels / seconds),
+            "timings": {k: round(v, 1) for k, v in result.timings.items()},
+            "peak_mb_workers": ch["peak_mb_per_process"], "peak_mb_main": round(peak_memory_mb(), 1),
+            "block_seconds": ch["block_seconds"], "stage_seconds": ch["stage_seconds"],
+            "scheduler_overhead_s": overhead, "spines": len(result.spines), "dendrites": len(result.dendrites)}
+
+
+def window(folder: Path, chunk: int) -> dict:
+    """One inner block's maps and objects in this process: peak memory against window size."""
+    from spinequant.pipeline.analyze import AnalyzeConfig, has_point_head, resolve_config
+    from spinequant.pipeline.runinfo import peak_memory_mb
+    from spinequant.scale import block_grid, halo_px, maps_halo_um, objects_halo_um, open_volume, volume_levels
+    from spinequant.scale.analyze import _maps_job, _objects_job
+    from spinequant.scale.maps import map_fingerprint, open_maps
+
+    config = resolve_config(AnalyzeConfig())
+    stack = open_volume(folder / "large.ome.zarr")
+    volume, spacing = stack.data, stack.spacing
+    halo = halo_px(maps_halo_um(config.method), spacing)
+    blocks = block_grid(volume.shape, chunk_px=chunk, halo=halo)
+    ny, nx = (-(-n // chunk) for n in volume.shape[1:])
+    block = blocks[(ny // 2) * nx + nx // 2]
+    levels = volume_levels(volume, spacing, blocks, method=config.method)
+    work = folder / f"window_{chunk}"
+    group = open_maps(work / "maps.zarr", volume.shape, chunk_px=chunk, heads=has_point_head(config.method),
+                      fingerprint=map_fingerprint(volume.shape, spacing, config.method, levels, chunk, halo, "x"))
+    base = peak_memory_mb()
+    t = time.perf_counter()
+    _maps_job((volume, spacing, block, str(work / "maps.zarr"), config.method, levels, None, "auto"))
+    maps_s = time.perf_counter() - t
+    obj = block_grid(volume.shape, chunk_px=chunk, halo=halo_px(objects_halo_um(config.instances), spacing))
+    t = time.perf_counter()
+    _objects_job((str(work / "maps.zarr"), volume, spacing, obj[blocks.index(block)], config.instances,
+                  volume.shape, str(work / "objects.npz")))
+    window_voxels = volume.shape[0] * block.window_shape[0] * block.window_shape[1]
+    del group
+    return {"chunk_px": chunk, "window": [volume.shape[0], *block.window_shape], "window_voxels": window_voxels,
+            "maps_s": round(maps_s, 1), "objects_s": round(time.perf_counter() - t, 1),
+            "peak_mb_before_block": round(base, 1), "peak_mb": round(peak_memory_mb(), 1)}
+
+
+def stitch_only(folder: Path, run_name: str) -> dict:
+    """Time :func:`~spinequant.scale.objects.stitch` on a run's objects, stored in the
+    current (sparse) format (a run made before it stored them dense)."""
+    import numpy as np
+    import zarr
+
+    from spinequant.pipeline.runinfo import peak_memory_mb
+    from spinequant.scale import block_grid
+    from spinequant.scale.analyze import _StoredObjects
+    from spinequant.scale.objects import BlockObjects, stitch
+
+    work = folder / run_name / "chunked.work"
+    run = json.loads((folder / run_name / "run.json").read_text())
+    shape, ch = run["input"]["shape"], run["input"]["chunked"]
+    blocks = block_grid(shape, chunk_px=ch["chunk_px"], halo=ch["objects_halo_px"])
+    sparse = folder / "stitch_objects"
+    sparse.mkdir(exist_ok=True)
+    for b in blocks:
+        BlockObjects.load(work / "objects" / f"{b.name}.npz").save(sparse / f"{b.name}.npz")
+    out = zarr.open_group(str(folder / "stitch_labels.zarr"), mode="w", zarr_format=2)
+    kw = dict(shape=shape, dtype=np.uint32, chunks=(shape[0], ch["chunk_px"], ch["chunk_px"]), fill_value=0)
+    base = peak_memory_mb()
+    t = time.perf_counter()
+    result = stitch(blocks, _StoredObjects(sparse, blocks), out.create_array("s", **kw), out.create_array("d", **kw))
+    return {"run": run_name, "stitch_s": round(time.perf_counter() - t, 1), "n_spines": result["n_spines"],
+            "n_dendrites": result["n_dendrites"], "peak_mb_before": round(base, 1), "peak_mb": round(peak_memory_mb(), 1),
+            "stitch_s_in_run": ch.get("stage_seconds", {}).get("stitch")}
+
+
+def table(folder: Path) -> str:
+    lines = ["| workers | block | blocks | voxels | wall s | voxels/s | peak MB per worker | main MB | "
+             "overhead maps/instances s | spines |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for line in (folder / "runs.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        if r.get("mode") != "run":
+            continue
+        lines.append(f"| {r['workers']} | {r['chunk_px']} | {r['blocks']} | {r['voxels']:,} | {r['seconds']} | "
+                     f"{r['voxels_per_s']:,} | {', '.join(str(v) for v in r['peak_mb_workers'].values())} | "
+                     f"{r['peak_mb_main']} | {r['scheduler_overhead_s']['maps']} / "
+                     f"{r['scheduler_overhead_s']['instances']} | {r['spines']} |")
+    return "\n".join(lines)
+
+
+def main(mode: str, folder: str, *args: str) -> None:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if mode == "table":
+        print(table(folder))
+        return
+    out = {"make": lambda: make(folder, int(args[0])), "memory": lambda: memory(folder),
+           "run": lambda: run(folder, int(args[0]), int(args[1])),
+           "window": lambda: window(folder, int(args[0])),
+           "stitch": lambda: stitch_only(folder, args[0])}[mode]()
+    line = json.dumps({"mode": mode, **out})
+    print(line)
+    with open(folder / "runs.jsonl", "a") as f:
+        f.write(line + "\n")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

@@ -1,0 +1,87 @@
+"""Writing a chunked run's results without holding its volumes in memory.
+
+Up to :attr:`~spinequant.scale.config.ScaleConfig.whole_export_max_voxels` voxels the result
+folder is written as in memory (the labels are loaded: label TIFFs, ROI set, meshes, report).
+Above, whole-volume files make no sense (a label TIFF of a 20 GB stack is 40 GB of int32 that
+Fiji cannot open), so only these are written: the tables, ``dendrites.swc``, and
+``results.ome.zarr`` (image and label pyramids, computed chunk by chunk from the stitched
+labels in ``chunked.work/labels.zarr``); ``run.json`` lists what was left out and why
+(``not_written``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+
+from .. import __version__
+from .._atomic import undo_on_failure, write_error
+from ..config import config_to_dict
+from ..export import export_results
+from ..io import write_ome_zarr
+from ..pipeline.runinfo import RUN_FILE, peak_memory_mb, versions, write_run_json
+from .maps import BAND_ROWS, read_region, row_bands
+
+NOT_WRITTEN = ("whole-volume files (label TIFFs, ImageJ ROI set, meshes, report) are not written above "
+               "{limit} voxels (this volume: {n}); the labels are in results.ome.zarr (napari, Fiji MoBIE)")
+
+
+def lazy_volume(volume) -> da.Array:
+    """``volume`` (numpy, Zarr or Dask) as a Dask array, read in bands of rows."""
+    if isinstance(volume, da.Array):
+        return volume
+    return da.from_array(volume, chunks=(volume.shape[0], BAND_ROWS, BAND_ROWS))
+
+
+def volume_sha256(volume) -> str:
+    """SHA-256 of a volume's voxels read in bands of rows (all planes of 256 rows, then the
+    next 256 rows ...; :func:`~spinequant.scale.maps.row_bands`), after its shape and dtype.
+    Not :func:`~spinequant.pipeline.runinfo.array_sha256` (whole planes in order), which would
+    need whole planes, hence whole z-deep chunks, in memory."""
+    h = hashlib.sha256()
+    for i, (_, band) in enumerate(row_bands(volume)):
+        if i == 0:
+            h.update(str((tuple(volume.shape), str(band.dtype), "bands", BAND_ROWS)).encode())
+        h.update(np.ascontiguousarray(band).data)
+    return h.hexdigest()
+
+
+def save_large_result(out_dir, *, image, spacing, spine_labels, dendrite_labels, spines, dendrites, centrelines,
+                      config, diagnostics: dict, timings: dict, source: dict, limit: int) -> Path:
+    """Write tables, SWC, ``results.ome.zarr`` (chunk by chunk) and ``run.json`` (last)."""
+    out_dir = Path(out_dir)
+    n = int(np.prod(image.shape))
+    with undo_on_failure():
+        try:
+            (out_dir / RUN_FILE).unlink(missing_ok=True)
+        except OSError as exc:
+            raise write_error(exc, out_dir / RUN_FILE) from exc
+        t = time.perf_counter()
+        export_results(out_dir, spacing=spacing, spines=spines, dendrites=dendrites, centrelines=centrelines,
+                       formats=("tables", "swc"))
+        sl, dl = da.from_zarr(spine_labels), da.from_zarr(dendrite_labels)
+        semantic = da.where(sl > 0, np.uint8(2), da.where(dl > 0, np.uint8(1), np.uint8(0))).astype(np.uint8)
+        if config.export_zarr:
+            write_ome_zarr(out_dir / "results.ome.zarr", lazy_volume(image), spacing,
+                           labels={"spines": sl, "dendrites": dl, "semantic": semantic})
+        timings["export"] = time.perf_counter() - t
+        dtype = read_region(image, (0, slice(0, 1), slice(0, 1))).dtype
+        record = {
+            "spinequant": __version__,
+            "complete": True,
+            "input": {**source, "shape": list(image.shape), "dtype": str(dtype), "spacing_um": list(spacing),
+                      "data_sha256_bands": volume_sha256(image)},
+            "config": config_to_dict(config),
+            "diagnostics": diagnostics,
+            "counts": {"spines": int(len(spines)), "dendrites": int(len(dendrites))},
+            "not_written": NOT_WRITTEN.format(limit=limit, n=n),
+            "timings_s": {k: round(v, 3) for k, v in timings.items()},
+            "peak_memory_mb": round(peak_memory_mb(), 1),
+            "versions": versions(),
+        }
+        write_run_json(out_dir, record)
+    return out_dir

@@ -1,0 +1,111 @@
+"""Chunked analysis on Dask workers: the same result as in this process, also when a worker
+is killed mid-block, and when the whole run is killed with SIGKILL and started again."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("distributed")
+
+from distributed import Client, LocalCluster  # noqa: E402
+
+from spinequant.cli import main  # noqa: E402
+from spinequant.evaluate.detection import match_spine_objects  # noqa: E402
+from spinequant.pipeline.analyze import AnalyzeConfig, analyze  # noqa: E402
+from spinequant.scale import analyze_chunked  # noqa: E402
+from test_scale import SPACING, phantom, zarr_stack  # noqa: E402,F401 (the same phantom fixtures)
+
+CONFIG = AnalyzeConfig(method="classical", export_meshes=False, export_roi=False, report=False)
+
+
+@pytest.fixture(scope="module")
+def serial(zarr_stack, tmp_path_factory):
+    """The chunked run in this process (256-px blocks: 2 x 2)."""
+    return analyze_chunked(zarr_stack, tmp_path_factory.mktemp("serial") / "out", config=CONFIG, chunk_px=256)
+
+
+def test_two_local_workers_find_the_in_memory_spines(phantom, serial, tmp_path, capsys):
+    # from a TIFF, which each worker opens itself and reads lazily (a memory map)
+    from spinequant.io import write_tiff
+
+    tiff = write_tiff(tmp_path / "stack.tif", phantom.image, SPACING)
+    out = tmp_path / "out"
+    assert main(["analyze", str(tiff), "--out", str(out), "--chunked", "--chunk-size", "256",
+                 "--workers", "2", "--method", "classical", "--no-meshes", "--no-roi"]) == 0
+    err = capsys.readouterr().err
+    assert "Dask cluster: 2 worker(s)" in err and "maps 4/4 blocks" in err
+    run = json.loads((out / "run.json").read_text())
+    ref = analyze(phantom.image, spacing=SPACING, config=CONFIG)
+    assert run["counts"]["spines"] == len(ref.spines) == len(serial.spines) > 20
+    from spinequant.io import read_stack
+
+    labels = read_stack(out / "labels_spines.tif", voxel_size=SPACING).data
+    match = match_spine_objects(labels, ref.spine_labels, spacing=SPACING, max_distance_um=0.3, min_iou=0.9)
+    assert match["tp"] == len(ref.spines)
+    assert np.array_equal(labels, serial.spine_labels)          # same ids, block by block, as here
+
+
+def test_a_worker_killed_mid_block_has_its_block_redone(zarr_stack, serial, tmp_path):
+    # also the export of a volume too large for whole-volume files (forced by the limit 0):
+    # results.ome.zarr written chunk by chunk from the stitched labels, no label TIFFs
+    import zarr
+
+    from spinequant.scale import ScaleConfig
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
+            Client(cluster) as client:
+        pids = client.run(os.getpid)
+        killed = []
+
+        def kill_a_busy_worker(stage, done, total):
+            if stage == "maps" and done == 1 and not killed:
+                busy = [w for w, keys in client.processing().items() if keys]
+                os.kill(pids[busy[0]], signal.SIGKILL)
+                killed.append(busy[0])
+
+        out = tmp_path / "out"
+        result = analyze_chunked(zarr_stack, out, config=CONFIG, scale=ScaleConfig(chunk_px=256, whole_export_max_voxels=0),
+                                 scheduler=cluster.scheduler_address, progress=kill_a_busy_worker)
+        assert killed and set(client.run(os.getpid).values()) != set(pids.values())   # a worker was replaced
+    assert np.array_equal(result.spine_labels[...], serial.spine_labels)
+    assert np.array_equal(result.dendrite_labels[...], serial.dendrite_labels)
+    assert result.spines.round(9).equals(serial.spines.round(9))
+    labels = zarr.open_group(str(out / "results.ome.zarr"), mode="r")["labels"]
+    assert np.array_equal(labels["spines"]["0"][...], serial.spine_labels)
+    assert np.array_equal(labels["semantic"]["0"][...], serial.semantic)
+    run = json.loads((out / "run.json").read_text())
+    assert "not written" in run["not_written"] and not (out / "labels_spines.tif").exists()
+    import hashlib
+
+    h = hashlib.sha256(str((serial.image.shape, str(serial.image.dtype), "bands", 256)).encode())
+    for y in range(0, serial.image.shape[1], 256):                     # all planes of 256 rows at a time
+        h.update(np.ascontiguousarray(serial.image[:, y:y + 256]).data)
+    assert run["input"]["data_sha256_bands"] == h.hexdigest()
+
+def test_a_run_killed_with_sigkill_resumes_to_the_same_result(zarr_stack, serial, tmp_path):
+    out = tmp_path / "out"
+    args = [sys.executable, "-c", "import sys; from spinequant.cli import main; sys.exit(main(sys.argv[1:]))", "analyze", str(zarr_stack), "--out", str(out), "--chunked",
+            "--chunk-size", "256", "--method", "classical", "--no-meshes", "--no-roi", "--quiet"]
+    done = out / "chunked.work" / "maps.zarr" / "done"
+    proc = subprocess.Popen(args, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(done.glob("*_*"))) < 1 and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = len(list(done.glob("*_*")))
+    assert 1 <= finished < 4 and not (out / "run.json").exists()
+    assert subprocess.run(args, env={**os.environ, "OMP_NUM_THREADS": "1"}).returncode == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["input"]["chunked"]["blocks_resumed"] == finished
+    assert run["counts"]["spines"] == len(serial.spines)
+    import pandas as pd
+
+    spines = pd.read_csv(out / "spines.csv")
+    assert np.allclose(np.sort(spines["volume_um3"]), np.sort(serial.spines["volume_um3"]), atol=1e-6)
