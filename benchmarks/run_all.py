@@ -37,6 +37,9 @@ BENCHMARKS = [
     ("neural_speed", ["benchmarks/neural_speed.py", "--nets", "lean2d"], "Speed: the network alone"),
     ("measure_spines_speed", ["benchmarks/measure_spines_speed.py"], "Speed: measuring spines"),
     ("fuzz_inputs", ["benchmarks/fuzz_inputs.py"], "Reliability (docs/reliability.md)"),
+    ("tracking", ["benchmarks/tracking.py", "--presets", "two_photon", "confocal", "--seeds", "0", "1", "2"],
+     "Accuracy: spines over time (docs/timelapse.md)"),
+    ("cells", ["benchmarks/cells.py", "--seeds", "3"], "Accuracy: cells (docs/cells.md)"),
 ]
 
 
