@@ -25,6 +25,14 @@ from spinequant.timelapse.unmixing import FWHM_PER_SIGMA  # noqa: E402
 
 SPARSE = dict(spine_density_per_um=(0.6, 1.0), n_axons=(0, 0), n_dim_dendrites=(0, 0))
 SHAPE = (16, 128, 128)
+#: (row name, PSF FWHM / true one, background, fit)
+VARIANTS = [("corrected (ROI means), true PSF, offset given", 1.0, "offset", "rois"),
+            ("corrected (voxels), true PSF, offset given", 1.0, "offset", "voxels"),
+            ("corrected (voxels), true PSF, background fitted", 1.0, None, "voxels"),
+            ("corrected (voxels), PSF -20 %, offset given", 0.8, "offset", "voxels"),
+            ("corrected (voxels), PSF +20 %, offset given", 1.2, "offset", "voxels"),
+            ("corrected (ROI means), PSF -20 %, offset given", 0.8, "offset", "rois"),
+            ("corrected (ROI means), PSF +20 %, offset given", 1.2, "offset", "rois")]
 
 
 def true_psf(tc, spacing) -> tuple[float, ...]:
@@ -56,12 +64,10 @@ def true_labels(seeds, photons_list) -> pd.DataFrame:
                 found.setdefault("raw", []).append(errors(rsdr(*args).set_index("id")["rsdr"], truth))
                 found.setdefault("raw, offset subtracted", []).append(
                     errors(rsdr(*args, background=tc.background_adu).set_index("id")["rsdr"], truth))
-                for name, scale, bg in [("corrected, true PSF, offset given", 1.0, tc.background_adu),
-                                        ("corrected, true PSF, background fitted", 1.0, None),
-                                        ("corrected, PSF -20 %, offset given", 0.8, tc.background_adu),
-                                        ("corrected, PSF +20 %, offset given", 1.2, tc.background_adu)]:
+                for name, scale, bg, fit in VARIANTS:
+                    bg = tc.background_adu if bg == "offset" else bg
                     table = rsdr_corrected(*args, spacing=ph.spacing, psf_fwhm_um=tuple(scale * p for p in psf),
-                                           background=bg).set_index("id")
+                                           background=bg, fit=fit).set_index("id")
                     found.setdefault(name, []).append(errors(table["rsdr_corrected"], truth))
             for name, rows in found.items():
                 out.append(summary(rows, image=dim, photons=photons, ratio=name))

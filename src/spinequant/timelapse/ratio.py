@@ -94,7 +94,7 @@ def auto_background(tagged, structure, spine_labels, dendrite_labels) -> tuple[f
 
 
 def rsdr_corrected(tagged, structure, spine_labels, dendrite_labels, *, spacing, psf_fwhm_um,
-                   background=None) -> pd.DataFrame:
+                   background=None, fit: str = "voxels") -> pd.DataFrame:
     """The RSDR of every spine with the PSF's blur undone: one row per spine id.
 
     The concentration of the tagged (``t``) and the structural (``s``) dye in each spine and
@@ -110,6 +110,8 @@ def rsdr_corrected(tagged, structure, spine_labels, dendrite_labels, *, spacing,
     background : (tagged, structure) in ADU, optional
         Subtracted first; None fits a constant background per channel from the unlabelled
         voxels within 1 µm of the labels.
+    fit : "voxels" (least squares over every voxel of the labels and a 1 µm shell) or "rois"
+        (one equation per ROI mean); see :func:`~spinequant.timelapse.unmixing.unmix`.
 
     Returns
     -------
@@ -121,7 +123,7 @@ def rsdr_corrected(tagged, structure, spine_labels, dendrite_labels, *, spacing,
     if not (tagged.shape == structure.shape == np.shape(spine_labels) == np.shape(dendrite_labels)):
         raise InputError("The two channels and the labels must have the same shape.")
     parts = unmix([tagged, structure], spine_labels, dendrite_labels, spacing=spacing,
-                  psf_fwhm_um=psf_fwhm_um, background=background)
+                  psf_fwhm_um=psf_fwhm_um, background=background, fit=fit)
     dendrites = parts["dendrites"]
     if dendrites.empty:
         raise InputError("There is no dendrite voxel: the RSDR needs the dendrite's concentration in both channels.")

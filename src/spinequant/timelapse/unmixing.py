@@ -74,22 +74,11 @@ def roi_index(spine_labels, dendrite_labels, *, spacing, shell_um: float | None)
 
 
 def footprint_matrix(masks, index: np.ndarray, n_rois: int, sigma_px) -> np.ndarray:
-    """(n_rois, len(masks)): the mean of each blurred mask over each ROI of ``index``.
-
-    ``masks`` yields ``(box, mask)`` pairs: a tuple of slices and the boolean mask inside it.
-    Each mask is blurred in its box grown by the PSF's reach (clipped to the image, where the
-    Gaussian reflects, as ``scipy.ndimage`` does by default)."""
-    sigma = np.asarray(sigma_px, float)
-    reach = np.ceil(TRUNCATE * sigma).astype(int) + 1
+    """(n_rois, len(masks)): the mean of each blurred mask (:func:`blurred_footprints`) over
+    each ROI of ``index``."""
     sizes = np.bincount(index.ravel(), minlength=n_rois + 1)[1:].astype(float)
-    columns = []
-    for box, mask in masks:
-        grown = tuple(slice(max(s.start - r, 0), min(s.stop + r, n)) for s, r, n in zip(box, reach, index.shape))
-        local = np.zeros(tuple(g.stop - g.start for g in grown), np.float64)
-        local[tuple(slice(s.start - g.start, s.stop - g.start) for s, g in zip(box, grown))] = mask
-        blurred = ndi.gaussian_filter(local, sigma, truncate=TRUNCATE)
-        sums = np.bincount(index[grown].ravel(), weights=blurred.ravel(), minlength=n_rois + 1)[1:]
-        columns.append(sums)
+    columns = [np.bincount(index[grown].ravel(), weights=blurred.ravel(), minlength=n_rois + 1)[1:n_rois + 1]
+               for grown, blurred in blurred_footprints(masks, index.shape, sigma_px)]
     with np.errstate(invalid="ignore", divide="ignore"):
         matrix = np.stack(columns, axis=1) / sizes[:, None] if columns else np.zeros((n_rois, 0))
     return np.nan_to_num(matrix)
@@ -116,8 +105,61 @@ def solve_nonnegative(matrix: np.ndarray, means: np.ndarray) -> np.ndarray:
     return lsq_linear(sparse.csr_matrix(matrix), means, bounds=(0, np.inf), lsmr_tol="auto", tol=1e-12).x
 
 
+def blurred_footprints(masks, shape, sigma_px, region: np.ndarray | None = None):
+    """Each mask of ``masks`` (``(box, mask)`` pairs: a tuple of slices, the boolean mask in
+    it) blurred in its box grown by the PSF's reach (clipped to the image, where the Gaussian
+    reflects as ``scipy.ndimage`` does by default), kept only inside ``region`` if given: a
+    list of (grown box, float array)."""
+    sigma = np.asarray(sigma_px, float)
+    reach = np.ceil(TRUNCATE * sigma).astype(int) + 1
+    out = []
+    for box, mask in masks:
+        grown = tuple(slice(max(s.start - r, 0), min(s.stop + r, n)) for s, r, n in zip(box, reach, shape))
+        local = np.zeros(tuple(g.stop - g.start for g in grown), np.float64)
+        local[tuple(slice(s.start - g.start, s.stop - g.start) for s, g in zip(box, grown))] = mask
+        blurred = ndi.gaussian_filter(local, sigma, truncate=TRUNCATE)
+        out.append((grown, blurred if region is None else blurred * region[grown]))
+    return out
+
+
+def _overlap(a, b):
+    inter = tuple(slice(max(x.start, y.start), min(x.stop, y.stop)) for x, y in zip(a, b))
+    if any(s.start >= s.stop for s in inter):
+        return None
+    return (tuple(slice(s.start - x.start, s.stop - x.start) for s, x in zip(inter, a)),
+            tuple(slice(s.start - y.start, s.stop - y.start) for s, y in zip(inter, b)))
+
+
+def voxel_normal_equations(footprints, region: np.ndarray, fit_background: bool):
+    """The Gram matrix of the footprints over ``region`` (plus a constant column when the
+    background is fitted): least squares over every voxel of the region, not ROI means."""
+    n = len(footprints) + int(fit_background)
+    gram = np.zeros((n, n))
+    starts = np.array([[s.start for s in box] for box, _ in footprints]).reshape(len(footprints), -1)
+    stops = np.array([[s.stop for s in box] for box, _ in footprints]).reshape(len(footprints), -1)
+    for i, (box_i, f_i) in enumerate(footprints):
+        touching = np.nonzero(np.all((starts < stops[i]) & (stops > starts[i]), axis=1))[0]
+        for j in touching[touching >= i]:
+            cut_i, cut_j = _overlap(box_i, footprints[j][0])
+            gram[i, j] = gram[j, i] = float(np.sum(f_i[cut_i] * footprints[j][1][cut_j]))
+        if fit_background:
+            gram[i, -1] = gram[-1, i] = float(f_i.sum())
+    if fit_background:
+        gram[-1, -1] = float(region.sum())
+    return gram
+
+
+def _solve_gram(gram: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """Non-negative least squares from the normal equations (``gram = L L^T``)."""
+    scale = np.sqrt(np.clip(np.diag(gram), 1e-300, None))
+    g = gram / scale[:, None] / scale[None, :]
+    lower = np.linalg.cholesky(g + 1e-12 * np.eye(len(g)))
+    target = np.linalg.solve(lower, rhs / scale)
+    return solve_nonnegative(lower.T, target) / scale
+
+
 def unmix(channels, spine_labels, dendrite_labels, *, spacing, psf_fwhm_um, background=None,
-          shell_um: float = 1.0) -> dict:
+          shell_um: float = 1.0, fit: str = "voxels") -> dict:
     """The blur-corrected concentration of every spine and dendrite in each channel.
 
     Parameters
@@ -131,6 +173,10 @@ def unmix(channels, spine_labels, dendrite_labels, *, spacing, psf_fwhm_um, back
     background : sequence of float, optional
         Per channel, subtracted first. None: a constant background per channel is fitted
         from the unlabelled voxels within ``shell_um`` of the labels.
+    fit : "voxels" or "rois"
+        "rois": one equation per ROI mean (spines, dendrites, the shell), a square system.
+        "voxels": least squares over every voxel of the labels and the shell (all of each
+        spine's blurred light is used: less noise where the blur spreads a spine thin).
 
     Returns
     -------
@@ -143,16 +189,23 @@ def unmix(channels, spine_labels, dendrite_labels, *, spacing, psf_fwhm_um, back
     spine_labels, dendrite_labels = np.asarray(spine_labels), np.asarray(dendrite_labels)
     if any(c.shape != spine_labels.shape for c in channels) or dendrite_labels.shape != spine_labels.shape:
         raise InputError("The channels and the labels must have the same shape.")
+    if fit not in ("voxels", "rois"):
+        raise InputError(f"fit must be 'voxels' or 'rois', not {fit!r}.")
     sigma = psf_sigma_px(psf_fwhm_um, spacing)
     fit_background = background is None
     index, spine_ids, dendrite_ids = roi_index(spine_labels, dendrite_labels, spacing=spacing,
-                                               shell_um=shell_um if fit_background else None)
+                                               shell_um=shell_um if (fit_background or fit == "voxels") else None)
     n_rois = len(spine_ids) + len(dendrite_ids) + int(fit_background)
     masks = list(_label_masks(spine_labels, spine_ids))
     masks += list(_label_masks(dendrite_labels, dendrite_ids, exclude=spine_labels > 0))
-    matrix = footprint_matrix(masks, index, n_rois, sigma)
-    if fit_background:
-        matrix = np.hstack([matrix, np.ones((n_rois, 1))])
+    if fit == "voxels":
+        region = index > 0
+        footprints = blurred_footprints(masks, index.shape, sigma, region)
+        gram = voxel_normal_equations(footprints, region, fit_background)
+    else:
+        matrix = footprint_matrix(masks, index, n_rois, sigma)
+        if fit_background:
+            matrix = np.hstack([matrix, np.ones((n_rois, 1))])
     sizes = np.bincount(index.ravel(), minlength=n_rois + 1)[1:]
     spines = pd.DataFrame(index=pd.Index(spine_ids, name="id"))
     dendrites = pd.DataFrame({"voxels": sizes[len(spine_ids):len(spine_ids) + len(dendrite_ids)]},
@@ -160,8 +213,14 @@ def unmix(channels, spine_labels, dendrite_labels, *, spacing, psf_fwhm_um, back
     backgrounds = []
     for k, image in enumerate(channels):
         offset = 0.0 if fit_background else float(background[k])
-        means = np.bincount(index.ravel(), weights=(image - offset).ravel(), minlength=n_rois + 1)[1:] / sizes
-        x = solve_nonnegative(matrix, means)
+        if fit == "voxels":
+            rhs = [float(np.sum(f * (image[box] - offset))) for box, f in footprints]
+            if fit_background:
+                rhs.append(float(np.sum(image[region] - offset)))
+            x = _solve_gram(gram, np.asarray(rhs))
+        else:
+            means = np.bincount(index.ravel(), weights=(image - offset).ravel(), minlength=n_rois + 1)[1:] / sizes
+            x = solve_nonnegative(matrix, means)
         spines[f"c{k}"] = x[:len(spine_ids)]
         dendrites[f"c{k}"] = x[len(spine_ids):len(spine_ids) + len(dendrite_ids)]
         backgrounds.append(float(x[-1]) if fit_background else offset)
