@@ -366,7 +366,8 @@ def spine_ratios(spines: pd.DataFrame, tagged, structure, spine_labels, dendrite
     if config.psf_fwhm_um is not None:
         spines["rsdr_corrected"] = np.nan
         corrected = {"definition": "(t_spine / s_spine) / (t_dendrite / s_dendrite), concentrations from "
-                                   "linear unmixing of the ROI means with Gaussian-PSF-blurred footprints",
+                                   "linear unmixing with Gaussian-PSF-blurred label footprints (least "
+                                   "squares over the voxels of the labels and a 1 µm shell, non-negative)",
                      "psf_fwhm_um": list(config.psf_fwhm_um)}
         try:
             fixed = rsdr_corrected(tagged, structure, spine_labels, dendrite_labels, spacing=spacing,

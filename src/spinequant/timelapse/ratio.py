@@ -116,8 +116,9 @@ def rsdr_corrected(tagged, structure, spine_labels, dendrite_labels, *, spacing,
     Returns
     -------
     pandas.DataFrame
-        ``id, structure_conc, tagged_conc, rsdr_corrected``; ``.attrs``: the dendrite
-        concentrations and the background used.
+        ``id, structure_conc, tagged_conc, rsdr_corrected`` (NaN where the fit leaves the
+        spine no structural dye); ``.attrs``: the dendrite concentrations and the background
+        used.
     """
     tagged, structure = np.asarray(tagged), np.asarray(structure)
     if not (tagged.shape == structure.shape == np.shape(spine_labels) == np.shape(dendrite_labels)):
@@ -136,6 +137,7 @@ def rsdr_corrected(tagged, structure, spine_labels, dendrite_labels, *, spacing,
     spines = parts["spines"]
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = (spines["c0"] / spines["c1"]) / (tagged_d / structure_d)
+    ratio = ratio.where(spines["c1"] > 0)   # no structural dye left in the fit: no ratio
     table = pd.DataFrame({"id": spines.index.to_numpy(), "structure_conc": spines["c1"].to_numpy(),
                           "tagged_conc": spines["c0"].to_numpy(), "rsdr_corrected": ratio.to_numpy()})
     table.attrs.update(tagged_dendrite=tagged_d, structure_dendrite=structure_d,
