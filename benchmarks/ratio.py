@@ -46,8 +46,9 @@ def errors(measured: pd.Series, truth: pd.Series) -> pd.Series:
 
 def summary(rows, **key) -> dict:
     e = pd.concat(rows)
+    per_seed = " / ".join(f"{100 * r.median():.1f}" for r in rows)
     return {**key, "spines": int(e.notna().sum()), "median %": 100 * e.median(),
-            "p90 %": 100 * e.quantile(0.9), "max %": 100 * e.max()}
+            "median % per seed": per_seed, "p90 %": 100 * e.quantile(0.9), "max %": 100 * e.max()}
 
 
 def true_labels(seeds, photons_list) -> pd.DataFrame:
