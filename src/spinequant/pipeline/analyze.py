@@ -229,8 +229,10 @@ def analyze(image, *, spacing=None, config: AnalyzeConfig | None = None,
         ``image``; ``image`` is the structural channel that is segmented. The spine table then
         gets ``tagged_mean_intensity`` (mean raw intensity of the tagged channel in each spine)
         and ``rsdr``, the ratiometric spine-to-dendrite ratio of the DeepD3 paper
-        (:func:`spinequant.timelapse.rsdr`, raw values); ``diagnostics["ratio"]`` holds the
-        dendrite means.
+        (:func:`spinequant.timelapse.rsdr`, raw values unless ``config.ratio.background``);
+        with ``config.ratio.psf_fwhm_um`` also ``rsdr_corrected``, the blur undone by linear
+        unmixing (:func:`spinequant.timelapse.ratio.rsdr_corrected`). ``diagnostics["ratio"]``
+        holds the dendrite means, the background and the PSF used.
 
     Returns
     -------

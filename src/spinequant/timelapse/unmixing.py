@@ -33,8 +33,8 @@ def psf_sigma_px(psf_fwhm_um, spacing) -> tuple[float, ...]:
     ``psf_fwhm_um`` is ``(z, xy)`` for a 3D image (``spacing`` (z, y, x)) and ``(xy,)`` for a
     2D one (``spacing`` (y, x)).
 
-    >>> psf_sigma_px((2.3548, 0.23548), (0.5, 0.1, 0.1))
-    (2.0, 1.0, 1.0)
+    >>> psf_sigma_px((3.2, 0.5), (0.5, 0.1, 0.1))
+    (2.71783, 2.123305, 2.123305)
     """
     fwhm = tuple(float(v) for v in np.atleast_1d(psf_fwhm_um))
     spacing = tuple(float(s) for s in spacing)
