@@ -140,3 +140,29 @@ def test_no_dendrite_gives_nan_ratios_and_a_warning():
                      tagged=image[::-1].copy())
     assert {"tagged_mean_intensity", "rsdr"} <= set(result.spines.columns)
     assert "No RSDR" in " ".join(result.diagnostics["warnings"])
+
+
+def test_cli_psf_fwhm_adds_the_blur_corrected_rsdr(two_channel, hyperstack, tmp_path):
+    from spinequant.timelapse.ratio import rsdr, rsdr_corrected
+
+    tc, data = two_channel
+    out = tmp_path / "R"
+    assert main(["analyze", str(hyperstack), "--channel", "0", "--ratio-channel", "1", "--method", "classical",
+                 "--psf-fwhm", "3.2", "0.5", "--ratio-background", "100", "100", "--out", str(out), "-q"]) == 0
+    spines = pd.read_csv(out / "spines.csv").set_index("id")
+    assert {"tagged_mean_intensity", "rsdr", "rsdr_corrected"} <= set(spines.columns)
+    run = json.loads((out / "run.json").read_text())
+    assert run["config"]["ratio"] == {"psf_fwhm_um": [3.2, 0.5], "background": [100.0, 100.0]}
+    ratio = run["diagnostics"]["ratio"]
+    assert ratio["background_adu"] == [100.0, 100.0] and ratio["corrected"]["psf_fwhm_um"] == [3.2, 0.5]
+    assert not ratio["corrected"]["background_fitted"]
+    # both columns are the library's functions on the run's own labels and channels
+    labels = [tifffile.imread(out / f"labels_{k}.tif") for k in ("spines", "dendrites")]
+    channels = (data[:, 1], data[:, 0])
+    expected = rsdr(*channels, *labels, background=(100, 100)).set_index("id")["rsdr"]
+    np.testing.assert_allclose(spines["rsdr"], expected.reindex(spines.index), rtol=1e-9)
+    spacing = tuple(run["input"]["spacing_um"])
+    expected = rsdr_corrected(*channels, *labels, spacing=spacing, psf_fwhm_um=(3.2, 0.5),
+                              background=(100, 100)).set_index("id")["rsdr_corrected"]
+    np.testing.assert_allclose(spines["rsdr_corrected"], expected.reindex(spines.index), rtol=1e-6)
+    # How close it comes with these (classical, blurred-fat) labels: benchmarks/results/ratio.md.

@@ -48,6 +48,14 @@ def register(sub) -> None:
                         "one that is segmented): spines.csv gets its mean raw intensity per spine "
                         "(tagged_mean_intensity) and the spine-to-dendrite ratio of the DeepD3 paper "
                         "(rsdr); run.json records both channels")
+    p.add_argument("--psf-fwhm", type=float, nargs="+", default=None, metavar="UM",
+                   help="--ratio-channel: the microscope's PSF FWHM in µm, Z XY for a stack (XY only for a "
+                        "2D image); adds rsdr_corrected, the RSDR with the blur undone by linear unmixing "
+                        "(docs/timelapse.md). Measure it (e.g. beads); without it only the raw rsdr")
+    p.add_argument("--ratio-background", nargs="+", default=None, metavar="ADU",
+                   help="--ratio-channel: background of the tagged and the structural channel in ADU "
+                        "(T S), or 'auto' (5th percentile of each channel outside spines and dendrites), "
+                        "subtracted before both ratios (default: raw values, as the DeepD3 paper)")
     p.add_argument("--chunked", action="store_true",
                    help="analyse a large 3D stack block by block (maps, spine objects and dendrites "
                         "per block with a halo, stitched into global ids; docs/scale.md); a re-run "
@@ -100,7 +108,32 @@ def _config(args):
         changes["export_meshes"] = False
     if args.no_roi:
         changes["export_roi"] = False
+    if args.psf_fwhm is not None or args.ratio_background is not None:
+        changes["ratio"] = _ratio_config(args, config.ratio)
     return replace(config, **changes)
+
+
+def _ratio_config(args, ratio):
+    from dataclasses import replace
+
+    if args.ratio_channel is None:
+        raise InputError("--psf-fwhm and --ratio-background apply to a ratio run: add --ratio-channel C.")
+    changes = {}
+    if args.psf_fwhm is not None:
+        changes["psf_fwhm_um"] = tuple(args.psf_fwhm)
+    if args.ratio_background is not None:
+        words = args.ratio_background
+        if words == ["auto"]:
+            changes["background"] = "auto"
+        else:
+            try:
+                changes["background"] = tuple(float(w) for w in words)
+            except ValueError:
+                changes["background"] = None
+            if changes["background"] is None or len(words) != 2:
+                raise InputError(f"--ratio-background takes two numbers (tagged, structural background in "
+                                 f"ADU) or 'auto', not {' '.join(words)!r}.")
+    return replace(ratio, **changes)
 
 
 def run(args) -> int:

@@ -38,6 +38,37 @@ ENGINES = ("auto", "torch", "onnx")
 
 
 @dataclass(frozen=True)
+class RatioConfig:
+    """How a run with a tagged channel computes the RSDR (``spinequant analyze --ratio-channel``).
+
+    psf_fwhm_um : the microscope's Gaussian PSF FWHM in µm, ``(z, xy)`` for a 3D stack or
+        ``(xy,)`` for a 2D image. When given, the spine table also gets ``rsdr_corrected``
+        (linear unmixing of the ROI means with PSF-blurred footprints,
+        :func:`spinequant.timelapse.ratio.rsdr_corrected`). None: only the paper's raw RSDR.
+    background : subtracted from (tagged, structure) before both ratios: two numbers in ADU,
+        ``"auto"`` (the 5th percentile of each channel outside every spine and dendrite), or
+        None: the raw RSDR uses raw values (as the paper) and the corrected one fits a
+        constant background from the unlabelled voxels within 1 µm of the labels.
+    """
+
+    psf_fwhm_um: tuple[float, ...] | None = None
+    background: tuple[float, float] | str | None = None
+
+    def __post_init__(self):
+        check_fields(self, choices={"background": ("auto",)}, ranges={"psf_fwhm_um": (0, None, True, False)})
+        if self.psf_fwhm_um is not None and len(self.psf_fwhm_um) not in (1, 2):
+            raise InputError(f"The PSF FWHM takes two values (Z XY, in µm) for a 3D stack or one (XY) for a "
+                             f"2D image, not {len(self.psf_fwhm_um)} ({list(self.psf_fwhm_um)}).")
+
+    def check_image(self, ndim: int) -> None:
+        """A clear error when the PSF does not fit an image of ``ndim`` dimensions."""
+        if self.psf_fwhm_um is not None and len(self.psf_fwhm_um) != ndim - 1:
+            raise InputError(
+                f"The PSF FWHM {list(self.psf_fwhm_um)} does not fit a {ndim}D image: give "
+                f"{'two values (Z XY)' if ndim == 3 else 'one value (XY; the image is 2D)'} in µm.")
+
+
+@dataclass(frozen=True)
 class AnalyzeConfig:
     """Every setting of an analysis run; saved in ``run.json`` and reloadable from it.
 
@@ -67,6 +98,7 @@ class AnalyzeConfig:
     export_zarr: bool = True
     report: bool = True
     min_confidence: float | None = None
+    ratio: RatioConfig = field(default_factory=RatioConfig)
 
     def __post_init__(self):
         check_fields(self, choices={"engine": ENGINES}, ranges={"min_confidence": (0, 1, True, True)})
@@ -226,8 +258,10 @@ def analyze(image, *, spacing=None, config: AnalyzeConfig | None = None,
         ``image``; ``image`` is the structural channel that is segmented. The spine table then
         gets ``tagged_mean_intensity`` (mean raw intensity of the tagged channel in each spine)
         and ``rsdr``, the ratiometric spine-to-dendrite ratio of the DeepD3 paper
-        (:func:`spinequant.timelapse.rsdr`, raw values); ``diagnostics["ratio"]`` holds the
-        dendrite means.
+        (:func:`spinequant.timelapse.rsdr`, raw values unless ``config.ratio.background``);
+        with ``config.ratio.psf_fwhm_um`` also ``rsdr_corrected``, the blur undone by linear
+        unmixing (:func:`spinequant.timelapse.ratio.rsdr_corrected`). ``diagnostics["ratio"]``
+        holds the dendrite means, the background and the PSF used.
 
     Returns
     -------
@@ -256,6 +290,7 @@ def analyze(image, *, spacing=None, config: AnalyzeConfig | None = None,
     check_image_values(image, where="the image")
     if tagged is not None:
         tagged = _tagged_array(tagged, image)
+        config.ratio.check_image(image.ndim)
     _check_resolves_spines(spacing)
     step = stage_reporter(progress)
     timings: dict[str, float] = {}
@@ -292,7 +327,8 @@ def analyze(image, *, spacing=None, config: AnalyzeConfig | None = None,
     diagnostics = {"segment": seg_diag, "warnings": warnings}
     if tagged is not None:
         spines, diagnostics["ratio"] = spine_ratios(spines, tagged, image, inst.spine_labels,
-                                                    inst.dendrite_labels)
+                                                    inst.dendrite_labels, spacing=spacing,
+                                                    config=config.ratio)
         if diagnostics["ratio"].get("warning"):
             warnings.append(diagnostics["ratio"]["warning"])
     return AnalysisResult(
@@ -329,22 +365,33 @@ def _tagged_array(tagged, image: np.ndarray) -> np.ndarray:
     return tagged
 
 
-def spine_ratios(spines: pd.DataFrame, tagged, structure, spine_labels, dendrite_labels):
-    """``spines`` with :data:`RATIO_COLUMNS` added, and what the run records about the ratio.
+def spine_ratios(spines: pd.DataFrame, tagged, structure, spine_labels, dendrite_labels, *,
+                 spacing=None, config: RatioConfig | None = None):
+    """``spines`` with :data:`RATIO_COLUMNS` added (and ``rsdr_corrected`` when the config
+    gives a PSF), and what the run records about the ratio.
 
-    Raw intensities, as in the DeepD3 paper: RSDR = (tagged_spine / structure_spine) /
-    (tagged_dendrite / structure_dendrite), the dendrite terms over all dendrite voxels that
-    are not spine. A run without dendrite voxels (or a dendrite mean of 0) gets NaN columns
-    and a warning, not an error: the morphology is still valid.
+    ``rsdr`` is the DeepD3 paper's: RSDR = (tagged_spine / structure_spine) /
+    (tagged_dendrite / structure_dendrite) from mean intensities, the dendrite terms over all
+    dendrite voxels that are not spine, raw unless ``config.background`` is given.
+    ``rsdr_corrected`` undoes the PSF's blur by linear unmixing (needs ``spacing``). A run
+    without dendrite voxels (or a dendrite mean of 0) gets NaN columns and a warning, not an
+    error: the morphology is still valid.
     """
-    from ..timelapse.ratio import rsdr
+    from ..timelapse.ratio import auto_background, rsdr, rsdr_corrected
 
+    config = config or RatioConfig()
     spines = spines.copy()
     ids = spines["id"].to_numpy(int)
+    background = config.background
+    if background == "auto":
+        background = auto_background(tagged, structure, spine_labels, dendrite_labels)
+    subtracted = "no background subtracted" if background is None else f"background {list(background)} ADU subtracted"
     info = {"definition": "(tagged_spine / structure_spine) / (tagged_dendrite / structure_dendrite), "
-                          "mean raw intensities (no background subtracted)"}
+                          f"mean raw intensities ({subtracted})",
+            "background_adu": None if background is None else [float(b) for b in background]}
     try:
-        table = rsdr(tagged, structure, spine_labels, dendrite_labels).set_index("id")
+        table = rsdr(tagged, structure, spine_labels, dendrite_labels,
+                     background=(0.0, 0.0) if background is None else background).set_index("id")
     except InputError as exc:
         table = None
         info["warning"] = f"No RSDR: {exc}"
@@ -356,6 +403,23 @@ def spine_ratios(spines: pd.DataFrame, tagged, structure, spine_labels, dendrite
         spines["rsdr"] = table["rsdr"].reindex(ids).to_numpy()
         info.update(tagged_dendrite_mean=float(table.attrs["tagged_dendrite"]),
                     structure_dendrite_mean=float(table.attrs["structure_dendrite"]))
+    if config.psf_fwhm_um is not None:
+        spines["rsdr_corrected"] = np.nan
+        corrected = {"definition": "(t_spine / s_spine) / (t_dendrite / s_dendrite), concentrations from "
+                                   "linear unmixing with Gaussian-PSF-blurred label footprints (least "
+                                   "squares over the voxels of the labels and a 1 µm shell, non-negative)",
+                     "psf_fwhm_um": list(config.psf_fwhm_um)}
+        try:
+            fixed = rsdr_corrected(tagged, structure, spine_labels, dendrite_labels, spacing=spacing,
+                                   psf_fwhm_um=config.psf_fwhm_um, background=background).set_index("id")
+            spines["rsdr_corrected"] = fixed["rsdr_corrected"].reindex(ids).to_numpy()
+            corrected.update(background_adu=fixed.attrs["background"],
+                             background_fitted=background is None,
+                             tagged_dendrite_concentration=fixed.attrs["tagged_dendrite"],
+                             structure_dendrite_concentration=fixed.attrs["structure_dendrite"])
+        except InputError as exc:
+            info["warning"] = " ".join(filter(None, [info.get("warning"), f"No corrected RSDR: {exc}"]))
+        info["corrected"] = corrected
     return spines, info
 
 
