@@ -20,8 +20,8 @@ from _table import markdown  # noqa: E402
 
 from spinequant.synth import make_phantom, project_phantom  # noqa: E402
 from spinequant.synth.movie import make_two_channel  # noqa: E402
-from spinequant.timelapse.ratio import rsdr, rsdr_corrected  # noqa: E402
-from spinequant.timelapse.unmixing import FWHM_PER_SIGMA  # noqa: E402
+from spinequant.morphology.ratio import rsdr, rsdr_corrected  # noqa: E402
+from spinequant.morphology.unmixing import FWHM_PER_SIGMA  # noqa: E402
 
 SPARSE = dict(spine_density_per_um=(0.6, 1.0), n_axons=(0, 0), n_dim_dendrites=(0, 0))
 SHAPE = (16, 128, 128)

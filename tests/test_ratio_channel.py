@@ -143,7 +143,7 @@ def test_no_dendrite_gives_nan_ratios_and_a_warning():
 
 
 def test_cli_psf_fwhm_adds_the_blur_corrected_rsdr(two_channel, hyperstack, tmp_path):
-    from spinequant.timelapse.ratio import rsdr, rsdr_corrected
+    from spinequant.morphology.ratio import rsdr, rsdr_corrected
 
     tc, data = two_channel
     out = tmp_path / "R"

@@ -1,4 +1,4 @@
-"""Blur-corrected RSDR: linear unmixing with PSF-blurred footprints (timelapse/unmixing.py)."""
+"""Blur-corrected RSDR: linear unmixing with PSF-blurred footprints (morphology/unmixing.py)."""
 
 import json
 
@@ -13,8 +13,8 @@ from spinequant.errors import InputError
 from spinequant.pipeline.analyze import RATIO_COLUMNS, AnalyzeConfig, RatioConfig, spine_ratios
 from spinequant.synth import make_phantom, project_phantom
 from spinequant.synth.movie import make_two_channel
-from spinequant.timelapse.ratio import rsdr, rsdr_corrected
-from spinequant.timelapse.unmixing import FWHM_PER_SIGMA, TRUNCATE, psf_sigma_px, unmix
+from spinequant.morphology.ratio import rsdr, rsdr_corrected
+from spinequant.morphology.unmixing import FWHM_PER_SIGMA, TRUNCATE, psf_sigma_px, unmix
 
 SPARSE = dict(spine_density_per_um=(0.6, 1.0), n_axons=(0, 0), n_dim_dendrites=(0, 0))
 

@@ -44,7 +44,7 @@ class RatioConfig:
     psf_fwhm_um : the microscope's Gaussian PSF FWHM in µm, ``(z, xy)`` for a 3D stack or
         ``(xy,)`` for a 2D image. When given, the spine table also gets ``rsdr_corrected``
         (linear unmixing of the ROI means with PSF-blurred footprints,
-        :func:`spinequant.timelapse.ratio.rsdr_corrected`). None: only the paper's raw RSDR.
+        :func:`spinequant.morphology.ratio.rsdr_corrected`). None: only the paper's raw RSDR.
     background : subtracted from (tagged, structure) before both ratios: two numbers in ADU,
         ``"auto"`` (the 5th percentile of each channel outside every spine and dendrite), or
         None: the raw RSDR uses raw values (as the paper) and the corrected one fits a
@@ -258,9 +258,9 @@ def analyze(image, *, spacing=None, config: AnalyzeConfig | None = None,
         ``image``; ``image`` is the structural channel that is segmented. The spine table then
         gets ``tagged_mean_intensity`` (mean raw intensity of the tagged channel in each spine)
         and ``rsdr``, the ratiometric spine-to-dendrite ratio of the DeepD3 paper
-        (:func:`spinequant.timelapse.rsdr`, raw values unless ``config.ratio.background``);
+        (:func:`spinequant.morphology.ratio.rsdr`, raw values unless ``config.ratio.background``);
         with ``config.ratio.psf_fwhm_um`` also ``rsdr_corrected``, the blur undone by linear
-        unmixing (:func:`spinequant.timelapse.ratio.rsdr_corrected`). ``diagnostics["ratio"]``
+        unmixing (:func:`spinequant.morphology.ratio.rsdr_corrected`). ``diagnostics["ratio"]``
         holds the dendrite means, the background and the PSF used.
 
     Returns
@@ -377,7 +377,7 @@ def spine_ratios(spines: pd.DataFrame, tagged, structure, spine_labels, dendrite
     without dendrite voxels (or a dendrite mean of 0) gets NaN columns and a warning, not an
     error: the morphology is still valid.
     """
-    from ..timelapse.ratio import auto_background, rsdr, rsdr_corrected
+    from ..morphology.ratio import auto_background, rsdr, rsdr_corrected
 
     config = config or RatioConfig()
     spines = spines.copy()

@@ -7,7 +7,8 @@ dendrites stitched across block faces into global ids (:mod:`.objects`);
 :func:`analyze_chunked` measures them and writes the usual result folder. See docs/scale.md.
 """
 
-from .analyze import WORK_DIR, analyze_chunked, chunked_labels, open_volume
+from .analyze import WORK_DIR, analyze_chunked, chunked_labels
+from .volume import open_volume
 from .blocks import Block, block_grid, halo_px, maps_halo_um, objects_halo_um, receptive_field_px
 from .config import ScaleConfig
 from .maps import volume_levels, write_block_maps

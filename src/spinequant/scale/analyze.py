@@ -14,15 +14,15 @@ import numpy as np
 import zarr
 
 from ..errors import InputError
-from ..stack import Stack
 from ..validate import check_spacing
 from .blocks import Block, block_grid, halo_px, maps_halo_um, objects_halo_um, window_align
 from .config import ScaleConfig
-from .execute import BlockRunner, VolumeSource
+from .execute import BlockRunner
 from .maps import block_done, map_fingerprint, open_maps, volume_levels, write_block_maps
 from .export import save_large_result
 from .measure import volume_tables
 from .objects import BlockObjects, block_objects, stitch
+from .volume import VolumeSource, open_volume
 
 #: The working folder of a chunked run inside its results folder (maps, per-block objects,
 #: the global labels); kept, so a re-run after a kill skips the finished blocks.
@@ -206,18 +206,6 @@ def _has_heads(method: str) -> bool:
     from ..pipeline.analyze import has_point_head
 
     return has_point_head(method)
-
-
-def open_volume(path, *, channel=None, time_point=None, voxel_size=None, allow_incomplete=False) -> Stack:
-    """The stack at ``path`` with one channel and time point selected, its data left lazy
-    where the format allows it (OME-Zarr / Zarr / TIFF: a Dask array)."""
-    from ..io import open_stack
-
-    stack = open_stack(path, voxel_size=voxel_size, allow_incomplete=allow_incomplete, lazy=True)
-    stack = stack.select(channel=channel, time=time_point)
-    if stack.data.ndim != 3:
-        raise InputError(f"'{path}' is a 2D image; chunked analysis is for 3D volumes. Leave out --chunked.")
-    return stack
 
 
 def analyze_chunked(path, out_dir, *, config=None, chunk_px: int | None = None, chunk_um: float | None = None,

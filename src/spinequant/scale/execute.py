@@ -13,10 +13,8 @@ on another (the scheduler's ``allowed-failures``); a task that raises is retried
 
 from __future__ import annotations
 
-import functools
 import logging
 import uuid
-from dataclasses import dataclass
 
 from ..errors import InputError
 
@@ -25,33 +23,6 @@ log = logging.getLogger(__name__)
 #: Times a block that raised is run again before the run stops (a worker that dies is
 #: handled by the scheduler's ``distributed.scheduler.allowed-failures``, default 3).
 RETRIES = 2
-
-
-@dataclass(frozen=True)
-class VolumeSource:
-    """Where a task finds the volume: the input path and the channel/time chosen. Small and
-    picklable; each worker process opens the file once (lazily, :func:`opened`)."""
-
-    path: str
-    channel: int | None = None
-    time_point: int | None = None
-    voxel_size: tuple | None = None
-
-    @property
-    def shape(self):
-        return opened(self).data.shape
-
-    def __getitem__(self, key):
-        return opened(self).data[key]
-
-
-@functools.lru_cache(maxsize=4)
-def opened(source: VolumeSource):
-    """The lazily opened stack of ``source`` (one per process)."""
-    from .analyze import open_volume
-
-    return open_volume(source.path, channel=source.channel, time_point=source.time_point,
-                       voxel_size=source.voxel_size)
 
 
 class BlockRunner:

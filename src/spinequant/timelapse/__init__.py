@@ -8,7 +8,7 @@ spines followed over imaging sessions (registration, tracking, turnover).
 from __future__ import annotations
 
 from .alignment import AlignConfig, SessionTransform, align_sessions
-from .ratio import RSDR_COLUMNS, rsdr
+from ..morphology.ratio import RSDR_COLUMNS, rsdr
 from .registration import correct_frames, estimate_shifts, shift_labels
 from .traces import TRACE_COLUMNS, delta_f_over_f, extract_traces, parent_dendrites, roi_means, wide
 from .tracking import SessionSpines, TrackConfig, track_spines

@@ -27,26 +27,10 @@ import pandas as pd
 from scipy import ndimage as ndi
 
 from ..errors import InputError
+from ..morphology.intensity import roi_means
 
 #: Columns of :func:`extract_traces`' table (one row per frame per ROI).
 TRACE_COLUMNS = ["frame", "time_s", "roi", "kind", "roi_id", "dendrite_id", "raw", "corrected", "f0", "dff"]
-
-
-def roi_means(frames, labels) -> np.ndarray:
-    """(T, n) mean of every frame inside labels 1..n (``nan`` for a label with no pixel)."""
-    frames = np.asarray(frames)
-    labels = np.asarray(labels)
-    if frames.shape[1:] != labels.shape:
-        raise InputError(f"The ROIs have shape {labels.shape} but the frames {frames.shape[1:]}; "
-                         f"they must come from the same field of view.")
-    n = int(labels.max(initial=0))
-    flat = labels.ravel()
-    counts = np.bincount(flat, minlength=n + 1)[1:].astype(float)
-    out = np.empty((len(frames), n))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        for t, frame in enumerate(frames):
-            out[t] = np.bincount(flat, weights=np.asarray(frame, float).ravel(), minlength=n + 1)[1:] / counts
-    return out
 
 
 def parent_dendrites(spine_labels, dendrite_labels) -> np.ndarray:

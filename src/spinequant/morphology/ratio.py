@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from .traces import roi_means
+from .intensity import roi_means
 from .unmixing import unmix
 
 #: Columns of :func:`rsdr`.
@@ -99,7 +99,7 @@ def rsdr_corrected(tagged, structure, spine_labels, dendrite_labels, *, spacing,
 
     The concentration of the tagged (``t``) and the structural (``s``) dye in each spine and
     dendrite comes from linear unmixing of the ROI means with the PSF-blurred label footprints
-    (:func:`spinequant.timelapse.unmixing.unmix`); then
+    (:func:`spinequant.morphology.unmixing.unmix`); then
     ``RSDR_k = (t_k / s_k) / (t_d / s_d)`` with ``t_d``, ``s_d`` the dendrites' voxel-weighted
     mean concentrations (the paper's pooled dendrite mean).
 
@@ -111,7 +111,7 @@ def rsdr_corrected(tagged, structure, spine_labels, dendrite_labels, *, spacing,
         Subtracted first; None fits a constant background per channel from the unlabelled
         voxels within 1 µm of the labels.
     fit : "voxels" (least squares over every voxel of the labels and a 1 µm shell) or "rois"
-        (one equation per ROI mean); see :func:`~spinequant.timelapse.unmixing.unmix`.
+        (one equation per ROI mean); see :func:`~spinequant.morphology.unmixing.unmix`.
 
     Returns
     -------
