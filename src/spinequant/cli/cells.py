@@ -19,7 +19,8 @@ def register(sub) -> None:
         description="Segment cells or nuclei in a 3D volume by Voronoi-Otsu labelling with sizes in µm "
                     "(docs/cells.md) and write labels_cells.tif, results.ome.zarr, cells.csv (one row per "
                     "cell: centroid, volume, diameter, sphericity, intensities), report.html and run.json.")
-    p.add_argument("stack", help="3D stack file or Zarr folder")
+    p.add_argument("stack", help="3D stack file or Zarr folder; 'sample-cells' for the bundled light-sheet "
+                                 "volume (CellSeg3D's example, docs/cells.md)")
     p.add_argument("--out", required=True, help="results folder (created if needed)")
     p.add_argument("--spot-sigma", nargs="+", type=float, metavar="UM",
                    help="Gaussian sigma (µm; one value or Z Y X) of the image whose maxima seed one cell each "
@@ -84,12 +85,20 @@ def run(args) -> int:
         raise _signals.with_outcome(exc, f"nothing was written for {Path(args.stack).name}") from None
 
 
+def _stack_path(name: str) -> Path:
+    from ..data import CELLS_SAMPLE_NAME, cells_sample_path
+
+    if name == CELLS_SAMPLE_NAME and not Path(name).exists():
+        return Path(str(cells_sample_path()))
+    return stack_path(name)
+
+
 def _run(args) -> int:
     from ..cells import analyze_cells_file
 
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     progress = (lambda name: None) if args.quiet else (lambda name: print(f"{name}...", file=sys.stderr, flush=True))
-    result = analyze_cells_file(stack_path(args.stack), args.out, channel=args.channel, time=args.time,
+    result = analyze_cells_file(_stack_path(args.stack), args.out, channel=args.channel, time=args.time,
                                 voxel_size=args.voxel_size, image=image_choice(args.image),
                                 allow_incomplete=args.allow_incomplete, config=_config(args),
                                 progress=progress, report=not args.no_report)
