@@ -37,6 +37,12 @@ def register(sub) -> None:
     p.add_argument("--flatten", type=float, default=None, metavar="UM",
                    help="even out uneven illumination first: divide by the image's Gaussian blur of this "
                         "sigma in µm, a few cell diameters (default: off)")
+    p.add_argument("--method", default=None, metavar="METHOD",
+                   help="foreground by 'classical' (Otsu's threshold, the default), a cell network "
+                        "('segresnet', 'swinunetr', 'wnet3d': a shipped model) or the folder/.json of a model "
+                        "trained with 'spinequant train --cells'; seeds and split as classical")
+    p.add_argument("--probability-threshold", type=float, default=None, metavar="P",
+                   help="with a network: foreground where its cell probability exceeds P (default 0.5)")
     p.add_argument("--config", default=None, metavar="RUN_JSON",
                    help="repeat the settings of an earlier cells run (its run.json)")
     p.add_argument("--no-report", action="store_true", help="skip report.html and its figures")
@@ -68,7 +74,8 @@ def _config(args):
     changes = {k: v for k, v in (("spot_sigma_um", sigma(args.spot_sigma)),
                                  ("outline_sigma_um", sigma(args.outline_sigma)),
                                  ("threshold_factor", args.threshold_factor), ("split", args.split),
-                                 ("min_volume_um3", args.min_volume), ("flatten_sigma_um", args.flatten))
+                                 ("min_volume_um3", args.min_volume), ("flatten_sigma_um", args.flatten),
+                                 ("method", args.method), ("probability_threshold", args.probability_threshold))
                if v is not None}
     return replace(config, **changes)
 
