@@ -43,6 +43,9 @@ class CellConfig:
         foreground probability above ``probability_threshold`` does: ``segresnet``,
         ``swinunetr``, ``wnet3d`` (shipped models, when there are) or the path of a trained
         model. Seeds and the split are the same for every method.
+    probability_threshold : a number in [0, 1], ``"otsu"`` (Otsu's threshold of the
+        probability map) or ``"auto"``: 0.5 for the supervised networks, Otsu for WNet3D, whose
+        class map is not a calibrated probability (CellSeg3D thresholds it too).
     """
 
     spot_sigma_um: float | tuple[float, float, float] = 2.0
@@ -53,10 +56,10 @@ class CellConfig:
     min_volume_um3: float = 30.0
     flatten_sigma_um: float | None = None
     method: str = "classical"
-    probability_threshold: float = 0.5
+    probability_threshold: float | str = "auto"
 
     def __post_init__(self):
-        check_fields(self, choices={"split": SPLITS},
+        check_fields(self, choices={"split": SPLITS, "probability_threshold": ("auto", "otsu")},
                      ranges={"threshold_factor": (0, None, True, False), "flatten_sigma_um": (0, None, True, False),
                              "probability_threshold": (0, 1, False, False)})
 

@@ -67,7 +67,8 @@ def analyze_cells(image, *, spacing=None, config: CellConfig | None = None, inte
         from .voronoi_otsu import cells_from_probability
 
         probability, model_info = cell_probability(image, spacing, config.method)
-        labels, found = cells_from_probability(image, probability, spacing, config)
+        labels, found = cells_from_probability(image, probability, spacing, config,
+                                               self_supervised=model_info["architecture"] == "cells_wnet3d")
         found = {**found, "network": model_info}
     timings["segment"] = time.perf_counter() - t
     step("measure")

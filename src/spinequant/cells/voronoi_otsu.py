@@ -71,16 +71,22 @@ def _footprint(radius_um: float, spacing) -> np.ndarray:
     return sum((g * d / radius_um) ** 2 for g, d in zip(grid, spacing)) <= 1.0 + 1e-9
 
 
-def cells_from_probability(image, probability: np.ndarray, spacing, config: CellConfig | None = None
-                           ) -> tuple[np.ndarray, dict]:
+def cells_from_probability(image, probability: np.ndarray, spacing, config: CellConfig | None = None, *,
+                           self_supervised: bool = False) -> tuple[np.ndarray, dict]:
     """Cell labels of a network's foreground ``probability`` (above the config's threshold),
-    split between seeds at the maxima of the smoothed ``image`` as :func:`voronoi_otsu` does."""
+    split between seeds at the maxima of the smoothed ``image`` as :func:`voronoi_otsu` does.
+    ``self_supervised`` (WNet3D's class map) makes the ``"auto"`` threshold Otsu's."""
     config = config or CellConfig()
+    level = config.probability_threshold
+    if level == "auto":
+        level = "otsu" if self_supervised else 0.5
+    level = float(threshold_otsu(np.asarray(probability))) if level == "otsu" else float(level)
     image = np.asarray(image)
     spacing = check_spacing(spacing, ndim=3, where="the cell volume")
     work = (flatten(image, spacing, config.flatten_sigma_um) if config.flatten_sigma_um is not None
             else image.astype(np.float32, copy=False))
-    return split_foreground(work, np.asarray(probability) > config.probability_threshold, spacing, config)
+    labels, found = split_foreground(work, np.asarray(probability) > level, spacing, config)
+    return labels, {"probability_threshold": level, **found}
 
 
 def voronoi_otsu(image, spacing, config: CellConfig | None = None) -> tuple[np.ndarray, dict]:

@@ -41,14 +41,24 @@ def register(sub) -> None:
                    help="foreground by 'classical' (Otsu's threshold, the default), a cell network "
                         "('segresnet', 'swinunetr', 'wnet3d': a shipped model) or the folder/.json of a model "
                         "trained with 'spinequant train --cells'; seeds and split as classical")
-    p.add_argument("--probability-threshold", type=float, default=None, metavar="P",
-                   help="with a network: foreground where its cell probability exceeds P (default 0.5)")
+    p.add_argument("--probability-threshold", default=None, metavar="P",
+                   help="with a network: foreground where its cell probability exceeds P (0-1), or 'otsu' "
+                        "(default: 0.5 for SegResNet/SwinUNETR, Otsu for WNet3D's class map)")
     p.add_argument("--config", default=None, metavar="RUN_JSON",
                    help="repeat the settings of an earlier cells run (its run.json)")
     p.add_argument("--no-report", action="store_true", help="skip report.html and its figures")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     add_stack_arguments(p)
     p.set_defaults(func=run)
+
+
+def _level(value):
+    if value is None or value in ("otsu", "auto"):
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise InputError(f"--probability-threshold takes a number from 0 to 1 or 'otsu', not '{value}'.") from None
 
 
 def _config(args):
@@ -75,7 +85,7 @@ def _config(args):
                                  ("outline_sigma_um", sigma(args.outline_sigma)),
                                  ("threshold_factor", args.threshold_factor), ("split", args.split),
                                  ("min_volume_um3", args.min_volume), ("flatten_sigma_um", args.flatten),
-                                 ("method", args.method), ("probability_threshold", args.probability_threshold))
+                                 ("method", args.method), ("probability_threshold", _level(args.probability_threshold)))
                if v is not None}
     return replace(config, **changes)
 
