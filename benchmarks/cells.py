@@ -127,6 +127,7 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--networks", default=None, metavar="DIR",
                         help="compare classical with the trained cell networks in DIR")
+    parser.add_argument("--name", default=None, help="results file stem (default cells or cells_networks)")
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     cases = network_cases(args.networks) if args.networks else CASES
@@ -144,7 +145,7 @@ def main(argv=None) -> None:
         print(label, "done", flush=True)
     per_seed = pd.DataFrame(rows)
     RESULTS.mkdir(exist_ok=True)
-    stem = "cells_networks" if args.networks else "cells"
+    stem = args.name or ("cells_networks" if args.networks else "cells")
     per_seed.to_csv(RESULTS / f"{stem}.csv", index=False)
     numbers = ["n_true", "n_touching", "n_found", "dice", "f1_iou50", "f1_mean_iou10_90", "point_f1",
                "touching_recall", "volume_ratio", "s_per_Mvoxel", "traced_peak_MB", "process_peak_MB"]
@@ -164,7 +165,7 @@ def main(argv=None) -> None:
               f"mesoSPIM test volumes (Achard et al. 2024).\n\n")
     if args.networks:
         header = (f"# Cell foreground methods on phantoms\n\n`python benchmarks/cells.py --seeds {args.seeds} "
-                  f"--networks {args.networks}`, {date.today()}, {platform.machine()}, {os.cpu_count()} cores shared "
+                  f"--networks {args.networks}" + (f" --name {args.name}" if args.name else "") + f"`, {date.today()}, {platform.machine()}, {os.cpu_count()} cores shared "
                   f"with other jobs, OMP_NUM_THREADS=1. nuclei_lightsheet phantoms seeds 100-{99 + args.seeds}; "
                   f"networks trained by scripts/train_cells.py on seeds 10-13 (validation 14), SegResNet and "
                   f"SwinUNETR with labels, WNet3D without. Every method's foreground is split by the same seeds "
