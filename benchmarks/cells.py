@@ -164,8 +164,10 @@ def main(argv=None) -> None:
               f"Reference only (other data, not comparable): CellSeg3D reports Dice 0.83 for SwinUNetR on its "
               f"mesoSPIM test volumes (Achard et al. 2024).\n\n")
     if args.networks:
-        header = (f"# Cell foreground methods on phantoms\n\n`python benchmarks/cells.py --seeds {args.seeds} "
-                  f"--networks {args.networks}" + (f" --name {args.name}" if args.name else "") + f"`, {date.today()}, {platform.machine()}, {os.cpu_count()} cores shared "
+        command = f"python benchmarks/cells.py --seeds {args.seeds} --networks {args.networks}" + (
+            f" --name {args.name}" if args.name else "")
+        header = (f"# Cell foreground methods on phantoms\n\n`{command}`, {date.today()}, {platform.machine()}, "
+                  f"{os.cpu_count()} cores shared "
                   f"with other jobs, OMP_NUM_THREADS=1. nuclei_lightsheet phantoms seeds 100-{99 + args.seeds}; "
                   f"networks trained by scripts/train_cells.py on seeds 10-13 (validation 14), SegResNet and "
                   f"SwinUNETR with labels, WNet3D without. Every method's foreground is split by the same seeds "

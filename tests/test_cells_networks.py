@@ -83,8 +83,8 @@ def test_instances_from_a_probability_map(phantom):
 def tiny_model(tmp_path_factory, phantom):
     out = tmp_path_factory.mktemp("segresnet")
     samples = cell_samples([phantom.image], phantom.spacing, labels=[phantom.labels])
-    config = CellTrainConfig(architecture={"kind": "cells_segresnet", "blocks_down": [1, 1], "blocks_up": [1]}, tile_depth=8,
-                             tile_size=16, epochs=2, steps_per_epoch=2, val_patches=2)
+    config = CellTrainConfig(architecture={"kind": "cells_segresnet", "blocks_down": [1, 1], "blocks_up": [1]},
+                             tile_depth=8, tile_size=16, epochs=2, steps_per_epoch=2, val_patches=2)
     net, card = train_cell_model(samples, out_dir=out, config=config)
     return out, net, card
 
@@ -135,8 +135,8 @@ def test_foreground_probability_of_wnet_uses_the_cell_class():
     spec = cell_architecture("wnet3d")
     assert float(foreground_probability(spec, logits, 0).min()) > 0.9
     assert float(foreground_probability(spec, logits, 1).max()) < 0.1
-    assert build_cell_network({"kind": "cells_wnet3d", "base_filters": 2, "depth": 1})(torch.zeros(1, 1, 4, 4, 4)).shape \
-        == (1, 2, 4, 4, 4)
+    tiny = build_cell_network({"kind": "cells_wnet3d", "base_filters": 2, "depth": 1})
+    assert tiny(torch.zeros(1, 1, 4, 4, 4)).shape == (1, 2, 4, 4, 4)
 
 
 def test_cli_sample_cells_and_cell_training(tmp_path, phantom, capsys):

@@ -8,8 +8,6 @@ from ..config import check_fields, config_from_dict
 
 #: How touching cells are split between their seeds.
 SPLITS = ("voronoi", "intensity")
-#: Foreground methods besides a model path.
-METHODS = ("classical", "segresnet", "swinunetr", "wnet3d")
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,8 @@ class UNet3DBlocks(nn.Module):
         widths = [base_filters * 2 ** i for i in range(depth + 1)]
         self.down = nn.ModuleList([_block(cin if i == 0 else widths[i - 1], widths[i], groups) for i in range(depth)])
         self.bottom = _block(widths[depth - 1], widths[depth], groups)
-        self.up = nn.ModuleList([nn.ConvTranspose3d(widths[i + 1], widths[i], 2, stride=2) for i in reversed(range(depth))])
+        self.up = nn.ModuleList([nn.ConvTranspose3d(widths[i + 1], widths[i], 2, stride=2)
+                                 for i in reversed(range(depth))])
         self.merge = nn.ModuleList([_block(2 * widths[i], widths[i], groups) for i in reversed(range(depth))])
         self.out = nn.Conv3d(widths[0], cout, 1)
 
