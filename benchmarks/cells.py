@@ -11,7 +11,13 @@ at lower and higher SNR and with twice its fall-off of the light along x, and wi
 illumination flattened (flatten_sigma_um), and sampled at the voxel size of CellSeg3D's mesoSPIM
 data (5 µm in z, 5.26 µm in y and x). Writes benchmarks/results/cells.md and cells.csv.
 
-Usage:  python benchmarks/cells.py [--seeds 3]
+With ``--networks DIR`` it compares the foreground methods instead, on the light-sheet
+preset: classical (Otsu) and every trained cell network in DIR (sub-folders ``segresnet``,
+``swinunetr``, ``wnet3d`` written by scripts/train_cells.py, trained on seeds 10-14), each
+followed by the same seeded split; results in cells_networks.md / .csv. The time includes the
+network's sliding-window inference on the CPU (one thread).
+
+Usage:  python benchmarks/cells.py [--seeds 3] [--networks DIR]
 """
 
 from __future__ import annotations
@@ -51,6 +57,18 @@ CASES = [
 ]
 
 
+NETWORKS = ("segresnet", "swinunetr", "wnet3d")
+
+
+def network_cases(folder) -> list:
+    """Classical and each trained network of ``folder`` on the light-sheet preset."""
+    cases = [("classical", "nuclei_lightsheet", {}, {})]
+    for name in NETWORKS:
+        if (Path(folder) / name / "model.json").exists():
+            cases.append((name, "nuclei_lightsheet", {}, {"method": str(Path(folder).resolve() / name)}))
+    return cases
+
+
 def matched_volume_ratio(pred, truth) -> float:
     """Median found / true voxel count over predicted cells whose voxels are mostly one true cell."""
     ratios = []
@@ -67,7 +85,7 @@ def matched_volume_ratio(pred, truth) -> float:
     return float(np.median(ratios)) if ratios else float("nan")
 
 
-def one_case(index: int, n_seeds: int) -> list[dict]:
+def one_case(index: int, n_seeds: int, cases=CASES) -> list[dict]:
     """Runs in the child process."""
     import time
     import tracemalloc
@@ -78,7 +96,7 @@ def one_case(index: int, n_seeds: int) -> list[dict]:
     from spinequant.pipeline.runinfo import peak_memory_mb
     from spinequant.synth.cells import make_cell_phantom
 
-    label, preset, ph_over, cfg_over = CASES[index]
+    label, preset, ph_over, cfg_over = cases[index]
     config = CellConfig(**cfg_over)
     rows = []
     for seed in range(100, 100 + n_seeds):
@@ -107,22 +125,28 @@ def one_case(index: int, n_seeds: int) -> list[dict]:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--networks", default=None, metavar="DIR",
+                        help="compare classical with the trained cell networks in DIR")
+    parser.add_argument("--name", default=None, help="results file stem (default cells or cells_networks)")
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    cases = network_cases(args.networks) if args.networks else CASES
     if args.child is not None:
-        print(json.dumps(one_case(args.child, args.seeds)))
+        print(json.dumps(one_case(args.child, args.seeds, cases)))
         return
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     rows = []
-    for i, (label, *_) in enumerate(CASES):
+    for i, (label, *_) in enumerate(cases):
         seeds = 1 if "256x256" in label else args.seeds
-        out = subprocess.run([sys.executable, __file__, "--child", str(i), "--seeds", str(seeds)],
+        extra = ["--networks", args.networks] if args.networks else []
+        out = subprocess.run([sys.executable, __file__, "--child", str(i), "--seeds", str(seeds), *extra],
                              capture_output=True, text=True, env=env, check=True)
         rows += json.loads(out.stdout.strip().splitlines()[-1])
         print(label, "done", flush=True)
     per_seed = pd.DataFrame(rows)
     RESULTS.mkdir(exist_ok=True)
-    per_seed.to_csv(RESULTS / "cells.csv", index=False)
+    stem = args.name or ("cells_networks" if args.networks else "cells")
+    per_seed.to_csv(RESULTS / f"{stem}.csv", index=False)
     numbers = ["n_true", "n_touching", "n_found", "dice", "f1_iou50", "f1_mean_iou10_90", "point_f1",
                "touching_recall", "volume_ratio", "s_per_Mvoxel", "traced_peak_MB", "process_peak_MB"]
     table = per_seed.groupby(["case", "shape", "voxel_um"], sort=False)[numbers].mean().reset_index()
@@ -139,7 +163,17 @@ def main(argv=None) -> None:
               f"allocations during it; process_peak_MB: peak RSS of the process (phantom included).\n\n"
               f"Reference only (other data, not comparable): CellSeg3D reports Dice 0.83 for SwinUNetR on its "
               f"mesoSPIM test volumes (Achard et al. 2024).\n\n")
-    (RESULTS / "cells.md").write_text(header + markdown(table, digits=3))
+    if args.networks:
+        command = f"python benchmarks/cells.py --seeds {args.seeds} --networks {args.networks}" + (
+            f" --name {args.name}" if args.name else "")
+        header = (f"# Cell foreground methods on phantoms\n\n`{command}`, {date.today()}, {platform.machine()}, "
+                  f"{os.cpu_count()} cores shared "
+                  f"with other jobs, OMP_NUM_THREADS=1. nuclei_lightsheet phantoms seeds 100-{99 + args.seeds}; "
+                  f"networks trained by scripts/train_cells.py on seeds 10-13 (validation 14), SegResNet and "
+                  f"SwinUNETR with labels, WNet3D without. Every method's foreground is split by the same seeds "
+                  f"(default CellConfig). Columns as in cells.md; s_per_Mvoxel includes the network's "
+                  f"sliding-window inference.\n\n")
+    (RESULTS / f"{stem}.md").write_text(header + markdown(table, digits=3))
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 

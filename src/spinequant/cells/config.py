@@ -37,6 +37,13 @@ class CellConfig:
         1st percentile, the dark level) is divided by its own Gaussian blur of this sigma, a
         few cell diameters (on the light-sheet phantoms 30 µm for 11-19 µm cells). None (the
         default) segments the image as it is, as CellSeg3D does.
+    method : ``"classical"`` (Otsu's threshold gives the foreground) or a cell network whose
+        foreground probability above ``probability_threshold`` does: ``segresnet``,
+        ``swinunetr``, ``wnet3d`` (shipped models, when there are) or the path of a trained
+        model. Seeds and the split are the same for every method.
+    probability_threshold : a number in [0, 1], ``"otsu"`` (Otsu's threshold of the
+        probability map) or ``"auto"``: 0.5 for the supervised networks, Otsu for WNet3D, whose
+        class map is not a calibrated probability (CellSeg3D thresholds it too).
     """
 
     spot_sigma_um: float | tuple[float, float, float] = 2.0
@@ -46,10 +53,13 @@ class CellConfig:
     split: str = "voronoi"
     min_volume_um3: float = 30.0
     flatten_sigma_um: float | None = None
+    method: str = "classical"
+    probability_threshold: float | str = "auto"
 
     def __post_init__(self):
-        check_fields(self, choices={"split": SPLITS},
-                     ranges={"threshold_factor": (0, None, True, False), "flatten_sigma_um": (0, None, True, False)})
+        check_fields(self, choices={"split": SPLITS, "probability_threshold": ("auto", "otsu")},
+                     ranges={"threshold_factor": (0, None, True, False), "flatten_sigma_um": (0, None, True, False),
+                             "probability_threshold": (0, 1, False, False)})
 
     @classmethod
     def from_dict(cls, values: dict | None) -> "CellConfig":

@@ -60,7 +60,16 @@ def analyze_cells(image, *, spacing=None, config: CellConfig | None = None, inte
     timings = {}
     step("segment")
     t = time.perf_counter()
-    labels, found = voronoi_otsu(image, spacing, config)
+    if config.method == "classical":
+        labels, found = voronoi_otsu(image, spacing, config)
+    else:
+        from .predict import cell_probability
+        from .voronoi_otsu import cells_from_probability
+
+        probability, model_info = cell_probability(image, spacing, config.method)
+        labels, found = cells_from_probability(image, probability, spacing, config,
+                                               self_supervised=model_info["architecture"] == "cells_wnet3d")
+        found = {**found, "network": model_info}
     timings["segment"] = time.perf_counter() - t
     step("measure")
     t = time.perf_counter()

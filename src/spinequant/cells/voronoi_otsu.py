@@ -71,6 +71,24 @@ def _footprint(radius_um: float, spacing) -> np.ndarray:
     return sum((g * d / radius_um) ** 2 for g, d in zip(grid, spacing)) <= 1.0 + 1e-9
 
 
+def cells_from_probability(image, probability: np.ndarray, spacing, config: CellConfig | None = None, *,
+                           self_supervised: bool = False) -> tuple[np.ndarray, dict]:
+    """Cell labels of a network's foreground ``probability`` (above the config's threshold),
+    split between seeds at the maxima of the smoothed ``image`` as :func:`voronoi_otsu` does.
+    ``self_supervised`` (WNet3D's class map) makes the ``"auto"`` threshold Otsu's."""
+    config = config or CellConfig()
+    level = config.probability_threshold
+    if level == "auto":
+        level = "otsu" if self_supervised else 0.5
+    level = float(threshold_otsu(np.asarray(probability))) if level == "otsu" else float(level)
+    image = np.asarray(image)
+    spacing = check_spacing(spacing, ndim=3, where="the cell volume")
+    work = (flatten(image, spacing, config.flatten_sigma_um) if config.flatten_sigma_um is not None
+            else image.astype(np.float32, copy=False))
+    labels, found = split_foreground(work, np.asarray(probability) > level, spacing, config)
+    return labels, {"probability_threshold": level, **found}
+
+
 def voronoi_otsu(image, spacing, config: CellConfig | None = None) -> tuple[np.ndarray, dict]:
     """Cell labels (int32, 0 = background) of a 3D ``image`` and what was found on the way.
 
@@ -85,7 +103,15 @@ def voronoi_otsu(image, spacing, config: CellConfig | None = None) -> tuple[np.n
     work = (flatten(image, spacing, config.flatten_sigma_um) if config.flatten_sigma_um is not None
             else image.astype(np.float32, copy=False))
     mask, _, level = foreground(work, spacing, config)
-    spot = ndi.gaussian_filter(work, sigma_voxels(config.spot_sigma_um, spacing),
+    labels, found = split_foreground(work, mask, spacing, config)
+    return labels, {"otsu_threshold": level, **found}
+
+
+def split_foreground(work: np.ndarray, mask: np.ndarray, spacing, config: CellConfig) -> tuple[np.ndarray, dict]:
+    """Cells of a foreground ``mask``: seeds at maxima of ``work`` smoothed by the spot sigma,
+    every foreground voxel given to a seed (``config.split``), seedless pieces kept as cells,
+    small objects removed. Shared by the classical method and the networks' foregrounds."""
+    spot = ndi.gaussian_filter(work.astype(np.float32, copy=False), sigma_voxels(config.spot_sigma_um, spacing),
                                mode="nearest")
     markers = seeds(spot, mask, spacing, config)
     n_seeds = int(markers.max())
@@ -100,7 +126,7 @@ def voronoi_otsu(image, spacing, config: CellConfig | None = None) -> tuple[np.n
     pieces = rest > 0
     labels[pieces] = rest[pieces].astype(labels.dtype) + n_seeds
     labels, n_small = remove_small(labels, spacing, config.min_volume_um3)
-    return labels, {"otsu_threshold": level, "n_seeds": n_seeds, "n_seedless_pieces": n_rest,
+    return labels, {"n_seeds": n_seeds, "n_seedless_pieces": n_rest,
                     "n_removed_small": n_small, "foreground_fraction": float(mask.mean())}
 
 

@@ -19,7 +19,8 @@ def register(sub) -> None:
         description="Segment cells or nuclei in a 3D volume by Voronoi-Otsu labelling with sizes in µm "
                     "(docs/cells.md) and write labels_cells.tif, results.ome.zarr, cells.csv (one row per "
                     "cell: centroid, volume, diameter, sphericity, intensities), report.html and run.json.")
-    p.add_argument("stack", help="3D stack file or Zarr folder")
+    p.add_argument("stack", help="3D stack file or Zarr folder; 'sample-cells' for the bundled light-sheet "
+                                 "volume (CellSeg3D's example, docs/cells.md)")
     p.add_argument("--out", required=True, help="results folder (created if needed)")
     p.add_argument("--spot-sigma", nargs="+", type=float, metavar="UM",
                    help="Gaussian sigma (µm; one value or Z Y X) of the image whose maxima seed one cell each "
@@ -36,12 +37,28 @@ def register(sub) -> None:
     p.add_argument("--flatten", type=float, default=None, metavar="UM",
                    help="even out uneven illumination first: divide by the image's Gaussian blur of this "
                         "sigma in µm, a few cell diameters (default: off)")
+    p.add_argument("--method", default=None, metavar="METHOD",
+                   help="foreground by 'classical' (Otsu's threshold, the default), a cell network "
+                        "('segresnet', 'swinunetr', 'wnet3d': a shipped model) or the folder/.json of a model "
+                        "trained with 'spinequant train --cells'; seeds and split as classical")
+    p.add_argument("--probability-threshold", default=None, metavar="P",
+                   help="with a network: foreground where its cell probability exceeds P (0-1), or 'otsu' "
+                        "(default: 0.5 for SegResNet/SwinUNETR, Otsu for WNet3D's class map)")
     p.add_argument("--config", default=None, metavar="RUN_JSON",
                    help="repeat the settings of an earlier cells run (its run.json)")
     p.add_argument("--no-report", action="store_true", help="skip report.html and its figures")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     add_stack_arguments(p)
     p.set_defaults(func=run)
+
+
+def _level(value):
+    if value is None or value in ("otsu", "auto"):
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise InputError(f"--probability-threshold takes a number from 0 to 1 or 'otsu', not '{value}'.") from None
 
 
 def _config(args):
@@ -67,7 +84,8 @@ def _config(args):
     changes = {k: v for k, v in (("spot_sigma_um", sigma(args.spot_sigma)),
                                  ("outline_sigma_um", sigma(args.outline_sigma)),
                                  ("threshold_factor", args.threshold_factor), ("split", args.split),
-                                 ("min_volume_um3", args.min_volume), ("flatten_sigma_um", args.flatten))
+                                 ("min_volume_um3", args.min_volume), ("flatten_sigma_um", args.flatten),
+                                 ("method", args.method), ("probability_threshold", _level(args.probability_threshold)))
                if v is not None}
     return replace(config, **changes)
 
@@ -84,12 +102,20 @@ def run(args) -> int:
         raise _signals.with_outcome(exc, f"nothing was written for {Path(args.stack).name}") from None
 
 
+def _stack_path(name: str) -> Path:
+    from ..data import CELLS_SAMPLE_NAME, cells_sample_path
+
+    if name == CELLS_SAMPLE_NAME and not Path(name).exists():
+        return Path(str(cells_sample_path()))
+    return stack_path(name)
+
+
 def _run(args) -> int:
     from ..cells import analyze_cells_file
 
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     progress = (lambda name: None) if args.quiet else (lambda name: print(f"{name}...", file=sys.stderr, flush=True))
-    result = analyze_cells_file(stack_path(args.stack), args.out, channel=args.channel, time=args.time,
+    result = analyze_cells_file(_stack_path(args.stack), args.out, channel=args.channel, time=args.time,
                                 voxel_size=args.voxel_size, image=image_choice(args.image),
                                 allow_incomplete=args.allow_incomplete, config=_config(args),
                                 progress=progress, report=not args.no_report)

@@ -43,10 +43,32 @@ def register(sub) -> None:
                    help="voxel size in µm of all stacks (Z Y X), or pixel size of 2D images (Y X), "
                         "overriding their metadata")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if MODEL_DIR has a checkpoint")
+    p.add_argument("--cells", default=None, choices=["segresnet", "swinunetr", "wnet3d"],
+                   help="train a 3D cell network instead (docs/cells.md): DATA_DIR holds one sub-folder per volume "
+                        "with image.tif and labels_cells.tif (WNet3D: image.tif only, no labels); use the result "
+                        "with 'spinequant cells STACK --method MODEL_DIR'")
     p.set_defaults(func=run)
 
 
+def _run_cells(args) -> int:
+    from ..cells.train import CellTrainConfig, load_cell_volumes, train_cell_model
+
+    samples = load_cell_volumes(args.data_dir, voxel_size=args.voxel_size, labels=args.cells != "wnet3d")
+    config = CellTrainConfig(architecture=args.cells, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
+                             learning_rate=args.learning_rate or CellTrainConfig.learning_rate, seed=args.seed,
+                             num_threads=args.threads, max_minutes=args.max_minutes)
+    print(f"training {args.cells} on {len(samples)} volume(s) from {args.data_dir}")
+    _, card = train_cell_model(samples, out_dir=args.out, config=config, resume=not args.no_resume, progress=True,
+                               description=f"spinequant train --cells {args.cells} {args.data_dir}")
+    v = card.validation
+    print(f"best model (epoch {v.get('epoch')}): validation loss {v.get('val_loss', float('nan')):.4f}, "
+          f"Dice {v.get('val_dice', float('nan')):.3f}; written to {args.out}/model.safetensors and model.json")
+    return 0
+
+
 def run(args) -> int:
+    if args.cells:
+        return _run_cells(args)
     samples = load_training_data(args.data_dir, voxel_size=args.voxel_size)
     lr = args.learning_rate or (TrainConfig.learning_rate / 10 if args.init else TrainConfig.learning_rate)
     config = replace(TrainConfig(), architecture=args.architecture, epochs=args.epochs,

@@ -1,4 +1,5 @@
-"""Data shipped with spinequant: a real two-photon stack of a spiny dendrite."""
+"""Data shipped with spinequant: a real two-photon stack of a spiny dendrite (``sample``) and a
+real light-sheet volume of neuronal somata (``sample-cells``)."""
 
 from __future__ import annotations
 
@@ -36,3 +37,19 @@ def sample_stack() -> Stack:
     stack = read_stack(sample_path())
     return replace(stack, spacing=SAMPLE_SPACING_UM, spacing_source="sample",
                    metadata={**stack.metadata, "attribution": SAMPLE_ATTRIBUTION})
+
+
+#: Name that ``spinequant cells`` accepts in place of a file path for the cell sample volume.
+CELLS_SAMPLE_NAME = "sample-cells"
+#: Not recorded in the source file; the step and pixel size CellSeg3D's paper gives for its
+#: mesoSPIM volumes (Achard et al. 2024, Methods), see ATTRIBUTION.md.
+CELLS_SAMPLE_SPACING_UM = (5.0, 5.26, 5.26)
+CELLS_SAMPLE_ATTRIBUTION = (
+    "c5image.tif of the napari-cellseg3d 0.2.4 examples (Achard, Vidal, Mathis; MIT licence), "
+    "a mesoSPIM light-sheet crop from IDR project 853; voxel size assumed, not recorded."
+)
+
+
+def cells_sample_path():
+    """Path of the shipped cell sample (ImageJ TIFF, 124 × 86 × 94 voxels, uint16)."""
+    return resources.files(__package__) / "cellseg3d_c5image.tif"

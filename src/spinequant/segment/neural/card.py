@@ -147,9 +147,10 @@ def read_card(model: str | os.PathLike | None = None) -> ModelCard:
         raise InputError(f"The model card '{card_path}' is not valid ({exc}); re-export the model.") from None
 
 
-def load_model(model: str | os.PathLike | None = None) -> tuple[torch.nn.Module, ModelCard]:
+def load_model(model: str | os.PathLike | None = None, *, build=None) -> tuple[torch.nn.Module, ModelCard]:
     """Load a network in eval mode and its card; raise :class:`InputError` if the weights'
-    sha256 does not match the card (a damaged or replaced file)."""
+    sha256 does not match the card (a damaged or replaced file). ``build`` makes the network
+    from the card's architecture dict (default: the spine networks' ``architectures.build``)."""
     _, weights = resolve(model)
     card = read_card(model)
     digest = sha256_of(weights)
@@ -159,7 +160,7 @@ def load_model(model: str | os.PathLike | None = None) -> tuple[torch.nn.Module,
             f"but the card records {card.sha256[:12]}.... The file is damaged or was replaced; "
             f"reinstall spinequant or copy the model again."
         )
-    net = architectures.build(card.architecture)
+    net = (build or architectures.build)(card.architecture)
     state = load_file(str(weights))  # safetensors: tensors only, no pickle
     try:
         net.load_state_dict(state, strict=True)
