@@ -40,6 +40,7 @@ BENCHMARKS = [
     ("tracking", ["benchmarks/tracking.py", "--presets", "two_photon", "confocal", "--seeds", "0", "1", "2"],
      "Accuracy: spines over time (docs/timelapse.md)"),
     ("cells", ["benchmarks/cells.py", "--seeds", "3"], "Accuracy: cells (docs/cells.md)"),
+    ("ratio", ["benchmarks/ratio.py"], "Accuracy: two-channel ratio (docs/timelapse.md)"),
 ]
 
 
