@@ -22,6 +22,10 @@ ENGINES = ("auto", "torch", "onnx")
 BAR_STEPS = 1000
 
 
+#: Stage configs the Run tab shows no form for: the two-channel ratio needs a tagged channel,
+#: which the tab does not take (a run.json's ratio settings are kept as loaded).
+STAGES_WITHOUT_FORM = ("ratio",)
+
 class _Relay(QObject):
     stage = Signal(str, float)
 
@@ -142,6 +146,8 @@ class RunPanel(QWidget):
 
         forms, box = {}, QToolBox()
         for name, cls in stage_config_classes(AnalyzeConfig).items():
+            if name in STAGES_WITHOUT_FORM:
+                continue
             form = ConfigForm(cls)
             page = QWidget()
             column = QVBoxLayout(page)
