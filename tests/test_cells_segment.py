@@ -139,10 +139,32 @@ def test_flatten_evens_out_a_strong_fall_off():
 
 
 def test_no_cells_gives_an_empty_table():
+    from spinequant.errors import SpinequantWarning
+
     img = np.random.default_rng(0).normal(100, 5, (10, 40, 40)).astype(np.float32)
-    result = analyze_cells(img, spacing=(1, 0.5, 0.5), config=CellConfig(min_volume_um3=1e6))
+    with pytest.warns(SpinequantWarning, match="barely stands out"):   # noise: flagged
+        result = analyze_cells(img, spacing=(1, 0.5, 0.5), config=CellConfig(min_volume_um3=1e6))
     assert result.labels.max() == 0 and len(result.cells) == 0
     assert list(result.cells.columns[:10]) == ["id", "centroid_z_um", "centroid_y_um", "centroid_x_um", "volume_um3",
                                                "equivalent_diameter_um", "surface_um2", "sphericity", "n_voxels",
                                                "touches_border"]
     assert result.summary["n_cells"] == 0 and result.summary["density_per_mm3"] == 0.0
+
+
+def test_a_volume_of_noise_is_flagged_and_a_phantom_is_not():
+    """Otsu always splits a histogram, so noise alone gives "cells"; the run says that the
+    foreground does not stand out (and a phantom with cells gets no such warning)."""
+    import warnings
+
+    from spinequant.errors import SpinequantWarning
+
+    noise = np.random.default_rng(3).poisson(100, (24, 64, 64)).astype(np.uint16)
+    with pytest.warns(SpinequantWarning, match="barely stands out"):
+        result = analyze_cells(noise, spacing=(4.0, 2.0, 2.0))
+    assert result.diagnostics["segment"]["foreground_separation"] < 3.5
+    assert "no cells" in result.diagnostics["segment"]["warning"]
+    ph = make_cell_phantom("nuclei_lightsheet", seed=100, shape=(24, 64, 64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SpinequantWarning)
+        result = analyze_cells(ph.image, spacing=ph.spacing)
+    assert result.diagnostics["segment"]["foreground_separation"] > 6 and "warning" not in result.diagnostics["segment"]

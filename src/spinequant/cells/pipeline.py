@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,12 +14,12 @@ import pandas as pd
 from .. import __version__
 from .._atomic import ensure_writable_dir, undo_on_failure, write_error
 from ..config import config_to_dict
-from ..errors import InputError
+from ..errors import InputError, SpinequantWarning
 from ..stack import Stack
 from ..validate import check_spacing
 from .config import CellConfig
 from .measure import measure_cells, summarize_cells
-from .voronoi_otsu import voronoi_otsu
+from .voronoi_otsu import MIN_FOREGROUND_SEPARATION, voronoi_otsu
 
 STAGES = ("segment", "measure", "export", "report")
 Progress = Callable[[str], None]
@@ -71,6 +72,10 @@ def analyze_cells(image, *, spacing=None, config: CellConfig | None = None, inte
                                                self_supervised=model_info["architecture"] == "cells_wnet3d")
         found = {**found, "network": model_info}
     timings["segment"] = time.perf_counter() - t
+    warning = _weak_foreground(found.get("foreground_separation"))
+    if warning:
+        found["warning"] = warning
+        warnings.warn(warning, SpinequantWarning, stacklevel=2)
     step("measure")
     t = time.perf_counter()
     cells = measure_cells(labels, spacing, intensities=intensities if intensities is not None else {"c0": image})
@@ -160,3 +165,13 @@ def analyze_cells_file(path, out_dir, *, channel: int | None = None, time: int |
             out_dir.rmdir()
         raise
     return result
+
+
+def _weak_foreground(separation) -> str | None:
+    """The warning for a volume whose foreground barely stands out (None when it does)."""
+    if separation is None or not separation < MIN_FOREGROUND_SEPARATION:
+        return None
+    return (f"The foreground barely stands out from the background (it lies {separation:.1f} background "
+            f"standard deviations above it; noise alone gives about 2.7, the cell phantoms 6.6 or more): "
+            f"the volume may hold no cells, or the wrong channel was chosen. Check the report before "
+            f"trusting the cell count.")
