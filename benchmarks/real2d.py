@@ -8,7 +8,7 @@ label file), and
 ``spine_types/val`` (15 images with typed outlines). Neither was used for training or for
 choosing a model's epoch. A found spine matches an annotated head within 1 µm, one-to-one
 (Hungarian). The pixel size of these sets is not recorded: they are analysed at the size
-judged from the shaft width (dendritic2 0.09 µm; spine_types 0.08 µm for 1024 px images,
+judged from the shaft width (dendritic2 0.09 µm, its zoomed `spine_image` crops 0.025 µm; spine_types 0.08 µm for 1024 px images,
 0.12 µm for 512 px) and at 0.75x and 1.33x of it, the matching tolerance staying 1 µm at the
 judged size, so the columns show what a misstated pixel size costs.
 
@@ -33,7 +33,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_real_models import DENDRITIC2_UM, REAL2D, SPINE_TYPES_UM, read_grey  # noqa: E402
+from train_real_models import REAL2D, SPINE_TYPES_UM, dendritic2_pixel_um, read_grey  # noqa: E402
 
 from _table import markdown  # noqa: E402
 
@@ -64,9 +64,9 @@ def load_set(name: str) -> list[Image2D]:
             if not label.exists():   # 3 of the 139 have no label file: not scored
                 continue
             img = read_grey(folder / "images" / stem)
-            s, _ = yolo_training_sample(img, label,
-                                        pixel_size_um=DENDRITIC2_UM, outlines=False)
-            out.append(Image2D(stem, img, DENDRITIC2_UM, s.heads[:, 1:], None))
+            px = dendritic2_pixel_um(stem)
+            s, _ = yolo_training_sample(img, label, pixel_size_um=px, outlines=False)
+            out.append(Image2D(stem, img, px, s.heads[:, 1:], None))
     else:
         folder = REAL2D / "spine_types" / "val"
         for path in sorted((folder / "images").glob("*.png")):

@@ -1,4 +1,5 @@
-"""Spine types on real, expert-typed 2D outlines: the rule sets and the learnt classifier.
+"""Spine types on real, expert-typed 2D outlines: the rule sets, the learnt classifier and
+(``--on detections``) the image network.
 
 Every spine outline of the spine_types set (Dendritic-Spine-Analyzer-YOLO11 by Meng-De-Gong,
 MIT; classes M S B T F) is measured with ``measure_spines`` on the truth label image (each
@@ -11,8 +12,9 @@ F1 with the right type equals the accuracy (micro average); macro F1 averages th
     python benchmarks/types_real2d.py --on detections --method lean2d_real --cv
         # the spines analyze finds (matched to the outlines, head within 1 µm), as typed in use
 
-Writes benchmarks/results/types_real2d.md. The learnt model was fitted to train: its train
-figures are not a test.
+Writes benchmarks/results/types_real2d.md. The learnt model and the network were fitted to
+train: their train figures are not a test. The network needs the image and the spine's own
+object, so it is scored on detections only (an expert's polygon gives the type away).
 """
 
 from __future__ import annotations
@@ -113,6 +115,11 @@ def main(argv=None):
             if split == "val" and "guard" not in name:
                 confusions.append(f"\n{name}, val (rows: expert, columns: measured)\n\n"
                                   + markdown(confusion(table["truth"], types)))
+        if args.on == "detections":   # the image network (the 2D default) typed them in analyze
+            rows.append({"rule set": "network (2D default)", **scores(table["truth"], table["type"])})
+            if split == "val":
+                confusions.append("\nnetwork, val (rows: expert, columns: measured)\n\n"
+                                  + markdown(confusion(table["truth"], table["type"])))
         result = pd.DataFrame(rows)
         parts.append(f"\n## {split} ({len(table)} spines)\n\n" + markdown(result))
         parts.extend(confusions)

@@ -23,7 +23,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent / "benchmarks")]
 
 import real2d  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
-from train_real_models import DENDRITIC2_UM, REAL2D, dendritic2  # noqa: E402
+from train_real_models import REAL2D, dendritic2, dendritic2_pixel_um  # noqa: E402
 
 from spinequant.segment.neural import load_model, save_model  # noqa: E402
 
@@ -46,7 +46,7 @@ def main() -> None:
     distinct = set((REAL2D / "dendritic2" / "valid_distinct.txt").read_text().split())
     names = sorted(p.name for p in (REAL2D / "dendritic2" / "valid" / "images").glob("*.jpg")
                    if p.name not in distinct)[1::6]
-    images = [real2d.Image2D(s.name, s.image[0], DENDRITIC2_UM, s.heads[:, 1:], None)
+    images = [real2d.Image2D(s.name, s.image[0], dendritic2_pixel_um(s.name), s.heads[:, 1:], None)
               for s in dendritic2("valid", names=set(names))]
     for model in (args.run / "model.json", last_epoch(args.run)):
         for threshold in (0.2, 0.3, 0.4):

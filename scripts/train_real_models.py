@@ -43,7 +43,19 @@ REAL2D = Path(__file__).resolve().parents[2] / "shared" / "data" / "real2d"
 #: dendritic2: 0.09 (the README's 0.08-0.1); spine_types: 12 px shafts in the 1024 px images
 #: (0.08 µm for a ~1 µm shaft), 8 px in the 512 px ones (so 1.5x coarser).
 DENDRITIC2_UM = 0.09
+#: dendritic2's ``spine_image*`` files (1,196 of its 1,740 training images) are not fields but
+#: zoomed crops of a few spines, stretched to 416 px: their shafts are 2-4x wider in pixels.
+#: The phantom-only ``lean2d`` (which never saw them) detects their annotated spines best at
+#: 0.015-0.03 µm (F1 0.03 at 0.09 µm, 0.37 at 0.025; 69 validation crops, work/diag13), so they
+#: are read at 0.025 µm. Until 2026-11-30 they were read at 0.09 µm, teaching the network that
+#: blobs 3-4x a head's size are heads.
+DENDRITIC2_CROP_UM = 0.025
 SPINE_TYPES_UM = {1024: 0.08, 512: 0.12}
+
+
+def dendritic2_pixel_um(name: str) -> float:
+    """The pixel size (µm) a dendritic2 image is read at: fields 0.09, zoomed crops 0.025."""
+    return DENDRITIC2_CROP_UM if Path(name).name.startswith("spine_image") else DENDRITIC2_UM
 
 
 def read_grey(path: Path) -> np.ndarray:
@@ -61,7 +73,7 @@ def dendritic2(split: str, names=None, weight=1.0) -> list[TrainingSample]:
         if (names is not None and img.name not in names) or not label.exists():
             continue   # one training image of the set has no label file of its name
         sample, _ = yolo_training_sample(read_grey(img), label,
-                                         pixel_size_um=DENDRITIC2_UM, name=f"dendritic2/{split}/{img.stem}",
+                                         pixel_size_um=dendritic2_pixel_um(img.name), name=f"dendritic2/{split}/{img.stem}",
                                          outlines=False, weight=weight)
         out.append(sample)
     return out
@@ -161,6 +173,8 @@ def main() -> None:
     ap.add_argument("--init", default=None, help="start from this point-head model (default: lean2d's weights)")
     ap.add_argument("--grow-from", default=None,
                     help="start a one-level-deeper --architecture from this point-head model")
+    ap.add_argument("--crops", choices=("scaled", "drop"), default="scaled",
+                    help="dendritic2's zoomed spine_image crops: read at their own pixel size, or left out")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", default="work/models")
     ap.add_argument("--no-install", action="store_true")
@@ -170,6 +184,8 @@ def main() -> None:
     t = time.perf_counter()
     distinct = set((REAL2D / "dendritic2" / "valid_distinct.txt").read_text().split())
     d2 = dendritic2("train")
+    if args.crops == "drop":
+        d2 = [s for s in d2 if dendritic2_pixel_um(s.name) == DENDRITIC2_UM]
     st = spine_types("train")
     overrides = parse_overrides(args.phantom_set)
     ph = [phantom_sample(p, seed, overrides=overrides) for p in PRESETS
@@ -193,6 +209,7 @@ def main() -> None:
                          max_minutes=args.minutes, seed=0,
                          augment=dataclasses.replace(AugmentConfig(), scale_jitter=args.scale_jitter))
     description = (f"warm-started from {args.init or 'lean2d'}; {len(d2)} real two-photon projections with spine-head points "
+                   f"({'zoomed crops read at ' + str(DENDRITIC2_CROP_UM) + ' µm' if args.crops == 'scaled' else 'zoomed crops left out'}) "
                    f"(dendritic2/train, SpineDetector 'Dendritic2' v2, CC BY 4.0), {len(st)} real images with "
                    f"spine outlines (spine_types/train, Dendritic-Spine-Analyzer-YOLO11, MIT), {len(ph)} "
                    f"domain-randomised phantoms of presets {', '.join(PRESETS)}"

@@ -57,30 +57,42 @@ def measure_outlines(split: str, config: MorphologyConfig | None = None) -> pd.D
     return pd.concat(tables, ignore_index=True)
 
 
-def measure_detections(split: str, method: str) -> pd.DataFrame:
-    """The 2D spine table ``analyze`` makes with ``method`` on every image of
-    ``spine_types/<split>``, restricted to the spines that match an expert's outline (head
-    within 1 µm, one-to-one) and carrying its type as ``truth``: what the classifier will see
-    in use (objects outlined by the pipeline, not by the experts)."""
+def analysed_images(split: str, method: str, morphology=None):
+    """For every image of ``spine_types/<split>``: ``(name, pixel size, analyze's result,
+    matched pairs, expert classes)``, the spines ``analyze`` finds with ``method`` matched to
+    the experts' outlines (head within 1 µm, one-to-one; ``pairs`` has ``pred_index`` and
+    ``true_index``)."""
     import spinequant as sq
     from spinequant.evaluate.points import match_points
     from spinequant.pipeline.analyze import AnalyzeConfig
     from spinequant.segment.neural.yolo_data import yolo_training_sample
 
     folder = REAL2D / "spine_types" / split
-    tables = []
+    config = AnalyzeConfig(method=method, report=False)
+    if morphology is not None:
+        config = AnalyzeConfig(method=method, report=False, morphology=morphology)
     for path in sorted((folder / "images").glob("*.png")):
         image = read_grey(path)
         px = SPINE_TYPES_UM.get(image.shape[0], 0.08)
         truth, classes = yolo_training_sample(image, folder / "labels" / (path.stem + ".txt"), pixel_size_um=px)
-        spines = sq.analyze(image, spacing=(px, px), config=AnalyzeConfig(method=method, report=False)).spines
-        found = spines[["head_y_um", "head_x_um"]].to_numpy(float)
+        result = sq.analyze(image, spacing=(px, px), config=config)
+        found = result.spines[["head_y_um", "head_x_um"]].to_numpy(float)
         pairs = match_points(np.column_stack([np.zeros(len(found)), found]),
                              np.column_stack([np.zeros(len(truth.heads)), truth.heads[:, 1:] * px]),
                              max_distance_um=1.0)["pairs"]
-        table = spines.iloc[pairs["pred_index"].to_numpy()].copy()
+        yield path.name, px, result, pairs, classes
+
+
+def measure_detections(split: str, method: str) -> pd.DataFrame:
+    """The 2D spine table ``analyze`` makes with ``method`` on every image of
+    ``spine_types/<split>``, restricted to the spines that match an expert's outline (head
+    within 1 µm, one-to-one) and carrying its type as ``truth``: what the classifier will see
+    in use (objects outlined by the pipeline, not by the experts)."""
+    tables = []
+    for name, px, result, pairs, classes in analysed_images(split, method):
+        table = result.spines.iloc[pairs["pred_index"].to_numpy()].copy()
         table["truth"] = [CLASS_NAMES[c] for c in classes[pairs["true_index"].to_numpy()]]
-        table["image"] = path.name
+        table["image"] = name
         table["pixel_um"] = px
         tables.append(table)
     return pd.concat(tables, ignore_index=True)

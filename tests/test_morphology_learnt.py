@@ -59,7 +59,7 @@ def test_hand_made_rows_and_determinism():
 
 
 def test_rule_set_choice_by_dimensionality():
-    assert RULE_SETS == ("auto", "neuronstudio", "risher", "learnt")
+    assert RULE_SETS == ("auto", "neuronstudio", "risher", "learnt", "network")
     assert MorphologyConfig().rule_set == "auto"
     with pytest.raises(InputError, match="learnt"):
         MorphologyConfig(rule_set="learned")
@@ -69,9 +69,12 @@ def test_rule_set_choice_by_dimensionality():
     for rule_set in ("auto", "learnt"):
         row = measure_spines(spine, y < 10, (0.5, 0.1, 0.1), config={"rule_set": rule_set}).iloc[0]
         assert row.type_rule.startswith("neuronstudio:")
-    # A 2D table by the model; learnt on a table without its columns says what is missing.
+    # A 2D table by the model (without the image; with it, auto is the image network);
+    # learnt on a table without its columns says what is missing.
     row = measure_spines(spine[6], y[6] < 10, (0.1, 0.1)).iloc[0]
     assert row.type_rule.startswith("learnt:")
+    row = measure_spines(spine[6], y[6] < 10, (0.1, 0.1), image=spine[6] * 100.0).iloc[0]
+    assert row.type_rule.startswith("spine_types_2d_network network: p=")
     with pytest.raises(InputError, match="area_um2"):
         classify_spines(pd.DataFrame({"length_um": [1.0], "head_diameter_um": [0.5],
                                       "head_neck_ratio": [2.0]}), config={"rule_set": "learnt"})

@@ -26,8 +26,13 @@ Both published rule sets start with two added rules:
 outlines (:mod:`spinequant.morphology.learnt`); a 3D table is typed by the ``neuronstudio``
 rules (the model never saw 3D measurements).
 
-``auto`` (the default): ``learnt`` for a 2D spine table (it has ``area_um2``), otherwise
-``neuronstudio``.
+``network`` (2D images): a small network on the image around each spine
+(:mod:`spinequant.morphology.type_network`); it needs the image, so :func:`measure_spines`
+applies it, and from a table alone this function types a 2D spine as ``learnt`` does.
+
+``auto`` (the default): from a table alone ``learnt`` for a 2D spine table (it has
+``area_um2``), otherwise ``neuronstudio``; :func:`measure_spines` given a 2D image uses
+``network``.
 """
 
 from __future__ import annotations
@@ -68,7 +73,9 @@ def classify_spines(table: pd.DataFrame, *, config: MorphologyConfig | dict | No
     ['mushroom', 'stubby']
     """
     cfg = resolve_config(config)
-    if (cfg.rule_set == "learnt" and not _is_3d(table)) or (cfg.rule_set == "auto" and "area_um2" in table):
+    # "network" needs the image (measure_spines applies it); from a table alone a 2D spine
+    # is typed by the learnt classifier of its outline.
+    if (cfg.rule_set in ("learnt", "network") and not _is_3d(table)) or (cfg.rule_set == "auto" and "area_um2" in table):
         from .learnt import classify_learnt
 
         return classify_learnt(table, filopodia_max_head_um=cfg.filopodia_max_head_um)

@@ -9,7 +9,7 @@ from ..config import check_fields
 from ..errors import InputError
 
 #: Spine type rule sets that :func:`~spinequant.morphology.classify_spines` knows.
-RULE_SETS = ("auto", "neuronstudio", "risher", "learnt")
+RULE_SETS = ("auto", "neuronstudio", "risher", "learnt", "network")
 
 
 @dataclass(frozen=True)
@@ -21,14 +21,18 @@ class MorphologyConfig:
 
     Attributes
     ----------
-    rule_set : {"auto", "neuronstudio", "risher", "learnt"}
+    rule_set : {"auto", "neuronstudio", "risher", "learnt", "network"}
         Spine type rules: NeuronStudio (Rodriguez et al. 2008, PLoS ONE 3:e1997), the
-        decision tree of Risher et al. 2014 (PLoS ONE 9:e107591), or ``learnt``: a
-        classifier fitted to expert-typed 2D outlines (2D tables only; a 3D table falls back
-        on NeuronStudio's rules, see :mod:`spinequant.morphology.learnt`). ``auto``
-        (default): ``learnt`` for a 2D image, where it agrees best with experts' types
-        (``docs/measurements.md``, "Spine types on real outlines"), ``neuronstudio`` for a
-        3D stack (no typed 3D data to measure a change against).
+        decision tree of Risher et al. 2014 (PLoS ONE 9:e107591), ``learnt``: a
+        classifier of the outline's measurements fitted to expert-typed 2D outlines (2D
+        tables only; a 3D table falls back on NeuronStudio's rules, see
+        :mod:`spinequant.morphology.learnt`), or ``network``: a small network that looks at
+        the image around each spine, fitted to the same experts' types (2D images only,
+        :mod:`spinequant.morphology.type_network`). ``auto`` (default): ``network`` for a 2D
+        image measured with its image, where it agrees best with experts' types
+        (``docs/measurements.md``, "Spine types on real outlines"), ``learnt`` for a 2D table
+        without an image, ``neuronstudio`` for a 3D stack (no typed 3D data to measure a
+        change against).
     neck_ratio : float
         NeuronStudio "neck ratio": a spine whose head/neck diameter ratio exceeds this has a
         head on a neck (1.1).
@@ -94,9 +98,10 @@ class MorphologyConfig:
         if self.rule_set not in RULE_SETS:
             raise InputError(
                 f"Unknown spine type rule set {self.rule_set!r}. Choose one of {list(RULE_SETS)}: "
-                f"'auto' (learnt in 2D, neuronstudio in 3D), 'neuronstudio' (Rodriguez et al. "
-                f"2008), 'risher' (Risher et al. 2014) or 'learnt' (2D images only: a "
-                f"classifier fitted to expert-typed outlines)."
+                f"'auto' (network in 2D, neuronstudio in 3D), 'neuronstudio' (Rodriguez et al. "
+                f"2008), 'risher' (Risher et al. 2014), 'learnt' (2D images only: a "
+                f"classifier of outline measurements fitted to expert-typed spines) or 'network' "
+                f"(2D images only: a network on the image around each spine, fitted to the same)."
             )
         check_fields(self, ranges={"smoothing_iterations": (0, None, False, False)})
 

@@ -10,6 +10,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from ..boxes import box_within, grow_box
+from ..errors import InputError
 from ._common import as_label_image, checked_spacing, dendrite_label_image
 from ._spine_geometry import SpineCrop, SpineGeometry, spine_geometry
 from .classify import classify_spines
@@ -79,8 +80,9 @@ def measure_spines(spine_labels, dendrite_mask, spacing, image=None, *,
     image : array or Stack, optional
         Intensities, (Z, Y, X) or channels first (C, Z, Y, X), for the intensity columns.
     config : MorphologyConfig or dict, optional
-        Type rules and thresholds (default ``rule_set="auto"``: the learnt classifier for a
-        2D image, NeuronStudio's rules for a 3D stack).
+        Type rules and thresholds (default ``rule_set="auto"``: the image network for a 2D
+        image given with ``image``, the learnt classifier of the outline for a 2D image
+        without, NeuronStudio's rules for a 3D stack).
     skeleton : DendriteSkeleton, optional
         Centrelines from :func:`dendrite_skeleton` of the same dendrite labels, to reuse.
     progress : callable, optional
@@ -138,11 +140,26 @@ def measure_spines(spine_labels, dendrite_mask, spacing, image=None, *,
                           "n_heads": np.int64})
     table["nn_distance_um"] = _nearest_neighbour(table)
     if len(table):
-        table["type"], table["type_rule"] = classify_spines(table, config=cfg)
+        table["type"], table["type_rule"] = _types(table, spines, channels, sp, cfg)
     if channels is not None:
         names = intensity_columns(len(channels))
         table = pd.concat([table, pd.DataFrame(extra or None, columns=names, dtype=float)], axis=1)
     return table
+
+
+def _types(table: pd.DataFrame, spines: np.ndarray, channels, sp: np.ndarray, cfg: MorphologyConfig):
+    """The type columns: the image network for a 2D image measured with its image (rule sets
+    ``network`` and ``auto``), the table's rules otherwise."""
+    if cfg.rule_set == "network" and (spines.ndim != 2 or channels is None):
+        raise InputError("The 'network' spine type rule set looks at the image around each spine: "
+                         + ("it types spines of 2D images only; for a 3D stack choose 'neuronstudio' "
+                            "or 'risher'." if spines.ndim != 2 else
+                            "pass the image to measure_spines, or choose 'learnt'."))
+    if spines.ndim == 2 and channels is not None and cfg.rule_set in ("network", "auto"):
+        from .type_network import classify_by_network
+
+        return classify_by_network(channels[0], spines, table, sp)
+    return classify_spines(table, config=cfg)
 
 
 def spine_row(spine_id: int, g: SpineGeometry, skeleton: DendriteSkeleton, sp: np.ndarray, *,

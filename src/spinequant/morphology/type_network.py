@@ -1,0 +1,134 @@
+"""Spine types of a 2D image from a small network that looks at each spine (``rule_set="network"``).
+
+The rule sets and the ``learnt`` classifier type a spine from a few numbers of its outline
+(length, head and neck widths). Experts type it from the picture: on the real, expert-typed
+spine_types set (Dendritic-Spine-Analyzer-YOLO11 by Meng-De-Gong, MIT) the outline numbers
+agree with the experts on 0.59-0.61 of the spines that ``analyze`` finds, a small network on a
+patch of the image around each spine on more (``docs/measurements.md``, "Spine types on
+real outlines"). Its input, for every spine: a 64 x 64 patch at 0.08 µm per pixel (5.1 µm)
+centred on the spine's head, with two channels, the image (divided by its 99.5th
+percentile, clipped at 1.5) and the spine's own object mask (as ``analyze`` outlined it, so
+that a neighbour in the patch is not typed instead). The answer is averaged over the eight
+rotations and flips of the patch.
+
+The weights are a safetensors file in ``spinequant/models`` with a JSON card (training data,
+licence, metrics, sha256 checked when read); ``scripts/train_type_network.py`` is the recipe.
+No pickle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage as ndi
+
+from ..errors import InputError
+
+#: The shipped model's card (its weights file is named in it).
+CARD_PATH = Path(__file__).resolve().parents[1] / "models" / "spine_types_2d_network.json"
+#: Patch geometry and normalisation the network was trained with (also in its card).
+PATCH_PIXEL_UM = 0.08
+PATCH_HALF = 32
+NORMALISE_PERCENTILE = 99.5
+NORMALISE_CLIP = 1.5
+
+
+def build_type_network(channels: int = 2, width: int = 16, classes: int = 5):
+    """The classifier: four 3x3 convolution blocks (batch norm, ReLU; 2x2 max-pooling after
+    the first three), global average pooling, dropout and one dense layer."""
+    import torch.nn as nn
+
+    layers, cin = [], channels
+    for cout in (width, 2 * width, 4 * width):
+        layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2)]
+        cin = cout
+    layers += [nn.Conv2d(cin, cin, 3, padding=1), nn.BatchNorm2d(cin), nn.ReLU(),
+               nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.3), nn.Linear(cin, classes)]
+    return nn.Sequential(*layers)
+
+
+def image_scale(image: np.ndarray) -> float:
+    """The value the image is divided by: the 99.5th percentile of its non-zero pixels (the
+    training images have their background set to 0)."""
+    image = np.asarray(image)
+    values = image[image > 0]
+    return float(np.percentile(values, NORMALISE_PERCENTILE)) if values.size else 1.0
+
+
+def type_patches(image: np.ndarray, spine_labels: np.ndarray, table: pd.DataFrame, spacing) -> np.ndarray:
+    """The network's input for every row of a 2D spine table: (K, 2, 64, 64) float32 patches
+    (image, own mask) at :data:`PATCH_PIXEL_UM` per pixel centred on ``head_y_um``,
+    ``head_x_um``; outside the image the patch is 0."""
+    image = np.asarray(image, np.float32)
+    py, px = (float(s) for s in spacing)
+    scale = image_scale(image)
+    offsets = (np.arange(2 * PATCH_HALF) - PATCH_HALF) * PATCH_PIXEL_UM
+    rows_um, cols_um = np.meshgrid(offsets, offsets, indexing="ij")
+    out = np.zeros((len(table), 2, 2 * PATCH_HALF, 2 * PATCH_HALF), np.float32)
+    for k, (sid, hy, hx) in enumerate(zip(table["id"], table["head_y_um"], table["head_x_um"])):
+        coords = np.stack([(hy + rows_um) / py, (hx + cols_um) / px])
+        patch = ndi.map_coordinates(image, coords, order=1, mode="constant", cval=0.0)
+        out[k, 0] = np.clip(patch / scale, 0.0, NORMALISE_CLIP)
+        out[k, 1] = ndi.map_coordinates(spine_labels, coords, order=0, mode="constant", cval=0) == sid
+    return out
+
+
+@lru_cache(maxsize=4)
+def load_type_network(card_path: str | None = None):
+    """``(network in eval mode, card dict)``; the weights' sha256 must match the card's."""
+    from safetensors.torch import load_file
+
+    card_file = Path(card_path) if card_path else CARD_PATH
+    try:
+        card = json.loads(card_file.read_text())
+        weights = card_file.with_name(card["weights"])
+        digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(f"The spine type network {card_file} could not be read ({exc}). "
+                         f"Reinstall spinequant, or choose another type rule set "
+                         f"(--rule-set learnt).") from exc
+    if digest != card["sha256"]:
+        raise InputError(f"The spine type network's weights {weights} do not match their card "
+                         f"(sha256 {digest[:12]}... instead of {card['sha256'][:12]}...): the file "
+                         f"is damaged. Reinstall spinequant.")
+    arch = card["architecture"]
+    net = build_type_network(arch["channels"], arch["width"], len(card["classes"]))
+    net.load_state_dict(load_file(str(weights)))
+    net.eval()
+    return net, card
+
+
+def type_probabilities(patches: np.ndarray, net) -> np.ndarray:
+    """(K, classes) probabilities, averaged over the eight rotations and flips of each patch."""
+    import torch
+
+    if len(patches) == 0:
+        return np.zeros((0, net[-1].out_features))
+    total = 0.0
+    with torch.no_grad():
+        for k in range(4):
+            for flip in (False, True):
+                x = np.rot90(patches, k, axes=(2, 3))
+                x = x[..., ::-1] if flip else x
+                total = total + torch.softmax(net(torch.from_numpy(np.ascontiguousarray(x))), 1).numpy()
+    return total / 8.0
+
+
+def classify_by_network(image: np.ndarray, spine_labels: np.ndarray, table: pd.DataFrame, spacing, *,
+                        card_path: str | None = None) -> tuple[list[str], list[str]]:
+    """Type of every spine of a 2D table from the image, and the rule column's text (the
+    network's probability for that type)."""
+    if np.ndim(spine_labels) != 2:
+        raise InputError("The 'network' spine type rule set types spines of 2D images (a plane or "
+                         "a projection) only; for a 3D stack choose 'neuronstudio' or 'risher'.")
+    net, card = load_type_network(card_path)
+    probs = type_probabilities(type_patches(image, spine_labels, table, spacing), net)
+    best = probs.argmax(1) if len(probs) else np.zeros(0, int)
+    names = card["classes"]
+    return ([names[b] for b in best],
+            [f"{card['name']} network: p={p[b]:.2f}" for p, b in zip(probs, best)])

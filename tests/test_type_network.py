@@ -1,0 +1,110 @@
+"""The image network for spine types (rule_set="network", the default for 2D images): it loads
+without pickle and checks its sha256, it is exactly invariant to rotating a patch, and on real
+expert-typed images it agrees with the experts more than the outline classifier does."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import spinequant as sq
+from spinequant.errors import InputError
+from spinequant.evaluate.points import match_points
+from spinequant.evaluate.readers import read_yolo_polygons
+from spinequant.morphology import MorphologyConfig, measure_spines
+from spinequant.morphology import type_network as tn
+from spinequant.pipeline.analyze import AnalyzeConfig
+from spinequant.segment.neural.yolo_data import yolo_training_sample
+
+DATA = Path(__file__).parent / "data" / "spine_types_val"
+PIXEL_UM = 0.12   # the project reads the set's 512 px images at 0.12 µm
+CLASSES = ("mushroom", "stubby", "branched", "thin", "filopodia")   # the set's label order
+
+
+def test_card_names_data_licence_and_checks_the_weights(tmp_path):
+    net, card = tn.load_type_network()
+    assert card["classes"] == list(CLASSES)
+    assert card["training_data"]["licence"] == "MIT" and "Meng-De-Gong" in card["training_data"]["source"]
+    assert card["patch"]["pixel_um"] == tn.PATCH_PIXEL_UM
+    # A damaged weights file is refused by its sha256, naming the problem.
+    shutil.copy(tn.CARD_PATH, tmp_path / tn.CARD_PATH.name)
+    weights = bytearray((tn.CARD_PATH.parent / card["weights"]).read_bytes())
+    weights[-5] ^= 0xFF
+    (tmp_path / card["weights"]).write_bytes(bytes(weights))
+    with pytest.raises(InputError, match="damaged"):
+        tn.load_type_network(str(tmp_path / tn.CARD_PATH.name))
+
+
+def test_rotating_or_flipping_a_patch_changes_nothing():
+    net, _ = tn.load_type_network()
+    rng = np.random.default_rng(0)
+    patch = np.zeros((1, 2, 64, 64), np.float32)
+    patch[0, 0] = rng.random((64, 64)) * 0.2
+    patch[0, 0, 20:40, 30:34] = 1.0     # a neck
+    patch[0, 0, 28:38, 26:40] = 1.2     # a head
+    patch[0, 1] = patch[0, 0] > 0.5
+    turned = np.ascontiguousarray(np.rot90(patch, 1, axes=(2, 3))[..., ::-1])
+    np.testing.assert_allclose(tn.type_probabilities(patch, net), tn.type_probabilities(turned, net), atol=1e-5)
+
+
+def test_patches_are_centred_on_the_head_in_micrometres():
+    labels = np.zeros((100, 120), np.int32)
+    labels[40:46, 60:66] = 3
+    image = labels.astype(np.float32) * 10
+    table = pd.DataFrame({"id": [3], "head_y_um": [42.5 * 0.05], "head_x_um": [62.5 * 0.05]})
+    p = tn.type_patches(image, labels, table, (0.05, 0.05))
+    assert p.shape == (1, 2, 64, 64)
+    # 6 px of 0.05 µm are 0.3 µm: 3.75 patch pixels of 0.08 µm, around the centre (32, 32)
+    mask = p[0, 1] > 0
+    assert mask[32, 32] and 3 <= mask.sum(axis=0).max() <= 5 and not mask[:25].any()
+    assert p[0, 0].max() == pytest.approx(1.0)   # divided by its 99.5th percentile
+
+
+def test_network_needs_a_2d_image():
+    table_labels = np.zeros((5, 30, 30), np.int32)
+    table_labels[2, 10:14, 10:14] = 1
+    with pytest.raises(InputError, match="2D images only"):
+        measure_spines(table_labels, np.zeros_like(table_labels, bool), (0.5, 0.1, 0.1),
+                       image=table_labels.astype(float), config=MorphologyConfig(rule_set="network"))
+    with pytest.raises(InputError, match="pass the image"):
+        measure_spines(table_labels[2], np.zeros((30, 30), bool), (0.1, 0.1),
+                       config=MorphologyConfig(rule_set="network"))
+
+
+def _agreement(rule_set: str) -> tuple[int, int]:
+    """(spines typed as the experts did, spines found and matched) over the bundled images."""
+    import imageio.v3 as iio
+
+    right = matched = 0
+    for path in sorted(DATA.glob("*.png")):
+        image = np.asarray(iio.imread(path))
+        truth, classes = yolo_training_sample(image, path.with_suffix(".txt"), pixel_size_um=PIXEL_UM)
+        spines = sq.analyze(image, spacing=(PIXEL_UM, PIXEL_UM), config=AnalyzeConfig(
+            method="lean2d_real", report=False, morphology=MorphologyConfig(rule_set=rule_set))).spines
+        found = spines[["head_y_um", "head_x_um"]].to_numpy(float)
+        pairs = match_points(np.column_stack([np.zeros(len(found)), found]),
+                             np.column_stack([np.zeros(len(truth.heads)), truth.heads[:, 1:] * PIXEL_UM]),
+                             max_distance_um=1.0)["pairs"]
+        types = spines["type"].to_numpy()[pairs["pred_index"].to_numpy()]
+        right += int((types == np.array(CLASSES)[classes[pairs["true_index"].to_numpy()]]).sum())
+        matched += len(pairs)
+    return right, matched
+
+
+def test_agrees_with_experts_on_real_typed_spines_better_than_the_outline_classifier():
+    net_right, matched = _agreement("auto")          # 2D with an image: the network
+    learnt_right, matched_learnt = _agreement("learnt")
+    assert matched == matched_learnt >= 40            # 45 expert-typed spines in the four images
+    assert net_right / matched >= 0.7
+    assert net_right >= learnt_right + 5
+
+
+def test_read_labels_of_bundled_images():
+    # the bundled images carry all five classes' spines the test above scores
+    classes = np.concatenate([read_yolo_polygons(p.with_suffix(".txt"), (512, 512))[1]
+                              for p in DATA.glob("*.png")])
+    assert len(classes) == 45 and set(classes) >= {0, 1, 2, 3}
+    assert json.loads(tn.CARD_PATH.read_text())["name"] == "spine_types_2d_network"
