@@ -206,3 +206,24 @@ def test_wnet3d_learns_the_cells_of_an_easy_phantom_without_labels(tmp_path):
     assert prob[truth].mean() > 0.9 and prob[~truth].mean() < 0.1
     mask = prob > threshold_otsu(prob)
     assert 2 * (mask & truth).sum() / (mask.sum() + truth.sum()) > 0.55
+
+
+def test_shipped_cell_model(phantom):
+    """``--method segresnet_nuclei`` runs the packaged model (safetensors, sha256 checked, no
+    training by the user) and finds the cells of a light-sheet phantom it never saw."""
+    from spinequant.cells.predict import resolve_cell_model, shipped_cell_models
+    from spinequant.segment.neural.card import sha256_of
+
+    assert "segresnet_nuclei" in shipped_cell_models()
+    card_path = resolve_cell_model("segresnet_nuclei")
+    card = json.loads(card_path.read_text())
+    weights = card_path.with_suffix(".safetensors")
+    assert weights.stat().st_size < 2e6 and sha256_of(weights) == card["sha256"]
+    assert card["training"]["labels_used"] is True and "licence" in json.dumps(card["training"])
+    assert 0 < card["calibration"]["probability_threshold"] < 1 and card["benchmarks"]["phantoms"]["model"]["dice"] > 0.8
+    result = analyze_cells(phantom.image, spacing=phantom.spacing, config=CellConfig(method="segresnet_nuclei"))
+    info = result.diagnostics["segment"]
+    assert info["network"]["sha256"] == card["sha256"]
+    assert info["probability_threshold"] == card["calibration"]["probability_threshold"]
+    s = score_cells(result.labels, phantom.labels, spacing=phantom.spacing)
+    assert s["dice"] > 0.75 and s["points"]["f1"] > 0.8, s

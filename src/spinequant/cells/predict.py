@@ -75,5 +75,6 @@ def cell_probability(image: np.ndarray, spacing, model, *, overlap: float = 0.25
     if prob.shape != image.shape:
         prob = to_input_grid(prob, image.shape)
     info = {"model": card.name, "architecture": spec.get("kind"), "sha256": card.sha256,
-            "model_voxel_size_um": list(card.voxel_size_um), "tile": list(roi), "overlap": overlap}
+            "model_voxel_size_um": list(card.voxel_size_um), "tile": list(roi), "overlap": overlap,
+            "calibrated_threshold": card.calibration.get("probability_threshold")}
     return np.clip(prob, 0, 1), info

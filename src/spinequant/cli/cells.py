@@ -43,7 +43,7 @@ def register(sub) -> None:
                         "'spinequant train --cells'; seeds and split as classical")
     p.add_argument("--probability-threshold", default=None, metavar="P",
                    help="with a network: foreground where its cell probability exceeds P (0-1), or 'otsu' "
-                        "(default: 0.5 for SegResNet/SwinUNETR, Otsu for WNet3D's class map)")
+                        "(default: the model card's calibrated threshold, else 0.5; Otsu for WNet3D's class map)")
     p.add_argument("--config", default=None, metavar="RUN_JSON",
                    help="repeat the settings of an earlier cells run (its run.json)")
     p.add_argument("--no-report", action="store_true", help="skip report.html and its figures")
