@@ -174,7 +174,8 @@ def wnet_settings(steps: int = 150, every: int = 50) -> pd.DataFrame:
                     prob = probs[0, foreground_class(probs, intensity_0_100(val_x))].numpy()
                 net.train()
                 mask = prob > threshold_otsu(prob)
-                rows.append({"setting": label, "step": step, "dice": 2 * (mask & truth).sum() / (mask.sum() + truth.sum()),
+                dice = 2 * (mask & truth).sum() / (mask.sum() + truth.sum())
+                rows.append({"setting": label, "step": step, "dice": dice,
                              "p_cells": float(prob[truth].mean()), "p_background": float(prob[~truth].mean()),
                              "volume_found_per_true": float(mask.sum() / truth.sum()),
                              "minutes": (time.perf_counter() - started) / 60})

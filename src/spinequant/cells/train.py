@@ -47,14 +47,14 @@ class CellTrainConfig:
     plus ``reconstruction_weight`` x MSE of the reconstruction on the same scale).
     ``learning_rate`` None: 1e-3 for the supervised networks, 1e-2 for WNet3D.
 
-    WNet3D's settings were chosen on the nuclei_lightsheet phantoms seeds 10-14 (docs/cells.md):
-    radius 2 and spatial sigma 4 are the paper's; the intensity sigma is 5 instead of the
-    paper's 1 (the phantoms' noise within a cell is several units on that scale, and in a
-    comparison of masks on seed 10 the true cells scored lowest at 5-10, not at 1-3); the
-    reconstruction weight 5e-4 and learning rate 1e-2 (paper: 5e-3 to 5e-1 and 2e-5 to 2e-3)
-    let the class map commit to two classes within CPU minutes: with 5e-3 and 1e-3 the map
-    stayed soft (cells 0.95, background 0.3 after 150 steps) and its Otsu cut reached Dice
-    0.55 against 0.81.
+    WNet3D's settings were chosen on the nuclei_lightsheet phantoms seeds 10-14
+    (``python benchmarks/cells.py --wnet-settings``, docs/cells.md): radius 2 and spatial
+    sigma 4 are the paper's; intensity sigma 5 instead of the paper's 1 (the phantoms' noise
+    within a cell is several units on that scale; 5 and 10 learn the cells, Dice 0.80 and 0.82
+    after 150 steps, 20 splits broad regions, 0.10); the reconstruction weight 5e-4 and learning
+    rate 1e-2 (paper: 5e-3 to 5e-1 and 2e-5 to 2e-3) let the class map commit to two classes
+    within CPU minutes: with 5e-3 and 1e-3 it stayed soft (background at 0.31 after 150 steps)
+    and its Otsu cut reached Dice 0.55.
     """
 
     architecture: str | dict = "segresnet"

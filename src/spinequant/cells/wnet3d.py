@@ -4,9 +4,10 @@ The encoder U-Net turns a volume into a soft class map (softmax over ``n_classes
 decoder U-Net reconstructs the volume from that map. It learns without labels: a soft
 normalised cut (SoftNCuts) on the class map groups voxels of similar brightness that lie
 close together, and a reconstruction loss keeps the classes tied to the image. As in the
-paper: three down/up-sampling steps per U-Net, two 3x3x3 convolutions + ReLU + group
-normalisation per block, 2x2x2 max pooling, 2x2x2 transposed convolutions, skip connections
-by concatenation, both losses summed in one backward pass.
+paper: two 3x3x3 convolutions + ReLU + group normalisation per block, 2x2x2 max pooling,
+2x2x2 transposed convolutions, skip connections by concatenation, both losses summed in one
+backward pass; the number of down/up-sampling steps is ``depth`` (the paper's 3; spinequant's
+CPU-sized default in ``networks.CELL_ARCHITECTURES`` uses 2).
 """
 
 from __future__ import annotations
