@@ -38,12 +38,13 @@ class CellConfig:
         few cell diameters (on the light-sheet phantoms 30 µm for 11-19 µm cells). None (the
         default) segments the image as it is, as CellSeg3D does.
     method : ``"classical"`` (Otsu's threshold gives the foreground) or a cell network whose
-        foreground probability above ``probability_threshold`` does: ``segresnet``,
-        ``swinunetr``, ``wnet3d`` (shipped models, when there are) or the path of a trained
-        model. Seeds and the split are the same for every method.
+        foreground probability above ``probability_threshold`` does: a shipped model
+        (``segresnet_nuclei``) or the path of a model trained with ``spinequant train --cells``. Seeds and the split are the same for every method.
     probability_threshold : a number in [0, 1], ``"otsu"`` (Otsu's threshold of the
-        probability map) or ``"auto"``: 0.5 for the supervised networks, Otsu for WNet3D, whose
-        class map is not a calibrated probability (CellSeg3D thresholds it too).
+        probability map) or ``"auto"``: for the supervised networks the threshold in the model
+        card's ``calibration`` (the shipped model's was chosen on a validation phantom) or else
+        0.5; Otsu for WNet3D, whose class map is not a calibrated probability (CellSeg3D
+        thresholds it too).
     """
 
     spot_sigma_um: float | tuple[float, float, float] = 2.0

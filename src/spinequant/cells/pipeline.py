@@ -69,7 +69,8 @@ def analyze_cells(image, *, spacing=None, config: CellConfig | None = None, inte
 
         probability, model_info = cell_probability(image, spacing, config.method)
         labels, found = cells_from_probability(image, probability, spacing, config,
-                                               self_supervised=model_info["architecture"] == "cells_wnet3d")
+                                               self_supervised=model_info["architecture"] == "cells_wnet3d",
+                                               calibrated=model_info["calibrated_threshold"])
         found = {**found, "network": model_info}
     timings["segment"] = time.perf_counter() - t
     warning = _weak_foreground(found.get("foreground_separation"))

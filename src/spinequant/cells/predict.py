@@ -17,25 +17,32 @@ from ..segment.neural.resample import to_input_grid, to_model_grid
 from ..segment.neural.threads import torch_threads
 from .networks import CELL_ARCHITECTURES, foreground_probability
 
-#: Shipped cell models are ``models/cells_<network>.json`` + ``.safetensors``.
+#: Shipped cell models are ``models/cells_<name>.json`` + ``.safetensors``.
 SHIPPED_PREFIX = "cells_"
 
 
+def shipped_cell_models() -> list[str]:
+    """Names of the cell models shipped with spinequant (``--method NAME``)."""
+    return sorted(p.stem[len(SHIPPED_PREFIX):] for p in MODELS_DIR.glob(f"{SHIPPED_PREFIX}*.json"))
+
+
 def resolve_cell_model(method: str | os.PathLike) -> Path:
-    """The model card of a network name (``segresnet``, ``swinunetr``, ``wnet3d``: a shipped
-    model) or of a path written by ``spinequant train --cells`` (a folder or .json card)."""
+    """The model card of a shipped cell model's name (e.g. ``segresnet_nuclei``) or of a path
+    written by ``spinequant train --cells`` (a folder or .json card). A bare network name
+    (``segresnet``, ``swinunetr``, ``wnet3d``) is refused with how to train one."""
     name = str(method)
+    shipped = shipped_cell_models()
+    if name in shipped:
+        return MODELS_DIR / f"{SHIPPED_PREFIX}{name}.json"
+    listed = ", ".join(shipped) or "none"
     if name in CELL_ARCHITECTURES:
-        card = MODELS_DIR / f"{SHIPPED_PREFIX}{name}.json"
-        if card.exists():
-            return card
         raise InputError(
-            f"No trained {name} cell model is shipped with spinequant (docs/cells.md says why). Train one on "
+            f"'{name}' is a cell network, not a trained model (shipped cell models: {listed}). Train one on "
             f"phantoms or your labelled volumes with 'spinequant train --cells {name} ...' (or "
             f"scripts/train_cells.py) and pass its folder: --method PATH.")
     path = Path(name)
     if not path.exists():
-        raise InputError(f"'{name}' is neither a cell method (classical, {', '.join(CELL_ARCHITECTURES)}) nor a "
+        raise InputError(f"'{name}' is neither a cell method (classical, or a shipped model: {listed}) nor a "
                          f"model folder or .json card.")
     return path
 
@@ -68,5 +75,6 @@ def cell_probability(image: np.ndarray, spacing, model, *, overlap: float = 0.25
     if prob.shape != image.shape:
         prob = to_input_grid(prob, image.shape)
     info = {"model": card.name, "architecture": spec.get("kind"), "sha256": card.sha256,
-            "model_voxel_size_um": list(card.voxel_size_um), "tile": list(roi), "overlap": overlap}
+            "model_voxel_size_um": list(card.voxel_size_um), "tile": list(roi), "overlap": overlap,
+            "calibrated_threshold": card.calibration.get("probability_threshold")}
     return np.clip(prob, 0, 1), info

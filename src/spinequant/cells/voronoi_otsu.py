@@ -72,14 +72,15 @@ def _footprint(radius_um: float, spacing) -> np.ndarray:
 
 
 def cells_from_probability(image, probability: np.ndarray, spacing, config: CellConfig | None = None, *,
-                           self_supervised: bool = False) -> tuple[np.ndarray, dict]:
+                           self_supervised: bool = False, calibrated: float | None = None) -> tuple[np.ndarray, dict]:
     """Cell labels of a network's foreground ``probability`` (above the config's threshold),
     split between seeds at the maxima of the smoothed ``image`` as :func:`voronoi_otsu` does.
-    ``self_supervised`` (WNet3D's class map) makes the ``"auto"`` threshold Otsu's."""
+    The ``"auto"`` threshold is Otsu's for ``self_supervised`` maps (WNet3D's class map), else
+    the model card's ``calibrated`` threshold when it has one, else 0.5."""
     config = config or CellConfig()
     level = config.probability_threshold
     if level == "auto":
-        level = "otsu" if self_supervised else 0.5
+        level = "otsu" if self_supervised else (0.5 if calibrated is None else float(calibrated))
     level = float(threshold_otsu(np.asarray(probability))) if level == "otsu" else float(level)
     image = np.asarray(image)
     spacing = check_spacing(spacing, ndim=3, where="the cell volume")

@@ -38,12 +38,12 @@ def register(sub) -> None:
                    help="even out uneven illumination first: divide by the image's Gaussian blur of this "
                         "sigma in µm, a few cell diameters (default: off)")
     p.add_argument("--method", default=None, metavar="METHOD",
-                   help="foreground by 'classical' (Otsu's threshold, the default), a cell network "
-                        "('segresnet', 'swinunetr', 'wnet3d': a shipped model) or the folder/.json of a model "
-                        "trained with 'spinequant train --cells'; seeds and split as classical")
+                   help="foreground by 'classical' (Otsu's threshold, the default), a shipped cell model "
+                        "('segresnet_nuclei', docs/cells.md) or the folder/.json of a model trained with "
+                        "'spinequant train --cells'; seeds and split as classical")
     p.add_argument("--probability-threshold", default=None, metavar="P",
                    help="with a network: foreground where its cell probability exceeds P (0-1), or 'otsu' "
-                        "(default: 0.5 for SegResNet/SwinUNETR, Otsu for WNet3D's class map)")
+                        "(default: the model card's calibrated threshold, else 0.5; Otsu for WNet3D's class map)")
     p.add_argument("--config", default=None, metavar="RUN_JSON",
                    help="repeat the settings of an earlier cells run (its run.json)")
     p.add_argument("--no-report", action="store_true", help="skip report.html and its figures")

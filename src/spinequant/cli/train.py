@@ -55,7 +55,7 @@ def _run_cells(args) -> int:
 
     samples = load_cell_volumes(args.data_dir, voxel_size=args.voxel_size, labels=args.cells != "wnet3d")
     config = CellTrainConfig(architecture=args.cells, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
-                             learning_rate=args.learning_rate or CellTrainConfig.learning_rate, seed=args.seed,
+                             learning_rate=args.learning_rate, seed=args.seed,
                              num_threads=args.threads, max_minutes=args.max_minutes)
     print(f"training {args.cells} on {len(samples)} volume(s) from {args.data_dir}")
     _, card = train_cell_model(samples, out_dir=args.out, config=config, resume=not args.no_resume, progress=True,
