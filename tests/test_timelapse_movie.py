@@ -187,8 +187,8 @@ def test_demixing_is_exact_without_noise():
     masks = [spines == 1, spines == 2, (dendrites > 0) & (spines == 0)]
     brightness = (0.7, 1.1, 1.0)
     sigma = 2.5
-    frames = np.stack([100.0 + sum(b * (1 + d) * ndi_blur(m, sigma, TRUNCATE) for b, d, m in zip(brightness, row, masks))
-                       for row in dff])
+    frames = np.stack([100.0 + sum(b * (1 + d) * ndi_blur(m, sigma, TRUNCATE)
+                                   for b, d, m in zip(brightness, row, masks)) for row in dff])
     psf = (sigma * FWHM_PER_SIGMA * 0.1,)
     spine_f, dend_f, background = demix_frames(frames, spines, dendrites, (0.1, 0.1), psf_fwhm_um=psf)
     np.testing.assert_allclose(background, 100.0, rtol=1e-6)

@@ -56,5 +56,7 @@ def run(args) -> int:
                                voxel_size=args.voxel_size)
     for note in result["notes"]:
         print(f"note: {note}")
-    print(f"traces of {result['n_spines']} spines{' (demixed)' if config.demixes else ''}; results in {args.out}/ (traces.csv, dff.csv, traces.png, traces.html)")
+    demixed = " (demixed)" if config.demixes else ""
+    print(f"traces of {result['n_spines']} spines{demixed}; results in {args.out}/ (traces.csv, dff.csv, "
+          f"traces.png, traces.html)")
     return 0

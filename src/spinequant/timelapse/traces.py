@@ -127,7 +127,8 @@ def delta_f_over_f(raw, *, baseline: tuple[int, int] | None = None, percentile: 
         warnings.warn(f"F0 is zero or negative for {int(dark.sum())} ROI(s), whose ΔF/F0 is left empty "
                       f"(NaN): the background or the dendrite subtraction (r) removes more than the "
                       f"ROI's own light (lower them), or the demixing leaves the ROI no light of its own "
-                      f"(a spine too small or dim for the PSF and noise, or a PSF stated too wide).", SpinequantWarning, stacklevel=2)
+                      f"(a spine too small or dim for the PSF and noise, or a PSF stated too wide).",
+                      SpinequantWarning, stacklevel=2)
         f0 = np.where(dark[None, :], np.nan, f0)
     dff = (f - f0) / f0
     if smooth_frames > 1:
