@@ -266,3 +266,37 @@ def test_cli_traces_demixed_with_the_psf(movie, tmp_path, capsys):
     assert main(["traces", str(movie_path), "--rois", str(result), "--out", str(bad), "--frame-rate", "10",
                  "--psf-fwhm", fwhm, "--no-demix", "--neuropil", "0.1"]) == 0
     assert not json.loads((bad / "traces.json").read_text())["demixed"]
+
+
+def test_cli_traces_of_a_3d_movie_demixed(tmp_path):
+    """A 3D movie (T, Z, Y, X ImageJ hyperstack) through `spinequant traces`: registered in 3D
+    and demixed with a Z XY PSF; the demixed traces follow the truth far better than the ROI
+    means (a 3.2 µm axial PSF mixes every spine with its dendrite)."""
+    import tifffile
+
+    from spinequant.cli import main
+    from spinequant.io import write_tiff
+    from spinequant.io.omezarr import write_ome_zarr
+    from spinequant.morphology.unmixing import FWHM_PER_SIGMA
+
+    ph = make_phantom("two_photon", seed=0, shape=(10, 112, 112), **SPARSE)
+    mv = make_movie(ph, n_frames=30, frame_rate_hz=10.0, seed=0, photons=150)
+    result = tmp_path / "result"
+    result.mkdir()
+    write_tiff(result / "labels_spines.tif", mv.spine_labels.astype(np.uint16), mv.spacing)
+    write_tiff(result / "labels_dendrites.tif", mv.dendrite_labels.astype(np.uint16), mv.spacing)
+    write_ome_zarr(result / "results.ome.zarr", mv.resting.astype(np.float32), mv.spacing)
+    movie_path = tmp_path / "movie.tif"
+    tifffile.imwrite(movie_path, mv.frames, imagej=True, resolution=(1 / mv.spacing[2], 1 / mv.spacing[1]),
+                     metadata={"unit": "um", "axes": "TZYX", "spacing": mv.spacing[0]})
+    fwhm = [f"{s * d * FWHM_PER_SIGMA:.4f}" for s, d in zip(mv.params["psf_sigma_px"], mv.spacing)]
+    r = {}
+    for name, extra in (("raw", []), ("demixed", ["--psf-fwhm", fwhm[0], fwhm[-1]])):
+        assert main(["traces", str(movie_path), "--rois", str(result), "--out", str(tmp_path / name),
+                     "--frame-rate", "10", "--baseline", "0", "19", "--background", str(mv.background_adu),
+                     *extra]) == 0
+        r[name] = _pearson(pd.read_csv(tmp_path / name / "traces.csv"), mv.spine_dff)
+    assert len(r["raw"]) >= 15                                                  # 19 spines
+    assert r["demixed"].median() > 0.9 and r["demixed"].median() > r["raw"].median() + 0.1   # 0.79 -> 0.97
+    shifts = pd.read_csv(tmp_path / "demixed" / "shifts.csv")[["shift_z_um", "shift_y_um", "shift_x_um"]]
+    assert float(np.sqrt(((shifts.to_numpy() - mv.shifts_um) ** 2).sum(axis=1).mean())) < 0.1
