@@ -106,12 +106,12 @@ def one_movie(dim: str, seed: int, photons: float) -> tuple[dict, pd.DataFrame]:
     spines["reason"] = np.where(spines["r_demixed"] >= 0.95, "",
                                 np.where(spines["edge_um"] < max_shift, "edge",
                                          np.where(spines["ceiling"] < 0.95, "noise", "other")))
-    row = {"image": dim, "seed": seed, "photons": photons, "spines": len(truth.columns),
+    row = {"image": dim, "seed": seed, "photons": int(photons), "spines": len(truth.columns),
            "registration RMS µm": reg_rms, "max shift µm": max_shift, "s registration": t_reg}
     for name, values in r.items():
         row[name] = values
     row["s traces raw"], row["s traces demixed"] = timing["raw"], timing["demixed"]
-    return row, spines.assign(image=dim, seed=seed, photons=photons, max_shift_um=max_shift)
+    return row, spines.assign(image=dim, seed=seed, photons=int(photons), max_shift_um=max_shift)
 
 
 def summarise(rows) -> pd.DataFrame:
@@ -162,9 +162,15 @@ def main(argv=None) -> int:
         "fraction >= 0.95": (g["r_demixed"] >= 0.95).mean(),
         "fraction >= 0.95 where ceiling >= 0.95": (g.loc[g["ceiling"] >= 0.95, "r_demixed"] >= 0.95).mean(),
         "spines with ceiling >= 0.95": int((g["ceiling"] >= 0.95).sum())}), include_groups=False).reset_index())
+    change = per_spine["r_demixed"] - per_spine["r_raw"]
+    versus = (per_spine.assign(better=change > 0.05, worse=change < -0.05, much_worse=change < -0.1)
+              .groupby(["image", "photons"])[["better", "worse", "much_worse"]].sum().reset_index()
+              .rename(columns={"better": "demixed better by > 0.05", "worse": "demixed worse by > 0.05",
+                               "much_worse": "demixed worse by > 0.1"}))
     text = ("## Pearson r per spine, recovered vs true ΔF/F0 (true ROIs, estimated motion)\n\n"
             + markdown(summary, digits=3)
             + "\n## Movies\n\n" + markdown(movies, digits=3)
+            + "\n## Per spine: demixed against raw (ROI means)\n\n" + markdown(versus, digits=3)
             + "\n## Spines with demixed r < 0.95, by reason\n\n" + markdown(reasons, digits=3)
             + "\n## Spines away from the edge: demixed r against the noise ceiling\n\n" + markdown(inside, digits=3))
     print(text)
