@@ -23,6 +23,9 @@ def register(sub) -> None:
     p.add_argument("--max-distance", type=float, default=None, metavar="UM",
                    help="largest distance of a spine's base and head between sessions after registration "
                         "(root-mean-square, µm; default 0.8)")
+    p.add_argument("--max-gap", type=int, default=None, metavar="N",
+                   help="a spine missing from up to N consecutive sessions keeps its track when it is "
+                        "found again at its place (default 2; 0: a spine not found is lost)")
     p.add_argument("--any-dendrite", action="store_true",
                    help="also link spines on dendrites that do not correspond between sessions")
     p.add_argument("--deformable", action="store_true",
@@ -44,6 +47,8 @@ def run(args) -> int:
     config = TrackConfig(same_dendrite=not args.any_dendrite)
     if args.max_distance is not None:
         config = replace(config, max_distance_um=args.max_distance)
+    if args.max_gap is not None:
+        config = replace(config, max_gap=args.max_gap)
     analyze_config = AnalyzeConfig() if args.method is None else AnalyzeConfig(method=args.method)
     reading = dict(channel=args.channel, time=args.time, voxel_size=args.voxel_size,
                    image=image_choice(args.image), allow_incomplete=args.allow_incomplete)

@@ -14,6 +14,7 @@ The PSF is a Gaussian given by its full width at half maximum in µm.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -149,13 +150,100 @@ def voxel_normal_equations(footprints, region: np.ndarray, fit_background: bool)
     return gram
 
 
-def _solve_gram(gram: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-    """Non-negative least squares from the normal equations (``gram = L L^T``)."""
+def _solve_gram(gram: np.ndarray, rhs: np.ndarray, *, nonnegative: bool = True) -> np.ndarray:
+    """Least squares from the normal equations (``gram = L L^T``): non-negative (NNLS on the
+    Cholesky factor) or, with ``nonnegative=False``, the plain solution; ``rhs`` (n,) or (n, k)."""
     scale = np.sqrt(np.clip(np.diag(gram), 1e-300, None))
     g = gram / scale[:, None] / scale[None, :]
     lower = np.linalg.cholesky(g + 1e-12 * np.eye(len(g)))
-    target = np.linalg.solve(lower, rhs / scale)
-    return solve_nonnegative(lower.T, target) / scale
+    rhs = np.asarray(rhs, float)
+    scaled = rhs / (scale if rhs.ndim == 1 else scale[:, None])
+    target = np.linalg.solve(lower, scaled)
+    if not nonnegative:
+        x = np.linalg.solve(lower.T, target)
+    elif rhs.ndim == 1:
+        x = solve_nonnegative(lower.T, target)
+    else:
+        x = np.stack([solve_nonnegative(lower.T, column) for column in target.T], axis=1)
+    return x / (scale if rhs.ndim == 1 else scale[:, None])
+
+
+@dataclass(frozen=True)
+class Footprints:
+    """The PSF-blurred footprint of every spine and dendrite label and the least-squares system
+    they make: what the unmixing needs from the labels and the PSF alone, built once
+    (:func:`build_footprints`) and solved for any number of images of the same field of view
+    (the channels of a stack, or every frame of a movie)."""
+
+    spine_ids: np.ndarray
+    dendrite_ids: np.ndarray
+    index: np.ndarray
+    sigma_px: tuple
+    fit: str
+    fit_background: bool
+    footprints: list | None      # voxel fit: (grown box, blurred mask) per unknown
+    gram: np.ndarray | None      # voxel fit: normal equations
+    matrix: np.ndarray | None    # ROI fit: mean of each footprint over each ROI
+    sizes: np.ndarray            # voxels per ROI of ``index``
+
+    @property
+    def n_unknowns(self) -> int:
+        return len(self.spine_ids) + len(self.dendrite_ids) + int(self.fit_background)
+
+    def solve(self, images, offsets=None, *, nonnegative: bool = True) -> np.ndarray:
+        """(n_unknowns, k) concentrations (spines, dendrites, then the background when fitted)
+        of the ``k`` images (an array (k, *shape)), after subtracting ``offsets`` (k,)."""
+        images = np.asarray(images)
+        offsets = np.zeros(len(images)) if offsets is None else np.asarray(offsets, float)
+        if self.fit == "voxels":
+            rhs = np.empty((len(self.footprints) + int(self.fit_background), len(images)))
+            for j, (box, f) in enumerate(self.footprints):
+                rhs[j] = np.tensordot(images[(slice(None), *box)], f, axes=f.ndim) - offsets * f.sum()
+            if self.fit_background:
+                region = self.index > 0
+                rhs[-1] = [float(np.sum(image[region], dtype=np.float64)) for image in images]
+                rhs[-1] -= offsets * region.sum()
+            return _solve_gram(self.gram, rhs, nonnegative=nonnegative)
+        flat = self.index.ravel()
+        n_rois = len(self.sizes)
+        columns = []
+        for image, offset in zip(images, offsets):
+            means = np.bincount(flat, weights=(np.asarray(image, float) - offset).ravel(),
+                                minlength=n_rois + 1)[1:] / self.sizes
+            columns.append(solve_nonnegative(self.matrix, means) if nonnegative
+                           else np.linalg.lstsq(self.matrix, means, rcond=None)[0])
+        return np.stack(columns, axis=1)
+
+
+def build_footprints(spine_labels, dendrite_labels, *, spacing, psf_fwhm_um, fit_background: bool = True,
+                     shell_um: float = 1.0, fit: str = "voxels") -> Footprints:
+    """The :class:`Footprints` of the labels with a Gaussian PSF (FWHM in µm, see
+    :func:`psf_sigma_px`); ``fit_background`` adds a constant background as one more unknown
+    (fitted from the unlabelled voxels within ``shell_um`` of the labels); ``fit`` as in
+    :func:`unmix`."""
+    spine_labels, dendrite_labels = np.asarray(spine_labels), np.asarray(dendrite_labels)
+    if dendrite_labels.shape != spine_labels.shape:
+        raise InputError("The spine and dendrite labels must have the same shape.")
+    if fit not in ("voxels", "rois"):
+        raise InputError(f"fit must be 'voxels' or 'rois', not {fit!r}.")
+    sigma = psf_sigma_px(psf_fwhm_um, spacing)
+    index, spine_ids, dendrite_ids = roi_index(spine_labels, dendrite_labels, spacing=spacing,
+                                               shell_um=shell_um if (fit_background or fit == "voxels") else None)
+    n_rois = len(spine_ids) + len(dendrite_ids) + int(fit_background)
+    masks = list(_label_masks(spine_labels, spine_ids))
+    masks += list(_label_masks(dendrite_labels, dendrite_ids, exclude=spine_labels > 0))
+    footprints = gram = matrix = None
+    if fit == "voxels":
+        region = index > 0
+        footprints = blurred_footprints(masks, index.shape, sigma, region)
+        gram = voxel_normal_equations(footprints, region, fit_background)
+    else:
+        matrix = footprint_matrix(masks, index, n_rois, sigma)
+        if fit_background:
+            matrix = np.hstack([matrix, np.ones((n_rois, 1))])
+    sizes = np.bincount(index.ravel(), minlength=int(index.max(initial=0)) + 1)[1:]
+    return Footprints(spine_ids=spine_ids, dendrite_ids=dendrite_ids, index=index, sigma_px=sigma, fit=fit,
+                      fit_background=fit_background, footprints=footprints, gram=gram, matrix=matrix, sizes=sizes)
 
 
 def unmix(channels, spine_labels, dendrite_labels, *, spacing, psf_fwhm_um, background=None,
@@ -186,43 +274,20 @@ def unmix(channels, spine_labels, dendrite_labels, *, spacing, psf_fwhm_um, back
         the given or the fitted one).
     """
     channels = [np.asarray(c, float) for c in channels]
-    spine_labels, dendrite_labels = np.asarray(spine_labels), np.asarray(dendrite_labels)
-    if any(c.shape != spine_labels.shape for c in channels) or dendrite_labels.shape != spine_labels.shape:
+    spine_labels = np.asarray(spine_labels)
+    if any(c.shape != spine_labels.shape for c in channels) or np.shape(dendrite_labels) != spine_labels.shape:
         raise InputError("The channels and the labels must have the same shape.")
-    if fit not in ("voxels", "rois"):
-        raise InputError(f"fit must be 'voxels' or 'rois', not {fit!r}.")
-    sigma = psf_sigma_px(psf_fwhm_um, spacing)
     fit_background = background is None
-    index, spine_ids, dendrite_ids = roi_index(spine_labels, dendrite_labels, spacing=spacing,
-                                               shell_um=shell_um if (fit_background or fit == "voxels") else None)
-    n_rois = len(spine_ids) + len(dendrite_ids) + int(fit_background)
-    masks = list(_label_masks(spine_labels, spine_ids))
-    masks += list(_label_masks(dendrite_labels, dendrite_ids, exclude=spine_labels > 0))
-    if fit == "voxels":
-        region = index > 0
-        footprints = blurred_footprints(masks, index.shape, sigma, region)
-        gram = voxel_normal_equations(footprints, region, fit_background)
-    else:
-        matrix = footprint_matrix(masks, index, n_rois, sigma)
-        if fit_background:
-            matrix = np.hstack([matrix, np.ones((n_rois, 1))])
-    sizes = np.bincount(index.ravel(), minlength=n_rois + 1)[1:]
-    spines = pd.DataFrame(index=pd.Index(spine_ids, name="id"))
-    dendrites = pd.DataFrame({"voxels": sizes[len(spine_ids):len(spine_ids) + len(dendrite_ids)]},
-                             index=pd.Index(dendrite_ids, name="id"))
-    backgrounds = []
-    for k, image in enumerate(channels):
-        offset = 0.0 if fit_background else float(background[k])
-        if fit == "voxels":
-            rhs = [float(np.sum(f * (image[box] - offset))) for box, f in footprints]
-            if fit_background:
-                rhs.append(float(np.sum(image[region] - offset)))
-            x = _solve_gram(gram, np.asarray(rhs))
-        else:
-            means = np.bincount(index.ravel(), weights=(image - offset).ravel(), minlength=n_rois + 1)[1:] / sizes
-            x = solve_nonnegative(matrix, means)
-        spines[f"c{k}"] = x[:len(spine_ids)]
-        dendrites[f"c{k}"] = x[len(spine_ids):len(spine_ids) + len(dendrite_ids)]
-        backgrounds.append(float(x[-1]) if fit_background else offset)
+    system = build_footprints(spine_labels, dendrite_labels, spacing=spacing, psf_fwhm_um=psf_fwhm_um,
+                              fit_background=fit_background, shell_um=shell_um, fit=fit)
+    n_s, n_d = len(system.spine_ids), len(system.dendrite_ids)
+    offsets = np.zeros(len(channels)) if fit_background else np.asarray(background, float)[:len(channels)]
+    x = system.solve(np.stack(channels) if channels else np.zeros((0, *spine_labels.shape)), offsets)
+    spines = pd.DataFrame(index=pd.Index(system.spine_ids, name="id"))
+    dendrites = pd.DataFrame({"voxels": system.sizes[n_s:n_s + n_d]}, index=pd.Index(system.dendrite_ids, name="id"))
+    for k in range(len(channels)):
+        spines[f"c{k}"] = x[:n_s, k]
+        dendrites[f"c{k}"] = x[n_s:n_s + n_d, k]
+    backgrounds = [float(x[-1, k]) if fit_background else float(offsets[k]) for k in range(len(channels))]
     return {"spines": spines, "dendrites": dendrites, "background": backgrounds,
-            "psf_sigma_px": list(sigma)}
+            "psf_sigma_px": list(system.sigma_px)}

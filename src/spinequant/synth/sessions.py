@@ -362,3 +362,18 @@ def write_sessions(series: SessionSeries, out_dir: str | os.PathLike) -> Path:
                                for k, (d, w, a) in enumerate(zip(series.days, series.warps, series.affine_to_first))]}
         (tmp / "transforms.json").write_text(json.dumps(to_json(record), indent=1) + "\n", encoding="utf-8")
     return out_dir
+
+
+def project_sessions(series: SessionSeries) -> list[Phantom]:
+    """Every session's maximum projection along z (:func:`~spinequant.synth.project_phantom`):
+    2D sessions with exact 2D truth, the spine table keeping ``track_id`` and the reference
+    base in the plane (``ref_base_y_um``, ``ref_base_x_um``)."""
+    from .projection import project_phantom
+
+    out = []
+    for phantom in series.phantoms:
+        flat = project_phantom(phantom)
+        extra = phantom.spines.set_index("id")[["track_id", "ref_base_y_um", "ref_base_x_um"]]
+        spines = flat.spines.join(extra, on="id")
+        out.append(replace(flat, spines=spines))
+    return out

@@ -235,13 +235,17 @@ def align_sessions(reference, moving, spacing, *, config: AlignConfig = AlignCon
     """The transform from ``moving``'s frame to ``reference``'s (see the module docstring).
 
     Both are (Z, Y, X) stacks with the voxel size ``spacing`` (z, y, x) µm (the same in
-    both; their shapes may differ). Returns the transform and diagnostics (rigid shift, blocks used, residual RMS at
+    both; their shapes may differ), or both 2D images (Y, X) with ``spacing`` (y, x): planes or
+    projections, registered in the plane (the transform stays 4 x 4 with z untouched, for
+    points with z = 0: see :func:`~spinequant.timelapse.tracking.as_3d`). Returns the transform and diagnostics (rigid shift, blocks used, residual RMS at
     the blocks, µm).
     """
     reference, moving = np.asarray(reference), np.asarray(moving)
+    if reference.ndim == moving.ndim == 2 and len(spacing) == 2:
+        return _align_planes(reference, moving, spacing, config)
     if reference.ndim != 3 or moving.ndim != 3:
-        raise InputError(f"Session registration needs two 3D stacks (Z, Y, X); got shapes {reference.shape} "
-                         f"and {moving.shape}.")
+        raise InputError(f"Session registration needs two 3D stacks (Z, Y, X) or two 2D images (Y, X); got "
+                         f"shapes {reference.shape} and {moving.shape} (voxel size {tuple(spacing)}).")
     spacing = np.asarray(spacing, float)
     shift = rigid_shift(reference, moving, spacing, downsample_um=config.downsample_um,
                         upsample_factor=config.upsample_factor, smooth_um=config.smooth_um)
@@ -268,3 +272,19 @@ def align_sessions(reference, moving, spacing, *, config: AlignConfig = AlignCon
         info[f"blocks_kept_{it}"] = int(kept.sum())
         transform = SessionTransform(affine)
     return transform, info
+
+
+def _align_planes(reference, moving, spacing, config: AlignConfig) -> tuple[SessionTransform, dict]:
+    """:func:`align_sessions` for two 2D images: as one-plane stacks (a nominal 1 µm z voxel),
+    with the z row and column of the affine kept at the identity."""
+    transform, info = align_sessions(reference[None], moving[None], (1.0, *(float(s) for s in spacing)),
+                                     config=config)
+    affine = np.array(transform.affine)
+    affine[0, :], affine[:, 0] = 0.0, 0.0
+    affine[0, 0] = 1.0
+    residual = transform.residual_um
+    if residual is not None:
+        residual = np.array(residual)
+        residual[:, 0] = 0.0
+    info["rigid_shift_um"] = [0.0, *info["rigid_shift_um"][1:]]
+    return SessionTransform(affine, transform.control_points_um, residual, transform.residual_smoothing), info

@@ -29,7 +29,10 @@ class TraceConfig:
     ``baseline`` (first, last frame) or ``percentile`` with ``window_s`` set F0; neither:
     the 10th percentile of the whole trace. ``neuropil_r`` subtracts r x the parent dendrite's
     trace from each spine's. ``register`` corrects rigid motion. ``background`` (detector
-    offset, in the movie's units) is subtracted before ΔF/F0.
+    offset, in the movie's units) is subtracted before ΔF/F0. ``psf_fwhm_um`` (the Gaussian
+    PSF's FWHM in µm: (z, xy) for 3D ROIs, (xy,) for 2D) turns on the per-frame demixing of the
+    ROIs with their blurred footprints (:mod:`~spinequant.timelapse.demixing`; it then fits
+    the background per frame), unless ``demix`` is false; not with ``neuropil_r``.
     """
 
     frame_rate_hz: float = 1.0
@@ -40,12 +43,27 @@ class TraceConfig:
     smooth_frames: int = 1
     register: bool = True
     background: float = 0.0
+    psf_fwhm_um: tuple[float, ...] | None = None
+    demix: bool = True
 
     def __post_init__(self):
         check_fields(self, ranges={"frame_rate_hz": (0, None, True, False),
                                    "percentile": (0, 100, False, False),
                                    "window_s": (0, None, True, False),
-                                   "smooth_frames": (1, None, False, False)})
+                                   "smooth_frames": (1, None, False, False),
+                                   "psf_fwhm_um": (0, None, True, False)})
+        if self.psf_fwhm_um is not None and len(self.psf_fwhm_um) not in (1, 2):
+            raise InputError(f"The PSF FWHM is two values (Z XY, µm) for a 3D movie or one (XY) for a 2D "
+                             f"one, not {len(self.psf_fwhm_um)} ({list(self.psf_fwhm_um)}).")
+        if self.demixes and self.neuropil_r:
+            raise InputError("The demixing (a PSF given) separates each spine from its dendrite already: the "
+                             "dendrite subtraction (neuropil_r / --neuropil) applies only without it "
+                             "(--no-demix, or no PSF).")
+
+    @property
+    def demixes(self) -> bool:
+        """Whether the ROIs are demixed: a PSF is given and ``demix`` is on."""
+        return self.psf_fwhm_um is not None and self.demix
 
 
 def read_movie(path, *, channel: int | None = None, voxel_size=None, roi_ndim: int) -> tuple[np.ndarray, tuple, list[str]]:
@@ -123,6 +141,10 @@ def traces_from_files(movie, result_dir, out_dir, *, config: TraceConfig = Trace
     from .trace_page import write_trace_page
 
     spines, dendrites, roi_spacing, image = read_rois(result_dir)
+    if config.demixes:
+        from ..morphology.unmixing import psf_sigma_px
+
+        psf_sigma_px(config.psf_fwhm_um, roi_spacing)    # a PSF that does not fit the ROIs: refused now
     frames, spacing, notes = read_movie(movie, channel=channel, voxel_size=voxel_size, roi_ndim=spines.ndim)
     if not np.all(np.isfinite(spacing)):
         spacing = roi_spacing
@@ -136,7 +158,8 @@ def traces_from_files(movie, result_dir, out_dir, *, config: TraceConfig = Trace
                                    register=config.register, reference=image, baseline=config.baseline,
                                    percentile=config.percentile, window_s=config.window_s,
                                    neuropil_r=config.neuropil_r, smooth_frames=config.smooth_frames,
-                                   background=config.background)
+                                   background=config.background,
+                                   psf_fwhm_um=config.psf_fwhm_um if config.demixes else None)
     out = ensure_writable_dir(out_dir)
     axes = "zyx"[-shifts.shape[1]:] if shifts.size else ""
     shifts_table = pd.DataFrame(shifts, columns=[f"shift_{a}_um" for a in axes])
@@ -151,6 +174,7 @@ def traces_from_files(movie, result_dir, out_dir, *, config: TraceConfig = Trace
         fig.savefig(tmp, format="png", dpi=100)
     written["traces.png"] = out / "traces.png"
     settings = {"movie": str(movie), "rois": str(result_dir), "config": asdict(config),
+                "demixed": config.demixes,
                 "frames": int(frames.shape[0]), "spacing_um": list(spacing), "notes": notes}
     written["traces.html"] = write_trace_page(out / "traces.html", table, shifts_table, fig, settings)
     with atomic_path(out / "traces.json") as tmp:

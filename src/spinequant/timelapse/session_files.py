@@ -8,7 +8,8 @@ first (:func:`~.alignment.align_sessions`, on the result's image), its spines ar
 Written atomically: ``tracks.csv``, ``summary.csv``, ``transforms.json``, ``kymograph.png``,
 then ``run.json`` (last: it marks a complete run). A session analysed here also keeps its
 spine probability map (``spine_map.tif``, probability x 255) for the check of losses and gains
-(:mod:`.presence`); result folders without one are tracked without that check.
+(:mod:`.presence`); result folders without one are tracked without that check. 2D images
+(planes or projections) are registered and tracked in the plane (``ref_z_um`` 0).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pandas as pd
 from .._atomic import atomic_path, ensure_writable_dir, undo_on_failure
 from ..errors import InputError
 from .alignment import AlignConfig, SessionTransform, align_sessions
-from .tracking import SessionSpines, TrackConfig, track_spines
+from .tracking import SessionSpines, TrackConfig, as_3d, track_spines
 from .turnover import along_dendrite, summarise
 
 RESULT_FILES = ("spines.csv", "labels_dendrites.tif")
@@ -51,8 +52,6 @@ def read_session(result_dir) -> tuple[SessionSpines, np.ndarray]:
                          f"{' or '.join(RESULT_FILES)}): give stacks or folders written by 'spinequant analyze'.")
     spines = pd.read_csv(result_dir / "spines.csv")
     dendrites, spacing = read_labels(result_dir / "labels_dendrites.tif")
-    if dendrites.ndim != 3:
-        raise InputError(f"'{result_dir}' is a 2D result; tracking over sessions needs 3D stacks.")
     swc = result_dir / "dendrites.swc"
     centrelines = read_swc(swc) if swc.exists() else None
     image = None
@@ -76,6 +75,9 @@ def read_session(result_dir) -> tuple[SessionSpines, np.ndarray]:
 def _check_grids(sessions: list[SessionSpines], names: list[str]) -> None:
     first = np.asarray(sessions[0].spacing)
     for s, name in zip(sessions[1:], names[1:]):
+        if len(s.spacing) != len(first):
+            raise InputError(f"Session '{name}' is {len(s.spacing)}D but the first is {len(first)}D: track "
+                             f"2D images (planes or projections) or 3D stacks, not both.")
         if not np.allclose(s.spacing, first, rtol=0.01):
             raise InputError(f"Session '{name}' has voxels of {tuple(s.spacing)} µm, the first "
                              f"{tuple(first)} µm: sessions must share the voxel size (resample first or give "
@@ -133,7 +135,7 @@ def track_sessions(inputs, out_dir, *, days=None, config: TrackConfig = TrackCon
             transforms.append(tr)
             infos.append(info)
         tracks = track_spines(sessions, transforms, days, config=config)
-        tracks = along_dendrite(tracks, sessions[0].centrelines)
+        tracks = along_dendrite(tracks, as_3d(sessions[0]).centrelines)
         summary = summarise(tracks, sessions, transforms, days, margin_um=config.edge_margin_um)
         written = _write_outputs(out, tracks, summary, transforms, infos, days)
         record = {"spinequant_command": "track", "complete": True,

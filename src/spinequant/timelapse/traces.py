@@ -12,6 +12,10 @@ The steps, each a function:
    every spike; ``r`` is the fraction of the dendrite's fluorescence that reaches the spine
    ROI (typically 0.1–0.7; too large a value drives ``F0`` of a dim spine towards 0, which
    :func:`delta_f_over_f` refuses).
+   Or, with the PSF known, :func:`~spinequant.timelapse.demixing.demix_frames` — every
+   frame unmixed with the PSF-blurred footprints of all spine and dendrite ROIs (least
+   squares, a constant background per frame), which gives each ROI its own fluorescence
+   free of its dendrite's and neighbours' blur: what a small spine's ROI mean cannot give.
 3. :func:`delta_f_over_f` — ``(F(t) - F0) / F0`` with ``F0`` the mean over a baseline frame
    range (DeepD3 paper: 20 frames without events), or a running percentile over a window of
    frames for long recordings; optional moving-average smoothing (the paper's 9 points).
@@ -122,7 +126,9 @@ def delta_f_over_f(raw, *, baseline: tuple[int, int] | None = None, percentile: 
 
         warnings.warn(f"F0 is zero or negative for {int(dark.sum())} ROI(s), whose ΔF/F0 is left empty "
                       f"(NaN): the background or the dendrite subtraction (r) removes more than the "
-                      f"ROI's own light. Lower them.", SpinequantWarning, stacklevel=2)
+                      f"ROI's own light (lower them), or the demixing leaves the ROI no light of its own "
+                      f"(a spine too small or dim for the PSF and noise, or a PSF stated too wide).",
+                      SpinequantWarning, stacklevel=2)
         f0 = np.where(dark[None, :], np.nan, f0)
     dff = (f - f0) / f0
     if smooth_frames > 1:
@@ -133,7 +139,8 @@ def delta_f_over_f(raw, *, baseline: tuple[int, int] | None = None, percentile: 
 def extract_traces(frames, spine_labels, dendrite_labels, spacing, *, frame_rate_hz: float = 1.0,
                    shifts_um=None, register: bool = True, reference=None, baseline=None,
                    percentile: float | None = None, window_s: float | None = None, neuropil_r: float = 0.0,
-                   smooth_frames: int = 1, background: float = 0.0) -> tuple[pd.DataFrame, np.ndarray]:
+                   smooth_frames: int = 1, background: float = 0.0,
+                   psf_fwhm_um=None) -> tuple[pd.DataFrame, np.ndarray]:
     """Motion-corrected traces and ΔF/F0 of every spine and dendrite ROI.
 
     Parameters
@@ -155,6 +162,11 @@ def extract_traces(frames, spine_labels, dendrite_labels, spacing, *, frame_rate
     neuropil_r : float
         Dendrite subtraction factor r (see :func:`subtract_dendrite`); 0 for none. Dendrite
         ROIs are never corrected.
+    psf_fwhm_um : (z, xy) for 3D, (xy,) for 2D, optional
+        The microscope's Gaussian PSF FWHM in µm. When given, every frame is demixed
+        (:func:`~spinequant.timelapse.demixing.demix_frames`): ``corrected`` is then each
+        ROI's own fluorescence (background fitted per frame, so ``background`` is not
+        subtracted again) and ΔF/F0 is computed from it; not with ``neuropil_r``.
 
     Returns
     -------
@@ -177,7 +189,18 @@ def extract_traces(frames, spine_labels, dendrite_labels, spacing, *, frame_rate
     spine_raw = roi_means(corrected_frames, spine_labels)
     dend_raw = roi_means(corrected_frames, dendrite_labels)
     parents = parent_dendrites(spine_labels, dendrite_labels)
-    spine_corr = subtract_dendrite(spine_raw, dend_raw, parents, neuropil_r)
+    if psf_fwhm_um is not None:
+        if neuropil_r:
+            raise InputError("The demixing (a PSF given) separates each spine from its dendrite already: "
+                             "the dendrite subtraction factor r applies only without it (set r to 0).")
+        from .demixing import demix_frames
+
+        spine_corr, dend_corr, _ = demix_frames(corrected_frames, spine_labels, dendrite_labels, spacing,
+                                                psf_fwhm_um=psf_fwhm_um)
+        background = 0.0
+    else:
+        spine_corr = subtract_dendrite(spine_raw, dend_raw, parents, neuropil_r)
+        dend_corr = dend_raw
     window = None if window_s is None else max(1, int(round(window_s * frame_rate_hz)))
     options = dict(baseline=None if baseline is None else tuple(baseline), percentile=percentile,
                    window_frames=window, smooth_frames=smooth_frames, background=background)
@@ -186,7 +209,7 @@ def extract_traces(frames, spine_labels, dendrite_labels, spacing, *, frame_rate
     blocks = []
     for kind, raw, corr, present, ids, dends in (
             ("spine", spine_raw, spine_corr, present_s, np.arange(1, spine_raw.shape[1] + 1), parents),
-            ("dendrite", dend_raw, dend_raw, present_d, np.arange(1, dend_raw.shape[1] + 1),
+            ("dendrite", dend_raw, dend_corr, present_d, np.arange(1, dend_raw.shape[1] + 1),
              np.arange(1, dend_raw.shape[1] + 1))):
         if not present.any():
             continue

@@ -87,7 +87,32 @@ def score_tracks(tracks: pd.DataFrame, truth_tracks: pd.DataFrame, id_maps: list
 
 def registration_errors(transform, spines: pd.DataFrame) -> np.ndarray:
     """Distance (µm) between each true spine base of a session mapped by ``transform`` and its
-    true place in the first session's frame (phantom truth columns ``ref_base_*_um``)."""
-    own = spines[[f"base_{a}_um" for a in "zyx"]].to_numpy(float)
-    ref = spines[[f"ref_base_{a}_um" for a in "zyx"]].to_numpy(float)
-    return np.linalg.norm(transform.apply(own) - ref, axis=1)
+    true place in the first session's frame (phantom truth columns ``ref_base_*_um``; for 2D
+    sessions, :func:`~spinequant.synth.sessions.project_sessions`, in the plane)."""
+    def points(prefix):      # a 2D session's (no z column) at z = 0
+        return np.column_stack([spines[f"{prefix}_{a}_um"].to_numpy(float) if f"{prefix}_{a}_um" in spines
+                                else np.zeros(len(spines)) for a in "zyx"])
+
+    return np.linalg.norm(transform.apply(points("base")) - points("ref_base"), axis=1)
+
+
+def identity_scores(tracks: pd.DataFrame, id_maps: list[dict[int, int]]) -> dict:
+    """Whether tracks keep their identity over every session a spine was found in, gaps included.
+
+    A *sighting pair* is two successive sessions in which one true track was found (not
+    necessarily consecutive sessions: a spine missed in between still joins its sightings).
+    ``pair_recall``: the true pairs whose two found spines share a track id; ``pair_precision``:
+    of the successive sightings of each found track, those of one true track."""
+    present = tracks[tracks["spine_id"] > 0].sort_values(["track_id", "session"])
+    true_of = [id_maps[int(k)].get(int(s)) for k, s in zip(present["session"], present["spine_id"])]
+    present = present.assign(true=true_of)
+    found_pairs = correct = 0
+    for _, rows in present.groupby("track_id"):
+        t = rows["true"].tolist()
+        found_pairs += len(t) - 1
+        correct += sum(1 for a, b in zip(t[:-1], t[1:]) if a is not None and a == b)
+    sightings = pd.DataFrame([(k, t) for k, m in enumerate(id_maps) for t in m.values()], columns=["session", "true"])
+    true_pairs = int((sightings.groupby("true").size() - 1).clip(lower=0).sum()) if len(sightings) else 0
+    return {"true_pairs": true_pairs, "found_pairs": found_pairs, "correct_pairs": correct,
+            "pair_recall": correct / true_pairs if true_pairs else float("nan"),
+            "pair_precision": correct / found_pairs if found_pairs else float("nan")}

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
-from .tracking import SessionSpines, inside_volume
+from .tracking import SessionSpines, as_3d, inside_volume
 
 #: Statuses of a spine that is there in a session (found, seen in the spine map, or found again).
 PRESENT = ("stable", "reappeared", "missed", "undetected", "first_detected")
@@ -60,6 +60,7 @@ def summarise(tracks: pd.DataFrame, sessions: list[SessionSpines], transforms: l
               margin_um: float = 1.0) -> pd.DataFrame:
     """One row per interval (see the module docstring) from :func:`~.tracking.track_spines`'s table."""
     rows = []
+    sessions = [as_3d(s) for s in sessions]
     initial = set(tracks.loc[tracks["session"] == 0, "track_id"])
     for k in range(1, len(sessions)):
         now = tracks[tracks["session"] == k]
