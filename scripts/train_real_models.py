@@ -65,7 +65,7 @@ def read_grey(path: Path) -> np.ndarray:
     return img[..., 0] if img.ndim == 3 else img
 
 
-def dendritic2(split: str, names=None, weight=1.0) -> list[TrainingSample]:
+def dendritic2(split: str, names=None, weight=1.0, crops_as_fields=False) -> list[TrainingSample]:
     folder = REAL2D / "dendritic2" / split
     out = []
     for img in sorted((folder / "images").glob("*.jpg")):
@@ -73,7 +73,8 @@ def dendritic2(split: str, names=None, weight=1.0) -> list[TrainingSample]:
         if (names is not None and img.name not in names) or not label.exists():
             continue   # one training image of the set has no label file of its name
         sample, _ = yolo_training_sample(read_grey(img), label,
-                                         pixel_size_um=dendritic2_pixel_um(img.name), name=f"dendritic2/{split}/{img.stem}",
+                                         pixel_size_um=DENDRITIC2_UM if crops_as_fields else dendritic2_pixel_um(img.name),
+                                         name=f"dendritic2/{split}/{img.stem}",
                                          outlines=False, weight=weight)
         out.append(sample)
     return out
@@ -173,8 +174,9 @@ def main() -> None:
     ap.add_argument("--init", default=None, help="start from this point-head model (default: lean2d's weights)")
     ap.add_argument("--grow-from", default=None,
                     help="start a one-level-deeper --architecture from this point-head model")
-    ap.add_argument("--crops", choices=("scaled", "drop"), default="scaled",
-                    help="dendritic2's zoomed spine_image crops: read at their own pixel size, or left out")
+    ap.add_argument("--crops", choices=("scaled", "drop", "as-fields"), default="scaled",
+                    help="dendritic2's zoomed spine_image crops: read at their own pixel size (0.025 µm), "
+                         "left out, or read at the fields' 0.09 µm (how the shipped lean2d_real was trained)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", default="work/models")
     ap.add_argument("--no-install", action="store_true")
@@ -183,7 +185,7 @@ def main() -> None:
     out = Path(args.work) / args.name
     t = time.perf_counter()
     distinct = set((REAL2D / "dendritic2" / "valid_distinct.txt").read_text().split())
-    d2 = dendritic2("train")
+    d2 = dendritic2("train", crops_as_fields=args.crops == "as-fields")
     if args.crops == "drop":
         d2 = [s for s in d2 if dendritic2_pixel_um(s.name) == DENDRITIC2_UM]
     st = spine_types("train")
@@ -208,8 +210,10 @@ def main() -> None:
                          patience=args.epochs, val_patches=64, num_threads=args.threads,
                          max_minutes=args.minutes, seed=0,
                          augment=dataclasses.replace(AugmentConfig(), scale_jitter=args.scale_jitter))
+    crops_note = {"scaled": f"read at {DENDRITIC2_CROP_UM} µm", "drop": "left out",
+                  "as-fields": f"read at {DENDRITIC2_UM} µm"}
     description = (f"warm-started from {args.init or 'lean2d'}; {len(d2)} real two-photon projections with spine-head points "
-                   f"({'zoomed crops read at ' + str(DENDRITIC2_CROP_UM) + ' µm' if args.crops == 'scaled' else 'zoomed crops left out'}) "
+                   f"(zoomed crops {crops_note[args.crops]}) "
                    f"(dendritic2/train, SpineDetector 'Dendritic2' v2, CC BY 4.0), {len(st)} real images with "
                    f"spine outlines (spine_types/train, Dendritic-Spine-Analyzer-YOLO11, MIT), {len(ph)} "
                    f"domain-randomised phantoms of presets {', '.join(PRESETS)}"

@@ -6,13 +6,13 @@ Training data: the spines that ``analyze`` (default detection model) finds in th
 ``spine_types/train`` (Dendritic-Spine-Analyzer-YOLO11 by Meng-De-Gong, MIT; 1,289 spines
 typed M S B T F by its authors) that match an expert's outline (head within 1 µm, one-to-one),
 each carrying the expert's type: the network learns from the objects it will see in use,
-not from the experts' polygons (whose drawn shape gives the type away: a network given the
-polygons scored 0.95 on the val outlines but cannot have them in use). Pixel sizes as the
+not from the experts' polygons (whose drawn shape gives the type away, and which a user's
+image does not have). Pixel sizes as the
 rest of the project judges them (0.08 µm at 1024 px, 0.12 µm at 512 px).
 
 Settings (chosen on 2026-11-30 on the val split's detections of lean2d_real, 102 spines, so
-the val figures below are not independent of the choice; the grouped cross-validation on
-train is): 2 channels (image, own mask; the image alone: F1 with type 0.72 against 0.77),
+the val figures are not independent of the choice; the grouped cross-validation on train
+is): 2 channels (image, own mask; ``--image-only`` drops the mask),
 width 16, 30 epochs of AdamW (weight decay 1e-3) with a one-cycle learning rate peaking at
 3e-3, batch 64, class weights (inverse frequency) ** 0.5, label smoothing 0.05; augmentation:
 rotations by 90 degrees, flips, shifts of up to 3 px, intensity x 0.7-1.4.
@@ -128,12 +128,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--method", default="lean2d_real", help="detection model whose objects are typed")
     ap.add_argument("--cv", action="store_true", help="also report 5-fold cross-validation by image on train")
+    ap.add_argument("--image-only", action="store_true", help="the image channel alone (no object mask)")
     ap.add_argument("--name", default="spine_types_2d_network")
     ap.add_argument("--out", default=str(MODELS))
     args = ap.parse_args()
     torch.set_num_threads(2)
     t = time.perf_counter()
     train, val = detections("train", args.method), detections("val", args.method)
+    if args.image_only:
+        for d in train + val:
+            d["patches"] = d["patches"][:, :1]
     x, y, groups = training_arrays(train)
     print(f"{len(y)} matched training spines {np.bincount(y, minlength=5).tolist()}; detections in "
           f"{time.perf_counter() - t:.0f} s", flush=True)
@@ -153,7 +157,7 @@ def main() -> None:
         "weights": weights.name,
         "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
         "classes": list(CLASS_NAMES),
-        "architecture": {"channels": 2, "width": 16},
+        "architecture": {"channels": int(x.shape[1]), "width": 16},
         "patch": {"pixel_um": tn.PATCH_PIXEL_UM, "size_px": 2 * tn.PATCH_HALF,
                   "normalisation": f"image / its {tn.NORMALISE_PERCENTILE}th percentile of non-zero pixels, "
                                    f"clipped at {tn.NORMALISE_CLIP}", "centre": "the spine's head"},

@@ -158,7 +158,7 @@ def _types(table: pd.DataFrame, spines: np.ndarray, channels, sp: np.ndarray, cf
     if spines.ndim == 2 and channels is not None and cfg.rule_set in ("network", "auto"):
         from .type_network import classify_by_network
 
-        return classify_by_network(channels[0], spines, table, sp)
+        return classify_by_network(channels[0], spines, table, sp, filopodia_max_head_um=cfg.filopodia_max_head_um)
     return classify_spines(table, config=cfg)
 
 

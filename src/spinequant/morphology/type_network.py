@@ -120,15 +120,23 @@ def type_probabilities(patches: np.ndarray, net) -> np.ndarray:
 
 
 def classify_by_network(image: np.ndarray, spine_labels: np.ndarray, table: pd.DataFrame, spacing, *,
+                        filopodia_max_head_um: float | None = None,
                         card_path: str | None = None) -> tuple[list[str], list[str]]:
     """Type of every spine of a 2D table from the image, and the rule column's text (the
-    network's probability for that type)."""
+    network's probability for that type). A spine whose head is at least
+    ``filopodia_max_head_um`` wide is never a filopodium (the published rules' guard): it
+    takes the network's most probable other type."""
     if np.ndim(spine_labels) != 2:
         raise InputError("The 'network' spine type rule set types spines of 2D images (a plane or "
                          "a projection) only; for a 3D stack choose 'neuronstudio' or 'risher'.")
     net, card = load_type_network(card_path)
-    probs = type_probabilities(type_patches(image, spine_labels, table, spacing), net)
-    best = probs.argmax(1) if len(probs) else np.zeros(0, int)
+    patches = type_patches(image, spine_labels, table, spacing)[:, :card["architecture"]["channels"]]
+    probs = type_probabilities(patches, net)
     names = card["classes"]
+    if filopodia_max_head_um is not None and "filopodia" in names and len(probs):
+        wide = table["head_diameter_um"].to_numpy(float) >= filopodia_max_head_um
+        probs = probs.copy()
+        probs[wide, names.index("filopodia")] = -1.0
+    best = probs.argmax(1) if len(probs) else np.zeros(0, int)
     return ([names[b] for b in best],
             [f"{card['name']} network: p={p[b]:.2f}" for p, b in zip(probs, best)])
