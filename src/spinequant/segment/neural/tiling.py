@@ -206,8 +206,11 @@ class _PlaneSums:
         self.sums /= self.coverage
         if self.clip:
             np.clip(self.sums, 0.0, 1.0, out=self.sums)
-        for channel, values in zip(self.out, self.sums):
-            channel[self.z] = values
+        sums = torch.from_numpy(self.sums)
+        for channel, values in zip(self.out, sums):
+            # torch converts float32 to float16 with the CPU's vector instructions (numpy: ~2 ns
+            # a value, a second or two for a 101 x 1024 x 1024 stack's three maps).
+            torch.from_numpy(channel[self.z]).copy_(values)
         self.sums[:] = 0.0
         self.z = None
 
