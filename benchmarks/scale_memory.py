@@ -5,8 +5,16 @@
     /usr/bin/time -v python benchmarks/scale_memory.py blocks DIR 256 # chunked_labels only (block stage)
     /usr/bin/time -v python benchmarks/scale_memory.py chunked DIR 256  # analyze_chunked
 
+    python benchmarks/scale_memory.py stages STACK OUT      # analyze_file, resident memory per stage
+
 Run each in a fresh process: the peak (printed, and /usr/bin/time's maximum resident set
 size) is the process's.
+
+``stages`` runs what ``spinequant analyze STACK --out OUT`` runs (read, analyze, save with
+every export and the report, glibc's allocator set as the command sets it) and samples the
+process's resident memory every 20 ms, printing the highest value seen in each tenth of each
+stage (``segment@0.3``: from 30 % to 40 % of the network's tiles) and ``ru_maxrss``: where the
+peak lies and what each stage adds (docs/scale.md, "Memory of the in-memory path").
 """
 
 from __future__ import annotations
@@ -17,7 +25,41 @@ import time
 from pathlib import Path
 
 
+def stages(stack: str, out_dir: str) -> None:
+    import resource
+    import threading
+
+    import psutil
+
+    from spinequant.pipeline import analyze_file
+    from spinequant.segment.neural import keep_freed_memory
+
+    keep_freed_memory()                  # as the command line sets it
+    process, state = psutil.Process(), {"stage": "read", "peaks": {}, "running": True}
+
+    def sample():
+        while state["running"]:
+            peaks, stage = state["peaks"], state["stage"]
+            peaks[stage] = max(peaks.get(stage, 0.0), process.memory_info().rss / 2**20)
+            time.sleep(0.02)
+
+    def progress(stage, fraction=0.0):
+        state["stage"] = f"{stage}@{int(fraction * 10) / 10:.1f}"
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    t = time.perf_counter()
+    result = analyze_file(stack, out_dir, progress=progress)
+    state["running"] = False
+    sampler.join()
+    print(json.dumps({"mode": "stages", "spines": len(result.spines), "seconds": round(time.perf_counter() - t, 1),
+                      "peak_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                      "stage_peaks_mib": {k: round(v) for k, v in state["peaks"].items()}}, indent=1))
+
+
 def main(mode: str, folder: str, chunk: str = "256") -> None:
+    if mode == "stages":
+        return stages(folder, chunk)
     from spinequant.pipeline.analyze import AnalyzeConfig
     from spinequant.pipeline.runinfo import peak_memory_mb
 

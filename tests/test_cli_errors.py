@@ -214,3 +214,17 @@ def test_progress_in_a_log_is_one_line_per_stage_and_the_outcome_goes_to_stdout(
     stages = [line.split("] ")[1] for line in out.stderr.splitlines() if line.startswith("[")]
     assert stages == ["segment", "instances", "measure", "export", "report"]
     assert "spines on 1 dendrite(s)" in out.stdout
+
+
+@pytest.mark.parametrize("extra, pattern", [
+    (("--project", "max"), "without --project"),
+    (("--ratio-channel", "1"), "--ratio-channel is not available with --chunked"),
+])
+def test_chunked_refuses_projection_and_ratio_before_reading(capsys, tmp_path, extra, pattern):
+    # A two-channel stack: both options would be valid without --chunked. Refused with one
+    # paragraph, and no results folder or work folder is left behind.
+    data = np.random.default_rng(0).integers(0, 1000, (4, 2, 32, 32)).astype(np.uint16)
+    path = write_tiff(tmp_path / "two.tif", data, SPACING, axes="ZCYX")
+    code, _, err = analyze(capsys, tmp_path, path, "--chunked", "--chunk-size", "256", *extra)
+    assert_one_paragraph(code, err, pattern)
+    assert not (tmp_path / "results").exists()

@@ -8,6 +8,7 @@ step so they are computed once.
 
 from __future__ import annotations
 
+import mmap
 from dataclasses import dataclass
 
 import cc3d
@@ -50,7 +51,7 @@ class Objects:
     def keep(self, ids) -> Objects:
         """Only the objects ``ids``, renumbered 1..len(ids) in that order, as int32."""
         ids = np.asarray(ids, dtype=np.int64)
-        out = np.zeros(self.labels.shape, dtype=np.int32)
+        out = blank_labels(self.labels.shape)
         for new, old in enumerate(ids, start=1):
             box = self.boxes[old]
             view = out[box]
@@ -64,6 +65,42 @@ class Objects:
             box = self.boxes[i]
             mask[box] |= self.labels[box] == i
         return mask
+
+
+#: Label volumes from this size on are made by :func:`blank_labels`.
+_BLANK_MIN_BYTES = 16 << 20
+
+
+def blank_labels(shape) -> np.ndarray:
+    """A zeroed int32 label volume whose pages take memory only once written.
+
+    Spine and dendrite objects cover a few percent of a stack; written object by object
+    into such a volume, a label volume is resident only around them, not whole. numpy asks
+    the kernel for huge pages (2 MiB) for large arrays, which would make any object's voxel
+    bring in 2 MiB around it (half a 1024 x 1024 int32 plane): a large volume is therefore
+    its own anonymous mapping with huge pages declined (tests/test_memory_maps.py: 400 MiB
+    with a small object in each of its 100 planes is resident for a few MiB, not 250).
+    """
+    shape = tuple(int(n) for n in shape)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * 4
+    if nbytes < _BLANK_MIN_BYTES or not hasattr(mmap, "MADV_NOHUGEPAGE"):
+        return np.zeros(shape, np.int32)
+    # Private: reading a page no one wrote maps the kernel's zero page (shared would allocate it).
+    buffer = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE)
+    buffer.madvise(mmap.MADV_NOHUGEPAGE)
+    return np.frombuffer(buffer, np.int32).reshape(shape)
+
+
+def sparse_labels(labels: np.ndarray, boxes, lut: np.ndarray) -> np.ndarray:
+    """``lut[labels]`` as int32, written object by object (``boxes``: the bounding box of each
+    id of ``labels``) into a :func:`blank_labels` volume, where a copy or a whole-volume
+    lookup would make all of it resident."""
+    out = blank_labels(labels.shape)
+    for old in np.flatnonzero(lut):
+        box = boxes[old]
+        view = out[box]
+        view[labels[box] == old] = lut[old]
+    return out
 
 
 def margin_voxels(distance_um: float, spacing) -> tuple[int, int, int]:

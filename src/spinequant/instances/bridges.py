@@ -20,7 +20,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 from skimage.draw import line_nd
 
-from ._objects import Objects
+from ._objects import Objects, sparse_labels
 
 
 def bridge_bright_gaps(dendrite_labels: np.ndarray, image: np.ndarray, spacing, *,
@@ -76,15 +76,6 @@ def bridge_bright_gaps(dendrite_labels: np.ndarray, image: np.ndarray, spacing, 
                 bridges.append(path)
     if not edges:
         return dendrite_labels
-    out = labels.astype(np.int32, copy=True)
-    for (a, _), path in zip(edges, bridges):
-        lo = np.maximum(path.min(axis=0) - 1, 0)
-        hi = np.minimum(path.max(axis=0) + 2, out.shape)
-        box = tuple(slice(l, h) for l, h in zip(lo, hi))
-        line = np.zeros(tuple(hi - lo), bool)
-        line[tuple((path - lo).T)] = True
-        view = out[box]
-        view[ndi.binary_dilation(line) & (view == 0)] = a
     u, v = np.array(edges).T
     graph = coo_matrix((np.ones(len(u)), (u, v)), shape=(n + 1, n + 1))
     _, component = connected_components(graph, directed=False)
@@ -92,7 +83,17 @@ def bridge_bright_gaps(dendrite_labels: np.ndarray, image: np.ndarray, spacing, 
     rank = np.empty(len(first), np.int32)
     rank[np.argsort(first)] = np.arange(1, len(first) + 1, dtype=np.int32)
     lut = np.concatenate([[0], rank[group]]).astype(np.int32)
-    return lut[out]
+    lut[pieces.counts == 0] = 0                      # ids no voxel holds: no box
+    out = sparse_labels(labels, pieces.boxes, lut)
+    for (a, _), path in zip(edges, bridges):
+        lo = np.maximum(path.min(axis=0) - 1, 0)
+        hi = np.minimum(path.max(axis=0) + 2, out.shape)
+        box = tuple(slice(l, h) for l, h in zip(lo, hi))
+        line = np.zeros(tuple(hi - lo), bool)
+        line[tuple((path - lo).T)] = True
+        view = out[box]
+        view[ndi.binary_dilation(line) & (view == 0)] = lut[a]
+    return out
 
 
 def _smoothed_along(image: np.ndarray, path: np.ndarray) -> np.ndarray:

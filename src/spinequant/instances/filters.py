@@ -13,7 +13,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from ..boxes import grow_box
-from ._objects import Objects, near_mask
+from ._objects import Objects, blank_labels, near_mask, sparse_labels
 
 
 def object_filter(labels: np.ndarray, *, spacing, dendrite_mask=None, min_volume_um3: float = 0.0,
@@ -172,7 +172,9 @@ def join_through_spines(dendrite_labels: np.ndarray, spine_labels, connectivity:
     rank = np.empty(len(first), np.int32)                   # components by their lowest piece
     rank[np.argsort(first)] = np.arange(1, len(first) + 1, dtype=np.int32)
     lut = np.concatenate([[0], rank[group]]).astype(np.int32)
-    return lut[dendrite_labels]
+    pieces = Objects.of(dendrite_labels)
+    lut[pieces.counts == 0] = 0                             # ids no voxel holds: no box
+    return sparse_labels(dendrite_labels, pieces.boxes, lut)
 
 
 def trim_to_peak_fraction(objects: Objects, prob: np.ndarray, fraction: float,
@@ -191,7 +193,7 @@ def trim_to_peak_fraction(objects: Objects, prob: np.ndarray, fraction: float,
     """
     if fraction <= 0:
         return objects
-    labels = objects.labels.copy()
+    labels = blank_labels(objects.labels.shape)
     counts = objects.counts.copy()
     boxes = list(objects.boxes)
     for i in objects.ids:
@@ -200,7 +202,7 @@ def trim_to_peak_fraction(objects: Objects, prob: np.ndarray, fraction: float,
         p = prob[box]
         core = cc3d.largest_k(inside & (p >= fraction * p[inside].max()), k=1,
                               connectivity=connectivity) > 0
-        labels[box][inside & ~core] = 0
+        labels[box][core] = i
         counts[i] = int(core.sum())
         nz = np.nonzero(core)
         boxes[i] = tuple(slice(s.start + int(a.min()), s.start + int(a.max()) + 1) for s, a in zip(box, nz))

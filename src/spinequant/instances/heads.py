@@ -19,7 +19,7 @@ from scipy.spatial import cKDTree
 from skimage.segmentation import watershed
 
 from ..boxes import box_within, grow_box
-from ._objects import Objects
+from ._objects import Objects, blank_labels, sparse_labels
 
 #: Part of the head blob (relative to the head map's own peak) that counts as the head when the
 #: spine map is too faint around it: the Gaussian's half maximum.
@@ -38,7 +38,9 @@ def head_peaks(head_prob: np.ndarray, spacing, *, threshold: float, min_distance
     >>> peaks.tolist(), [round(float(v), 2) for v in values]
     ([[0, 5, 5], [0, 14, 12]], [0.9, 0.4])
     """
-    head_prob = np.asarray(head_prob, np.float32)
+    head_prob = np.asarray(head_prob)
+    if head_prob.dtype not in (np.float16, np.float32):
+        head_prob = head_prob.astype(np.float32)
     radius_um = np.array([2.0 * min_distance_um] + [min_distance_um] * (head_prob.ndim - 1))[-head_prob.ndim:]
     radius = np.maximum(np.round(radius_um / np.asarray(spacing, float)), 1).astype(int)
     # A box maximum filter (separable), run only around the regions above the threshold
@@ -50,13 +52,13 @@ def head_peaks(head_prob: np.ndarray, spacing, *, threshold: float, min_distance
         if box is None:
             continue
         grown = grow_box(box, radius, head_prob.shape)
-        local = head_prob[grown]
+        local = head_prob[grown].astype(np.float32)     # (scipy.ndimage takes no float16)
         peak = (local == ndi.maximum_filter(local, size=tuple(2 * radius + 1), mode="nearest"))
         inner = box_within(box, grown)
         hits = np.argwhere(peak[inner] & above[box])
         found.append(hits + [b.start for b in box])
     candidates = np.unique(np.concatenate(found), axis=0) if found else np.zeros((0, head_prob.ndim), int)
-    values = head_prob[tuple(candidates.T)]
+    values = head_prob[tuple(candidates.T)].astype(np.float32)
     order = np.argsort(-values, kind="stable")
     candidates, values = candidates[order], values[order]
     if len(candidates) > 1:
@@ -98,33 +100,24 @@ def objects_from_heads(peaks: np.ndarray, spine_prob: np.ndarray, head_prob: np.
     heads_per_component = np.bincount(owner, minlength=len(boxes))
     # Component -> spine id: its head's id (1..K) when it holds one head, a placeholder above
     # every head id when it holds several (split below), background when it holds none.
-    # Relabelled in place, plane by plane: no second stack-sized label volume.
     lut = np.zeros(len(boxes), np.int64)
     shared = np.flatnonzero(heads_per_component > 1)
     lut[shared] = len(peaks) + shared
     alone = heads_per_component[owner] == 1
     lut[owner[alone]] = np.flatnonzero(alone) + 1
     lut[0] = 0
-    labels = _relabelled_as_int32(components, lut)
+    labels = sparse_labels(components, boxes, lut)
+    del components
     for comp in shared:
         box = boxes[comp]
         inside = labels[box] == len(peaks) + comp
         ks = np.flatnonzero(owner == comp)
         markers = np.zeros(inside.shape, np.int32)
         markers[tuple((peaks[ks] - [b.start for b in box]).T)] = ks + 1
-        landscape = -(head_prob[box] + spine_prob[box])
+        landscape = -(head_prob[box].astype(np.float32) + spine_prob[box])
         split = watershed(landscape, markers=markers, mask=inside)
         labels[box][inside] = split[inside]
     return Objects.of(labels)
-
-
-def _relabelled_as_int32(labels: np.ndarray, lut: np.ndarray) -> np.ndarray:
-    """``lut[labels]`` as int32, written over ``labels`` when it has 4-byte items."""
-    out = labels.view(np.int32) if labels.dtype.itemsize == 4 else np.empty(labels.shape, np.int32)
-    lut = lut.astype(np.int32)
-    for z in range(0, labels.shape[0], 8):
-        out[z:z + 8] = lut[labels[z:z + 8]]
-    return out
 
 
 def _blob_reach(ndim: int) -> tuple[int, ...]:
@@ -136,7 +129,7 @@ def trim_heads(objects: Objects, spine_prob: np.ndarray, head_prob: np.ndarray, 
     """Cut each object at ``fraction`` of its own peak in the spine map -- in the head map
     for an object the spine map never reaches ``threshold`` in (a head outlined by its blob)
     -- keeping the piece that holds the head."""
-    labels = objects.labels.copy()
+    labels = blank_labels(objects.labels.shape)
     for i in objects.ids:
         box = objects.boxes[i]
         own = objects.labels[box] == i
@@ -148,7 +141,7 @@ def trim_heads(objects: Objects, spine_prob: np.ndarray, head_prob: np.ndarray, 
         if pieces[top]:
             keep = pieces == pieces[top]
         view = labels[box]
-        view[own & ~keep] = 0
+        view[own & keep] = i
     return Objects.of(labels)
 
 

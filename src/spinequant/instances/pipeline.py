@@ -148,8 +148,14 @@ def _noise(objects, dendrites, spacing, cfg, size):
     return noise_objects(objects, dendrites, spacing=spacing, distance_um=cfg.noise_distance_um,
                          dendrite_volume_um3=size["noise_dendrite_volume_um3"],
                          volume_um3=size["noise_volume_um3"])
+#: The bits of float16 1.0: a float16 array whose bit patterns (as uint16) are all at most this
+#: holds only numbers in [0, 1] (no sign bit, no NaN or infinity, whose exponent bits are all set).
+_FLOAT16_ONE = 0x3C00
+
+
 def _as_map(data, what: str) -> tuple[np.ndarray, bool]:
-    """Float32 map in [0, 1] and whether it was a mask (bool or only 0/1 integers)."""
+    """The map as float16 or float32 (other types converted to float32) in [0, 1], and whether
+    it was a mask (bool or only 0/1 integers)."""
     arr = np.asarray(data)
     if arr.ndim not in (2, 3):
         raise InputError(
@@ -161,12 +167,16 @@ def _as_map(data, what: str) -> tuple[np.ndarray, bool]:
     if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
         raise InputError(
             f"The {what} has data type {arr.dtype}; give probabilities (float) or a boolean mask.")
-    arr = arr.astype(np.float32, copy=False)
-    if not np.isfinite(arr).all():
+    if arr.dtype not in (np.float16, np.float32):   # a network's float16 maps stay as they are
+        arr = arr.astype(np.float32)
+    if arr.dtype == np.float16 and arr.size and int(arr.view(np.uint16).max()) <= _FLOAT16_ONE:
+        return arr, False        # (the bit patterns' max; float16 arithmetic is slow)
+    # min and max are NaN when any value is (and infinite when one is): no stack-sized mask.
+    lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+    if not (np.isfinite(lo) and np.isfinite(hi)):
         raise InputError(
             f"The {what} contains NaN or infinite values; probabilities must be finite numbers in "
             f"[0, 1]. Replace them (e.g. with 0) before building spine objects.")
-    lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
     if lo < 0 or hi > 1:
         raise InputError(
             f"The {what} holds values from {lo:g} to {hi:g}, but probabilities must lie in [0, 1]. "

@@ -26,7 +26,8 @@ def predict(image: np.ndarray, *, spacing, model: str | os.PathLike | tuple | No
             progress=False, tile_size: int | None = None, overlap: int | None = None,
             compile: bool = False, channels_last: bool = True,
             threads: int | None = None,
-            value_range: tuple[float, float] | None = None, grid=None) -> tuple[np.ndarray, ...]:
+            value_range: tuple[float, float] | None = None, grid=None,
+            dtype=np.float16) -> tuple[np.ndarray, ...]:
     """Segment dendrites and spines with a neural network.
 
     The stack is normalised as the model card says (percentiles), resampled to the voxel size
@@ -106,7 +107,8 @@ def predict(image: np.ndarray, *, spacing, model: str | os.PathLike | tuple | No
                               device=device, channels_last=channels_last, compile=compile)
         batch_size = batch_size or (1 if engine == "onnx" else 4)
         return _predict(image, spacing, run, card, batch_size=batch_size, progress=progress,
-                        tile_size=tile_size, overlap=overlap, value_range=value_range, grid=grid)
+                        tile_size=tile_size, overlap=overlap, value_range=value_range, grid=grid,
+                        dtype=np.dtype(dtype))
 
 
 def choose_engine(model, engine: str = "auto", device: str | torch.device | None = None) -> str:
@@ -143,7 +145,9 @@ def choose_engine(model, engine: str = "auto", device: str | torch.device | None
 
 
 def _predict(image, spacing, run, card, *, batch_size, progress, tile_size, overlap, value_range=None,
-             grid=None):
+             grid=None, dtype=np.dtype(np.float32)):
+    if dtype.kind != "f":
+        raise InputError(f"Probability maps are floating point (float16 or float32), not {dtype}.")
     spec = architectures.architecture(card.architecture)
     value_range = value_range or percentile_range(image, card.normalisation)
     # The normalisation is elementwise: where no resampling is needed the network's tiles are
@@ -169,21 +173,24 @@ def _predict(image, spacing, run, card, *, batch_size, progress, tile_size, over
         model_grid = ((span[1][0], span[2][0]), model_full[1:])
         back = (model_full, full, tuple(j0 for j0, _ in span),
                 [(o, o + k) for o, k in zip(origin, image.shape)])
+    resampled = x is not image
     probs = sliding_window(
         x, run, n_out=architectures.n_outputs(spec), tile_size=tile_size or card.tile_size,
         overlap=card.tile_overlap if overlap is None else overlap,
         tile_depth=card.tile_depth if spec["kind"] == "unet3d" else 1,
         z_context=spec.get("z_context", 0), multiple=architectures.multiple_of(spec),
         z_multiple=architectures.z_multiple_of(spec), batch_size=batch_size, progress=progress,
-        grid=model_grid, prepare=prepare, as_list=True)
+        grid=model_grid, prepare=prepare, as_list=True, clip=not resampled,
+        dtype=np.float32 if resampled else dtype)   # resampling back takes float32
     del x
+    if not resampled:
+        return tuple(probs)
     # Map by map, each its own array: a caller may free one (the head map) and keep the others.
     for k, p in enumerate(probs):
-        if back is None:
-            p = to_input_grid(p, image.shape)
-        elif back[0] != back[1]:
-            p = resize_window(p, *back)
-        probs[k] = np.clip(p, 0.0, 1.0, out=p)
+        p = to_input_grid(p, image.shape) if back is None else resize_window(p, *back)
+        p = np.clip(p, 0.0, 1.0, out=p)
+        probs[k] = p.astype(dtype, copy=False)
+        del p
     return tuple(probs)
 
 
