@@ -47,7 +47,9 @@ def detections(split: str, method: str) -> list[dict]:
     # the types analyze gives are not used: "learnt" keeps the network being fitted out of it
     for name, px, result, pairs, classes in analysed_images(split, method, MorphologyConfig(rule_set="learnt")):
         out.append({"image": name, "n_true": len(classes),
-                    "patches": tn.type_patches(result.image, result.spine_labels, result.spines, (px, px)),
+                    "patches": tn.type_patches(result.image, result.spine_labels, result.spines, (px, px),
+                                               foreground=tn.neuron_foreground(result.spine_labels,
+                                                                               result.dendrite_labels, (px, px))),
                     "matched": pairs["pred_index"].to_numpy(), "classes": classes[pairs["true_index"].to_numpy()]})
     return out
 
@@ -159,6 +161,7 @@ def main() -> None:
         "classes": list(CLASS_NAMES),
         "architecture": {"channels": int(x.shape[1]), "width": 16},
         "patch": {"pixel_um": tn.PATCH_PIXEL_UM, "size_px": 2 * tn.PATCH_HALF,
+                  "shown": f"the image within {tn.FOREGROUND_MARGIN_UM} µm of the spines and dendrites, 0 elsewhere",
                   "normalisation": f"image / its {tn.NORMALISE_PERCENTILE}th percentile of non-zero pixels, "
                                    f"clipped at {tn.NORMALISE_CLIP}", "centre": "the spine's head"},
         "training_data": {"source": "spine_types/train of the Dendritic-Spine-Analyzer-YOLO11 dataset "

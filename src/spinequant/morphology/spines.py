@@ -140,14 +140,15 @@ def measure_spines(spine_labels, dendrite_mask, spacing, image=None, *,
                           "n_heads": np.int64})
     table["nn_distance_um"] = _nearest_neighbour(table)
     if len(table):
-        table["type"], table["type_rule"] = _types(table, spines, channels, sp, cfg)
+        table["type"], table["type_rule"] = _types(table, spines, dend, channels, sp, cfg)
     if channels is not None:
         names = intensity_columns(len(channels))
         table = pd.concat([table, pd.DataFrame(extra or None, columns=names, dtype=float)], axis=1)
     return table
 
 
-def _types(table: pd.DataFrame, spines: np.ndarray, channels, sp: np.ndarray, cfg: MorphologyConfig):
+def _types(table: pd.DataFrame, spines: np.ndarray, dend: np.ndarray, channels, sp: np.ndarray,
+           cfg: MorphologyConfig):
     """The type columns: the image network for a 2D image measured with its image (rule sets
     ``network`` and ``auto``), the table's rules otherwise."""
     if cfg.rule_set == "network" and (spines.ndim != 2 or channels is None):
@@ -158,7 +159,8 @@ def _types(table: pd.DataFrame, spines: np.ndarray, channels, sp: np.ndarray, cf
     if spines.ndim == 2 and channels is not None and cfg.rule_set in ("network", "auto"):
         from .type_network import classify_by_network
 
-        return classify_by_network(channels[0], spines, table, sp, filopodia_max_head_um=cfg.filopodia_max_head_um)
+        return classify_by_network(channels[0], spines, table, sp, dendrite=dend,
+                                   filopodia_max_head_um=cfg.filopodia_max_head_um)
     return classify_spines(table, config=cfg)
 
 

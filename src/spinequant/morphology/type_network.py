@@ -36,6 +36,8 @@ PATCH_PIXEL_UM = 0.08
 PATCH_HALF = 32
 NORMALISE_PERCENTILE = 99.5
 NORMALISE_CLIP = 1.5
+#: How far around the spines and dendrites the image is shown to the network (µm).
+FOREGROUND_MARGIN_UM = 0.3
 
 
 def build_type_network(channels: int = 2, width: int = 16, classes: int = 5):
@@ -60,11 +62,25 @@ def image_scale(image: np.ndarray) -> float:
     return float(np.percentile(values, NORMALISE_PERCENTILE)) if values.size else 1.0
 
 
-def type_patches(image: np.ndarray, spine_labels: np.ndarray, table: pd.DataFrame, spacing) -> np.ndarray:
+def neuron_foreground(spine_labels: np.ndarray, dendrite: np.ndarray, spacing) -> np.ndarray:
+    """Spines and dendrites grown by :data:`FOREGROUND_MARGIN_UM`: what the network is shown
+    of an image. Its training images had everything else set to 0 by their annotators; a
+    user's image has background, haze and other neurites there."""
+    grown = (np.asarray(spine_labels) > 0) | (np.asarray(dendrite) > 0)
+    radius = np.maximum(np.round(FOREGROUND_MARGIN_UM / np.asarray(spacing, float)), 1).astype(int)
+    footprint = np.ones(tuple(2 * radius + 1), bool)
+    return ndi.binary_dilation(grown, structure=footprint)
+
+
+def type_patches(image: np.ndarray, spine_labels: np.ndarray, table: pd.DataFrame, spacing, *,
+                 foreground: np.ndarray | None = None) -> np.ndarray:
     """The network's input for every row of a 2D spine table: (K, 2, 64, 64) float32 patches
     (image, own mask) at :data:`PATCH_PIXEL_UM` per pixel centred on ``head_y_um``,
-    ``head_x_um``; outside the image the patch is 0."""
+    ``head_x_um``; outside the image the patch is 0, and so is the image outside
+    ``foreground`` (see :func:`neuron_foreground`) when given."""
     image = np.asarray(image, np.float32)
+    if foreground is not None:
+        image = np.where(foreground, image, 0.0).astype(np.float32)
     py, px = (float(s) for s in spacing)
     scale = image_scale(image)
     offsets = (np.arange(2 * PATCH_HALF) - PATCH_HALF) * PATCH_PIXEL_UM
@@ -120,17 +136,20 @@ def type_probabilities(patches: np.ndarray, net) -> np.ndarray:
 
 
 def classify_by_network(image: np.ndarray, spine_labels: np.ndarray, table: pd.DataFrame, spacing, *,
-                        filopodia_max_head_um: float | None = None,
+                        dendrite: np.ndarray | None = None, filopodia_max_head_um: float | None = None,
                         card_path: str | None = None) -> tuple[list[str], list[str]]:
     """Type of every spine of a 2D table from the image, and the rule column's text (the
-    network's probability for that type). A spine whose head is at least
+    network's probability for that type). With ``dendrite`` (mask or labels), the image is
+    shown only around the spines and dendrites, as in training. A spine whose head is at least
     ``filopodia_max_head_um`` wide is never a filopodium (the published rules' guard): it
     takes the network's most probable other type."""
     if np.ndim(spine_labels) != 2:
         raise InputError("The 'network' spine type rule set types spines of 2D images (a plane or "
                          "a projection) only; for a 3D stack choose 'neuronstudio' or 'risher'.")
     net, card = load_type_network(card_path)
-    patches = type_patches(image, spine_labels, table, spacing)[:, :card["architecture"]["channels"]]
+    foreground = None if dendrite is None else neuron_foreground(spine_labels, dendrite, spacing)
+    patches = type_patches(image, spine_labels, table, spacing, foreground=foreground)
+    patches = patches[:, :card["architecture"]["channels"]]
     probs = type_probabilities(patches, net)
     names = card["classes"]
     if filopodia_max_head_um is not None and "filopodia" in names and len(probs):
