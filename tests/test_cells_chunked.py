@@ -117,3 +117,19 @@ def test_networks_and_flatten_are_refused_chunked(phantom, tmp_path):
     write_tiff(path, phantom.image, phantom.spacing)
     assert main(["cells", str(path), "--out", str(tmp_path / "r"), "--chunked", "--flatten", "30", "-q"]) == EXIT_INPUT
     assert not (tmp_path / "r" / "run.json").exists()
+
+
+def test_two_dask_workers_give_the_in_memory_cells(phantom, in_memory, tmp_path):
+    pytest.importorskip("distributed")
+    path = tmp_path / "nuclei.tif"
+    write_tiff(path, phantom.image, phantom.spacing)
+    out = tmp_path / "dask"
+    assert main(["cells", str(path), "--out", str(out), "--chunk-size", "64", "--max-cell-diameter", "12",
+                 "--workers", "2", "--no-report", "-q"]) == 0
+    record = json.loads((out / "run.json").read_text())
+    assert record["diagnostics"]["chunked"]["workers"] == 2
+    import tifffile
+
+    labels = tifffile.imread(out / "labels_cells.tif")
+    score = score_cells(labels, in_memory.labels, spacing=phantom.spacing)["instances"]
+    assert score["f1"] == 1.0 and score["mean_matched_iou"] == 1.0
