@@ -133,3 +133,13 @@ def test_two_dask_workers_give_the_in_memory_cells(phantom, in_memory, tmp_path)
     labels = tifffile.imread(out / "labels_cells.tif")
     score = score_cells(labels, in_memory.labels, spacing=phantom.spacing)["instances"]
     assert score["f1"] == 1.0 and score["mean_matched_iou"] == 1.0
+
+
+def test_constant_and_nan_volumes_are_refused_chunked(tmp_path):
+    flat = np.full((8, 48, 48), 7, np.uint16)
+    with pytest.raises(InputError, match="constant"):
+        chunked_cells(flat, (1.0, 0.4, 0.4), tmp_path / "a", chunking=CellChunkConfig(chunk_px=16))
+    bad = np.ones((8, 48, 48), np.float32)
+    bad[4, 40, 40] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        chunked_cells(bad, (1.0, 0.4, 0.4), tmp_path / "b", chunking=CellChunkConfig(chunk_px=16))

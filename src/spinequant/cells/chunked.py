@@ -118,11 +118,14 @@ def volume_threshold(volume, spacing, config: CellConfig, blocks: list[Block], r
     names = [b.name for b in blocks]
     ranges = runner.map(_range_job, [(volume, spacing, b, config) for b in blocks], names=names,
                         stage="range", progress=progress)
-    lo = np.float32(min(r["min"] for r in ranges))
-    hi = np.float32(max(r["max"] for r in ranges))
+    lo = np.float32(np.min([r["min"] for r in ranges]))        # NaN propagates
+    hi = np.float32(np.max([r["max"] for r in ranges]))
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise InputError("The cell volume contains NaN or infinite values; spinequant needs finite intensities: "
+                         "replace them (e.g. with 0 in Fiji via Process > Math > Remove NaNs) and try again.")
     if lo == hi:
-        return {"otsu_threshold": float(lo) * config.threshold_factor, "foreground_separation": float("nan"),
-                "records": ranges}
+        raise InputError(f"The cell volume is constant (every smoothed voxel is {float(lo):g}); check the file "
+                         f"or the channel chosen.")
     hists = runner.map(_histogram_job, [(volume, spacing, b, config, float(lo), float(hi)) for b in blocks],
                        names=names, stage="histogram", progress=progress)
     counts = np.sum([h["counts"] for h in hists], axis=0)
