@@ -7,7 +7,7 @@ loaded at the end) and the chunked run with the streamed export (``whole_export_
 cells.csv, results.ome.zarr chunk by chunk, run.json; what a volume above 2**28 voxels gets).
 Per run: cells, time, peak RSS; per chunked run its instance F1 against the in-memory labels
 at IoU 0.5, mean matched IoU, and the largest centroid and volume differences of matched cells.
-Writes benchmarks/results/cells_chunked.md.
+Writes benchmarks/results/cells_chunked_<Z>x<Y>x<X>.md.
 
 Usage:  python benchmarks/cells_chunked.py [--preset nuclei_confocal] [--shape 48 512 512] [--chunk 128]
 """
@@ -102,7 +102,7 @@ def main() -> None:
             f"({np.prod(args.shape) / 1e6:.1f} Mvoxel), blocks of {args.chunk} px, default halo; "
             f"`python benchmarks/cells_chunked.py --preset {args.preset} --shape {' '.join(map(str, args.shape))} "
             f"--chunk {args.chunk}`\n\n" + markdown(frame, digits=3))
-    target = Path(__file__).parent / "results" / "cells_chunked.md"
+    target = Path(__file__).parent / "results" / f"cells_chunked_{'x'.join(map(str, args.shape))}.md"
     target.write_text(text)
     print(text)
 
