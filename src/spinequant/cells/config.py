@@ -65,3 +65,35 @@ class CellConfig:
     @classmethod
     def from_dict(cls, values: dict | None) -> "CellConfig":
         return config_from_dict(cls, values)
+
+
+@dataclass(frozen=True)
+class CellChunkConfig:
+    """How a chunked cell run (:func:`spinequant.cells.chunked.analyze_cells_chunked`) cuts
+    the volume into blocks (whole z, a grid in y/x, as :mod:`spinequant.scale`).
+
+    chunk_px : edge of a block's core in y and x (pixels; rounded up to a multiple of 16).
+    max_cell_diameter_um : the largest cell the run must keep whole; sets the halo
+        (:func:`~spinequant.cells.chunked.cell_halo_um`). Cells owned by a block that touch
+        its window's inner edge are counted in run.json (``cells_clipped_by_halo``).
+    halo_um : the halo around each core in µm; None derives it from the cell config and
+        ``max_cell_diameter_um``.
+    whole_export_max_voxels : up to this many voxels the result folder is the in-memory one
+        (label TIFF, report); above, only cells.csv, results.ome.zarr (chunk by chunk) and
+        run.json, as for spines (:mod:`spinequant.scale.export`).
+    """
+
+    chunk_px: int = 512
+    max_cell_diameter_um: float = 25.0
+    halo_um: float | None = None
+    whole_export_max_voxels: int = 2 ** 28
+
+    def __post_init__(self):
+        check_fields(self, ranges={"chunk_px": (16, None, False, True),
+                                   "max_cell_diameter_um": (0, None, True, False),
+                                   "halo_um": (0, None, False, False),
+                                   "whole_export_max_voxels": (0, None, False, True)})
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> "CellChunkConfig":
+        return config_from_dict(cls, values)

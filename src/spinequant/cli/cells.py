@@ -47,6 +47,22 @@ def register(sub) -> None:
     p.add_argument("--config", default=None, metavar="RUN_JSON",
                    help="repeat the settings of an earlier cells run (its run.json)")
     p.add_argument("--no-report", action="store_true", help="skip report.html and its figures")
+    p.add_argument("--chunked", action="store_true",
+                   help="segment a large volume block by block (Otsu's threshold chosen once for the whole "
+                        "volume, cells cut by block borders stitched into one id; classical method only; "
+                        "docs/cells.md); a re-run into the same --out skips the finished blocks")
+    p.add_argument("--chunk-size", type=int, default=None, metavar="PX",
+                   help="--chunked: edge of a block in y and x, in pixels (default 512)")
+    p.add_argument("--max-cell-diameter", type=float, default=None, metavar="UM",
+                   help="--chunked: the largest cell kept whole across block borders; sets the halo "
+                        "(default 25 µm)")
+    p.add_argument("--max-memory", default=None, metavar="SIZE",
+                   help="--chunked: choose the block size so that a worker's predicted peak memory stays "
+                        "under SIZE (e.g. 4GB; the spine model of docs/scale.md); not with --chunk-size")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="--chunked: run the blocks on a local Dask cluster of N processes")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="--chunked: run the blocks on a running Dask cluster (tcp://HOST:PORT)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     add_stack_arguments(p)
     p.set_defaults(func=run)
@@ -115,12 +131,37 @@ def _run(args) -> int:
 
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     progress = (lambda name: None) if args.quiet else (lambda name: print(f"{name}...", file=sys.stderr, flush=True))
-    result = analyze_cells_file(_stack_path(args.stack), args.out, channel=args.channel, time=args.time,
-                                voxel_size=args.voxel_size, image=image_choice(args.image),
-                                allow_incomplete=args.allow_incomplete, config=_config(args),
-                                progress=progress, report=not args.no_report)
+    chunked = (args.chunk_size, args.max_cell_diameter, args.max_memory, args.workers, args.scheduler)
+    if args.chunked or any(v is not None for v in chunked):
+        result = _run_chunked(args)
+    else:
+        result = analyze_cells_file(_stack_path(args.stack), args.out, channel=args.channel, time=args.time,
+                                    voxel_size=args.voxel_size, image=image_choice(args.image),
+                                    allow_incomplete=args.allow_incomplete, config=_config(args),
+                                    progress=progress, report=not args.no_report)
     s = result.summary
     say(f"{s['n_cells']} cells, {s['density_per_mm3']:.4g} per mm³ of {s['imaged_volume_mm3']:.4g} mm³, "
         f"median volume {s['median_volume_um3']:.4g} µm³; results in {args.out}/"
         + ("" if args.no_report else " (open report.html)"))
     return 0
+
+
+def _run_chunked(args):
+    from ..cells.chunked import analyze_cells_chunked
+    from ..cells.config import CellChunkConfig
+    from .analyze import _BlockBar, _stopping_on_signal_blocks
+
+    if args.image is not None or args.allow_incomplete:
+        raise InputError("--chunked reads one volume lazily; --image and --allow-incomplete are not available "
+                         "with it yet. Leave out one of them.")
+    chunking = CellChunkConfig() if args.max_cell_diameter is None else CellChunkConfig(
+        max_cell_diameter_um=args.max_cell_diameter)
+    bar = _BlockBar(quiet=args.quiet)
+    try:
+        return analyze_cells_chunked(
+            _stack_path(args.stack), args.out, config=_config(args), chunking=chunking, chunk_px=args.chunk_size,
+            max_memory=args.max_memory, channel=args.channel, time_point=args.time, voxel_size=args.voxel_size,
+            workers=args.workers, scheduler=args.scheduler, progress=_stopping_on_signal_blocks(bar.update),
+            say=lambda m: None if args.quiet else print(m, file=sys.stderr, flush=True), report=not args.no_report)
+    finally:
+        bar.close()

@@ -70,19 +70,25 @@ def block_objects(maps_group, volume, spacing, block: Block, *, config, shape) -
     image = read_window(volume, block) if config.bridge_gap_um > 0 else None
     inst = spine_instances(maps["spine"], maps["dendrite"], spacing=spacing, config=config,
                            head_prob=maps.get("heads"), image=image)
-    labels = inst.spine_labels
-    ids, centres = _centres(labels)
-    y0, x0 = block.window[0].start, block.window[1].start
-    owned = np.zeros(int(labels.max()) + 1, dtype=np.uint32)
-    keep = ids[_inside(centres[:, 1] + y0, block.core[0]) & _inside(centres[:, 2] + x0, block.core[1])]
-    owned[keep] = np.arange(1, len(keep) + 1, dtype=np.uint32)
-    spines = owned[labels]
+    spines, keep = owned_objects(inst.spine_labels, block)
     scores = None
     if inst.scores is not None:
         scores = np.zeros(len(keep) + 1, np.float32)
         scores[1:] = np.asarray(inst.scores)[keep]
     return BlockObjects(spines, scores, inst.dendrite_labels[(slice(None), *block.core_in_window)],
-                        _clipped(spines, block, shape))
+                        clipped_objects(spines, block, shape))
+
+
+def owned_objects(labels: np.ndarray, block: Block) -> tuple[np.ndarray, np.ndarray]:
+    """The objects of a block's window ``labels`` whose centre lies in the block's core,
+    renumbered 1..n (uint32, the others 0), and their ids in ``labels``. Used for spines here
+    and for cells (:mod:`spinequant.cells.chunked`)."""
+    ids, centres = _centres(labels)
+    y0, x0 = block.window[0].start, block.window[1].start
+    owned = np.zeros(int(labels.max(initial=0)) + 1, dtype=np.uint32)
+    keep = ids[_inside(centres[:, 1] + y0, block.core[0]) & _inside(centres[:, 2] + x0, block.core[1])]
+    owned[keep] = np.arange(1, len(keep) + 1, dtype=np.uint32)
+    return owned[labels], keep
 
 
 def _centres(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -103,8 +109,9 @@ def _inside(values: np.ndarray, span: slice) -> np.ndarray:
     return (values >= span.start) & (values < span.stop)
 
 
-def _clipped(spines: np.ndarray, block: Block, shape) -> int:
-    """Owned spines touching a window edge that is not the volume's border."""
+def clipped_objects(spines: np.ndarray, block: Block, shape) -> int:
+    """Owned objects touching a window edge that is not the volume's border (the halo was
+    too narrow for them)."""
     edges = []
     if block.window[0].start > 0:
         edges.append(spines[:, 0, :])
@@ -156,7 +163,8 @@ def touching_pairs(a: np.ndarray, b: np.ndarray) -> set[tuple[int, int]]:
 
 
 def stitch(blocks: list[Block], objects: dict[str, BlockObjects], spines_out, dendrites_out) -> dict:
-    """Write global spine and dendrite labels (Zarr or numpy arrays, the volume's shape).
+    """Write global spine and dendrite labels (Zarr or numpy arrays, the volume's shape;
+    ``dendrites_out`` may be None).
 
     Spine ids are numbered block by block (in grid order); every core is assembled from the
     spines owned by any block whose window covers it, so each owned spine is written whole.
@@ -229,7 +237,8 @@ def stitch(blocks: list[Block], objects: dict[str, BlockObjects], spines_out, de
         dl = objects[b.name].dendrites.astype(np.int64)
         dl[dl > 0] += dend_offset[b.name]
         core_dendrites = final[dl]
-        dendrites_out[core] = core_dendrites.astype(np.uint32)
+        if dendrites_out is not None:                   # None: objects without dendrites (cells)
+            dendrites_out[core] = core_dendrites.astype(np.uint32)
         counts = np.bincount(core_dendrites.reshape(-1))
         for did in np.nonzero(counts[1:])[0] + 1:
             dendrite_voxels[int(did)] = dendrite_voxels.get(int(did), 0) + int(counts[did])
