@@ -130,7 +130,7 @@ def stitch_only(folder: Path, run_name: str) -> dict:
 
     from spinequant.pipeline.runinfo import peak_memory_mb
     from spinequant.scale import block_grid
-    from spinequant.scale.analyze import _StoredObjects
+    from spinequant.scale.analyze import StoredObjects
     from spinequant.scale.objects import BlockObjects, stitch
 
     work = folder / run_name / "chunked.work"
@@ -145,7 +145,7 @@ def stitch_only(folder: Path, run_name: str) -> dict:
     kw = dict(shape=shape, dtype=np.uint32, chunks=(shape[0], ch["chunk_px"], ch["chunk_px"]), fill_value=0)
     base = peak_memory_mb()
     t = time.perf_counter()
-    result = stitch(blocks, _StoredObjects(sparse, blocks), out.create_array("s", **kw), out.create_array("d", **kw))
+    result = stitch(blocks, StoredObjects(sparse, blocks), out.create_array("s", **kw), out.create_array("d", **kw))
     return {"run": run_name, "stitch_s": round(time.perf_counter() - t, 1), "n_spines": result["n_spines"],
             "n_dendrites": result["n_dendrites"], "peak_mb_before": round(base, 1), "peak_mb": round(peak_memory_mb(), 1),
             "stitch_s_in_run": ch.get("stage_seconds", {}).get("stitch")}

@@ -35,7 +35,7 @@ from skimage.filters import threshold_otsu
 
 from ..config import config_to_dict
 from ..errors import InputError
-from ..scale.analyze import _objects_folder, _peaks, _StoredObjects, _task_record
+from ..scale.analyze import StoredObjects, objects_folder, peak_memory_per_process, task_record
 from ..scale.blocks import Block, block_grid, halo_px
 from ..scale.execute import BlockRunner
 from ..scale.maps import read_region, read_window
@@ -98,7 +98,7 @@ def _range_job(job) -> dict:
     volume, spacing, block, config = job
     t = time.perf_counter()
     core = _outline_core(volume, spacing, block, config)
-    return {"min": float(core.min()), "max": float(core.max()), **_task_record(t)}
+    return {"min": float(core.min()), "max": float(core.max()), **task_record(t)}
 
 
 def _histogram_job(job) -> dict:
@@ -107,7 +107,7 @@ def _histogram_job(job) -> dict:
     t = time.perf_counter()
     core = _outline_core(volume, spacing, block, config)
     counts, _ = np.histogram(core.reshape(-1), bins=NBINS, range=(np.float32(lo), np.float32(hi)))
-    return {"counts": counts, **_task_record(t)}
+    return {"counts": counts, **task_record(t)}
 
 
 def volume_threshold(volume, spacing, config: CellConfig, blocks: list[Block], runner: BlockRunner,
@@ -159,7 +159,7 @@ def _cells_job(job) -> dict:
     core = tuple(c.stop - c.start for c in block.core)
     BlockObjects(owned, None, np.zeros((shape[0], *core), np.uint32),
                  clipped_objects(owned, block, shape)).save(Path(out))
-    return _task_record(t)
+    return task_record(t)
 
 
 def _table_job(job) -> pd.DataFrame:
@@ -222,7 +222,7 @@ def chunked_cells(volume, spacing, work_dir, *, config: CellConfig | None = None
         records = levels.pop("records")
         _write_json(work / "levels.json", {"fingerprint": fingerprint, "levels": levels})
     level = levels["otsu_threshold"]
-    objects_dir = _objects_folder(work / "objects", {**fingerprint, "level": level})
+    objects_dir = objects_folder(work / "objects", {**fingerprint, "level": level})
     todo = [b for b in blocks if not (objects_dir / f"{b.name}.npz").exists()]
     done = runner.map(_cells_job, [(volume, spacing, b, config, level, shape, str(objects_dir / f"{b.name}.npz"))
                                    for b in todo], names=[b.name for b in todo], stage="cells", progress=step)
@@ -232,7 +232,7 @@ def chunked_cells(volume, spacing, work_dir, *, config: CellConfig | None = None
     labels = zarr.open_group(str(work / "labels.zarr"), mode="w", zarr_format=2).create_array(
         "cells", shape=shape, dtype=np.uint32, chunks=(shape[0], chunk, chunk), fill_value=0,
         config={"write_empty_chunks": True})
-    stored = _StoredObjects(objects_dir, blocks)
+    stored = StoredObjects(objects_dir, blocks)
     stitched = stitch(blocks, stored, labels, None)
     n_cells = stitched["n_spines"]
     offsets = stitched["spine_offsets"]
@@ -256,7 +256,7 @@ def chunked_cells(volume, spacing, work_dir, *, config: CellConfig | None = None
         "blocks_resumed": len(blocks) - len(todo), "cells_clipped_by_halo": stitched["clipped"],
         "threshold": "Otsu of the whole volume's outline histogram (256 bins, two passes over the blocks)",
         "block_seconds": [d["seconds"] for d in done], "workers": runner.n_workers(),
-        "peak_mb_per_process": _peaks(records + done),
+        "peak_mb_per_process": peak_memory_per_process(records + done),
     }
     # seeds and pieces per window overlap between blocks: only the owned cells are counted
     diagnostics = {"otsu_threshold": level, "foreground_separation": levels["foreground_separation"],

@@ -29,7 +29,7 @@ from .volume import VolumeSource, open_volume
 WORK_DIR = "chunked.work"
 
 
-class _StoredObjects(Mapping):
+class StoredObjects(Mapping):
     """Per-block objects read from their files on each access (memory: a few blocks)."""
 
     def __init__(self, folder: Path, blocks: list[Block]):
@@ -105,7 +105,7 @@ def chunked_labels(volume, spacing, work_dir, *, config=None, scale: ScaleConfig
     timings["segment"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    objects_dir = _objects_folder(work / "objects", {"format": 2, "maps": fingerprint,
+    objects_dir = objects_folder(work / "objects", {"format": 2, "maps": fingerprint,
                                                      "instances": asdict(config.instances),
                                                      "halo_px": halo_px(obj_halo, spacing)})
     todo = [b for b in obj_blocks if not (objects_dir / f"{b.name}.npz").exists()]
@@ -117,7 +117,7 @@ def chunked_labels(volume, spacing, work_dir, *, config=None, scale: ScaleConfig
     kw = dict(shape=shape, dtype=np.uint32, chunks=(shape[0], chunk, chunk), fill_value=0,
               config={"write_empty_chunks": True})
     spines, dendrites = labels.create_array("spines", **kw), labels.create_array("dendrites", **kw)
-    stitched = stitch(obj_blocks, _StoredObjects(objects_dir, obj_blocks), spines, dendrites)
+    stitched = stitch(obj_blocks, StoredObjects(objects_dir, obj_blocks), spines, dendrites)
     timings["instances"] = time.perf_counter() - t
     chunking = {
         "chunk_px": chunk, "blocks": len(map_blocks), "grid": [max(b.index[0] for b in map_blocks) + 1,
@@ -131,17 +131,17 @@ def chunked_labels(volume, spacing, work_dir, *, config=None, scale: ScaleConfig
         "stage_seconds": {"maps": round(timings["segment"], 3), "instances": round(objects_seconds, 3),
                           "stitch": round(timings["instances"] - objects_seconds, 3)},
         "workers": runner.n_workers(),
-        "peak_mb_per_process": _peaks(diags + objs),
+        "peak_mb_per_process": peak_memory_per_process(diags + objs),
     }
     return {"spine_labels": spines, "dendrite_labels": dendrites, "scores": stitched["scores"],
-            "object_blocks": obj_blocks, "objects": _StoredObjects(objects_dir, obj_blocks),
+            "object_blocks": obj_blocks, "objects": StoredObjects(objects_dir, obj_blocks),
             "spine_offsets": stitched["spine_offsets"], "dendrite_boxes": stitched["dendrite_boxes"],
             "dendrite_voxels": stitched["dendrite_voxels"],
             "config": config, "chunking": chunking, "engine": engine,
             "diagnostics": {"segment": diag}, "timings": timings}
 
 
-def _objects_folder(path: Path, fingerprint: dict) -> Path:
+def objects_folder(path: Path, fingerprint: dict) -> Path:
     """The folder of per-block objects: kept when made from the same maps and settings (a
     re-run skips the blocks whose file exists), emptied otherwise."""
     stamp = path / "fingerprint.json"
@@ -161,7 +161,7 @@ def _maps_job(job) -> dict:
     group = zarr.open_group(maps_path, mode="r+")
     diagnostics = write_block_maps(volume, spacing, block, group, method=method, levels=levels,
                                    classical_config=classical, engine=engine)
-    return {"diagnostics": diagnostics, **_task_record(t)}
+    return {"diagnostics": diagnostics, **task_record(t)}
 
 
 def _objects_job(job) -> dict:
@@ -170,10 +170,10 @@ def _objects_job(job) -> dict:
     t = time.perf_counter()
     group = zarr.open_group(maps_path, mode="r")
     block_objects(group, volume, spacing, block, config=instances, shape=shape).save(Path(out))
-    return _task_record(t)
+    return task_record(t)
 
 
-def _task_record(started: float) -> dict:
+def task_record(started: float) -> dict:
     """A task's time and its process's peak memory so far (for run.json and the benchmarks)."""
     from ..pipeline.runinfo import peak_memory_mb
 
@@ -194,7 +194,7 @@ def _chunk_for_budget(max_memory, shape, spacing, config) -> tuple[int, dict]:
                    "predicted_peak_mb_per_worker": round(predicted_peak(window, config.method) / 1e6)}
 
 
-def _peaks(records: list[dict]) -> dict:
+def peak_memory_per_process(records: list[dict]) -> dict:
     """The highest peak memory reported by each process that ran blocks (MB, by pid)."""
     peaks: dict[str, float] = {}
     for r in records:
