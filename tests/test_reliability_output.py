@@ -419,3 +419,33 @@ def test_signal_during_start_up_imports_says_nothing_was_written(monkeypatch, ca
     assert "SIGTERM" in err and "nothing was written (it was still starting)" in err
     code = cli._report(ImportError("half imported"), debug=False, starting=False)
     assert "results that were not finished were removed" in " ".join(capsys.readouterr().err.split())
+
+
+@pytest.mark.parametrize("directory", [False, True])
+def test_a_signal_just_after_a_rename_still_undoes_that_file(tmp_path, monkeypatch, directory):
+    """Python runs a signal's handler at the next line after a system call returns: a Ctrl-C
+    or SIGTERM that lands right after a result was renamed into place must still remove it
+    (found by the signal test above: a spines.csv left after "nothing was written")."""
+    from spinequant import _atomic
+
+    real_replace, real_rename = os.replace, os.rename
+
+    def then_interrupted(rename):
+        def moved(src, dst):
+            rename(src, dst)
+            if Path(dst).name.startswith("result"):
+                raise KeyboardInterrupt
+        return moved
+
+    monkeypatch.setattr(_atomic.os, "replace", then_interrupted(real_replace))
+    monkeypatch.setattr(_atomic.os, "rename", then_interrupted(real_rename))
+    final = tmp_path / ("result" if directory else "result.csv")
+    with pytest.raises(KeyboardInterrupt):
+        with _atomic.undo_on_failure():
+            with atomic_path(final, directory=directory) as tmp:
+                if directory:
+                    tmp.mkdir()
+                    (tmp / "spines.csv").write_text("id\n1\n")
+                else:
+                    tmp.write_text("id\n1\n")
+    assert not final.exists() and not any(tmp_path.iterdir())

@@ -70,25 +70,35 @@ def atomic_path(final: str | os.PathLike, *, directory: bool = False):
         ) from None
     tmp = parent / partial_name(final.name)
     remove(tmp)
+    placed = _placed.get()
     try:
         yield tmp
+        # Listed before the rename: a signal handled just after the rename (Python runs its
+        # handler at the next line) would otherwise leave the file in place but unlisted,
+        # after the run said that nothing was written.
+        if placed is not None:
+            placed.append(final)
         if directory:
             _replace_dir(tmp, final)
         else:
             os.replace(tmp, final)
     except OutputError:  # of a write inside this one (a file in a folder): already explained
+        _unlist(placed, final)
         _discard(tmp, directory)
         raise
     except OSError as exc:
+        _unlist(placed, final)   # the rename failed: what is at ``final`` is not ours
         written = _size(tmp)
         _discard(tmp, directory)
         raise write_error(exc, final, written) from exc
     except BaseException:
         _discard(tmp, directory)
         raise
-    placed = _placed.get()
-    if placed is not None:
-        placed.append(final)
+
+
+def _unlist(placed: list[Path] | None, final: Path) -> None:
+    if placed and placed[-1] == final:
+        placed.pop()
 
 
 @contextlib.contextmanager
