@@ -166,7 +166,7 @@ def test_max_memory_chooses_the_largest_block_that_fits():
     assert chunk_for_memory("8GB", shape, halo=halo, method="lean2d_real") > chunk
     assert chunk_for_memory("64GB", (48, 1000, 700), halo=halo, method="lean2d_real") == 1008   # no larger than the volume
     with pytest.raises(InputError, match="too small"):
-        chunk_for_memory("1GB", shape, halo=halo, method="lean2d_real")
+        chunk_for_memory("600MB", shape, halo=halo, method="lean2d_real")
     with pytest.raises(InputError, match="memory size"):
         chunk_for_memory("lots", shape, halo=halo, method="lean2d_real")
 

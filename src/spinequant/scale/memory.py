@@ -2,9 +2,9 @@
 
 A worker's peak while it runs a block grows with the block's *window* (its core plus the
 halo on every side, the whole z extent): the window is read, segmented, its maps kept in
-float32, its objects built. Measured with ``benchmarks/scale_large.py window`` (one inner
+float16, its objects built. Measured with ``benchmarks/scale_large.py window`` (one inner
 block per fresh process, maps and objects, default model lean2d_real with ONNX Runtime,
-48-plane windows of 1120² and 1632² pixels; docs/scale.md, "Memory model"):
+48-plane windows of 864², 1120² and 1632² pixels; docs/scale.md, "Memory model"):
 
     peak ≈ BASE + PER_VOXEL x window voxels
 
@@ -22,7 +22,7 @@ from .config import ALIGN_PX
 
 #: Measured fit, per method family: (bytes before any block: interpreter, libraries, model;
 #: bytes per window voxel). See docs/scale.md, "Memory model". (classical: not measured.)
-MODEL = {"network": (0.555e9, 21.4), "classical": (0.555e9, 21.4)}
+MODEL = {"network": (0.411e9, 12.2), "classical": (0.411e9, 12.2)}
 #: Headroom on the fitted peak (other allocations, fragmentation).
 MARGIN = 1.15
 
