@@ -372,17 +372,14 @@ def _save_large(out_dir, image, spacing, labels, cells, summary, config, diagnos
     import dask.array as da
 
     from .. import __version__
-    from .._atomic import undo_on_failure, write_error
+    from .._atomic import undo_on_failure
     from ..export.tables import write_table
     from ..io import write_ome_zarr
-    from ..pipeline.runinfo import RUN_FILE, peak_memory_mb, versions, write_run_json
-    from ..scale.export import NOT_WRITTEN, lazy_volume, volume_sha256
+    from ..pipeline.runinfo import peak_memory_mb, versions, write_run_json
+    from ..scale.export import NOT_WRITTEN, clear_run_record, lazy_volume, volume_sha256
 
     with undo_on_failure():
-        try:
-            (out_dir / RUN_FILE).unlink(missing_ok=True)
-        except OSError as exc:
-            raise write_error(exc, out_dir / RUN_FILE) from exc
+        clear_run_record(out_dir)
         t = time.perf_counter()
         write_table(out_dir / "cells.csv", cells, parquet=False)
         write_ome_zarr(out_dir / "results.ome.zarr", lazy_volume(image), spacing, labels={"cells": da.from_zarr(labels)})

@@ -22,6 +22,21 @@ def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
                              "become zeros) with a warning, instead of refusing it; recorded in run.json")
 
 
+def add_block_arguments(parser: argparse.ArgumentParser, *, default_chunk_px: int, memory_model: str) -> None:
+    """The options of a block-wise (``--chunked``) run: block size, memory budget, Dask."""
+    parser.add_argument("--chunk-size", type=int, default=None, metavar="PX",
+                        help=f"--chunked: edge of a block in y and x, in pixels (default {default_chunk_px})")
+    parser.add_argument("--max-memory", default=None, metavar="SIZE",
+                        help="--chunked: choose the block size so that a worker's predicted peak memory "
+                             f"stays under SIZE (e.g. 4GB; {memory_model}); not with --chunk-size")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="--chunked: run the blocks on a local Dask cluster of N processes (needs "
+                             "the 'distributed' package: pip install 'spinequant[scale]')")
+    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help="--chunked: run the blocks on a running Dask cluster (tcp://HOST:PORT of its "
+                             "scheduler; SLURM/PBS via dask-jobqueue, Kubernetes: docs/scale.md)")
+
+
 def stack_path(name: str) -> Path:
     """The path a user named; the word ``sample`` means the bundled sample stack."""
     from ..data import SAMPLE_NAME, sample_path

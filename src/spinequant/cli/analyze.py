@@ -10,7 +10,7 @@ from .._partials import remove_own
 from ..errors import InputError
 from ..io import PROJECTIONS
 from . import _signals
-from ._common import add_stack_arguments, image_choice, stack_path
+from ._common import add_block_arguments, add_stack_arguments, image_choice, stack_path
 
 
 def register(sub) -> None:
@@ -60,17 +60,7 @@ def register(sub) -> None:
                    help="analyse a large 3D stack block by block (maps, spine objects and dendrites "
                         "per block with a halo, stitched into global ids; docs/scale.md); a re-run "
                         "into the same --out skips the finished blocks")
-    p.add_argument("--chunk-size", type=int, default=None, metavar="PX",
-                   help="--chunked: edge of a block in y and x, in pixels (default 1024)")
-    p.add_argument("--max-memory", default=None, metavar="SIZE",
-                   help="--chunked: choose the block size so that a worker's peak memory stays under "
-                        "SIZE (e.g. 4GB; a measured model, docs/scale.md); not with --chunk-size")
-    p.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="--chunked: run the blocks on a local Dask cluster of N processes (needs "
-                        "the 'distributed' package: pip install 'spinequant[scale]')")
-    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                   help="--chunked: run the blocks on a running Dask cluster (tcp://HOST:PORT of its "
-                        "scheduler; SLURM/PBS via dask-jobqueue, Kubernetes: docs/scale.md)")
+    add_block_arguments(p, default_chunk_px=1024, memory_model="a measured model, docs/scale.md")
     add_stack_arguments(p)
     p.set_defaults(func=run)
 

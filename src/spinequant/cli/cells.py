@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..errors import InputError
-from ._common import add_stack_arguments, image_choice, stack_path
+from ._common import add_block_arguments, add_stack_arguments, image_choice, stack_path
 
 
 def register(sub) -> None:
@@ -51,18 +51,10 @@ def register(sub) -> None:
                    help="segment a large volume block by block (Otsu's threshold chosen once for the whole "
                         "volume, cells cut by block borders stitched into one id; classical method only; "
                         "docs/cells.md); a re-run into the same --out skips the finished blocks")
-    p.add_argument("--chunk-size", type=int, default=None, metavar="PX",
-                   help="--chunked: edge of a block in y and x, in pixels (default 512)")
+    add_block_arguments(p, default_chunk_px=512, memory_model="the spine model of docs/scale.md")
     p.add_argument("--max-cell-diameter", type=float, default=None, metavar="UM",
                    help="--chunked: the largest cell kept whole across block borders; sets the halo "
                         "(default 25 µm)")
-    p.add_argument("--max-memory", default=None, metavar="SIZE",
-                   help="--chunked: choose the block size so that a worker's predicted peak memory stays "
-                        "under SIZE (e.g. 4GB; the spine model of docs/scale.md); not with --chunk-size")
-    p.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="--chunked: run the blocks on a local Dask cluster of N processes")
-    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                   help="--chunked: run the blocks on a running Dask cluster (tcp://HOST:PORT)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     add_stack_arguments(p)
     p.set_defaults(func=run)

@@ -50,16 +50,22 @@ def volume_sha256(volume) -> str:
     return h.hexdigest()
 
 
+def clear_run_record(out_dir: Path) -> None:
+    """Remove an earlier run's ``run.json`` before a result is written (it is written last, so
+    a folder without one is not a complete result)."""
+    try:
+        (Path(out_dir) / RUN_FILE).unlink(missing_ok=True)
+    except OSError as exc:
+        raise write_error(exc, Path(out_dir) / RUN_FILE) from exc
+
+
 def save_large_result(out_dir, *, image, spacing, spine_labels, dendrite_labels, spines, dendrites, centrelines,
                       config, diagnostics: dict, timings: dict, source: dict, limit: int) -> Path:
     """Write tables, SWC, ``results.ome.zarr`` (chunk by chunk) and ``run.json`` (last)."""
     out_dir = Path(out_dir)
     n = int(np.prod(image.shape))
     with undo_on_failure():
-        try:
-            (out_dir / RUN_FILE).unlink(missing_ok=True)
-        except OSError as exc:
-            raise write_error(exc, out_dir / RUN_FILE) from exc
+        clear_run_record(out_dir)
         t = time.perf_counter()
         export_results(out_dir, spacing=spacing, spines=spines, dendrites=dendrites, centrelines=centrelines,
                        formats=("tables", "swc"))
