@@ -61,7 +61,8 @@ class BlockRunner:
             self.cluster = LocalCluster(n_workers=int(self.workers), threads_per_worker=1, processes=True,
                                         memory_limit=self.memory_limit, dashboard_address=":0")
             self.client = Client(self.cluster)
-        n = len(self.client.scheduler_info().get("workers", {}))
+            self.client.wait_for_workers(int(self.workers), timeout=120)
+        n = self.n_workers()
         self.say(f"Dask cluster: {n} worker(s); dashboard {self.dashboard()}")
         return self
 
@@ -84,7 +85,9 @@ class BlockRunner:
         """Workers of the cluster (1: this process)."""
         if self.client is None:
             return 1
-        return len(self.client.scheduler_info().get("workers", {}))
+        # not scheduler_info(): the client's periodic refresh overwrites its cache with a copy that lists
+        # no workers, so under load it read 0 (a CI failure); nthreads() returns its own reply
+        return len(self.client.nthreads())
 
     def map(self, fn, jobs: list, *, names: list[str], stage: str, progress=None) -> list:
         """``[fn(job) for job in jobs]``, in order; ``progress(stage, done, total)`` after each."""
