@@ -23,6 +23,8 @@ PY = sys.executable
 BENCHMARKS = [
     ("real2d", ["benchmarks/real2d.py", "--methods", "classical", "lean2d", "lean2d_real",
                 "lean2d_real@components"], "Accuracy: on real annotated images"),
+    ("dendritic2_agreement", ["benchmarks/dendritic2_agreement.py", "--method", "lean2d_real"],
+     "Accuracy: on real annotated images (agreement of the annotations)"),
     ("types_real2d", ["benchmarks/types_real2d.py", "--on", "detections", "--method", "lean2d_real"],
      "Spine types on real outlines (docs/measurements.md)"),
     ("accuracy", ["benchmarks/accuracy.py", "--methods", "classical", "lean2d", "lean2d_real", "--n", "3"],
