@@ -130,8 +130,7 @@ def stitch_only(folder: Path, run_name: str) -> dict:
 
     from spinequant.pipeline.runinfo import peak_memory_mb
     from spinequant.scale import block_grid
-    from spinequant.scale.analyze import StoredObjects
-    from spinequant.scale.objects import BlockObjects, stitch
+    from spinequant.scale.objects import BlockObjects, StoredObjects, stitch
 
     work = folder / run_name / "chunked.work"
     run = json.loads((folder / run_name / "run.json").read_text())

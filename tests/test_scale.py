@@ -171,18 +171,25 @@ def test_max_memory_chooses_the_largest_block_that_fits():
         chunk_for_memory("lots", shape, halo=halo, method="lean2d_real")
 
 
-def test_dendrites_touching_only_across_a_block_corner_are_joined():
+@pytest.mark.parametrize("kept", ["in memory", "in files"])
+def test_dendrites_touching_only_across_a_block_corner_are_joined(kept, tmp_path, monkeypatch):
     import zarr
 
-    from spinequant.scale.objects import BlockObjects, stitch
+    from spinequant.scale.objects import BlockObjects, StoredObjects, stitch
 
     blocks = block_grid((3, 32, 32), chunk_px=16, halo=0)
+    # from files, stitching reads the sparse arrays it needs, never a block's dense window
+    monkeypatch.setattr(StoredObjects, "__getitem__", lambda self, name: pytest.fail("dense window read"))
 
     def stitched(voxels, label=1):
         dend = {b.name: np.zeros((3, 16, 16), np.uint32) for b in blocks}
         for name, at in voxels.items():
             dend[name][at] = label
         objects = {b.name: BlockObjects(np.zeros((3, 16, 16), np.uint32), None, dend[b.name]) for b in blocks}
+        if kept == "in files":
+            for name, o in objects.items():
+                o.save(tmp_path / f"{name}.npz")
+            objects = StoredObjects(tmp_path, blocks)
         out = [zarr.zeros((3, 32, 32), chunks=(3, 16, 16), dtype=np.uint32) for _ in range(2)]
         return stitch(blocks, objects, *out), out[1][...]
 

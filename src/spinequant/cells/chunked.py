@@ -35,7 +35,8 @@ from skimage.filters import threshold_otsu
 
 from ..config import config_to_dict
 from ..errors import InputError
-from ..scale.analyze import StoredObjects, objects_folder, peak_memory_per_process, task_record
+from ..scale.analyze import objects_folder, peak_memory_per_process, task_record
+from ..scale.objects import StoredObjects
 from ..scale.blocks import Block, block_grid, halo_px
 from ..scale.execute import BlockRunner
 from ..scale.maps import read_region, read_window

@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Mapping
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -21,37 +20,12 @@ from .execute import BlockRunner
 from .maps import block_done, map_fingerprint, open_maps, volume_levels, write_block_maps
 from .export import save_large_result
 from .measure import volume_tables
-from .objects import BlockObjects, block_objects, stitch
+from .objects import BlockObjects, StoredObjects, block_objects, stitch
 from .volume import VolumeSource, open_volume
 
 #: The working folder of a chunked run inside its results folder (maps, per-block objects,
 #: the global labels); kept, so a re-run after a kill skips the finished blocks.
 WORK_DIR = "chunked.work"
-
-
-class StoredObjects(Mapping):
-    """Per-block objects read from their files on each access (memory: a few blocks)."""
-
-    def __init__(self, folder: Path, blocks: list[Block]):
-        self.folder, self.names = folder, [b.name for b in blocks]
-
-    def __getitem__(self, name):
-        return BlockObjects.load(self.folder / f"{name}.npz")
-
-    def __iter__(self):
-        return iter(self.names)
-
-    def __len__(self):
-        return len(self.names)
-
-    def spine_voxels(self, name):
-        """(flat indices, ids, window shape) of a block's spines, without the dense window."""
-        with np.load(self.folder / f"{name}.npz") as f:
-            if "spines_index" in f:
-                return f["spines_index"], f["spines_id"], tuple(int(n) for n in f["spines_shape"])
-        from .objects import spine_voxels
-
-        return spine_voxels({name: self[name]}, name)
 
 
 def chunked_labels(volume, spacing, work_dir, *, config=None, scale: ScaleConfig | None = None,

@@ -12,6 +12,7 @@ union-find, so one dendrite has one id.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +63,112 @@ def _dense(f, name: str) -> np.ndarray:
     out = np.zeros(tuple(f[f"{name}_shape"]), np.uint32)
     out.reshape(-1)[f[f"{name}_index"]] = f[f"{name}_id"]
     return out
+
+
+class StoredObjects(Mapping):
+    """Per-block objects in their files (``{block name}.npz`` in ``folder``), read on each
+    access. Besides whole :class:`BlockObjects` (``stored[name]``, dense windows), it answers
+    what stitching needs from the sparse arrays alone, so that the main process never holds
+    more than one block's core at a time: the label counts, scores, clipped count, dendrite
+    ids and faces, spine voxels and the dense core dendrites."""
+
+    def __init__(self, folder: Path, blocks: list[Block]):
+        self.folder, self.names = Path(folder), [b.name for b in blocks]
+
+    def __getitem__(self, name):
+        return BlockObjects.load(self.folder / f"{name}.npz")
+
+    def __iter__(self):
+        return iter(self.names)
+
+    def __len__(self):
+        return len(self.names)
+
+    def _arrays(self, name: str, *keys: str):
+        """The arrays ``keys`` of a block's sparse file, or None for a file of format 1."""
+        with np.load(self.folder / f"{name}.npz") as f:
+            if "spines_index" not in f:
+                return None
+            return [f[k] if k in f else None for k in keys]
+
+    def label_counts(self, name: str) -> tuple[int, int]:
+        got = self._arrays(name, "spines_id", "dendrites_id")
+        if got is None:
+            return DenseObjects({name: self[name]}).label_counts(name)
+        return tuple(int(a.max(initial=0)) for a in got)
+
+    def scores(self, name: str):
+        with np.load(self.folder / f"{name}.npz") as f:
+            return f["scores"] if "scores" in f else None
+
+    def clipped(self, name: str) -> int:
+        with np.load(self.folder / f"{name}.npz") as f:
+            return int(f["clipped"])
+
+    def dendrite_ids(self, name: str) -> np.ndarray:
+        got = self._arrays(name, "dendrites_id")
+        return np.unique(got[0]) if got is not None else DenseObjects({name: self[name]}).dendrite_ids(name)
+
+    def dendrite_faces(self, name: str) -> dict[str, np.ndarray]:
+        got = self._arrays(name, "dendrites_shape", "dendrites_index", "dendrites_id")
+        if got is None:
+            return DenseObjects({name: self[name]}).dendrite_faces(name)
+        shape, index, ids = got
+        nz, ny, nx = (int(n) for n in shape)
+        z, y, x = np.unravel_index(index, (nz, ny, nx))
+        faces = {"y0": np.zeros((nz, nx), np.uint32), "y1": np.zeros((nz, nx), np.uint32),
+                 "x0": np.zeros((nz, ny), np.uint32), "x1": np.zeros((nz, ny), np.uint32)}
+        for key, on, along in (("y0", y == 0, x), ("y1", y == ny - 1, x), ("x0", x == 0, y), ("x1", x == nx - 1, y)):
+            faces[key][z[on], along[on]] = ids[on]
+        return faces
+
+    def core_dendrites(self, name: str) -> np.ndarray:
+        got = self._arrays(name, "dendrites_shape", "dendrites_index", "dendrites_id")
+        if got is None:
+            return self[name].dendrites
+        shape, index, ids = got
+        out = np.zeros(tuple(int(n) for n in shape), np.uint32)
+        out.reshape(-1)[index] = ids
+        return out
+
+    def spine_voxels(self, name: str) -> tuple[np.ndarray, np.ndarray, tuple]:
+        """(flat indices, ids, window shape) of a block's spines, without the dense window."""
+        got = self._arrays(name, "spines_index", "spines_id", "spines_shape")
+        if got is None:
+            return DenseObjects({name: self[name]}).spine_voxels(name)
+        return got[0], got[1], tuple(int(n) for n in got[2])
+
+
+class DenseObjects:
+    """The accessors of :class:`StoredObjects` over ``{block name: BlockObjects}`` in memory."""
+
+    def __init__(self, objects: Mapping):
+        self.objects = objects
+
+    def label_counts(self, name: str) -> tuple[int, int]:
+        o = self.objects[name]
+        return int(o.spines.max(initial=0)), int(o.dendrites.max(initial=0))
+
+    def scores(self, name: str):
+        return self.objects[name].scores
+
+    def clipped(self, name: str) -> int:
+        return int(self.objects[name].clipped)
+
+    def dendrite_ids(self, name: str) -> np.ndarray:
+        return np.unique(self.objects[name].dendrites)
+
+    def dendrite_faces(self, name: str) -> dict[str, np.ndarray]:
+        d = self.objects[name].dendrites
+        return {"y0": d[:, 0, :], "y1": d[:, -1, :], "x0": d[:, :, 0], "x1": d[:, :, -1]}
+
+    def core_dendrites(self, name: str) -> np.ndarray:
+        return self.objects[name].dendrites
+
+    def spine_voxels(self, name: str) -> tuple[np.ndarray, np.ndarray, tuple]:
+        spines = self.objects[name].spines
+        flat = np.flatnonzero(spines)
+        return flat, spines.reshape(-1)[flat], spines.shape
 
 
 def block_objects(maps_group, volume, spacing, block: Block, *, config, shape) -> BlockObjects:
@@ -162,7 +269,7 @@ def touching_pairs(a: np.ndarray, b: np.ndarray) -> set[tuple[int, int]]:
     return pairs
 
 
-def stitch(blocks: list[Block], objects: dict[str, BlockObjects], spines_out, dendrites_out) -> dict:
+def stitch(blocks: list[Block], objects: Mapping, spines_out, dendrites_out) -> dict:
     """Write global spine and dendrite labels (Zarr or numpy arrays, the volume's shape;
     ``dendrites_out`` may be None).
 
@@ -175,39 +282,40 @@ def stitch(blocks: list[Block], objects: dict[str, BlockObjects], spines_out, de
     dendrite id: its bounding box (slices of the volume)}, "dendrite_voxels": {global dendrite
     id: its number of voxels}}``.
     """
+    access = objects if isinstance(objects, StoredObjects) else DenseObjects(objects)
     spine_offset, dend_offset, s, d = {}, {}, 0, 0
     for b in blocks:
         spine_offset[b.name], dend_offset[b.name] = s, d
-        s += int(objects[b.name].spines.max(initial=0))
-        d += int(objects[b.name].dendrites.max(initial=0))
+        n_spines, n_dendrites = access.label_counts(b.name)
+        s, d = s + n_spines, d + n_dendrites
     scores = None
-    if any(o.scores is not None for o in objects.values()):
+    block_scores = {b.name: access.scores(b.name) for b in blocks}
+    if any(sc is not None for sc in block_scores.values()):
         scores = np.zeros(s + 1, np.float32)
         for b in blocks:
-            sc = objects[b.name].scores
+            sc = block_scores[b.name]
             if sc is not None and len(sc) > 1:
                 scores[spine_offset[b.name] + 1:spine_offset[b.name] + len(sc)] = sc[1:]
     uf = UnionFind(d + 1)
     by_index = {b.index: b for b in blocks}
+    faces = {b.name: access.dendrite_faces(b.name) for b in blocks}   # 4 planes a block
     for b in blocks:
-        for step, axis in (((0, 1), 2), ((1, 0), 1)):
+        for step, face, other_face in (((0, 1), "x1", "x0"), ((1, 0), "y1", "y0")):
             other = by_index.get((b.index[0] + step[0], b.index[1] + step[1]))
             if other is None:
                 continue
-            da, db = objects[b.name].dendrites, objects[other.name].dendrites
-            last = da[:, :, -1] if axis == 2 else da[:, -1, :]
-            first = db[:, :, 0] if axis == 2 else db[:, 0, :]
-            for la, lb in touching_pairs(last, first):
+            for la, lb in touching_pairs(faces[b.name][face], faces[other.name][other_face]):
                 uf.union(dend_offset[b.name] + la, dend_offset[other.name] + lb)
         # across a corner only (diagonal neighbours): the corner columns, z within 1
         for dx, here, there in ((1, -1, 0), (-1, 0, -1)):
             other = by_index.get((b.index[0] + 1, b.index[1] + dx))
             if other is None:
                 continue
-            last = objects[b.name].dendrites[:, -1, here][:, None]
-            first = objects[other.name].dendrites[:, 0, there][:, None]
+            last = faces[b.name]["y1"][:, here][:, None]
+            first = faces[other.name]["y0"][:, there][:, None]
             for la, lb in touching_pairs(last, first):
                 uf.union(dend_offset[b.name] + la, dend_offset[other.name] + lb)
+    del faces
     roots = np.array([uf.find(i) for i in range(d + 1)])
     dendrite_boxes: dict[int, tuple] = {}
     dendrite_voxels: dict[int, int] = {}
@@ -216,7 +324,7 @@ def stitch(blocks: list[Block], objects: dict[str, BlockObjects], spines_out, de
     present = np.zeros(d + 1, bool)
     present[0] = True
     for b in blocks:
-        ids = np.unique(objects[b.name].dendrites)
+        ids = access.dendrite_ids(b.name)
         present[ids[ids > 0].astype(np.int64) + dend_offset[b.name]] = True
     kept = np.unique(roots[present])                          # 0 first
     final = np.where(present, np.searchsorted(kept, roots), 0)
@@ -226,7 +334,7 @@ def stitch(blocks: list[Block], objects: dict[str, BlockObjects], spines_out, de
         for other in blocks:
             if any(max(c.start, w.start) >= min(c.stop, w.stop) for c, w in zip(b.core, other.window)):
                 continue
-            flat, ids, shape = spine_voxels(objects, other.name)
+            flat, ids, shape = access.spine_voxels(other.name)
             z, y, x = np.unravel_index(flat, shape)
             y, x = y + other.window[0].start - b.core[0].start, x + other.window[1].start - b.core[1].start
             inside = (y >= 0) & (y < out.shape[1]) & (x >= 0) & (x < out.shape[2])
@@ -234,7 +342,7 @@ def stitch(blocks: list[Block], objects: dict[str, BlockObjects], spines_out, de
             free = out[at] == 0                    # a spine already written here keeps its voxels
             out[tuple(a[free] for a in at)] = ids[inside][free] + spine_offset[other.name]
         spines_out[core] = out
-        dl = objects[b.name].dendrites.astype(np.int64)
+        dl = access.core_dendrites(b.name).astype(np.int64)
         dl[dl > 0] += dend_offset[b.name]
         core_dendrites = final[dl]
         if dendrites_out is not None:                   # None: objects without dendrites (cells)
@@ -247,18 +355,8 @@ def stitch(blocks: list[Block], objects: dict[str, BlockObjects], spines_out, de
                 box = (box[0], *(slice(s.start + c.start, s.stop + c.start) for s, c in zip(box[1:], b.core)))
                 dendrite_boxes[did] = union_box(dendrite_boxes.get(did), box)
     return {"scores": scores, "n_spines": s, "n_dendrites": int(final.max(initial=0)),
-            "clipped": int(sum(o.clipped for o in objects.values())), "spine_offsets": spine_offset,
+            "clipped": sum(access.clipped(b.name) for b in blocks), "spine_offsets": spine_offset,
             "dendrite_boxes": dendrite_boxes, "dendrite_voxels": dendrite_voxels}
-
-
-def spine_voxels(objects, name: str) -> tuple[np.ndarray, np.ndarray, tuple]:
-    """A block's owned spines as (flat indices in its window, ids, window shape): read from
-    the file alone when ``objects`` can (stored objects), else from the dense labels."""
-    if hasattr(objects, "spine_voxels"):
-        return objects.spine_voxels(name)
-    spines = objects[name].spines
-    flat = np.flatnonzero(spines)
-    return flat, spines.reshape(-1)[flat], spines.shape
 
 
 def union_box(a: tuple | None, b: tuple) -> tuple:
