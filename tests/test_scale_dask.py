@@ -109,3 +109,20 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_result(zarr_stack, serial
 
     spines = pd.read_csv(out / "spines.csv")
     assert np.allclose(np.sort(spines["volume_um3"]), np.sort(serial.spines["volume_um3"]), atol=1e-6)
+
+
+def test_workers_that_do_not_start_give_a_clear_error(monkeypatch):
+    from spinequant.errors import InputError
+    from spinequant.scale.execute import BlockRunner
+
+    def never(self, n_workers, timeout=None):
+        raise TimeoutError(f"{n_workers} workers did not arrive")
+
+    closed = []
+    real_close = LocalCluster.close
+    monkeypatch.setattr(Client, "wait_for_workers", never)
+    monkeypatch.setattr(LocalCluster, "close", lambda self, *a, **k: closed.append(1) or real_close(self, *a, **k))
+    with pytest.raises(InputError, match=r"of 2 Dask workers started within 120 s.*--workers"):
+        with BlockRunner(workers=2):
+            pass
+    assert closed                                  # the cluster that did start is shut down

@@ -61,7 +61,13 @@ class BlockRunner:
             self.cluster = LocalCluster(n_workers=int(self.workers), threads_per_worker=1, processes=True,
                                         memory_limit=self.memory_limit, dashboard_address=":0")
             self.client = Client(self.cluster)
-            self.client.wait_for_workers(int(self.workers), timeout=120)
+            try:
+                self.client.wait_for_workers(int(self.workers), timeout=120)
+            except TimeoutError:
+                started = len(self.client.nthreads())
+                self.__exit__()
+                raise InputError(f"Only {started} of {self.workers} Dask workers started within 120 s. The machine "
+                                 f"may lack the memory or processes for them: ask for fewer (--workers).") from None
         n = self.n_workers()
         self.say(f"Dask cluster: {n} worker(s); dashboard {self.dashboard()}")
         return self
