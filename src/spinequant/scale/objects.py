@@ -283,11 +283,11 @@ def stitch(blocks: list[Block], objects: Mapping, spines_out, dendrites_out) -> 
     id: its number of voxels}}``.
     """
     access = objects if isinstance(objects, StoredObjects) else DenseObjects(objects)
-    spine_offset, dend_offset, s, d = {}, {}, 0, 0
+    spine_offset, dend_offset, label_counts, s, d = {}, {}, {}, 0, 0
     for b in blocks:
         spine_offset[b.name], dend_offset[b.name] = s, d
-        n_spines, n_dendrites = access.label_counts(b.name)
-        s, d = s + n_spines, d + n_dendrites
+        n_spines, label_counts[b.name] = access.label_counts(b.name)
+        s, d = s + n_spines, d + label_counts[b.name]
     scores = None
     block_scores = {b.name: access.scores(b.name) for b in blocks}
     if any(sc is not None for sc in block_scores.values()):
@@ -342,12 +342,13 @@ def stitch(blocks: list[Block], objects: Mapping, spines_out, dendrites_out) -> 
             free = out[at] == 0                    # a spine already written here keeps its voxels
             out[tuple(a[free] for a in at)] = ids[inside][free] + spine_offset[other.name]
         spines_out[core] = out
-        dl = access.core_dendrites(b.name).astype(np.int64)
-        dl[dl > 0] += dend_offset[b.name]
-        core_dendrites = final[dl]
+        # the block's labels 1..n -> global ids through a lookup of its own (no int64 copies of the core)
+        own = final[dend_offset[b.name]:dend_offset[b.name] + label_counts[b.name] + 1].astype(np.uint32)
+        own[0] = 0
+        core_dendrites = own[access.core_dendrites(b.name)]
         if dendrites_out is not None:                   # None: objects without dendrites (cells)
-            dendrites_out[core] = core_dendrites.astype(np.uint32)
-        counts = np.bincount(core_dendrites.reshape(-1))
+            dendrites_out[core] = core_dendrites
+        counts = np.bincount(core_dendrites[core_dendrites > 0], minlength=1)   # (dendrites: a few % of a core)
         for did in np.nonzero(counts[1:])[0] + 1:
             dendrite_voxels[int(did)] = dendrite_voxels.get(int(did), 0) + int(counts[did])
         for did, box in enumerate(ndimage.find_objects(core_dendrites), start=1):
