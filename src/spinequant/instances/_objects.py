@@ -15,6 +15,8 @@ import cc3d
 import edt
 import numpy as np
 from scipy import ndimage as ndi
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from ..boxes import grow_box
 
@@ -38,7 +40,7 @@ class Objects:
     @classmethod
     def from_mask(cls, mask: np.ndarray, connectivity: int) -> Objects:
         """3D connected components of ``mask`` (ids 1..N in raster order)."""
-        return cls.of(cc3d.connected_components(np.ascontiguousarray(mask), connectivity=connectivity))
+        return cls.of(label_components(mask, connectivity))
 
     @property
     def ids(self) -> np.ndarray:
@@ -89,6 +91,70 @@ def blank_labels(shape) -> np.ndarray:
     buffer = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE)
     buffer.madvise(mmap.MADV_NOHUGEPAGE)
     return np.frombuffer(buffer, np.int32).reshape(shape)
+
+
+#: z planes per slab of :func:`label_components`, as voxels (64 MiB of cc3d's uint32 labels).
+_SLAB_VOXELS = 16 << 20
+
+
+def label_components(mask: np.ndarray, connectivity: int = 26) -> np.ndarray:
+    """``cc3d.connected_components(mask, connectivity)``: the same ids (1..N in raster order
+    of each object's first voxel), for a large 3D mask in a :func:`blank_labels` volume.
+
+    cc3d labels a whole volume densely, in uint32 as soon as its upper estimate of the count
+    passes 65,535 (on any mask of a large stack): 4 bytes a voxel, resident whole, however few
+    the objects. Here it labels slabs of planes in turn; each slab's ids are written where its
+    mask is set, offset past the ids of the slabs before it, and the pieces that touch across
+    a slab face are joined afterwards. Ranked by their first (lowest) piece, the joined
+    objects get cc3d's ids, since a slab's ids follow the raster order within it.
+    """
+    mask = np.ascontiguousarray(mask)
+    plane = int(np.prod(mask.shape[1:], dtype=np.int64))
+    if mask.ndim != 3 or mask.size * 4 < _BLANK_MIN_BYTES or mask.size >= 2**31:
+        return cc3d.connected_components(mask, connectivity=connectivity)
+    step = max(1, _SLAB_VOXELS // plane)
+    out = blank_labels(mask.shape)
+    offset, pairs, last = 0, [], None
+    for z in range(0, mask.shape[0], step):
+        slab, n = cc3d.connected_components(mask[z:z + step], connectivity=connectivity, return_N=True)
+        where = slab != 0
+        out[z:z + step][where] = slab[where].astype(np.int32) + offset
+        first = out[z]
+        if last is not None:
+            pairs.extend(_touching(last, first, connectivity))
+        last, offset = out[min(z + step, mask.shape[0]) - 1], offset + n
+        del slab, where
+    if not pairs:
+        return out
+    a, b = np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
+    graph = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(offset + 1, offset + 1))
+    _, joined = connected_components(graph, directed=False)
+    lowest = np.full(joined.max() + 1, offset + 1, np.int64)
+    np.minimum.at(lowest, joined, np.arange(offset + 1))
+    rank = np.zeros(len(lowest), np.int64)
+    rank[np.argsort(lowest)] = np.arange(len(lowest))     # the background (0) ranks first
+    lut = rank[joined].astype(np.int32)
+    for z in range(0, mask.shape[0], step):
+        view = out[z:z + step]
+        where = view != 0
+        view[where] = lut[view[where]]
+    return out
+
+
+def _touching(below: np.ndarray, above: np.ndarray, connectivity: int):
+    """Id pairs of the set voxels of two neighbouring planes that touch (26-, 18- or
+    6-connectivity: diagonal, edge or face neighbours across the planes)."""
+    reach = {26: 2, 18: 1, 6: 0}[connectivity]
+    ny, nx = below.shape
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            if abs(dy) + abs(dx) > reach:
+                continue
+            a = below[max(0, -dy):ny - max(0, dy), max(0, -dx):nx - max(0, dx)]
+            b = above[max(0, dy):ny - max(0, -dy), max(0, dx):nx - max(0, -dx)]
+            both = (a != 0) & (b != 0)
+            if both.any():
+                yield np.unique(np.stack([a[both], b[both]]), axis=1)
 
 
 def sparse_labels(labels: np.ndarray, boxes, lut: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ from scipy.spatial import cKDTree
 from skimage.segmentation import watershed
 
 from ..boxes import box_within, grow_box
-from ._objects import Objects, blank_labels, sparse_labels
+from ._objects import Objects, blank_labels, label_components, sparse_labels
 
 #: Part of the head blob (relative to the head map's own peak) that counts as the head when the
 #: spine map is too faint around it: the Gaussian's half maximum.
@@ -46,7 +46,7 @@ def head_peaks(head_prob: np.ndarray, spacing, *, threshold: float, min_distance
     # A box maximum filter (separable), run only around the regions above the threshold
     # (a few percent of a stack), then the exact (ellipsoidal) spacing among the candidates.
     above = head_prob >= threshold
-    regions = cc3d.connected_components(np.ascontiguousarray(above))
+    regions = label_components(above)
     found = []
     for box in cc3d.statistics(regions)["bounding_boxes"][1:]:
         if box is None:
@@ -93,7 +93,7 @@ def objects_from_heads(peaks: np.ndarray, spine_prob: np.ndarray, head_prob: np.
         pieces = cc3d.connected_components(np.ascontiguousarray(blob))
         centre = tuple(p - b.start for p, b in zip(peak, box))
         region[box] |= pieces == pieces[centre]
-    components = cc3d.connected_components(np.ascontiguousarray(region), connectivity=connectivity)
+    components = label_components(region, connectivity)
     del region
     boxes = cc3d.statistics(components)["bounding_boxes"]
     owner = components[tuple(peaks.T)].astype(np.int64)

@@ -15,6 +15,7 @@ from . import specs
 from .card import ModelCard, load_model, read_card, resolve
 from .normalise import normalise, percentile_range
 from .resample import model_shape, resize_window, to_input_grid, to_model_grid, window_span
+from ._malloc import while_predicting
 from .threads import torch_threads
 from .tiling import make_runner, sliding_window
 
@@ -95,27 +96,34 @@ def predict(image: np.ndarray, *, spacing, model: str | os.PathLike | tuple | No
     spacing = check_spacing(spacing)
     check_image_values(image, where="the image")
     engine = choose_engine(model, engine, device)
-    with torch_threads(threads):
-        if engine == "onnx":
-            from .onnx_runtime import make_onnx_runner, onnx_file
+    # The engine and its buffers are gone when while_predicting hands freed memory back.
+    with torch_threads(threads), while_predicting():
+        return _predict_with(engine, image, spacing, model, device=device, channels_last=channels_last,
+                             compile=compile, threads=threads, batch_size=batch_size, progress=progress,
+                             tile_size=tile_size, overlap=overlap, value_range=value_range, grid=grid,
+                             dtype=np.dtype(dtype))
 
-            card_path, _ = resolve(model)
-            card = read_card(card_path)
-            run = make_onnx_runner(onnx_file(card_path, card), threads=threads)
-        else:
-            import torch
 
-            from .architectures import to_probabilities
+def _predict_with(engine, image, spacing, model, *, device, channels_last, compile, threads, batch_size,
+                  **options):
+    if engine == "onnx":
+        from .onnx_runtime import make_onnx_runner, onnx_file
 
-            net, card = model if isinstance(model, tuple) else load_model(model)
-            spec = specs.architecture(card.architecture)
-            run = make_runner(net, lambda logits: to_probabilities(spec, logits),
-                              device=torch.device(device or _device_type(None)),
-                              channels_last=channels_last, compile=compile)
-        batch_size = batch_size or (1 if engine == "onnx" else 4)
-        return _predict(image, spacing, run, card, batch_size=batch_size, progress=progress,
-                        tile_size=tile_size, overlap=overlap, value_range=value_range, grid=grid,
-                        dtype=np.dtype(dtype))
+        card_path, _ = resolve(model)
+        card = read_card(card_path)
+        run = make_onnx_runner(onnx_file(card_path, card), threads=threads)
+    else:
+        import torch
+
+        from .architectures import to_probabilities
+
+        net, card = model if isinstance(model, tuple) else load_model(model)
+        spec = specs.architecture(card.architecture)
+        run = make_runner(net, lambda logits: to_probabilities(spec, logits),
+                          device=torch.device(device or _device_type(None)),
+                          channels_last=channels_last, compile=compile)
+    batch_size = batch_size or (1 if engine == "onnx" else 4)
+    return _predict(image, spacing, run, card, batch_size=batch_size, **options)
 
 
 def choose_engine(model, engine: str = "auto", device: str | torch.device | None = None) -> str:
