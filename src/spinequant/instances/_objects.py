@@ -38,9 +38,10 @@ class Objects:
         return cls(labels, counts, boxes)
 
     @classmethod
-    def from_mask(cls, mask: np.ndarray, connectivity: int) -> Objects:
-        """3D connected components of ``mask`` (ids 1..N in raster order)."""
-        return cls.of(label_components(mask, connectivity))
+    def from_mask(cls, mask: np.ndarray, connectivity: int, threshold: float | None = None) -> Objects:
+        """3D connected components of ``mask`` (ids 1..N in raster order); of ``mask >=
+        threshold`` with a ``threshold`` (see :func:`label_components`)."""
+        return cls.of(label_components(mask, connectivity, threshold=threshold))
 
     @property
     def ids(self) -> np.ndarray:
@@ -93,13 +94,17 @@ def blank_labels(shape) -> np.ndarray:
     return np.frombuffer(buffer, np.int32).reshape(shape)
 
 
-#: z planes per slab of :func:`label_components`, as voxels (64 MiB of cc3d's uint32 labels).
-_SLAB_VOXELS = 16 << 20
+#: z planes per slab of :func:`label_components`, as voxels (16 MiB of cc3d's uint32 labels).
+_SLAB_VOXELS = 4 << 20
 
 
-def label_components(mask: np.ndarray, connectivity: int = 26) -> np.ndarray:
+def label_components(mask: np.ndarray, connectivity: int = 26, *, threshold: float | None = None,
+                     extra=()) -> np.ndarray:
     """``cc3d.connected_components(mask, connectivity)``: the same ids (1..N in raster order
     of each object's first voxel), for a large 3D mask in a :func:`blank_labels` volume.
+    With ``threshold``, ``mask`` is a map and the mask is ``mask >= threshold``; ``extra``
+    ((start, bool array) pairs) sets those pieces too. The mask is made a slab at a time:
+    a large stack's whole mask is never held.
 
     cc3d labels a whole volume densely, in uint32 as soon as its upper estimate of the count
     passes 65,535 (on any mask of a large stack): 4 bytes a voxel, resident whole, however few
@@ -108,15 +113,25 @@ def label_components(mask: np.ndarray, connectivity: int = 26) -> np.ndarray:
     a slab face are joined afterwards. Ranked by their first (lowest) piece, the joined
     objects get cc3d's ids, since a slab's ids follow the raster order within it.
     """
-    mask = np.ascontiguousarray(mask)
+    def masked(z0, z1):
+        """The mask of the planes [z0, z1) (rows of a 2D mask)."""
+        part = mask[z0:z1]
+        part = part >= threshold if threshold is not None else np.array(part, bool) if extra else part
+        for start, piece in extra:
+            za, zb = max(start[0], z0), min(start[0] + piece.shape[0], z1)
+            if za < zb:
+                where = (slice(za - z0, zb - z0),) + tuple(slice(a, a + k) for a, k in zip(start[1:], piece.shape[1:]))
+                part[where] |= piece[za - start[0]:zb - start[0]]
+        return np.ascontiguousarray(part)
+
     plane = int(np.prod(mask.shape[1:], dtype=np.int64))
     if mask.ndim != 3 or mask.size * 4 < _BLANK_MIN_BYTES or mask.size >= 2**31:
-        return cc3d.connected_components(mask, connectivity=connectivity)
+        return cc3d.connected_components(masked(0, mask.shape[0]), connectivity=connectivity)
     step = max(1, _SLAB_VOXELS // plane)
     out = blank_labels(mask.shape)
     offset, pairs, last = 0, [], None
     for z in range(0, mask.shape[0], step):
-        slab, n = cc3d.connected_components(mask[z:z + step], connectivity=connectivity, return_N=True)
+        slab, n = cc3d.connected_components(masked(z, z + step), connectivity=connectivity, return_N=True)
         where = slab != 0
         out[z:z + step][where] = slab[where].astype(np.int32) + offset
         first = out[z]
@@ -180,6 +195,7 @@ def voxel_volume(spacing) -> float:
 
 def near_mask(objects: Objects, ids, mask: np.ndarray, spacing, limit_um: float) -> np.ndarray:
     """For each object, whether a ``mask`` voxel lies within ``limit_um`` of one of its voxels.
+    ``mask`` may be a label volume (nonzero: set), read box by box.
 
     Distances are Euclidean in µm between voxel centres. Each object is handled in its bounding
     box widened by ``limit_um``. An object that touches ``mask`` (26 neighbours) is answered
@@ -194,11 +210,11 @@ def near_mask(objects: Objects, ids, mask: np.ndarray, spacing, limit_um: float)
     for k, i in enumerate(ids):
         if limit_um >= diagonal:
             near = grow_box(objects.boxes[i], 1, labels.shape)
-            if (ndi.binary_dilation(labels[near] == i, np.ones((3,) * labels.ndim, bool)) & mask[near]).any():
+            if (ndi.binary_dilation(labels[near] == i, np.ones((3,) * labels.ndim, bool)) & (mask[near] != 0)).any():
                 out[k] = True
                 continue
         box = grow_box(objects.boxes[i], margin, labels.shape)
-        target = mask[box]
+        target = mask[box] != 0
         if target.any():
             # edt measures from nonzero voxels to the nearest zero, so the target must be zero.
             dist = edt.edt(~target, anisotropy=spacing, black_border=False)
