@@ -103,3 +103,18 @@ def test_kept_freed_memory_is_handed_back_after_each_prediction(tmp_path, monkey
     with pytest.raises(ZeroDivisionError):
         predict(image, progress=lambda fraction: 1 / 0, **run)
     assert calls == [(64 << 20, 96 << 20), (128 << 10, 128 << 10)]
+
+
+def test_overlapping_predictions_put_the_thresholds_back_once(monkeypatch):
+    # Threads of one process share the allocator: the raised thresholds stay until the last
+    # running prediction ends.
+    from spinequant.segment.neural import _malloc
+
+    calls = []
+    monkeypatch.setattr(_malloc, "_set", lambda *thresholds: calls.append(thresholds) or True)
+    monkeypatch.setattr(_malloc, "_kept", (64 << 20, 96 << 20))
+    with _malloc.while_predicting():
+        with _malloc.while_predicting():
+            pass
+        assert calls == [(64 << 20, 96 << 20)]
+    assert calls == [(64 << 20, 96 << 20), (128 << 10, 128 << 10)]

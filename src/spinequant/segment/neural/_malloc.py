@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -29,6 +30,10 @@ _M_MMAP_THRESHOLD = -3
 #: glibc's initial mmap and trim thresholds (before its adaptive raising).
 _GLIBC_INITIAL = 128 << 10
 _kept: tuple[int, int] | None = None
+# Predictions running now (threads of one process share the allocator): the last to finish
+# puts the thresholds back.
+_running = 0
+_lock = threading.Lock()
 
 
 def _libc():
@@ -64,14 +69,21 @@ def keep_freed_memory(mmap_threshold: int = 256 << 20, trim_threshold: int = 512
 def while_predicting() -> Iterator[None]:
     """Within the block, the thresholds :func:`keep_freed_memory` asked for; afterwards
     glibc's initial ones and the freed memory handed back. Nothing when it was not called."""
+    global _running
     if _kept is None:
         yield
         return
-    _set(*_kept)
+    with _lock:
+        if _running == 0:
+            _set(*_kept)
+        _running += 1
     try:
         yield
     finally:
-        _set(_GLIBC_INITIAL, _GLIBC_INITIAL)
-        libc = _libc()
-        if libc is not None and hasattr(libc, "malloc_trim"):
-            libc.malloc_trim(0)
+        with _lock:
+            _running -= 1
+            if _running == 0:
+                _set(_GLIBC_INITIAL, _GLIBC_INITIAL)
+                libc = _libc()
+                if libc is not None and hasattr(libc, "malloc_trim"):
+                    libc.malloc_trim(0)
