@@ -3,13 +3,16 @@ objects lie (docs/scale.md, "Memory of the in-memory path")."""
 
 import sys
 
+import cc3d
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 
 from spinequant.errors import InputError
 from spinequant.evaluate.detection import match_spine_objects
 from spinequant.instances import spine_instances
-from spinequant.instances._objects import Objects, blank_labels
+from spinequant.instances import _objects
+from spinequant.instances._objects import Objects, blank_labels, label_components
 from spinequant.pipeline.analyze import NEURAL_INSTANCES, AnalyzeConfig, resolve_config
 from spinequant.segment.neural.predict import predict
 from spinequant.synth import make_phantom
@@ -86,3 +89,38 @@ def test_blank_labels_take_memory_only_where_objects_are_written():
     assert grown < 60, f"{grown:.0f} MiB resident"
     kept = objects.keep(objects.ids[::2])                    # written into a new blank volume
     assert kept.labels.max() == 50 and _rss_mib() - before < 100
+
+
+@pytest.mark.parametrize("connectivity", [6, 18, 26])
+def test_components_labelled_slab_by_slab_are_cc3d_s(monkeypatch, connectivity):
+    # Slabs of 1-3 planes on small masks (noise and smooth blobs that cross many slab faces):
+    # the same ids as cc3d on the whole mask, object for object.
+    monkeypatch.setattr(_objects, "_BLANK_MIN_BYTES", 1)
+    rng = np.random.default_rng(connectivity)
+    for trial in range(40):
+        shape = tuple(int(n) for n in rng.integers(2, 24, 3))
+        monkeypatch.setattr(_objects, "_SLAB_VOXELS", int(rng.integers(1, 4)) * shape[1] * shape[2])
+        mask = (rng.random(shape) < rng.uniform(0.05, 0.5) if trial % 2 else
+                ndi.gaussian_filter(rng.random(shape), 1.5) > 0.5)
+        got = label_components(mask, connectivity)
+        assert got.dtype == np.int32
+        np.testing.assert_array_equal(got, cc3d.connected_components(mask, connectivity=connectivity))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/statm")
+def test_components_of_a_large_mask_take_memory_only_where_objects_are():
+    # 400 MiB of int32 labels; cc3d alone would make them uint32 and resident whole. Objects
+    # span slab faces (a rod through every plane) and join there (a U whose arms meet below).
+    shape = (100, 1024, 1024)
+    mask = np.zeros(shape, bool)
+    mask[:, 10, 10] = True                                  # one object through all planes
+    mask[5:60, 300, 300] = mask[5:60, 300, 310] = True      # two arms...
+    mask[60, 300, 300:311] = True                           # ...joined in a later slab
+    mask[::7, 900, 900:905] = True                          # one object per seventh plane
+    before = _rss_mib()
+    labels = label_components(mask, 26)
+    grown = _rss_mib() - before
+    assert grown < 80, f"{grown:.0f} MiB resident"
+    want = cc3d.connected_components(mask, connectivity=26)
+    assert labels.max() == want.max() == 2 + len(range(0, 100, 7))
+    np.testing.assert_array_equal(labels, want)

@@ -101,3 +101,28 @@ def test_cli_export_onnx_prints_and_records_its_check(tmp_path, capsys):
     assert main(["export-onnx", str(card), "--no-check"]) == 0
     assert "not checked" in capsys.readouterr().out
     assert json.loads(card.read_text())["onnx"]["max_difference_vs_torch"] is None
+
+
+def test_onnx_run_of_the_command_never_imports_torch(tmp_path):
+    """PyTorch adds about 190 MB to a process: a 3D ``spinequant analyze`` through ONNX Runtime
+    (the default on a CPU) with every export and the report must not load it. Run in a fresh
+    process, since this one has torch loaded."""
+    import subprocess
+    import sys
+
+    import tifffile
+
+    from spinequant.synth import make_phantom
+
+    ph = make_phantom("two_photon", seed=1, shape=(12, 128, 128))
+    tifffile.imwrite(tmp_path / "s.tif", ph.image, imagej=True, resolution=(1 / ph.spacing[2], 1 / ph.spacing[1]),
+                     metadata={"spacing": ph.spacing[0], "unit": "um", "axes": "ZYX"})
+    code = ("import json, sys\nfrom spinequant.cli import main\n"
+            f"code = main(['analyze', {str(tmp_path / 's.tif')!r}, '--out', {str(tmp_path / 'r')!r}, '--quiet'])\n"
+            "print(json.dumps({'code': code, 'torch': 'torch' in sys.modules}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    answer = json.loads(out.stdout.strip().splitlines()[-1])
+    run = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert answer == {"code": 0, "torch": False}
+    assert run["diagnostics"]["segment"]["engine"] == "onnx" and (tmp_path / "r" / "spines.csv").exists()

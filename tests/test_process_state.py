@@ -79,3 +79,42 @@ def test_figures_do_not_switch_the_matplotlib_backend():
     env = dict(os.environ, MPLBACKEND="svg")
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["svg", "False"], out.stderr
+
+
+def test_kept_freed_memory_is_handed_back_after_each_prediction(tmp_path, monkeypatch):
+    # A program that owns its process asked for the raised thresholds: a prediction runs with
+    # them and puts glibc's initial ones back afterwards (trimming the heap), also when it fails,
+    # so the later stages hold no kept memory; the next prediction raises them again.
+    from spinequant.segment.neural import _malloc
+
+    save_model(build(TINY_2D).eval(), ModelCard(name="tiny", architecture=architecture(TINY_2D),
+                                                voxel_size_um=(0.5, 0.1, 0.1), tile_size=64,
+                                                tile_overlap=16, tile_depth=4), tmp_path / "tiny")
+    calls = []
+    monkeypatch.setattr(_malloc, "_set", lambda *thresholds: calls.append(thresholds) or True)
+    monkeypatch.setattr(_malloc, "_kept", None)
+    assert _malloc.keep_freed_memory(64 << 20, 96 << 20)
+    image = np.random.default_rng(0).integers(0, 4000, (3, 40, 40)).astype(np.uint16)
+    run = dict(spacing=(0.5, 0.1, 0.1), model=tmp_path / "tiny.json", engine="torch")
+    calls.clear()
+    predict(image, **run)
+    assert calls == [(64 << 20, 96 << 20), (128 << 10, 128 << 10)]
+    calls.clear()
+    with pytest.raises(ZeroDivisionError):
+        predict(image, progress=lambda fraction: 1 / 0, **run)
+    assert calls == [(64 << 20, 96 << 20), (128 << 10, 128 << 10)]
+
+
+def test_overlapping_predictions_put_the_thresholds_back_once(monkeypatch):
+    # Threads of one process share the allocator: the raised thresholds stay until the last
+    # running prediction ends.
+    from spinequant.segment.neural import _malloc
+
+    calls = []
+    monkeypatch.setattr(_malloc, "_set", lambda *thresholds: calls.append(thresholds) or True)
+    monkeypatch.setattr(_malloc, "_kept", (64 << 20, 96 << 20))
+    with _malloc.while_predicting():
+        with _malloc.while_predicting():
+            pass
+        assert calls == [(64 << 20, 96 << 20)]
+    assert calls == [(64 << 20, 96 << 20), (128 << 10, 128 << 10)]

@@ -27,7 +27,7 @@ def object_filter(labels: np.ndarray, *, spacing, dendrite_mask=None, min_volume
         Objects (0 = background).
     spacing : sequence of 3 floats
         Voxel size in µm (z, y, x).
-    dendrite_mask : ndarray of bool, optional
+    dendrite_mask : ndarray of bool or int (labels), optional
         Needed for ``max_distance_to_dendrite_um``.
     min_volume_um3, max_volume_um3 : float
         Volume range to keep (voxel count × voxel volume).

@@ -19,7 +19,7 @@ from scipy.spatial import cKDTree
 from skimage.segmentation import watershed
 
 from ..boxes import box_within, grow_box
-from ._objects import Objects, blank_labels, sparse_labels
+from ._objects import Objects, blank_labels, label_components, sparse_labels
 
 #: Part of the head blob (relative to the head map's own peak) that counts as the head when the
 #: spine map is too faint around it: the Gaussian's half maximum.
@@ -45,8 +45,7 @@ def head_peaks(head_prob: np.ndarray, spacing, *, threshold: float, min_distance
     radius = np.maximum(np.round(radius_um / np.asarray(spacing, float)), 1).astype(int)
     # A box maximum filter (separable), run only around the regions above the threshold
     # (a few percent of a stack), then the exact (ellipsoidal) spacing among the candidates.
-    above = head_prob >= threshold
-    regions = cc3d.connected_components(np.ascontiguousarray(above))
+    regions = label_components(head_prob, threshold=threshold)
     found = []
     for box in cc3d.statistics(regions)["bounding_boxes"][1:]:
         if box is None:
@@ -55,7 +54,7 @@ def head_peaks(head_prob: np.ndarray, spacing, *, threshold: float, min_distance
         local = head_prob[grown].astype(np.float32)     # (scipy.ndimage takes no float16)
         peak = (local == ndi.maximum_filter(local, size=tuple(2 * radius + 1), mode="nearest"))
         inner = box_within(box, grown)
-        hits = np.argwhere(peak[inner] & above[box])
+        hits = np.argwhere(peak[inner] & (head_prob[box] >= threshold))
         found.append(hits + [b.start for b in box])
     candidates = np.unique(np.concatenate(found), axis=0) if found else np.zeros((0, head_prob.ndim), int)
     values = head_prob[tuple(candidates.T)].astype(np.float32)
@@ -81,20 +80,20 @@ def objects_from_heads(peaks: np.ndarray, spine_prob: np.ndarray, head_prob: np.
     peaks = np.asarray(peaks, dtype=np.int64).reshape(-1, spine_prob.ndim)
     if len(peaks) == 0:
         return Objects.of(np.zeros(spine_prob.shape, np.int32))
-    region = spine_prob >= threshold
     # A head the spine map misses (a faint spine) is outlined by its own blob: the head map
     # above half its peak around it. The blob is several times a head's size (the target
     # Gaussian is wide, tallest along z), so it stands in only where the spine map is silent.
+    # The region is spine_prob >= threshold plus these blobs, labelled without holding it whole.
+    blobs = []
     for peak in peaks:
-        if region[tuple(peak)]:
+        if spine_prob[tuple(peak)] >= threshold or any(_covers(start, blob, peak) for start, blob in blobs):
             continue
         box = tuple(slice(max(p - r, 0), p + r + 1) for p, r in zip(peak, _blob_reach(head_prob.ndim)))
         blob = head_prob[box] >= HEAD_BLOB_FRACTION * float(head_prob[tuple(peak)])
         pieces = cc3d.connected_components(np.ascontiguousarray(blob))
         centre = tuple(p - b.start for p, b in zip(peak, box))
-        region[box] |= pieces == pieces[centre]
-    components = cc3d.connected_components(np.ascontiguousarray(region), connectivity=connectivity)
-    del region
+        blobs.append((tuple(b.start for b in box), pieces == pieces[centre]))
+    components = label_components(spine_prob, connectivity, threshold=threshold, extra=blobs)
     boxes = cc3d.statistics(components)["bounding_boxes"]
     owner = components[tuple(peaks.T)].astype(np.int64)
     heads_per_component = np.bincount(owner, minlength=len(boxes))
@@ -118,6 +117,12 @@ def objects_from_heads(peaks: np.ndarray, spine_prob: np.ndarray, head_prob: np.
         split = watershed(landscape, markers=markers, mask=inside)
         labels[box][inside] = split[inside]
     return Objects.of(labels)
+
+
+def _covers(start, blob: np.ndarray, point) -> bool:
+    """Whether the mask ``blob`` placed at ``start`` sets ``point``."""
+    local = tuple(int(p) - s for p, s in zip(point, start))
+    return all(0 <= i < n for i, n in zip(local, blob.shape)) and bool(blob[local])
 
 
 def _blob_reach(ndim: int) -> tuple[int, ...]:

@@ -74,7 +74,7 @@ def spine_instances(spine_prob, dendrite_prob=None, *, spacing, config: Instance
                 f"The spine map has shape {spine.shape} but the dendrite map has {dendrite.shape}; "
                 f"both must come from the same stack."
             )
-        dendrites = Objects.from_mask(dendrite >= cfg.dendrite_threshold, cfg.connectivity)
+        dendrites = Objects.from_mask(dendrite, cfg.connectivity, cfg.dendrite_threshold)
         dendrites, removed["dendrite_fragments"] = remove_small_objects(
             dendrites, spacing=spacing, min_volume_um3=size["min_dendrite_volume_um3"])
         if cfg.noise_rule:
@@ -107,7 +107,7 @@ def spine_instances(spine_prob, dendrite_prob=None, *, spacing, config: Instance
             growth_threshold=cfg.growth_threshold, max_distance_to_seed_um=cfg.max_distance_to_seed_um,
             max_drop=cfg.max_drop, connectivity=cfg.connectivity, min_volume_um3=size["min_volume_um3"])
     else:
-        spines = Objects.from_mask(spine >= cfg.threshold, cfg.connectivity)
+        spines = Objects.from_mask(spine, cfg.connectivity, cfg.threshold)
     report(0.4)
     # Specks below the minimum volume go before the per-object work (splitting, distances).
     small = spines.volumes(spacing) < size["min_volume_um3"]
@@ -121,7 +121,7 @@ def spine_instances(spine_prob, dendrite_prob=None, *, spacing, config: Instance
                                connectivity=cfg.connectivity)
     report(0.6)
     spines, counts = filter_objects(
-        spines, spacing=spacing, dendrite_mask=dendrite_labels > 0 if has_dendrite else None,
+        spines, spacing=spacing, dendrite_mask=dendrite_labels if has_dendrite else None,
         min_volume_um3=size["min_volume_um3"], max_volume_um3=size["max_volume_um3"], min_planes=cfg.min_planes,
         max_distance_to_dendrite_um=cfg.max_distance_to_dendrite_um if has_dendrite else None)
     removed.update(counts, volume=removed["volume"] + counts["volume"])

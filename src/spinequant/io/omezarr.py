@@ -223,13 +223,28 @@ def _pyramid(data: np.ndarray, spacing, *, is_label: bool):
         if is_label:
             level = level[..., ::2, ::2]
         else:
-            h, w = (n // 2 * 2 for n in level.shape[-2:])
-            blocks = level[..., :h, :w].reshape(*level.shape[:-2], h // 2, 2, w // 2, 2)
-            level = blocks.mean(axis=(-3, -1), dtype=np.float32)
-            level = (np.rint(level) if np.issubdtype(data.dtype, np.integer) else level).astype(data.dtype)
+            level = _halved(level, data.dtype)
             shift[-2:] = [t + 0.5 * s for t, s in zip(shift[-2:], scale[-2:])]
         scale[-2:] = [2 * s for s in scale[-2:]]
         yield level, list(scale), list(shift)
+
+
+def _halved(level, dtype):
+    """The mean of every 2 x 2 pixels in y and x, as ``dtype`` (rounded for integers); a
+    plane at a time for a numpy stack, so no float32 copy of the level is held."""
+    h, w = (n // 2 * 2 for n in level.shape[-2:])
+
+    def mean(part):
+        blocks = part[..., :h, :w].reshape(*part.shape[:-2], h // 2, 2, w // 2, 2)
+        out = blocks.mean(axis=(-3, -1), dtype=np.float32)
+        return (np.rint(out) if np.issubdtype(dtype, np.integer) else out).astype(dtype)
+
+    if level.ndim < 3 or isinstance(level, da.Array):
+        return mean(level)
+    out = np.empty(level.shape[:-2] + (h // 2, w // 2), dtype)
+    for z in range(level.shape[0]):
+        out[z] = mean(level[z])
+    return out
 
 
 def _write_level(group, path: str, data: np.ndarray, chunks) -> None:

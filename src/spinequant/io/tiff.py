@@ -329,7 +329,8 @@ def write_tiff(path: str | os.PathLike, data: np.ndarray, spacing, *, axes: str 
     to 2**24 labels), since ImageJ cannot open 32-bit integer TIFFs. Floating-point data is
     stored as float32. The file is written to a temporary name and renamed.
     """
-    data = _imagej_dtype(np.asarray(data))
+    data = np.asarray(data)
+    dtype = _imagej_dtype(data)
     spacing = tuple(float(s) for s in spacing)
     if axes is None:
         axes = "YX" if data.ndim == 2 else "ZYX"
@@ -339,10 +340,16 @@ def write_tiff(path: str | os.PathLike, data: np.ndarray, spacing, *, axes: str 
     metadata = {"unit": "um", "axes": axes}
     if len(spacing) == 3:
         metadata["spacing"] = spacing[0]
+    # A stack is converted a plane at a time as the pages are written (the same file as
+    # converting it whole, without a converted copy of a large label volume).
+    pages = data if data.dtype == dtype else (plane.astype(dtype) for plane in data) if data.ndim == 3 \
+        else data.astype(dtype)
     with atomic_path(path) as tmp:
         tifffile.imwrite(
             tmp,
-            data,
+            pages,
+            shape=data.shape,
+            dtype=dtype,
             imagej=True,
             resolution=(1.0 / x, 1.0 / y),
             metadata=metadata,
@@ -351,18 +358,19 @@ def write_tiff(path: str | os.PathLike, data: np.ndarray, spacing, *, axes: str 
     return Path(path)
 
 
-def _imagej_dtype(data: np.ndarray) -> np.ndarray:
+def _imagej_dtype(data: np.ndarray) -> np.dtype:
+    """The type ``data`` is stored as in an ImageJ TIFF (see :func:`write_tiff`)."""
     if data.dtype == bool:
-        return data.astype(np.uint8)
+        return np.dtype(np.uint8)
     if np.issubdtype(data.dtype, np.floating):
-        return data.astype(np.float32, copy=False)
+        return np.dtype(np.float32)
     if data.dtype in (np.uint8, np.uint16):
-        return data
+        return data.dtype
     lo, hi = (int(data.min()), int(data.max())) if data.size else (0, 0)
     if lo >= 0 and hi < 256:
-        return data.astype(np.uint8)
+        return np.dtype(np.uint8)
     if lo >= 0 and hi < 65536:
-        return data.astype(np.uint16)
+        return np.dtype(np.uint16)
     if max(abs(lo), abs(hi)) > 2**24:
         raise InputError(f"Values up to {hi} cannot be stored exactly in an ImageJ TIFF (limit 2**24).")
-    return data.astype(np.float32)
+    return np.dtype(np.float32)

@@ -9,13 +9,39 @@ fine-tunes one on annotated stacks. See docs/neural.md.
 
 from __future__ import annotations
 
-from ._malloc import keep_freed_memory
-from .architectures import PRESETS, build
-from .card import ModelCard, available_models, load_model, save_model
-from .data import TrainingSample, load_training_data
-from .predict import predict
-from .train import TrainConfig, train
+import importlib
+import sys
+import types
+
+# Loaded on first use: a run through ONNX Runtime never needs PyTorch (about 190 MB resident
+# once imported), so importing this package must not import it.
+_LAZY = {
+    "predict": ".predict", "train": ".train", "TrainConfig": ".train",
+    "TrainingSample": ".data", "load_training_data": ".data",
+    "ModelCard": ".card", "load_model": ".card", "save_model": ".card", "available_models": ".card",
+    "build": ".architectures", "PRESETS": ".specs", "keep_freed_memory": "._malloc",
+}
 
 __all__ = ["predict", "train", "TrainConfig", "TrainingSample", "load_training_data",
            "ModelCard", "load_model", "save_model", "available_models", "build", "PRESETS",
            "keep_freed_memory"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class _Package(types.ModuleType):
+    """``predict`` and ``train`` are functions named like the modules that hold them: the
+    import system sets a submodule as its package's attribute once it is loaded, which would
+    hide the function; here the package keeps the function."""
+
+    def __setattr__(self, name, value):
+        if isinstance(value, types.ModuleType) and name in ("predict", "train"):
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -24,43 +24,14 @@ two maps (dendrite, spine) of the package's convention.
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-#: Architectures by name, with their defaults. ``deepd3_*`` reproduce DeepD3's sizes.
-PRESETS: dict[str, dict[str, Any]] = {
-    "deepd3_32": {"kind": "dual_unet2d", "base_filters": 32, "depth": 4},
-    "deepd3_16": {"kind": "dual_unet2d", "base_filters": 16, "depth": 4},
-    "deepd3_8": {"kind": "dual_unet2d", "base_filters": 8, "depth": 4},
-    "lean2d": {"kind": "dual_unet2d", "base_filters": 16, "depth": 3, "separable": True,
-               "space_to_depth": 2, "z_context": 1},
-    "lean2d_points": {"kind": "dual_unet2d", "base_filters": 16, "depth": 3, "separable": True,
-                      "space_to_depth": 2, "z_context": 1, "point_head": True},
-    "lean2d_points_deep": {"kind": "dual_unet2d", "base_filters": 16, "depth": 4,
-                           "separable": True, "space_to_depth": 2, "z_context": 1,
-                           "point_head": True},
-    "unet3d": {"kind": "unet3d", "base_filters": 8, "depth": 3, "aniso_stages": 2},
-}
-
-
-def architecture(name_or_spec: str | dict) -> dict[str, Any]:
-    """The full architecture dict (defaults filled in) for a preset name or a partial dict."""
-    spec = dict(PRESETS[name_or_spec]) if isinstance(name_or_spec, str) else dict(name_or_spec)
-    defaults = _DEFAULTS[spec["kind"]]
-    return {**defaults, **spec}
-
-
-_DEFAULTS = {
-    "dual_unet2d": {"kind": "dual_unet2d", "base_filters": 32, "depth": 4, "separable": False,
-                    "space_to_depth": 1, "z_context": 0, "padding_mode": "zeros",
-                    "point_head": False},
-    "unet3d": {"kind": "unet3d", "base_filters": 16, "depth": 4, "aniso_stages": 2,
-               "padding_mode": "reflect"},
-}
+# The architecture dicts and their tile geometry need no torch (an ONNX run reads them too).
+from .specs import PRESETS, architecture, multiple_of, n_outputs, z_multiple_of  # noqa: F401
 
 
 def build(spec: str | dict) -> nn.Module:
@@ -72,18 +43,6 @@ def build(spec: str | dict) -> nn.Module:
     if spec["kind"] == "unet3d":
         return UNet3D(**args)
     raise ValueError(f"unknown architecture kind {spec['kind']!r}")
-
-
-def multiple_of(spec: dict) -> int:
-    """Tile edges (y, x) must be a multiple of this for the network's pooling."""
-    spec = architecture(spec)
-    return 2 ** spec["depth"] * spec.get("space_to_depth", 1)
-
-
-def n_outputs(spec: dict) -> int:
-    """Maps a network returns: dendrite, spine and, with a point head, spine-head centres."""
-    spec = architecture(spec)
-    return 3 if spec.get("point_head") else 2
 
 
 def to_probabilities(spec: dict, logits: torch.Tensor) -> torch.Tensor:
@@ -226,11 +185,3 @@ def fuse_for_inference(net: nn.Module) -> nn.Module:
                     mod[i] = fuse_conv_bn_eval(mod[i], mod[i + 1])
                     mod[i + 1] = nn.Identity()
     return net
-
-
-def z_multiple_of(spec: dict) -> int:
-    """Tile depth (z) must be a multiple of this (3D networks only)."""
-    spec = architecture(spec)
-    if spec["kind"] != "unet3d":
-        return 1
-    return 2 ** max(0, spec["depth"] - spec["aniso_stages"])

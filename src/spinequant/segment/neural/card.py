@@ -13,15 +13,14 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors.torch import load_file, save_file
+from typing import TYPE_CHECKING, Any
 
 from ..._atomic import atomic_path
 from ...errors import InputError
-from . import architectures
 from .normalise import NormaliseConfig
+
+if TYPE_CHECKING:
+    import torch
 
 #: Shipped models live here as <name>.safetensors + <name>.json.
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
@@ -81,6 +80,8 @@ def sha256_of(path: str | os.PathLike) -> str:
 def save_model(model: torch.nn.Module, card: ModelCard, path: str | os.PathLike) -> ModelCard:
     """Write ``<path>.safetensors`` and ``<path>.json`` (``path`` without suffix); return the card
     with the weights' sha256 filled in."""
+    from safetensors.torch import save_file
+
     from ... import __version__
 
     base = Path(path)
@@ -151,6 +152,10 @@ def load_model(model: str | os.PathLike | None = None, *, build=None) -> tuple[t
     """Load a network in eval mode and its card; raise :class:`InputError` if the weights'
     sha256 does not match the card (a damaged or replaced file). ``build`` makes the network
     from the card's architecture dict (default: the spine networks' ``architectures.build``)."""
+    from safetensors.torch import load_file
+
+    from . import architectures
+
     _, weights = resolve(model)
     card = read_card(model)
     digest = sha256_of(weights)

@@ -15,15 +15,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..._atomic import atomic_path
 from ...errors import InputError
-from . import architectures
+from . import specs
 from .card import ModelCard, load_model, resolve, sha256_of
 
 OPSET = 17
@@ -36,15 +36,6 @@ def onnxruntime_available() -> bool:
     except ImportError:
         return False
     return True
-
-
-class _WithProbabilities(torch.nn.Module):
-    def __init__(self, net: torch.nn.Module, spec: dict):
-        super().__init__()
-        self.net, self.spec = net, spec
-
-    def forward(self, x):
-        return architectures.to_probabilities(self.spec, self.net(x))
 
 
 def export_onnx(model: str | os.PathLike | None = None, *, check: bool = True) -> Path:
@@ -60,12 +51,22 @@ def export_onnx(model: str | os.PathLike | None = None, *, check: bool = True) -
         import onnx  # noqa: F401  (the exporter needs it)
     except ImportError:
         raise InputError(f"ONNX export needs the 'onnx' package. {_INSTALL_HINT}") from None
-    from .architectures import fuse_for_inference
+    import torch
+
+    from .architectures import fuse_for_inference, to_probabilities
+
+    class WithProbabilities(torch.nn.Module):
+        def __init__(self, net: torch.nn.Module, spec: dict):
+            super().__init__()
+            self.net, self.spec = net, spec
+
+        def forward(self, x):
+            return to_probabilities(self.spec, self.net(x))
 
     card_path, _ = resolve(model)
     net, card = load_model(card_path)
-    spec = architectures.architecture(card.architecture)
-    wrapped = _WithProbabilities(fuse_for_inference(net), spec).eval()
+    spec = specs.architecture(card.architecture)
+    wrapped = WithProbabilities(fuse_for_inference(net), spec).eval()
     example = torch.from_numpy(_example_tile(spec))
     spatial = {0: "batch", 2: "height", 3: "width"} if example.ndim == 4 else \
         {0: "batch", 2: "depth", 3: "height", 4: "width"}
@@ -91,16 +92,18 @@ def export_onnx(model: str | os.PathLike | None = None, *, check: bool = True) -
 
 def _example_tile(spec: dict) -> np.ndarray:
     rng = np.random.default_rng(0)
-    m = architectures.multiple_of(spec)
+    m = specs.multiple_of(spec)
     if spec["kind"] == "unet3d":
-        shape = (1, 1, 2 * architectures.z_multiple_of(spec), 2 * m, 2 * m)
+        shape = (1, 1, 2 * specs.z_multiple_of(spec), 2 * m, 2 * m)
     else:
         shape = (1, 2 * spec.get("z_context", 0) + 1, 2 * m, 2 * m)
     return rng.normal(size=shape).astype(np.float32)
 
 
-def _check_against_torch(path: Path, wrapped: torch.nn.Module, tile: np.ndarray) -> float:
+def _check_against_torch(path: Path, wrapped, tile: np.ndarray) -> float:
     """The largest difference between ONNX Runtime's and PyTorch's probabilities on ``tile``."""
+    import torch
+
     session = _session(path, threads=1)
     got = session.run(None, {"tiles": tile})[0]
     with torch.inference_mode():
@@ -131,10 +134,23 @@ def _session(path: Path, threads: int | None):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = int(threads or torch.get_num_threads())
+    options.intra_op_num_threads = int(threads or default_threads())
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def default_threads() -> int:
+    """The CPU threads a run uses when none are asked for: PyTorch's setting when torch is
+    loaded (a caller may have set it), else what torch would start with -- OMP_NUM_THREADS
+    when set, else the physical cores -- without importing torch for it."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return torch.get_num_threads()
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    return 0     # ONNX Runtime's own default: one thread per physical core
 
 
 def make_onnx_runner(path: Path, *, threads: int | None = None):

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import os
+import sys
 from functools import partial
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from ...errors import InputError
 from ...validate import check_image_values, check_spacing
-from . import architectures
+from . import specs
 from .card import ModelCard, load_model, read_card, resolve
 from .normalise import normalise, percentile_range
 from .resample import model_shape, resize_window, to_input_grid, to_model_grid, window_span
+from ._malloc import while_predicting
 from .threads import torch_threads
 from .tiling import make_runner, sliding_window
 
+if TYPE_CHECKING:
+    import torch
 
 ENGINES = ("auto", "torch", "onnx")
 
@@ -91,24 +95,35 @@ def predict(image: np.ndarray, *, spacing, model: str | os.PathLike | tuple | No
         )
     spacing = check_spacing(spacing)
     check_image_values(image, where="the image")
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     engine = choose_engine(model, engine, device)
-    with torch_threads(threads):
-        if engine == "onnx":
-            from .onnx_runtime import make_onnx_runner, onnx_file
+    # The engine and its buffers are gone when while_predicting hands freed memory back.
+    with torch_threads(threads), while_predicting():
+        return _predict_with(engine, image, spacing, model, device=device, channels_last=channels_last,
+                             compile=compile, threads=threads, batch_size=batch_size, progress=progress,
+                             tile_size=tile_size, overlap=overlap, value_range=value_range, grid=grid,
+                             dtype=np.dtype(dtype))
 
-            card_path, _ = resolve(model)
-            card = read_card(card_path)
-            run = make_onnx_runner(onnx_file(card_path, card), threads=threads)
-        else:
-            net, card = model if isinstance(model, tuple) else load_model(model)
-            spec = architectures.architecture(card.architecture)
-            run = make_runner(net, lambda logits: architectures.to_probabilities(spec, logits),
-                              device=device, channels_last=channels_last, compile=compile)
-        batch_size = batch_size or (1 if engine == "onnx" else 4)
-        return _predict(image, spacing, run, card, batch_size=batch_size, progress=progress,
-                        tile_size=tile_size, overlap=overlap, value_range=value_range, grid=grid,
-                        dtype=np.dtype(dtype))
+
+def _predict_with(engine, image, spacing, model, *, device, channels_last, compile, threads, batch_size,
+                  **options):
+    if engine == "onnx":
+        from .onnx_runtime import make_onnx_runner, onnx_file
+
+        card_path, _ = resolve(model)
+        card = read_card(card_path)
+        run = make_onnx_runner(onnx_file(card_path, card), threads=threads)
+    else:
+        import torch
+
+        from .architectures import to_probabilities
+
+        net, card = model if isinstance(model, tuple) else load_model(model)
+        spec = specs.architecture(card.architecture)
+        run = make_runner(net, lambda logits: to_probabilities(spec, logits),
+                          device=torch.device(device or _device_type(None)),
+                          channels_last=channels_last, compile=compile)
+    batch_size = batch_size or (1 if engine == "onnx" else 4)
+    return _predict(image, spacing, run, card, batch_size=batch_size, **options)
 
 
 def choose_engine(model, engine: str = "auto", device: str | torch.device | None = None) -> str:
@@ -124,11 +139,11 @@ def choose_engine(model, engine: str = "auto", device: str | torch.device | None
         return "torch"
     from .onnx_runtime import onnx_file, onnxruntime_available
 
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = _device_type(device)
     problem = None
     if isinstance(model, tuple):
         problem = "the ONNX engine needs the model's name or path, not a loaded network"
-    elif device.type != "cpu":
+    elif device != "cpu":
         problem = f"the ONNX engine runs on the CPU, but device '{device}' was asked for"
     elif not onnxruntime_available():
         problem = "onnxruntime is not installed (pip install 'spinequant[onnx]')"
@@ -144,11 +159,35 @@ def choose_engine(model, engine: str = "auto", device: str | torch.device | None
     return "torch"
 
 
+def _device_type(device: str | torch.device | None) -> str:
+    """``"cpu"``, ``"cuda"``...: the kind of ``device``; for None, CUDA when torch sees it.
+
+    Where no GPU can be present (no NVIDIA, WSL or ROCm device node on Linux; macOS) the
+    answer is the CPU without importing torch, so that an ONNX Runtime run never loads it.
+    """
+    if device is not None:
+        return getattr(device, "type", None) or str(device).split(":")[0]
+    if "torch" not in sys.modules and _no_gpu_device():
+        return "cpu"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _no_gpu_device() -> bool:
+    if sys.platform == "darwin":
+        return True
+    if sys.platform.startswith("linux"):
+        nodes = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg", "/dev/kfd")
+        return not any(os.path.exists(node) for node in nodes)
+    return False
+
+
 def _predict(image, spacing, run, card, *, batch_size, progress, tile_size, overlap, value_range=None,
              grid=None, dtype=np.dtype(np.float32)):
     if dtype.kind != "f":
         raise InputError(f"Probability maps are floating point (float16 or float32), not {dtype}.")
-    spec = architectures.architecture(card.architecture)
+    spec = specs.architecture(card.architecture)
     value_range = value_range or percentile_range(image, card.normalisation)
     # The normalisation is elementwise: where no resampling is needed the network's tiles are
     # normalised one batch at a time (no float32 copy of the stack); resampling needs it whole.
@@ -175,11 +214,11 @@ def _predict(image, spacing, run, card, *, batch_size, progress, tile_size, over
                 [(o, o + k) for o, k in zip(origin, image.shape)])
     resampled = x is not image
     probs = sliding_window(
-        x, run, n_out=architectures.n_outputs(spec), tile_size=tile_size or card.tile_size,
+        x, run, n_out=specs.n_outputs(spec), tile_size=tile_size or card.tile_size,
         overlap=card.tile_overlap if overlap is None else overlap,
         tile_depth=card.tile_depth if spec["kind"] == "unet3d" else 1,
-        z_context=spec.get("z_context", 0), multiple=architectures.multiple_of(spec),
-        z_multiple=architectures.z_multiple_of(spec), batch_size=batch_size, progress=progress,
+        z_context=spec.get("z_context", 0), multiple=specs.multiple_of(spec),
+        z_multiple=specs.z_multiple_of(spec), batch_size=batch_size, progress=progress,
         grid=model_grid, prepare=prepare, as_list=True, clip=not resampled,
         dtype=np.float32 if resampled else dtype)   # resampling back takes float32
     del x

@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
-from torch.nn import functional as F
 
 #: Relative voxel-size differences below this are not worth an interpolation.
 TOLERANCE = 0.05
@@ -37,6 +35,9 @@ def resize(volume: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     shape = tuple(int(s) for s in shape)
     if tuple(volume.shape[-3:]) == shape:
         return volume
+    import torch
+    from torch.nn import functional as F
+
     t = torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))
     lead = t.shape[:-3]
     t = t.reshape(1, -1, *t.shape[-3:])

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-import torch
 
 
 @contextmanager
@@ -16,6 +16,11 @@ def torch_threads(threads: int | None) -> Iterator[None]:
     The count is process-wide: a caller's own setting (a napari session, a Dask worker)
     must not change behind its back.
     """
+    # Nothing to set and torch not loaded (an ONNX Runtime run): leave it unimported.
+    torch = importlib.import_module("torch") if threads else sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
     previous = torch.get_num_threads()
     if threads:
         torch.set_num_threads(int(threads))

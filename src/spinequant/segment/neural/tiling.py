@@ -13,12 +13,13 @@ channels; a 3D network sees a block of ``tile_depth`` planes.
 from __future__ import annotations
 
 import itertools
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
-from .architectures import fuse_for_inference
+if TYPE_CHECKING:
+    import torch
 
 #: Smallest blending weight: keeps voxels at the padded rim (covered by one tile) defined.
 _MIN_WEIGHT = 1e-4
@@ -206,11 +207,8 @@ class _PlaneSums:
         self.sums /= self.coverage
         if self.clip:
             np.clip(self.sums, 0.0, 1.0, out=self.sums)
-        sums = torch.from_numpy(self.sums)
-        for channel, values in zip(self.out, sums):
-            # torch converts float32 to float16 with the CPU's vector instructions (numpy: ~2 ns
-            # a value, a second or two for a 101 x 1024 x 1024 stack's three maps).
-            torch.from_numpy(channel[self.z]).copy_(values)
+        for channel, values in zip(self.out, self.sums):
+            channel[self.z] = values      # to float16: round to nearest even, as torch does
         self.sums[:] = 0.0
         self.z = None
 
@@ -269,6 +267,10 @@ def _round_up(n: int, k: int) -> int:
 def make_runner(net: torch.nn.Module, to_probabilities, *, device: torch.device,
                 channels_last: bool = True, compile: bool = False):
     """A ``run`` callable for :func:`sliding_window`: numpy tiles in, probabilities out."""
+    import torch
+
+    from .architectures import fuse_for_inference
+
     net = fuse_for_inference(net).to(device)
     memory_format = None
     if channels_last:
