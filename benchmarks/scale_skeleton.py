@@ -13,8 +13,9 @@ the tiles' own dendrites end at the tile edges, and a whole neuron is one piece)
 26-connected pieces (the long one, joined with the tiles' dendrites it crosses, has the
 volume as its box) and writes them as Zarr in (48, 512, 512) chunks, as the stitched labels
 are. ``measure`` runs :func:`spinequant.scale.measure.volume_skeleton` on them
-in a fresh process (``OMP_NUM_THREADS=1``) and prints one JSON line: the time, the peak
-resident memory (``ru_maxrss``) before and after, and per dendrite the box, length and branch
+in a fresh process (``OMP_NUM_THREADS=1``; the boxes stored by ``make``, as the stitching
+gives them) and prints one JSON line: the time, the peak resident memory (``ru_maxrss``)
+before (the imports) and after, and per dendrite the box, length and branch
 points; the skeleton is saved for ``compare``.
 """
 
@@ -32,6 +33,7 @@ def make(folder: Path, edge: int) -> dict:
     import cc3d
     import numpy as np
     import zarr
+    from scipy import ndimage
 
     from spinequant.synth import make_phantom
 
@@ -50,6 +52,8 @@ def make(folder: Path, edge: int) -> dict:
     out = zarr.open_array(str(folder / "labels.zarr"), mode="w", shape=labels.shape, dtype=np.uint32,
                           chunks=(labels.shape[0], 512, 512), zarr_format=2)
     out[...] = labels
+    boxes = {i: [[s.start, s.stop] for s in b] for i, b in enumerate(ndimage.find_objects(labels), start=1)}
+    (folder / "boxes.json").write_text(json.dumps(boxes))
     return {"shape": list(labels.shape), "dendrites": int(labels.max())}
 
 
@@ -80,20 +84,10 @@ def _draw_long_dendrite(mask, spacing, radius_um: float) -> None:
             mask[tuple(v.T)] = True
 
 
-def boxes_of(labels) -> dict:
-    """Bounding box of every id, read in bands of 256 rows."""
-    from scipy import ndimage
-
-    boxes = {}
-    for y in range(0, labels.shape[1], 256):
-        band = labels[:, y:y + 256]
-        for i, b in enumerate(ndimage.find_objects(band), start=1):
-            if b is None:
-                continue
-            b = (b[0], slice(b[1].start + y, b[1].stop + y), b[2])
-            old = boxes.get(i, b)
-            boxes[i] = tuple(slice(min(p.start, q.start), max(p.stop, q.stop)) for p, q in zip(old, b))
-    return boxes
+def load_boxes(folder: Path) -> dict:
+    """The dendrites' bounding boxes that ``make`` stored (as the stitching records them)."""
+    stored = json.loads((folder / "boxes.json").read_text())
+    return {int(k): tuple(slice(a, b) for a, b in v) for k, v in stored.items()}
 
 
 def measure(folder: Path, max_voxels: int) -> dict:
@@ -105,7 +99,7 @@ def measure(folder: Path, max_voxels: int) -> dict:
 
     labels = zarr.open_array(str(folder / "labels.zarr"), mode="r")
     spacing = (0.5, 0.094, 0.094)
-    boxes = boxes_of(labels)
+    boxes = load_boxes(folder)
     base = peak_memory_mb()
     t = time.perf_counter()
     skel = volume_skeleton(labels, spacing, boxes, config=None, skeleton_max_voxels=max_voxels)

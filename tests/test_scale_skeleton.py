@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import zarr
 from scipy import ndimage
 
 from spinequant.boxes import grow_box
@@ -83,7 +84,6 @@ def test_chunked_tables_with_tiled_skeletons(tmp_path):
     phantom = make_phantom("two_photon", seed=0, shape=(16, 256, 384))
     path = tmp_path / "stack.ome.zarr"
     write_ome_zarr(path, phantom.image, SPACING)
-    import zarr
     volume = zarr.open_group(str(path), mode="r")["0"]
     config = AnalyzeConfig(method="classical", export_meshes=False, export_roi=False, report=False)
     ch = chunked_labels(volume, SPACING, tmp_path / "work", config=config, scale=ScaleConfig(chunk_px=128))

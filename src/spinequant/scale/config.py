@@ -29,9 +29,9 @@ class ScaleConfig:
         2**28 voxels: a 2.7 GB load, and label TIFFs of about 1 GB each.
     skeleton_max_voxels : a dendrite whose bounding box holds more voxels than this has its
         skeleton thinned tile by tile (:mod:`spinequant.scale.tiled_skeleton`), each tile with
-        its margin about this size, instead of on the whole box (about 12 bytes a voxel).
-        2**27 voxels (1.6 GB on the whole-box path): the window of a 1024-px block with 48
-        planes (97 M voxels with a 200-px halo) stays on the whole-box path.
+        its margin about this size, instead of on the whole box (about 10 bytes a voxel either
+        way, so about 1.3 GB at most for 2**27; docs/scale.md). The window of a 1024-px block
+        with 48 planes (128 M voxels with the network maps' 304-px halo) stays on the whole-box path.
     """
 
     chunk_px: int = 1024

@@ -1,7 +1,7 @@
 """The skeleton of a dendrite too large for memory, thinned tile by tile (issue #15).
 
 :func:`~spinequant.morphology.dendrite_skeleton` thins a dendrite's whole bounding box (about
-12 bytes a voxel: the crop, its distance transform, the thinning); on a whole neuron that
+10 bytes a voxel: the crop, its distance transform, the thinning); on a whole neuron that
 box is the volume. Here the box is cut into tiles in y/x (all planes, as the blocks are):
 
 1. Each tile is read with a margin and thinned (Lee's thinning, as in memory). Thinning
@@ -18,7 +18,8 @@ box is the volume. Here the box is cut into tiles in y/x (all planes, as the blo
    in memory; it asks the mask only (:class:`TiledMask`) for a ray's exit near each free end
    (a small window around the end) and for the mask voxels nearest each node (tile by tile).
 
-Peak memory: one tile with its margin (at most about ``max_voxels``) plus the skeleton.
+Peak memory: one tile with its margin (about ``max_voxels``, 10 bytes a voxel) plus the Zarr
+chunks decoded to read it and the skeleton.
 """
 
 from __future__ import annotations
