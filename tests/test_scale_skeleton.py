@@ -98,3 +98,24 @@ def test_chunked_tables_with_tiled_skeletons(tmp_path):
     assert len(dendrites_t) == len(dendrites) >= 1
     assert dendrites_t["length_um"].to_numpy() == pytest.approx(dendrites["length_um"].to_numpy(), rel=0.02)
     np.testing.assert_allclose(spines_t["position_um"], spines["position_um"], atol=0.05)
+
+
+def test_tiled_skeleton_through_a_soma():
+    """A cell body 3 µm in radius (32 px) on branched dendrites: the margin grows to twice
+    that, and the skeleton through it is still the whole-box one."""
+    sp = np.array(SPACING)
+    z, y, x = np.ogrid[:20, :320, :320]
+    zu, yu, xu = (z - 10) * sp[0], (y - 160) * sp[1], (x - 160) * sp[2]
+    mask = (zu ** 2 + yu ** 2 + xu ** 2) <= 3.0 ** 2                       # soma
+    mask |= (zu ** 2 + xu ** 2 <= 1.0) & (y >= 8) & (y < 312)              # a dendrite through it
+    mask |= (zu ** 2 + (yu - xu) ** 2 / 2 <= 0.8 ** 2) & (x >= 160) & (x < 300)  # a diagonal branch
+    labels = mask.astype(np.int32)
+    box = grow_box(_boxes(labels)[1], 1, labels.shape)
+    whole = dendrite_skeleton(labels[box], sp)
+    tiled = tiled_skeleton.tiled_dendrite_skeleton(labels, box, 1, sp, max_voxels=100_000)
+    shape = tuple(s.stop - s.start for s in box)
+    _, _, margin = tiled_skeleton._skeleton_voxels(labels, box, 1, sp, shape, 100_000, tiled_skeleton.FIRST_MARGIN_PX)
+    assert margin >= 2 * 3.0 / sp[1]
+    assert whole.branch_points(1) >= 1
+    for name in FIELDS:
+        np.testing.assert_allclose(getattr(tiled, name), getattr(whole, name), atol=1e-9, err_msg=name)

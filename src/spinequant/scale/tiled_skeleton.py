@@ -64,7 +64,7 @@ class TiledMask:
         while True:
             region = grow_box(tuple(slice(int(v), int(v) + 1) for v in start), reach, self.shape)
             low = np.array([r.start for r in region])
-            dist, last = ray_exit(self.read(region), (start - low) * sp, direction, sp)
+            dist, last = ray_exit(self.read(region), start * sp, direction, sp, origin=low)
             size = np.array([r.stop - r.start for r in region])
             cut = ((np.asarray(last) == 0) & (low > 0)) | \
                   ((np.asarray(last) == size - 1) & (low + size < np.array(self.shape)))
