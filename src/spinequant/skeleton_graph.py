@@ -24,7 +24,7 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse import csgraph
 
-__all__ = ["neighbour_offsets", "voxel_graph", "spanning_tree", "skeleton_tree", "tree_length",
+__all__ = ["neighbour_offsets", "voxel_graph", "points_graph", "spanning_tree", "skeleton_tree", "tree_length",
            "prune_side_branches", "keep_long_components"]
 
 
@@ -41,26 +41,31 @@ def voxel_graph(mask: np.ndarray, spacing) -> tuple[np.ndarray, sparse.csr_matri
     Returns ``(coords, graph)``: ``coords`` (N, ndim) voxel indices in raster order, and an
     (N, N) matrix holding each edge once, from the earlier voxel to the later one.
     """
-    mask = np.asarray(mask, dtype=bool)
+    coords = np.argwhere(np.asarray(mask, dtype=bool))
+    return coords, points_graph(coords, spacing)
+
+
+def points_graph(coords: np.ndarray, spacing) -> sparse.csr_matrix:
+    """The graph of :func:`voxel_graph` over voxel indices given as a list ((N, ndim) ints in
+    raster order, no repeats), so a skeleton kept as coordinates needs no dense array."""
+    coords = np.asarray(coords, dtype=np.int64).reshape(-1, len(np.atleast_1d(spacing)))
     spacing = np.asarray(spacing, dtype=float)
-    coords = np.argwhere(mask)
     n = len(coords)
-    index = np.full(mask.shape, -1, dtype=np.int64)
-    index[tuple(coords.T)] = np.arange(n)
-    shape = np.array(mask.shape)
+    # Neighbours found by their raster number in a frame one voxel wider than the points,
+    # so a neighbour's number is never that of a point across the frame's edge.
+    low = coords.min(axis=0) - 1 if n else np.zeros(coords.shape[1], np.int64)
+    frame = (coords.max(axis=0) + 2 - low) if n else np.ones(coords.shape[1], np.int64)
+    key = np.ravel_multi_index(tuple((coords - low).T), frame)
     rows, cols, lengths = [], [], []
-    for offset in neighbour_offsets(mask.ndim):
-        neighbour = coords + offset
-        inside = np.all((neighbour >= 0) & (neighbour < shape), axis=1)
-        node = np.full(n, -1, dtype=np.int64)
-        node[inside] = index[tuple(neighbour[inside].T)]
-        linked = np.flatnonzero(node >= 0)
+    for offset in neighbour_offsets(coords.shape[1]):
+        wanted = np.ravel_multi_index(tuple((coords + offset - low).T), frame)
+        at = np.minimum(np.searchsorted(key, wanted), max(n - 1, 0))
+        linked = np.flatnonzero(key[at] == wanted) if n else np.zeros(0, np.int64)
         rows.append(linked)
-        cols.append(node[linked])
+        cols.append(at[linked])
         lengths.append(np.full(len(linked), float(np.linalg.norm(offset * spacing))))
-    graph = sparse.coo_matrix((np.concatenate(lengths), (np.concatenate(rows), np.concatenate(cols))),
-                              shape=(n, n)).tocsr()
-    return coords, graph
+    return sparse.coo_matrix((np.concatenate(lengths), (np.concatenate(rows), np.concatenate(cols))),
+                             shape=(n, n)).tocsr()
 
 
 def spanning_tree(graph: sparse.spmatrix) -> sparse.csr_matrix:

@@ -76,20 +76,23 @@ def full_footprint(ndim: int) -> np.ndarray:
     return np.ones((3,) * ndim, dtype=bool)
 
 
-def ray_exit(mask: np.ndarray, start_um: np.ndarray, direction: np.ndarray, sp: np.ndarray):
+def ray_exit(mask: np.ndarray, start_um: np.ndarray, direction: np.ndarray, sp: np.ndarray,
+             origin=0):
     """Distance (µm) from ``start_um`` along the unit vector ``direction`` to where the ray
     leaves ``mask``, and the last voxel inside.
 
     The ray is sampled every quarter of the finest voxel size; the exit lies half a step
-    beyond the last sample inside (each voxel taken as its box).
+    beyond the last sample inside (each voxel taken as its box). ``origin``: the voxel of a
+    larger image where ``mask`` starts, when ``start_um`` is given in that image's frame (the
+    samples then fall on the same voxels as on the whole image, ties included).
     """
     step = 0.25 * float(sp.min())
     shape = np.array(mask.shape)
-    first = tuple(np.clip(np.rint(start_um / sp).astype(int), 0, shape - 1))
+    first = tuple(np.clip(np.rint(start_um / sp).astype(int) - origin, 0, shape - 1))
     if not direction.any():
         return 0.5 * float(sp.min()), first
     t = np.arange(1, int(np.linalg.norm(shape * sp) / step) + 2) * step
-    v = np.rint((start_um + t[:, None] * direction) / sp).astype(int)
+    v = np.rint((start_um + t[:, None] * direction) / sp).astype(int) - origin
     inside = np.all((v >= 0) & (v < shape), axis=1)
     inside[inside] = mask[tuple(v[inside].T)]
     n_in = int(np.argmin(inside)) if not inside.all() else len(t)

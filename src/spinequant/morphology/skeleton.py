@@ -20,7 +20,7 @@ from scipy.spatial import cKDTree
 from skimage.morphology import skeletonize
 
 from ..boxes import grow_box
-from ..skeleton_graph import prune_side_branches, skeleton_tree
+from ..skeleton_graph import points_graph, prune_side_branches, spanning_tree
 from ._common import checked_spacing, dendrite_label_image, ray_exit
 from .config import MorphologyConfig, resolve_config
 
@@ -135,37 +135,71 @@ def dendrite_skeleton(dendrite_labels, spacing, *, config: MorphologyConfig | di
         # The distance transform is needed only inside each dendrite's own box.
         rad = (radius_edt[box] if radius_edt is not None
                else edt.edt(mask.view(np.uint8), anisotropy=tuple(sp)))
-        skel = skeletonize(mask).astype(bool)
-        if not skel.any():  # a blob thinner than the thinning kernel keeps its brightest voxel
-            skel = np.zeros_like(mask)
-            skel[np.unravel_index(np.argmax(np.where(mask, rad, -1)), mask.shape)] = True
+        vox = np.argwhere(skeletonize(mask))
+        if not len(vox):  # a blob thinner than the thinning kernel keeps its brightest voxel
+            vox = np.array([np.unravel_index(np.argmax(np.where(mask, rad, -1)), mask.shape)])
         offset = np.array([s.start for s in box])
-        parts.append(_tree_of(lab, skel, mask, offset, rad, sp, cfg))
+        parts.append(tree_part(lab, vox, rad[tuple(vox.T)], WholeMask(mask), offset, sp, cfg))
+    return join_parts(parts, sp, labels.ndim)
+
+
+def join_parts(parts: list[dict], sp, ndim: int) -> DendriteSkeleton:
+    """One skeleton from the trees of :func:`tree_part` (node numbers shifted)."""
     if not parts:
-        empty = np.zeros((0, labels.ndim))
+        empty = np.zeros((0, ndim))
         z = np.zeros(0)
         return DendriteSkeleton(empty, z.astype(np.int32), z, z.astype(np.int64), z,
-                                z.astype(np.int64), z, sp)
+                                z.astype(np.int64), z, np.asarray(sp, float))
     cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     shift = np.cumsum([0] + [len(p["label"]) for p in parts[:-1]])
     cat["parent"] = np.concatenate([np.where(p["parent"] >= 0, p["parent"] + s, -1)
                                     for p, s in zip(parts, shift)])
-    return DendriteSkeleton(spacing=sp, **cat)
+    return DendriteSkeleton(spacing=np.asarray(sp, float), **cat)
 
 
-def _tree_of(lab, skel, mask, offset, rad, sp, cfg) -> dict:
-    vox, tree = skeleton_tree(skel, sp)
+class WholeMask:
+    """The mask of one dendrite as :func:`tree_part` reads it, here a whole array in memory.
+
+    :func:`tree_part` needs the mask for two things only, both asked through this object,
+    so that a mask too large for memory can answer them tile by tile
+    (:class:`spinequant.scale.tiled_skeleton.TiledMask`): how far a ray from a free end runs
+    inside it, and how many mask voxels lie nearest each node.
+    """
+
+    def __init__(self, mask: np.ndarray):
+        self.mask = mask
+        self.ndim = mask.ndim
+
+    def exit_um(self, start_vox, direction, sp) -> float:
+        """:func:`ray_exit` distance from voxel ``start_vox`` along the unit ``direction``."""
+        return ray_exit(self.mask, np.asarray(start_vox) * sp, direction, sp)[0]
+
+    def nearest_counts(self, nodes: cKDTree, sp) -> np.ndarray:
+        """Number of mask voxels whose nearest node (µm positions in ``nodes``) is each node."""
+        owner = nodes.query(np.argwhere(self.mask) * sp)[1]
+        return np.bincount(owner, minlength=nodes.n)
+
+
+def tree_part(lab, vox, vox_radius, mask, offset, sp, cfg) -> dict:
+    """The tree of one dendrite from its skeleton voxels.
+
+    ``vox``: (N, ndim) skeleton voxel indices in raster order (of the dendrite's box);
+    ``vox_radius``: the distance transform of the mask at each (µm); ``mask``: a
+    :class:`WholeMask` or an object answering the same two questions; ``offset``: the box's
+    first voxel in the image. Returns the columns of :class:`DendriteSkeleton` for this tree.
+    """
+    tree = spanning_tree(points_graph(vox, sp))
     # Side branches shorter than the dendrite is thick at their junction are surface bumps.
-    limit = np.maximum(cfg.prune_length_um, 2 * rad[tuple(vox.T)])
+    limit = np.maximum(cfg.prune_length_um, 2 * vox_radius)
     keep = prune_side_branches(tree, limit, inclusive=False, max_rounds=3)
     tree = tree[keep][:, keep].tocsr()
-    vox = vox[keep]
+    vox, vox_radius = vox[keep], vox_radius[keep]
     degree = np.diff(tree.indptr)
     coords = _smooth_tree(vox * sp, tree, degree, cfg.smoothing_iterations)
     ext = np.zeros(len(vox))
     for e in np.nonzero(degree <= 1)[0]:
         ext[e] = _end_extension(e, tree, coords, vox, mask, sp,
-                                baseline_um=max(1.0, 4.0 * float(rad[tuple(vox[e])])))
+                                baseline_um=max(1.0, 4.0 * float(vox_radius[e])))
     radius = _local_radius(mask, coords, tree, ext, sp)
     roots = _roots(tree, coords, degree)
     # Edge weights from the smoothed positions, so lengths lose the voxel staircase.
@@ -192,8 +226,7 @@ def _local_radius(mask, coords, tree, ext, sp, passes: int = 10) -> np.ndarray:
     skeleton sits half a z step off the true axis.
     """
     n = len(coords)
-    owner = cKDTree(coords).query(np.argwhere(mask) * sp)[1]
-    volume = np.bincount(owner, minlength=n) * float(np.prod(sp))
+    volume = mask.nearest_counts(cKDTree(coords), sp) * float(np.prod(sp))
     tc = tree.tocoo()
     length = 0.5 * np.bincount(tc.row, weights=np.linalg.norm(coords[tc.row] - coords[tc.col],
                                                               axis=1), minlength=n) + ext
@@ -236,7 +269,7 @@ def _end_extension(end, tree, coords, vox, mask, sp, baseline_um) -> float:
     norm = np.linalg.norm(direction)
     if norm == 0:
         return 0.0
-    return ray_exit(mask, vox[end] * sp, direction / norm, sp)[0]
+    return mask.exit_um(vox[end], direction / norm, sp)
 
 
 def _roots(tree, coords, degree) -> np.ndarray:

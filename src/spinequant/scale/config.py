@@ -27,16 +27,23 @@ class ScaleConfig:
         10 bytes a voxel); above, only the tables, SWC and ``results.ome.zarr`` (written chunk
         by chunk), and run.json says what was left out (:mod:`spinequant.scale.export`).
         2**28 voxels: a 2.7 GB load, and label TIFFs of about 1 GB each.
+    skeleton_max_voxels : a dendrite whose bounding box holds more voxels than this has its
+        skeleton thinned tile by tile (:mod:`spinequant.scale.tiled_skeleton`), each tile with
+        its margin about this size, instead of on the whole box (about 10 bytes a voxel either
+        way, so about 1.3 GB at most for 2**27; docs/scale.md). The window of a 1024-px block
+        with 48 planes (128 M voxels with the network maps' 304-px halo) stays on the whole-box path.
     """
 
     chunk_px: int = 1024
     maps_halo_um: float | None = None
     objects_halo_um: float | None = None
     whole_export_max_voxels: int = 2 ** 28
+    skeleton_max_voxels: int = 2 ** 27
 
     def __post_init__(self):
         check_fields(self, ranges={"chunk_px": (ALIGN_PX, None, False, True),
-                                   "whole_export_max_voxels": (0, None, False, True)})
+                                   "whole_export_max_voxels": (0, None, False, True),
+                                   "skeleton_max_voxels": (1, None, False, True)})
 
     @classmethod
     def from_dict(cls, values: dict | None) -> "ScaleConfig":

@@ -6,7 +6,9 @@ are read from the stitched Zarr labels instead of whole arrays:
 - **dendrites**: each dendrite's skeleton (:func:`~spinequant.morphology.dendrite_skeleton`)
   is made on its own bounding box (plus one voxel, as in memory), and the trees are put
   together into one skeleton of the volume, so lengths, branch points and positions along a
-  dendrite are those of the whole dendrite. Peak memory: the largest dendrite's box.
+  dendrite are those of the whole dendrite. A box of more than ``skeleton_max_voxels`` is
+  thinned tile by tile (:mod:`.tiled_skeleton`). Peak memory: the largest dendrite's box up
+  to that size, and about that size above it.
 - **spines**: the spines a block owns are measured together
   (:func:`~spinequant.morphology.measure_spines`) on the box that holds them all, widened by
   the distance up to which a spine's distance to the dendrite is exact
@@ -27,20 +29,28 @@ from ..boxes import grow_box
 from ..morphology import dendrite_centrelines, dendrite_skeleton, measure_dendrites, measure_spines
 from ..morphology.spines import DENDRITE_SEARCH_UM
 from ..morphology.skeleton import DendriteSkeleton
+from .config import ScaleConfig
 from .maps import read_region
+from .tiled_skeleton import tiled_dendrite_skeleton
 
 #: Coordinate columns of the spine table, shifted from a crop's frame to the volume's.
 POINTS = ("centroid", "base", "head", "tip")
 
 
-def volume_skeleton(dendrite_labels, spacing, dendrite_boxes: dict, *, config) -> DendriteSkeleton:
-    """The skeleton of every dendrite of a (Zarr) label volume, each made on its own box."""
+def volume_skeleton(dendrite_labels, spacing, dendrite_boxes: dict, *, config,
+                    skeleton_max_voxels: int = ScaleConfig.skeleton_max_voxels) -> DendriteSkeleton:
+    """The skeleton of every dendrite of a (Zarr) label volume, each made on its own box, in
+    tiles of about ``skeleton_max_voxels`` when the box is larger."""
     sp = np.asarray(spacing, float)
     shape = dendrite_labels.shape
     parts = []
     for did in sorted(dendrite_boxes):
         box = grow_box(dendrite_boxes[did], 1, shape)
-        part = dendrite_skeleton(_own_label(dendrite_labels, box, did), sp, config=config)
+        if int(np.prod([s.stop - s.start for s in box])) > skeleton_max_voxels:
+            part = tiled_dendrite_skeleton(dendrite_labels, box, did, sp, max_voxels=skeleton_max_voxels,
+                                           config=config)
+        else:
+            part = dendrite_skeleton(_own_label(dendrite_labels, box, did), sp, config=config)
         offset_um = np.array([s.start for s in box]) * sp
         parts.append(replace(part, coords_um=part.coords_um + offset_um,
                              label=np.full_like(part.label, did), _trees={}))
@@ -93,14 +103,17 @@ def block_spines(spine_labels, dendrite_labels, image, spacing, *, window_spines
 
 
 def volume_tables(spine_labels, dendrite_labels, image, spacing, *, blocks, objects, spine_offsets: dict,
-                  dendrite_boxes: dict, dendrite_voxels: dict, config):
+                  dendrite_boxes: dict, dendrite_voxels: dict, config,
+                  skeleton_max_voxels: int = ScaleConfig.skeleton_max_voxels):
     """Spine and dendrite tables and the skeleton of stitched Zarr labels, crop by crop.
 
     ``blocks``/``objects``: the blocks of the spine-object stage and their saved objects
     (a mapping by block name), ``spine_offsets``/``dendrite_boxes``/``dendrite_voxels``: from
-    :func:`~spinequant.scale.objects.stitch`. Returns ``(spines, dendrites, skeleton, centrelines)``.
+    :func:`~spinequant.scale.objects.stitch`; ``skeleton_max_voxels``: see :func:`volume_skeleton`.
+    Returns ``(spines, dendrites, skeleton, centrelines)``.
     """
-    skeleton = volume_skeleton(dendrite_labels, spacing, dendrite_boxes, config=config)
+    skeleton = volume_skeleton(dendrite_labels, spacing, dendrite_boxes, config=config,
+                               skeleton_max_voxels=skeleton_max_voxels)
     tables = []
     for b in blocks:
         table = block_spines(spine_labels, dendrite_labels, image, spacing, window_spines=objects[b.name].spines,
