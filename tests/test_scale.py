@@ -99,11 +99,19 @@ def test_union_find_joins_labels_touching_across_a_face():
 
 
 @pytest.mark.parametrize("method", ["classical", "lean2d_real"])
-def test_chunked_run_gives_the_same_spines(method, phantom, zarr_stack, tmp_path):
+def test_chunked_run_gives_the_same_spines(method, phantom, zarr_stack, tmp_path, monkeypatch):
+    import spinequant.scale.measure as measure
+
     config = AnalyzeConfig(method=method, export_meshes=False, export_roi=False, report=False)
     ref = analyze(phantom.image, spacing=SPACING, config=config)
     out = tmp_path / "out"
-    ch = analyze_chunked(zarr_stack, out, config=config, chunk_px=128)
+    # the classical run makes its dendrite skeletons tile by tile (boxes above 20,000 voxels)
+    scale = ScaleConfig(skeleton_max_voxels=20_000) if method == "classical" else None
+    tiled = []
+    spy = measure.tiled_dendrite_skeleton
+    monkeypatch.setattr(measure, "tiled_dendrite_skeleton", lambda *a, **k: tiled.append(1) or spy(*a, **k))
+    ch = analyze_chunked(zarr_stack, out, config=config, chunk_px=128, scale=scale)
+    assert bool(tiled) == (method == "classical")
     assert ch.diagnostics["chunked"]["blocks"] == 16
     assert len(ch.spines) == len(ref.spines) > 20
     assert len(ch.dendrites) == len(ref.dendrites)

@@ -231,7 +231,8 @@ def analyze_chunked(path, out_dir, *, config=None, chunk_px: int | None = None, 
     spines, dendrites, _, centrelines = volume_tables(
         chunked["spine_labels"], chunked["dendrite_labels"], stack.data, spacing, blocks=chunked["object_blocks"],
         objects=chunked["objects"], spine_offsets=chunked["spine_offsets"], dendrite_boxes=chunked["dendrite_boxes"],
-        dendrite_voxels=chunked["dendrite_voxels"], config=config.morphology)
+        dendrite_voxels=chunked["dendrite_voxels"], config=config.morphology,
+        skeleton_max_voxels=scale.skeleton_max_voxels)
     spines.insert(1, "confidence", _spine_confidence(spines["id"], chunked["scores"], config.method))
     timings = {**chunked["timings"], "measure": time.perf_counter() - t}
     diagnostics = {**chunked["diagnostics"], "warnings": size_warnings(dendrites, spacing),
