@@ -179,6 +179,8 @@ def main() -> None:
                        "training and 3 and 1 in validation, so their figures mean little.",
     }
     (out / f"{args.name}.json").write_text(json.dumps(card, indent=1) + "\n")
+    # beside the safetensors, for runs through ONNX Runtime (no PyTorch at run time)
+    tn.export_type_network_onnx(str(out / f"{args.name}.json"))
     print(json.dumps({"written": [str(weights), str(out / f'{args.name}.json')]}))
 
 

@@ -165,3 +165,43 @@ def test_a_background_around_the_neuron_does_not_change_the_types():
                      == runs[1]["type"].to_numpy()[pairs["true_index"].to_numpy()]).sum())
         total += len(pairs)
     assert total >= 30 and same / total >= AGREEMENT_WITH_BACKGROUND
+
+
+def test_onnx_runtime_gives_the_pytorch_types_and_checks_its_file(tmp_path):
+    pytest.importorskip("onnxruntime")
+    onnx_net, card = tn.load_type_network()
+    torch_net, _ = tn.load_type_network(None, "torch")
+    assert isinstance(onnx_net, tn.OnnxTypeNetwork) and card["onnx"]["weights_sha256"] == card["sha256"]
+    rng = np.random.default_rng(1)
+    patches = rng.random((6, 2, 64, 64)).astype(np.float32)
+    patches[:, 1] = patches[:, 0] > 0.7
+    np.testing.assert_allclose(tn.type_probabilities(patches, onnx_net), tn.type_probabilities(patches, torch_net),
+                               atol=1e-5)
+    assert tn.type_probabilities(patches[:0], onnx_net).shape == (0, 5)
+    # a damaged ONNX file is refused by its sha256
+    for name in (tn.CARD_PATH.name, card["weights"]):
+        shutil.copy(tn.CARD_PATH.parent / name, tmp_path / name)
+    data = bytearray((tn.CARD_PATH.parent / card["onnx"]["file"]).read_bytes())
+    data[-5] ^= 0xFF
+    (tmp_path / card["onnx"]["file"]).write_bytes(bytes(data))
+    with pytest.raises(InputError, match="ONNX file .* damaged"):
+        tn.load_type_network(str(tmp_path / tn.CARD_PATH.name))
+
+
+def test_2d_run_types_spines_without_importing_torch(tmp_path):
+    """A 2D image at the detection model's pixel size goes through ONNX Runtime from the maps
+    to the types: PyTorch (about 180 MB) is never imported. Run in a fresh process."""
+    pytest.importorskip("onnxruntime")
+    import subprocess
+    import sys
+
+    image = sorted(DATA.glob("*.png"))[0]
+    code = ("import json, sys\nimport numpy as np\nfrom skimage import io\nimport spinequant as sq\n"
+            "from spinequant.pipeline.analyze import AnalyzeConfig\n"
+            f"r = sq.analyze(io.imread({str(image)!r}), spacing=(0.094, 0.094), config=AnalyzeConfig(report=False))\n"
+            "print(json.dumps({'torch': 'torch' in sys.modules, 'spines': len(r.spines), "
+            "'rule': str(r.spines['type_rule'].iloc[0])}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    answer = json.loads(out.stdout.strip().splitlines()[-1])
+    assert answer["torch"] is False and answer["spines"] > 3 and "network" in answer["rule"]

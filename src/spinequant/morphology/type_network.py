@@ -13,7 +13,9 @@ rotations and flips of the patch.
 
 The weights are a safetensors file in ``spinequant/models`` with a JSON card (training data,
 licence, metrics, sha256 checked when read); ``scripts/train_type_network.py`` is the recipe.
-No pickle.
+No pickle. When ONNX Runtime is installed and the card names an ONNX file exported from the
+current weights (:func:`export_type_network_onnx`; its sha256 is checked too), the network
+runs through ONNX Runtime and a 2D analysis never imports PyTorch (about 180 MB resident).
 """
 
 from __future__ import annotations
@@ -94,11 +96,25 @@ def type_patches(image: np.ndarray, spine_labels: np.ndarray, table: pd.DataFram
     return out
 
 
-@lru_cache(maxsize=4)
-def load_type_network(card_path: str | None = None):
-    """``(network in eval mode, card dict)``; the weights' sha256 must match the card's."""
-    from safetensors.torch import load_file
+class OnnxTypeNetwork:
+    """The type network through ONNX Runtime: called with (K, C, 64, 64) float32 patches, it
+    returns (K, classes) probabilities."""
 
+    def __init__(self, path: Path, classes: int):
+        from ..segment.neural.onnx_runtime import _session
+
+        self.session, self.classes = _session(path, threads=None), classes
+
+    def __call__(self, patches: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {"patches": np.ascontiguousarray(patches, dtype=np.float32)})[0]
+
+
+@lru_cache(maxsize=4)
+def load_type_network(card_path: str | None = None, engine: str = "auto"):
+    """``(network, card dict)``; the weights' sha256 must match the card's. ``engine``
+    ``"auto"`` runs through ONNX Runtime when it is installed and the card's ONNX file was
+    exported from these weights (:class:`OnnxTypeNetwork`), else PyTorch (the network in eval
+    mode); ``"torch"`` always PyTorch."""
     card_file = Path(card_path) if card_path else CARD_PATH
     try:
         card = json.loads(card_file.read_text())
@@ -112,6 +128,11 @@ def load_type_network(card_path: str | None = None):
         raise InputError(f"The spine type network's weights {weights} do not match their card "
                          f"(sha256 {digest[:12]}... instead of {card['sha256'][:12]}...): the file "
                          f"is damaged. Reinstall spinequant.")
+    onnx = _onnx_file(card_file, card) if engine == "auto" else None
+    if onnx is not None:
+        return OnnxTypeNetwork(onnx, len(card["classes"])), card
+    from safetensors.torch import load_file
+
     arch = card["architecture"]
     net = build_type_network(arch["channels"], arch["width"], len(card["classes"]))
     net.load_state_dict(load_file(str(weights)))
@@ -119,19 +140,78 @@ def load_type_network(card_path: str | None = None):
     return net, card
 
 
-def type_probabilities(patches: np.ndarray, net) -> np.ndarray:
-    """(K, classes) probabilities, averaged over the eight rotations and flips of each patch."""
+def _onnx_file(card_file: Path, card: dict) -> Path | None:
+    """The card's ONNX file when ONNX Runtime is installed and the file was exported from the
+    current weights; a file that does not match its recorded sha256 is refused."""
+    from ..segment.neural.onnx_runtime import onnxruntime_available
+
+    entry = card.get("onnx")
+    if not entry or entry.get("weights_sha256") != card["sha256"] or not onnxruntime_available():
+        return None
+    path = card_file.with_name(entry["file"])
+    if not path.exists():
+        return None
+    if hashlib.sha256(path.read_bytes()).hexdigest() != entry["sha256"]:
+        raise InputError(f"The spine type network's ONNX file {path} does not match its card (sha256): "
+                         f"the file is damaged. Reinstall spinequant.")
+    return path
+
+
+def export_type_network_onnx(card_path: str | None = None) -> Path:
+    """Export the type network (with its softmax) to ONNX beside its card, check it against
+    PyTorch on random patches and record the file in the card. Returns the ONNX file."""
     import torch
 
-    if len(patches) == 0:
-        return np.zeros((0, net[-1].out_features))
+    from .._atomic import atomic_path
+    from ..segment.neural.onnx_runtime import OPSET, onnxruntime_available
+
+    card_file = Path(card_path) if card_path else CARD_PATH
+    net, card = load_type_network.__wrapped__(str(card_file), "torch")
+    wrapped = torch.nn.Sequential(net, torch.nn.Softmax(dim=1)).eval()
+    example = np.random.default_rng(0).random((4, card["architecture"]["channels"], 2 * PATCH_HALF,
+                                                2 * PATCH_HALF)).astype(np.float32)
+    out = card_file.with_suffix(".onnx")
+    with atomic_path(out) as tmp, torch.inference_mode():
+        torch.onnx.export(wrapped, (torch.from_numpy(example),), str(tmp), dynamo=False, opset_version=OPSET,
+                          input_names=["patches"], output_names=["probabilities"],
+                          dynamic_axes={"patches": {0: "spines"}, "probabilities": {0: "spines"}})
+        difference = None
+        if onnxruntime_available():
+            got = OnnxTypeNetwork(tmp, len(card["classes"]))(example)
+            difference = float(np.abs(got - wrapped(torch.from_numpy(example)).numpy()).max())
+            if difference > 1e-4:
+                raise RuntimeError(f"ONNX export differs from PyTorch by {difference:.2g}; not saved.")
+        digest = hashlib.sha256(Path(tmp).read_bytes()).hexdigest()
+    card["onnx"] = {"file": out.name, "sha256": digest, "opset": OPSET, "weights_sha256": card["sha256"],
+                    "torch_version": torch.__version__, "max_difference_vs_torch": difference}
+    with atomic_path(card_file) as tmp:
+        Path(tmp).write_text(json.dumps(card, indent=1) + "\n")
+    load_type_network.cache_clear()
+    return out
+
+
+def type_probabilities(patches: np.ndarray, net) -> np.ndarray:
+    """(K, classes) probabilities, averaged over the eight rotations and flips of each patch;
+    ``net`` is a PyTorch network or an :class:`OnnxTypeNetwork`."""
+    if isinstance(net, OnnxTypeNetwork):
+        if len(patches) == 0:
+            return np.zeros((0, net.classes))
+        probabilities = net
+    else:
+        import torch
+
+        if len(patches) == 0:
+            return np.zeros((0, net[-1].out_features))
+
+        def probabilities(x):
+            with torch.no_grad():
+                return torch.softmax(net(torch.from_numpy(x)), 1).numpy()
     total = 0.0
-    with torch.no_grad():
-        for k in range(4):
-            for flip in (False, True):
-                x = np.rot90(patches, k, axes=(2, 3))
-                x = x[..., ::-1] if flip else x
-                total = total + torch.softmax(net(torch.from_numpy(np.ascontiguousarray(x))), 1).numpy()
+    for k in range(4):
+        for flip in (False, True):
+            x = np.rot90(patches, k, axes=(2, 3))
+            x = x[..., ::-1] if flip else x
+            total = total + probabilities(np.ascontiguousarray(x, dtype=np.float32))
     return total / 8.0
 
 
