@@ -108,6 +108,20 @@ def test_a_window_on_the_whole_volume_tile_grid_gets_the_whole_volume_values():
     assert np.array_equal(sliding_window(vol, run, grid=((0, 0), (150, 131)), **kw), whole)
 
 
+def test_resize_is_torch_linear_interpolation_without_torch():
+    from torch.nn import functional as F
+
+    rng = np.random.default_rng(2)
+    vol = rng.random((4, 70, 53)).astype(np.float32)
+    t = torch.from_numpy(vol)
+    plane_wise = F.interpolate(t[:, None], size=(91, 38), mode="bilinear", align_corners=False)[:, 0].numpy()
+    np.testing.assert_allclose(resize(vol, (4, 91, 38)), plane_wise, atol=2e-5)
+    trilinear = F.interpolate(t[None, None], size=(7, 40, 66), mode="trilinear", align_corners=False)[0, 0].numpy()
+    np.testing.assert_allclose(resize(vol, (7, 40, 66)), trilinear, atol=2e-5)
+    maps = rng.random((2, 4, 70, 53)).astype(np.float16)     # channels first, float16 maps
+    assert resize(maps, (4, 35, 20)).shape == (2, 4, 35, 20)
+
+
 def test_resize_window_is_the_whole_volume_resampled():
     vol = np.random.default_rng(1).normal(size=(3, 60, 47)).astype(np.float32)
     for out in [(3, 83, 61), (3, 41, 30), (5, 60, 47)]:
