@@ -98,11 +98,11 @@ def test_kept_freed_memory_is_handed_back_after_each_prediction(tmp_path, monkey
     run = dict(spacing=(0.5, 0.1, 0.1), model=tmp_path / "tiny.json", engine="torch")
     calls.clear()
     predict(image, **run)
-    assert calls == [(64 << 20, 96 << 20), (128 << 10, 128 << 10)]
+    assert calls == [(64 << 20, 96 << 20), (32 << 20, 32 << 20)]
     calls.clear()
     with pytest.raises(ZeroDivisionError):
         predict(image, progress=lambda fraction: 1 / 0, **run)
-    assert calls == [(64 << 20, 96 << 20), (128 << 10, 128 << 10)]
+    assert calls == [(64 << 20, 96 << 20), (32 << 20, 32 << 20)]
 
 
 def test_overlapping_predictions_put_the_thresholds_back_once(monkeypatch):
@@ -117,4 +117,4 @@ def test_overlapping_predictions_put_the_thresholds_back_once(monkeypatch):
         with _malloc.while_predicting():
             pass
         assert calls == [(64 << 20, 96 << 20)]
-    assert calls == [(64 << 20, 96 << 20), (128 << 10, 128 << 10)]
+    assert calls == [(64 << 20, 96 << 20), (32 << 20, 32 << 20)]
