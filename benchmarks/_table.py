@@ -16,3 +16,14 @@ def markdown(table: pd.DataFrame, *, digits: int = 2) -> str:
     for row in table.itertuples(index=False):
         lines.append("| " + " | ".join(fmt(v) for v in row) + " |")
     return "\n".join(lines) + "\n"
+
+
+def log_run(folder, mode: str, result: dict) -> None:
+    """Print a benchmark mode's result as one JSON line and append it to ``folder/runs.jsonl``."""
+    import json
+    from pathlib import Path
+
+    line = json.dumps({"mode": mode, **result})
+    print(line)
+    with open(Path(folder) / "runs.jsonl", "a") as f:
+        f.write(line + "\n")

@@ -28,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+from _table import log_run
+
 TILE = (48, 1024, 1024)
 
 
@@ -197,10 +199,7 @@ def main(mode: str, folder: str, *args: str) -> None:
            "run": lambda: run(folder, int(args[0]), int(args[1])),
            "window": lambda: window(folder, int(args[0])),
            "stitch": lambda: stitch_only(folder, args[0]), "tail": lambda: resumed_tail(folder, args[0])}[mode]()
-    line = json.dumps({"mode": mode, **out})
-    print(line)
-    with open(folder / "runs.jsonl", "a") as f:
-        f.write(line + "\n")
+    log_run(folder, mode, out)
 
 
 if __name__ == "__main__":

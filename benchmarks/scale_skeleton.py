@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from _table import log_run
+
 TILE = (48, 1024, 1024)
 
 
@@ -137,10 +139,7 @@ def main(mode: str, folder: str, *args: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     out = {"make": lambda: make(folder, int(args[0])), "measure": lambda: measure(folder, int(args[0])),
            "compare": lambda: compare(folder, int(args[0]) if args else None)}[mode]()
-    line = json.dumps({"mode": mode, **out})
-    print(line)
-    with open(folder / "runs.jsonl", "a") as f:
-        f.write(line + "\n")
+    log_run(folder, mode, out)
 
 
 if __name__ == "__main__":
