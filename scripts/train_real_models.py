@@ -51,6 +51,10 @@ DENDRITIC2_UM = 0.09
 #: blobs 3-4x a head's size are heads.
 DENDRITIC2_CROP_UM = 0.025
 SPINE_TYPES_UM = {1024: 0.08, 512: 0.12}
+#: ``--intensity mild``: annotators of dendritic2 mark the spines of the bright dendrite in focus,
+#: not those of dim neurites beside it; the default contrast/brightness/gamma ranges can make a
+#: dim neurite as bright as a focused one, hiding that cue.
+MILD_INTENSITY = dict(contrast=(0.9, 1.1), brightness=0.05, gamma=(0.9, 1.1))
 
 
 def dendritic2_pixel_um(name: str) -> float:
@@ -177,6 +181,11 @@ def main() -> None:
     ap.add_argument("--crops", choices=("scaled", "drop", "as-fields"), default="scaled",
                     help="dendritic2's zoomed spine_image crops: read at their own pixel size (0.025 µm), "
                          "left out, or read at the fields' 0.09 µm (how the shipped lean2d_real was trained)")
+    ap.add_argument("--head-sigma", type=float, default=0.25,
+                    help="xy sigma (µm) of the head-centre target Gaussian (z stays 0.75 µm)")
+    ap.add_argument("--intensity", choices=("default", "mild"), default="default",
+                    help="intensity augmentation: the default ranges, or mild ones (contrast 0.9-1.1, "
+                         "brightness 0.05, gamma 0.9-1.1) that keep a neurite's brightness relative to the image")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", default="work/models")
     ap.add_argument("--no-install", action="store_true")
@@ -209,7 +218,9 @@ def main() -> None:
                          lr_constant_epochs=args.epochs // 2, lr_decay=0.05, loss="points",
                          patience=args.epochs, val_patches=64, num_threads=args.threads,
                          max_minutes=args.minutes, seed=0,
-                         augment=dataclasses.replace(AugmentConfig(), scale_jitter=args.scale_jitter))
+                         head_sigma_um=(0.75, args.head_sigma, args.head_sigma),
+                         augment=dataclasses.replace(AugmentConfig(), scale_jitter=args.scale_jitter,
+                                                     **MILD_INTENSITY if args.intensity == "mild" else {}))
     crops_note = {"scaled": f"read at {DENDRITIC2_CROP_UM} µm", "drop": "left out",
                   "as-fields": f"read at {DENDRITIC2_UM} µm"}
     description = (f"warm-started from {args.init or 'lean2d'}; {len(d2)} real two-photon projections with spine-head points "
