@@ -219,6 +219,27 @@ def test_report_labels_never_overlap():
     assert (far[12:] == 0).mean() > 0.7      # spread-out spines keep their labels on them
 
 
+def test_report_draws_the_grey_image_as_matplotlib_would():
+    """The overview's image is coloured a band of rows at a time (no float64 RGBA copy of the
+    whole projection); drawn, it gives the same pixels as imshow with the grey colour map,
+    values outside the display range included."""
+    from spinequant.report.figures import _figure, _grey_rgba
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 4000, (150, 90)).astype(np.uint16)
+    lo, hi = 300.0, 3500.0
+    pixels = []
+    for how in ("matplotlib", "bands"):
+        fig, ax = _figure(figsize=(3, 4))
+        if how == "matplotlib":
+            ax.imshow(image, cmap="gray", vmin=lo, vmax=hi, extent=(0, 9, 15, 0), interpolation="nearest")
+        else:
+            ax.imshow(_grey_rgba(image, lo, hi, rows=7), extent=(0, 9, 15, 0), interpolation="nearest")
+        fig.canvas.draw()
+        pixels.append(np.asarray(fig.canvas.buffer_rgba()).copy())
+    assert np.array_equal(*pixels) and len(np.unique(pixels[0][..., 0])) > 100
+
+
 def test_swc_maps_each_tree_to_its_dendrite(tmp_path):
     """dendrites.swc: one tree per dendrite, named (dendrite_id of dendrites.csv) with its nodes and root."""
     import numpy as np
