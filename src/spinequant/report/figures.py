@@ -38,7 +38,7 @@ def _grey_rgba(image: np.ndarray, lo: float, hi: float, rows: int = 64) -> np.nd
     """The RGBA bytes ``imshow(image, cmap="gray", vmin=lo, vmax=hi)`` draws, made a band of
     rows at a time: matplotlib colours a whole grey image as float64 RGBA before resampling
     it (32 MiB for 1024 x 1024, about 120 MiB with its copies while the figure is saved);
-    given the bytes, it resamples those (the same pixels, see tests/test_report.py)."""
+    given the bytes, it resamples those (the same pixels: tests/test_export.py)."""
     from matplotlib import colormaps
     from matplotlib.colors import Normalize
 
