@@ -219,6 +219,32 @@ def test_report_labels_never_overlap():
     assert (far[12:] == 0).mean() > 0.7      # spread-out spines keep their labels on them
 
 
+def test_report_draws_the_grey_image_as_matplotlib_would():
+    """The overview's image is coloured a band of rows at a time (no float64 RGBA copy of the
+    whole projection); drawn, it gives the same pixels as imshow with the grey colour map,
+    values outside the display range included: shrunk, slightly enlarged (matplotlib colours,
+    then resamples) and much enlarged (it resamples the values, then colours), integer and
+    float images."""
+    from spinequant.report.figures import _figure, _grey_rgba
+
+    rng = np.random.default_rng(0)
+    lo, hi = 300.0, 3500.0
+    for shape, inches, dtype in (((150, 90), (3, 4), np.uint16), ((20, 30), (6, 4), np.uint16),
+                                 ((300, 500), (2, 2), np.float32)):
+        image = (rng.random(shape) * 4000).astype(dtype)
+        extent = (0, shape[1] * 0.1, shape[0] * 0.1, 0)
+        pixels = []
+        for drawn in (image, _grey_rgba(image, lo, hi, rows=7)):
+            fig, ax = _figure(figsize=inches)
+            if drawn.ndim == 2:
+                ax.imshow(drawn, cmap="gray", vmin=lo, vmax=hi, extent=extent, interpolation="nearest")
+            else:
+                ax.imshow(drawn, extent=extent, interpolation="nearest")
+            fig.canvas.draw()
+            pixels.append(np.asarray(fig.canvas.buffer_rgba()).copy())
+        assert np.array_equal(*pixels) and len(np.unique(pixels[0][..., 0])) > 100, shape
+
+
 def test_swc_maps_each_tree_to_its_dendrite(tmp_path):
     """dendrites.swc: one tree per dendrite, named (dendrite_id of dendrites.csv) with its nodes and root."""
     import numpy as np

@@ -91,6 +91,27 @@ def test_blank_labels_take_memory_only_where_objects_are_written():
     assert kept.labels.max() == 50 and _rss_mib() - before < 100
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/statm")
+def test_semantic_labels_are_resident_only_where_objects_lie():
+    # The semantic volume of a 100 x 1024 x 1024 stack with an object in every plane: the
+    # values of the whole-volume formula, resident for a few MiB, not 100 (nor a 100 MiB mask).
+    from spinequant.export import semantic_labels
+
+    shape = (100, 1024, 1024)
+    spines, dendrites = blank_labels(shape), blank_labels(shape)
+    for z in range(shape[0]):
+        dendrites[z, 500:520, 100:900] = 1 + z % 3
+        spines[z, 515:530, 300 + 5 * z:310 + 5 * z] = z + 1
+    before = _rss_mib()
+    semantic = semantic_labels(spines, dendrites)
+    grown = _rss_mib() - before
+    expected = np.zeros(shape, np.uint8)
+    expected[dendrites > 0] = 1
+    expected[spines > 0] = 2
+    assert semantic.dtype == np.uint8 and np.array_equal(semantic, expected)
+    assert grown < 20, f"{grown:.0f} MiB resident"
+
+
 @pytest.mark.parametrize("connectivity", [6, 18, 26])
 def test_components_labelled_slab_by_slab_are_cc3d_s(monkeypatch, connectivity):
     # Slabs of 1-3 planes on small masks (noise and smooth blobs that cross many slab faces):

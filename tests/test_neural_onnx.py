@@ -105,8 +105,10 @@ def test_cli_export_onnx_prints_and_records_its_check(tmp_path, capsys):
 
 def test_onnx_run_of_the_command_never_imports_torch(tmp_path):
     """PyTorch adds about 190 MB to a process: a 3D ``spinequant analyze`` through ONNX Runtime
-    (the default on a CPU) with every export and the report must not load it. Run in a fresh
-    process, since this one has torch loaded."""
+    (the default on a CPU) with every export and the report must not load it. Nor dask (reading
+    a TIFF needs none), and pandas (~65 MB) only from the measure stage on, not while the
+    network's maps and the spine objects are built (docs/scale.md, "Memory of the in-memory
+    path"). Run in a fresh process, since this one has them loaded."""
     import subprocess
     import sys
 
@@ -117,12 +119,25 @@ def test_onnx_run_of_the_command_never_imports_torch(tmp_path):
     ph = make_phantom("two_photon", seed=1, shape=(12, 128, 128))
     tifffile.imwrite(tmp_path / "s.tif", ph.image, imagej=True, resolution=(1 / ph.spacing[2], 1 / ph.spacing[1]),
                      metadata={"spacing": ph.spacing[0], "unit": "um", "axes": "ZYX"})
-    code = ("import json, sys\nfrom spinequant.cli import main\n"
+    code = ("import json, sys\nfrom spinequant.cli import main\nimport spinequant.pipeline\n"
+            "run = sys.modules['spinequant.pipeline.analyze']\n"
+            "loaded, reporter = {}, run.stage_reporter\n"
+            "def watching(progress):\n"
+            "    step = reporter(progress)\n"
+            "    def watched(stage, fraction=0.0):\n"
+            "        loaded.setdefault(stage, [m for m in ('pandas', 'dask', 'zarr') if m in sys.modules])\n"
+            "        step(stage, fraction)\n"
+            "    return watched\n"
+            "run.stage_reporter = watching\n"
             f"code = main(['analyze', {str(tmp_path / 's.tif')!r}, '--out', {str(tmp_path / 'r')!r}, '--quiet'])\n"
-            "print(json.dumps({'code': code, 'torch': 'torch' in sys.modules}))")
+            "print(json.dumps({'code': code, 'torch': 'torch' in sys.modules, 'dask': 'dask' in sys.modules, "
+            "'loaded': loaded}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     answer = json.loads(out.stdout.strip().splitlines()[-1])
     run = json.loads((tmp_path / "r" / "run.json").read_text())
-    assert answer == {"code": 0, "torch": False}
+    loaded = answer.pop("loaded")
+    assert answer == {"code": 0, "torch": False, "dask": False}
+    assert loaded["segment"] == loaded["instances"] == loaded["measure"] == []
+    assert "pandas" in loaded["export"] and "zarr" in loaded["report"]   # the tables, then results.ome.zarr
     assert run["diagnostics"]["segment"]["engine"] == "onnx" and (tmp_path / "r" / "spines.csv").exists()

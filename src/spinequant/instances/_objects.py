@@ -74,8 +74,8 @@ class Objects:
 _BLANK_MIN_BYTES = 16 << 20
 
 
-def blank_labels(shape) -> np.ndarray:
-    """A zeroed int32 label volume whose pages take memory only once written.
+def blank_labels(shape, dtype=np.int32) -> np.ndarray:
+    """A zeroed label volume (int32 unless ``dtype``) whose pages take memory only once written.
 
     Spine and dendrite objects cover a few percent of a stack; written object by object
     into such a volume, a label volume is resident only around them, not whole. numpy asks
@@ -84,14 +84,14 @@ def blank_labels(shape) -> np.ndarray:
     its own anonymous mapping with huge pages declined (tests/test_memory_maps.py: 400 MiB
     with a small object in each of its 100 planes is resident for a few MiB, not 250).
     """
-    shape = tuple(int(n) for n in shape)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * 4
+    shape, dtype = tuple(int(n) for n in shape), np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if nbytes < _BLANK_MIN_BYTES or not hasattr(mmap, "MADV_NOHUGEPAGE"):
-        return np.zeros(shape, np.int32)
+        return np.zeros(shape, dtype)
     # Private: reading a page no one wrote maps the kernel's zero page (shared would allocate it).
     buffer = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE)
     buffer.madvise(mmap.MADV_NOHUGEPAGE)
-    return np.frombuffer(buffer, np.int32).reshape(shape)
+    return np.frombuffer(buffer, dtype).reshape(shape)
 
 
 #: z planes per slab of :func:`label_components`, as voxels (16 MiB of cc3d's uint32 labels).

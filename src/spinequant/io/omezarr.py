@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 from pathlib import Path
 
-import dask.array as da
 import numpy as np
-import zarr
 
 from .._atomic import atomic_path
 from ..errors import InputError
@@ -35,6 +34,8 @@ def open_zarr(path: str | os.PathLike, *, allow_incomplete: bool = False) -> Sta
     unless ``allow_incomplete`` (then a warning is given and they are read as the fill
     value); in a label image they are background and always allowed.
     """
+    import zarr   # imported where used: reading and analysing a TIFF needs neither zarr nor dask
+
     path = Path(path)
     source = f"'{path}'"
     node = _open_node(path, source)
@@ -70,6 +71,8 @@ def open_zarr(path: str | os.PathLike, *, allow_incomplete: bool = False) -> Sta
 
 
 def _open_node(path: Path, source: str):
+    import zarr
+
     ngff.check_metadata_json(path, source)
     try:
         return zarr.open(str(path), mode="r")
@@ -107,6 +110,8 @@ def _not_an_image(group, path: Path) -> InputError:
 
 def _dataset_array(group, path: Path, dataset: str, source: str, meta_file: Path):
     """The level-0 array of a multiscale image, or an error naming the dataset path."""
+    import zarr
+
     folder = path / dataset
     if not folder.is_dir():
         raise ngff.fail(source, f"multiscales[0].datasets[0].path is {dataset!r}, but '{folder}' does not exist",
@@ -129,6 +134,8 @@ def _dataset_array(group, path: Path, dataset: str, source: str, meta_file: Path
 def _checked_data(array, folder: Path, source: str, *, prefix: str, meta_file: Path, allow_incomplete: bool,
                   absent_is_background: bool):
     """The array as dask data whose failing chunk reads are InputErrors, after the chunk census."""
+    import dask.array as da
+
     kind = np.dtype(array.dtype).kind
     if kind not in "biufc":
         raise InputError(f"{source} holds values of type {array.dtype}, not intensities; give an image stack.")
@@ -155,6 +162,8 @@ def write_ome_zarr(path: str | os.PathLike, image: np.ndarray | None, spacing, *
     are written (a volume larger than memory). Written to a temporary folder and renamed. napari (napari-ome-zarr) and Fiji (MoBIE,
     n5-viewer) open it with the right scale.
     """
+    import zarr
+
     labels = labels or {}
     if image is None and not labels:
         raise InputError("Nothing to write: give an image or at least one label volume.")
@@ -182,7 +191,14 @@ def write_ome_zarr(path: str | os.PathLike, image: np.ndarray | None, spacing, *
 
 def _array(data):
     """``data`` as a numpy array, or left a Dask array (written chunk by chunk)."""
-    return data if isinstance(data, da.Array) else np.asarray(data)
+    return data if _is_dask(data) else np.asarray(data)
+
+
+def _is_dask(data) -> bool:
+    """Whether ``data`` is a Dask array, without importing dask (about 40 MiB resident): one
+    can exist only once ``dask.array`` is imported."""
+    dask_array = sys.modules.get("dask.array")
+    return dask_array is not None and isinstance(data, dask_array.Array)
 
 
 def _write_multiscale(group, data: np.ndarray, spacing, name: str, chunks, *, is_label: bool) -> None:
@@ -239,7 +255,7 @@ def _halved(level, dtype):
         out = blocks.mean(axis=(-3, -1), dtype=np.float32)
         return (np.rint(out) if np.issubdtype(dtype, np.integer) else out).astype(dtype)
 
-    if level.ndim < 3 or isinstance(level, da.Array):
+    if level.ndim < 3 or _is_dask(level):
         return mean(level)
     out = np.empty(level.shape[:-2] + (h // 2, w // 2), dtype)
     for z in range(level.shape[0]):

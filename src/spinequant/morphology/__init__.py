@@ -9,11 +9,19 @@ Definitions of every column and the spine type rules are in ``docs/measurements.
 
 from __future__ import annotations
 
-from .classify import SPINE_TYPES, classify_spines
-from .config import RULE_SETS, MorphologyConfig
-from .dendrites import DENDRITE_COLUMNS, DENDRITE_COLUMNS_2D, dendrite_centrelines, measure_dendrites
-from .skeleton import DendriteSkeleton, dendrite_skeleton
-from .spines import SPINE_COLUMNS, SPINE_COLUMNS_2D, measure_spines
+from .._lazy import lazy_getattr
+from .config import RULE_SETS, SPINE_TYPES, MorphologyConfig
+
+# The measuring modules load on first use: they import pandas (about 65 MiB resident), which
+# a run needs only from its measure stage on, not while the network and the spine-object
+# stage hold the stack's maps (docs/scale.md, "Memory of the in-memory path").
+__getattr__ = lazy_getattr(__name__, {
+    "classify_spines": ".classify",
+    "DENDRITE_COLUMNS": ".dendrites", "DENDRITE_COLUMNS_2D": ".dendrites",
+    "dendrite_centrelines": ".dendrites", "measure_dendrites": ".dendrites",
+    "DendriteSkeleton": ".skeleton", "dendrite_skeleton": ".skeleton",
+    "SPINE_COLUMNS": ".spines", "SPINE_COLUMNS_2D": ".spines", "measure_spines": ".spines",
+})
 
 __all__ = [
     "measure_spines", "measure_dendrites", "dendrite_centrelines", "dendrite_skeleton",

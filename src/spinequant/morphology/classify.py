@@ -42,9 +42,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from .config import MorphologyConfig, resolve_config
-
-SPINE_TYPES = ("stubby", "thin", "mushroom", "branched", "filopodia")
+from .config import SPINE_TYPES, MorphologyConfig, resolve_config
 
 
 def classify_spines(table: pd.DataFrame, *, config: MorphologyConfig | dict | None = None):

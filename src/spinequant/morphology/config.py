@@ -11,6 +11,9 @@ from ..errors import InputError
 #: Spine type rule sets that :func:`~spinequant.morphology.classify_spines` knows.
 RULE_SETS = ("auto", "neuronstudio", "risher", "learnt", "network")
 
+#: The spine types of the column ``type`` of spines.csv.
+SPINE_TYPES = ("stubby", "thin", "mushroom", "branched", "filopodia")
+
 
 @dataclass(frozen=True)
 class MorphologyConfig:

@@ -7,23 +7,25 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from .. import __version__
 from .._atomic import undo_on_failure, write_error
 from ..config import check_fields, config_from_dict, config_to_dict
 from ..errors import InputError
 from ..instances import InstanceConfig, spine_instances
-from ..morphology import (MorphologyConfig, dendrite_centrelines, dendrite_skeleton, measure_dendrites,
-                          measure_spines)
+from ..morphology import MorphologyConfig
 from ..segment import CLASSICAL, segment_maps
 from ..segment.classical import ClassicalConfig
+from ..segment.neural._malloc import hand_back_freed_memory
 from ..stack import Stack
 from ..validate import check_image_values, check_spacing
-from .plausibility import size_warnings
 from .runinfo import RUN_FILE, array_sha256, peak_memory_mb, versions, write_run_json
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: Chosen by measurement: lean2d_real (lean2d with a point head, trained on real annotated
 #: images and phantoms) finds spines better than lean2d on both real annotated sets (F1
@@ -309,8 +311,14 @@ def analyze(image, *, spacing=None, config: AnalyzeConfig | None = None,
     del maps   # the head map (a float32 copy of the stack's size) is not part of the result
     timings["instances"] = time.perf_counter() - t
 
+    hand_back_freed_memory()
     step("measure", 0.0)
     t = time.perf_counter()
+    # Imported here: the measuring modules import pandas, which need not be resident while
+    # the network's maps and the spine objects are built.
+    from ..morphology import dendrite_centrelines, dendrite_skeleton, measure_dendrites, measure_spines
+    from .plausibility import size_warnings
+
     skeleton = dendrite_skeleton(inst.dendrite_labels, spacing, config=config.morphology)
     step("measure", 0.1)
     spines = measure_spines(inst.spine_labels, inst.dendrite_labels, spacing, image=image,
@@ -512,6 +520,7 @@ def _save_result(result: AnalysisResult, out_dir: Path, source: dict | None, ste
         (out_dir / RUN_FILE).unlink(missing_ok=True)
     except OSError as exc:
         raise write_error(exc, out_dir / RUN_FILE) from exc
+    hand_back_freed_memory()
     step("export", 0.0)
     t = time.perf_counter()
     cfg = result.config
@@ -529,6 +538,7 @@ def _save_result(result: AnalysisResult, out_dir: Path, source: dict | None, ste
     if result.config.report:
         from ..report import write_report
 
+        hand_back_freed_memory()
         step("report", 0.0)
         t = time.perf_counter()
         write_report(out_dir, result, source=source)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from .._atomic import atomic_path, ensure_writable_dir
 from ..errors import InputError, SpinequantError
@@ -18,6 +18,9 @@ from .analyze import AnalysisResult, AnalyzeConfig, Progress, analyze, resolve_c
 from .._json import to_json
 from ..config import config_to_dict
 from .runinfo import read_run_json
+
+if TYPE_CHECKING:
+    import pandas as pd   # imported where used: a run needs pandas only from its measure stage on
 
 SUMMARY_FILE = "summary.csv"
 #: The columns of summary.csv, whatever the data: a 3D stack leaves median_area_um2 empty,
@@ -179,6 +182,8 @@ def analyze_folder(folder, out_dir, *, channel=None, time=None, voxel_size=None,
         rows.append(_summary_row(item, folder))
         if on_item:
             on_item(item)
+    import pandas as pd
+
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS).astype(
         {c: "Int64" for c in SUMMARY_COLUMNS if c.startswith("n_")})
     with atomic_path(out_dir / SUMMARY_FILE) as tmp:
@@ -216,6 +221,8 @@ def _summary_row(item: BatchItem, folder: Path) -> dict:
            "results": str(item.out_dir)}
     dend_file = item.out_dir / "dendrites.csv"
     if item.status != "failed" and dend_file.exists():
+        import pandas as pd
+
         dendrites = pd.read_csv(dend_file)
         spines_file = item.out_dir / "spines.csv"
         spines = pd.read_csv(spines_file) if spines_file.exists() else pd.DataFrame()

@@ -34,6 +34,21 @@ def _display_range(image: np.ndarray) -> tuple[float, float]:
     return float(lo), float(max(hi, lo + 1e-6))
 
 
+def _grey_rgba(image: np.ndarray, lo: float, hi: float, rows: int = 64) -> np.ndarray:
+    """The RGBA bytes ``imshow(image, cmap="gray", vmin=lo, vmax=hi)`` draws, made a band of
+    rows at a time: matplotlib colours a whole grey image as float64 RGBA before resampling
+    it (32 MiB for 1024 x 1024, about 120 MiB with its copies while the figure is saved);
+    given the bytes, it resamples those (the same pixels: tests/test_export.py)."""
+    from matplotlib import colormaps
+    from matplotlib.colors import Normalize
+
+    cmap, norm = colormaps["gray"], Normalize(vmin=lo, vmax=hi)
+    out = np.empty((*image.shape, 4), np.uint8)
+    for start in range(0, image.shape[0], rows):
+        out[start:start + rows] = cmap(norm(image[start:start + rows]), bytes=True)
+    return out
+
+
 def _outlines(mask: np.ndarray) -> list[np.ndarray]:
     """0.5 iso-lines (row, col) of a 2D mask; padded, so outlines at the border close and a
     mask one pixel thin (a projection of a single plane) works."""
@@ -62,8 +77,9 @@ def overlay_projection(image, spine_labels, dendrite_labels, spines: pd.DataFram
     extent = (0, proj.shape[1] * sp[1], proj.shape[0] * sp[0], 0)
     if ax is None:
         _, ax = _figure(figsize=(10, 10 * proj.shape[0] * sp[0] / max(proj.shape[1] * sp[1], 1e-6)))
-    ax.imshow(proj, cmap="gray", vmin=lo, vmax=hi, extent=extent, interpolation="nearest")
-    for contour in _outlines((dendrite_labels > 0).max(axis=axis)):
+    ax.imshow(_grey_rgba(proj, lo, hi), extent=extent, interpolation="nearest")
+    # Projected first, then compared: no mask of the whole volume (101 MiB on 101 x 1024 x 1024).
+    for contour in _outlines(dendrite_labels.max(axis=axis) > 0):
         ax.plot(contour[:, 1] * sp[1], contour[:, 0] * sp[0], color=DENDRITE_COLOUR, lw=0.8)
     types = dict(zip(spines["id"], spines["type"])) if len(spines) and "type" in spines else {}
     spine_proj = spine_labels.max(axis=axis)

@@ -9,9 +9,10 @@ fine-tunes one on annotated stacks. See docs/neural.md.
 
 from __future__ import annotations
 
-import importlib
 import sys
 import types
+
+from ..._lazy import lazy_getattr
 
 # Loaded on first use: a run through ONNX Runtime never needs PyTorch (about 190 MB resident
 # once imported), so importing this package must not import it.
@@ -27,10 +28,7 @@ __all__ = ["predict", "train", "TrainConfig", "TrainingSample", "load_training_d
            "keep_freed_memory"]
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 class _Package(types.ModuleType):
