@@ -55,6 +55,10 @@ SPINE_TYPES_UM = {1024: 0.08, 512: 0.12}
 #: not those of dim neurites beside it; the default contrast/brightness/gamma ranges can make a
 #: dim neurite as bright as a focused one, hiding that cue.
 MILD_INTENSITY = dict(contrast=(0.9, 1.1), brightness=0.05, gamma=(0.9, 1.1))
+#: ``--intensity off``: geometry only (rotation, flip, scale); no intensity, blur or noise changes.
+INTENSITY = {"default": {}, "mild": MILD_INTENSITY,
+             "off": dict(contrast=(1.0, 1.0), brightness=0.0, gamma=(1.0, 1.0), blur_sigma_px=0.0,
+                         z_blur=0.0, noise_sigma=0.0)}
 
 
 def dendritic2_pixel_um(name: str) -> float:
@@ -183,9 +187,10 @@ def main() -> None:
                          "left out, or read at the fields' 0.09 µm (how the shipped lean2d_real was trained)")
     ap.add_argument("--head-sigma", type=float, default=0.25,
                     help="xy sigma (µm) of the head-centre target Gaussian (z stays 0.75 µm)")
-    ap.add_argument("--intensity", choices=("default", "mild"), default="default",
-                    help="intensity augmentation: the default ranges, or mild ones (contrast 0.9-1.1, "
-                         "brightness 0.05, gamma 0.9-1.1) that keep a neurite's brightness relative to the image")
+    ap.add_argument("--intensity", choices=tuple(INTENSITY), default="default",
+                    help="intensity augmentation: the default ranges, mild ones (contrast 0.9-1.1, "
+                         "brightness 0.05, gamma 0.9-1.1) that keep a neurite's brightness relative to the "
+                         "image, or off (no intensity, blur or noise changes)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", default="work/models")
     ap.add_argument("--no-install", action="store_true")
@@ -220,7 +225,7 @@ def main() -> None:
                          max_minutes=args.minutes, seed=0,
                          head_sigma_um=(0.75, args.head_sigma, args.head_sigma),
                          augment=dataclasses.replace(AugmentConfig(), scale_jitter=args.scale_jitter,
-                                                     **MILD_INTENSITY if args.intensity == "mild" else {}))
+                                                     **INTENSITY[args.intensity]))
     crops_note = {"scaled": f"read at {DENDRITIC2_CROP_UM} µm", "drop": "left out",
                   "as-fields": f"read at {DENDRITIC2_UM} µm"}
     description = (f"warm-started from {args.init or 'lean2d'}; {len(d2)} real two-photon projections with spine-head points "
