@@ -191,11 +191,12 @@ def main() -> None:
                     help="intensity augmentation: the default ranges, mild ones (contrast 0.9-1.1, "
                          "brightness 0.05, gamma 0.9-1.1) that keep a neurite's brightness relative to the "
                          "image, or off (no intensity, blur or noise changes)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the weights' order of patches and augmentation")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", default="work/models")
     ap.add_argument("--no-install", action="store_true")
     args = ap.parse_args()
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
     out = Path(args.work) / args.name
     t = time.perf_counter()
     distinct = set((REAL2D / "dendritic2" / "valid_distinct.txt").read_text().split())
@@ -222,7 +223,7 @@ def main() -> None:
                          steps_per_epoch=args.steps, epochs=args.epochs, learning_rate=args.lr,
                          lr_constant_epochs=args.epochs // 2, lr_decay=0.05, loss="points",
                          patience=args.epochs, val_patches=64, num_threads=args.threads,
-                         max_minutes=args.minutes, seed=0,
+                         max_minutes=args.minutes, seed=args.seed,
                          head_sigma_um=(0.75, args.head_sigma, args.head_sigma),
                          augment=dataclasses.replace(AugmentConfig(), scale_jitter=args.scale_jitter,
                                                      **INTENSITY[args.intensity]))
