@@ -191,7 +191,7 @@ def main() -> None:
                     help="intensity augmentation: the default ranges, mild ones (contrast 0.9-1.1, "
                          "brightness 0.05, gamma 0.9-1.1) that keep a neurite's brightness relative to the "
                          "image, or off (no intensity, blur or noise changes)")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the weights' order of patches and augmentation")
+    ap.add_argument("--seed", type=int, default=0, help="random seed (the order of patches and their augmentation)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", default="work/models")
     ap.add_argument("--no-install", action="store_true")
