@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from _fresh_process import fresh_python_json
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -109,9 +110,6 @@ def test_onnx_run_of_the_command_never_imports_torch(tmp_path):
     a TIFF needs none), and pandas (~65 MB) only from the measure stage on, not while the
     network's maps and the spine objects are built (docs/scale.md, "Memory of the in-memory
     path"). Run in a fresh process, since this one has them loaded."""
-    import subprocess
-    import sys
-
     import tifffile
 
     from spinequant.synth import make_phantom
@@ -132,9 +130,7 @@ def test_onnx_run_of_the_command_never_imports_torch(tmp_path):
             f"code = main(['analyze', {str(tmp_path / 's.tif')!r}, '--out', {str(tmp_path / 'r')!r}, '--quiet'])\n"
             "print(json.dumps({'code': code, 'torch': 'torch' in sys.modules, 'dask': 'dask' in sys.modules, "
             "'loaded': loaded}))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    answer = json.loads(out.stdout.strip().splitlines()[-1])
+    answer = fresh_python_json(code)
     run = json.loads((tmp_path / "r" / "run.json").read_text())
     loaded = answer.pop("loaded")
     assert answer == {"code": 0, "torch": False, "dask": False}

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from _fresh_process import fresh_python_json
 
 import spinequant as sq
 from spinequant.errors import InputError
@@ -193,16 +194,11 @@ def test_2d_run_types_spines_without_importing_torch(tmp_path):
     ONNX Runtime from the maps to the types: PyTorch (about 180 MB) is never imported. Run in
     a fresh process."""
     pytest.importorskip("onnxruntime")
-    import subprocess
-    import sys
-
     image = sorted(DATA.glob("*.png"))[0]
     code = ("import json, sys\nimport numpy as np\nfrom skimage import io\nimport spinequant as sq\n"
             "from spinequant.pipeline.analyze import AnalyzeConfig\n"
             f"r = sq.analyze(io.imread({str(image)!r}), spacing=(0.12, 0.12), config=AnalyzeConfig(report=False))\n"
             "print(json.dumps({'torch': 'torch' in sys.modules, 'spines': len(r.spines), "
             "'rule': str(r.spines['type_rule'].iloc[0])}))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    answer = json.loads(out.stdout.strip().splitlines()[-1])
+    answer = fresh_python_json(code)
     assert answer["torch"] is False and answer["spines"] > 3 and "network" in answer["rule"]
