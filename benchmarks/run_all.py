@@ -25,6 +25,8 @@ BENCHMARKS = [
                 "lean2d_real@components"], "Accuracy: on real annotated images"),
     ("dendritic2_agreement", ["benchmarks/dendritic2_agreement.py", "--method", "lean2d_real"],
      "Accuracy: on real annotated images (agreement of the annotations)"),
+    ("real2d_errors", ["benchmarks/real2d_errors.py", "--methods", "lean2d", "lean2d_real"],
+     "Accuracy: on real annotated images (docs/real_data.md, the kinds of error)"),
     ("types_real2d", ["benchmarks/types_real2d.py", "--on", "detections", "--method", "lean2d_real"],
      "Spine types on real outlines (docs/measurements.md)"),
     ("accuracy", ["benchmarks/accuracy.py", "--methods", "classical", "lean2d", "lean2d_real", "--n", "3"],

@@ -33,16 +33,17 @@ NOTES = {
             "Recall and precision on held-out real projections are about 0.7, below human raters "
             "(about 0.8-0.9). Bright spots on the shaft (spines seen end-on in a projection, but "
             "also varicosities) are often called spines. The pixel size must be right within "
-            "about 25 %. Spine types in 2D come from a separate classifier (F1 with type 0.59)."),
-        "spine_objects": dict(dataclasses.asdict(HEADS_INSTANCES), min_confidence=0.4),
+            "about 25 %. Spine types in 2D come from a separate image network "
+            "(spine_types_2d_network; F1 with type 0.79)."),
+        "spine_objects": dict(dataclasses.asdict(HEADS_INSTANCES), min_confidence=0.35),
         "benchmarks": {
-            "real2d": {"command": REAL2D, "date": "2026-11-30", "matching": MATCH,
-                       "dendritic2_valid_distinct": {"images": 136, "spines": 4148, "precision": 0.70,
-                                                     "recall": 0.68, "f1": 0.69},
-                       "spine_types_val": {"images": 15, "spines": 102, "precision": 0.98, "recall": 0.97,
-                                           "f1": 0.98, "f1_with_type": 0.59}},
-            "phantoms": {"command": PHANTOMS, "date": "2026-11-30", "matching": MATCH,
-                         "spine_f1": {"two_photon": 0.70, "confocal": 0.80, "sted": 0.77, "low_snr": 0.56}},
+            "real2d": {"command": REAL2D, "date": "2026-12-01", "matching": MATCH,
+                       "dendritic2_valid_distinct": {"images": 136, "spines": 4148, "precision": 0.692,
+                                                     "recall": 0.694, "f1": 0.693},
+                       "spine_types_val": {"images": 15, "spines": 102, "precision": 0.990, "recall": 0.980,
+                                           "f1": 0.985, "f1_with_type": 0.788}},
+            "phantoms": {"command": PHANTOMS, "date": "2026-12-01", "matching": MATCH,
+                         "spine_f1": {"two_photon": 0.73, "confocal": 0.82, "sted": 0.79, "low_snr": 0.58}},
         },
     },
     "lean2d": {
@@ -52,15 +53,15 @@ NOTES = {
             "comparison and for fine-tuning on 3D annotations (spinequant train --from lean2d)."),
         "limitations": (
             "Learnt only from spinequant phantoms: on real annotated projections F1 is 0.50 "
-            "(dendritic2) and 0.72 (spine_types), against 0.69 and 0.98 for lean2d_real. No head "
+            "(dendritic2) and 0.72 (spine_types), against 0.69 and 0.99 for lean2d_real. No head "
             "map, so no per-spine confidence. Sensitive to the stated pixel size (F1 changes by "
             "0.08 at 1.33x)."),
         "spine_objects": dataclasses.asdict(NEURAL_INSTANCES),
         "benchmarks": {
-            "real2d": {"command": REAL2D, "date": "2026-11-30", "matching": MATCH,
-                       "dendritic2_valid_distinct": {"precision": 0.42, "recall": 0.64, "f1": 0.50},
-                       "spine_types_val": {"precision": 0.56, "recall": 1.00, "f1": 0.72, "f1_with_type": 0.23}},
-            "phantoms": {"command": PHANTOMS, "date": "2026-11-30", "matching": MATCH,
+            "real2d": {"command": REAL2D, "date": "2026-12-01", "matching": MATCH,
+                       "dendritic2_valid_distinct": {"precision": 0.42, "recall": 0.63, "f1": 0.50},
+                       "spine_types_val": {"precision": 0.56, "recall": 1.00, "f1": 0.72, "f1_with_type": 0.32}},
+            "phantoms": {"command": PHANTOMS, "date": "2026-12-01", "matching": MATCH,
                          "spine_f1": {"two_photon": 0.63, "confocal": 0.78, "sted": 0.80, "low_snr": 0.56}},
         },
     },

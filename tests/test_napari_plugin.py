@@ -29,6 +29,7 @@ from spinequant.napari._layers import CENTRELINES, HEADS, SPINES  # noqa: E402
 from spinequant.napari._reader import get_reader  # noqa: E402
 from spinequant.napari._sample import sample_data  # noqa: E402
 from spinequant.napari._widget import SpinesWidget  # noqa: E402
+from spinequant.pipeline.analyze import model_calibration  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +83,7 @@ def test_run_widget_analyses_the_sample_in_a_worker(qtbot, viewer_with_sample, s
     run = widget.run_panel
     assert run.layer_box.currentText() == "spinequant sample"
     assert run.voxel.text() == "0.5 0.094 0.094"            # from the layer's scale
-    run.min_confidence.setValue(0.4)
+    run.min_confidence.setValue(model_calibration("lean2d_real")["min_confidence"])   # the API's default
     with qtbot.waitSignal(run.run_button.clicked):
         run.run_button.click()
     assert not run.run_button.isEnabled()                  # running in a worker: the event loop is free
