@@ -191,6 +191,9 @@ def main() -> None:
                     help="intensity augmentation: the default ranges, mild ones (contrast 0.9-1.1, "
                          "brightness 0.05, gamma 0.9-1.1) that keep a neurite's brightness relative to the "
                          "image, or off (no intensity, blur or noise changes)")
+    ap.add_argument("--head-loss", choices=("bce", "focal"), default="bce",
+                    help="head map: cross-entropy on the target Gaussians, or the penalty-reduced "
+                         "focal loss of keypoint detectors (pushes every head's own peak to 1)")
     ap.add_argument("--seed", type=int, default=0, help="random seed (the order of patches and their augmentation)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", default="work/models")
@@ -221,7 +224,8 @@ def main() -> None:
     init = args.init or warm_start(Path(args.work) / f"{args.name}-init", args.architecture)
     config = TrainConfig(architecture=args.architecture, tile_size=128, batch_size=args.batch,
                          steps_per_epoch=args.steps, epochs=args.epochs, learning_rate=args.lr,
-                         lr_constant_epochs=args.epochs // 2, lr_decay=0.05, loss="points",
+                         lr_constant_epochs=args.epochs // 2, lr_decay=0.05,
+                         loss="points_focal" if args.head_loss == "focal" else "points",
                          patience=args.epochs, val_patches=64, num_threads=args.threads,
                          max_minutes=args.minutes, seed=args.seed,
                          head_sigma_um=(0.75, args.head_sigma, args.head_sigma),

@@ -17,7 +17,7 @@ from spinequant.segment.neural.architectures import architecture, n_outputs
 from spinequant.segment.neural.calibration import (confidence, expected_calibration_error, fit_platt,
                                                    score_for)
 from spinequant.segment.neural.data import UNLABELLED, TrainingSample, head_heatmap
-from spinequant.segment.neural.losses import points_loss
+from spinequant.segment.neural.losses import head_focal_loss, points_focal_loss, points_loss
 from spinequant.segment.neural.train import TrainConfig, train
 from spinequant.segment.neural.yolo_data import yolo_training_sample
 
@@ -50,6 +50,31 @@ def test_points_loss_ignores_unlabelled_pixels_and_unknown_heads():
     target[0, 1] = 0.0
     target[0, 1, 8, 8] = 1.0
     assert float(points_loss(logits, target)) > 0.1
+
+
+def test_focal_head_loss_rewards_a_weak_second_head_and_ignores_unknown_heads():
+    heat = torch.from_numpy(head_heatmap((1, 32, 32), [[0, 10.2, 10.3], [0, 16.4, 10.2]], (1, 0.1, 0.1),
+                                         sigma_um=(1, 0.25, 0.25)))
+    known = torch.ones_like(heat, dtype=torch.bool)
+    one = torch.full_like(heat, -9.0)
+    one[0, 10, 10] = 9.0                                          # the second head not found
+    both = one.clone()
+    both[0, 16, 10] = 9.0
+    weak = one.clone()
+    weak[0, 16, 10] = 0.0                                         # found at p = 0.5
+    losses = [float(head_focal_loss(x, heat, known)) for x in (one, weak, both)]
+    assert losses[0] > losses[1] > losses[2] >= 0
+    assert losses[2] == pytest.approx(0.0, abs=1e-3)
+    # a false peak beside a head is forgiven ((1 - y)^4), one far from every head is not
+    near, far = one.clone(), one.clone()
+    near[0, 17, 10] = 9.0
+    far[0, 28, 28] = 9.0
+    extra_near, extra_far = (float(head_focal_loss(x, heat, known)) - losses[0] for x in (near, far))
+    assert 0 <= extra_near < 0.01 < 1.0 < extra_far
+    # nothing is learnt where heads were not annotated
+    target = torch.stack([torch.full((1, 32, 32), float(UNLABELLED)), torch.full((1, 32, 32), float("nan"))], 1)
+    logits = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert float(points_focal_loss(logits, target)) == pytest.approx(0.0, abs=1e-5)
 
 
 def test_yolo_boxes_become_head_points_and_polygons_masks(tmp_path):

@@ -51,7 +51,7 @@ class TrainConfig:
     learning_rate: float = 5e-4
     lr_constant_epochs: int = 15
     lr_decay: float = 0.1
-    loss: str = "auto"                    # deepd3 | deepd3_spine_dice (dual) | wce | gdl (3D)
+    loss: str = "auto"                    # deepd3 | deepd3_spine_dice (dual) | wce | gdl (3D) | points | points_focal
     head_sigma_um: tuple[float, float, float] = (0.75, 0.25, 0.25)   # point head: target Gaussian
     pixel_weight: str | None = "exp"      # wce only: exp | window | None
     r_decay: float = 0.5
@@ -267,9 +267,10 @@ class PatchSampler:
 def _loss_function(spec, config: TrainConfig, voxel):
     kind = config.loss
     if spec.get("point_head"):
-        if kind not in ("auto", "points"):
-            raise InputError(f"A model with a point head trains with the 'points' loss, not {kind!r}.")
-        return losses.points_loss
+        if kind not in ("auto", "points", "points_focal"):
+            raise InputError(f"A model with a point head trains with the 'points' or 'points_focal' "
+                             f"loss, not {kind!r}.")
+        return losses.points_focal_loss if kind == "points_focal" else losses.points_loss
     if kind == "auto":
         kind = "wce" if spec["kind"] == "unet3d" else "deepd3"
     if kind in ("deepd3", "deepd3_spine_dice"):
