@@ -27,7 +27,8 @@ from ._objects import Objects, label_components, sparse_labels
 HEAD_BLOB_FRACTION = 0.5
 
 #: :func:`head_map_support`'s levels lie this much below the thresholds they stand for, so
-#: that no rounding of a threshold to the maps' type (float16) can drop a voxel that is read.
+#: that no rounding to the maps' type (float16: 2^-11 relative) can drop a voxel that is read,
+#: whether the levels are compared with the stored maps or with their float32 values.
 _SUPPORT_MARGIN = 0.99
 
 

@@ -103,7 +103,8 @@ def sliding_window(volume: np.ndarray, run, *, n_out: int = 2, tile_size: int = 
     sparse : (k, where), optional
         2D networks: map ``k`` is kept only where ``where(planes)`` (a bool plane) holds and
         is 0 elsewhere, in a volume resident only there (:func:`~spinequant._blank.blank_volume`);
-        ``planes`` are each finished plane's maps as ``dtype``. A 3D network keeps it whole.
+        ``planes`` are each finished plane's maps in float32 (before they are stored as
+        ``dtype``). A 3D network keeps the map whole.
 
     Returns
     -------
@@ -222,11 +223,9 @@ class _PlaneSums:
             if j != k:
                 channel[self.z] = values      # to float16: round to nearest even, as torch does
         if k is not None:
-            # Written only where kept (a boolean assignment touches those pages alone).
-            values = self.sums[k].astype(self.out[k].dtype)
-            planes = [values if j == k else channel[self.z] for j, channel in enumerate(self.out)]
-            kept = self.sparse[1](planes)
-            self.out[k][self.z][kept] = values[kept]
+            # Written (and converted) only where kept: a boolean assignment touches those pages alone.
+            kept = self.sparse[1](self.sums)
+            self.out[k][self.z][kept] = self.sums[k][kept]
         self.sums[:] = 0.0
         self.z = None
 
