@@ -36,7 +36,7 @@ def head_map_support(config) -> tuple[float, float] | None:
     """``(spine_min, head_min)``: where spine objects of ``config`` (an
     :class:`~spinequant.instances.InstanceConfig`) read the head map, or None when its method
     may not use the head map's peaks. A head map kept there and 0 elsewhere gives the same
-    objects, scores and trims (``tests/test_memory_maps.py``).
+    objects, scores and trims (``tests/test_memory_head_map.py``).
 
     :func:`head_peaks` finds the local maxima at or above ``head_threshold``: whether a voxel
     is one depends only on values at or above its own. :func:`objects_from_heads` outlines

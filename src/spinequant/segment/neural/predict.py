@@ -84,7 +84,7 @@ def predict(image: np.ndarray, *, spacing, model: str | os.PathLike | tuple | No
         Models with a point head: keep the head map only where the spine map is at least
         ``spine_min`` or the head map at least ``head_min``, 0 elsewhere (the voxels spine
         objects read it at, :func:`spinequant.instances.heads.head_map_support`), in a volume
-        resident only there: ~33 MiB instead of 202 on a 101 x 1024 x 1024 stack. A stack
+        resident only there: ~34 MiB instead of 202 on a 101 x 1024 x 1024 stack. A stack
         resampled to the model's voxel size, or a 3D network, keeps the whole map.
 
     Returns
