@@ -49,7 +49,7 @@ def stages(stack: str, out_dir: str) -> None:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     t = time.perf_counter()
-    result = analyze_file(stack, out_dir, progress=progress)
+    result = analyze_file(stack, out_dir, progress=progress, keep_maps=False)
     state["running"] = False
     sampler.join()
     print(json.dumps({"mode": "stages", "spines": len(result.spines), "seconds": round(time.perf_counter() - t, 1),

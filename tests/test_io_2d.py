@@ -48,7 +48,7 @@ def stand_in(monkeypatch):
     """Replace the analysis by a recorder: what analyze_file passes on, and the run.json source."""
     seen = {}
 
-    def fake_analyze(image, *, spacing=None, config=None, progress=None):
+    def fake_analyze(image, *, spacing=None, config=None, progress=None, keep_maps=True):
         if isinstance(image, Stack):
             image, spacing = image.data, image.spacing
         seen.update(image=np.asarray(image), spacing=tuple(spacing))

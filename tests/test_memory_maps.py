@@ -12,7 +12,8 @@ from spinequant.errors import InputError
 from spinequant.evaluate.detection import match_spine_objects
 from spinequant.instances import spine_instances
 from spinequant.instances import _objects
-from spinequant.instances._objects import Objects, blank_labels, label_components
+from spinequant._blank import blank_volume
+from spinequant.instances._objects import Objects, label_components
 from spinequant.pipeline.analyze import NEURAL_INSTANCES, AnalyzeConfig, resolve_config
 from spinequant.segment.neural.predict import predict
 from spinequant.synth import make_phantom
@@ -74,12 +75,12 @@ def _rss_mib():
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/statm")
-def test_blank_labels_take_memory_only_where_objects_are_written():
+def test_blank_volumes_take_memory_only_where_objects_are_written():
     # 400 MiB of labels with an object in every plane: resident a few MiB (4 KiB pages), not
     # 2 MiB huge pages per object (>= 200 MiB here) nor the whole volume.
     shape = (100, 1024, 1024)
     before = _rss_mib()
-    labels = blank_labels(shape)
+    labels = blank_volume(shape)
     assert labels.dtype == np.int32 and labels.shape == shape and labels.flags.writeable
     for z in range(shape[0]):
         labels[z, 500:510, 500:510] = z + 1
@@ -98,7 +99,7 @@ def test_semantic_labels_are_resident_only_where_objects_lie():
     from spinequant.export import semantic_labels
 
     shape = (100, 1024, 1024)
-    spines, dendrites = blank_labels(shape), blank_labels(shape)
+    spines, dendrites = blank_volume(shape), blank_volume(shape)
     for z in range(shape[0]):
         dendrites[z, 500:520, 100:900] = 1 + z % 3
         spines[z, 515:530, 300 + 5 * z:310 + 5 * z] = z + 1
@@ -116,7 +117,7 @@ def test_semantic_labels_are_resident_only_where_objects_lie():
 def test_components_labelled_slab_by_slab_are_cc3d_s(monkeypatch, connectivity):
     # Slabs of 1-3 planes on small masks (noise and smooth blobs that cross many slab faces):
     # the same ids as cc3d on the whole mask, object for object.
-    monkeypatch.setattr(_objects, "_BLANK_MIN_BYTES", 1)
+    monkeypatch.setattr(_objects, "BLANK_MIN_BYTES", 1)
     rng = np.random.default_rng(connectivity)
     for trial in range(40):
         shape = tuple(int(n) for n in rng.integers(2, 24, 3))

@@ -109,7 +109,9 @@ def test_onnx_run_of_the_command_never_imports_torch(tmp_path):
     (the default on a CPU) with every export and the report must not load it. Nor dask (reading
     a TIFF needs none), and pandas (~65 MB) only from the measure stage on, not while the
     network's maps and the spine objects are built (docs/scale.md, "Memory of the in-memory
-    path"). Run in a fresh process, since this one has them loaded."""
+    path"). The network's maps are freed before the measure stage (the command keeps none),
+    and its head map was kept only where spine objects read it. Run in a fresh process, since
+    this one has them loaded."""
     import tifffile
 
     from spinequant.synth import make_phantom
@@ -117,23 +119,32 @@ def test_onnx_run_of_the_command_never_imports_torch(tmp_path):
     ph = make_phantom("two_photon", seed=1, shape=(12, 128, 128))
     tifffile.imwrite(tmp_path / "s.tif", ph.image, imagej=True, resolution=(1 / ph.spacing[2], 1 / ph.spacing[1]),
                      metadata={"spacing": ph.spacing[0], "unit": "um", "axes": "ZYX"})
-    code = ("import json, sys\nfrom spinequant.cli import main\nimport spinequant.pipeline\n"
+    code = ("import json, sys, weakref\nfrom spinequant.cli import main\nimport spinequant.pipeline\n"
             "run = sys.modules['spinequant.pipeline.analyze']\n"
-            "loaded, reporter = {}, run.stage_reporter\n"
+            "loaded, reporter, maps, segment = {}, run.stage_reporter, {}, run.segment_maps\n"
+            "def segmenting(*args, **kwargs):\n"
+            "    out = segment(*args, **kwargs)\n"
+            "    maps['refs'] = [weakref.ref(m) for m in (out.dendrite, out.spine, out.heads)]\n"
+            "    maps['heads_kept'] = float((out.heads != 0).mean())\n"
+            "    return out\n"
+            "run.segment_maps = segmenting\n"
             "def watching(progress):\n"
             "    step = reporter(progress)\n"
             "    def watched(stage, fraction=0.0):\n"
             "        loaded.setdefault(stage, [m for m in ('pandas', 'dask', 'zarr') if m in sys.modules])\n"
+            "        if stage == 'measure':\n"
+            "            maps.setdefault('alive', sum(ref() is not None for ref in maps['refs']))\n"
             "        step(stage, fraction)\n"
             "    return watched\n"
             "run.stage_reporter = watching\n"
             f"code = main(['analyze', {str(tmp_path / 's.tif')!r}, '--out', {str(tmp_path / 'r')!r}, '--quiet'])\n"
             "print(json.dumps({'code': code, 'torch': 'torch' in sys.modules, 'dask': 'dask' in sys.modules, "
-            "'loaded': loaded}))")
+            "'loaded': loaded, 'maps_alive': maps['alive'], 'heads_kept': maps['heads_kept']}))")
     answer = fresh_python_json(code)
     run = json.loads((tmp_path / "r" / "run.json").read_text())
     loaded = answer.pop("loaded")
-    assert answer == {"code": 0, "torch": False, "dask": False}
+    assert 0 < answer.pop("heads_kept") < 0.5           # the head map: only where spine objects read it
+    assert answer == {"code": 0, "torch": False, "dask": False, "maps_alive": 0}
     assert loaded["segment"] == loaded["instances"] == loaded["measure"] == []
     assert "pandas" in loaded["export"] and "zarr" in loaded["report"]   # the tables, then results.ome.zarr
     assert run["diagnostics"]["segment"]["engine"] == "onnx" and (tmp_path / "r" / "spines.csv").exists()

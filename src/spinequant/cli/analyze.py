@@ -183,7 +183,7 @@ def _run(args, stacks: list[Path], finished: list[Path]) -> int:
             f"Summary: {Path(args.out) / 'summary.csv'}")
         return 1 if failed else 0
     try:
-        result = analyze_file(path, args.out, progress=progress, **common)
+        result = analyze_file(path, args.out, progress=progress, keep_maps=False, **common)
     finally:
         bar.close()
     for warning in result.diagnostics.get("warnings", []):

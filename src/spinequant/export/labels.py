@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from ..instances._objects import blank_labels
+from .._blank import blank_volume
 
 #: Values of the semantic label volume.
 BACKGROUND, DENDRITE, SPINE = 0, 1, 2
@@ -14,7 +14,7 @@ BACKGROUND, DENDRITE, SPINE = 0, 1, 2
 def semantic_labels(spine_labels: np.ndarray, dendrite_labels: np.ndarray) -> np.ndarray:
     """uint8 volume: 0 background, 1 dendrite, 2 spine (a voxel in both counts as spine).
 
-    Made a plane at a time into a :func:`~spinequant.instances._objects.blank_labels` volume:
+    Made a plane at a time into a :func:`~spinequant._blank.blank_volume` volume:
     resident only where objects lie, and no whole-volume mask is held (101 MiB each on a
     101 x 1024 x 1024 stack)."""
     spine_labels, dendrite_labels = np.asarray(spine_labels), np.asarray(dendrite_labels)
@@ -23,7 +23,7 @@ def semantic_labels(spine_labels: np.ndarray, dendrite_labels: np.ndarray) -> np
             f"Spine labels {spine_labels.shape} and dendrite labels {dendrite_labels.shape} differ in "
             f"shape; both must come from the same stack."
         )
-    out = blank_labels(spine_labels.shape, np.uint8)
+    out = blank_volume(spine_labels.shape, np.uint8)
     for plane, dendrite, spine in zip(*map(_planes, (out, dendrite_labels, spine_labels))):
         plane[dendrite > 0] = DENDRITE
         plane[spine > 0] = SPINE

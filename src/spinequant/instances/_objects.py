@@ -8,7 +8,6 @@ step so they are computed once.
 
 from __future__ import annotations
 
-import mmap
 from dataclasses import dataclass
 
 import cc3d
@@ -18,6 +17,7 @@ from scipy import ndimage as ndi
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from .._blank import BLANK_MIN_BYTES, blank_volume
 from ..boxes import grow_box
 
 
@@ -54,7 +54,7 @@ class Objects:
     def keep(self, ids) -> Objects:
         """Only the objects ``ids``, renumbered 1..len(ids) in that order, as int32."""
         ids = np.asarray(ids, dtype=np.int64)
-        out = blank_labels(self.labels.shape)
+        out = blank_volume(self.labels.shape)
         for new, old in enumerate(ids, start=1):
             box = self.boxes[old]
             view = out[box]
@@ -70,30 +70,6 @@ class Objects:
         return mask
 
 
-#: Label volumes from this size on are made by :func:`blank_labels`.
-_BLANK_MIN_BYTES = 16 << 20
-
-
-def blank_labels(shape, dtype=np.int32) -> np.ndarray:
-    """A zeroed label volume (int32 unless ``dtype``) whose pages take memory only once written.
-
-    Spine and dendrite objects cover a few percent of a stack; written object by object
-    into such a volume, a label volume is resident only around them, not whole. numpy asks
-    the kernel for huge pages (2 MiB) for large arrays, which would make any object's voxel
-    bring in 2 MiB around it (half a 1024 x 1024 int32 plane): a large volume is therefore
-    its own anonymous mapping with huge pages declined (tests/test_memory_maps.py: 400 MiB
-    with a small object in each of its 100 planes is resident for a few MiB, not 250).
-    """
-    shape, dtype = tuple(int(n) for n in shape), np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if nbytes < _BLANK_MIN_BYTES or not hasattr(mmap, "MADV_NOHUGEPAGE"):
-        return np.zeros(shape, dtype)
-    # Private: reading a page no one wrote maps the kernel's zero page (shared would allocate it).
-    buffer = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE)
-    buffer.madvise(mmap.MADV_NOHUGEPAGE)
-    return np.frombuffer(buffer, dtype).reshape(shape)
-
-
 #: z planes per slab of :func:`label_components`, as voxels (16 MiB of cc3d's uint32 labels).
 _SLAB_VOXELS = 4 << 20
 
@@ -101,7 +77,7 @@ _SLAB_VOXELS = 4 << 20
 def label_components(mask: np.ndarray, connectivity: int = 26, *, threshold: float | None = None,
                      extra=()) -> np.ndarray:
     """``cc3d.connected_components(mask, connectivity)``: the same ids (1..N in raster order
-    of each object's first voxel), for a large 3D mask in a :func:`blank_labels` volume.
+    of each object's first voxel), for a large 3D mask in a :func:`blank_volume` volume.
     With ``threshold``, ``mask`` is a map and the mask is ``mask >= threshold``; ``extra``
     ((start, bool array) pairs) sets those pieces too. The mask is made a slab at a time:
     a large stack's whole mask is never held.
@@ -125,10 +101,10 @@ def label_components(mask: np.ndarray, connectivity: int = 26, *, threshold: flo
         return np.ascontiguousarray(part)
 
     plane = int(np.prod(mask.shape[1:], dtype=np.int64))
-    if mask.ndim != 3 or mask.size * 4 < _BLANK_MIN_BYTES or mask.size >= 2**31:
+    if mask.ndim != 3 or mask.size * 4 < BLANK_MIN_BYTES or mask.size >= 2**31:
         return cc3d.connected_components(masked(0, mask.shape[0]), connectivity=connectivity)
     step = max(1, _SLAB_VOXELS // plane)
-    out = blank_labels(mask.shape)
+    out = blank_volume(mask.shape)
     offset, pairs, last = 0, [], None
     for z in range(0, mask.shape[0], step):
         slab, n = cc3d.connected_components(masked(z, z + step), connectivity=connectivity, return_N=True)
@@ -174,9 +150,9 @@ def _touching(below: np.ndarray, above: np.ndarray, connectivity: int):
 
 def sparse_labels(labels: np.ndarray, boxes, lut: np.ndarray) -> np.ndarray:
     """``lut[labels]`` as int32, written object by object (``boxes``: the bounding box of each
-    id of ``labels``) into a :func:`blank_labels` volume, where a copy or a whole-volume
+    id of ``labels``) into a :func:`blank_volume` volume, where a copy or a whole-volume
     lookup would make all of it resident."""
-    out = blank_labels(labels.shape)
+    out = blank_volume(labels.shape)
     for old in np.flatnonzero(lut):
         box = boxes[old]
         view = out[box]

@@ -13,7 +13,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from ..boxes import grow_box
-from ._objects import Objects, blank_labels, near_mask, sparse_labels
+from .._blank import blank_volume
+from ._objects import Objects, near_mask, sparse_labels
 
 
 def object_filter(labels: np.ndarray, *, spacing, dendrite_mask=None, min_volume_um3: float = 0.0,
@@ -193,7 +194,7 @@ def trim_to_peak_fraction(objects: Objects, prob: np.ndarray, fraction: float,
     """
     if fraction <= 0:
         return objects
-    labels = blank_labels(objects.labels.shape)
+    labels = blank_volume(objects.labels.shape)
     counts = objects.counts.copy()
     boxes = list(objects.boxes)
     for i in objects.ids:

@@ -19,11 +19,35 @@ from scipy.spatial import cKDTree
 from skimage.segmentation import watershed
 
 from ..boxes import box_within, grow_box
-from ._objects import Objects, blank_labels, label_components, sparse_labels
+from .._blank import blank_volume
+from ._objects import Objects, label_components, sparse_labels
 
 #: Part of the head blob (relative to the head map's own peak) that counts as the head when the
 #: spine map is too faint around it: the Gaussian's half maximum.
 HEAD_BLOB_FRACTION = 0.5
+
+#: :func:`head_map_support`'s levels lie this much below the thresholds they stand for, so
+#: that no rounding to the maps' type (float16: 2^-11 relative) can drop a voxel that is read,
+#: whether the levels are compared with the stored maps or with their float32 values.
+_SUPPORT_MARGIN = 0.99
+
+
+def head_map_support(config) -> tuple[float, float] | None:
+    """``(spine_min, head_min)``: where spine objects of ``config`` (an
+    :class:`~spinequant.instances.InstanceConfig`) read the head map, or None when its method
+    may not use the head map's peaks. A head map kept there and 0 elsewhere gives the same
+    objects, scores and trims (``tests/test_memory_head_map.py``).
+
+    :func:`head_peaks` finds the local maxima at or above ``head_threshold``: whether a voxel
+    is one depends only on values at or above its own. :func:`objects_from_heads` outlines
+    blobs above half a peak (:data:`HEAD_BLOB_FRACTION` of at least ``head_threshold``), and
+    its watershed, :func:`trim_heads` and :func:`object_scores` read the head map inside the
+    objects only: in the regions where the spine map is at least ``threshold`` or a blob lies.
+    """
+    if config.method not in ("heads", "auto"):
+        return None
+    return (_SUPPORT_MARGIN * config.threshold,
+            _SUPPORT_MARGIN * HEAD_BLOB_FRACTION * config.head_threshold)
 
 
 def head_peaks(head_prob: np.ndarray, spacing, *, threshold: float, min_distance_um: float
@@ -134,7 +158,7 @@ def trim_heads(objects: Objects, spine_prob: np.ndarray, head_prob: np.ndarray, 
     """Cut each object at ``fraction`` of its own peak in the spine map -- in the head map
     for an object the spine map never reaches ``threshold`` in (a head outlined by its blob)
     -- keeping the piece that holds the head."""
-    labels = blank_labels(objects.labels.shape)
+    labels = blank_volume(objects.labels.shape)
     for i in objects.ids:
         box = objects.boxes[i]
         own = objects.labels[box] == i

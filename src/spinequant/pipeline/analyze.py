@@ -16,6 +16,7 @@ from .._atomic import undo_on_failure, write_error
 from ..config import check_fields, config_from_dict, config_to_dict
 from ..errors import InputError
 from ..instances import InstanceConfig, spine_instances
+from ..instances.heads import head_map_support
 from ..morphology import MorphologyConfig
 from ..segment import CLASSICAL, segment_maps
 from ..segment.classical import ClassicalConfig
@@ -116,8 +117,8 @@ class AnalysisResult:
 
     image: np.ndarray                 # (Z, Y, X), or (Y, X) for a 2D image
     spacing: tuple[float, ...]        # (z, y, x) µm, or (y, x) for a 2D image
-    dendrite_prob: np.ndarray
-    spine_prob: np.ndarray
+    dendrite_prob: np.ndarray | None  # None from a run that did not keep them (``keep_maps``)
+    spine_prob: np.ndarray | None
     spine_labels: np.ndarray
     dendrite_labels: np.ndarray
     spines: pd.DataFrame
@@ -236,7 +237,7 @@ def model_calibration(method: str) -> dict | None:
 
 
 def analyze(image, *, spacing=None, config: AnalyzeConfig | None = None,
-            progress: Progress | None = None, tagged=None) -> AnalysisResult:
+            progress: Progress | None = None, tagged=None, keep_maps: bool = True) -> AnalysisResult:
     """Segment dendrites and spines in a 3D stack or a 2D image and measure every spine.
 
     Parameters
@@ -264,6 +265,11 @@ def analyze(image, *, spacing=None, config: AnalyzeConfig | None = None,
         with ``config.ratio.psf_fwhm_um`` also ``rsdr_corrected``, the blur undone by linear
         unmixing (:func:`spinequant.morphology.ratio.rsdr_corrected`). ``diagnostics["ratio"]``
         holds the dendrite means, the background and the PSF used.
+    keep_maps : bool
+        Return the network's dendrite and spine maps (``dendrite_prob``, ``spine_prob``).
+        False frees them as soon as the spine objects are made, and the result holds None:
+        no export or report reads them, and they are two float16 copies of the stack's size
+        (``spinequant analyze`` runs this way).
 
     Returns
     -------
@@ -299,8 +305,10 @@ def analyze(image, *, spacing=None, config: AnalyzeConfig | None = None,
 
     step("segment", 0.0)
     t = time.perf_counter()
+    # The head map is kept only where the spine objects read it (a few percent of the stack).
     maps = segment_maps(image, spacing=spacing, method=config.method, classical_config=config.classical,
-                        engine=config.engine, progress=_within(step, "segment"))
+                        engine=config.engine, progress=_within(step, "segment"),
+                        head_support=head_map_support(config.instances))
     dend_prob, spine_prob, seg_diag = maps.dendrite, maps.spine, maps.diagnostics
     timings["segment"] = time.perf_counter() - t
 
@@ -308,7 +316,9 @@ def analyze(image, *, spacing=None, config: AnalyzeConfig | None = None,
     t = time.perf_counter()
     inst = spine_instances(spine_prob, dend_prob, spacing=spacing, config=config.instances,
                            head_prob=maps.heads, image=image, progress=_within(step, "instances"))
-    del maps   # the head map (a float32 copy of the stack's size) is not part of the result
+    del maps   # the head map is not part of the result
+    if not keep_maps:
+        dend_prob = spine_prob = None
     timings["instances"] = time.perf_counter() - t
 
     hand_back_freed_memory()

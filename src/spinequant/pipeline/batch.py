@@ -33,7 +33,8 @@ SUMMARY_COLUMNS = ("stack", "status", "message", "results", "n_spines", "n_dendr
 def analyze_file(path, out_dir, *, channel: int | None = None, time: int | None = None,
                  voxel_size=None, image=None, project: str | None = None,
                  config: AnalyzeConfig | None = None, progress: Progress | None = None,
-                 allow_incomplete: bool = False, ratio_channel: int | None = None) -> AnalysisResult:
+                 allow_incomplete: bool = False, ratio_channel: int | None = None,
+                 keep_maps: bool = True) -> AnalysisResult:
     """Read one stack, analyse it and write every result into ``out_dir``.
 
     ``channel``, ``time`` and ``image`` (scene/series of CZI/LIF/ND2 files) choose what to
@@ -48,6 +49,9 @@ def analyze_file(path, out_dir, *, channel: int | None = None, time: int | None 
     intensity per spine and the spine's RSDR (see :func:`analyze`'s ``tagged``); run.json's
     ``input.channels`` records which channel was the structure and which the tagged one
     (index and, when the file names its channels, name).
+
+    ``keep_maps=False`` returns a result without the network's maps, freed once the spine
+    objects are made (see :func:`analyze`): none of the files written needs them.
     """
     new_dir = not Path(out_dir).exists()
     out_dir = ensure_writable_dir(out_dir)   # checked first: a long run must not fail at the end
@@ -72,7 +76,7 @@ def analyze_file(path, out_dir, *, channel: int | None = None, time: int | None 
                 "structure": {"index": structure_index, "name": names[structure_index]},
                 "tagged": {"index": ratio_channel % len(names), "name": names[ratio_channel % len(names)]}}
         extra = {} if tagged is None else {"tagged": tagged}
-        result = analyze(stack, config=config, progress=progress, **extra)
+        result = analyze(stack, config=config, progress=progress, keep_maps=keep_maps, **extra)
         save_result(result, out_dir, source=source, progress=progress)
     except BaseException:
         # A run that fails on its input leaves no empty results folder behind.
@@ -202,7 +206,7 @@ def _run_one(path, target, reading: dict, config, progress, force) -> BatchItem:
             return BatchItem(path, target, "skipped", "complete results already present",
                              previous.get("counts", {}).get("spines"))
     try:
-        result = analyze_file(path, target, config=config, progress=progress, **reading)
+        result = analyze_file(path, target, config=config, progress=progress, keep_maps=False, **reading)
     except SpinequantError as exc:
         return BatchItem(path, target, "failed", str(exc))
     except OSError as exc:  # the drive or the network, not spinequant: no bug report

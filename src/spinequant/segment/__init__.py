@@ -27,7 +27,8 @@ class SegmentMaps:
 
 
 def segment_maps(image: np.ndarray, *, spacing, method: str = CLASSICAL, classical_config=None,
-                 engine: str = "auto", progress=False, levels=None, grid=None) -> SegmentMaps:
+                 engine: str = "auto", progress=False, levels=None, grid=None,
+                 head_support: tuple[float, float] | None = None) -> SegmentMaps:
     """All maps of ``method`` for ``image`` (see :class:`SegmentMaps`).
 
     ``levels`` are the numbers a method otherwise chooses from ``image`` itself: for a network
@@ -44,10 +45,14 @@ def segment_maps(image: np.ndarray, *, spacing, method: str = CLASSICAL, classic
     ``progress``: ``True`` shows a progress bar (networks); a callable is called with the
     fraction of the work done (per batch of network tiles, per step of the classical method)
     and may raise :class:`~spinequant.errors.Cancelled` to stop. The maps do not depend on it.
+
+    ``head_support`` (networks with a point head): ``(spine_min, head_min)``, the head map is
+    kept only where the spine map or the head map reaches these, and is 0 elsewhere (see
+    :func:`~spinequant.segment.neural.predict.predict`).
     """
     dend, spine, diag, *heads = _maps(image, spacing=spacing, method=method,
                                       classical_config=classical_config, engine=engine, progress=progress,
-                                      levels=levels, grid=grid)
+                                      levels=levels, grid=grid, head_support=head_support)
     return SegmentMaps(dend, spine, heads[0] if heads else None, diag)
 
 
@@ -65,7 +70,8 @@ def semantic_maps(image: np.ndarray, *, spacing, method: str = CLASSICAL, classi
                  engine=engine, progress=progress)[:3]
 
 
-def _maps(image, *, spacing, method, classical_config, engine, progress, levels=None, grid=None):
+def _maps(image, *, spacing, method, classical_config, engine, progress, levels=None, grid=None,
+          head_support=None):
     if method == CLASSICAL:
         from dataclasses import asdict
 
@@ -83,10 +89,11 @@ def _maps(image, *, spacing, method, classical_config, engine, progress, levels=
     if np.ndim(image) == 2:
         dend, spine, *heads = predict_plane(predict, image, spacing=spacing,
                                             model_z_um=card.voxel_size_um[0], model=method,
-                                            engine=engine, progress=progress, value_range=levels)
+                                            engine=engine, progress=progress, value_range=levels,
+                                            head_support=head_support)
     else:
         dend, spine, *heads = predict(image, spacing=spacing, model=method, engine=engine, progress=progress,
-                                      value_range=levels, grid=grid)
+                                      value_range=levels, grid=grid, head_support=head_support)
     # The weights' checksum pins the exact model a run used.
     diag = {"model": method, "model_name": card.name, "model_sha256": card.sha256,
             "model_voxel_size_um": list(card.voxel_size_um), "engine": engine}

@@ -31,7 +31,7 @@ def predict(image: np.ndarray, *, spacing, model: str | os.PathLike | tuple | No
             compile: bool = False, channels_last: bool = True,
             threads: int | None = None,
             value_range: tuple[float, float] | None = None, grid=None,
-            dtype=np.float16) -> tuple[np.ndarray, ...]:
+            dtype=np.float16, head_support: tuple[float, float] | None = None) -> tuple[np.ndarray, ...]:
     """Segment dendrites and spines with a neural network.
 
     The stack is normalised as the model card says (percentiles), resampled to the voxel size
@@ -80,6 +80,12 @@ def predict(image: np.ndarray, *, spacing, model: str | os.PathLike | tuple | No
         tiles (see :func:`~.tiling.sliding_window`), so that every voxel whose tiles all lie
         inside the window gets the whole volume's value. A block-wise run passes its window
         here.
+    head_support : (spine_min, head_min), optional
+        Models with a point head: keep the head map only where the spine map is at least
+        ``spine_min`` or the head map at least ``head_min``, 0 elsewhere (the voxels spine
+        objects read it at, :func:`spinequant.instances.heads.head_map_support`), in a volume
+        resident only there: ~34 MiB instead of 202 on a 101 x 1024 x 1024 stack. A stack
+        resampled to the model's voxel size, or a 3D network, keeps the whole map.
 
     Returns
     -------
@@ -101,7 +107,7 @@ def predict(image: np.ndarray, *, spacing, model: str | os.PathLike | tuple | No
         return _predict_with(engine, image, spacing, model, device=device, channels_last=channels_last,
                              compile=compile, threads=threads, batch_size=batch_size, progress=progress,
                              tile_size=tile_size, overlap=overlap, value_range=value_range, grid=grid,
-                             dtype=np.dtype(dtype))
+                             dtype=np.dtype(dtype), head_support=head_support)
 
 
 def _predict_with(engine, image, spacing, model, *, device, channels_last, compile, threads, batch_size,
@@ -184,7 +190,7 @@ def _no_gpu_device() -> bool:
 
 
 def _predict(image, spacing, run, card, *, batch_size, progress, tile_size, overlap, value_range=None,
-             grid=None, dtype=np.dtype(np.float32)):
+             grid=None, dtype=np.dtype(np.float32), head_support=None):
     if dtype.kind != "f":
         raise InputError(f"Probability maps are floating point (float16 or float32), not {dtype}.")
     spec = specs.architecture(card.architecture)
@@ -213,6 +219,10 @@ def _predict(image, spacing, run, card, *, batch_size, progress, tile_size, over
         back = (model_full, full, tuple(j0 for j0, _ in span),
                 [(o, o + k) for o, k in zip(origin, image.shape)])
     resampled = x is not image
+    sparse = None
+    if head_support is not None and specs.n_outputs(spec) == 3 and not resampled:
+        spine_min, head_min = head_support
+        sparse = (2, lambda planes: (planes[1] >= spine_min) | (planes[2] >= head_min))
     probs = sliding_window(
         x, run, n_out=specs.n_outputs(spec), tile_size=tile_size or card.tile_size,
         overlap=card.tile_overlap if overlap is None else overlap,
@@ -220,7 +230,7 @@ def _predict(image, spacing, run, card, *, batch_size, progress, tile_size, over
         z_context=spec.get("z_context", 0), multiple=specs.multiple_of(spec),
         z_multiple=specs.z_multiple_of(spec), batch_size=batch_size, progress=progress,
         grid=model_grid, prepare=prepare, as_list=True, clip=not resampled,
-        dtype=np.float32 if resampled else dtype)   # resampling back takes float32
+        dtype=np.float32 if resampled else dtype, sparse=sparse)   # resampling back takes float32
     del x
     if not resampled:
         return tuple(probs)

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..._blank import blank_volume
+
 if TYPE_CHECKING:
     import torch
 
@@ -51,7 +53,7 @@ def sliding_window(volume: np.ndarray, run, *, n_out: int = 2, tile_size: int = 
                    overlap: int = 32, tile_depth: int = 1, z_context: int = 0,
                    multiple: int = 1, z_multiple: int = 1, batch_size: int = 8,
                    progress=False, grid=None, prepare=None, as_list: bool = False,
-                   dtype=np.float32, clip: bool = False):
+                   dtype=np.float32, clip: bool = False, sparse=None):
     """Apply ``run`` tile by tile and blend.
 
     Parameters
@@ -97,6 +99,12 @@ def sliding_window(volume: np.ndarray, run, *, n_out: int = 2, tile_size: int = 
 
     clip : bool
         Clip the maps to [0, 1] (in float32, plane by plane for a 2D network).
+
+    sparse : (k, where), optional
+        2D networks: map ``k`` is kept only where ``where(planes)`` (a bool plane) holds and
+        is 0 elsewhere, in a volume resident only there (:func:`~spinequant._blank.blank_volume`);
+        ``planes`` are each finished plane's maps in float32 (before they are stored as
+        ``dtype``). A 3D network keeps the map whole.
 
     Returns
     -------
@@ -149,8 +157,10 @@ def sliding_window(volume: np.ndarray, run, *, n_out: int = 2, tile_size: int = 
     cov_yx = cov_yx.astype(np.float32)
     # Accumulate straight into the unpadded output: no stack-sized padded copies. A 2D
     # network's sums are kept for one plane at a time (the tiles come plane by plane).
-    out = [np.zeros((nz, ny, nx), np.float32 if is3d else dtype) for _ in range(n_out)]
-    plane = _PlaneSums(out, cov_yx, clip) if not is3d else None
+    sparse = None if is3d else sparse
+    out = [blank_volume((nz, ny, nx), dtype) if sparse is not None and k == sparse[0]
+           else np.zeros((nz, ny, nx), np.float32 if is3d else dtype) for k in range(n_out)]
+    plane = _PlaneSums(out, cov_yx, clip, sparse) if not is3d else None
 
     positions = list(itertools.product(zs, ys, xs))
     batches = [positions[i:i + batch_size] for i in range(0, len(positions), batch_size)]
@@ -188,10 +198,11 @@ def sliding_window(volume: np.ndarray, run, *, n_out: int = 2, tile_size: int = 
 class _PlaneSums:
     """The blending sums of one plane at a time (float32), written into the maps ``out`` (of
     any float dtype) as weighted means when the tiles move on to another plane (they come
-    plane by plane): the float32 sums never take more than a plane per map."""
+    plane by plane): the float32 sums never take more than a plane per map. With ``sparse``
+    ((k, where), see :func:`sliding_window`) map ``k`` is written only where ``where`` holds."""
 
-    def __init__(self, out: list[np.ndarray], coverage: np.ndarray, clip: bool):
-        self.out, self.coverage, self.clip = out, coverage, clip
+    def __init__(self, out: list[np.ndarray], coverage: np.ndarray, clip: bool, sparse=None):
+        self.out, self.coverage, self.clip, self.sparse = out, coverage, clip, sparse
         self.sums = np.zeros((len(out),) + coverage.shape, np.float32)
         self.z = None
 
@@ -207,8 +218,14 @@ class _PlaneSums:
         self.sums /= self.coverage
         if self.clip:
             np.clip(self.sums, 0.0, 1.0, out=self.sums)
-        for channel, values in zip(self.out, self.sums):
-            channel[self.z] = values      # to float16: round to nearest even, as torch does
+        k = None if self.sparse is None else self.sparse[0]
+        for j, (channel, values) in enumerate(zip(self.out, self.sums)):
+            if j != k:
+                channel[self.z] = values      # to float16: round to nearest even, as torch does
+        if k is not None:
+            # Written (and converted) only where kept: a boolean assignment touches those pages alone.
+            kept = self.sparse[1](self.sums)
+            self.out[k][self.z][kept] = self.sums[k][kept]
         self.sums[:] = 0.0
         self.z = None
 
