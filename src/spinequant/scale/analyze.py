@@ -225,17 +225,20 @@ def analyze_chunked(path, out_dir, *, config=None, chunk_px: int | None = None, 
     out_dir = Path(out_dir)
     source = VolumeSource(str(path), channel, time_point, None if voxel_size is None else tuple(voxel_size))
     with BlockRunner(workers=workers, scheduler=scheduler, say=say) as runner:
-        chunked = chunked_labels(source if runner.client is not None else stack.data, spacing, out_dir / WORK_DIR,
-                                 config=config, scale=scale, progress=progress, runner=runner)
-    config = chunked["config"]
+        volume = source if runner.client is not None else stack.data
+        chunked = chunked_labels(volume, spacing, out_dir / WORK_DIR, config=config, scale=scale, progress=progress,
+                                 runner=runner)
+        config = chunked["config"]
+        t = time.perf_counter()
+        # the dendrites' skeletons and the blocks' spine tables are tasks on the same workers
+        spines, dendrites, _, centrelines = volume_tables(
+            chunked["spine_labels"], chunked["dendrite_labels"], volume, spacing, blocks=chunked["object_blocks"],
+            objects=chunked["objects"], spine_offsets=chunked["spine_offsets"],
+            dendrite_boxes=chunked["dendrite_boxes"], dendrite_voxels=chunked["dendrite_voxels"],
+            config=config.morphology, skeleton_max_voxels=scale.skeleton_max_voxels, runner=runner,
+            progress=progress)
     if budget is not None:
         chunked["chunking"]["max_memory"] = budget
-    t = time.perf_counter()
-    spines, dendrites, _, centrelines = volume_tables(
-        chunked["spine_labels"], chunked["dendrite_labels"], stack.data, spacing, blocks=chunked["object_blocks"],
-        objects=chunked["objects"], spine_offsets=chunked["spine_offsets"], dendrite_boxes=chunked["dendrite_boxes"],
-        dendrite_voxels=chunked["dendrite_voxels"], config=config.morphology,
-        skeleton_max_voxels=scale.skeleton_max_voxels)
     spines.insert(1, "confidence", _spine_confidence(spines["id"], chunked["scores"], config.method))
     timings = {**chunked["timings"], "measure": time.perf_counter() - t}
     diagnostics = {**chunked["diagnostics"], "warnings": size_warnings(dendrites, spacing),
