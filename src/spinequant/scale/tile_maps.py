@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,16 +173,27 @@ def write_tile_sums(volume, plan: TilePlan, block: Block, root, *, method: str, 
 
         writing = []
 
-        def sink(z, origin, sums):
+        def write(z, origin, sums):
             t = time.perf_counter()
             for array, py, px in targets:
                 array[z] = sums[:, py[0] - origin[0]:py[1] - origin[0], px[0] - origin[1]:px[1] - origin[1]]
             writing.append(time.perf_counter() - t)
 
+        # a plane's pieces are written in a thread while the network runs the next plane
+        # (one plane in flight: a copy of its sums)
+        pending = []
+
+        def sink(z, origin, sums):
+            if pending:
+                pending.pop().result()
+            pending.append(writer.submit(write, z, origin, sums.copy()))
+
         run, card = tile_runner(engine, method)
-        with while_predicting():
+        with while_predicting(), ThreadPoolExecutor(1) as writer:
             n = run_tile_sums(image, tiles, ys, xs, run, value_range=levels, normalisation=card.normalisation,
                               sink=sink, batch_size=default_batch(engine))
+            for job in pending:
+                job.result()
     done = Path(root) / TILE_SUMS / "done"
     done.mkdir(parents=True, exist_ok=True)
     (done / block.name).touch()
@@ -192,7 +204,7 @@ def blend_block_maps(plan: TilePlan, block: Block, group) -> None:
     """Add up the pieces of ``block``'s core, divide, write its float16 maps and its marker,
     then delete its pieces. Nothing to do when the block is marked done."""
     from ..segment.neural.resample import resize_window
-    from ..segment.neural.tile_sums import blend_sums
+    from ..segment.neural.tile_sums import blend_sums, blending_weights
 
     if block_done(group, block):
         return
@@ -206,6 +218,7 @@ def blend_block_maps(plan: TilePlan, block: Block, group) -> None:
         if name not in group:
             raise InputError(f"The block maps in '{root}' have no '{name}' map.")
     mz, h, w = tiles.model_shape[0], sy[1] - sy[0], sx[1] - sx[0]
+    weights = blending_weights(tiles, sy, sx)
     sums = np.zeros((tiles.n_out, mz, h, w) if tiles.resampled else (tiles.n_out, h, w), np.float32)
     maps = [np.empty((mz, h, w), MAP_DTYPE) for _ in names] if not tiles.resampled else None
     for z in range(mz):
@@ -215,11 +228,11 @@ def blend_block_maps(plan: TilePlan, block: Block, group) -> None:
         for array, py, px in pieces:
             plane[:, py[0] - sy[0]:py[1] - sy[0], px[0] - sx[0]:px[1] - sx[0]] += array[z]
         if not tiles.resampled:
-            blend_sums(plane, tiles, sy, sx, clip=True)
+            blend_sums(plane, weights, clip=True)
             for m, values in zip(maps, plane):
                 m[z] = values
     if tiles.resampled:
-        blend_sums(sums, tiles, sy, sx, clip=False)
+        blend_sums(sums, weights, clip=False)
         core = [(0, tiles.shape[0])] + [(c.start, c.stop) for c in block.core]
         maps = []
         for k in range(tiles.n_out):

@@ -6,7 +6,7 @@ of the tiles covering it, divided by the summed weights. A block-wise run
 touches a block: each block runs the whole volume's tiles it is given (those whose centre
 lies in its core) once, hands on their weighted sums plane by plane (:func:`run_tile_sums`),
 and a block's maps are the sums of all blocks added together and divided by the whole
-volume's weights (:func:`blend_sums`): the same tiles, the same weights and the same
+volume's weights (:func:`blend_sums`, :func:`blending_weights`): the same tiles, the same weights and the same
 division as in memory, so the same values to float32 rounding (the sums are added in
 another order).
 
@@ -144,13 +144,16 @@ def run_tile_sums(image, tiles: VolumeTiles, ys: list[int], xs: list[int], run, 
     return len(positions)
 
 
-def blend_sums(sums: np.ndarray, tiles: VolumeTiles, span_y: tuple[int, int], span_x: tuple[int, int], *,
-               clip: bool) -> np.ndarray:
-    """``sums`` (..., h, w: the summed weighted tiles over model pixels ``span_y`` x
-    ``span_x``) divided in place by the whole volume's blending weights there, as
-    :func:`~.tiling.sliding_window` divides its sums; clipped to [0, 1] with ``clip``."""
-    cov = np.outer(tiles.y.coverage()[slice(*span_y)], tiles.x.coverage()[slice(*span_x)]).astype(np.float32)
-    sums /= cov
+def blending_weights(tiles: VolumeTiles, span_y: tuple[int, int], span_x: tuple[int, int]) -> np.ndarray:
+    """The whole volume's summed blending weights over model pixels ``span_y`` x ``span_x``
+    (float32, as :func:`~.tiling.sliding_window` divides by them)."""
+    return np.outer(tiles.y.coverage()[slice(*span_y)], tiles.x.coverage()[slice(*span_x)]).astype(np.float32)
+
+
+def blend_sums(sums: np.ndarray, weights: np.ndarray, *, clip: bool) -> np.ndarray:
+    """``sums`` (..., h, w: summed weighted tiles) divided in place by ``weights``
+    (:func:`blending_weights`), clipped to [0, 1] with ``clip``."""
+    sums /= weights
     if clip:
         np.clip(sums, 0.0, 1.0, out=sums)
     return sums
