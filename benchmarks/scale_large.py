@@ -11,6 +11,8 @@
     python benchmarks/scale_large.py inmemory DIR           # the whole volume in memory: read, analyze, save
     python benchmarks/scale_large.py tiles DIR 1024         # network tiles per volume: every block's, each once
     python benchmarks/scale_large.py compare BEFORE AFTER   # runs of two folders (same volume) side by side
+    python benchmarks/scale_large.py same RUN_A RUN_B       # two runs' maps, labels and spine tables compared
+    python benchmarks/scale_large.py tilesums DIR 1024      # every block's tile sums and blend, timed, here
 
 The volume is put together from four phantom tiles (two-photon preset, 48 x 1024 x 1024,
 seeds 0-3, each placed mirrored or not by its grid position) and written as OME-Zarr chunk by
@@ -259,6 +261,67 @@ def compare(before: Path, after: Path) -> str:
     return "\n".join(lines)
 
 
+def same(run_a: Path, run_b: Path) -> dict:
+    """Two runs' (result folders of the same volume) maps, stitched labels and spine tables."""
+    import numpy as np
+    import pandas as pd
+    import zarr
+
+    out = {"runs": [str(run_a), str(run_b)]}
+    work = [zarr.open_group(str(d / "chunked.work" / name), mode="r") for name in ("maps.zarr", "labels.zarr")
+            for d in (run_a, run_b)]
+    for (a, b), names, kind in (((work[0], work[1]), ("dendrite", "spine", "heads"), "map"),
+                                ((work[2], work[3]), ("spines", "dendrites"), "labels")):
+        for n in names:
+            worst, over = 0.0, 0
+            for y in range(0, a[n].shape[1], 512):
+                x, z = (np.asarray(g[n][:, y:y + 512]).astype(np.float64) for g in (a, b))
+                d = np.abs(x - z)
+                worst, over = max(worst, float(d.max())), over + int((d > 1e-4).sum())
+            out[f"{n} {kind}"] = {"max_diff": worst, "voxels_over_1e-4": over}
+    sa, sb = (pd.read_csv(d / "spines.csv") for d in (run_a, run_b))
+    out["spines"] = [len(sa), len(sb)]
+    if len(sa) == len(sb):
+        cols = [c for c in sa.columns if sa[c].dtype.kind == "f"]
+        out["spine_columns_max_diff"] = max(float(np.nanmax(np.abs(sa[c].to_numpy() - sb[c].to_numpy())))
+                                            for c in cols)
+    return out
+
+
+def tile_sums(folder: Path, chunk: int) -> dict:
+    """Every block's tile sums, then every block's blend, in this process, timed (the maps
+    stage of a chunked run with the network, without the scheduler)."""
+    import shutil
+
+    from spinequant.pipeline.analyze import AnalyzeConfig, resolve_config
+    from spinequant.scale import block_grid, open_volume, volume_levels
+    from spinequant.scale.maps import open_maps
+    from spinequant.scale.tile_maps import blend_block_maps, tile_plan, write_tile_sums
+    from spinequant.segment.neural.predict import choose_engine
+
+    method = resolve_config(AnalyzeConfig()).method
+    stack = open_volume(folder / "large.ome.zarr")
+    volume, spacing = stack.data, stack.spacing
+    blocks = block_grid(volume.shape, chunk_px=chunk, halo=0)
+    levels = volume_levels(volume, spacing, blocks, method=method)
+    root = folder / f"tilesums_{chunk}.zarr"
+    shutil.rmtree(root, ignore_errors=True)
+    group = open_maps(root, volume.shape, chunk_px=chunk, heads=True, fingerprint={"benchmark": 1})
+    plan = tile_plan(volume.shape, spacing, method, blocks)
+    engine = choose_engine(method)
+    sums, blends = {}, {}
+    for b in blocks:
+        t = time.perf_counter()
+        r = write_tile_sums(volume, plan, b, root, method=method, levels=levels, engine=engine)
+        sums[b.name] = {"s": round(time.perf_counter() - t, 2), "tiles": r["tiles"], "write_s": r["write_s"]}
+    for b in blocks:
+        t = time.perf_counter()
+        blend_block_maps(plan, b, group)
+        blends[b.name] = round(time.perf_counter() - t, 2)
+    shutil.rmtree(root, ignore_errors=True)
+    return {"chunk_px": chunk, "tile_sums": sums, "blend_s": blends}
+
+
 def table(folder: Path) -> str:
     lines = ["| workers | block | blocks | voxels | wall s | voxels/s | peak MB per worker | main MB | "
              "overhead maps/instances s | spines |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -282,11 +345,15 @@ def main(mode: str, folder: str, *args: str) -> None:
     if mode == "compare":
         print(compare(folder, Path(args[0])))
         return
+    if mode == "same":
+        print(json.dumps(same(folder, Path(args[0]))))
+        return
     out = {"make": lambda: make(folder, int(args[0])), "memory": lambda: memory(folder),
            "run": lambda: run(folder, int(args[0]), int(args[1])),
            "window": lambda: window(folder, int(args[0])),
            "stitch": lambda: stitch_only(folder, args[0]), "tail": lambda: resumed_tail(folder, args[0]),
-           "inmemory": lambda: in_memory(folder), "tiles": lambda: tiles(folder, int(args[0]))}[mode]()
+           "inmemory": lambda: in_memory(folder), "tiles": lambda: tiles(folder, int(args[0])),
+           "tilesums": lambda: tile_sums(folder, int(args[0]))}[mode]()
     log_run(folder, mode, out)
 
 

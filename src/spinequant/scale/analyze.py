@@ -230,13 +230,15 @@ def analyze_chunked(path, out_dir, *, config=None, chunk_px: int | None = None, 
                                  runner=runner)
         config = chunked["config"]
         t = time.perf_counter()
-        # the dendrites' skeletons and the blocks' spine tables are tasks on the same workers
+        # the dendrites' skeletons and the blocks' spine tables are tasks on the workers when
+        # there are several (with one, nothing runs beside them: they stay in this process)
+        here = runner.n_workers() < 2
         spines, dendrites, _, centrelines = volume_tables(
-            chunked["spine_labels"], chunked["dendrite_labels"], volume, spacing, blocks=chunked["object_blocks"],
-            objects=chunked["objects"], spine_offsets=chunked["spine_offsets"],
+            chunked["spine_labels"], chunked["dendrite_labels"], stack.data if here else volume, spacing,
+            blocks=chunked["object_blocks"], objects=chunked["objects"], spine_offsets=chunked["spine_offsets"],
             dendrite_boxes=chunked["dendrite_boxes"], dendrite_voxels=chunked["dendrite_voxels"],
-            config=config.morphology, skeleton_max_voxels=scale.skeleton_max_voxels, runner=runner,
-            progress=progress)
+            config=config.morphology, skeleton_max_voxels=scale.skeleton_max_voxels,
+            runner=BlockRunner() if here else runner, progress=progress)
     if budget is not None:
         chunked["chunking"]["max_memory"] = budget
     spines.insert(1, "confidence", _spine_confidence(spines["id"], chunked["scores"], config.method))
