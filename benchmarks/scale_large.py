@@ -8,6 +8,11 @@
     python benchmarks/scale_large.py stitch DIR out_w1_c1024   # the stitching alone, on a run's objects
     python benchmarks/scale_large.py tail DIR out_w1_c1024     # a copy of a run resumed: stitch, measure, export
     python benchmarks/scale_large.py table DIR              # the markdown table of the runs so far
+    python benchmarks/scale_large.py inmemory DIR           # the whole volume in memory: read, analyze, save
+    python benchmarks/scale_large.py tiles DIR 1024         # network tiles per volume: every block's, each once
+    python benchmarks/scale_large.py compare BEFORE AFTER   # runs of two folders (same volume) side by side
+    python benchmarks/scale_large.py same RUN_A RUN_B       # two runs' maps, labels and spine tables compared
+    python benchmarks/scale_large.py tilesums DIR 1024      # every block's tile sums and blend, timed, here
 
 The volume is put together from four phantom tiles (two-photon preset, 48 x 1024 x 1024,
 seeds 0-3, each placed mirrored or not by its grid position) and written as OME-Zarr chunk by
@@ -88,7 +93,8 @@ def run(folder: Path, workers: int, chunk: int) -> dict:
             "timings": {k: round(v, 1) for k, v in result.timings.items()},
             "peak_mb_workers": ch["peak_mb_per_process"], "peak_mb_main": round(peak_memory_mb(), 1),
             "block_seconds": ch["block_seconds"], "stage_seconds": ch["stage_seconds"],
-            "scheduler_overhead_s": overhead, "spines": len(result.spines), "dendrites": len(result.dendrites)}
+            "scheduler_overhead_s": overhead, "network_tiles": ch.get("network_tiles"),
+            "spines": len(result.spines), "dendrites": len(result.dendrites)}
 
 
 def window(folder: Path, chunk: int) -> dict:
@@ -175,6 +181,147 @@ def resumed_tail(folder: Path, run_name: str) -> dict:
             "peak_mb_main": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
+def in_memory(folder: Path) -> dict:
+    """The whole volume read into memory, analysed and saved as the chunked ``run`` saves it
+    (the in-memory rate of the same volume, the same hour)."""
+    import spinequant as sq
+    from spinequant.pipeline.analyze import AnalyzeConfig, save_result
+    from spinequant.pipeline.runinfo import peak_memory_mb
+
+    config = AnalyzeConfig(export_meshes=False, export_roi=False, report=False)
+    t0 = time.perf_counter()
+    stack = sq.read_stack(folder / "large.ome.zarr")
+    t1 = time.perf_counter()
+    result = sq.analyze(stack.data, spacing=stack.spacing, config=config)
+    t2 = time.perf_counter()
+    save_result(result, folder / "out_inmemory")
+    t3 = time.perf_counter()
+    voxels = int(stack.data.size)
+    return {"voxels": voxels, "read_s": round(t1 - t0, 1), "analyze_s": round(t2 - t1, 1),
+            "save_s": round(t3 - t2, 1), "seconds": round(t3 - t0, 1), "voxels_per_s": round(voxels / (t3 - t0)),
+            "segment_s": round(result.timings.get("segment", float("nan")), 1),
+            "peak_mb": round(peak_memory_mb(), 1), "spines": len(result.spines), "dendrites": len(result.dendrites)}
+
+
+def tiles(folder: Path, chunk: int) -> dict:
+    """Network tiles (one per plane) a chunked run runs: before, every block ran all of the
+    volume's tiles inside its window (those covering its core, so the ones straddling a core
+    boundary once per block); now each tile once. Counted from the tile grid (the volume is
+    at the model's pixel size, so no resampling)."""
+    from spinequant.pipeline.analyze import AnalyzeConfig, resolve_config
+    from spinequant.scale import block_grid, halo_px, maps_halo_um, open_volume
+    from spinequant.scale.tile_maps import tile_plan
+
+    config = resolve_config(AnalyzeConfig())
+    stack = open_volume(folder / "large.ome.zarr")
+    shape, spacing = stack.data.shape, stack.spacing
+    blocks = block_grid(shape, chunk_px=chunk, halo=halo_px(maps_halo_um(config.method), spacing))
+    plan = tile_plan(shape, spacing, config.method, blocks)
+    assert not plan.tiles.resampled
+
+    def inside(axis, window):          # tiles lying wholly in a window (sliding_window with grid=)
+        before = axis.pad[0] if window.start == 0 else 0
+        after = axis.pad[1] if window.stop == axis.length else 0
+        lo, hi = window.start + axis.pad[0] - before, window.stop + axis.pad[0] + after
+        return sum(1 for s in axis.starts if lo <= s and s + axis.size <= hi)
+
+    per_block = [inside(plan.tiles.y, b.window[0]) * inside(plan.tiles.x, b.window[1]) for b in blocks]
+    planes = plan.tiles.model_shape[0]
+    return {"chunk_px": chunk, "blocks": len(blocks), "tile_px": [plan.tiles.y.size, plan.tiles.x.size],
+            "tiles_per_plane": len(plan.tiles.y.starts) * len(plan.tiles.x.starts),
+            "every_block": sum(per_block) * planes, "each_once": plan.n_tiles,
+            "ratio": round(sum(per_block) * planes / plan.n_tiles, 2)}
+
+
+def compare(before: Path, after: Path) -> str:
+    """Before/after rows of the ``run``s in two folders, with the in-memory rate of each."""
+    lines = ["| code | block | blocks | network tiles run | maps stage s | objects s | measure s | export s | "
+             "whole run s | voxels/s | x in-memory | peak MB per worker | main MB | spines / dendrites |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, folder in (("before", before), ("after", after)):
+        runs = [json.loads(line) for line in (folder / "runs.jsonl").read_text().splitlines()]
+        memory = [r for r in runs if r["mode"] == "inmemory"]
+        counts = {r["chunk_px"]: r for r in runs if r["mode"] == "tiles"}
+        if memory:
+            m = memory[-1]
+            lines.append(f"| in memory | - | - | {counts and next(iter(counts.values()))['each_once']} | "
+                         f"{m['segment_s']} | | | | {m['seconds']} | {m['voxels_per_s']:,} | 1 | | {m['peak_mb']} | "
+                         f"{m['spines']} / {m['dendrites']} |")
+        for r in (r for r in runs if r["mode"] == "run"):
+            tiles_run = r.get("network_tiles", {}).get("run") if r.get("network_tiles") else None
+            if tiles_run is None and r["chunk_px"] in counts:
+                tiles_run = f"{counts[r['chunk_px']]['every_block']} (counted on the grid)"
+            rate = f"{r['voxels_per_s'] / memory[-1]['voxels_per_s']:.2f}" if memory else "-"
+            t = r["timings"]
+            lines.append(f"| {name}, {r['workers']} worker(s) | {r['chunk_px']} | {r['blocks']} | {tiles_run} | "
+                         f"{r['stage_seconds']['maps']} | {r['stage_seconds']['instances']} | {t.get('measure')} | "
+                         f"{t.get('export')} | {r['seconds']} | {r['voxels_per_s']:,} | {rate} | "
+                         f"{', '.join(str(v) for v in r['peak_mb_workers'].values())} | {r['peak_mb_main']} | "
+                         f"{r['spines']} / {r['dendrites']} |")
+    return "\n".join(lines)
+
+
+def same(run_a: Path, run_b: Path) -> dict:
+    """Two runs' (result folders of the same volume) maps, stitched labels and spine tables."""
+    import numpy as np
+    import pandas as pd
+    import zarr
+
+    out = {"runs": [str(run_a), str(run_b)]}
+    work = [zarr.open_group(str(d / "chunked.work" / name), mode="r") for name in ("maps.zarr", "labels.zarr")
+            for d in (run_a, run_b)]
+    for (a, b), names, kind in (((work[0], work[1]), ("dendrite", "spine", "heads"), "map"),
+                                ((work[2], work[3]), ("spines", "dendrites"), "labels")):
+        for n in names:
+            worst, over = 0.0, 0
+            for y in range(0, a[n].shape[1], 512):
+                x, z = (np.asarray(g[n][:, y:y + 512]).astype(np.float64) for g in (a, b))
+                d = np.abs(x - z)
+                worst, over = max(worst, float(d.max())), over + int((d > 1e-4).sum())
+            out[f"{n} {kind}"] = {"max_diff": worst, "voxels_over_1e-4": over}
+    sa, sb = (pd.read_csv(d / "spines.csv") for d in (run_a, run_b))
+    out["spines"] = [len(sa), len(sb)]
+    if len(sa) == len(sb):
+        cols = [c for c in sa.columns if sa[c].dtype.kind == "f"]
+        out["spine_columns_max_diff"] = max(float(np.nanmax(np.abs(sa[c].to_numpy() - sb[c].to_numpy())))
+                                            for c in cols)
+    return out
+
+
+def tile_sums(folder: Path, chunk: int) -> dict:
+    """Every block's tile sums, then every block's blend, in this process, timed (the maps
+    stage of a chunked run with the network, without the scheduler)."""
+    import shutil
+
+    from spinequant.pipeline.analyze import AnalyzeConfig, resolve_config
+    from spinequant.scale import block_grid, open_volume, volume_levels
+    from spinequant.scale.maps import open_maps
+    from spinequant.scale.tile_maps import blend_block_maps, tile_plan, write_tile_sums
+    from spinequant.segment.neural.predict import choose_engine
+
+    method = resolve_config(AnalyzeConfig()).method
+    stack = open_volume(folder / "large.ome.zarr")
+    volume, spacing = stack.data, stack.spacing
+    blocks = block_grid(volume.shape, chunk_px=chunk, halo=0)
+    levels = volume_levels(volume, spacing, blocks, method=method)
+    root = folder / f"tilesums_{chunk}.zarr"
+    shutil.rmtree(root, ignore_errors=True)
+    group = open_maps(root, volume.shape, chunk_px=chunk, heads=True, fingerprint={"benchmark": 1})
+    plan = tile_plan(volume.shape, spacing, method, blocks)
+    engine = choose_engine(method)
+    sums, blends = {}, {}
+    for b in blocks:
+        t = time.perf_counter()
+        r = write_tile_sums(volume, plan, b, root, method=method, levels=levels, engine=engine)
+        sums[b.name] = {"s": round(time.perf_counter() - t, 2), "tiles": r["tiles"], "write_s": r["write_s"]}
+    for b in blocks:
+        t = time.perf_counter()
+        blend_block_maps(plan, b, group)
+        blends[b.name] = round(time.perf_counter() - t, 2)
+    shutil.rmtree(root, ignore_errors=True)
+    return {"chunk_px": chunk, "tile_sums": sums, "blend_s": blends}
+
+
 def table(folder: Path) -> str:
     lines = ["| workers | block | blocks | voxels | wall s | voxels/s | peak MB per worker | main MB | "
              "overhead maps/instances s | spines |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -195,10 +342,18 @@ def main(mode: str, folder: str, *args: str) -> None:
     if mode == "table":
         print(table(folder))
         return
+    if mode == "compare":
+        print(compare(folder, Path(args[0])))
+        return
+    if mode == "same":
+        print(json.dumps(same(folder, Path(args[0]))))
+        return
     out = {"make": lambda: make(folder, int(args[0])), "memory": lambda: memory(folder),
            "run": lambda: run(folder, int(args[0]), int(args[1])),
            "window": lambda: window(folder, int(args[0])),
-           "stitch": lambda: stitch_only(folder, args[0]), "tail": lambda: resumed_tail(folder, args[0])}[mode]()
+           "stitch": lambda: stitch_only(folder, args[0]), "tail": lambda: resumed_tail(folder, args[0]),
+           "inmemory": lambda: in_memory(folder), "tiles": lambda: tiles(folder, int(args[0])),
+           "tilesums": lambda: tile_sums(folder, int(args[0]))}[mode]()
     log_run(folder, mode, out)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from dataclasses import asdict, replace
@@ -13,11 +12,14 @@ import numpy as np
 import zarr
 
 from ..errors import InputError
+from ..segment import network_diagnostics
+from ..segment.neural.card import read_card
 from ..validate import check_spacing
 from .blocks import Block, block_grid, halo_px, maps_halo_um, objects_halo_um, window_align
 from .config import ScaleConfig
-from .execute import BlockRunner
+from .execute import BlockRunner, task_record
 from .maps import block_done, map_fingerprint, open_maps, volume_levels, write_block_maps
+from .tile_maps import run_tile_maps, tile_plan, uses_tile_sums
 from .export import save_large_result
 from .measure import volume_tables
 from .objects import BlockObjects, StoredObjects, block_objects, stitch
@@ -68,14 +70,22 @@ def chunked_labels(volume, spacing, work_dir, *, config=None, scale: ScaleConfig
     from .maps import MAPS
     group = open_maps(work / "maps.zarr", shape, chunk_px=chunk, heads=_has_heads(config.method),
                       fingerprint=fingerprint)
-    todo = [b for b in map_blocks if not block_done(group, b)]
-    skipped = len(map_blocks) - len(todo)
     runner = runner or BlockRunner()
     maps_path = str(work / "maps.zarr")
-    diags = runner.map(_maps_job, [(volume, spacing, b, maps_path, config.method, levels, config.classical,
-                                    config.engine) for b in todo],
-                       names=[b.name for b in todo], stage="maps", progress=step)
-    diag = diags[-1]["diagnostics"] if diags else {}
+    if uses_tile_sums(config.method):
+        plan = tile_plan(shape, spacing, config.method, map_blocks)
+        ran = run_tile_maps(runner, volume, spacing, plan, group, method=config.method, levels=levels,
+                            engine=engine, progress=step)
+        diags, skipped = ran["tile_sums"] + ran["blend"], ran["resumed"]
+        diag = network_diagnostics(read_card(config.method), config.method, engine)
+        tiles = {"run": sum(r["tiles"] for r in ran["tile_sums"]), "volume": plan.n_tiles}
+    else:
+        todo = [b for b in map_blocks if not block_done(group, b)]
+        skipped = len(map_blocks) - len(todo)
+        diags = runner.map(_maps_job, [(volume, spacing, b, maps_path, config.method, levels, config.classical,
+                                        config.engine) for b in todo],
+                           names=[b.name for b in todo], stage="maps", progress=step)
+        diag, tiles = (diags[-1]["diagnostics"] if diags else {}), None
     timings["segment"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -104,6 +114,7 @@ def chunked_labels(volume, spacing, work_dir, *, config=None, scale: ScaleConfig
         "block_seconds": {"maps": [d["seconds"] for d in diags], "instances": [d["seconds"] for d in objs]},
         "stage_seconds": {"maps": round(timings["segment"], 3), "instances": round(objects_seconds, 3),
                           "stitch": round(timings["instances"] - objects_seconds, 3)},
+        "network_tiles": tiles,
         "workers": runner.n_workers(),
         "peak_mb_per_process": peak_memory_per_process(diags + objs),
     }
@@ -145,14 +156,6 @@ def _objects_job(job) -> dict:
     group = zarr.open_group(maps_path, mode="r")
     block_objects(group, volume, spacing, block, config=instances, shape=shape).save(Path(out))
     return task_record(t)
-
-
-def task_record(started: float) -> dict:
-    """A task's time and its process's peak memory so far (for run.json and the benchmarks)."""
-    from ..pipeline.runinfo import peak_memory_mb
-
-    return {"seconds": round(time.perf_counter() - started, 3), "peak_mb": round(peak_memory_mb(), 1),
-            "pid": os.getpid()}
 
 
 def _chunk_for_budget(max_memory, shape, spacing, config) -> tuple[int, dict]:
@@ -222,17 +225,22 @@ def analyze_chunked(path, out_dir, *, config=None, chunk_px: int | None = None, 
     out_dir = Path(out_dir)
     source = VolumeSource(str(path), channel, time_point, None if voxel_size is None else tuple(voxel_size))
     with BlockRunner(workers=workers, scheduler=scheduler, say=say) as runner:
-        chunked = chunked_labels(source if runner.client is not None else stack.data, spacing, out_dir / WORK_DIR,
-                                 config=config, scale=scale, progress=progress, runner=runner)
-    config = chunked["config"]
+        volume = source if runner.client is not None else stack.data
+        chunked = chunked_labels(volume, spacing, out_dir / WORK_DIR, config=config, scale=scale, progress=progress,
+                                 runner=runner)
+        config = chunked["config"]
+        t = time.perf_counter()
+        # the dendrites' skeletons and the blocks' spine tables are tasks on the workers when
+        # there are several (with one, nothing runs beside them: they stay in this process)
+        here = runner.n_workers() < 2
+        spines, dendrites, _, centrelines = volume_tables(
+            chunked["spine_labels"], chunked["dendrite_labels"], stack.data if here else volume, spacing,
+            blocks=chunked["object_blocks"], objects=chunked["objects"], spine_offsets=chunked["spine_offsets"],
+            dendrite_boxes=chunked["dendrite_boxes"], dendrite_voxels=chunked["dendrite_voxels"],
+            config=config.morphology, skeleton_max_voxels=scale.skeleton_max_voxels,
+            runner=BlockRunner() if here else runner, progress=progress)
     if budget is not None:
         chunked["chunking"]["max_memory"] = budget
-    t = time.perf_counter()
-    spines, dendrites, _, centrelines = volume_tables(
-        chunked["spine_labels"], chunked["dendrite_labels"], stack.data, spacing, blocks=chunked["object_blocks"],
-        objects=chunked["objects"], spine_offsets=chunked["spine_offsets"], dendrite_boxes=chunked["dendrite_boxes"],
-        dendrite_voxels=chunked["dendrite_voxels"], config=config.morphology,
-        skeleton_max_voxels=scale.skeleton_max_voxels)
     spines.insert(1, "confidence", _spine_confidence(spines["id"], chunked["scores"], config.method))
     timings = {**chunked["timings"], "measure": time.perf_counter() - t}
     diagnostics = {**chunked["diagnostics"], "warnings": size_warnings(dendrites, spacing),

@@ -14,6 +14,8 @@ on another (the scheduler's ``allowed-failures``); a task that raises is retried
 from __future__ import annotations
 
 import logging
+import os
+import time
 import uuid
 
 from ..errors import InputError
@@ -106,16 +108,98 @@ class BlockRunner:
                 results.append(fn(job))
                 step(stage, len(results), total)
             return results
-        from distributed import as_completed
-
         run = uuid.uuid4().hex[:8]
         futures = [self.client.submit(fn, job, key=f"{stage}-{name}-{run}", pure=False, retries=RETRIES)
                    for job, name in zip(jobs, names)]
-        try:
-            for done, future in enumerate(as_completed(futures), start=1):
-                future.result()                       # raises a block's error here
-                step(stage, done, total)
-            return [f.result() for f in futures]
-        finally:
-            for f in futures:
-                f.release()
+        return _gathered(futures, _counting(step, stage, total))
+
+    def map_two(self, first, first_jobs: list, second, second_jobs: list, *, needs: list, names: tuple,
+                stage: str, progress=None) -> tuple[list, list]:
+        """``[first(job) ...]`` and ``[second(job) ...]``, where ``second_jobs[j]`` starts only
+        once the first jobs ``needs[j]`` (indices) are done. The tasks are started in an order
+        that finishes each second job as early as it can (what its first jobs wrote can then be
+        deleted); ``names`` = (first names, second names); ``progress(stage, done, total)``
+        counts the second jobs (a block is done when its second job is)."""
+        step = progress or (lambda name, done, total: None)
+        order = _interleaved(len(first_jobs), needs)
+        total = len(second_jobs)
+        step(stage, 0, total)
+        results = {}
+        if self.client is None:
+            for kind, i in order:
+                results[kind, i] = first(first_jobs[i]) if kind == 0 else second(second_jobs[i])
+                if kind == 1:
+                    step(stage, sum(k for k, _ in results), total)
+        else:
+            run = uuid.uuid4().hex[:8]
+            futures = {}
+            for kind, i in order:
+                key = f"{stage}-{kind}-{names[kind][i]}-{run}"
+                if kind == 0:
+                    futures[kind, i] = self.client.submit(first, first_jobs[i], key=key, pure=False,
+                                                          retries=RETRIES)
+                else:
+                    futures[kind, i] = self.client.submit(_after, second, second_jobs[i],
+                                                          *[futures[0, k] for k in needs[i]], key=key,
+                                                          pure=False, retries=RETRIES)
+            seconds = {f.key for (kind, _), f in futures.items() if kind == 1}
+            results = dict(zip(futures, _gathered(list(futures.values()), _counting(step, stage, total, seconds))))
+        return ([results[0, i] for i in range(len(first_jobs))],
+                [results[1, j] for j in range(len(second_jobs))])
+
+
+def task_record(started: float) -> dict:
+    """A task's time and its process's peak memory so far (for run.json and the benchmarks)."""
+    from ..pipeline.runinfo import peak_memory_mb
+
+    return {"seconds": round(time.perf_counter() - started, 3), "peak_mb": round(peak_memory_mb(), 1),
+            "pid": os.getpid()}
+
+
+def _after(fn, job, *done):
+    """``fn(job)``; ``done`` are the results of the tasks it waited for (a task's dependencies)."""
+    return fn(job)
+
+
+def _interleaved(n_first: int, needs: list) -> list[tuple[int, int]]:
+    """``(0, i)`` for the first jobs in order, each ``(1, j)`` right after its last need."""
+    order = [(1, j) for j, need in enumerate(needs) if not need]
+    waiting = [j for j, need in enumerate(needs) if need]
+    done = set()
+    for i in range(n_first):
+        order.append((0, i))
+        done.add(i)
+        ready = [j for j in waiting if set(needs[j]) <= done]
+        order += [(1, j) for j in ready]
+        waiting = [j for j in waiting if j not in ready]
+    if waiting:
+        raise ValueError(f"Jobs {waiting} need first jobs that do not exist.")
+    return order
+
+
+def _counting(step, stage: str, total: int, keys=None):
+    """``on_done(future)`` for :func:`_gathered`: ``step(stage, done, total)`` counting the
+    finished futures (those whose key is in ``keys``, if given)."""
+    finished = []
+
+    def on_done(future):
+        if keys is None or future.key in keys:
+            finished.append(future.key)
+            step(stage, len(finished), total)
+
+    return on_done
+
+
+def _gathered(futures: list, on_done) -> list:
+    """The futures' results in order, ``on_done(future)`` as each finishes; the first error
+    raised by a task is raised here."""
+    from distributed import as_completed
+
+    try:
+        for future in as_completed(futures):
+            future.result()                       # raises a block's error here
+            on_done(future)
+        return [f.result() for f in futures]
+    finally:
+        for f in futures:
+            f.release()

@@ -30,6 +30,7 @@ from ..morphology import dendrite_centrelines, dendrite_skeleton, measure_dendri
 from ..morphology.spines import DENDRITE_SEARCH_UM
 from ..morphology.skeleton import DendriteSkeleton
 from .config import ScaleConfig
+from .execute import BlockRunner
 from .maps import read_region
 from .tiled_skeleton import tiled_dendrite_skeleton
 
@@ -38,22 +39,15 @@ POINTS = ("centroid", "base", "head", "tip")
 
 
 def volume_skeleton(dendrite_labels, spacing, dendrite_boxes: dict, *, config,
-                    skeleton_max_voxels: int = ScaleConfig.skeleton_max_voxels) -> DendriteSkeleton:
+                    skeleton_max_voxels: int = ScaleConfig.skeleton_max_voxels, runner=None) -> DendriteSkeleton:
     """The skeleton of every dendrite of a (Zarr) label volume, each made on its own box, in
-    tiles of about ``skeleton_max_voxels`` when the box is larger."""
+    tiles of about ``skeleton_max_voxels`` when the box is larger; the dendrites are
+    independent tasks of ``runner`` (a :class:`~spinequant.scale.execute.BlockRunner`; default:
+    this process)."""
     sp = np.asarray(spacing, float)
-    shape = dendrite_labels.shape
-    parts = []
-    for did in sorted(dendrite_boxes):
-        box = grow_box(dendrite_boxes[did], 1, shape)
-        if int(np.prod([s.stop - s.start for s in box])) > skeleton_max_voxels:
-            part = tiled_dendrite_skeleton(dendrite_labels, box, did, sp, max_voxels=skeleton_max_voxels,
-                                           config=config)
-        else:
-            part = dendrite_skeleton(_own_label(dendrite_labels, box, did), sp, config=config)
-        offset_um = np.array([s.start for s in box]) * sp
-        parts.append(replace(part, coords_um=part.coords_um + offset_um,
-                             label=np.full_like(part.label, did), _trees={}))
+    ids = sorted(dendrite_boxes)
+    jobs = [(dendrite_labels, dendrite_boxes[did], did, sp, skeleton_max_voxels, config) for did in ids]
+    parts = (runner or BlockRunner()).map(_dendrite_job, jobs, names=[str(did) for did in ids], stage="skeletons")
     if not parts:
         return dendrite_skeleton(np.zeros((1, 1, 1), np.int32), sp, config=config)
     shift = np.cumsum([0] + [len(p.label) for p in parts[:-1]])
@@ -61,6 +55,18 @@ def volume_skeleton(dendrite_labels, spacing, dendrite_boxes: dict, *, config,
               for name in ("coords_um", "label", "radius_um", "position_um", "degree", "end_extension_um")}
     parent = np.concatenate([np.where(p.parent >= 0, p.parent + s, -1) for p, s in zip(parts, shift)])
     return DendriteSkeleton(parent=parent, spacing=sp, **fields)
+
+
+def _dendrite_job(job) -> DendriteSkeleton:
+    """The skeleton of one dendrite (a task), in volume coordinates."""
+    dendrite_labels, box, did, sp, max_voxels, config = job
+    box = grow_box(box, 1, dendrite_labels.shape)
+    if int(np.prod([s.stop - s.start for s in box])) > max_voxels:
+        part = tiled_dendrite_skeleton(dendrite_labels, box, did, sp, max_voxels=max_voxels, config=config)
+    else:
+        part = dendrite_skeleton(_own_label(dendrite_labels, box, did), sp, config=config)
+    offset_um = np.array([s.start for s in box]) * sp
+    return replace(part, coords_um=part.coords_um + offset_um, label=np.full_like(part.label, did), _trees={})
 
 
 def _own_label(labels, box, label: int) -> np.ndarray:
@@ -104,22 +110,24 @@ def block_spines(spine_labels, dendrite_labels, image, spacing, *, window_spines
 
 def volume_tables(spine_labels, dendrite_labels, image, spacing, *, blocks, objects, spine_offsets: dict,
                   dendrite_boxes: dict, dendrite_voxels: dict, config,
-                  skeleton_max_voxels: int = ScaleConfig.skeleton_max_voxels):
+                  skeleton_max_voxels: int = ScaleConfig.skeleton_max_voxels, runner=None, progress=None):
     """Spine and dendrite tables and the skeleton of stitched Zarr labels, crop by crop.
 
     ``blocks``/``objects``: the blocks of the spine-object stage and their saved objects
     (a mapping by block name), ``spine_offsets``/``dendrite_boxes``/``dendrite_voxels``: from
     :func:`~spinequant.scale.objects.stitch`; ``skeleton_max_voxels``: see :func:`volume_skeleton`.
+    The dendrites' skeletons and each block's spine table are independent tasks of ``runner``
+    (a :class:`~spinequant.scale.execute.BlockRunner`; default: this process), so ``image``
+    must be readable where they run (a ``VolumeSource`` on a cluster).
     Returns ``(spines, dendrites, skeleton, centrelines)``.
     """
+    runner = runner or BlockRunner()
     skeleton = volume_skeleton(dendrite_labels, spacing, dendrite_boxes, config=config,
-                               skeleton_max_voxels=skeleton_max_voxels)
-    tables = []
-    for b in blocks:
-        table = block_spines(spine_labels, dendrite_labels, image, spacing, window_spines=objects[b.name].spines,
-                             window=b.window, first_id=spine_offsets[b.name], skeleton=skeleton, config=config)
-        if table is not None:
-            tables.append(table)
+                               skeleton_max_voxels=skeleton_max_voxels, runner=runner)
+    jobs = [(spine_labels, dendrite_labels, image, spacing, objects, b, spine_offsets[b.name], skeleton, config)
+            for b in blocks]
+    tables = [t for t in runner.map(_spines_job, jobs, names=[b.name for b in blocks], stage="spine tables",
+                                    progress=progress) if t is not None]
     if tables:
         spines = pd.concat(tables, ignore_index=True).sort_values("id", ignore_index=True)
         spines["nn_distance_um"] = _nearest_neighbour(spines)
@@ -138,6 +146,13 @@ def volume_tables(spine_labels, dendrite_labels, image, spacing, *, blocks, obje
                                    skeleton=skeleton))
     centrelines = dendrite_centrelines(None, spacing, config=config, skeleton=skeleton)
     return spines, dendrites, skeleton, centrelines
+
+
+def _spines_job(job) -> pd.DataFrame | None:
+    """The table of the spines one block owns (a task)."""
+    spine_labels, dendrite_labels, image, spacing, objects, block, first_id, skeleton, config = job
+    return block_spines(spine_labels, dendrite_labels, image, spacing, window_spines=objects[block.name].spines,
+                        window=block.window, first_id=first_id, skeleton=skeleton, config=config)
 
 
 def _nearest_neighbour(table: pd.DataFrame) -> np.ndarray:

@@ -94,12 +94,17 @@ def _maps(image, *, spacing, method, classical_config, engine, progress, levels=
     else:
         dend, spine, *heads = predict(image, spacing=spacing, model=method, engine=engine, progress=progress,
                                       value_range=levels, grid=grid, head_support=head_support)
+    return (dend, spine, network_diagnostics(card, method, engine), *heads)
+
+
+def network_diagnostics(card, method: str, engine: str) -> dict:
+    """What a run records of the network that made its maps (``card``: its model card)."""
     # The weights' checksum pins the exact model a run used.
     diag = {"model": method, "model_name": card.name, "model_sha256": card.sha256,
             "model_voxel_size_um": list(card.voxel_size_um), "engine": engine}
     if engine == "onnx":
         diag["onnx_sha256"] = card.onnx["sha256"]
-    return (dend, spine, diag, *heads)
+    return diag
 
 
 def predict_plane(predict, image: np.ndarray, *, spacing, model_z_um: float, **options) -> tuple:

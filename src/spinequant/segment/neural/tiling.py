@@ -13,6 +13,7 @@ channels; a 3D network sees a block of ``tile_depth`` planes.
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -40,6 +41,31 @@ def window(tile: int) -> np.ndarray:
     """1D blending window: sin^2, zero-free, peak 1 in the middle."""
     i = np.arange(tile, dtype=np.float64)
     return np.maximum(np.sin(np.pi * (i + 0.5) / tile) ** 2, _MIN_WEIGHT)
+
+
+@dataclass(frozen=True)
+class AxisTiles:
+    """A whole volume's tiles along an axis of ``length`` pixels (y or x): their ``size``, the
+    reflected margin ``pad`` (before, after) and their ``starts`` in padded coordinates (tile
+    k covers the volume's pixels ``starts[k] - pad[0]`` to that plus ``size``, clipped)."""
+
+    length: int
+    size: int
+    pad: tuple[int, int]
+    starts: tuple[int, ...]
+
+    def coverage(self) -> np.ndarray:
+        """Summed blending weight of the tiles at each pixel of the volume (float64)."""
+        total = _coverage(self.length + sum(self.pad), self.size, list(self.starts), window(self.size))
+        return total[self.pad[0]:self.pad[0] + self.length]
+
+
+def axis_tiles(length: int, tile_size: int, overlap: int, multiple: int = 1) -> AxisTiles:
+    """The tiles :func:`sliding_window` lays along an axis of ``length`` pixels."""
+    margin = overlap // 2
+    size = fit_tile(length + 2 * margin, tile_size, overlap, multiple)
+    pad = (margin, max(margin, size - length - margin))
+    return AxisTiles(length, size, pad, tuple(tile_starts(length + sum(pad), size, min(overlap, size // 2))))
 
 
 def _coverage(length: int, tile: int, starts: list[int], w: np.ndarray) -> np.ndarray:
@@ -120,8 +146,8 @@ def sliding_window(volume: np.ndarray, run, *, n_out: int = 2, tile_size: int = 
     (oy, ox), (full_y, full_x) = grid if grid is not None else ((0, 0), (ny, nx))
     if oy < 0 or ox < 0 or oy + ny > full_y or ox + nx > full_x:
         raise ValueError(f"A {ny} x {nx} window at ({oy}, {ox}) is not inside {full_y} x {full_x}.")
-    t_y = fit_tile(full_y + 2 * m_yx, tile_size, ov, multiple)
-    t_x = fit_tile(full_x + 2 * m_yx, tile_size, ov, multiple)
+    axis_y, axis_x = (axis_tiles(n, tile_size, ov, multiple) for n in (full_y, full_x))
+    t_y, t_x = axis_y.size, axis_x.size
     if is3d:
         ov_z = min(ov * tile_depth // max(tile_size, 1), tile_depth // 2)
         m_z = ov_z // 2
@@ -130,8 +156,7 @@ def sliding_window(volume: np.ndarray, run, *, n_out: int = 2, tile_size: int = 
     else:
         t_z, ov_z, m_z, pad_z = 1, 0, 0, (z_context, z_context)
     # The whole volume's margins; a window is padded only where it meets the volume's border.
-    full_pad_y = (m_yx, max(m_yx, t_y - full_y - m_yx))
-    full_pad_x = (m_yx, max(m_yx, t_x - full_x - m_yx))
+    full_pad_y, full_pad_x = axis_y.pad, axis_x.pad
     pad_y = (full_pad_y[0] if oy == 0 else 0, full_pad_y[1] if oy + ny == full_y else 0)
     pad_x = (full_pad_x[0] if ox == 0 else 0, full_pad_x[1] if ox + nx == full_x else 0)
     # The reflected margins are read from the volume tile by tile (no padded copy).
@@ -139,10 +164,8 @@ def sliding_window(volume: np.ndarray, run, *, n_out: int = 2, tile_size: int = 
     pz, py, px = padded.shape
     # The whole volume's tile starts (padded coordinates), shifted to the window's and kept
     # when the tile lies wholly inside it.
-    ys = _local_starts(tile_starts(full_y + sum(full_pad_y), t_y, min(ov, t_y // 2)),
-                       oy + m_yx - pad_y[0], t_y, py)
-    xs = _local_starts(tile_starts(full_x + sum(full_pad_x), t_x, min(ov, t_x // 2)),
-                       ox + m_yx - pad_x[0], t_x, px)
+    ys = _local_starts(axis_y.starts, oy + m_yx - pad_y[0], t_y, py)
+    xs = _local_starts(axis_x.starts, ox + m_yx - pad_x[0], t_x, px)
     wy, wx = window(t_y), window(t_x)
     if is3d:
         zs, wz = tile_starts(pz, t_z, ov_z), window(t_z)
