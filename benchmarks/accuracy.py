@@ -1,7 +1,8 @@
 """Accuracy of each segmentation method on a fixed suite of phantoms, per preset.
 
-For every preset, phantoms with fixed seeds are segmented, turned into spine objects with
-the settings `analyze` uses for that method, and compared with their exact truth:
+For every preset, phantoms with fixed seeds are analysed as `analyze` does (segmented, turned
+into spine objects, measured and, for a model with a learnt spine confidence, kept by it; no
+files written) and compared with their exact truth:
 
 * spine detection precision / recall / F1: a predicted spine matches a true one when their
   centres lie within 1 µm or their IoU is at least 0.3 (one-to-one);
@@ -25,9 +26,7 @@ import pandas as pd
 from _table import markdown
 
 from spinequant.evaluate.detection import match_spine_objects
-from spinequant.instances import spine_instances
-from spinequant.pipeline.analyze import AnalyzeConfig, resolve_config
-from spinequant.segment import segment_maps
+from spinequant.pipeline.analyze import AnalyzeConfig, analyze
 from spinequant.synth import PRESETS, make_phantom
 
 RESULTS = Path(__file__).parent / "results"
@@ -41,11 +40,10 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 
 def evaluate_one(phantom, method: str) -> dict:
     t = time.perf_counter()
-    maps = segment_maps(phantom.image, spacing=phantom.spacing, method=method)
-    dend, spine = maps.dendrite, maps.spine
-    config = resolve_config(AnalyzeConfig(method=method)).instances   # what analyze uses
-    inst = spine_instances(spine, dend, spacing=phantom.spacing, config=config, head_prob=maps.heads,
-                           image=phantom.image)
+    # the whole of analyze but its exports: a model with a learnt spine confidence decides which
+    # candidates are spines from their measurements
+    inst = analyze(phantom.image, spacing=phantom.spacing, config=AnalyzeConfig(method=method, report=False),
+                   keep_maps=False)
     seconds = time.perf_counter() - t
     det = match_spine_objects(inst.spine_labels, phantom.spine_labels, spacing=phantom.spacing)
     return {

@@ -108,9 +108,9 @@ def detect(image: np.ndarray, pixel_um: float, config):
 
     spines = sq.analyze(image, spacing=(pixel_um, pixel_um), config=config).spines
     points = spines[["head_y_um", "head_x_um"]].to_numpy(float) / pixel_um
-    calibration = model_calibration(config.method)
+    calibration = model_calibration(config.method, config.confidence)
     raw = spines["confidence"].to_numpy(float)
-    if calibration and np.isfinite(raw).all():
+    if calibration and calibration.get("method") == "platt" and np.isfinite(raw).all():
         raw = np.array([score_for(c, calibration) for c in raw])
     return points, raw, spines["type"].to_numpy()
 
@@ -155,8 +155,11 @@ def calibrate(sets, method: str, *, out_card: str | None, floor: float = 0.05) -
     """Fit the confidence calibration of a point-head model on every candidate it finds
     (head-map peaks down to ``floor``); ECE by two-fold cross-fitting over images; the
     minimum confidence that maximises F1 on all sets together."""
+    from spinequant.pipeline.analyze import model_calibration
     from spinequant.segment.neural.calibration import confidence, expected_calibration_error, fit_platt
 
+    if model_calibration(method).get("method") == "trees":
+        return learnt_reliability(sets, method)
     _, found = score(sets, method, 1.0, raw_threshold=floor, collect=True)
     names = sorted(found["image"].unique())
     fold = found["image"].map({n: i % 2 for i, n in enumerate(names)})
@@ -190,7 +193,43 @@ def calibrate(sets, method: str, *, out_card: str | None, floor: float = 0.05) -
     return result
 
 
-def _reliability_plot(probs, hits, set_names, path) -> None:
+def learnt_reliability(sets, method: str) -> dict:
+    """ECE and reliability of a model's learnt confidence (fitted on training images only, so
+    these validation images measure it directly; nothing is written to the card). Every
+    candidate is scored (minimum confidence 1e-9)."""
+    from spinequant.pipeline.analyze import AnalyzeConfig, model_calibration
+    from spinequant.segment.neural.calibration import expected_calibration_error
+
+    calibration = model_calibration(method)
+    config = AnalyzeConfig(method=method, report=False, min_confidence=1e-9)
+    rows = []
+    for set_name, images in sets.items():
+        for im in images:
+            pts, prob, _ = detect(im.image, im.pixel_um, config)
+            r = match_points(np.column_stack([np.zeros(len(pts)), pts * im.pixel_um]),
+                             np.column_stack([np.zeros(len(im.heads_px)), im.heads_px * im.pixel_um]),
+                             max_distance_um=MATCH_UM)
+            hit = np.zeros(len(pts), bool)
+            hit[r["pairs"]["pred_index"].to_numpy()] = True
+            rows.append(pd.DataFrame({"set": set_name, "image": im.name, "score": prob, "hit": hit}))
+    found = pd.concat(rows, ignore_index=True)
+    probs, hits = found["score"].to_numpy(), found["hit"].to_numpy()
+    result = {}
+    for set_name in list(sets) + ["all"]:
+        sel = np.ones(len(found), bool) if set_name == "all" else (found["set"] == set_name).to_numpy()
+        ece, table = expected_calibration_error(probs[sel], hits[sel])
+        result[set_name] = {"ece": ece, "candidates": int(sel.sum()), "reliability": table.tolist()}
+    n_true = sum(len(im.heads_px) for images in sets.values() for im in images)
+    grid = np.round(np.arange(0.05, 0.96, 0.05), 2)
+    result["f1_by_min_confidence"] = {float(g): round(2 * float(hits[probs >= g].sum()) / ((probs >= g).sum() + n_true), 4)
+                                      for g in grid}
+    result["calibration"] = {k: v for k, v in calibration.items() if k not in ("features", "head_map")}
+    _reliability_plot(probs, hits, found["set"].to_numpy(), RESULTS / "real2d_reliability.png",
+                      xlabel="learnt confidence (fitted on training images)")
+    return result
+
+
+def _reliability_plot(probs, hits, set_names, path, xlabel="confidence (cross-fitted)") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -204,7 +243,7 @@ def _reliability_plot(probs, hits, set_names, path) -> None:
         sel = set_names == name
         ece, table = expected_calibration_error(probs[sel], hits[sel])
         ax.plot(table[:, 1], table[:, 2], marker="o", label=f"{name} (ECE {ece:.3f}, n={sel.sum()})")
-    ax.set_xlabel("confidence (cross-fitted)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("fraction a human marked")
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()

@@ -42,13 +42,15 @@ def test_a_head_map_zeroed_outside_its_support_gives_the_same_spines():
                                _gaussian(shape, (5, 56, 70), (1.5, 3, 3), 0.06)])   # under 0.1
     heads = [(5, 32, 20, 0.9), (5, 31, 50, 0.7), (5, 31, 57, 0.6), (5, 57, 70, 0.8)]
     rng = np.random.default_rng(0)
-    head = np.maximum.reduce([rng.uniform(0, 0.15, shape).astype(np.float32)]
+    # the background stays under the support's level: half the default model's head threshold
+    # (its candidate floor, 0.05, since its confidence is learnt)
+    head = np.maximum.reduce([rng.uniform(0, 0.02, shape).astype(np.float32)]
                              + [_gaussian(shape, c[:3], (2, 4, 4), c[3]) for c in heads])
     spine, head, dendrite = (m.astype(np.float16) for m in (spine, head, dendrite))
     support = head_map_support(HEADS)
     kept = _kept(head, spine, support)
     sparse = np.where(kept, head, 0).astype(np.float16)
-    assert kept.mean() < 0.1                                  # most of the map is dropped
+    assert kept.mean() < 0.2                                  # most of the map is dropped
     full = spine_instances(spine, dendrite, spacing=(0.5, 0.1, 0.1), config=HEADS, head_prob=head)
     less = spine_instances(spine, dendrite, spacing=(0.5, 0.1, 0.1), config=HEADS, head_prob=sparse)
     assert full.n_spines == 4

@@ -31,8 +31,10 @@ FLOAT16_SPREAD = ("position_um", "confidence")
 #: (22 of 4.2 million voxels on this phantom: 0.04 µm³ in one spine).
 #: (22 of 4.2 million voxels on this phantom: 0.04 µm³ and 0.38 µm of geodesic length in one
 #: spine). So: at least 95 % of the matched spines equal (to 1e-6), and all within these.
+#: The learnt confidence is a sum of tree leaves: a feature moved across a split by the float16
+#: maps changes it in a step (0.0026 at most here).
 TOLERANCE = {"volume_um3": 0.05, "length_um": 0.4, "position_um": 0.05, "head_diameter_um": 0.05,
-             "confidence": 0.002}
+             "confidence": 0.01}
 
 @pytest.fixture(scope="module")
 def phantom():

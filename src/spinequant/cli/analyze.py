@@ -33,6 +33,10 @@ def register(sub) -> None:
                    help="networks that score spines (lean2d_real): keep spines a human would mark "
                         "with at least this probability (default: the model's, chosen by F1 on real "
                         "validation images; recorded in run.json)")
+    p.add_argument("--confidence", choices=("auto", "head_map"), default=None,
+                   help="networks that score spines: 'auto' (default) scores every candidate from "
+                        "its measurements with the model's learnt confidence when it has one; "
+                        "'head_map' by its head-map peak alone")
     p.add_argument("--no-meshes", action="store_true", help="skip mesh export")
     p.add_argument("--no-roi", action="store_true", help="skip the ImageJ ROI set")
     p.add_argument("--force", action="store_true", help="re-run stacks whose results are complete")
@@ -94,6 +98,8 @@ def _config(args):
         changes["engine"] = args.engine
     if args.min_confidence is not None:
         changes["min_confidence"] = args.min_confidence
+    if args.confidence is not None:
+        changes["confidence"] = args.confidence
     if args.no_meshes:
         changes["export_meshes"] = False
     if args.no_roi:

@@ -25,7 +25,7 @@ from .._atomic import atomic_path
 from .._json import to_json
 from ..errors import InputError
 from ..morphology import SPINE_TYPES, dendrite_skeleton, measure_dendrites, measure_spines
-from ..morphology.spines import _nearest_neighbour
+from ..morphology.spines import nearest_neighbour_distance
 from . import ops
 
 #: The rule a type set by hand is recorded with (column ``type_rule``).
@@ -229,7 +229,7 @@ class EditSession:
                           ignore_index=True)
         table = table.sort_values("id", kind="stable").reset_index(drop=True)
         table = table.astype(self.spines.dtypes.to_dict())
-        table["nn_distance_um"] = _nearest_neighbour(table)
+        table["nn_distance_um"] = nearest_neighbour_distance(table)
         self.spines = self._apply_overrides(table)
         self.dendrites = measure_dendrites(self.result.dendrite_labels, self.spacing, spines=self.spines,
                                            config=cfg, skeleton=self._skeleton_of_dendrites())

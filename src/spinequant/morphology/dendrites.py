@@ -66,6 +66,22 @@ def measure_dendrites(dendrite_labels, spacing, spines: pd.DataFrame | None = No
         {"dendrite_id": np.int64, "n_branch_points": np.int64, "n_spines": np.int64})
 
 
+def recount_spines(dendrites: pd.DataFrame, spines: pd.DataFrame) -> pd.DataFrame:
+    """``dendrites`` (a table of :func:`measure_dendrites`) with its spine counts, densities and
+    type fractions counted again from ``spines`` (after spines were dropped from the table)."""
+    dendrites = dendrites.copy()
+    by = spines.groupby("dendrite_id")
+    n = by.size().reindex(dendrites["dendrite_id"]).fillna(0).astype(np.int64).to_numpy()
+    dendrites["n_spines"] = n
+    length = dendrites["length_um"].to_numpy(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dendrites["density_per_um"] = np.where(length > 0, n / length, np.nan)
+    for t in SPINE_TYPES:
+        share = by["type"].apply(lambda x, t=t: float((x == t).mean())).reindex(dendrites["dendrite_id"])
+        dendrites[f"fraction_{t}"] = np.where(n > 0, share.to_numpy(float), np.nan)
+    return dendrites
+
+
 def dendrite_centrelines(dendrite_labels, spacing, *, config: MorphologyConfig | dict | None = None,
                          skeleton: DendriteSkeleton | None = None) -> pd.DataFrame:
     """Dendrite centrelines as an SWC table (µm; type 3 = dendrite; one tree per dendrite),

@@ -138,7 +138,7 @@ def measure_spines(spine_labels, dendrite_mask, spacing, image=None, *,
     table = table.astype({"id": np.int64, "dendrite_id": np.int64, "attached": bool,
                           "at_edge": bool, "has_neck": bool,
                           "n_heads": np.int64})
-    table["nn_distance_um"] = _nearest_neighbour(table)
+    table["nn_distance_um"] = nearest_neighbour_distance(table)
     if len(table):
         table["type"], table["type_rule"] = _types(table, spines, dend, channels, sp, cfg)
     if channels is not None:
@@ -253,7 +253,7 @@ def _place_on_dendrite(g, skeleton: DendriteSkeleton):
     return int(skeleton.label[node]), float(skeleton.position_um[node])
 
 
-def _nearest_neighbour(table: pd.DataFrame) -> np.ndarray:
+def nearest_neighbour_distance(table: pd.DataFrame) -> np.ndarray:
     """Distance (µm) from each head centre to the nearest other head centre."""
     if len(table) < 2:
         return np.full(len(table), np.nan)

@@ -89,6 +89,10 @@ class AnalyzeConfig:
         confidence (the probability that a human would mark them, column ``confidence``) is
         at least this. ``None`` takes the model's default, chosen by F1 on real validation
         images (its card); the run records the value used.
+    confidence : how a point-head network's spines are scored: ``"auto"`` by the model's learnt
+        confidence when its card has one (every candidate measured, then scored from its
+        measurements; :mod:`spinequant.pipeline.spine_confidence`), else by the calibrated
+        head-map peak; ``"head_map"`` always by the head-map peak.
     """
 
     method: str = DEFAULT_METHOD
@@ -102,9 +106,11 @@ class AnalyzeConfig:
     report: bool = True
     min_confidence: float | None = None
     ratio: RatioConfig = field(default_factory=RatioConfig)
+    confidence: str = "auto"
 
     def __post_init__(self):
-        check_fields(self, choices={"engine": ENGINES}, ranges={"min_confidence": (0, 1, True, True)})
+        check_fields(self, choices={"engine": ENGINES, "confidence": ("auto", "head_map")},
+                     ranges={"min_confidence": (0, 1, True, True)})
 
     @classmethod
     def from_dict(cls, values: dict | None) -> "AnalyzeConfig":
@@ -211,14 +217,17 @@ def resolve_config(config: AnalyzeConfig | None) -> AnalyzeConfig:
     """``config`` with every method-dependent default filled in (what a run records)."""
     config = config or AnalyzeConfig()
     instances = config.instances or default_instance_config(config.method)
-    calibration = model_calibration(config.method)
+    calibration = model_calibration(config.method, config.confidence)
     if calibration is not None:
         from ..segment.neural.calibration import score_for
 
         min_confidence = config.min_confidence
         if min_confidence is None:
             min_confidence = calibration["min_confidence"]
-        instances = replace(instances, head_threshold=round(score_for(min_confidence, calibration), 4))
+        # A learnt confidence looks at every candidate above the floor it was fitted on.
+        threshold = (calibration["candidate_floor"] if calibration.get("method") == "trees"
+                     else score_for(min_confidence, calibration))
+        instances = replace(instances, head_threshold=round(threshold, 4))
         config = replace(config, min_confidence=min_confidence)
     elif config.min_confidence is not None and has_point_head(config.method) is False:
         raise InputError(
@@ -227,13 +236,18 @@ def resolve_config(config: AnalyzeConfig | None) -> AnalyzeConfig:
     return replace(config, instances=instances)
 
 
-def model_calibration(method: str) -> dict | None:
-    """The detection-confidence calibration of a point-head network (None otherwise)."""
+def model_calibration(method: str, confidence: str = "auto") -> dict | None:
+    """The detection-confidence calibration of a point-head network (None otherwise): its learnt
+    confidence model (``method`` "trees") or, with ``confidence="head_map"`` or when it has
+    none, the calibration of its head-map peak."""
     if not has_point_head(method):
         return None
     from ..segment.neural.card import read_card
 
-    return read_card(method).calibration or None
+    calibration = read_card(method).calibration or None
+    if calibration and calibration.get("method") == "trees" and confidence == "head_map":
+        return calibration["head_map"]
+    return calibration
 
 
 def analyze(image, *, spacing=None, config: AnalyzeConfig | None = None,
@@ -334,15 +348,19 @@ def analyze(image, *, spacing=None, config: AnalyzeConfig | None = None,
     spines = measure_spines(inst.spine_labels, inst.dendrite_labels, spacing, image=image,
                             config=config.morphology, skeleton=skeleton,
                             progress=_within(step, "measure", 0.1, 0.8))
+    spines, spine_labels, n_unconfident = confident_spines(spines, inst.spine_labels, inst.scores, image,
+                                                           inst.dendrite_labels, spacing, config,
+                                                           skeleton=skeleton)
     dendrites = measure_dendrites(inst.dendrite_labels, spacing, spines=spines,
                                   config=config.morphology, skeleton=skeleton)
     step("measure", 0.95)
     centrelines = dendrite_centrelines(inst.dendrite_labels, spacing, config=config.morphology,
                                        skeleton=skeleton)
-    spines.insert(1, "confidence", _spine_confidence(spines["id"], inst.scores, config.method))
     timings["measure"] = time.perf_counter() - t
     warnings = size_warnings(dendrites, spacing)
     diagnostics = {"segment": seg_diag, "warnings": warnings}
+    if n_unconfident is not None:
+        diagnostics["below_min_confidence"] = n_unconfident
     if tagged is not None:
         spines, diagnostics["ratio"] = spine_ratios(spines, tagged, image, inst.spine_labels,
                                                     inst.dendrite_labels, spacing=spacing,
@@ -351,7 +369,7 @@ def analyze(image, *, spacing=None, config: AnalyzeConfig | None = None,
             warnings.append(diagnostics["ratio"]["warning"])
     return AnalysisResult(
         image=image, spacing=spacing, dendrite_prob=dend_prob, spine_prob=spine_prob,
-        spine_labels=inst.spine_labels, dendrite_labels=inst.dendrite_labels, spines=spines,
+        spine_labels=spine_labels, dendrite_labels=inst.dendrite_labels, spines=spines,
         dendrites=dendrites, centrelines=centrelines, config=config, timings=timings,
         diagnostics=diagnostics, tagged=tagged,
     )
@@ -449,13 +467,48 @@ def _roi_mean(image, labels, ids) -> np.ndarray:
     return np.asarray(ndimage.mean(np.asarray(image, float), labels=labels, index=ids), float)
 
 
-def _spine_confidence(ids, scores, method) -> np.ndarray:
-    """Calibrated detection confidence per spine id; NaN for methods that do not score spines."""
+def confident_spines(spines, spine_labels, scores, image, dendrite_labels, spacing, config: AnalyzeConfig,
+                     skeleton=None):
+    """``spines`` with their ``confidence`` column (second), the spine labels to go with them and
+    how many spines fell below ``config.min_confidence`` (None when no learnt confidence model
+    chose: the head-map threshold did). A model whose calibration is a learnt confidence
+    (:mod:`spinequant.pipeline.spine_confidence`) scores every candidate from its measurements
+    and keeps those at or above the minimum; the kept spines are then measured again without
+    the dropped ones (a neighbour changes where a spine's tip and neck are found), so the table
+    is what :func:`~spinequant.morphology.measure_spines` gives for the labels. Otherwise the
+    confidence is the calibrated head-map peak (NaN for methods without a point head)."""
+    calibration = model_calibration(config.method, config.confidence) if scores is not None else None
+    if calibration and calibration.get("method") == "trees":
+        from ..segment.neural.card import resolve
+        from .spine_confidence import confidence_model, keep_confident, spine_confidence
+
+        model = confidence_model(calibration, resolve(config.method)[0].parent)
+        ids = spines["id"].to_numpy(np.int64)
+        prob = spine_confidence(model, spines, scores[ids], image, dendrite_labels, spacing)
+        kept, spine_labels, dropped = keep_confident(spines.drop(columns="confidence", errors="ignore"),
+                                                     spine_labels, prob, config.min_confidence)
+        if dropped:
+            from ..morphology import measure_spines
+
+            spines = measure_spines(spine_labels, dendrite_labels, spacing, image=image, config=config.morphology,
+                                    skeleton=skeleton)
+            spines.insert(1, "confidence", kept.set_index("id")["confidence"].reindex(spines["id"]).to_numpy())
+        else:
+            spines = kept
+            spines.insert(1, "confidence", spines.pop("confidence"))
+        return spines, spine_labels, dropped
+    spines = spines.copy()
+    spines.insert(1, "confidence", _spine_confidence(spines["id"], scores, calibration))
+    return spines, spine_labels, None
+
+
+def _spine_confidence(ids, scores, calibration) -> np.ndarray:
+    """Calibrated head-map confidence per spine id; NaN for methods that do not score spines."""
     if scores is None:
         return np.full(len(ids), np.nan)
     from ..segment.neural.calibration import confidence
 
-    return confidence(scores[np.asarray(ids, int)], model_calibration(method))
+    return confidence(scores[np.asarray(ids, int)], calibration)
 
 
 #: What the io readers note on a single plane whose z step they filled in (no file records

@@ -207,14 +207,27 @@ def analyze_chunked(path, out_dir, *, config=None, chunk_px: int | None = None, 
     Returns the :class:`~spinequant.pipeline.analyze.AnalysisResult` that was saved (above
     the whole-export size its image and labels are the lazy volume and the Zarr label arrays).
     """
-    from ..pipeline.analyze import AnalysisResult, _spine_confidence, save_result
+    from ..morphology.dendrites import recount_spines
+    from ..pipeline.analyze import AnalysisResult, AnalyzeConfig, confident_spines, model_calibration, save_result
     from ..pipeline.plausibility import size_warnings
 
     stack = open_volume(path, channel=channel, time_point=time_point, voxel_size=voxel_size)
     spacing = tuple(float(s) for s in stack.spacing)
+    scale = scale or ScaleConfig()
+    whole = int(np.prod(stack.data.shape)) <= scale.whole_export_max_voxels
+    config = config or AnalyzeConfig()
+    notes = []
+    calibration = model_calibration(config.method, config.confidence)
+    if not whole and calibration and calibration.get("method") == "trees":
+        # its features read the whole image and dendrite labels (percentiles, each dendrite's
+        # brightness), which a run above the whole-export size never holds
+        config = replace(config, confidence="head_map")
+        notes.append("The model's learnt spine confidence needs the whole image in memory; this volume is "
+                     "above scale.whole_export_max_voxels, so its spines were scored by the calibrated "
+                     "head-map peak (confidence='head_map'), which finds fewer of the spines annotators "
+                     "mark on real images (docs/real_data.md).")
     if chunk_px is not None and chunk_um is not None:
         raise InputError("Give the chunk size in pixels or in µm, not both.")
-    scale = scale or ScaleConfig()
     budget = None
     if max_memory is not None:
         if chunk_px is not None or chunk_um is not None:
@@ -233,7 +246,7 @@ def analyze_chunked(path, out_dir, *, config=None, chunk_px: int | None = None, 
         # the dendrites' skeletons and the blocks' spine tables are tasks on the workers when
         # there are several (with one, nothing runs beside them: they stay in this process)
         here = runner.n_workers() < 2
-        spines, dendrites, _, centrelines = volume_tables(
+        spines, dendrites, skeleton, centrelines = volume_tables(
             chunked["spine_labels"], chunked["dendrite_labels"], stack.data if here else volume, spacing,
             blocks=chunked["object_blocks"], objects=chunked["objects"], spine_offsets=chunked["spine_offsets"],
             dendrite_boxes=chunked["dendrite_boxes"], dendrite_voxels=chunked["dendrite_voxels"],
@@ -241,12 +254,22 @@ def analyze_chunked(path, out_dir, *, config=None, chunk_px: int | None = None, 
             runner=BlockRunner() if here else runner, progress=progress)
     if budget is not None:
         chunked["chunking"]["max_memory"] = budget
-    spines.insert(1, "confidence", _spine_confidence(spines["id"], chunked["scores"], config.method))
+    diagnostics = {**chunked["diagnostics"], "chunked": chunked["chunking"]}
+    if whole:
+        image = np.asarray(stack.data)
+        spine_labels = np.asarray(chunked["spine_labels"][...]).astype(np.int32)
+        dendrite_labels = np.asarray(chunked["dendrite_labels"][...]).astype(np.int32)
+    else:
+        image, spine_labels, dendrite_labels = stack.data, chunked["spine_labels"], chunked["dendrite_labels"]
+    spines, spine_labels, dropped = confident_spines(spines, spine_labels, chunked["scores"], image,
+                                                     dendrite_labels, spacing, config, skeleton=skeleton)
+    if dropped is not None:
+        diagnostics["below_min_confidence"] = dropped
+        dendrites = recount_spines(dendrites, spines)
     timings = {**chunked["timings"], "measure": time.perf_counter() - t}
-    diagnostics = {**chunked["diagnostics"], "warnings": size_warnings(dendrites, spacing),
-                   "chunked": chunked["chunking"]}
+    diagnostics["warnings"] = size_warnings(dendrites, spacing) + notes
     source_record = {"path": str(path), "chunked": chunked["chunking"]}
-    if int(np.prod(stack.data.shape)) > scale.whole_export_max_voxels:
+    if not whole:
         save_large_result(out_dir, image=stack.data, spacing=spacing, spine_labels=chunked["spine_labels"],
                           dendrite_labels=chunked["dendrite_labels"], spines=spines, dendrites=dendrites,
                           centrelines=centrelines, config=config, diagnostics=diagnostics, timings=timings,
@@ -255,9 +278,6 @@ def analyze_chunked(path, out_dir, *, config=None, chunk_px: int | None = None, 
             image=stack.data, spacing=spacing, dendrite_prob=None, spine_prob=None,
             spine_labels=chunked["spine_labels"], dendrite_labels=chunked["dendrite_labels"], spines=spines,
             dendrites=dendrites, centrelines=centrelines, config=config, timings=timings, diagnostics=diagnostics)
-    image = np.asarray(stack.data)
-    spine_labels = np.asarray(chunked["spine_labels"][...]).astype(np.int32)
-    dendrite_labels = np.asarray(chunked["dendrite_labels"][...]).astype(np.int32)
     result = AnalysisResult(
         image=image, spacing=spacing, dendrite_prob=None, spine_prob=None, spine_labels=spine_labels,
         dendrite_labels=dendrite_labels, spines=spines, dendrites=dendrites, centrelines=centrelines,

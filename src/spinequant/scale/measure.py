@@ -23,11 +23,10 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 from scipy import ndimage
-from scipy.spatial import cKDTree
 
 from ..boxes import grow_box
 from ..morphology import dendrite_centrelines, dendrite_skeleton, measure_dendrites, measure_spines
-from ..morphology.spines import DENDRITE_SEARCH_UM
+from ..morphology.spines import DENDRITE_SEARCH_UM, nearest_neighbour_distance
 from ..morphology.skeleton import DendriteSkeleton
 from .config import ScaleConfig
 from .execute import BlockRunner
@@ -130,7 +129,7 @@ def volume_tables(spine_labels, dendrite_labels, image, spacing, *, blocks, obje
                                     progress=progress) if t is not None]
     if tables:
         spines = pd.concat(tables, ignore_index=True).sort_values("id", ignore_index=True)
-        spines["nn_distance_um"] = _nearest_neighbour(spines)
+        spines["nn_distance_um"] = nearest_neighbour_distance(spines)
     else:
         empty = np.zeros((1, 1, 1), np.int32)
         spines = measure_spines(empty, empty, spacing, image=None if image is None else np.zeros((1, 1, 1)),
@@ -154,10 +153,3 @@ def _spines_job(job) -> pd.DataFrame | None:
     return block_spines(spine_labels, dendrite_labels, image, spacing, window_spines=objects[block.name].spines,
                         window=block.window, first_id=first_id, skeleton=skeleton, config=config)
 
-
-def _nearest_neighbour(table: pd.DataFrame) -> np.ndarray:
-    """Distance (µm) from each head centre to the nearest other head centre, over the volume."""
-    if len(table) < 2:
-        return np.full(len(table), np.nan)
-    pts = table[["head_z_um", "head_y_um", "head_x_um"]].to_numpy()
-    return cKDTree(pts).query(pts, k=2)[0][:, 1]

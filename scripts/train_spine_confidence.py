@@ -1,0 +1,241 @@
+"""Fit a point-head model's learnt spine confidence (spinequant.pipeline.spine_confidence).
+
+    .venv/bin/python scripts/train_spine_confidence.py [--model lean2d_real] [--no-install]
+
+Every spine the model finds down to a head-map peak of ``--floor`` (0.05) is a candidate:
+measured by ``analyze`` as any spine, described by its features, and labelled by whether a
+human marked it (a marked head within 1 µm, one-to-one) or, on phantoms, whether it is a true
+spine (``match_spine_objects``). Training candidates: the dendritic2 training fields (not its
+zoomed crops), spine_types/train, and phantoms of every preset (seeds 3001-3006, weighted 4x so
+that they make about a fifth of the weight). A gradient-boosted tree ensemble
+(scikit-learn's HistGradientBoostingClassifier: 300 trees of up to 31 leaves, learning rate
+0.05, at least 40 candidates per leaf) is fitted on them; the default minimum confidence is the
+one that maximises F1 on out-of-fold predictions (5 folds grouped by image) of the real
+training candidates. Validation (never used for fitting or choosing): dendritic2/valid's
+distinct images, spine_types/val, phantoms of seeds 1001-1003 (those of benchmarks/accuracy.py);
+their F1 and expected calibration error are printed and written to the card.
+
+Needs scikit-learn (``pip install scikit-learn``; only for fitting: the package evaluates the
+saved trees with numpy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "scripts"))
+from real2d import Image2D, MATCH_UM, load_set  # noqa: E402
+from train_real_models import DENDRITIC2_UM, REAL2D, SPINE_TYPES_UM, read_grey  # noqa: E402
+
+import spinequant as sq  # noqa: E402
+from spinequant.evaluate.detection import match_spine_objects  # noqa: E402
+from spinequant.evaluate.points import match_points  # noqa: E402
+from spinequant.pipeline.analyze import AnalyzeConfig, model_calibration  # noqa: E402
+from spinequant.pipeline.spine_confidence import FEATURES, confidence_features  # noqa: E402
+from spinequant.segment.neural.calibration import confidence, expected_calibration_error, score_for  # noqa: E402
+from spinequant.segment.neural.yolo_data import yolo_training_sample  # noqa: E402
+
+TRAIN_PHANTOM_SEEDS = tuple(range(3001, 3007))
+VAL_PHANTOM_SEEDS = (1001, 1002, 1003)
+PHANTOM_WEIGHT = 4.0
+TREES = dict(max_iter=300, learning_rate=0.05, max_leaf_nodes=31, min_samples_leaf=40, random_state=0)
+
+
+def training_images() -> dict[str, list[Image2D]]:
+    out = {"dendritic2": [], "spine_types": []}
+    folder = REAL2D / "dendritic2" / "train"
+    for p in sorted((folder / "images").glob("*.jpg")):
+        label = folder / "labels" / (p.stem + ".txt")
+        if p.name.startswith("spine_image") or not label.exists():
+            continue
+        img = read_grey(p)
+        s, _ = yolo_training_sample(img, label, pixel_size_um=DENDRITIC2_UM, outlines=False)
+        out["dendritic2"].append(Image2D(p.name, img, DENDRITIC2_UM, s.heads[:, 1:], None))
+    folder = REAL2D / "spine_types" / "train"
+    for p in sorted((folder / "images").glob("*.png")):
+        img = read_grey(p)
+        px = SPINE_TYPES_UM.get(img.shape[0], 0.08)
+        s, classes = yolo_training_sample(img, folder / "labels" / (p.stem + ".txt"), pixel_size_um=px, outlines=True)
+        out["spine_types"].append(Image2D(p.name, img, px, s.heads[:, 1:], classes))
+    return out
+
+
+def candidate_config(model: str, floor: float) -> AnalyzeConfig:
+    """``analyze``'s settings that keep every head-map peak down to ``floor``."""
+    head_map = model_calibration(model, "head_map")
+    return AnalyzeConfig(method=model, report=False, confidence="head_map",
+                         min_confidence=float(confidence([floor], head_map)[0]))
+
+
+def candidates(res, head_map: dict) -> tuple[pd.DataFrame, np.ndarray]:
+    raw = np.array([score_for(c, head_map) for c in res.spines["confidence"].to_numpy(float)])
+    return confidence_features(res.spines, raw, res.image, res.dendrite_labels, res.spacing), raw
+
+
+def collect_images(sets: dict, model: str, floor: float) -> pd.DataFrame:
+    config, head_map = candidate_config(model, floor), model_calibration(model, "head_map")
+    rows = []
+    for set_name, images in sets.items():
+        t = time.perf_counter()
+        for im in images:
+            res = sq.analyze(im.image, spacing=(im.pixel_um, im.pixel_um), config=config)
+            f, _ = candidates(res, head_map)
+            pts = res.spines[["head_y_um", "head_x_um"]].to_numpy(float)
+            r = match_points(np.column_stack([np.zeros(len(pts)), pts]),
+                             np.column_stack([np.zeros(len(im.heads_px)), im.heads_px * im.pixel_um]),
+                             max_distance_um=MATCH_UM)
+            hit = np.zeros(len(pts), bool)
+            hit[r["pairs"]["pred_index"].to_numpy()] = True
+            rows.append(f.assign(hit=hit, set=set_name, image=f"{set_name}/{im.name}", n_true=len(im.heads_px)))
+        print(f"  {set_name}: {len(images)} images, {time.perf_counter() - t:.0f} s", flush=True)
+    return pd.concat(rows, ignore_index=True)
+
+
+def collect_phantoms(seeds, model: str, floor: float) -> pd.DataFrame:
+    from spinequant.synth import PRESETS, make_phantom
+
+    config, head_map = candidate_config(model, floor), model_calibration(model, "head_map")
+    rows = []
+    for preset in PRESETS:
+        for seed in seeds:
+            ph = make_phantom(preset, seed=seed)
+            res = sq.analyze(ph.image, spacing=ph.spacing, config=config)
+            f, _ = candidates(res, head_map)
+            det = match_spine_objects(res.spine_labels, ph.spine_labels, spacing=ph.spacing)
+            hit = res.spines["id"].isin({int(p) for _, p in det["pairs"]}).to_numpy()
+            rows.append(f.assign(hit=hit, set=f"phantom_{preset}", image=f"{preset}/{seed}", n_true=det["n_true"]))
+    return pd.concat(rows, ignore_index=True)
+
+
+def f1_by_set(df: pd.DataFrame, prob: np.ndarray, threshold: float) -> dict:
+    out = {}
+    n_true = df.groupby("image")[["set", "n_true"]].first().groupby("set")["n_true"].sum()
+    for s, nt in n_true.items():
+        keep = (df["set"] == s).to_numpy() & (prob >= threshold)
+        tp = int(df["hit"].to_numpy()[keep].sum())
+        out[s] = {"precision": tp / max(int(keep.sum()), 1), "recall": tp / nt, "f1": 2 * tp / (int(keep.sum()) + nt)}
+    return out
+
+
+def best_threshold(df: pd.DataFrame, prob: np.ndarray) -> float:
+    grid = np.round(np.arange(0.05, 0.951, 0.025), 3)
+    n_true = df.groupby("image")["n_true"].first().sum()
+    hit = df["hit"].to_numpy()
+    f1 = [2 * hit[prob >= g].sum() / ((prob >= g).sum() + n_true) for g in grid]
+    return float(grid[int(np.argmax(f1))])
+
+
+def export_trees(clf, path: Path) -> None:
+    """The fitted HistGradientBoostingClassifier as a TreeEnsemble file."""
+    from spinequant.segment.neural.tree_ensemble import TreeEnsemble
+
+    parts, roots, start = [], [], 0
+    for (tree,) in clf._predictors:
+        nodes = tree.nodes
+        if nodes["is_categorical"].any():
+            raise ValueError("categorical splits are not supported")
+        roots.append(start)
+        parts.append(nodes)
+        start += len(nodes)
+    nodes = np.concatenate(parts)
+    TreeEnsemble(features=FEATURES, baseline=float(np.ravel(clf._baseline_prediction)[0]),
+                 roots=np.array(roots, np.int64), feature=nodes["feature_idx"].astype(np.int64),
+                 threshold=nodes["num_threshold"].astype(np.float64), left=nodes["left"].astype(np.int64),
+                 right=nodes["right"].astype(np.int64), missing_left=nodes["missing_go_to_left"].astype(bool),
+                 is_leaf=nodes["is_leaf"].astype(bool), value=nodes["value"].astype(np.float64)).save(path)
+
+
+def main() -> None:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.model_selection import GroupKFold
+
+    from spinequant.segment.neural.card import read_card, resolve, sha256_of, update_card
+    from spinequant.segment.neural.tree_ensemble import TreeEnsemble
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="lean2d_real")
+    ap.add_argument("--floor", type=float, default=0.05)
+    ap.add_argument("--cache", type=Path, default=None, help="folder to keep the candidate tables in")
+    ap.add_argument("--no-install", action="store_true", help="fit and report, leave the card alone")
+    args = ap.parse_args()
+
+    def cached(name, make):
+        path = args.cache / f"{name}.parquet" if args.cache else None
+        if path is not None and path.exists():
+            return pd.read_parquet(path)
+        df = make()
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            df.to_parquet(path)
+        return df
+
+    print("training candidates", flush=True)
+    train = pd.concat([cached("train_real", lambda: collect_images(training_images(), args.model, args.floor)),
+                       cached("train_phantoms", lambda: collect_phantoms(TRAIN_PHANTOM_SEEDS, args.model, args.floor))],
+                      ignore_index=True)
+    print("validation candidates", flush=True)
+    val = pd.concat([cached("val_real", lambda: collect_images({s: load_set(s) for s in ("dendritic2", "spine_types")},
+                                                               args.model, args.floor)),
+                     cached("val_phantoms", lambda: collect_phantoms(VAL_PHANTOM_SEEDS, args.model, args.floor))],
+                    ignore_index=True)
+    x, y = train[list(FEATURES)].to_numpy(float), train["hit"].to_numpy().astype(int)
+    w = np.where(train["set"].str.startswith("phantom_").to_numpy(), PHANTOM_WEIGHT, 1.0)
+    real = ~train["set"].str.startswith("phantom_").to_numpy()
+    oof = np.zeros(len(train))
+    for a, b in GroupKFold(5).split(x, y, train["image"].to_numpy()):
+        oof[b] = HistGradientBoostingClassifier(**TREES).fit(x[a], y[a], sample_weight=w[a]).predict_proba(x[b])[:, 1]
+    min_confidence = best_threshold(train[real], oof[real])
+    clf = HistGradientBoostingClassifier(**TREES).fit(x, y, sample_weight=w)
+
+    card_path, _ = resolve(args.model)
+    out = card_path.with_name(card_path.stem + "_confidence.safetensors")
+    tmp = Path(tempfile.mkdtemp()) / out.name
+    export_trees(clf, tmp)
+    trees = TreeEnsemble.load(tmp)
+    xv = val[list(FEATURES)].to_numpy(float)
+    prob = trees.predict_proba(xv)
+    assert np.allclose(prob, clf.predict_proba(xv)[:, 1], atol=1e-9), "exported trees disagree with scikit-learn"
+
+    head_map = model_calibration(args.model, "head_map")
+    raw_prob = confidence(val["head_map_peak"], head_map)
+    report = {}
+    for name, p, thr in (("head-map peak (calibrated)", raw_prob, head_map["min_confidence"]),
+                         ("learnt confidence", prob, min_confidence)):
+        scores = f1_by_set(val, p, thr)
+        for s in scores:
+            sel = (val["set"] == s).to_numpy()
+            scores[s]["ece"] = expected_calibration_error(p[sel], val["hit"].to_numpy()[sel])[0]
+        report[name] = scores
+        print(f"\n{name}, minimum confidence {thr}:")
+        for s, r in scores.items():
+            print(f"  {s:22s} P {r['precision']:.3f}  R {r['recall']:.3f}  F1 {r['f1']:.3f}  ECE {r['ece']:.3f}")
+    if args.no_install:
+        return
+    tmp.replace(out)
+    calibration = {
+        "method": "trees", "file": out.name, "sha256": sha256_of(out), "candidate_floor": args.floor,
+        "min_confidence": min_confidence, "features": list(FEATURES),
+        "fitted_on": (f"scripts/train_spine_confidence.py: {int(real.sum())} candidates (head-map peaks >= "
+                      f"{args.floor}) on the dendritic2 training fields and spine_types/train, "
+                      f"{int((~real).sum())} on phantoms (seeds {TRAIN_PHANTOM_SEEDS[0]}-{TRAIN_PHANTOM_SEEDS[-1]}, "
+                      f"weight {PHANTOM_WEIGHT:g}); minimum confidence by out-of-fold F1"),
+        "validation": {s: {k: round(float(v), 4) for k, v in r.items()} for s, r in report["learnt confidence"].items()},
+        "head_map": head_map,
+    }
+    update_card(card_path, calibration=calibration)
+    print(f"\ninstalled {out.name} in {card_path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""The confidence of each spine from what was measured about it: a learnt second look at every
+candidate of a point-head network.
+
+The head map scores a spine from a few micrometres of image around it. The annotators of real
+data sets decide with the whole field in view: they mark the spines of the bright dendrite in
+focus, not those of a dim neurite beside it; a bright spot protruding from the shaft's edge,
+not one lying on it. So every head-map peak down to a low floor (the model card's
+``candidate_floor``) becomes a candidate spine, is measured like any spine, and a
+gradient-boosted tree ensemble (:class:`~spinequant.segment.neural.tree_ensemble.TreeEnsemble`)
+turns its head-map peak, shape and relative brightness (:data:`FEATURES`) into the probability
+that a human would mark it. Candidates below ``min_confidence`` are dropped. The trees are
+fitted on candidates of the real annotated training images and of phantoms
+(``scripts/train_spine_confidence.py``); their validation figures are in docs/real_data.md.
+
+Every feature is free of the image's units: lengths in µm, intensities relative to the image's
+own background and brightest signal, sizes relative to the image's largest dendrite.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage as ndi
+
+#: Columns of the spine table used as they are.
+TABLE_FEATURES = ("length_um", "tip_distance_um", "head_diameter_um", "neck_length_um",
+                  "neck_min_diameter_um", "neck_mean_diameter_um", "head_neck_ratio", "has_neck",
+                  "n_heads", "nn_distance_um", "attached", "at_edge")
+#: Intensity columns of the spine table, each taken relative to the image (``_rel_p99``: above
+#: the median, as a fraction of the 99.5th percentile's height) and to the dendrites
+#: (``_rel_shaft``: as a fraction of the median dendrite voxel's height above the median).
+INTENSITY_FEATURES = ("head_mean_intensity", "head_max_intensity", "spine_mean_intensity",
+                      "neck_mean_intensity")
+FEATURES = (("head_map_peak",) + TABLE_FEATURES
+            + tuple(f"{c}_{r}" for c in INTENSITY_FEATURES for r in ("rel_p99", "rel_shaft"))
+            + ("dendrite_rel_brightest", "dendrite_rel_largest", "base_rel_p99", "image_p99_over_p50",
+               "image_dendrite_fraction", "peak_rank", "peak_rel_max"))
+
+
+def confidence_features(spines: pd.DataFrame, scores, image: np.ndarray, dendrite_labels: np.ndarray,
+                        spacing) -> pd.DataFrame:
+    """The :data:`FEATURES` of every spine of ``spines`` (a table of
+    :func:`~spinequant.morphology.measure_spines` measured with ``image``), one row each, in
+    its order. ``scores``: each spine's head-map peak, in the table's order."""
+    img = np.asarray(image, dtype=np.float32)
+    spacing = np.asarray(spacing, dtype=float)
+    scores = np.asarray(scores, dtype=float)
+    f = pd.DataFrame({"head_map_peak": scores}, index=spines.index)
+    for c in TABLE_FEATURES:
+        f[c] = pd.to_numeric(spines[c], errors="coerce").astype(float)
+    p50, p99 = np.percentile(img, [50, 99.5]) if img.size else (0.0, 1.0)
+    height = max(float(p99 - p50), 1e-6)
+    on_dendrite = np.asarray(dendrite_labels) > 0
+    shaft = float(np.median(img[on_dendrite])) if on_dendrite.any() else float(p99)
+    for c in INTENSITY_FEATURES:
+        v = spines[c].to_numpy(float) if c in spines else np.full(len(spines), np.nan)
+        f[f"{c}_rel_p99"] = (v - p50) / height
+        f[f"{c}_rel_shaft"] = (v - p50) / max(shaft - p50, 1e-6)
+    ids = spines["dendrite_id"].to_numpy(np.int64)
+    bright = np.full(len(spines), np.nan)
+    size = np.full(len(spines), np.nan)
+    if on_dendrite.any():
+        labels = np.asarray(dendrite_labels)
+        present = np.unique(labels[on_dendrite])
+        means = np.asarray(ndi.mean(img, labels, present), float)
+        counts = np.asarray(ndi.sum(on_dendrite, labels, present), float)
+        where = np.searchsorted(present, ids)
+        found = (ids > 0) & (where < len(present)) & (present[np.minimum(where, len(present) - 1)] == ids)
+        brightest = max(float(means.max() - p50), 1e-6)
+        bright[found] = (means[where[found]] - p50) / brightest
+        size[found] = counts[where[found]] / counts.max()
+    f["dendrite_rel_brightest"] = bright
+    f["dendrite_rel_largest"] = size
+    f["base_rel_p99"] = (_smoothed_at(img, spines, spacing) - p50) / height
+    f["image_p99_over_p50"] = float(p99) / max(float(p50), 1e-6)
+    f["image_dendrite_fraction"] = float(on_dendrite.mean()) if on_dendrite.size else 0.0
+    f["peak_rank"] = pd.Series(scores).rank(ascending=False).to_numpy() / max(len(scores), 1)
+    f["peak_rel_max"] = scores / max(float(scores.max()), 1e-6) if len(scores) else scores
+    return f[list(FEATURES)]
+
+
+def _smoothed_at(img: np.ndarray, spines: pd.DataFrame, spacing: np.ndarray) -> np.ndarray:
+    """The image smoothed over 0.5 µm at each spine's base point (NaN where it has none)."""
+    out = np.full(len(spines), np.nan)
+    if not len(spines):
+        return out
+    axes = "zyx"[-img.ndim:]
+    idx = [np.round(spines[f"base_{a}_um"].to_numpy(float) / s) for a, s in zip(axes, spacing)]
+    ok = np.all([np.isfinite(i) for i in idx], axis=0)
+    if not ok.any():
+        return out
+    smooth = ndi.gaussian_filter(img, 0.5 / spacing)
+    at = tuple(np.clip(i[ok], 0, n - 1).astype(int) for i, n in zip(idx, img.shape))
+    out[ok] = smooth[at]
+    return out
+
+
+def confidence_model(calibration: dict, card_dir: str | Path):
+    """The :class:`~spinequant.segment.neural.tree_ensemble.TreeEnsemble` a model card's
+    ``calibration`` names (its ``file``, beside the card), checked against its sha256."""
+    from ..errors import InputError
+    from ..segment.neural.card import sha256_of
+    from ..segment.neural.tree_ensemble import TreeEnsemble
+
+    path = Path(card_dir) / calibration["file"]
+    if not path.exists():
+        raise InputError(f"The spine-confidence model '{path}' named by the model card is missing; "
+                         f"reinstall spinequant or restore the file.")
+    digest = sha256_of(path)
+    if calibration.get("sha256") and digest != calibration["sha256"]:
+        raise InputError(f"The spine-confidence model '{path}' does not match its model card (sha256 "
+                         f"{digest[:12]}...); the file is damaged or was replaced. Reinstall spinequant.")
+    model = TreeEnsemble.load(path)
+    if tuple(model.features) != FEATURES:
+        raise InputError(f"The spine-confidence model '{path}' was fitted on other features than this "
+                         f"version of spinequant computes; refit it with scripts/train_spine_confidence.py.")
+    return model
+
+
+def spine_confidence(model, spines: pd.DataFrame, scores, image, dendrite_labels, spacing) -> np.ndarray:
+    """The probability that a human would mark each spine of ``spines``."""
+    if not len(spines):
+        return np.zeros(0)
+    x = confidence_features(spines, scores, image, dendrite_labels, spacing).to_numpy(float)
+    return model.predict_proba(x)
+
+
+def keep_confident(spines: pd.DataFrame, spine_labels: np.ndarray, confidence: np.ndarray,
+                   min_confidence: float) -> tuple[pd.DataFrame, np.ndarray, int]:
+    """The spines at or above ``min_confidence``: their table rows (``confidence`` column set,
+    ids renumbered 1..K in table order, nearest-neighbour distances among the kept spines), the
+    label image relabelled to match (in place: no second stack-sized array), and how many were
+    dropped."""
+    from ..morphology.spines import nearest_neighbour_distance
+
+    spines = spines.copy()
+    spines["confidence"] = np.asarray(confidence, float)
+    keep = spines["confidence"].to_numpy() >= min_confidence
+    old = spines["id"].to_numpy(np.int64)
+    if keep.all() and np.array_equal(old, np.arange(1, len(old) + 1)):
+        return spines, spine_labels, 0
+    new = np.zeros(int(max(old.max(initial=0), 0)) + 1, dtype=np.int64)
+    new[np.sort(old[keep])] = np.arange(1, int(keep.sum()) + 1)
+    boxes = ndi.find_objects(spine_labels)
+    # ascending ids: each new id is at most its old one, so no relabelled voxel is read again
+    for sid in np.sort(old):
+        box = boxes[sid - 1] if sid - 1 < len(boxes) else None
+        if box is not None and new[sid] != sid:
+            view = spine_labels[box]
+            view[view == sid] = new[sid]
+    spines = spines[keep].reset_index(drop=True)
+    spines["id"] = new[old[keep]]
+    spines["nn_distance_um"] = nearest_neighbour_distance(spines)
+    return spines, spine_labels, int((~keep).sum())
