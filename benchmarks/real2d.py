@@ -81,7 +81,8 @@ def load_set(name: str) -> list[Image2D]:
 def run_config(method: str, raw_threshold: float | None = None):
     """``analyze``'s settings for ``method``; ``raw_threshold`` sets a point-head model's
     head-map threshold (to collect every candidate for calibration). ``MODEL@components``
-    builds the objects from the model's spine map as for networks without a point head."""
+    builds the objects from the model's spine map as for networks without a point head;
+    ``MODEL@head_map`` scores its spines by the head-map peak alone (no learnt confidence)."""
     from spinequant.pipeline.analyze import AnalyzeConfig, default_instance_config, model_calibration
     from spinequant.segment.neural.calibration import confidence
 
@@ -89,6 +90,8 @@ def run_config(method: str, raw_threshold: float | None = None):
         from spinequant.pipeline.analyze import NEURAL_INSTANCES
 
         return AnalyzeConfig(method=method[: -len("@components")], report=False, instances=NEURAL_INSTANCES)
+    if method.endswith("@head_map"):     # ablation: without the learnt confidence
+        return AnalyzeConfig(method=method[: -len("@head_map")], report=False, confidence="head_map")
     config = AnalyzeConfig(method=method, report=False)
     if raw_threshold is None:
         return config

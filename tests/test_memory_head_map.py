@@ -124,3 +124,20 @@ def test_a_run_that_does_not_keep_the_maps_gives_the_same_result():
     np.testing.assert_array_equal(freed.spine_labels, kept.spine_labels)
     np.testing.assert_array_equal(freed.dendrite_labels, kept.dendrite_labels)
     assert freed.spines.equals(kept.spines)
+
+
+def test_head_peaks_slab_by_slab_are_the_whole_maps_peaks(monkeypatch):
+    import spinequant.instances.heads as heads
+
+    rng = np.random.default_rng(3)
+    shape = (24, 60, 60)
+    head = np.maximum.reduce([rng.uniform(0, 0.3, shape).astype(np.float32)]
+                             + [_gaussian(shape, c, (2, 4, 4), p) for c, p in
+                                [((5, 10, 10), 0.9), ((12, 30, 40), 0.7), ((20, 50, 20), 0.6), ((13, 31, 46), 0.5)]])
+    head = head.astype(np.float16)
+    whole = heads.head_peaks(head, (0.5, 0.1, 0.1), threshold=0.05, min_distance_um=0.4)
+    monkeypatch.setattr(heads, "_SLAB_VOXELS", 60 * 60 * 8)       # slabs of 4 planes (+2 each side)
+    sliced = heads.head_peaks(head, (0.5, 0.1, 0.1), threshold=0.05, min_distance_um=0.4)
+    assert len(whole[0]) > 10
+    np.testing.assert_array_equal(sliced[0], whole[0])
+    np.testing.assert_array_equal(sliced[1], whole[1])

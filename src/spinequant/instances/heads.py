@@ -18,7 +18,6 @@ from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 from skimage.segmentation import watershed
 
-from ..boxes import box_within, grow_box
 from .._blank import blank_volume
 from ._objects import Objects, label_components, sparse_labels
 
@@ -67,19 +66,25 @@ def head_peaks(head_prob: np.ndarray, spacing, *, threshold: float, min_distance
         head_prob = head_prob.astype(np.float32)
     radius_um = np.array([2.0 * min_distance_um] + [min_distance_um] * (head_prob.ndim - 1))[-head_prob.ndim:]
     radius = np.maximum(np.round(radius_um / np.asarray(spacing, float)), 1).astype(int)
-    # A box maximum filter (separable), run only around the regions above the threshold
-    # (a few percent of a stack), then the exact (ellipsoidal) spacing among the candidates.
-    regions = label_components(head_prob, threshold=threshold)
+    # A box maximum filter (separable), run slab by slab along the first axis (each slab read
+    # with the radius around it, so the maxima are the whole map's; float32 copies of a bounded
+    # size), skipping slabs with nothing above the threshold; then the exact (ellipsoidal)
+    # spacing among the candidates. (No labelled regions: at a learnt confidence's low candidate
+    # floor they would span much of a stack.)
     found = []
-    for box in cc3d.statistics(regions)["bounding_boxes"][1:]:
-        if box is None:
+    n, r = head_prob.shape[0], int(radius[0])
+    rows = max(_SLAB_VOXELS // max(int(np.prod(head_prob.shape[1:])), 1) - 2 * r, 1)
+    for a in range(0, n, rows):
+        b = min(a + rows, n)
+        ga, gb = max(a - r, 0), min(b + r, n)
+        local = head_prob[ga:gb].astype(np.float32)          # (scipy.ndimage takes no float16)
+        above = local[a - ga:b - ga] >= threshold
+        if not above.any():
             continue
-        grown = grow_box(box, radius, head_prob.shape)
-        local = head_prob[grown].astype(np.float32)     # (scipy.ndimage takes no float16)
-        peak = (local == ndi.maximum_filter(local, size=tuple(2 * radius + 1), mode="nearest"))
-        inner = box_within(box, grown)
-        hits = np.argwhere(peak[inner] & (head_prob[box] >= threshold))
-        found.append(hits + [b.start for b in box])
+        peak = local[a - ga:b - ga] == ndi.maximum_filter(local, size=tuple(2 * radius + 1), mode="nearest")[a - ga:b - ga]
+        hits = np.argwhere(peak & above)
+        hits[:, 0] += a
+        found.append(hits)
     candidates = np.unique(np.concatenate(found), axis=0) if found else np.zeros((0, head_prob.ndim), int)
     values = head_prob[tuple(candidates.T)].astype(np.float32)
     order = np.argsort(-values, kind="stable")
@@ -94,6 +99,10 @@ def head_peaks(head_prob: np.ndarray, spacing, *, threshold: float, min_distance
                 keep[[j for j in near if j > i]] = False
         candidates, values = candidates[keep], values[keep]
     return candidates, values
+
+
+#: Voxels of the slab (with its margins) :func:`head_peaks` filters at once (32 MiB of float32).
+_SLAB_VOXELS = 2 ** 23
 
 
 def objects_from_heads(peaks: np.ndarray, spine_prob: np.ndarray, head_prob: np.ndarray, *,
