@@ -22,10 +22,10 @@ PY = sys.executable
 #: (name, arguments after the interpreter, README section the figures appear in).
 BENCHMARKS = [
     ("real2d", ["benchmarks/real2d.py", "--methods", "classical", "lean2d", "lean2d_real",
-                "lean2d_real@components"], "Accuracy: on real annotated images"),
+                "lean2d_real@head_map", "lean2d_real@components"], "Accuracy: on real annotated images"),
     ("dendritic2_agreement", ["benchmarks/dendritic2_agreement.py", "--method", "lean2d_real"],
      "Accuracy: on real annotated images (agreement of the annotations)"),
-    ("real2d_errors", ["benchmarks/real2d_errors.py", "--methods", "lean2d", "lean2d_real"],
+    ("real2d_errors", ["benchmarks/real2d_errors.py", "--methods", "lean2d", "lean2d_real@head_map", "lean2d_real"],
      "Accuracy: on real annotated images (docs/real_data.md, the kinds of error)"),
     ("types_real2d", ["benchmarks/types_real2d.py", "--on", "detections", "--method", "lean2d_real"],
      "Spine types on real outlines (docs/measurements.md)"),

@@ -15,7 +15,8 @@ import dataclasses
 from spinequant.pipeline.analyze import HEADS_INSTANCES, NEURAL_INSTANCES
 from spinequant.segment.neural.card import read_card, resolve, update_card
 
-REAL2D = "python benchmarks/real2d.py --methods classical lean2d lean2d_real lean2d_real@components"
+REAL2D = ("python benchmarks/real2d.py --methods classical lean2d lean2d_real lean2d_real@head_map "
+          "lean2d_real@components")
 PHANTOMS = "python benchmarks/accuracy.py --methods classical lean2d lean2d_real --n 3"
 MATCH = ("a found spine matches an annotated head within 1 µm (real 2D sets), or a true spine "
          "by centres within 1 µm or IoU >= 0.3 (phantoms), one-to-one")
@@ -26,24 +27,30 @@ NOTES = {
             "Dendrite, spine and spine-head maps of fluorescence images of labelled dendrites "
             "(two-photon, confocal, STED stacks and 2D projections) at 0.05-0.2 µm pixels, "
             "for spine detection, counting and measurement with spinequant analyze (the default "
-            "method). Spines are the head map's peaks; each has a calibrated confidence."),
+            "method). Spines are the head map's peaks (candidates down to 0.05), each measured and "
+            "kept by a learnt confidence (gradient-boosted trees, lean2d_real_confidence.safetensors; "
+            "calibration in this card)."),
         "limitations": (
             "Learnt from 2D two-photon projections (dendritic2, spine_types) and spinequant "
             "phantoms: no real 3D annotations, no EM, no cultured-neuron or widefield images. "
-            "Recall and precision on held-out real projections are about 0.7, below human raters "
-            "(about 0.8-0.9). Bright spots on the shaft (spines seen end-on in a projection, but "
-            "also varicosities) are often called spines. The pixel size must be right within "
-            "about 25 %. Spine types in 2D come from a separate image network "
+            "Recall 0.68 and precision 0.76 on held-out real projections (dendritic2), below human "
+            "raters (about 0.8-0.9). Bright spots on the shaft (spines seen end-on in a projection, "
+            "but also varicosities) are often called spines. The learnt confidence was fitted on 2D "
+            "real images and 3D phantoms: no real 3D annotations. The pixel size must be right "
+            "within about 25 %. Spine types in 2D come from a separate image network "
             "(spine_types_2d_network; F1 with type 0.79)."),
-        "spine_objects": dict(dataclasses.asdict(HEADS_INSTANCES), min_confidence=0.35),
+        "spine_objects": dict(dataclasses.asdict(HEADS_INSTANCES), head_threshold=0.05, min_confidence=0.4,
+                              confidence="learnt (calibration.method trees)"),
         "benchmarks": {
             "real2d": {"command": REAL2D, "date": "2026-12-01", "matching": MATCH,
-                       "dendritic2_valid_distinct": {"images": 136, "spines": 4148, "precision": 0.692,
-                                                     "recall": 0.694, "f1": 0.693},
-                       "spine_types_val": {"images": 15, "spines": 102, "precision": 0.990, "recall": 0.980,
-                                           "f1": 0.985, "f1_with_type": 0.788}},
+                       "dendritic2_valid_distinct": {"images": 136, "spines": 4148, "precision": 0.758,
+                                                     "recall": 0.681, "f1": 0.718},
+                       "spine_types_val": {"images": 15, "spines": 102, "precision": 1.000, "recall": 0.980,
+                                           "f1": 0.990, "f1_with_type": 0.792},
+                       "ece": {"dendritic2": 0.016, "spine_types": 0.036},
+                       "head_map_alone": {"dendritic2_f1": 0.693, "spine_types_f1": 0.985}},
             "phantoms": {"command": PHANTOMS, "date": "2026-12-01", "matching": MATCH,
-                         "spine_f1": {"two_photon": 0.73, "confocal": 0.82, "sted": 0.79, "low_snr": 0.58}},
+                         "spine_f1": {"two_photon": 0.74, "confocal": 0.83, "sted": 0.79, "low_snr": 0.59}},
         },
     },
     "lean2d": {
@@ -53,7 +60,7 @@ NOTES = {
             "comparison and for fine-tuning on 3D annotations (spinequant train --from lean2d)."),
         "limitations": (
             "Learnt only from spinequant phantoms: on real annotated projections F1 is 0.50 "
-            "(dendritic2) and 0.72 (spine_types), against 0.69 and 0.99 for lean2d_real. No head "
+            "(dendritic2) and 0.72 (spine_types), against 0.72 and 0.99 for lean2d_real. No head "
             "map, so no per-spine confidence. Sensitive to the stated pixel size (F1 changes by "
             "0.08 at 1.33x)."),
         "spine_objects": dataclasses.asdict(NEURAL_INSTANCES),

@@ -83,22 +83,26 @@ def candidates(res, head_map: dict) -> tuple[pd.DataFrame, np.ndarray]:
     return confidence_features(res.spines, raw, res.image, res.dendrite_labels, res.spacing), raw
 
 
-def collect_images(sets: dict, model: str, floor: float) -> pd.DataFrame:
+def collect_images(sets: dict, model: str, floor: float, scale: float = 1.0) -> pd.DataFrame:
+    """Candidates of every image, analysed at ``scale`` times its pixel size (a misstated
+    size: the matching stays 1 µm at the judged size, as in benchmarks/real2d.py)."""
     config, head_map = candidate_config(model, floor), model_calibration(model, "head_map")
     rows = []
     for set_name, images in sets.items():
         t = time.perf_counter()
         for im in images:
-            res = sq.analyze(im.image, spacing=(im.pixel_um, im.pixel_um), config=config)
+            stated = im.pixel_um * scale
+            res = sq.analyze(im.image, spacing=(stated, stated), config=config)
             f, _ = candidates(res, head_map)
-            pts = res.spines[["head_y_um", "head_x_um"]].to_numpy(float)
+            pts = res.spines[["head_y_um", "head_x_um"]].to_numpy(float) / scale
             r = match_points(np.column_stack([np.zeros(len(pts)), pts]),
                              np.column_stack([np.zeros(len(im.heads_px)), im.heads_px * im.pixel_um]),
                              max_distance_um=MATCH_UM)
             hit = np.zeros(len(pts), bool)
             hit[r["pairs"]["pred_index"].to_numpy()] = True
-            rows.append(f.assign(hit=hit, set=set_name, image=f"{set_name}/{im.name}", n_true=len(im.heads_px)))
-        print(f"  {set_name}: {len(images)} images, {time.perf_counter() - t:.0f} s", flush=True)
+            name = f"{set_name}/{im.name}" + ("" if scale == 1.0 else f"@{scale:.2f}x")
+            rows.append(f.assign(hit=hit, set=set_name, image=name, n_true=len(im.heads_px)))
+        print(f"  {set_name} at {scale:.2f}x: {len(images)} images, {time.perf_counter() - t:.0f} s", flush=True)
     return pd.concat(rows, ignore_index=True)
 
 
@@ -168,6 +172,9 @@ def main() -> None:
     ap.add_argument("--floor", type=float, default=0.05)
     ap.add_argument("--cache", type=Path, default=None, help="folder to keep the candidate tables in")
     ap.add_argument("--no-install", action="store_true", help="fit and report, leave the card alone")
+    ap.add_argument("--scales", type=float, nargs="+", default=[1.0],
+                    help="also train on the real images analysed at these multiples of their pixel size "
+                         "(candidates of a misstated size; 1.0 always included)")
     args = ap.parse_args()
 
     def cached(name, make):
@@ -181,21 +188,29 @@ def main() -> None:
         return df
 
     print("training candidates", flush=True)
-    train = pd.concat([cached("train_real", lambda: collect_images(training_images(), args.model, args.floor)),
-                       cached("train_phantoms", lambda: collect_phantoms(TRAIN_PHANTOM_SEEDS, args.model, args.floor))],
+    images = training_images()
+    scales = [1.0] + [x for x in args.scales if x != 1.0]
+    train = pd.concat([cached("train_real" + ("" if x == 1.0 else f"_x{x:.2f}"),
+                              lambda x=x: collect_images(images, args.model, args.floor, x)) for x in scales]
+                      + [cached("train_phantoms", lambda: collect_phantoms(TRAIN_PHANTOM_SEEDS, args.model, args.floor))],
                       ignore_index=True)
     print("validation candidates", flush=True)
-    val = pd.concat([cached("val_real", lambda: collect_images({s: load_set(s) for s in ("dendritic2", "spine_types")},
-                                                               args.model, args.floor)),
+    val_images = {s: load_set(s) for s in ("dendritic2", "spine_types")}
+    val = pd.concat([cached("val_real", lambda: collect_images(val_images, args.model, args.floor)),
                      cached("val_phantoms", lambda: collect_phantoms(VAL_PHANTOM_SEEDS, args.model, args.floor))],
                     ignore_index=True)
+    # the real validation images at the misstated sizes (reported, as benchmarks/real2d.py does)
+    misstated = {x: cached(f"val_real_x{x:.2f}", lambda x=x: collect_images(val_images, args.model, args.floor, x))
+                 for x in (0.75, 4 / 3)}
     x, y = train[list(FEATURES)].to_numpy(float), train["hit"].to_numpy().astype(int)
     w = np.where(train["set"].str.startswith("phantom_").to_numpy(), PHANTOM_WEIGHT, 1.0)
     real = ~train["set"].str.startswith("phantom_").to_numpy()
+    judged = real & ~train["image"].str.contains("@").to_numpy()      # at the judged pixel size
+    groups = train["image"].str.split("@").str[0].to_numpy()           # an image's copies in one fold
     oof = np.zeros(len(train))
-    for a, b in GroupKFold(5).split(x, y, train["image"].to_numpy()):
+    for a, b in GroupKFold(5).split(x, y, groups):
         oof[b] = HistGradientBoostingClassifier(**TREES).fit(x[a], y[a], sample_weight=w[a]).predict_proba(x[b])[:, 1]
-    min_confidence = best_threshold(train[real], oof[real])
+    min_confidence = best_threshold(train[judged], oof[judged])
     clf = HistGradientBoostingClassifier(**TREES).fit(x, y, sample_weight=w)
 
     card_path, _ = resolve(args.model)
@@ -217,9 +232,15 @@ def main() -> None:
             sel = (val["set"] == s).to_numpy()
             scores[s]["ece"] = expected_calibration_error(p[sel], val["hit"].to_numpy()[sel])[0]
         report[name] = scores
+        for x, df in misstated.items():
+            p_x = (trees.predict_proba(df[list(FEATURES)].to_numpy(float)) if name == "learnt confidence"
+                   else confidence(df["head_map_peak"], head_map))
+            for s, r in f1_by_set(df, p_x, thr).items():
+                scores[s][f"f1_{x:.2f}x"] = r["f1"]
         print(f"\n{name}, minimum confidence {thr}:")
         for s, r in scores.items():
-            print(f"  {s:22s} P {r['precision']:.3f}  R {r['recall']:.3f}  F1 {r['f1']:.3f}  ECE {r['ece']:.3f}")
+            extra = "".join(f"  F1 {k[3:]} {v:.3f}" for k, v in r.items() if k.startswith("f1_"))
+            print(f"  {s:22s} P {r['precision']:.3f}  R {r['recall']:.3f}  F1 {r['f1']:.3f}  ECE {r['ece']:.3f}{extra}")
     if args.no_install:
         return
     tmp.replace(out)
