@@ -6,12 +6,14 @@ Every spine the model finds down to a head-map peak of ``--floor`` (0.05) is a c
 measured by ``analyze`` as any spine, described by its features, and labelled by whether a
 human marked it (a marked head within 1 µm, one-to-one) or, on phantoms, whether it is a true
 spine (``match_spine_objects``). Training candidates: the dendritic2 training fields (not its
-zoomed crops), spine_types/train, and phantoms of every preset (seeds 3001-3006, weighted 4x so
-that they make about a fifth of the weight). A gradient-boosted tree ensemble
+zoomed crops) and spine_types/train, also read at 0.75x and 1.33x of their pixel size with
+``--scales 0.75 1.3333`` (how the shipped trees were fitted: a misstated size should not cost
+spines), and phantoms of every preset (seeds 3001-3006, weighted 4x per size the real images
+are read at, so that they make about a fifth of the weight). A gradient-boosted tree ensemble
 (scikit-learn's HistGradientBoostingClassifier: 300 trees of up to 31 leaves, learning rate
 0.05, at least 40 candidates per leaf) is fitted on them; the default minimum confidence is the
-one that maximises F1 on out-of-fold predictions (5 folds grouped by image) of the real
-training candidates. Validation (never used for fitting or choosing): dendritic2/valid's
+one that maximises F1 on out-of-fold predictions (5 folds grouped by image, its copies at other sizes in the same
+fold) of the real training candidates at their judged size. Validation (never used for fitting or choosing): dendritic2/valid's
 distinct images, spine_types/val, phantoms of seeds 1001-1003 (those of benchmarks/accuracy.py);
 their F1 and expected calibration error are printed and written to the card.
 
@@ -203,7 +205,8 @@ def main() -> None:
     misstated = {x: cached(f"val_real_x{x:.2f}", lambda x=x: collect_images(val_images, args.model, args.floor, x))
                  for x in (0.75, 4 / 3)}
     x, y = train[list(FEATURES)].to_numpy(float), train["hit"].to_numpy().astype(int)
-    w = np.where(train["set"].str.startswith("phantom_").to_numpy(), PHANTOM_WEIGHT, 1.0)
+    # the phantoms keep their share of the weight however many sizes the real images are read at
+    w = np.where(train["set"].str.startswith("phantom_").to_numpy(), PHANTOM_WEIGHT * len(scales), 1.0)
     real = ~train["set"].str.startswith("phantom_").to_numpy()
     judged = real & ~train["image"].str.contains("@").to_numpy()      # at the judged pixel size
     groups = train["image"].str.split("@").str[0].to_numpy()           # an image's copies in one fold
@@ -247,10 +250,12 @@ def main() -> None:
     calibration = {
         "method": "trees", "file": out.name, "sha256": sha256_of(out), "candidate_floor": args.floor,
         "min_confidence": min_confidence, "features": list(FEATURES),
-        "fitted_on": (f"scripts/train_spine_confidence.py: {int(real.sum())} candidates (head-map peaks >= "
-                      f"{args.floor}) on the dendritic2 training fields and spine_types/train, "
-                      f"{int((~real).sum())} on phantoms (seeds {TRAIN_PHANTOM_SEEDS[0]}-{TRAIN_PHANTOM_SEEDS[-1]}, "
-                      f"weight {PHANTOM_WEIGHT:g}); minimum confidence by out-of-fold F1"),
+        "fitted_on": (f"scripts/train_spine_confidence.py --scales {' '.join(f'{x:g}' for x in scales[1:])}: "
+                      f"{int(real.sum())} candidates (head-map peaks >= {args.floor}) on the dendritic2 training "
+                      f"fields and spine_types/train read at {', '.join(f'{x:.2f}x' for x in scales)} of their "
+                      f"pixel size, {int((~real).sum())} on phantoms (seeds {TRAIN_PHANTOM_SEEDS[0]}-"
+                      f"{TRAIN_PHANTOM_SEEDS[-1]}, weight {PHANTOM_WEIGHT * len(scales):g}); minimum confidence by "
+                      f"out-of-fold F1 at the judged size"),
         "validation": {s: {k: round(float(v), 4) for k, v in r.items()} for s, r in report["learnt confidence"].items()},
         "head_map": head_map,
     }

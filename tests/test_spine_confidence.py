@@ -114,7 +114,7 @@ def test_a_damaged_confidence_model_is_refused(phantom, tmp_path):
         shutil.copy(path, tmp_path / path.name)
     trees = tmp_path / calibration["file"]
     data = bytearray(trees.read_bytes())
-    data[-8:] = b"\x00" * 8
+    data[-8:] = bytes(b ^ 0xFF for b in data[-8:])          # a flipped value: the file is damaged
     trees.write_bytes(bytes(data))
     with pytest.raises(InputError, match="damaged or was replaced"):
         sq.analyze(phantom.image, spacing=phantom.spacing,
