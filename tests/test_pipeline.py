@@ -54,6 +54,7 @@ def test_results_folder_is_complete_and_reproducible(phantom, tmp_path):
     assert spines["confidence"].between(run["config"]["min_confidence"] - 1e-6, 1).all()
     html = (out / "report.html").read_text()
     assert "data:image/png;base64" in html and "src=\"http" not in html
+    assert f"{run['diagnostics']['below_min_confidence']} candidate spines below" in html   # the learnt confidence
     assert "spinequant 0." in html and "head_neck_ratio" in html and "has_neck" in html
     assert '"classical"' not in html          # settings of a method that did not run
     # Same settings from run.json, same input: the same table.

@@ -135,6 +135,21 @@ def test_chunked_run_gives_the_same_spines(method, phantom, zarr_stack, tmp_path
     assert (out / "spines.csv").exists() and (out / "results.ome.zarr").exists()
 
 
+def test_a_volume_above_the_whole_export_size_is_scored_by_the_head_map(phantom, zarr_stack, tmp_path):
+    # the learnt confidence reads the whole image and labels, which such a run never holds:
+    # it falls back to the calibrated head-map peak and says so (docs/scale.md)
+    config = AnalyzeConfig(method="lean2d_real", export_meshes=False, export_roi=False, report=False)
+    ch = analyze_chunked(zarr_stack, tmp_path / "out", config=config, chunk_px=256,
+                         scale=ScaleConfig(whole_export_max_voxels=0))
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["config"]["confidence"] == "head_map" and "below_min_confidence" not in run["diagnostics"]
+    assert any("learnt spine confidence needs the whole image" in w for w in run["diagnostics"]["warnings"])
+    ref = analyze(phantom.image, spacing=SPACING, config=AnalyzeConfig(method="lean2d_real", report=False,
+                                                                      confidence="head_map"))
+    assert len(ch.spines) == len(ref.spines) > 20
+    assert ch.spines["confidence"].min() >= run["config"]["min_confidence"] - 1e-6
+
+
 def test_rerun_skips_finished_blocks_and_cli(zarr_stack, tmp_path):
     out = tmp_path / "out"
     args = ["analyze", str(zarr_stack), "--out", str(out), "--chunked", "--chunk-size", "256",

@@ -57,10 +57,15 @@ def write_report(out_dir, result, *, source: dict | None = None) -> Path:
     for warning in result.diagnostics.get("warnings", []):
         body.append(f'<p style="color:#b00"><b>Warning:</b> {html.escape(warning)}</p>')
     if result.config.min_confidence is not None:
+        dropped = result.diagnostics.get("below_min_confidence")
+        how = ("learnt from each candidate's measurements on annotated real images and phantoms"
+               if dropped is not None else "calibrated on annotated real images")
+        left_out = (f"{dropped} candidate spine{'s' if dropped != 1 else ''} below "
+                    f"{result.config.min_confidence:g} were left out" if dropped is not None
+                    else f"spines below {result.config.min_confidence:g} were left out")
         body.append(
             f"<p><b>Confidence:</b> each spine's probability that a human would mark it (column "
-            f"<code>confidence</code>, calibrated on annotated real images); spines below "
-            f"{result.config.min_confidence:g} were left out (--min-confidence).</p>")
+            f"<code>confidence</code>, {how}); {left_out} (--min-confidence).</p>")
     for name, title in FIGURES.items():
         b64 = base64.b64encode(images[name]).decode()
         body.append(f"<h2>{title}</h2><img src=\"data:image/png;base64,{b64}\" alt=\"{name}\">")
