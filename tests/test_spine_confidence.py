@@ -46,6 +46,17 @@ def test_tree_file_round_trip_and_missing_values(tmp_path):
     np.testing.assert_allclose(loaded.predict_proba(x), 1 / (1 + np.exp(-expected)))
 
 
+def test_the_shipped_trees_walked_both_ways_give_the_same_leaves():
+    trees = TreeEnsemble.load(resolve("lean2d_real")[0].with_name(model_calibration("lean2d_real")["file"]))
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, (300, len(FEATURES))) * rng.choice([0.1, 1, 10], len(FEATURES))
+    x[rng.random(x.shape) < 0.1] = np.nan
+    np.testing.assert_array_equal(trees._leaves_all_trees(x), trees._leaves_by_tree(x))
+    p = trees.predict_proba(x)
+    assert 0 < p.min() and p.max() < 1 and np.ptp(p) > 0.1
+    np.testing.assert_array_equal(trees.decision(x[:10]), trees.decision(x)[:10])   # either walk, same sums
+
+
 def test_features_do_not_depend_on_the_images_intensity_units(result):
     spines = result.spines
     scores = np.linspace(0.9, 0.1, len(spines))

@@ -345,9 +345,12 @@ def analyze(image, *, spacing=None, config: AnalyzeConfig | None = None,
 
     skeleton = dendrite_skeleton(inst.dendrite_labels, spacing, config=config.morphology)
     step("measure", 0.1)
+    # Candidates a learnt confidence will judge are typed by a cheap rule set: their types are
+    # no feature, and the kept spines are measured (and typed) again.
+    candidates = learnt_confidence(config) and inst.scores is not None
     spines = measure_spines(inst.spine_labels, inst.dendrite_labels, spacing, image=image,
-                            config=config.morphology, skeleton=skeleton,
-                            progress=_within(step, "measure", 0.1, 0.8))
+                            config=replace(config.morphology, rule_set="risher") if candidates else config.morphology,
+                            skeleton=skeleton, progress=_within(step, "measure", 0.1, 0.8))
     spines, spine_labels, n_unconfident = confident_spines(spines, inst.spine_labels, inst.scores, image,
                                                            inst.dendrite_labels, spacing, config,
                                                            skeleton=skeleton)
@@ -467,6 +470,12 @@ def _roi_mean(image, labels, ids) -> np.ndarray:
     return np.asarray(ndimage.mean(np.asarray(image, float), labels=labels, index=ids), float)
 
 
+def learnt_confidence(config: AnalyzeConfig) -> bool:
+    """Whether a run of ``config`` keeps its spines by the model's learnt confidence."""
+    calibration = model_calibration(config.method, config.confidence)
+    return bool(calibration) and calibration.get("method") == "trees"
+
+
 def confident_spines(spines, spine_labels, scores, image, dendrite_labels, spacing, config: AnalyzeConfig,
                      skeleton=None):
     """``spines`` with their ``confidence`` column (second), the spine labels to go with them and
@@ -474,7 +483,8 @@ def confident_spines(spines, spine_labels, scores, image, dendrite_labels, spaci
     chose: the head-map threshold did). A model whose calibration is a learnt confidence
     (:mod:`spinequant.pipeline.spine_confidence`) scores every candidate from its measurements
     and keeps those at or above the minimum; the kept spines are then measured again without
-    the dropped ones (a neighbour changes where a spine's tip and neck are found), so the table
+    the dropped ones (a neighbour changes where a spine's tip and neck are found) and with the
+    run's own type rules (``spines`` may have been typed by a cheaper rule set), so the table
     is what :func:`~spinequant.morphology.measure_spines` gives for the labels. Otherwise the
     confidence is the calibrated head-map peak (NaN for methods without a point head)."""
     calibration = model_calibration(config.method, config.confidence) if scores is not None else None
@@ -487,15 +497,11 @@ def confident_spines(spines, spine_labels, scores, image, dendrite_labels, spaci
         prob = spine_confidence(model, spines, scores[ids], image, dendrite_labels, spacing)
         kept, spine_labels, dropped = keep_confident(spines.drop(columns="confidence", errors="ignore"),
                                                      spine_labels, prob, config.min_confidence)
-        if dropped:
-            from ..morphology import measure_spines
+        from ..morphology import measure_spines
 
-            spines = measure_spines(spine_labels, dendrite_labels, spacing, image=image, config=config.morphology,
-                                    skeleton=skeleton)
-            spines.insert(1, "confidence", kept.set_index("id")["confidence"].reindex(spines["id"]).to_numpy())
-        else:
-            spines = kept
-            spines.insert(1, "confidence", spines.pop("confidence"))
+        spines = measure_spines(spine_labels, dendrite_labels, spacing, image=image, config=config.morphology,
+                                skeleton=skeleton)
+        spines.insert(1, "confidence", kept.set_index("id")["confidence"].reindex(spines["id"]).to_numpy())
         return spines, spine_labels, dropped
     spines = spines.copy()
     spines.insert(1, "confidence", _spine_confidence(spines["id"], scores, calibration))

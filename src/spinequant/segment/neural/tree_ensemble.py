@@ -27,6 +27,9 @@ import os
 import numpy as np
 
 _ARRAYS = ("roots", "feature", "threshold", "left", "right", "missing_left", "is_leaf", "value")
+#: Below this many samples all trees are walked at once (an image's few hundred candidates:
+#: 6x faster); above, tree by tree (a wavefront over samples x trees gets slower). Same leaves.
+_ALL_TREES_AT_ONCE = 256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,9 +48,31 @@ class TreeEnsemble:
     def decision(self, x: np.ndarray) -> np.ndarray:
         """Log-odds for each row of ``x`` (N, len(features))."""
         x = np.asarray(x, dtype=np.float64).reshape(-1, len(self.features))
-        rows = np.arange(len(x))
+        leaves = self._leaves_by_tree(x) if len(x) >= _ALL_TREES_AT_ONCE else self._leaves_all_trees(x)
         out = np.full(len(x), self.baseline, dtype=np.float64)
-        for root in self.roots:
+        for t in range(leaves.shape[1]):       # tree by tree: the sum in a fixed order
+            out += leaves[:, t]
+        return out
+
+    def _leaves_all_trees(self, x: np.ndarray) -> np.ndarray:
+        """(N, T) leaf values, every (sample, tree) pair walking down at once."""
+        node = np.broadcast_to(self.roots, (len(x), len(self.roots))).copy()
+        root = node.copy()
+        sample = np.broadcast_to(np.arange(len(x))[:, None], node.shape)
+        active = ~self.is_leaf[node]
+        while active.any():
+            n = node[active]
+            v = x[sample[active], self.feature[n]]
+            go_left = np.where(np.isnan(v), self.missing_left[n], v <= self.threshold[n])
+            node[active] = root[active] + np.where(go_left, self.left[n], self.right[n])
+            active = ~self.is_leaf[node]
+        return self.value[node]
+
+    def _leaves_by_tree(self, x: np.ndarray) -> np.ndarray:
+        """(N, T) leaf values, one tree at a time (faster for many samples)."""
+        rows = np.arange(len(x))
+        leaves = np.empty((len(x), len(self.roots)), dtype=np.float64)
+        for t, root in enumerate(self.roots):
             node = np.full(len(x), root, dtype=np.int64)
             active = ~self.is_leaf[node]
             while active.any():
@@ -56,8 +81,8 @@ class TreeEnsemble:
                 go_left = np.where(np.isnan(v), self.missing_left[n], v <= self.threshold[n])
                 node[active] = root + np.where(go_left, self.left[n], self.right[n])
                 active = ~self.is_leaf[node]
-            out += self.value[node]
-        return out
+            leaves[:, t] = self.value[node]
+        return leaves
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """P(class 1) for each row of ``x``."""
