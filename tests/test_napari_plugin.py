@@ -166,6 +166,13 @@ def test_stage_settings_are_form_fields_checked_by_the_configs(qtbot, viewer_wit
     resolved = resolve_config(sq.AnalyzeConfig(min_confidence=0.6)).instances
     run.min_confidence.setValue(0.6)                  # the head threshold calibrated for 0.6
     assert run.stage_forms["instances"].value() == resolved
+    # The head map alone scores the spines: its calibrated head threshold, not the candidate floor.
+    assert run.stage_forms["instances"].value().head_threshold == resolved.head_threshold == 0.05
+    run.confidence.setCurrentText("head_map")
+    by_peak = resolve_config(sq.AnalyzeConfig(min_confidence=0.6, confidence="head_map")).instances
+    assert by_peak.head_threshold > 0.05 and run.stage_forms["instances"].value() == by_peak
+    assert run.config().confidence == "head_map"
+    run.confidence.setCurrentText("auto")
     run.min_confidence.setValue(-0.05)
     run.method.setCurrentText("classical")
     assert run.stage_forms["instances"].raw_values()["method"] == "components"
@@ -189,13 +196,14 @@ def test_stage_settings_are_form_fields_checked_by_the_configs(qtbot, viewer_wit
     assert config.classical.smooth_sigma_um == (0.3, 0.1, 0.1) and config.classical.threshold == 0.25
     assert morphology.errors["neck_ratio"].isHidden()
     # A run.json's config fills the fields, instance settings and export choices included.
-    saved = sq.AnalyzeConfig.from_dict({"method": "lean2d", "morphology": {"rule_set": "risher", "thin_ratio": 3.0},
+    saved = sq.AnalyzeConfig.from_dict({"method": "lean2d", "confidence": "head_map", "morphology": {"rule_set": "risher", "thin_ratio": 3.0},
                                         "instances": {"method": "components", "threshold": 0.2},
                                         "export_meshes": False})
     (tmp_path / "run.json").write_text(json.dumps({"config": config_to_dict(saved)}))
     run.load_settings(tmp_path / "run.json")
     assert run.stage_forms["morphology"].editors["thin_ratio"].text() == "3"
     assert run.stage_forms["instances"].isEnabled() and run.config() == saved
+    assert run.confidence.currentText() == "head_map"
     (tmp_path / "bad.json").write_text(json.dumps({"config": {"morphology": {"neck_ratio": "wide"}}}))
     assert run.load_settings(tmp_path / "bad.json") is None and "neck_ratio" in run.status.text()
 

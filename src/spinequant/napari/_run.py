@@ -18,6 +18,8 @@ from ._forms import ConfigForm, stage_config_classes
 ANALYSIS_STAGES = ("segment", "instances", "measure")
 METHODS = ("lean2d_real", "lean2d", "classical")
 ENGINES = ("auto", "torch", "onnx")
+#: How a point-head network's spines are scored (``AnalyzeConfig.confidence``).
+CONFIDENCES = ("auto", "head_map")
 #: Steps of the progress bar per stage.
 BAR_STEPS = 1000
 
@@ -50,7 +52,7 @@ def parse_spacing(text: str, ndim: int) -> tuple[float, ...]:
 
 
 class RunPanel(QWidget):
-    """Image layer, voxel size, method, engine, minimum confidence, stage configs; Run/Cancel."""
+    """Image layer, voxel size, method, engine, confidence and its minimum, stage configs; Run/Cancel."""
 
     def __init__(self, owner):
         super().__init__()
@@ -67,6 +69,10 @@ class RunPanel(QWidget):
         self.method.addItems(METHODS)
         self.engine = QComboBox()
         self.engine.addItems(ENGINES)
+        self.confidence = QComboBox()
+        self.confidence.addItems(CONFIDENCES)
+        self.confidence.setToolTip("auto: the model's learnt confidence (every candidate measured, then "
+                                   "scored); head_map: the calibrated head-map peak alone")
         self.min_confidence = QDoubleSpinBox()
         self.min_confidence.setRange(-0.05, 1.0)
         self.min_confidence.setSingleStep(0.05)
@@ -82,6 +88,7 @@ class RunPanel(QWidget):
         form.addRow("voxel size (µm)", self.voxel)
         form.addRow("method", self.method)
         form.addRow("engine", self.engine)
+        form.addRow("confidence", self.confidence)
         form.addRow("min. confidence", self.min_confidence)
         self.run_button = QPushButton("Analyse")
         self.cancel_button = QPushButton("Cancel")
@@ -109,6 +116,7 @@ class RunPanel(QWidget):
         self.layer_box.currentTextChanged.connect(self._on_layer)
         self.method.currentTextChanged.connect(self._show_method_instances)
         self.min_confidence.valueChanged.connect(self._show_method_instances)
+        self.confidence.currentTextChanged.connect(self._show_method_instances)
         owner.viewer.layers.events.inserted.connect(self.refresh_layers)
         owner.viewer.layers.events.removed.connect(self.refresh_layers)
         self.refresh_layers()
@@ -177,7 +185,8 @@ class RunPanel(QWidget):
             conf = self.min_confidence.value()
             try:   # as the run will resolve them: a calibrated head threshold included
                 form.set_value(resolve_config(AnalyzeConfig(
-                    method=self.method.currentText(), min_confidence=None if conf < 0 else round(conf, 4))).instances)
+                    method=self.method.currentText(), confidence=self.confidence.currentText(),
+                    min_confidence=None if conf < 0 else round(conf, 4))).instances)
             except SpinequantError:
                 pass            # a model folder being typed in: shown when it exists
 
@@ -191,7 +200,7 @@ class RunPanel(QWidget):
         if self.method_instances.isChecked():
             stages["instances"] = None
         values = {"method": self.method.currentText(), "engine": self.engine.currentText(),
-                  "min_confidence": None if conf < 0 else round(conf, 4), **stages}
+                  "confidence": self.confidence.currentText(), "min_confidence": None if conf < 0 else round(conf, 4), **stages}
         return replace(self._base or AnalyzeConfig(), **values)
 
     def load_settings(self, path=None):
@@ -220,6 +229,7 @@ class RunPanel(QWidget):
         self._base = config
         self.method.setCurrentText(config.method)
         self.engine.setCurrentText(config.engine)
+        self.confidence.setCurrentText(config.confidence)
         self.min_confidence.setValue(-0.05 if config.min_confidence is None else config.min_confidence)
         for name, form in self.stage_forms.items():
             value = getattr(config, name)
