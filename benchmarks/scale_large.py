@@ -6,7 +6,7 @@
     python benchmarks/scale_large.py run DIR 2 1024         # ... 2 workers
     python benchmarks/scale_large.py window DIR 512         # one inner block's maps + objects, in this process
     python benchmarks/scale_large.py stitch DIR out_w1_c1024   # the stitching alone, on a run's objects
-    python benchmarks/scale_large.py tail DIR out_w1_c1024     # a copy of a run resumed: stitch, measure, export
+    python benchmarks/scale_large.py tail DIR out_w1_c1024 [head_map]   # a copy of a run resumed: stitch, measure, export (large-volume path)
     python benchmarks/scale_large.py table DIR              # the markdown table of the runs so far
     python benchmarks/scale_large.py inmemory DIR           # the whole volume in memory: read, analyze, save
     python benchmarks/scale_large.py tiles DIR 1024         # network tiles per volume: every block's, each once
@@ -159,10 +159,11 @@ def stitch_only(folder: Path, run_name: str) -> dict:
             "stitch_s_in_run": ch.get("stage_seconds", {}).get("stitch")}
 
 
-def resumed_tail(folder: Path, run_name: str) -> dict:
+def resumed_tail(folder: Path, run_name: str, confidence: str = "auto") -> dict:
     """The main process's part of a run (stitching, measurement, large-volume export) on a copy
     of a finished run's folder, whose block files are resumed; the large-volume export is used
-    whatever the volume's size, as for a volume larger than memory."""
+    whatever the volume's size, as for a volume larger than memory (so the learnt spine
+    confidence is streamed; ``confidence="head_map"`` scores by the head map instead)."""
     import resource
     import shutil
 
@@ -170,13 +171,15 @@ def resumed_tail(folder: Path, run_name: str) -> dict:
     from spinequant.scale import ScaleConfig, analyze_chunked
 
     run = json.loads((folder / run_name / "run.json").read_text())
-    copy = folder / f"{run_name}.tail"
+    copy = folder / f"{run_name}.tail_{confidence}"
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(folder / run_name, copy)
     t = time.perf_counter()
     result = analyze_chunked(folder / "large.ome.zarr", copy, chunk_px=run["input"]["chunked"]["chunk_px"],
-                             scale=ScaleConfig(whole_export_max_voxels=2 ** 20), config=AnalyzeConfig(report=False))
-    return {"run": run_name, "seconds": round(time.perf_counter() - t, 1), "spines": len(result.spines),
+                             scale=ScaleConfig(whole_export_max_voxels=2 ** 20),
+                             config=AnalyzeConfig(report=False, confidence=confidence))
+    return {"run": run_name, "confidence": confidence, "timings_s": result.timings,
+            "below_min_confidence": result.diagnostics.get("below_min_confidence"), "seconds": round(time.perf_counter() - t, 1), "spines": len(result.spines),
             "dendrites": len(result.dendrites),
             "peak_mb_main": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
@@ -351,7 +354,7 @@ def main(mode: str, folder: str, *args: str) -> None:
     out = {"make": lambda: make(folder, int(args[0])), "memory": lambda: memory(folder),
            "run": lambda: run(folder, int(args[0]), int(args[1])),
            "window": lambda: window(folder, int(args[0])),
-           "stitch": lambda: stitch_only(folder, args[0]), "tail": lambda: resumed_tail(folder, args[0]),
+           "stitch": lambda: stitch_only(folder, args[0]), "tail": lambda: resumed_tail(folder, *args[:2]),
            "inmemory": lambda: in_memory(folder), "tiles": lambda: tiles(folder, int(args[0])),
            "tilesums": lambda: tile_sums(folder, int(args[0]))}[mode]()
     log_run(folder, mode, out)

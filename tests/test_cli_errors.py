@@ -217,7 +217,7 @@ def test_progress_in_a_log_is_one_line_per_stage_and_the_outcome_goes_to_stdout(
 
 
 @pytest.mark.parametrize("extra, pattern", [
-    (("--project", "max"), "without --project"),
+    (("--project", "max"), "Leave out --chunk-size"),
     (("--ratio-channel", "1"), "--ratio-channel is not available with --chunked"),
 ])
 def test_chunked_refuses_projection_and_ratio_before_reading(capsys, tmp_path, extra, pattern):

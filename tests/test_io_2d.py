@@ -361,3 +361,25 @@ def test_analyze_png_end_to_end(capsys, tmp_path):
     assert json.loads((tmp_path / "r" / "run.json").read_text())["input"]["spacing_um"] == list(YX)
     spines = pd.read_csv(tmp_path / "r" / "spines.csv")
     assert "area_um2" in spines and "volume_um3" not in spines
+
+
+@pytest.mark.parametrize("how", ["max", "mean"])
+@pytest.mark.parametrize("compression", [None, "zlib"])
+def test_chunked_project_makes_the_projection_without_reading_the_stack_whole(capsys, tmp_path, stand_in,
+                                                                              monkeypatch, how, compression):
+    # --chunked --project: the TIFF is opened lazily (a memory map, or chunk by chunk when
+    # compressed) and projected plane by plane; the same 2D image as the in-memory projection
+    from spinequant.io import tiff
+
+    data = np.random.default_rng(3).integers(0, 4000, (6, 40, 50)).astype(np.uint16)
+    path = tmp_path / "z.tif"
+    tifffile.imwrite(path, data, imagej=True, resolution=(10, 10), compression=compression,
+                     metadata={"unit": "um", "spacing": 0.5, "axes": "ZYX"})
+    monkeypatch.setattr(tiff, "_decode", lambda *a: pytest.fail("the whole stack was read"))
+    code, _, err = analyze(capsys, tmp_path, path, "--project", how, "--chunked")
+    assert code == 0, err
+    expected = data.max(axis=0) if how == "max" else data.mean(axis=0, dtype=np.float64).astype(np.float32)
+    np.testing.assert_array_equal(stand_in["image"], expected)
+    assert stand_in["spacing"] == (0.1, 0.1)
+    run_json = json.loads((tmp_path / "results" / "run.json").read_text())
+    assert run_json["input"]["projection"] == how and run_json["input"]["projected_chunk_by_chunk"] is True

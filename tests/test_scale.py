@@ -135,19 +135,56 @@ def test_chunked_run_gives_the_same_spines(method, phantom, zarr_stack, tmp_path
     assert (out / "spines.csv").exists() and (out / "results.ome.zarr").exists()
 
 
-def test_a_volume_above_the_whole_export_size_is_scored_by_the_head_map(phantom, zarr_stack, tmp_path):
-    # the learnt confidence reads the whole image and labels, which such a run never holds:
-    # it falls back to the calibrated head-map peak and says so (docs/scale.md)
+def test_a_volume_above_the_whole_export_size_keeps_the_learnt_confidence(phantom, zarr_stack, tmp_path):
+    # such a run never holds the image or labels: the confidence's image statistics are
+    # streamed, the dropped candidates removed from the Zarr labels block by block and the kept
+    # spines measured again block by block (docs/scale.md) -- the in-memory run's spines
     config = AnalyzeConfig(method="lean2d_real", export_meshes=False, export_roi=False, report=False)
-    ch = analyze_chunked(zarr_stack, tmp_path / "out", config=config, chunk_px=256,
+    ref = analyze(phantom.image, spacing=SPACING, config=config)
+    out = tmp_path / "out"
+    ch = analyze_chunked(zarr_stack, out, config=config, chunk_px=128,
                          scale=ScaleConfig(whole_export_max_voxels=0))
-    run = json.loads((tmp_path / "out" / "run.json").read_text())
-    assert run["config"]["confidence"] == "head_map" and "below_min_confidence" not in run["diagnostics"]
-    assert any("learnt spine confidence needs the whole image" in w for w in run["diagnostics"]["warnings"])
-    ref = analyze(phantom.image, spacing=SPACING, config=AnalyzeConfig(method="lean2d_real", report=False,
-                                                                      confidence="head_map"))
-    assert len(ch.spines) == len(ref.spines) > 20
-    assert ch.spines["confidence"].min() >= run["config"]["min_confidence"] - 1e-6
+    run = json.loads((out / "run.json").read_text())
+    assert run["config"]["confidence"] == "auto" and not run["diagnostics"]["warnings"]
+    assert run["diagnostics"]["below_min_confidence"] == ref.diagnostics["below_min_confidence"] > 0
+    assert len(ch.spines) == len(ref.spines) > 20 and list(ch.spines["id"]) == list(range(1, len(ref.spines) + 1))
+    labels = np.asarray(ch.spine_labels[...])
+    assert set(np.unique(labels)) == set(range(len(ref.spines) + 1))          # relabelled 1..K, none left over
+    match = match_spine_objects(labels, ref.spine_labels, spacing=SPACING, max_distance_um=0.3, min_iou=0.9)
+    assert match["tp"] == len(ref.spines)
+    a, b = ref.spines.set_index("id"), ch.spines.set_index("id")
+    true_ids, pred_ids = zip(*match["pairs"])
+    for column, tol in {**TOLERANCE, "nn_distance_um": 0.05}.items():
+        x, y = a.loc[list(true_ids), column].to_numpy(float), b.loc[list(pred_ids), column].to_numpy(float)
+        assert np.array_equal(np.isnan(x), np.isnan(y)), column
+        assert np.abs(x - y)[~np.isnan(x)].max(initial=0) <= tol, column
+    assert ch.dendrites["n_spines"].sum() == len(ref.spines)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32])
+def test_streamed_image_statistics_equal_the_in_memory_ones(dtype):
+    from spinequant.pipeline.spine_confidence import image_statistics
+    from spinequant.scale.confidence import streamed_statistics
+
+    rng = np.random.default_rng(0)
+    image = (rng.gamma(2.0, 300.0, (6, 600, 90)) if dtype is np.float32 else rng.integers(0, 4000, (6, 600, 90))
+             ).astype(dtype)
+    labels = np.zeros(image.shape, np.uint32)
+    labels[:, 100:300, 10:30], labels[1:4, 400:560, 50:80] = 1, 3           # dendrite 2 has no voxels
+    import spinequant.pipeline.spine_confidence as sc
+    small = 10_000                                                           # a strided sample, as in a large volume
+    old = sc.PERCENTILE_SAMPLE
+    try:
+        import spinequant.scale.confidence as scc
+        sc.PERCENTILE_SAMPLE = scc.PERCENTILE_SAMPLE = small
+        ref, got = image_statistics(image, labels), streamed_statistics(image, labels)
+    finally:
+        sc.PERCENTILE_SAMPLE = scc.PERCENTILE_SAMPLE = old
+    assert (got.p50, got.p99, got.shaft, got.size) == (ref.p50, ref.p99, ref.shaft, ref.size)
+    np.testing.assert_array_equal(got.dendrite_ids, [1, 3])
+    np.testing.assert_array_equal(got.dendrite_ids, ref.dendrite_ids)
+    np.testing.assert_array_equal(got.dendrite_voxels, ref.dendrite_voxels)
+    np.testing.assert_allclose(got.dendrite_means, ref.dendrite_means, rtol=1e-6)
 
 
 def test_rerun_skips_finished_blocks_and_cli(zarr_stack, tmp_path):

@@ -63,7 +63,9 @@ def register(sub) -> None:
     p.add_argument("--chunked", action="store_true",
                    help="analyse a large 3D stack block by block (maps, spine objects and dendrites "
                         "per block with a halo, stitched into global ids; docs/scale.md); a re-run "
-                        "into the same --out skips the finished blocks")
+                        "into the same --out skips the finished blocks. With --project: the "
+                        "projection is made chunk by chunk, never reading the stack whole, and the "
+                        "2D projection is analysed in memory")
     add_block_arguments(p, default_chunk_px=1024, memory_model="a measured model, docs/scale.md")
     add_stack_arguments(p)
     p.set_defaults(func=run)
@@ -167,8 +169,12 @@ def _run(args, stacks: list[Path], finished: list[Path]) -> int:
                   allow_incomplete=args.allow_incomplete, ratio_channel=args.ratio_channel)
     bar = _StageBar(STAGES, quiet=args.quiet)
     progress = _stopping_on_signal(bar.stage)
+    lazy = False
     if args.chunked or any(v is not None for v in (args.chunk_size, args.workers, args.scheduler, args.max_memory)):
-        return _run_chunked(args, path, config, say)
+        if not args.project:
+            return _run_chunked(args, path, config, say)
+        _check_chunked_projection(args, path)
+        lazy = True      # the projection is made chunk by chunk; the 2D image is analysed in memory
     if path.is_dir() and not is_zarr(path):
         stacks += find_stacks(path, recursive=args.recursive)
 
@@ -189,7 +195,7 @@ def _run(args, stacks: list[Path], finished: list[Path]) -> int:
             f"Summary: {Path(args.out) / 'summary.csv'}")
         return 1 if failed else 0
     try:
-        result = analyze_file(path, args.out, progress=progress, keep_maps=False, **common)
+        result = analyze_file(path, args.out, progress=progress, keep_maps=False, lazy=lazy, **common)
     finally:
         bar.close()
     for warning in result.diagnostics.get("warnings", []):
@@ -199,11 +205,25 @@ def _run(args, stacks: list[Path], finished: list[Path]) -> int:
     return 0
 
 
+def _check_chunked_projection(args, path: Path) -> None:
+    """``--chunked --project``: one stack, projected chunk by chunk; the projection, a 2D
+    image, is analysed in memory, so the block options have nothing to act on."""
+    if path.is_dir() and not is_zarr_path(path):
+        raise InputError("--chunked analyses one stack (a file or a Zarr folder), not a folder of stacks.")
+    given = [name for name, value in (("--chunk-size", args.chunk_size), ("--workers", args.workers),
+                                      ("--scheduler", args.scheduler), ("--max-memory", args.max_memory))
+             if value is not None]
+    if given:
+        raise InputError(f"With --project the stack's projection, a 2D image, is analysed in memory (--chunked "
+                         f"makes the projection chunk by chunk without reading the stack whole); "
+                         f"{', '.join(given)} apply to 3D runs block by block. Leave out {', '.join(given)}.")
+
+
 def _run_chunked(args, path: Path, config, say) -> int:
     from ..scale import analyze_chunked
 
-    if args.project or (path.is_dir() and not is_zarr_path(path)):
-        raise InputError("--chunked analyses one 3D stack (a file or a Zarr folder), without --project.")
+    if path.is_dir() and not is_zarr_path(path):
+        raise InputError("--chunked analyses one 3D stack (a file or a Zarr folder), not a folder of stacks.")
     if args.ratio_channel is not None:
         raise InputError("--ratio-channel is not available with --chunked yet; leave out one of the two.")
     bar = _BlockBar(quiet=args.quiet)

@@ -48,7 +48,8 @@ SUPPORTED_FORMATS = {
 
 
 def open_stack(path: str | os.PathLike, *, voxel_size=None, require_spacing: bool = True,
-               image: int | str | None = None, allow_incomplete: bool = False, lazy: bool = False) -> Stack:
+               image: int | str | None = None, allow_incomplete: bool = False,
+               lazy: bool | str = False) -> Stack:
     """Open a stack with all its axes (a subset of ``TCZYX``) and its voxel size.
 
     Parameters
@@ -69,9 +70,10 @@ def open_stack(path: str | os.PathLike, *, voxel_size=None, require_spacing: boo
         :class:`~spinequant.errors.IncompleteDataWarning`; by default such a file raises
         :class:`~spinequant.errors.InputError` saying what is missing.
 
-    lazy : bool
+    lazy : bool or "stream"
         TIFF files: leave the data on disk as a Dask array (a memory map, or tifffile's Zarr
-        view of compressed pages), read region by region; for chunked analysis.
+        view of compressed pages), read region by region; for chunked analysis. ``"stream"``:
+        never a memory map (for one pass over the stack, e.g. a projection).
 
     A 2D image (one plane) has axes without Z and ``spacing`` (y, x). Zarr data stay lazy
     (dask); other formats are read into memory (TIFF too, unless ``lazy``).
@@ -120,14 +122,16 @@ def _open(path: Path, suffix: str, image, allow_incomplete: bool, lazy: bool = F
 
 def read_stack(path: str | os.PathLike, *, channel: int | None = None, time: int | None = None,
                voxel_size=None, image: int | str | None = None, project: str | None = None,
-               check_values: bool = True, allow_incomplete: bool = False) -> Stack:
+               check_values: bool = True, allow_incomplete: bool = False, lazy: bool = False) -> Stack:
     """Read one channel and time point: a (Z, Y, X) volume, or a (Y, X) image for 2D files.
 
     ``voxel_size`` is (z, y, x) µm for a stack and (y, x) for a 2D image. ``project``
     (``"max"`` or ``"mean"``) turns a stack into its projection along z, a 2D image (see
     :func:`project`); the z step is then not needed, and ``voxel_size`` may be (y, x).
     ``allow_incomplete`` reads truncated files with their missing planes as zeros and a
-    warning (see :func:`open_stack`).
+    warning (see :func:`open_stack`). ``lazy`` opens a TIFF lazily too (Zarr always is), so
+    that a projection is made chunk by chunk and never holds the whole stack (``analyze
+    --chunked --project``).
 
     Raises :class:`~spinequant.errors.InputError` with a message naming the problem for
     missing or damaged files, a missing channel/time choice, NaN/Inf, constant images and
@@ -140,7 +144,7 @@ def read_stack(path: str | os.PathLike, *, channel: int | None = None, time: int
         _check_projection(project)
         plane_size = voxel_size is not None and np.size(voxel_size) == 2
         stack = open_stack(path, voxel_size=None if plane_size else voxel_size, require_spacing=False,
-                           image=image, allow_incomplete=allow_incomplete)
+                           image=image, allow_incomplete=allow_incomplete, lazy="stream" if lazy else False)
         if stack.is_2d:
             raise InputError(
                 f"'{path}' is already a 2D image (one plane), so there is nothing to project. "

@@ -33,12 +33,12 @@ from .tiff_checks import (ALLOW_INCOMPLETE, REEXPORT, check_header_length, count
                           number, ome_pixels, plane_description, series_pages)
 from .units import scaled, tidy, unit_to_um
 
-def open_tiff(path: str | os.PathLike, *, allow_incomplete: bool = False, lazy: bool = False) -> Stack:
+def open_tiff(path: str | os.PathLike, *, allow_incomplete: bool = False, lazy: bool | str = False) -> Stack:
     """Read a TIFF into a :class:`Stack`; ``spacing`` entries the file lacks are ``nan``.
 
     ``lazy``: leave the data on disk as a Dask array (planes are read when a region is asked
     for): a memory map of an uncompressed, contiguous file, else tifffile's Zarr view of its
-    pages. The metadata and the structural checks are those of an eager read. (An incomplete
+    pages (always the latter with ``lazy="stream"``, for one pass over the whole stack). The metadata and the structural checks are those of an eager read. (An incomplete
     file read with ``allow_incomplete`` is decoded into memory, its gaps as zeros.)
 
     A truncated file, or one whose metadata declare planes it does not hold, raises
@@ -174,7 +174,7 @@ def _to_stack(tf: tifffile.TiffFile, path: Path, *, fill: bool = False, lazy: bo
     series = tf.series[0]
     compressed = int(series.keyframe.compression) != 1
     if lazy:
-        data = _lazy(series, path)
+        data = _lazy(series, path, memory_map=lazy != "stream")
     else:
         check_fits_in_memory(series.nbytes, where=f"'{path}'",
                              what=f"{count(len(series), 'plane')} of {plane_description(series.keyframe)}")
@@ -220,11 +220,13 @@ def _to_stack(tf: tifffile.TiffFile, path: Path, *, fill: bool = False, lazy: bo
     )
 
 
-def _lazy(series, path: Path):
-    """The data of ``series`` as a Dask array read from disk on demand."""
+def _lazy(series, path: Path, memory_map: bool = True):
+    """The data of ``series`` as a Dask array read from disk on demand (``memory_map=False``:
+    never as a memory map, whose pages count as the process's memory once read: for one pass
+    over a whole stack, as a projection makes)."""
     import dask.array as da
 
-    if series.dataoffset is not None and int(series.keyframe.compression) == 1:
+    if memory_map and series.dataoffset is not None and int(series.keyframe.compression) == 1:
         # uncompressed and contiguous: a memory map, any region read directly
         data = tifffile.memmap(path, series=0, mode="r")
         return da.from_array(data, chunks=(1,) * (data.ndim - 2) + data.shape[-2:], asarray=False)

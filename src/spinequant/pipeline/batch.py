@@ -34,7 +34,7 @@ def analyze_file(path, out_dir, *, channel: int | None = None, time: int | None 
                  voxel_size=None, image=None, project: str | None = None,
                  config: AnalyzeConfig | None = None, progress: Progress | None = None,
                  allow_incomplete: bool = False, ratio_channel: int | None = None,
-                 keep_maps: bool = True) -> AnalysisResult:
+                 keep_maps: bool = True, lazy: bool = False) -> AnalysisResult:
     """Read one stack, analyse it and write every result into ``out_dir``.
 
     ``channel``, ``time`` and ``image`` (scene/series of CZI/LIF/ND2 files) choose what to
@@ -52,6 +52,8 @@ def analyze_file(path, out_dir, *, channel: int | None = None, time: int | None 
 
     ``keep_maps=False`` returns a result without the network's maps, freed once the spine
     objects are made (see :func:`analyze`): none of the files written needs them.
+    ``lazy`` makes a projection chunk by chunk from a stack opened lazily (see
+    :func:`~spinequant.io.read_stack`): a volume larger than memory can be projected.
     """
     new_dir = not Path(out_dir).exists()
     out_dir = ensure_writable_dir(out_dir)   # checked first: a long run must not fail at the end
@@ -61,7 +63,7 @@ def analyze_file(path, out_dir, *, channel: int | None = None, time: int | None 
             names = check_ratio_channel(path, ratio_channel, channel=channel, image=image,
                                         allow_incomplete=allow_incomplete)
         reading = dict(time=time, voxel_size=voxel_size, image=image, project=project, check_values=False,
-                       allow_incomplete=allow_incomplete)
+                       allow_incomplete=allow_incomplete, lazy=lazy)
         # analyze() checks the voxel values itself; checking them here too would read the stack twice.
         stack = read_stack(path, channel=channel, **reading)
         tagged = None if ratio_channel is None else read_stack(path, channel=ratio_channel, **reading)
@@ -69,6 +71,8 @@ def analyze_file(path, out_dir, *, channel: int | None = None, time: int | None 
                   "channel": channel, "time": time, "image": image, "projection": project,
                   "spacing_source": stack.spacing_source, "allow_incomplete": allow_incomplete,
                   "incomplete": stack.metadata.get("incomplete"), **file_stamp(path)}
+        if lazy and project is not None:
+            source["projected_chunk_by_chunk"] = True
         if ratio_channel is not None:
             structure_index = 0 if channel is None else channel % len(names)
             source["ratio_channel"] = ratio_channel

@@ -18,6 +18,7 @@ own background and brightest signal, sizes relative to the image's largest dendr
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,25 +40,58 @@ FEATURES = (("head_map_peak",) + TABLE_FEATURES
                "image_dendrite_fraction", "peak_rank", "peak_rel_max"))
 
 
-def confidence_features(spines: pd.DataFrame, scores, image: np.ndarray, dendrite_labels: np.ndarray,
-                        spacing) -> pd.DataFrame:
+@dataclass(frozen=True)
+class ImageStatistics:
+    """What the features need of the whole image: its median and 99.5th percentile
+    (:func:`image_levels`), each dendrite's id, mean intensity and voxel count, the median
+    intensity of all dendrite voxels (``shaft``; None when there are none) and its number of
+    voxels. :func:`image_statistics` takes them from arrays in memory;
+    :func:`spinequant.scale.confidence.streamed_statistics` from a volume read band by band."""
+
+    p50: float
+    p99: float
+    dendrite_ids: np.ndarray
+    dendrite_means: np.ndarray
+    dendrite_voxels: np.ndarray
+    shaft: float | None
+    size: int
+
+
+def image_statistics(image: np.ndarray, dendrite_labels: np.ndarray) -> ImageStatistics:
+    """The :class:`ImageStatistics` of an image and its dendrite labels held in memory."""
+    image = np.asarray(image)
+    p50, p99 = image_levels(image)
+    ids, means, counts, shaft_values = _dendrite_statistics(image, dendrite_labels)
+    shaft = float(np.median(shaft_values)) if shaft_values.size else None
+    return ImageStatistics(p50, p99, ids, means, counts, shaft, int(image.size))
+
+
+def confidence_features(spines: pd.DataFrame, scores, image: np.ndarray | None, dendrite_labels: np.ndarray | None,
+                        spacing, *, statistics: ImageStatistics | None = None,
+                        base_values: np.ndarray | None = None) -> pd.DataFrame:
     """The :data:`FEATURES` of every spine of ``spines`` (a table of
     :func:`~spinequant.morphology.measure_spines` measured with ``image``), one row each, in
     its order. ``scores``: each spine's head-map peak, in the table's order.
 
     Nothing stack-sized is allocated: percentiles come from at most :data:`PERCENTILE_SAMPLE`
     evenly strided voxels, dendrite statistics from each dendrite's box, and the smoothed
-    image only around each spine's base."""
-    image = np.asarray(image)
+    image only around each spine's base. ``statistics`` and ``base_values`` (the image
+    smoothed at each base, :func:`smoothed_at`), when given, are used instead of reading
+    ``image`` and ``dendrite_labels`` (a volume too large to hold: :mod:`spinequant.scale`)."""
     spacing = np.asarray(spacing, dtype=float)
     scores = np.asarray(scores, dtype=float)
+    if statistics is None:
+        statistics = image_statistics(image, dendrite_labels)
+    if base_values is None:
+        base_values = smoothed_at(np.asarray(image), spines, spacing)
+    st = statistics
     f = pd.DataFrame({"head_map_peak": scores}, index=spines.index)
     for c in TABLE_FEATURES:
         f[c] = pd.to_numeric(spines[c], errors="coerce").astype(float)
-    p50, p99 = image_levels(image)
+    p50, p99 = st.p50, st.p99
     height = max(p99 - p50, 1e-6)
-    ids, means, counts, shaft_values = _dendrite_statistics(image, dendrite_labels)
-    shaft = float(np.median(shaft_values)) if shaft_values.size else p99
+    ids, means, counts = st.dendrite_ids, st.dendrite_means, st.dendrite_voxels
+    shaft = st.shaft if st.shaft is not None else p99
     for c in INTENSITY_FEATURES:
         v = spines[c].to_numpy(float) if c in spines else np.full(len(spines), np.nan)
         f[f"{c}_rel_p99"] = (v - p50) / height
@@ -72,9 +106,9 @@ def confidence_features(spines: pd.DataFrame, scores, image: np.ndarray, dendrit
         size[found] = counts[where[found]] / counts.max()
     f["dendrite_rel_brightest"] = bright
     f["dendrite_rel_largest"] = size
-    f["base_rel_p99"] = (_smoothed_at(image, spines, spacing) - p50) / height
+    f["base_rel_p99"] = (np.asarray(base_values, float) - p50) / height
     f["image_p99_over_p50"] = p99 / max(p50, 1e-6)
-    f["image_dendrite_fraction"] = float(counts.sum()) / max(image.size, 1)
+    f["image_dendrite_fraction"] = float(counts.sum()) / max(st.size, 1)
     f["peak_rank"] = pd.Series(scores).rank(ascending=False).to_numpy() / max(len(scores), 1)
     f["peak_rel_max"] = scores / max(float(scores.max()), 1e-6) if len(scores) else scores
     return f[list(FEATURES)]
@@ -118,23 +152,27 @@ def _dendrite_statistics(image, dendrite_labels):
 BASE_SMOOTHING_UM = 0.5
 
 
-def _smoothed_at(image: np.ndarray, spines: pd.DataFrame, spacing: np.ndarray) -> np.ndarray:
+def smoothed_at(image, spines: pd.DataFrame, spacing, read=None) -> np.ndarray:
     """The image smoothed over :data:`BASE_SMOOTHING_UM` at each spine's base point (NaN where
     it has none). Each point is smoothed on a window wider than the filter's reach, which gives
-    the whole-image filter's value (both reflect at the image's edges)."""
+    the whole-image filter's value (both reflect at the image's edges). ``read(image, box)``
+    reads a window (default: ``image[box]``; a lazy volume's reader in
+    :mod:`spinequant.scale`)."""
     out = np.full(len(spines), np.nan)
     if not len(spines):
         return out
+    spacing = np.asarray(spacing, dtype=float)
+    read = read or (lambda volume, box: volume[box])
     sigma = BASE_SMOOTHING_UM / spacing
     reach = np.ceil(4.0 * sigma).astype(int) + 1          # scipy's default truncate is 4 sigma
-    axes = "zyx"[-image.ndim:]
+    axes = "zyx"[-len(image.shape):]
     points = np.column_stack([np.round(spines[f"base_{a}_um"].to_numpy(float) / s) for a, s in zip(axes, spacing)])
     for k, p in enumerate(points):
         if not np.isfinite(p).all():
             continue
         p = np.clip(p.astype(int), 0, np.array(image.shape) - 1)
         box = tuple(slice(max(c - r, 0), min(c + r + 1, n)) for c, r, n in zip(p, reach, image.shape))
-        window = ndi.gaussian_filter(image[box].astype(np.float32), sigma, mode="reflect")
+        window = ndi.gaussian_filter(np.asarray(read(image, box)).astype(np.float32), sigma, mode="reflect")
         out[k] = window[tuple(c - b.start for c, b in zip(p, box))]
     return out
 
@@ -161,11 +199,14 @@ def confidence_model(calibration: dict, card_dir: str | Path):
     return model
 
 
-def spine_confidence(model, spines: pd.DataFrame, scores, image, dendrite_labels, spacing) -> np.ndarray:
-    """The probability that a human would mark each spine of ``spines``."""
+def spine_confidence(model, spines: pd.DataFrame, scores, image, dendrite_labels, spacing, *,
+                     statistics: ImageStatistics | None = None, base_values=None) -> np.ndarray:
+    """The probability that a human would mark each spine of ``spines`` (``statistics``,
+    ``base_values``: see :func:`confidence_features`)."""
     if not len(spines):
         return np.zeros(0)
-    x = confidence_features(spines, scores, image, dendrite_labels, spacing).to_numpy(float)
+    x = confidence_features(spines, scores, image, dendrite_labels, spacing, statistics=statistics,
+                            base_values=base_values).to_numpy(float)
     return model.predict_proba(x)
 
 

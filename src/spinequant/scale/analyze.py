@@ -208,7 +208,8 @@ def analyze_chunked(path, out_dir, *, config=None, chunk_px: int | None = None, 
     the whole-export size its image and labels are the lazy volume and the Zarr label arrays).
     """
     from ..morphology.dendrites import recount_spines
-    from ..pipeline.analyze import AnalysisResult, AnalyzeConfig, confident_spines, model_calibration, save_result
+    from ..pipeline.analyze import AnalysisResult, AnalyzeConfig, confident_spines, learnt_confidence, save_result
+    from .confidence import chunked_confident_spines
     from ..pipeline.plausibility import size_warnings
 
     stack = open_volume(path, channel=channel, time_point=time_point, voxel_size=voxel_size)
@@ -216,16 +217,6 @@ def analyze_chunked(path, out_dir, *, config=None, chunk_px: int | None = None, 
     scale = scale or ScaleConfig()
     whole = int(np.prod(stack.data.shape)) <= scale.whole_export_max_voxels
     config = config or AnalyzeConfig()
-    notes = []
-    calibration = model_calibration(config.method, config.confidence)
-    if not whole and calibration and calibration.get("method") == "trees":
-        # its features read the whole image and dendrite labels (percentiles, each dendrite's
-        # brightness), which a run above the whole-export size never holds
-        config = replace(config, confidence="head_map")
-        notes.append("The model's learnt spine confidence needs the whole image in memory; this volume is "
-                     "above scale.whole_export_max_voxels, so its spines were scored by the calibrated "
-                     "head-map peak (confidence='head_map'), which finds fewer of the spines annotators "
-                     "mark on real images (docs/real_data.md).")
     if chunk_px is not None and chunk_um is not None:
         raise InputError("Give the chunk size in pixels or in µm, not both.")
     budget = None
@@ -252,6 +243,17 @@ def analyze_chunked(path, out_dir, *, config=None, chunk_px: int | None = None, 
             dendrite_boxes=chunked["dendrite_boxes"], dendrite_voxels=chunked["dendrite_voxels"],
             config=config.morphology, skeleton_max_voxels=scale.skeleton_max_voxels,
             runner=BlockRunner() if here else runner, progress=progress)
+        dropped = None
+        if not whole and chunked["scores"] is not None and learnt_confidence(config):
+            # the whole volume is never held: its statistics are streamed, the labels relabelled
+            # block by block and the kept spines measured again block by block
+            spines, dendrites, dropped = chunked_confident_spines(
+                spines, chunked["scores"], stack.data, chunked["spine_labels"], chunked["dendrite_labels"],
+                spacing, config, blocks=chunked["object_blocks"], objects=chunked["objects"],
+                spine_offsets=chunked["spine_offsets"], dendrite_boxes=chunked["dendrite_boxes"],
+                dendrite_voxels=chunked["dendrite_voxels"], skeleton=skeleton,
+                measure_image=stack.data if here else volume, runner=BlockRunner() if here else runner,
+                skeleton_max_voxels=scale.skeleton_max_voxels, progress=progress)
     if budget is not None:
         chunked["chunking"]["max_memory"] = budget
     diagnostics = {**chunked["diagnostics"], "chunked": chunked["chunking"]}
@@ -261,13 +263,15 @@ def analyze_chunked(path, out_dir, *, config=None, chunk_px: int | None = None, 
         dendrite_labels = np.asarray(chunked["dendrite_labels"][...]).astype(np.int32)
     else:
         image, spine_labels, dendrite_labels = stack.data, chunked["spine_labels"], chunked["dendrite_labels"]
-    spines, spine_labels, dropped = confident_spines(spines, spine_labels, chunked["scores"], image,
-                                                     dendrite_labels, spacing, config, skeleton=skeleton)
+    if dropped is None:
+        spines, spine_labels, dropped = confident_spines(spines, spine_labels, chunked["scores"], image,
+                                                         dendrite_labels, spacing, config, skeleton=skeleton)
+        if dropped is not None:
+            dendrites = recount_spines(dendrites, spines)
     if dropped is not None:
         diagnostics["below_min_confidence"] = dropped
-        dendrites = recount_spines(dendrites, spines)
     timings = {**chunked["timings"], "measure": time.perf_counter() - t}
-    diagnostics["warnings"] = size_warnings(dendrites, spacing) + notes
+    diagnostics["warnings"] = size_warnings(dendrites, spacing)
     source_record = {"path": str(path), "chunked": chunked["chunking"]}
     if not whole:
         save_large_result(out_dir, image=stack.data, spacing=spacing, spine_labels=chunked["spine_labels"],

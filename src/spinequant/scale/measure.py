@@ -109,7 +109,8 @@ def block_spines(spine_labels, dendrite_labels, image, spacing, *, window_spines
 
 def volume_tables(spine_labels, dendrite_labels, image, spacing, *, blocks, objects, spine_offsets: dict,
                   dendrite_boxes: dict, dendrite_voxels: dict, config,
-                  skeleton_max_voxels: int = ScaleConfig.skeleton_max_voxels, runner=None, progress=None):
+                  skeleton_max_voxels: int = ScaleConfig.skeleton_max_voxels, runner=None, progress=None,
+                  skeleton: DendriteSkeleton | None = None):
     """Spine and dendrite tables and the skeleton of stitched Zarr labels, crop by crop.
 
     ``blocks``/``objects``: the blocks of the spine-object stage and their saved objects
@@ -118,11 +119,13 @@ def volume_tables(spine_labels, dendrite_labels, image, spacing, *, blocks, obje
     The dendrites' skeletons and each block's spine table are independent tasks of ``runner``
     (a :class:`~spinequant.scale.execute.BlockRunner`; default: this process), so ``image``
     must be readable where they run (a ``VolumeSource`` on a cluster).
+    ``skeleton``: the dendrites' skeleton when it was made before (spines measured again).
     Returns ``(spines, dendrites, skeleton, centrelines)``.
     """
     runner = runner or BlockRunner()
-    skeleton = volume_skeleton(dendrite_labels, spacing, dendrite_boxes, config=config,
-                               skeleton_max_voxels=skeleton_max_voxels, runner=runner)
+    if skeleton is None:
+        skeleton = volume_skeleton(dendrite_labels, spacing, dendrite_boxes, config=config,
+                                   skeleton_max_voxels=skeleton_max_voxels, runner=runner)
     jobs = [(spine_labels, dendrite_labels, image, spacing, objects, b, spine_offsets[b.name], skeleton, config)
             for b in blocks]
     tables = [t for t in runner.map(_spines_job, jobs, names=[b.name for b in blocks], stage="spine tables",

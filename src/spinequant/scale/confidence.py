@@ -1,0 +1,174 @@
+"""The learnt spine confidence of a chunked run too large to hold in memory.
+
+A point-head model's learnt confidence (:mod:`spinequant.pipeline.spine_confidence`) scores
+every candidate spine from its measurements and a few numbers of the whole image: its median
+and 99.5th percentile, each dendrite's mean intensity and size, the median intensity of all
+dendrite voxels, and the image smoothed at each spine's base. Here those numbers are read from
+the volume and the stitched dendrite labels band by band (:func:`streamed_statistics`; the
+same numbers as in memory, the means summed in float64), the candidates are scored, the
+dropped ones are removed from the Zarr spine labels block by block (the kept ones renumbered
+1..K in the order of their old ids), and the kept spines are measured again block by block
+without them (:func:`~spinequant.scale.measure.volume_tables`), as the in-memory run measures
+them again. The labels are stitched afresh by every run, so a run killed while relabelling
+and started again relabels the new stitch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+
+from ..pipeline.spine_confidence import PERCENTILE_SAMPLE, ImageStatistics, smoothed_at
+from .maps import read_region, row_bands
+
+#: Bins of the histogram that finds the dendrite voxels' median in a volume of floats (or of
+#: integers wider than 16 bits); a third pass then reads the values of the median's bins.
+MEDIAN_BINS = 1 << 16
+
+
+def streamed_statistics(image, dendrite_labels) -> ImageStatistics:
+    """The :class:`~spinequant.pipeline.spine_confidence.ImageStatistics` of a (Z, Y, X)
+    volume and its dendrite labels (numpy, Zarr or Dask), read in bands of rows with all
+    planes. The percentiles come from the voxels the in-memory sample takes (every k-th of the
+    flattened volume), the median of the dendrite voxels is exact: from a histogram of the
+    values for 8- and 16-bit images (one pass), else from two more passes."""
+    nz, ny, nx = (int(n) for n in image.shape)
+    size = nz * ny * nx
+    k = max(1, -(-size // PERCENTILE_SAMPLE))
+    sample, sums, counts = [], np.zeros(1), np.zeros(1, np.int64)
+    dtype = np.dtype(image.dtype)
+    exact_histogram = dtype.kind in "ui" and dtype.itemsize <= 2
+    offset = int(np.iinfo(dtype).min) if exact_histogram else 0
+    histogram = np.zeros(1 << (8 * dtype.itemsize), np.int64) if exact_histogram else None
+    low, high = np.inf, -np.inf
+    for rows, band in row_bands(image):
+        for z in range(nz):
+            flat = band[z].reshape(-1)
+            first = (z * ny + rows.start) * nx
+            sample.append(flat[(-first) % k::k].astype(np.float32))
+        labels = read_region(dendrite_labels, (slice(None), rows))
+        inside = labels > 0
+        ids, values = labels[inside].astype(np.int64), band[inside]
+        del labels, inside
+        if not ids.size:
+            continue
+        n = int(ids.max()) + 1
+        if n > sums.size:
+            sums, counts = np.pad(sums, (0, n - sums.size)), np.pad(counts, (0, n - counts.size))
+        sums[:n] += np.bincount(ids, weights=values.astype(np.float32).astype(np.float64), minlength=n)
+        counts[:n] += np.bincount(ids, minlength=n)
+        if exact_histogram:
+            histogram += np.bincount(values.astype(np.int64) - offset, minlength=histogram.size)
+        else:
+            low, high = min(low, float(values.min())), max(high, float(values.max()))
+    p50, p99 = np.percentile(np.concatenate(sample), [50, 99.5])
+    del sample
+    present = np.flatnonzero(counts > 0)
+    present = present[present > 0]
+    n_values = int(counts[present].sum())
+    shaft = None
+    if n_values:
+        ranks = ((n_values - 1) // 2, n_values // 2)
+        if exact_histogram:
+            cumulative = np.cumsum(histogram)
+            middle = [float(np.searchsorted(cumulative, r, side="right") + offset) for r in ranks]
+        else:
+            middle = _float_order_statistics(image, dendrite_labels, ranks, low, high)
+        shaft = float(np.mean(np.asarray(middle, np.float32)))
+    return ImageStatistics(float(p50), float(p99), present.astype(np.int64), sums[present] / counts[present],
+                           counts[present].astype(float), shaft, size)
+
+
+def _dendrite_values(image, dendrite_labels):
+    """The dendrite voxels' intensities (float32), band by band."""
+    for rows, band in row_bands(image):
+        labels = read_region(dendrite_labels, (slice(None), rows))
+        yield band[labels > 0].astype(np.float32)
+
+
+def _float_order_statistics(image, dendrite_labels, ranks, low: float, high: float) -> list[float]:
+    """The values of the dendrite voxels at ``ranks`` (0-based, ascending order): a histogram
+    pass finds their bins, a second pass reads the values in and around those bins and counts
+    the values below them."""
+    edges = np.linspace(low, high, MEDIAN_BINS + 1)
+    histogram = np.zeros(MEDIAN_BINS, np.int64)
+    for values in _dendrite_values(image, dendrite_labels):
+        histogram += np.histogram(values, bins=edges)[0]
+    cumulative = np.cumsum(histogram)
+    bins = [int(np.searchsorted(cumulative, r, side="right")) for r in ranks]
+    # a bin either side: the histogram's bin of a value on an edge may differ from a comparison
+    lo, hi = edges[max(min(bins) - 1, 0)], edges[min(max(bins) + 2, MEDIAN_BINS)]
+    below, kept = 0, []
+    for values in _dendrite_values(image, dendrite_labels):
+        below += int(np.count_nonzero(values < lo))
+        kept.append(values[(values >= lo) & (values <= hi)])
+    kept = np.sort(np.concatenate(kept))
+    return [float(kept[r - below]) for r in ranks]
+
+
+class KeptObjects(Mapping):
+    """The per-block objects of a chunked run with only the kept spines: each block's window
+    labels renumbered 1..k in the order of their global ids (``keep``: per global id)."""
+
+    def __init__(self, objects, keep: np.ndarray, spine_offsets: dict):
+        self.objects, self.keep, self.offsets = objects, keep, spine_offsets
+
+    def __getitem__(self, name):
+        found = self.objects[name]
+        n = int(found.spines.max(initial=0))
+        first = self.offsets[name]
+        local = np.zeros(n + 1, np.uint32)
+        kept = self.keep[first + 1:first + n + 1]
+        local[1:][kept] = np.arange(1, int(kept.sum()) + 1, dtype=np.uint32)
+        return replace(found, spines=local[found.spines])
+
+    def __iter__(self):
+        return iter(self.objects)
+
+    def __len__(self):
+        return len(self.objects)
+
+
+def chunked_confident_spines(spines: pd.DataFrame, scores, image, spine_labels, dendrite_labels, spacing, config,
+                             *, blocks, objects, spine_offsets: dict, dendrite_boxes: dict, dendrite_voxels: dict,
+                             skeleton, measure_image, runner, skeleton_max_voxels: int, progress=None):
+    """Score the candidate ``spines`` of a chunked run by the model's learnt confidence, drop
+    those below ``config.min_confidence`` from the Zarr ``spine_labels`` (block cores
+    ``blocks``) and measure the kept ones again. ``image``: the volume as this process reads
+    it; ``measure_image``: as the measuring tasks read it (a ``VolumeSource`` on a cluster).
+    Returns ``(spines, dendrites, dropped)``: the kept spines' table (``confidence`` second),
+    the dendrite table counting them, and how many candidates were dropped."""
+    from ..pipeline.analyze import model_calibration
+    from ..pipeline.spine_confidence import confidence_model, spine_confidence
+    from ..segment.neural.card import resolve
+    from .measure import volume_tables
+
+    calibration = model_calibration(config.method, config.confidence)
+    model = confidence_model(calibration, resolve(config.method)[0].parent)
+    statistics = streamed_statistics(image, dendrite_labels)
+    ids = spines["id"].to_numpy(np.int64)
+    base = smoothed_at(image, spines, spacing, read=read_region)
+    prob = spine_confidence(model, spines, np.asarray(scores)[ids], None, None, spacing,
+                            statistics=statistics, base_values=base)
+    keep = np.zeros(len(scores), bool)                             # per global id (0: none)
+    keep[ids[prob >= config.min_confidence]] = True
+    rank = np.cumsum(keep)
+    new_ids = (rank * keep).astype(np.uint32)                      # old id -> new id, 0 if dropped
+    for i, b in enumerate(blocks):
+        core = (slice(None), *b.core)
+        spine_labels[core] = new_ids[read_region(spine_labels, core)]
+        if progress:
+            progress("confidence", i + 1, len(blocks))
+    offsets = {name: int(rank[first]) for name, first in spine_offsets.items()}
+    kept, dendrites, _, _ = volume_tables(
+        spine_labels, dendrite_labels, measure_image, spacing, blocks=blocks,
+        objects=KeptObjects(objects, keep, spine_offsets), spine_offsets=offsets, dendrite_boxes=dendrite_boxes,
+        dendrite_voxels=dendrite_voxels, config=config.morphology, skeleton_max_voxels=skeleton_max_voxels,
+        runner=runner, progress=progress, skeleton=skeleton)
+    confidence = np.zeros(int(keep.sum()) + 1)
+    confidence[new_ids[ids[keep[ids]]]] = prob[keep[ids]]
+    kept.insert(1, "confidence", confidence[kept["id"].to_numpy(np.int64)])
+    return kept, dendrites, int(len(ids) - keep[ids].sum())
