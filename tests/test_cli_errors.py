@@ -218,11 +218,13 @@ def test_progress_in_a_log_is_one_line_per_stage_and_the_outcome_goes_to_stdout(
 
 @pytest.mark.parametrize("extra, pattern", [
     (("--project", "max"), "Leave out --chunk-size"),
-    (("--ratio-channel", "1"), "--ratio-channel is not available with --chunked"),
+    (("--channel", "0", "--ratio-channel", "0"), "is the structural channel"),
 ])
-def test_chunked_refuses_projection_and_ratio_before_reading(capsys, tmp_path, extra, pattern):
-    # A two-channel stack: both options would be valid without --chunked. Refused with one
-    # paragraph, and no results folder or work folder is left behind.
+def test_chunked_refuses_block_options_with_a_projection_and_a_bad_ratio_channel_before_reading(
+        capsys, tmp_path, extra, pattern):
+    # A two-channel stack: a projection is analysed in memory (block options do not apply) and
+    # the ratio's channel is checked before anything is read. Refused with one paragraph, and
+    # no results folder or work folder is left behind.
     data = np.random.default_rng(0).integers(0, 1000, (4, 2, 32, 32)).astype(np.uint16)
     path = write_tiff(tmp_path / "two.tif", data, SPACING, axes="ZCYX")
     code, _, err = analyze(capsys, tmp_path, path, "--chunked", "--chunk-size", "256", *extra)

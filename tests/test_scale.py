@@ -264,3 +264,51 @@ def test_dendrites_touching_only_across_a_block_corner_are_joined(kept, tmp_path
     result, labels = stitched({"0_0": (0, 15, 15), "1_1": (2, 0, 0)}, label=2)
     assert result["n_dendrites"] == 2 and sorted(np.unique(labels)) == [0, 1, 2]
     assert sorted(result["dendrite_boxes"]) == [1, 2]
+
+
+@pytest.fixture(scope="module")
+def two_channel_tiff(phantom, tmp_path_factory):
+    # the structural channel and a tagged one twice as bright in the true spines (ZCYX)
+    from spinequant.io import write_tiff
+
+    tagged = np.where(phantom.spine_labels > 0, 2.0, 1.0) * phantom.image.astype(float)
+    data = np.stack([phantom.image, np.clip(tagged, 0, 65535).astype(np.uint16)], axis=1)
+    return write_tiff(tmp_path_factory.mktemp("ratio") / "two.tif", data, SPACING, axes="ZCYX")
+
+
+@pytest.mark.parametrize("background", [None, "auto"])
+def test_chunked_ratio_streamed_equals_the_whole_arrays(two_channel_tiff, tmp_path, background):
+    # the same chunked run written whole (spine_ratios on arrays) and above the whole-export
+    # size (streamed band by band): the same labels, so the same means and RSDR
+    from spinequant.pipeline.analyze import RatioConfig
+    from spinequant.pipeline.batch import analyze_file
+
+    config = AnalyzeConfig(method="classical", export_meshes=False, export_roi=False, report=False,
+                           ratio=RatioConfig(background=background))
+    runs = [analyze_chunked(two_channel_tiff, tmp_path / f"out{limit}", config=config, chunk_px=256, channel=0,
+                            ratio_channel=1, scale=ScaleConfig(whole_export_max_voxels=limit))
+            for limit in (2 ** 28, 0)]
+    whole, streamed = (r.spines.set_index("id") for r in runs)
+    assert len(whole) == len(streamed) > 20 and (whole.index == streamed.index).all()
+    for column in ("tagged_mean_intensity", "rsdr"):
+        np.testing.assert_allclose(streamed[column], whole[column], rtol=1e-9)
+    assert np.nanmedian(whole["rsdr"]) > 1.0                      # the spines' enrichment is seen
+    a, b = (r.diagnostics["ratio"] for r in runs)
+    assert a["background_adu"] == b["background_adu"] and (background is None) == (a["background_adu"] is None)
+    assert b["structure_dendrite_mean"] == pytest.approx(a["structure_dendrite_mean"], rel=1e-12)
+    run = json.loads((tmp_path / "out0" / "run.json").read_text())
+    assert run["input"]["channels"]["tagged"]["index"] == 1 and run["input"]["ratio_channel"] == 1
+    # and the in-memory run of the same file agrees with the chunked one
+    ref = analyze_file(two_channel_tiff, tmp_path / "mem", channel=0, ratio_channel=1, config=config).spines
+    assert len(ref) == len(whole)
+    assert np.nanmedian(ref["rsdr"]) == pytest.approx(np.nanmedian(whole["rsdr"]), rel=0.01)
+
+
+def test_chunked_ratio_above_the_whole_export_size_refuses_the_psf_correction(two_channel_tiff, tmp_path):
+    from spinequant.pipeline.analyze import RatioConfig
+
+    config = AnalyzeConfig(method="classical", ratio=RatioConfig(psf_fwhm_um=(2.0, 0.4)))
+    with pytest.raises(InputError, match="Leave out --psf-fwhm"):
+        analyze_chunked(two_channel_tiff, tmp_path / "out", config=config, chunk_px=256, channel=0, ratio_channel=1,
+                        scale=ScaleConfig(whole_export_max_voxels=0))
+    assert not (tmp_path / "out").exists()

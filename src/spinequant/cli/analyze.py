@@ -224,13 +224,12 @@ def _run_chunked(args, path: Path, config, say) -> int:
 
     if path.is_dir() and not is_zarr_path(path):
         raise InputError("--chunked analyses one 3D stack (a file or a Zarr folder), not a folder of stacks.")
-    if args.ratio_channel is not None:
-        raise InputError("--ratio-channel is not available with --chunked yet; leave out one of the two.")
     bar = _BlockBar(quiet=args.quiet)
     try:
         result = analyze_chunked(path, args.out, config=config, chunk_px=args.chunk_size, channel=args.channel,
                                  time_point=args.time, voxel_size=args.voxel_size, workers=args.workers,
-                                 scheduler=args.scheduler, max_memory=args.max_memory, progress=_stopping_on_signal_blocks(bar.update),
+                                 scheduler=args.scheduler, max_memory=args.max_memory,
+                                 ratio_channel=args.ratio_channel, progress=_stopping_on_signal_blocks(bar.update),
                                  say=lambda m: None if args.quiet else print(m, file=sys.stderr, flush=True))
     finally:
         bar.close()

@@ -74,11 +74,7 @@ def analyze_file(path, out_dir, *, channel: int | None = None, time: int | None 
         if lazy and project is not None:
             source["projected_chunk_by_chunk"] = True
         if ratio_channel is not None:
-            structure_index = 0 if channel is None else channel % len(names)
-            source["ratio_channel"] = ratio_channel
-            source["channels"] = {
-                "structure": {"index": structure_index, "name": names[structure_index]},
-                "tagged": {"index": ratio_channel % len(names), "name": names[ratio_channel % len(names)]}}
+            source.update(ratio_record(names, channel, ratio_channel))
         extra = {} if tagged is None else {"tagged": tagged}
         result = analyze(stack, config=config, progress=progress, keep_maps=keep_maps, **extra)
         save_result(result, out_dir, source=source, progress=progress)
@@ -88,6 +84,16 @@ def analyze_file(path, out_dir, *, channel: int | None = None, time: int | None 
             out_dir.rmdir()
         raise
     return result
+
+
+def ratio_record(names: list, channel: int | None, ratio_channel: int) -> dict:
+    """What run.json's ``input`` records about a ratio run's two channels (``names``: one per
+    channel of the file, from :func:`check_ratio_channel`)."""
+    structure = 0 if channel is None else channel % len(names)
+    tagged = ratio_channel % len(names)
+    return {"ratio_channel": ratio_channel,
+            "channels": {"structure": {"index": structure, "name": names[structure]},
+                         "tagged": {"index": tagged, "name": names[tagged]}}}
 
 
 def check_ratio_channel(path, ratio_channel, *, channel=None, image=None, allow_incomplete=False) -> list:

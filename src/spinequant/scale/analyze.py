@@ -188,7 +188,7 @@ def _has_heads(method: str) -> bool:
 def analyze_chunked(path, out_dir, *, config=None, chunk_px: int | None = None, chunk_um: float | None = None,
                     channel=None, time_point=None, voxel_size=None, progress=None,
                     workers: int | None = None, scheduler: str | None = None, say=None,
-                    scale: ScaleConfig | None = None, max_memory=None):
+                    scale: ScaleConfig | None = None, max_memory=None, ratio_channel: int | None = None):
     """Analyse the stack at ``path`` block by block and write the usual result folder.
 
     The maps, spine objects and dendrites are made block by block (see :mod:`spinequant.scale`);
@@ -203,12 +203,17 @@ def analyze_chunked(path, out_dir, *, config=None, chunk_px: int | None = None, 
     neither: in this process. ``say(message)`` gets the cluster's description and dashboard link.
     ``max_memory`` (``"4GB"``, bytes): choose the block size whose predicted peak per worker
     fits (:func:`~spinequant.scale.memory.chunk_for_memory`; not with ``chunk_px``/``chunk_um``).
+    ``ratio_channel``: a second, tagged channel of the same file; spines.csv gets its mean and
+    the RSDR (see :func:`~spinequant.pipeline.analyze.spine_ratios`; above the whole-export size
+    streamed band by band, :mod:`spinequant.scale.ratio`, without the PSF-corrected ratio).
 
     Returns the :class:`~spinequant.pipeline.analyze.AnalysisResult` that was saved (above
     the whole-export size its image and labels are the lazy volume and the Zarr label arrays).
     """
     from ..morphology.dendrites import recount_spines
-    from ..pipeline.analyze import AnalysisResult, AnalyzeConfig, confident_spines, learnt_confidence, save_result
+    from ..pipeline.analyze import (AnalysisResult, AnalyzeConfig, confident_spines, learnt_confidence, save_result,
+                                    spine_ratios)
+    from .ratio import streamed_ratios
     from .confidence import chunked_confident_spines
     from ..pipeline.plausibility import size_warnings
 
@@ -217,6 +222,8 @@ def analyze_chunked(path, out_dir, *, config=None, chunk_px: int | None = None, 
     scale = scale or ScaleConfig()
     whole = int(np.prod(stack.data.shape)) <= scale.whole_export_max_voxels
     config = config or AnalyzeConfig()
+    tagged, channels = _tagged_volume(path, ratio_channel, stack, channel=channel, time_point=time_point,
+                                      voxel_size=voxel_size, whole=whole, config=config)
     if chunk_px is not None and chunk_um is not None:
         raise InputError("Give the chunk size in pixels or in µm, not both.")
     budget = None
@@ -270,9 +277,19 @@ def analyze_chunked(path, out_dir, *, config=None, chunk_px: int | None = None, 
             dendrites = recount_spines(dendrites, spines)
     if dropped is not None:
         diagnostics["below_min_confidence"] = dropped
+    warnings = size_warnings(dendrites, spacing)
+    if tagged is not None:
+        if whole:
+            spines, diagnostics["ratio"] = spine_ratios(spines, np.asarray(tagged), image, spine_labels,
+                                                        dendrite_labels, spacing=spacing, config=config.ratio)
+        else:
+            spines, diagnostics["ratio"] = streamed_ratios(spines, tagged, stack.data, spine_labels, dendrite_labels,
+                                                           config=config.ratio)
+        if diagnostics["ratio"].get("warning"):
+            warnings.append(diagnostics["ratio"]["warning"])
     timings = {**chunked["timings"], "measure": time.perf_counter() - t}
-    diagnostics["warnings"] = size_warnings(dendrites, spacing)
-    source_record = {"path": str(path), "chunked": chunked["chunking"]}
+    diagnostics["warnings"] = warnings
+    source_record = {"path": str(path), "chunked": chunked["chunking"], **channels}
     if not whole:
         save_large_result(out_dir, image=stack.data, spacing=spacing, spine_labels=chunked["spine_labels"],
                           dendrite_labels=chunked["dendrite_labels"], spines=spines, dendrites=dendrites,
@@ -288,3 +305,19 @@ def analyze_chunked(path, out_dir, *, config=None, chunk_px: int | None = None, 
         config=config, timings=timings, diagnostics=diagnostics)
     save_result(result, out_dir, source=source_record)
     return result
+
+
+def _tagged_volume(path, ratio_channel, stack, *, channel, time_point, voxel_size, whole: bool, config):
+    """The tagged channel of a ratio run (None without one), opened lazily and checked before
+    the run starts, and what run.json's input records about the two channels."""
+    if ratio_channel is None:
+        return None, {}
+    from ..pipeline.batch import check_ratio_channel, ratio_record
+
+    names = check_ratio_channel(path, ratio_channel, channel=channel)
+    if not whole and config.ratio.psf_fwhm_um is not None:
+        raise InputError("The PSF-corrected ratio (--psf-fwhm) needs the whole volume in memory; this volume is "
+                         "above scale.whole_export_max_voxels. Leave out --psf-fwhm (the raw rsdr is still "
+                         "written).")
+    tagged = open_volume(path, channel=ratio_channel, time_point=time_point, voxel_size=voxel_size)
+    return tagged.data, ratio_record(names, channel, ratio_channel)

@@ -23,27 +23,20 @@ import pandas as pd
 
 from ..pipeline.spine_confidence import PERCENTILE_SAMPLE, ImageStatistics, smoothed_at
 from .maps import read_region, row_bands
-
-#: Bins of the histogram that finds the dendrite voxels' median in a volume of floats (or of
-#: integers wider than 16 bits); a third pass then reads the values of the median's bins.
-MEDIAN_BINS = 1 << 16
-
+from .streamed import exact_histogram_dtype, median, ranks_from_histogram, value_histogram
 
 def streamed_statistics(image, dendrite_labels) -> ImageStatistics:
     """The :class:`~spinequant.pipeline.spine_confidence.ImageStatistics` of a (Z, Y, X)
     volume and its dendrite labels (numpy, Zarr or Dask), read in bands of rows with all
     planes. The percentiles come from the voxels the in-memory sample takes (every k-th of the
-    flattened volume), the median of the dendrite voxels is exact: from a histogram of the
-    values for 8- and 16-bit images (one pass), else from two more passes."""
+    flattened volume), the median of the dendrite voxels is exact (:mod:`.streamed`: from a
+    histogram of the values for 8- and 16-bit images, in the same pass; else two more passes)."""
     nz, ny, nx = (int(n) for n in image.shape)
     size = nz * ny * nx
     k = max(1, -(-size // PERCENTILE_SAMPLE))
     sample, sums, counts = [], np.zeros(1), np.zeros(1, np.int64)
-    dtype = np.dtype(image.dtype)
-    exact_histogram = dtype.kind in "ui" and dtype.itemsize <= 2
-    offset = int(np.iinfo(dtype).min) if exact_histogram else 0
-    histogram = np.zeros(1 << (8 * dtype.itemsize), np.int64) if exact_histogram else None
-    low, high = np.inf, -np.inf
+    one_pass = exact_histogram_dtype(image.dtype)
+    histogram = 0
     for rows, band in row_bands(image):
         for z in range(nz):
             flat = band[z].reshape(-1)
@@ -60,24 +53,19 @@ def streamed_statistics(image, dendrite_labels) -> ImageStatistics:
             sums, counts = np.pad(sums, (0, n - sums.size)), np.pad(counts, (0, n - counts.size))
         sums[:n] += np.bincount(ids, weights=values.astype(np.float32).astype(np.float64), minlength=n)
         counts[:n] += np.bincount(ids, minlength=n)
-        if exact_histogram:
-            histogram += np.bincount(values.astype(np.int64) - offset, minlength=histogram.size)
-        else:
-            low, high = min(low, float(values.min())), max(high, float(values.max()))
+        if one_pass:
+            histogram = histogram + value_histogram(values)
     p50, p99 = np.percentile(np.concatenate(sample), [50, 99.5])
     del sample
     present = np.flatnonzero(counts > 0)
     present = present[present > 0]
     n_values = int(counts[present].sum())
     shaft = None
-    if n_values:
-        ranks = ((n_values - 1) // 2, n_values // 2)
-        if exact_histogram:
-            cumulative = np.cumsum(histogram)
-            middle = [float(np.searchsorted(cumulative, r, side="right") + offset) for r in ranks]
-        else:
-            middle = _float_order_statistics(image, dendrite_labels, ranks, low, high)
+    if n_values and one_pass:
+        middle = ranks_from_histogram(histogram, image.dtype, ((n_values - 1) // 2, n_values // 2))
         shaft = float(np.mean(np.asarray(middle, np.float32)))
+    elif n_values:
+        shaft = median(lambda: _dendrite_values(image, dendrite_labels), n_values, np.float32)
     return ImageStatistics(float(p50), float(p99), present.astype(np.int64), sums[present] / counts[present],
                            counts[present].astype(float), shaft, size)
 
@@ -87,26 +75,6 @@ def _dendrite_values(image, dendrite_labels):
     for rows, band in row_bands(image):
         labels = read_region(dendrite_labels, (slice(None), rows))
         yield band[labels > 0].astype(np.float32)
-
-
-def _float_order_statistics(image, dendrite_labels, ranks, low: float, high: float) -> list[float]:
-    """The values of the dendrite voxels at ``ranks`` (0-based, ascending order): a histogram
-    pass finds their bins, a second pass reads the values in and around those bins and counts
-    the values below them."""
-    edges = np.linspace(low, high, MEDIAN_BINS + 1)
-    histogram = np.zeros(MEDIAN_BINS, np.int64)
-    for values in _dendrite_values(image, dendrite_labels):
-        histogram += np.histogram(values, bins=edges)[0]
-    cumulative = np.cumsum(histogram)
-    bins = [int(np.searchsorted(cumulative, r, side="right")) for r in ranks]
-    # a bin either side: the histogram's bin of a value on an edge may differ from a comparison
-    lo, hi = edges[max(min(bins) - 1, 0)], edges[min(max(bins) + 2, MEDIAN_BINS)]
-    below, kept = 0, []
-    for values in _dendrite_values(image, dendrite_labels):
-        below += int(np.count_nonzero(values < lo))
-        kept.append(values[(values >= lo) & (values <= hi)])
-    kept = np.sort(np.concatenate(kept))
-    return [float(kept[r - below]) for r in ranks]
 
 
 class KeptObjects(Mapping):
