@@ -33,22 +33,22 @@ NOTES = {
         "limitations": (
             "Learnt from 2D two-photon projections (dendritic2, spine_types) and spinequant "
             "phantoms: no real 3D annotations, no EM, no cultured-neuron or widefield images. "
-            "Recall 0.69 and precision 0.75 on held-out real projections (dendritic2), below human "
+            "Recall 0.71 and precision 0.74 on held-out real projections (dendritic2), below human "
             "raters (about 0.8-0.9). Bright spots on the shaft (spines seen end-on in a projection, "
             "but also varicosities) are often called spines. The learnt confidence was fitted on 2D "
             "real images and 3D phantoms: no real 3D annotations. The pixel size must be right "
             "within about 25 %. Spine types in 2D come from a separate image network "
-            "(spine_types_2d_network; F1 with type 0.79)."),
+            "(spine_types_2d_network; F1 with type 0.80)."),
         "spine_objects": dict(dataclasses.asdict(HEADS_INSTANCES), head_threshold=0.05, min_confidence=0.375,
                               confidence="learnt (calibration.method trees)"),
         "benchmarks": {
             "real2d": {"command": REAL2D, "date": "2026-12-01", "matching": MATCH,
-                       "dendritic2_valid_distinct": {"images": 136, "spines": 4148, "precision": 0.746,
-                                                     "recall": 0.691, "f1": 0.717},
-                       "spine_types_val": {"images": 15, "spines": 102, "precision": 1.000, "recall": 0.980,
-                                           "f1": 0.990, "f1_with_type": 0.792},
-                       "ece": {"dendritic2": 0.019, "spine_types": 0.036},
-                       "head_map_alone": {"dendritic2_f1": 0.693, "spine_types_f1": 0.985}},
+                       "dendritic2_valid_distinct": {"images": 136, "spines": 4148, "precision": 0.739,
+                                                     "recall": 0.706, "f1": 0.722},
+                       "spine_types_val": {"images": 15, "spines": 102, "precision": 1.000, "recall": 1.000,
+                                           "f1": 1.000, "f1_with_type": 0.804},
+                       "ece": {"dendritic2": 0.016, "spine_types": 0.041},
+                       "head_map_alone": {"dendritic2_f1": 0.697, "spine_types_f1": 0.995}},
             "phantoms": {"command": PHANTOMS, "date": "2026-12-01", "matching": MATCH,
                          "spine_f1": {"two_photon": 0.73, "confocal": 0.82, "sted": 0.81, "low_snr": 0.59}},
         },

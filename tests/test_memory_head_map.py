@@ -126,7 +126,11 @@ def test_a_run_that_does_not_keep_the_maps_gives_the_same_result():
     assert freed.spines.equals(kept.spines)
 
 
-def test_head_peaks_slab_by_slab_are_the_whole_maps_peaks(monkeypatch):
+def test_head_peaks_plane_by_plane_are_scipys_box_maxima():
+    # the box maximum is made plane by plane (in the plane, then along z over a rolling window):
+    # the peaks of a whole-map scipy filter, on float16 and float32 maps, 3D and 2D
+    from scipy import ndimage as ndi
+
     import spinequant.instances.heads as heads
 
     rng = np.random.default_rng(3)
@@ -134,10 +138,21 @@ def test_head_peaks_slab_by_slab_are_the_whole_maps_peaks(monkeypatch):
     head = np.maximum.reduce([rng.uniform(0, 0.3, shape).astype(np.float32)]
                              + [_gaussian(shape, c, (2, 4, 4), p) for c, p in
                                 [((5, 10, 10), 0.9), ((12, 30, 40), 0.7), ((20, 50, 20), 0.6), ((13, 31, 46), 0.5)]])
-    head = head.astype(np.float16)
-    whole = heads.head_peaks(head, (0.5, 0.1, 0.1), threshold=0.05, min_distance_um=0.4)
-    monkeypatch.setattr(heads, "_SLAB_VOXELS", 60 * 60 * 8)       # slabs of 4 planes (+2 each side)
-    sliced = heads.head_peaks(head, (0.5, 0.1, 0.1), threshold=0.05, min_distance_um=0.4)
-    assert len(whole[0]) > 10
-    np.testing.assert_array_equal(sliced[0], whole[0])
-    np.testing.assert_array_equal(sliced[1], whole[1])
+    head[:3] = 0.01                                  # planes with nothing above the threshold
+    for spacing, image in (((0.5, 0.1, 0.1), head), ((0.5, 0.1, 0.1), head.astype(np.float16)),
+                           ((0.1, 0.1), head[12]), ((0.3, 0.1, 0.1), head[::-1].copy())):
+        image32 = image.astype(np.float32)
+        radius_um = np.array([0.8, 0.4, 0.4])[-image.ndim:]
+        radius = np.maximum(np.round(radius_um / np.asarray(spacing)), 1).astype(int)
+        box = ndi.maximum_filter(image32, size=tuple(2 * radius + 1), mode="nearest")
+        expected = np.argwhere((image32 == box) & (image32 >= 0.05))
+        got, values = heads.head_peaks(image, spacing, threshold=0.05, min_distance_um=0.4)
+        assert len(got) > 3
+        # every peak kept is a box maximum, and every box maximum is a peak or within the
+        # exact spacing of a stronger one
+        assert {tuple(p) for p in got} <= {tuple(p) for p in expected}
+        scaled = lambda p: np.asarray(p) * np.asarray(spacing) / radius_um
+        for p in expected:
+            if tuple(p) not in {tuple(q) for q in got}:
+                d = np.linalg.norm(scaled(got) - scaled(p), axis=1)
+                assert (d < 1.0).any() and values[d < 1.0].max() >= image32[tuple(p)]

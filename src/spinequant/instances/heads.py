@@ -64,27 +64,30 @@ def head_peaks(head_prob: np.ndarray, spacing, *, threshold: float, min_distance
     head_prob = np.asarray(head_prob)
     if head_prob.dtype not in (np.float16, np.float32):
         head_prob = head_prob.astype(np.float32)
-    radius_um = np.array([2.0 * min_distance_um] + [min_distance_um] * (head_prob.ndim - 1))[-head_prob.ndim:]
+    radius_um = np.array([2.0 * min_distance_um, min_distance_um, min_distance_um])[-head_prob.ndim:]
     radius = np.maximum(np.round(radius_um / np.asarray(spacing, float)), 1).astype(int)
-    # A box maximum filter (separable), run slab by slab along the first axis (each slab read
-    # with the radius around it, so the maxima are the whole map's; float32 copies of a bounded
-    # size), skipping slabs with nothing above the threshold; then the exact (ellipsoidal)
-    # spacing among the candidates. (No labelled regions: at a learnt confidence's low candidate
-    # floor they would span much of a stack.)
+    # A box maximum filter, separable: in the plane on each plane once, then along the first
+    # axis over a rolling window of filtered planes (mode "nearest" at the ends: the window is
+    # clipped, which gives the same maxima as scipy's filter of the whole map); planes with
+    # nothing above the threshold, and not within reach of one that has, are never filtered.
+    # Then the exact (ellipsoidal) spacing among the candidates. (No labelled regions and no
+    # stack-sized copies: at a learnt confidence's low candidate floor regions would span much
+    # of a stack.)
+    planes = head_prob if head_prob.ndim == 3 else head_prob[None]
+    n, r = planes.shape[0], int(radius[0]) if head_prob.ndim == 3 else 0
+    in_plane = tuple(2 * radius[-2:] + 1)
     found = []
-    n, r = head_prob.shape[0], int(radius[0])
-    rows = max(_SLAB_VOXELS // max(int(np.prod(head_prob.shape[1:])), 1) - 2 * r, 1)
-    for a in range(0, n, rows):
-        b = min(a + rows, n)
-        ga, gb = max(a - r, 0), min(b + r, n)
-        local = head_prob[ga:gb].astype(np.float32)          # (scipy.ndimage takes no float16)
-        above = local[a - ga:b - ga] >= threshold
-        if not above.any():
-            continue
-        peak = local[a - ga:b - ga] == ndi.maximum_filter(local, size=tuple(2 * radius + 1), mode="nearest")[a - ga:b - ga]
-        hits = np.argwhere(peak & above)
-        hits[:, 0] += a
-        found.append(hits)
+    filtered = {}                                   # plane index -> its in-plane box maximum
+    for c in [k for k in range(n) if (planes[k] >= threshold).any()]:
+        for k in range(max(c - r, 0), min(c + r + 1, n)):
+            if k not in filtered:                   # (scipy.ndimage takes no float16)
+                filtered[k] = ndi.maximum_filter(planes[k].astype(np.float32), size=in_plane, mode="nearest")
+        for k in [k for k in filtered if k < c - r]:
+            del filtered[k]
+        box = np.maximum.reduce([filtered[k] for k in range(max(c - r, 0), min(c + r + 1, n))])
+        plane = planes[c].astype(np.float32)
+        hits = np.argwhere((plane == box) & (plane >= threshold))
+        found.append(hits if head_prob.ndim == 2 else np.column_stack([np.full(len(hits), c), hits]))
     candidates = np.unique(np.concatenate(found), axis=0) if found else np.zeros((0, head_prob.ndim), int)
     values = head_prob[tuple(candidates.T)].astype(np.float32)
     order = np.argsort(-values, kind="stable")
@@ -100,9 +103,6 @@ def head_peaks(head_prob: np.ndarray, spacing, *, threshold: float, min_distance
         candidates, values = candidates[keep], values[keep]
     return candidates, values
 
-
-#: Voxels of the slab (with its margins) :func:`head_peaks` filters at once (32 MiB of float32).
-_SLAB_VOXELS = 2 ** 23
 
 
 def objects_from_heads(peaks: np.ndarray, spine_prob: np.ndarray, head_prob: np.ndarray, *,

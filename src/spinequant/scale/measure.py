@@ -93,9 +93,17 @@ def block_spines(spine_labels, dendrite_labels, image, spacing, *, window_spines
                 for k, o in zip(range(3), (0, window[0].start, window[1].start)))
     margin = np.ceil(DENDRITE_SEARCH_UM / sp).astype(int) + 2
     region = grow_box(box, margin, spine_labels.shape)
-    labels = read_region(spine_labels, region).astype(np.int64)
-    dendrites = np.where(labels > 0, 0, read_region(dendrite_labels, region).astype(np.int64))
-    own = np.where((labels > first_id) & (labels <= first_id + n), labels - first_id, 0).astype(np.int32)
+    # in the labels' own 32-bit types, in place: the region is about a block's window, and
+    # int64 copies of it (half a gigabyte each for a 1024-px block) cost more than measuring
+    labels = read_region(spine_labels, region)
+    dendrites = read_region(dendrite_labels, region)
+    if dendrites.base is not None or not dendrites.flags.writeable:     # a view of labels held in memory
+        dendrites = dendrites.copy()
+    dendrites[labels > 0] = 0
+    own = labels.astype(np.int32)
+    del labels
+    own -= first_id
+    own[(own < 0) | (own > n)] = 0
     offset_um = np.array([s.start for s in region]) * sp
     shifted = replace(skeleton, coords_um=skeleton.coords_um - offset_um, _trees={})
     table = measure_spines(own, dendrites, sp, image=None if image is None else read_region(image, region),
