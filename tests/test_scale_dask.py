@@ -126,3 +126,22 @@ def test_workers_that_do_not_start_give_a_clear_error(monkeypatch):
         with BlockRunner(workers=2):
             pass
     assert closed                                  # the cluster that did start is shut down
+
+
+def test_local_workers_keep_freed_memory_only_while_the_network_predicts():
+    # a cluster spinequant starts raises each worker's allocator thresholds while the network
+    # predicts and keeps Dask's own between predictions (scale/worker_memory.py); this process
+    # is left alone
+    from spinequant.scale.execute import BlockRunner
+    from spinequant.scale.worker_memory import DASK_THRESHOLDS
+    from spinequant.segment.neural import _malloc
+
+    def thresholds():
+        from spinequant.segment.neural import _malloc
+        return _malloc._kept, _malloc._after
+
+    before = (_malloc._kept, _malloc._after)
+    with BlockRunner(workers=1) as runner:
+        (kept, after), = runner.client.run(thresholds).values()
+    assert kept == (256 << 20, 512 << 20) and after == DASK_THRESHOLDS
+    assert (_malloc._kept, _malloc._after) == before

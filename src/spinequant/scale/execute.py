@@ -63,6 +63,9 @@ class BlockRunner:
             self.cluster = LocalCluster(n_workers=int(self.workers), threads_per_worker=1, processes=True,
                                         memory_limit=self.memory_limit, dashboard_address=":0")
             self.client = Client(self.cluster)
+            from .worker_memory import NetworkMemory
+
+            self.client.register_plugin(NetworkMemory())
             try:
                 self.client.wait_for_workers(int(self.workers), timeout=120)
             except TimeoutError:

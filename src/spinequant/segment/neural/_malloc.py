@@ -33,6 +33,9 @@ _M_MMAP_THRESHOLD = -3
 #: The thresholds after a prediction (see the module's note for the measurement).
 _AFTER = 32 << 20
 _kept: tuple[int, int] | None = None
+#: The thresholds after a prediction (mmap, trim): :data:`_AFTER`, or what the caller of
+#: :func:`keep_freed_memory` asked for (a Dask worker: Dask's own).
+_after: tuple[int, int] = (_AFTER, _AFTER)
 # Predictions running now (threads of one process share the allocator): the last to finish
 # puts the thresholds back.
 _running = 0
@@ -55,16 +58,20 @@ def _set(mmap_threshold: int, trim_threshold: int) -> bool:
     return bool(libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) & bool(libc.mallopt(_M_TRIM_THRESHOLD, trim_threshold))
 
 
-def keep_freed_memory(mmap_threshold: int = 256 << 20, trim_threshold: int = 512 << 20) -> bool:
+def keep_freed_memory(mmap_threshold: int = 256 << 20, trim_threshold: int = 512 << 20, *,
+                      after: tuple[int, int] | None = None) -> bool:
     """Raise glibc's mmap and trim thresholds while networks predict, for the rest of the
     process (Linux only); True if set. Call it only from a program that owns its process
-    (see the module's note)."""
-    global _kept
+    (see the module's note). By default they are raised at once and go down to 32 MiB after
+    the first prediction; with ``after`` ((mmap, trim) bytes) they are set to ``after`` at
+    once and after every prediction (the workers of a local Dask cluster keep Dask's own
+    between predictions, :mod:`spinequant.scale.worker_memory`)."""
+    global _kept, _after
     if _kept is not None:
         return True
-    if not _set(mmap_threshold, trim_threshold):
+    if not _set(*(after or (mmap_threshold, trim_threshold))):
         return False
-    _kept = (mmap_threshold, trim_threshold)
+    _kept, _after = (mmap_threshold, trim_threshold), tuple(after or (_AFTER, _AFTER))
     return True
 
 
@@ -86,7 +93,7 @@ def while_predicting() -> Iterator[None]:
         with _lock:
             _running -= 1
             if _running == 0:
-                _set(_AFTER, _AFTER)
+                _set(*_after)
                 _trim()
 
 
