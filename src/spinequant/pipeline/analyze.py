@@ -338,27 +338,11 @@ def analyze(image, *, spacing=None, config: AnalyzeConfig | None = None,
     hand_back_freed_memory()
     step("measure", 0.0)
     t = time.perf_counter()
-    # Imported here: the measuring modules import pandas, which need not be resident while
-    # the network's maps and the spine objects are built.
-    from ..morphology import dendrite_centrelines, dendrite_skeleton, measure_dendrites, measure_spines
     from .plausibility import size_warnings
 
-    skeleton = dendrite_skeleton(inst.dendrite_labels, spacing, config=config.morphology)
-    step("measure", 0.1)
-    # Candidates a learnt confidence will judge are typed by a cheap rule set: their types are
-    # no feature, and the kept spines are measured (and typed) again.
-    candidates = learnt_confidence(config) and inst.scores is not None
-    spines = measure_spines(inst.spine_labels, inst.dendrite_labels, spacing, image=image,
-                            config=replace(config.morphology, rule_set="risher") if candidates else config.morphology,
-                            skeleton=skeleton, progress=_within(step, "measure", 0.1, 0.8))
-    spines, spine_labels, n_unconfident = confident_spines(spines, inst.spine_labels, inst.scores, image,
-                                                           inst.dendrite_labels, spacing, config,
-                                                           skeleton=skeleton)
-    dendrites = measure_dendrites(inst.dendrite_labels, spacing, spines=spines,
-                                  config=config.morphology, skeleton=skeleton)
-    step("measure", 0.95)
-    centrelines = dendrite_centrelines(inst.dendrite_labels, spacing, config=config.morphology,
-                                       skeleton=skeleton)
+    spines, spine_labels, dendrites, centrelines, n_unconfident = measure_objects(
+        image, inst.spine_labels, inst.dendrite_labels, inst.scores, spacing, config,
+        progress=lambda fraction: step("measure", max(float(fraction), 1e-6)))
     timings["measure"] = time.perf_counter() - t
     warnings = size_warnings(dendrites, spacing)
     diagnostics = {"segment": seg_diag, "warnings": warnings}
@@ -376,6 +360,34 @@ def analyze(image, *, spacing=None, config: AnalyzeConfig | None = None,
         dendrites=dendrites, centrelines=centrelines, config=config, timings=timings,
         diagnostics=diagnostics, tagged=tagged,
     )
+
+
+def measure_objects(image, spine_labels, dendrite_labels, scores, spacing, config: AnalyzeConfig, progress=None):
+    """The measure stage of :func:`analyze` on whole arrays: the dendrites' skeleton, the spine
+    table (with a learnt confidence: every candidate measured, scored, the kept ones measured
+    again; ``spine_labels`` relabelled in place), the dendrite table and the centrelines.
+    ``progress(fraction)``. Returns ``(spines, spine_labels, dendrites, centrelines,
+    below_min_confidence)`` (the last None without a learnt confidence)."""
+    # Imported here: the measuring modules import pandas, which need not be resident while
+    # the network's maps and the spine objects are built.
+    from ..morphology import dendrite_centrelines, dendrite_skeleton, measure_dendrites, measure_spines
+
+    report = progress or (lambda fraction: None)
+    skeleton = dendrite_skeleton(dendrite_labels, spacing, config=config.morphology)
+    report(0.1)
+    # Candidates a learnt confidence will judge are typed by a cheap rule set: their types are
+    # no feature, and the kept spines are measured (and typed) again.
+    candidates = learnt_confidence(config) and scores is not None
+    spines = measure_spines(spine_labels, dendrite_labels, spacing, image=image,
+                            config=replace(config.morphology, rule_set="risher") if candidates else config.morphology,
+                            skeleton=skeleton, progress=lambda f: report(0.1 + 0.8 * float(f)))
+    spines, spine_labels, n_unconfident = confident_spines(spines, spine_labels, scores, image, dendrite_labels,
+                                                           spacing, config, skeleton=skeleton)
+    dendrites = measure_dendrites(dendrite_labels, spacing, spines=spines, config=config.morphology,
+                                  skeleton=skeleton)
+    report(0.95)
+    centrelines = dendrite_centrelines(dendrite_labels, spacing, config=config.morphology, skeleton=skeleton)
+    return spines, spine_labels, dendrites, centrelines, n_unconfident
 
 
 def _within(step, stage: str, start: float = 0.0, share: float = 1.0):

@@ -18,7 +18,7 @@ from ..validate import check_spacing
 from .blocks import Block, block_grid, halo_px, maps_halo_um, objects_halo_um, window_align
 from .config import ScaleConfig
 from .execute import BlockRunner, task_record
-from .maps import block_done, map_fingerprint, open_maps, volume_levels, write_block_maps
+from .maps import block_done, read_region, map_fingerprint, open_maps, volume_levels, write_block_maps
 from .tile_maps import run_tile_maps, tile_plan, uses_tile_sums
 from .export import save_large_result
 from .measure import volume_tables
@@ -191,11 +191,13 @@ def analyze_chunked(path, out_dir, *, config=None, chunk_px: int | None = None, 
                     scale: ScaleConfig | None = None, max_memory=None, ratio_channel: int | None = None):
     """Analyse the stack at ``path`` block by block and write the usual result folder.
 
-    The maps, spine objects and dendrites are made block by block (see :mod:`spinequant.scale`);
-    the stitched labels are measured crop by crop (:mod:`spinequant.scale.measure`: each
-    dendrite on its box, each block's spines on theirs). Up to ``scale.whole_export_max_voxels``
-    the result folder is the in-memory one; above, whole-volume files are left out and
-    ``results.ome.zarr`` is written chunk by chunk (:mod:`spinequant.scale.export`).
+    The maps, spine objects and dendrites are made block by block (see :mod:`spinequant.scale`).
+    Up to ``scale.whole_export_max_voxels`` the stitched labels are measured as in memory
+    (:func:`~spinequant.pipeline.analyze.measure_objects`) and the result folder is the
+    in-memory one; above, they are measured crop by crop (:mod:`spinequant.scale.measure`: each
+    dendrite on its box, each block's spines on theirs; :mod:`spinequant.scale.confidence`),
+    whole-volume files are left out and ``results.ome.zarr`` is written chunk by chunk
+    (:mod:`spinequant.scale.export`).
     ``chunk_px`` (or ``chunk_um``, in y/x) sets the block cores' edge (else ``scale.chunk_px``). A re-run into the same
     ``out_dir`` after a kill skips the blocks whose maps are finished.
     ``workers``: run the blocks on a local Dask cluster of that many processes; ``scheduler``:
@@ -210,11 +212,8 @@ def analyze_chunked(path, out_dir, *, config=None, chunk_px: int | None = None, 
     Returns the :class:`~spinequant.pipeline.analyze.AnalysisResult` that was saved (above
     the whole-export size its image and labels are the lazy volume and the Zarr label arrays).
     """
-    from ..morphology.dendrites import recount_spines
-    from ..pipeline.analyze import (AnalysisResult, AnalyzeConfig, confident_spines, learnt_confidence, save_result,
-                                    spine_ratios)
+    from ..pipeline.analyze import AnalysisResult, AnalyzeConfig, measure_objects, save_result, spine_ratios
     from .ratio import streamed_ratios
-    from .confidence import chunked_confident_spines
     from ..pipeline.plausibility import size_warnings
 
     stack = open_volume(path, channel=channel, time_point=time_point, voxel_size=voxel_size)
@@ -241,40 +240,21 @@ def analyze_chunked(path, out_dir, *, config=None, chunk_px: int | None = None, 
                                  runner=runner)
         config = chunked["config"]
         t = time.perf_counter()
-        # the dendrites' skeletons and the blocks' spine tables are tasks on the workers when
-        # there are several (with one, nothing runs beside them: they stay in this process)
-        here = runner.n_workers() < 2
-        spines, dendrites, skeleton, centrelines = volume_tables(
-            chunked["spine_labels"], chunked["dendrite_labels"], stack.data if here else volume, spacing,
-            blocks=chunked["object_blocks"], objects=chunked["objects"], spine_offsets=chunked["spine_offsets"],
-            dendrite_boxes=chunked["dendrite_boxes"], dendrite_voxels=chunked["dendrite_voxels"],
-            config=config.morphology, skeleton_max_voxels=scale.skeleton_max_voxels,
-            runner=BlockRunner() if here else runner, progress=progress)
-        dropped = None
-        if not whole and chunked["scores"] is not None and learnt_confidence(config):
-            # the whole volume is never held: its statistics are streamed, the labels relabelled
-            # block by block and the kept spines measured again block by block
-            spines, dendrites, dropped = chunked_confident_spines(
-                spines, chunked["scores"], stack.data, chunked["spine_labels"], chunked["dendrite_labels"],
-                spacing, config, blocks=chunked["object_blocks"], objects=chunked["objects"],
-                spine_offsets=chunked["spine_offsets"], dendrite_boxes=chunked["dendrite_boxes"],
-                dendrite_voxels=chunked["dendrite_voxels"], skeleton=skeleton,
-                measure_image=stack.data if here else volume, runner=BlockRunner() if here else runner,
-                skeleton_max_voxels=scale.skeleton_max_voxels, progress=progress)
+        if whole:
+            # the result holds the image and labels anyway: measured as in memory, in this process
+            # (read here, not through the cluster, which is the default scheduler in this block)
+            image = read_region(stack.data, (slice(None),) * 3)
+            spine_labels = np.asarray(chunked["spine_labels"][...]).astype(np.int32)
+            dendrite_labels = np.asarray(chunked["dendrite_labels"][...]).astype(np.int32)
+            spines, spine_labels, dendrites, centrelines, dropped = measure_objects(
+                image, spine_labels, dendrite_labels, chunked["scores"], spacing, config)
+        else:
+            spines, dendrites, centrelines, dropped = _tables_block_by_block(chunked, stack, volume, spacing, config,
+                                                                             scale, runner, progress)
+            image, spine_labels, dendrite_labels = stack.data, chunked["spine_labels"], chunked["dendrite_labels"]
     if budget is not None:
         chunked["chunking"]["max_memory"] = budget
     diagnostics = {**chunked["diagnostics"], "chunked": chunked["chunking"]}
-    if whole:
-        image = np.asarray(stack.data)
-        spine_labels = np.asarray(chunked["spine_labels"][...]).astype(np.int32)
-        dendrite_labels = np.asarray(chunked["dendrite_labels"][...]).astype(np.int32)
-    else:
-        image, spine_labels, dendrite_labels = stack.data, chunked["spine_labels"], chunked["dendrite_labels"]
-    if dropped is None:
-        spines, spine_labels, dropped = confident_spines(spines, spine_labels, chunked["scores"], image,
-                                                         dendrite_labels, spacing, config, skeleton=skeleton)
-        if dropped is not None:
-            dendrites = recount_spines(dendrites, spines)
     if dropped is not None:
         diagnostics["below_min_confidence"] = dropped
     warnings = size_warnings(dendrites, spacing)
@@ -321,3 +301,38 @@ def _tagged_volume(path, ratio_channel, stack, *, channel, time_point, voxel_siz
                          "written).")
     tagged = open_volume(path, channel=ratio_channel, time_point=time_point, voxel_size=voxel_size)
     return tagged.data, ratio_record(names, channel, ratio_channel)
+
+
+def _tables_block_by_block(chunked: dict, stack, volume, spacing, config, scale, runner, progress):
+    """The spine and dendrite tables of a volume above the whole-export size, measured crop by
+    crop (:func:`~spinequant.scale.measure.volume_tables`) and, with a learnt confidence, its
+    candidates scored and the kept ones measured again block by block
+    (:mod:`spinequant.scale.confidence`). Returns ``(spines, dendrites, centrelines,
+    below_min_confidence)``."""
+    from ..pipeline.analyze import confident_spines, learnt_confidence
+    from .confidence import chunked_confident_spines
+
+    # the dendrites' skeletons and the blocks' spine tables are tasks on the workers when
+    # there are several (with one, nothing runs beside them: they stay in this process)
+    here = runner.n_workers() < 2
+    tasks = BlockRunner() if here else runner
+    image = stack.data if here else volume
+    spines, dendrites, skeleton, centrelines = volume_tables(
+        chunked["spine_labels"], chunked["dendrite_labels"], image, spacing,
+        blocks=chunked["object_blocks"], objects=chunked["objects"], spine_offsets=chunked["spine_offsets"],
+        dendrite_boxes=chunked["dendrite_boxes"], dendrite_voxels=chunked["dendrite_voxels"],
+        config=config.morphology, skeleton_max_voxels=scale.skeleton_max_voxels, runner=tasks, progress=progress)
+    dropped = None
+    if chunked["scores"] is not None and learnt_confidence(config):
+        # the whole volume is never held: its statistics are streamed, the labels relabelled
+        # block by block and the kept spines measured again block by block
+        spines, dendrites, dropped = chunked_confident_spines(
+            spines, chunked["scores"], stack.data, chunked["spine_labels"], chunked["dendrite_labels"],
+            spacing, config, blocks=chunked["object_blocks"], objects=chunked["objects"],
+            spine_offsets=chunked["spine_offsets"], dendrite_boxes=chunked["dendrite_boxes"],
+            dendrite_voxels=chunked["dendrite_voxels"], skeleton=skeleton, measure_image=image, runner=tasks,
+            skeleton_max_voxels=scale.skeleton_max_voxels, progress=progress)
+    else:      # the head-map confidence (or none): a column added, nothing dropped
+        spines, _, dropped = confident_spines(spines, chunked["spine_labels"], chunked["scores"], stack.data,
+                                              chunked["dendrite_labels"], spacing, config, skeleton=skeleton)
+    return spines, dendrites, centrelines, dropped
