@@ -6,7 +6,10 @@ files written) and compared with their exact truth:
 
 * spine detection precision / recall / F1: a predicted spine matches a true one when their
   centres lie within 1 µm or their IoU is at least 0.3 (one-to-one);
-* spine IoU and dendrite IoU: voxel-wise, spine objects vs true spines, dendrite vs shaft.
+* spine IoU and dendrite IoU: voxel-wise, spine objects vs true spines, dendrite vs shaft;
+* recall_ceiling: the recall a perfect detector could reach, the share of true heads that the
+  phantom's PSF lets one separate (`spinequant.evaluate.resolvable_heads`: no two within one
+  FWHM ellipsoid); the same for every method of a preset.
 
 Usage:  python benchmarks/accuracy.py [--methods classical MODEL ...] [--n 3] [--shape Z Y X]
 Prints a table and writes benchmarks/results/accuracy.md and .csv.
@@ -25,6 +28,7 @@ import pandas as pd
 
 from _table import markdown
 
+from spinequant.evaluate import resolvable_heads
 from spinequant.evaluate.detection import match_spine_objects
 from spinequant.pipeline.analyze import AnalyzeConfig, analyze
 from spinequant.synth import PRESETS, make_phantom
@@ -66,6 +70,8 @@ def run(methods, n: int, shape) -> pd.DataFrame:
     rows = []
     for preset in PRESETS:
         phantoms = [make_phantom(preset, seed=s, shape=shape) for s in SEEDS[:n]]
+        resolvable = sum(int(resolvable_heads(ph.spines[["head_z_um", "head_y_um", "head_x_um"]],
+                                              ph.params["imaging"]["psf_fwhm_um"]).sum()) for ph in phantoms)
         for method in methods:
             per = [evaluate_one(ph, method) for ph in phantoms]
             tp = sum(p["tp"] for p in per)
@@ -77,6 +83,7 @@ def run(methods, n: int, shape) -> pd.DataFrame:
             rows.append({
                 "preset": preset, "method": method_label(method), "phantoms": len(per), "true_spines": n_true,
                 "found": n_pred, "precision": precision, "recall": recall, "spine_f1": f1,
+                "recall_ceiling": resolvable / n_true if n_true else 1.0,
                 "spine_iou": np.mean([p["spine_iou"] for p in per]),
                 "dendrite_iou": np.mean([p["dendrite_iou"] for p in per]),
                 "s_per_stack": np.mean([p["seconds"] for p in per]),

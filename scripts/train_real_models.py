@@ -115,13 +115,18 @@ def parse_overrides(items) -> dict:
     return out
 
 
-def warm_start(out: Path, arch: str) -> Path:
-    """A point-head model carrying the shipped lean2d's weights (its new head untrained)."""
+def warm_start(out: Path, arch) -> Path:
+    """A point-head model carrying the shipped lean2d's weights (its new head untrained); a
+    network of another width starts from random weights, with lean2d's pixel size and
+    normalisation."""
     base_net, base = load_model("lean2d")
     spec = architecture(arch)
     net = build(spec)
-    missing, unexpected = net.load_state_dict(base_net.state_dict(), strict=False)
-    assert not unexpected and all(k.startswith("point_head") for k in missing), (missing, unexpected)
+    if spec["base_filters"] == base.architecture["base_filters"]:
+        missing, unexpected = net.load_state_dict(base_net.state_dict(), strict=False)
+        assert not unexpected and all(k.startswith("point_head") for k in missing), (missing, unexpected)
+    else:
+        print(f"{spec['base_filters']} base filters: starting from random weights", flush=True)
     card = ModelCard(name="warm-start", architecture=spec, voxel_size_um=base.voxel_size_um,
                      normalisation=base.normalisation, tile_size=base.tile_size,
                      tile_overlap=base.tile_overlap)
@@ -163,10 +168,63 @@ def grow(out: Path, arch: str, base_model: str) -> Path:
     return out / "model.json"
 
 
+def widened_state(narrow: dict, wide_shapes: dict, *, noise: float, seed: int) -> dict:
+    """A network's weights at twice the width that compute the same maps (Net2WiderNet, Chen
+    et al. 2016): every channel is doubled in place (channel j of the wide network copies
+    channel j // 2, which keeps concatenated skips in order), and a convolution reading doubled
+    channels halves its weights. ``noise`` (relative to each tensor's spread) lets the two
+    copies of a channel learn different things."""
+    gen = torch.Generator().manual_seed(seed)
+    wide = {}
+    for key, value in narrow.items():
+        shape = tuple(wide_shapes[key])
+        for dim, (old, new) in enumerate(zip(value.shape, shape)):
+            if new == 2 * old:
+                value = value.repeat_interleave(2, dim=dim)
+                if dim == 1 and value.ndim == 4:
+                    value = value / 2
+            elif new != old:
+                raise SystemExit(f"--widen-from: {key} goes from {tuple(narrow[key].shape)} to {shape}, "
+                                 f"not twice as wide")
+        if noise and value.is_floating_point() and value.ndim == 4:
+            value = value + noise * value.std() * torch.randn(value.shape, generator=gen)
+        wide[key] = value
+    return wide
+
+
+def widen(out: Path, arch, base_model: str, *, seed: int) -> Path:
+    """A model of architecture ``arch`` (twice ``base_model``'s width) carrying its function."""
+    base_net, base = load_model(base_model)
+    spec = architecture(arch)
+    net = build(spec)
+    target = {k: v.shape for k, v in net.state_dict().items()}
+    exact = widened_state(base_net.state_dict(), target, noise=0.0, seed=seed)
+    net.load_state_dict(exact)
+    x = torch.rand(2, base_net.encoder[0].body[0][0].in_channels // base.architecture["space_to_depth"] ** 2,
+                   64, 64)
+    with torch.no_grad():
+        base_net.eval(), net.eval()
+        gap = max(float((a - b).abs().max()) for a, b in zip(base_net(x), net(x)))
+    print(f"widened {base_model} to {spec['base_filters']} base filters: largest change of a logit {gap:.2e}",
+          flush=True)
+    assert gap < 1e-3, gap
+    net.load_state_dict(widened_state(base_net.state_dict(), target, noise=1e-2, seed=seed))
+    card = ModelCard(name="widened", architecture=spec, voxel_size_um=base.voxel_size_um,
+                     normalisation=base.normalisation, tile_size=base.tile_size,
+                     tile_overlap=base.tile_overlap)
+    save_model(net, card, out / "model")
+    return out / "model.json"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--name", default="lean2d_real")
     ap.add_argument("--architecture", default="lean2d_points")
+    ap.add_argument("--base-filters", type=int, default=None,
+                    help="width of the network's first level (the architecture's own by default; "
+                         "another width starts from random weights)")
+    ap.add_argument("--widen-from", default=None,
+                    help="start from this model's function at twice its width (with --base-filters)")
     ap.add_argument("--minutes", type=float, default=45.0)
     ap.add_argument("--epochs", type=int, default=200)
     ap.add_argument("--steps", type=int, default=40, help="steps per epoch")
@@ -199,6 +257,8 @@ def main() -> None:
     ap.add_argument("--work", default="work/models")
     ap.add_argument("--no-install", action="store_true")
     args = ap.parse_args()
+    if args.base_filters:
+        args.architecture = {**architecture(args.architecture), "base_filters": args.base_filters}
     torch.manual_seed(args.seed)
     out = Path(args.work) / args.name
     t = time.perf_counter()
@@ -219,6 +279,8 @@ def main() -> None:
                                                           for p in PRESETS]
     print(f"{len(d2)} dendritic2, {len(st)} spine_types, {len(ph)} phantoms; {len(val)} validation "
           f"samples; loaded in {time.perf_counter() - t:.0f} s", flush=True)
+    if args.widen_from:
+        args.init = widen(Path(args.work) / f"{args.name}-init", args.architecture, args.widen_from, seed=args.seed)
     if args.grow_from:
         args.init = grow(Path(args.work) / f"{args.name}-init", args.architecture, args.grow_from)
     init = args.init or warm_start(Path(args.work) / f"{args.name}-init", args.architecture)

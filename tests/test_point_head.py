@@ -140,6 +140,25 @@ def test_two_touching_spines_are_split_between_their_heads():
     assert labels.max() == 2 and labels[12, 12] != labels[27, 12]
 
 
+def test_a_head_in_a_wide_faint_region_is_judged_by_its_trimmed_size():
+    # a head (spine map 0.9 over 0.5 x 0.5 µm) inside a faint stretch of the spine map (0.2,
+    # 6 x 6 µm, i.e. 36 µm² above the 0.1 threshold): trimmed to half its peak it is a head-sized
+    # spine; only once trimmed is it compared with the largest spine area
+    spine = np.zeros((80, 80), np.float32)
+    spine[10:70, 10:70] = 0.2
+    spine[38:43, 38:43] = 0.9
+    heads = head_heatmap((1, 80, 80), [[0, 40, 40]], (0.5, 0.1, 0.1), sigma_um=(0.5, 0.2, 0.2))[0]
+    cfg = InstanceConfig(method="heads", threshold=0.1, head_threshold=0.3, max_volume_um3=4.4,
+                         peak_fraction=0.5, max_distance_to_dendrite_um=None)
+    result = spine_instances(spine, None, spacing=(0.1, 0.1), config=cfg, head_prob=heads)
+    assert result.n_spines == 1
+    assert np.count_nonzero(result.spine_labels) == 25                # the head, not the stretch
+    # a head that is large even once trimmed is still refused by the size rule
+    spine[30:50, 30:50] = 0.9
+    big = spine_instances(spine, None, spacing=(0.1, 0.1), config=cfg, head_prob=heads)
+    assert big.n_spines == 0 and big.removed["volume"] == 1
+
+
 def test_platt_calibration_recovers_a_known_relation_and_inverts():
     rng = np.random.default_rng(0)
     scores = rng.uniform(0.02, 0.98, 20000)

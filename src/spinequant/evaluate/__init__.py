@@ -7,6 +7,8 @@
 * :mod:`.points` -- one-to-one matching of points within a distance in µm.
 * :mod:`.consensus` and :mod:`.raters` -- several raters' point annotations clustered into
   spines (DeepD3), inter/intra-rater reliability, a method judged against each rater.
+* :mod:`.resolution` -- how many annotated heads the microscope's PSF lets any detector
+  separate (a recall ceiling for phantom benchmarks).
 * :mod:`.readers` -- the files users have: label TIFFs, spines.csv, point CSVs, ImageJ ROI
   sets, Fiji CellCounter XML, SWC.
 
@@ -23,6 +25,7 @@ from .instances import match_instances, matching_curve, overlaps, split_merge_co
 from .plots import plot_matching_curve, plot_rater_matrix
 from .points import label_centroids, match_points, voxels_to_um
 from .readers import detect_kind, read_labels, read_points
+from .resolution import resolvable_heads
 from .raters import (agreement_by_raters, compare_method, inter_rater_reliability,
                      intra_rater_reliability, reliability_matrix)
 from .scores import detection_scores, scores_from_counts
@@ -34,7 +37,7 @@ __all__ = [
     "scores_from_counts", "detection_scores",
     "semantic_scores", "semantic_scores_vs_raters", "dendrite_band", "combine_raters",
     "overlaps", "match_instances", "matching_curve", "split_merge_counts",
-    "match_points", "voxels_to_um", "label_centroids", "swc_to_mask",
+    "match_points", "voxels_to_um", "label_centroids", "swc_to_mask", "resolvable_heads",
     "RaterClusters", "pool_annotations", "dbscan", "cluster_annotations",
     "reliability_matrix", "inter_rater_reliability", "intra_rater_reliability",
     "compare_method", "agreement_by_raters",

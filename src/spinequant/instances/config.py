@@ -75,7 +75,9 @@ class InstanceConfig:
     split_min_depth_prob : float
         Probability split: the same depth in probability units.
     min_volume_um3, max_volume_um3 : float
-        Keep spines whose volume lies in this range.
+        Keep spines whose volume lies in this range. With ``method="heads"`` the largest volume
+        is compared once each spine is trimmed to its head (``peak_fraction``): before the trim
+        its region may hold a wide faint stretch of the spine map.
     min_planes : int
         Keep spines that span at least this many z planes.
     max_distance_to_dendrite_um : float or None

@@ -120,9 +120,12 @@ def spine_instances(spine_prob, dendrite_prob=None, *, spacing, config: Instance
                                min_distance_um=cfg.split_min_distance_um, min_depth=depth,
                                connectivity=cfg.connectivity)
     report(0.6)
+    # A head's region of the spine map is judged by its size once trimmed to the head's own
+    # peak: before the trim it may hold a wide faint stretch of the map around a real head.
+    max_volume = np.inf if method == "heads" else size["max_volume_um3"]
     spines, counts = filter_objects(
         spines, spacing=spacing, dendrite_mask=dendrite_labels if has_dendrite else None,
-        min_volume_um3=size["min_volume_um3"], max_volume_um3=size["max_volume_um3"], min_planes=cfg.min_planes,
+        min_volume_um3=size["min_volume_um3"], max_volume_um3=max_volume, min_planes=cfg.min_planes,
         max_distance_to_dendrite_um=cfg.max_distance_to_dendrite_um if has_dendrite else None)
     removed.update(counts, volume=removed["volume"] + counts["volume"])
     # Eq. 12 last: the cheap rules have already dropped the specks, so few distances remain to test.
@@ -136,6 +139,10 @@ def spine_instances(spine_prob, dendrite_prob=None, *, spacing, config: Instance
     if method == "heads":
         if cfg.peak_fraction > 0:
             spines = trim_heads(spines, spine, head, cfg.peak_fraction, cfg.threshold)
+        large = spines.volumes(spacing) > size["max_volume_um3"]
+        if large.any():
+            spines = spines.keep(spines.ids[~large])
+            removed["volume"] += int(large.sum())
         scores = object_scores(spines, head)
     elif cfg.peak_fraction > 0 and not spine_is_mask:
         spines = trim_to_peak_fraction(spines, spine, cfg.peak_fraction, cfg.connectivity)
