@@ -154,15 +154,15 @@ def _prf(tp, n_pred, n_true) -> dict:
             "f1": 2 * tp / (n_pred + n_true) if n_pred + n_true else 1.0}
 
 
-def calibrate(sets, method: str, *, out_card: str | None, floor: float = 0.05) -> dict:
+def calibrate(sets, method: str, *, out_card: str | None, plot: Path, floor: float = 0.05) -> dict:
     """Fit the confidence calibration of a point-head model on every candidate it finds
     (head-map peaks down to ``floor``); ECE by two-fold cross-fitting over images; the
     minimum confidence that maximises F1 on all sets together."""
     from spinequant.pipeline.analyze import model_calibration
     from spinequant.segment.neural.calibration import confidence, expected_calibration_error, fit_platt
 
-    if model_calibration(method).get("method") == "trees":
-        return learnt_reliability(sets, method)
+    if (model_calibration(method) or {}).get("method") == "trees":
+        return learnt_reliability(sets, method, plot)
     _, found = score(sets, method, 1.0, raw_threshold=floor, collect=True)
     names = sorted(found["image"].unique())
     fold = found["image"].map({n: i % 2 for i, n in enumerate(names)})
@@ -192,11 +192,11 @@ def calibrate(sets, method: str, *, out_card: str | None, floor: float = 0.05) -
         from spinequant.segment.neural.card import update_card
 
         update_card(out_card, calibration=calibration)
-    _reliability_plot(probs, found["hit"].to_numpy(), found["set"].to_numpy(), RESULTS / "real2d_reliability.png")
+    _reliability_plot(probs, found["hit"].to_numpy(), found["set"].to_numpy(), plot)
     return result
 
 
-def learnt_reliability(sets, method: str) -> dict:
+def learnt_reliability(sets, method: str, plot: Path) -> dict:
     """ECE and reliability of a model's learnt confidence (fitted on training images only, so
     these validation images measure it directly; nothing is written to the card). Every
     candidate is scored (minimum confidence 1e-9)."""
@@ -227,7 +227,7 @@ def learnt_reliability(sets, method: str) -> dict:
     result["f1_by_min_confidence"] = {float(g): round(2 * float(hits[probs >= g].sum()) / ((probs >= g).sum() + n_true), 4)
                                       for g in grid}
     result["calibration"] = {k: v for k, v in calibration.items() if k not in ("features", "head_map")}
-    _reliability_plot(probs, hits, found["set"].to_numpy(), RESULTS / "real2d_reliability.png",
+    _reliability_plot(probs, hits, found["set"].to_numpy(), plot,
                       xlabel="learnt confidence (fitted on training images)")
     return result
 
@@ -265,8 +265,12 @@ def main() -> None:
     args = ap.parse_args()
     sets = {name: load_set(name) for name in args.sets}
     if args.calibrate:
-        result = calibrate(sets, args.calibrate, out_card=args.calibrate)
-        (RESULTS / "real2d_calibration.json").write_text(json.dumps(result, indent=1))
+        # beside the table (the default --out: benchmarks/results/real2d_calibration.json, _reliability.png)
+        stem = Path(args.out).with_suffix("")
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        result = calibrate(sets, args.calibrate, out_card=args.calibrate,
+                           plot=stem.with_name(stem.name + "_reliability.png"))
+        stem.with_name(stem.name + "_calibration.json").write_text(json.dumps(result, indent=1))
         print(json.dumps({k: v for k, v in result.items() if k != "reliability"}, indent=1, default=str)[:3000])
     rows = []
     for method in args.methods:
