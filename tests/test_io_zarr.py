@@ -99,6 +99,29 @@ def test_zarr_group_without_multiscales_lists_its_arrays(tmp_path):
         open_stack(tmp_path / "g.zarr")
 
 
+def test_pyramid_of_a_dask_volume_is_the_numpy_one(tmp_path):
+    """A volume given as a Dask array (larger than memory) gets every level of the pyramid
+    exactly as the same volume given as numpy, image and labels, odd edges included (its
+    levels are made from the levels already written)."""
+    import dask.array as da
+    import zarr
+
+    from spinequant.io.omezarr import write_ome_zarr
+
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 4000, (2, 1100, 1030)).astype(np.uint16)
+    labels = rng.integers(0, 5, image.shape).astype(np.uint32)
+    paths = [write_ome_zarr(tmp_path / f"{k}.ome.zarr", im, (0.5, 0.1, 0.1), labels={"spines": lab})
+             for k, (im, lab) in enumerate([(image, labels), (da.from_array(image, chunks=(1, 300, 333)),
+                                                              da.from_array(labels, chunks=(2, 512, 200)))])]
+    for sub in ("", "labels/spines"):
+        a, b = (zarr.open_group(str(p / sub), mode="r") for p in paths)
+        levels = sorted(a.array_keys())
+        assert levels == sorted(b.array_keys()) == ["0", "1", "2", "3"]
+        for k in levels:
+            assert a[k].shape == b[k].shape and np.array_equal(a[k][:], b[k][:]), (sub, k)
+
+
 def test_written_ome_zarr_is_a_multiscale_pyramid(tmp_path):
     """Levels halved in y/x until the plane fits in 256 px; image levels are 2 x 2 means
     shifted half a pixel, label levels every second pixel with the same ids."""

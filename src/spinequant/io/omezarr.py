@@ -210,8 +210,8 @@ def _write_multiscale(group, data: np.ndarray, spacing, name: str, chunks, *, is
         raise InputError(f"An image of shape {data.shape} needs {data.ndim} voxel sizes; got {tuple(spacing)}.")
     chunks = tuple(chunks)[len(chunks) - data.ndim:] if len(chunks) >= data.ndim else chunks
     datasets = []
-    for level, (array, scale, shift) in enumerate(_pyramid(data, spacing, is_label=is_label)):
-        _write_level(group, str(level), array, chunks)
+    for level, (array, scale, shift) in enumerate(_pyramid(data, spacing, is_label=is_label,
+                                                            written=lambda k, a: _write_level(group, str(k), a, chunks))):
         transforms = [{"type": "scale", "scale": scale}]
         if any(shift):
             transforms.append({"type": "translation", "translation": shift})
@@ -229,19 +229,33 @@ def _write_multiscale(group, data: np.ndarray, spacing, name: str, chunks, *, is
 PYRAMID_MIN_EDGE = 256
 
 
-def _pyramid(data: np.ndarray, spacing, *, is_label: bool):
-    """(array, scale, translation) per level; level 0 is ``data`` itself."""
+def _pyramid(data: np.ndarray, spacing, *, is_label: bool, written):
+    """(array, scale, translation) per level; level 0 is ``data`` itself. ``written(k, array)``
+    stores level ``k`` and returns the stored array."""
     scale = [float(s) for s in spacing]
     shift = [0.0] * data.ndim
     level = data
+    stored = written(0, level)
     yield level, list(scale), list(shift)
+    k = 0
     while max(level.shape[-2:]) > PYRAMID_MIN_EDGE and min(level.shape[-2:]) >= 2:
+        if _is_dask(level):
+            # Each level of a Dask volume is made from the level just stored, not from the
+            # source again: as a chain of lazy halvings every chunk of level k recomputed
+            # 4^k chunks of level 0, so the whole source was read once more per level (on a
+            # 4.9 GB chunked run the export took longer than the analysis). The stored values
+            # are the same (each level is rounded to the type as it is made).
+            import dask.array as da
+
+            level = da.from_zarr(stored)
         if is_label:
             level = level[..., ::2, ::2]
         else:
             level = _halved(level, data.dtype)
             shift[-2:] = [t + 0.5 * s for t, s in zip(shift[-2:], scale[-2:])]
         scale[-2:] = [2 * s for s in scale[-2:]]
+        k += 1
+        stored = written(k, level)
         yield level, list(scale), list(shift)
 
 
@@ -273,6 +287,7 @@ def _write_level(group, path: str, data: np.ndarray, chunks) -> None:
     # the temporary folder that atomic_path has just removed.
     for box in _chunk_boxes(data.shape, arr.chunks):
         arr[box] = np.asarray(data[box])   # a Dask array: computed chunk by chunk
+    return arr
 
 
 def _chunk_boxes(shape, chunks):
