@@ -45,14 +45,17 @@ def make(folder: Path, edge: int) -> dict:
     from spinequant.io import write_ome_zarr
     from spinequant.synth import make_phantom
 
-    tiles = [make_phantom("two_photon", seed=s, shape=TILE) for s in range(4)]
-    spacing = tiles[0].spacing
+    phantoms = [make_phantom("two_photon", seed=s, shape=TILE) for s in range(4)]
+    spacing = phantoms[0].spacing
+    # One Dask array per phantom, shared by every tile that shows it: da.from_array copies a
+    # numpy array into each graph it makes (225 tiles of 100 MB each for a 20 GB volume).
+    tiles = [da.from_array(p.image, chunks=(TILE[0], 256, 256)) for p in phantoms]
     n = -(-edge // TILE[1])
     rows = []
     for i in range(n):
         row = []
         for j in range(n):
-            tile = da.from_array(tiles[(i * 3 + j) % 4].image, chunks=(TILE[0], 256, 256))
+            tile = tiles[(i * 3 + j) % 4]
             row.append(tile[:, ::-1] if (i + j) % 2 else tile[:, :, ::-1] if i % 2 else tile)
         rows.append(row)
     volume = da.block(rows)[:, :edge, :edge]
