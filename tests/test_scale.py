@@ -190,6 +190,29 @@ def test_streamed_image_statistics_equal_the_in_memory_ones(dtype):
     np.testing.assert_allclose(got.dendrite_means, ref.dendrite_means, rtol=1e-6)
 
 
+def test_base_values_read_by_tiles_equal_the_whole_volume_ones():
+    import pandas as pd
+    import zarr
+
+    from spinequant.pipeline.spine_confidence import smoothed_at
+    from spinequant.scale.confidence import tiled_base_values
+
+    rng = np.random.default_rng(1)
+    image = rng.gamma(2.0, 300.0, (7, 120, 90)).astype(np.float32)
+    stored = zarr.create_array(store={}, shape=image.shape, chunks=(4, 32, 32), dtype=np.float32)
+    stored[...] = image
+    spacing = np.array([0.8, 0.1, 0.1])
+    points = np.column_stack([rng.integers(0, n, 60) for n in image.shape]).astype(float)
+    points[:6] = [[0, 0, 0], [6, 119, 89], [0, 60, 89], [3, 0, 45], [6, 5, 2], [2, 118, 1]]   # at the edges
+    points *= spacing
+    points[7] = np.nan                                                    # a spine without a base
+    spines = pd.DataFrame(points, columns=["base_z_um", "base_y_um", "base_x_um"])
+    ref = smoothed_at(image, spines, spacing)
+    got = tiled_base_values(stored, spines, spacing, tile_px=16)          # many tiles, windows across them
+    assert np.isnan(got[7]) and np.isfinite(np.delete(got, 7)).all()
+    np.testing.assert_array_equal(got, ref)
+
+
 def test_rerun_skips_finished_blocks_and_cli(zarr_stack, tmp_path):
     out = tmp_path / "out"
     args = ["analyze", str(zarr_stack), "--out", str(out), "--chunked", "--chunk-size", "256",

@@ -21,7 +21,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from ..pipeline.spine_confidence import PERCENTILE_SAMPLE, ImageStatistics, smoothed_at
+from ..pipeline.spine_confidence import BASE_SMOOTHING_UM, PERCENTILE_SAMPLE, ImageStatistics, smoothed_at
 from .maps import read_region, row_bands
 from .streamed import exact_histogram_dtype, median, ranks_from_histogram, value_histogram
 
@@ -100,6 +100,54 @@ class KeptObjects(Mapping):
         return len(self.objects)
 
 
+#: Edge (pixels in y and x) of the tiles the spines' base values are read by: one read of a
+#: tile's windows instead of one per spine (each a Zarr chunk decompressed for a few voxels).
+BASE_TILE_PX = 512
+
+
+def tiled_base_values(image, spines: pd.DataFrame, spacing, *, runner=None, tile_px: int = BASE_TILE_PX,
+                      progress=None) -> np.ndarray:
+    """:func:`~spinequant.pipeline.spine_confidence.smoothed_at` of a (Z, Y, X) volume, the
+    spines grouped by the ``tile_px`` tile of their base point: each group's windows are read
+    at once (their common box) and smoothed in a task of ``runner`` (a
+    :class:`~spinequant.scale.execute.BlockRunner`; default: this process), so ``image`` must
+    be readable where the tasks run. The values are those of ``smoothed_at`` on the whole
+    volume: every window lies inside its group's box, whose edges are the volume's wherever a
+    window is cut by them."""
+    from .execute import BlockRunner
+
+    out = np.full(len(spines), np.nan)
+    if not len(spines):
+        return out
+    sp = np.asarray(spacing, float)
+    shape = np.array(image.shape)
+    grid = np.column_stack([np.round(spines[f"base_{a}_um"].to_numpy(float) / s) for a, s in zip("zyx", sp)])
+    valid = np.isfinite(grid).all(axis=1)
+    points = np.clip(np.nan_to_num(grid).astype(np.int64), 0, shape - 1)
+    reach = np.ceil(4.0 * BASE_SMOOTHING_UM / sp).astype(int) + 1     # smoothed_at's window
+    tiles = points[:, 1] // tile_px * (int(shape[2]) // tile_px + 1) + points[:, 2] // tile_px
+    jobs, members = [], []
+    for tile in np.unique(tiles[valid]):
+        idx = np.flatnonzero(valid & (tiles == tile))
+        box = tuple(slice(int(max(points[idx, a].min() - reach[a], 0)), int(min(points[idx, a].max() + reach[a] + 1, shape[a])))
+                    for a in range(3))
+        start = np.array([b.start for b in box])
+        local = (points[idx] - start) * sp                             # µm in the box's frame
+        jobs.append((image, box, pd.DataFrame(local, columns=[f"base_{a}_um" for a in "zyx"]), sp))
+        members.append(idx)
+    values = (runner or BlockRunner()).map(_base_values_job, jobs, names=[str(k) for k in range(len(jobs))],
+                                           stage="base values", progress=progress)
+    for idx, v in zip(members, values):
+        out[idx] = v
+    return out
+
+
+def _base_values_job(job) -> np.ndarray:
+    """The smoothed image at the base points of one tile (a task)."""
+    image, box, points, sp = job
+    return smoothed_at(np.asarray(read_region(image, box)), points, sp)
+
+
 def chunked_confident_spines(spines: pd.DataFrame, scores, image, spine_labels, dendrite_labels, spacing, config,
                              *, blocks, objects, spine_offsets: dict, dendrite_boxes: dict, dendrite_voxels: dict,
                              skeleton, measure_image, runner, skeleton_max_voxels: int, progress=None):
@@ -118,7 +166,7 @@ def chunked_confident_spines(spines: pd.DataFrame, scores, image, spine_labels, 
     model = confidence_model(calibration, resolve(config.method)[0].parent)
     statistics = streamed_statistics(image, dendrite_labels)
     ids = spines["id"].to_numpy(np.int64)
-    base = smoothed_at(image, spines, spacing, read=read_region)
+    base = tiled_base_values(measure_image, spines, spacing, runner=runner, progress=progress)
     prob = spine_confidence(model, spines, np.asarray(scores)[ids], None, None, spacing,
                             statistics=statistics, base_values=base)
     keep = np.zeros(len(scores), bool)                             # per global id (0: none)
