@@ -122,6 +122,33 @@ def test_pyramid_of_a_dask_volume_is_the_numpy_one(tmp_path):
             assert a[k].shape == b[k].shape and np.array_equal(a[k][:], b[k][:]), (sub, k)
 
 
+def test_a_dask_volume_is_read_once_per_chunk_when_written(tmp_path):
+    """Writing a Dask volume whose chunks are larger than the written ones computes each of
+    its chunks once for level 0 (before: once per written chunk it overlaps, 2 x 4 x 4 here)."""
+    import dask.array as da
+    import zarr
+
+    from spinequant.io.omezarr import write_ome_zarr
+
+    labels = np.random.default_rng(2).integers(0, 9, (48, 1024, 1024)).astype(np.uint32)
+
+    class Counted:
+        shape, dtype, ndim = labels.shape, labels.dtype, labels.ndim
+        reads = 0
+
+        def __getitem__(self, box):
+            part = labels[box]
+            Counted.reads += part.size > 0                        # (not dask's probe of the type)
+            return part
+
+    lazy = da.from_array(Counted(), chunks=(48, 512, 512), asarray=False)
+    path = write_ome_zarr(tmp_path / "r.ome.zarr", np.zeros((48, 1024, 1024), np.uint8), (0.5, 0.1, 0.1),
+                          labels={"spines": lazy})
+    level0 = zarr.open_group(str(path / "labels" / "spines"), mode="r")["0"]
+    assert level0.chunks == (32, 256, 256) and np.array_equal(level0[:], labels)
+    assert Counted.reads == 4                                     # the 4 chunks, each once
+
+
 def test_written_ome_zarr_is_a_multiscale_pyramid(tmp_path):
     """Levels halved in y/x until the plane fits in 256 px; image levels are 2 x 2 means
     shifted half a pixel, label levels every second pixel with the same ids."""

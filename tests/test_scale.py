@@ -164,14 +164,19 @@ def test_a_volume_above_the_whole_export_size_keeps_the_learnt_confidence(phanto
     assert ch.dendrites["n_spines"].sum() == len(ref.spines)
 
 
+@pytest.mark.parametrize("tile_voxels", [None, 6 * 256 * 256])      # one tile; 3 x 2 tiles, cut at the edges
 @pytest.mark.parametrize("dtype", [np.uint16, np.float32])
-def test_streamed_image_statistics_equal_the_in_memory_ones(dtype):
+def test_streamed_image_statistics_equal_the_in_memory_ones(dtype, tile_voxels, monkeypatch):
+    import spinequant.scale.maps as maps
     from spinequant.pipeline.spine_confidence import image_statistics
     from spinequant.scale.confidence import streamed_statistics
 
+    if tile_voxels:
+        monkeypatch.setattr(maps, "TILE_VOXELS", tile_voxels)
     rng = np.random.default_rng(0)
-    image = (rng.gamma(2.0, 300.0, (6, 600, 90)) if dtype is np.float32 else rng.integers(0, 4000, (6, 600, 90))
+    image = (rng.gamma(2.0, 300.0, (6, 600, 300)) if dtype is np.float32 else rng.integers(0, 4000, (6, 600, 300))
              ).astype(dtype)
+    assert len(list(maps.tiles(image.shape))) == (6 if tile_voxels else 1)
     labels = np.zeros(image.shape, np.uint32)
     labels[:, 100:300, 10:30], labels[1:4, 400:560, 50:80] = 1, 3           # dendrite 2 has no voxels
     import spinequant.pipeline.spine_confidence as sc
@@ -188,6 +193,20 @@ def test_streamed_image_statistics_equal_the_in_memory_ones(dtype):
     np.testing.assert_array_equal(got.dendrite_ids, ref.dendrite_ids)
     np.testing.assert_array_equal(got.dendrite_voxels, ref.dendrite_voxels)
     np.testing.assert_allclose(got.dendrite_means, ref.dendrite_means, rtol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(3, 700, 530), (1, 257, 1000), (5, 300, 256)])
+@pytest.mark.parametrize("k", [1, 7, 256, 1000, 10 ** 6])
+def test_strided_sample_read_by_tiles_takes_the_in_memory_voxels(shape, k, monkeypatch):
+    # every k-th voxel of the flattened volume, wherever the tiles cut its rows
+    import spinequant.scale.maps as maps
+
+    monkeypatch.setattr(maps, "TILE_VOXELS", shape[0] * 256 * 256)                # 256-px tiles
+    volume = np.arange(np.prod(shape), dtype=np.int64).reshape(shape)
+    n = -(-volume.size // k)
+    got = maps.strided_sample(volume, max_n=n)
+    assert len(list(maps.tiles(shape))) > 1
+    np.testing.assert_array_equal(np.sort(got), volume.reshape(-1)[::max(1, -(-volume.size // n))])
 
 
 def test_base_values_read_by_tiles_equal_the_whole_volume_ones():

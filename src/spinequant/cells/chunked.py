@@ -389,7 +389,7 @@ def _save_large(out_dir, image, spacing, labels, cells, summary, config, diagnos
             "spinequant": __version__, "complete": True, "analysis": "cells",
             "input": {**source, "shape": list(image.shape), "dtype": str(read_region(image, (0, slice(0, 1),
                                                                                              slice(0, 1))).dtype),
-                      "spacing_um": list(spacing), "data_sha256_bands": volume_sha256(image)},
+                      "spacing_um": list(spacing), "data_sha256_tiles": volume_sha256(image)},
             "config": config_to_dict(config), "summary": summary, "diagnostics": diagnostics,
             "not_written": NOT_WRITTEN.format(limit=limit, n=int(np.prod(image.shape))).replace(
                 "ImageJ ROI set, meshes, ", ""),

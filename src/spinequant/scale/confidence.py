@@ -4,7 +4,7 @@ A point-head model's learnt confidence (:mod:`spinequant.pipeline.spine_confiden
 every candidate spine from its measurements and a few numbers of the whole image: its median
 and 99.5th percentile, each dendrite's mean intensity and size, the median intensity of all
 dendrite voxels, and the image smoothed at each spine's base. Here those numbers are read from
-the volume and the stitched dendrite labels band by band (:func:`streamed_statistics`; the
+the volume and the stitched dendrite labels tile by tile (:func:`streamed_statistics`; the
 same numbers as in memory, the means summed in float64), the candidates are scored, the
 dropped ones are removed from the Zarr spine labels block by block (the kept ones renumbered
 1..K in the order of their old ids), and the kept spines are measured again block by block
@@ -22,27 +22,23 @@ import numpy as np
 import pandas as pd
 
 from ..pipeline.spine_confidence import BASE_SMOOTHING_UM, PERCENTILE_SAMPLE, ImageStatistics, smoothed_at
-from .maps import read_region, row_bands
+from .maps import read_region, read_tiles, strided_voxels
 from .streamed import exact_histogram_dtype, median, ranks_from_histogram, value_histogram
 
 def streamed_statistics(image, dendrite_labels) -> ImageStatistics:
     """The :class:`~spinequant.pipeline.spine_confidence.ImageStatistics` of a (Z, Y, X)
-    volume and its dendrite labels (numpy, Zarr or Dask), read in bands of rows with all
-    planes. The percentiles come from the voxels the in-memory sample takes (every k-th of the
+    volume and its dendrite labels (numpy, Zarr or Dask), read in tiles with all planes
+    (:func:`~spinequant.scale.maps.read_tiles`). The percentiles come from the voxels the in-memory sample takes (every k-th of the
     flattened volume), the median of the dendrite voxels is exact (:mod:`.streamed`: from a
     histogram of the values for 8- and 16-bit images, in the same pass; else two more passes)."""
-    nz, ny, nx = (int(n) for n in image.shape)
-    size = nz * ny * nx
+    size = int(np.prod(image.shape))
     k = max(1, -(-size // PERCENTILE_SAMPLE))
     sample, sums, counts = [], np.zeros(1), np.zeros(1, np.int64)
     one_pass = exact_histogram_dtype(image.dtype)
     histogram = 0
-    for rows, band in row_bands(image):
-        for z in range(nz):
-            flat = band[z].reshape(-1)
-            first = (z * ny + rows.start) * nx
-            sample.append(flat[(-first) % k::k].astype(np.float32))
-        labels = read_region(dendrite_labels, (slice(None), rows))
+    for (rows, cols), band in read_tiles(image):
+        sample.append(strided_voxels(band, image.shape, rows, cols, k).astype(np.float32))
+        labels = read_region(dendrite_labels, (slice(None), rows, cols))
         inside = labels > 0
         ids, values = labels[inside].astype(np.int64), band[inside]
         del labels, inside
@@ -71,9 +67,9 @@ def streamed_statistics(image, dendrite_labels) -> ImageStatistics:
 
 
 def _dendrite_values(image, dendrite_labels):
-    """The dendrite voxels' intensities (float32), band by band."""
-    for rows, band in row_bands(image):
-        labels = read_region(dendrite_labels, (slice(None), rows))
+    """The dendrite voxels' intensities (float32), tile by tile."""
+    for (rows, cols), band in read_tiles(image):
+        labels = read_region(dendrite_labels, (slice(None), rows, cols))
         yield band[labels > 0].astype(np.float32)
 
 

@@ -24,29 +24,29 @@ from ..config import config_to_dict
 from ..export import export_results
 from ..io import write_ome_zarr
 from ..pipeline.runinfo import RUN_FILE, peak_memory_mb, versions, write_run_json
-from .maps import BAND_ROWS, read_region, row_bands
+from .maps import TILE_ALIGN, read_region, read_tiles, tile_edge
 
 NOT_WRITTEN = ("whole-volume files (label TIFFs, ImageJ ROI set, meshes, report) are not written above "
                "{limit} voxels (this volume: {n}); the labels are in results.ome.zarr (napari, Fiji MoBIE)")
 
 
 def lazy_volume(volume) -> da.Array:
-    """``volume`` (numpy, Zarr or Dask) as a Dask array, read in bands of rows."""
+    """``volume`` (numpy, Zarr or Dask) as a Dask array, read in chunks of all planes and
+    :data:`~spinequant.scale.maps.TILE_ALIGN` rows and columns."""
     if isinstance(volume, da.Array):
         return volume
-    return da.from_array(volume, chunks=(volume.shape[0], BAND_ROWS, BAND_ROWS))
+    return da.from_array(volume, chunks=(volume.shape[0], TILE_ALIGN, TILE_ALIGN))
 
 
 def volume_sha256(volume) -> str:
-    """SHA-256 of a volume's voxels read in bands of rows (all planes of 256 rows, then the
-    next 256 rows ...; :func:`~spinequant.scale.maps.row_bands`), after its shape and dtype.
-    Not :func:`~spinequant.pipeline.runinfo.array_sha256` (whole planes in order), which would
-    need whole planes, hence whole z-deep chunks, in memory."""
-    h = hashlib.sha256()
-    for i, (_, band) in enumerate(row_bands(volume)):
-        if i == 0:
-            h.update(str((tuple(volume.shape), str(band.dtype), "bands", BAND_ROWS)).encode())
-        h.update(np.ascontiguousarray(band).data)
+    """SHA-256 of a volume's voxels read tile by tile (all planes of each
+    :func:`~spinequant.scale.maps.tiles` tile, the tiles row by row), after its shape, dtype
+    and tile edge. Not :func:`~spinequant.pipeline.runinfo.array_sha256` (whole planes in
+    order), which would need whole planes, hence whole z-deep chunks, in memory."""
+    h = hashlib.sha256(str((tuple(volume.shape), str(np.dtype(volume.dtype)), "tiles",
+                            tile_edge(volume.shape))).encode())
+    for _, tile in read_tiles(volume):
+        h.update(np.ascontiguousarray(tile).data)
     return h.hexdigest()
 
 
@@ -80,7 +80,7 @@ def save_large_result(out_dir, *, image, spacing, spine_labels, dendrite_labels,
             "spinequant": __version__,
             "complete": True,
             "input": {**source, "shape": list(image.shape), "dtype": str(dtype), "spacing_um": list(spacing),
-                      "data_sha256_bands": volume_sha256(image)},
+                      "data_sha256_tiles": volume_sha256(image)},
             "config": config_to_dict(config),
             "diagnostics": diagnostics,
             "counts": {"spines": int(len(spines)), "dendrites": int(len(dendrites))},

@@ -51,29 +51,63 @@ def read_region(volume, region) -> np.ndarray:
 
 def strided_sample(volume, max_n: int = MAX_SAMPLE) -> np.ndarray:
     """Every k-th voxel of the flattened volume (k = ceil(size / max_n)): the sample that the
-    in-memory percentiles use. Read in bands of :data:`BAND_ROWS` rows with all planes, so
-    that a Zarr chunk deep in z is decoded once, not once per plane."""
+    in-memory percentiles use (the same voxels, in another order). Read tile by tile
+    (:func:`read_tiles`)."""
     nz, ny, nx = volume.shape
     k = max(1, -(-nz * ny * nx // max_n))
+    return np.concatenate([strided_voxels(tile, volume.shape, rows, cols, k)
+                           for (rows, cols), tile in read_tiles(volume)])
+
+
+def strided_voxels(tile: np.ndarray, shape, rows: slice, cols: slice, k: int) -> np.ndarray:
+    """The voxels of ``tile`` (all planes of ``rows`` x ``cols`` of a volume of ``shape``)
+    whose index in the flattened volume is a multiple of ``k``: a tile's share of
+    :func:`strided_sample` (copies, not views of the tile)."""
+    nz, ny, nx = (int(n) for n in shape)
+    width = cols.stop - cols.start
+    r = np.arange(rows.start, rows.stop, dtype=np.int64)
     parts = []
-    for rows, band in row_bands(volume):
-        for z in range(nz):
-            flat = band[z].reshape(-1)                        # rows of plane z, contiguous
-            first = (z * ny + rows.start) * nx
-            parts.append(flat[(-first) % k::k].copy())     # a copy: a view would keep the band
+    for z in range(nz):
+        first = ((z * ny + r) * nx + cols.start) % k           # flat index of each row's first column, mod k
+        offset = (k - first) % k                               # the row's first column taken
+        count = np.maximum(0, -(-(width - offset) // k))
+        row = np.repeat(np.arange(len(r)), count)
+        step = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+        parts.append(tile[z][row, np.repeat(offset, count) + step * k])
     return np.concatenate(parts)
 
 
-#: Rows of a band read at once with all planes (``row_bands``): 256, the y chunk of the
-#: results and of most OME-Zarr writers.
-BAND_ROWS = 256
+#: Voxels of a tile read at once with all planes (:func:`tiles`): 2^26, 1024 x 1024 px of a
+#: 48-plane volume. Before, whole bands of 256 rows were read, whose size grows with the
+#: volume's width: on the 14,848-px-wide benchmark volume the main process peaked at 3.7 GB
+#: streaming the confidence's statistics (docs/scale.md, "The 21 GB run, finished").
+TILE_VOXELS = 2 ** 26
+
+#: The y/x chunk of the results and of most OME-Zarr writers; tiles are multiples of it.
+TILE_ALIGN = 256
 
 
-def row_bands(volume, rows: int = BAND_ROWS):
-    """``(slice, volume[:, slice, :])`` for consecutive bands of ``rows`` rows (numpy)."""
-    for y in range(0, volume.shape[1], rows):
-        span = slice(y, min(y + rows, volume.shape[1]))
-        yield span, read_region(volume, (slice(None), span))
+def tiles(shape, max_voxels: int | None = None):
+    """``(rows, cols)`` slices of the y/x tiles (row by row) that cover a (Z, Y, X) volume of
+    ``shape``, all planes each: square, a multiple of :data:`TILE_ALIGN` px with at most about
+    ``max_voxels`` voxels (default :data:`TILE_VOXELS`), and never under it."""
+    nz, ny, nx = (int(n) for n in shape)
+    edge = tile_edge(shape, max_voxels)
+    for y in range(0, ny, edge):
+        for x in range(0, nx, edge):
+            yield slice(y, min(y + edge, ny)), slice(x, min(x + edge, nx))
+
+
+def tile_edge(shape, max_voxels: int | None = None) -> int:
+    """The y/x edge (px) of the :func:`tiles` of a volume of ``shape``."""
+    max_voxels = TILE_VOXELS if max_voxels is None else max_voxels
+    return max(TILE_ALIGN, int(np.sqrt(max_voxels / max(int(shape[0]), 1))) // TILE_ALIGN * TILE_ALIGN)
+
+
+def read_tiles(volume, max_voxels: int | None = None):
+    """``((rows, cols), volume[:, rows, cols])`` for the :func:`tiles` of a volume (numpy)."""
+    for rows, cols in tiles(volume.shape, max_voxels):
+        yield (rows, cols), read_region(volume, (slice(None), rows, cols))
 
 
 def volume_levels(volume, spacing, blocks: list[Block], *, method: str, classical_config=None):

@@ -134,8 +134,9 @@ def volume_tables(spine_labels, dendrite_labels, image, spacing, *, blocks, obje
     if skeleton is None:
         skeleton = volume_skeleton(dendrite_labels, spacing, dendrite_boxes, config=config,
                                    skeleton_max_voxels=skeleton_max_voxels, runner=runner)
-    jobs = [(spine_labels, dendrite_labels, image, spacing, objects, b, spine_offsets[b.name], skeleton, config)
-            for b in blocks]
+    shared_objects, shared_skeleton = runner.shared(objects), runner.shared(skeleton)
+    jobs = [(spine_labels, dendrite_labels, image, spacing, shared_objects, b, spine_offsets[b.name], shared_skeleton,
+             config) for b in blocks]
     tables = [t for t in runner.map(_spines_job, jobs, names=[b.name for b in blocks], stage="spine tables",
                                     progress=progress) if t is not None]
     if tables:

@@ -1,7 +1,7 @@
 """The two-channel spine-to-dendrite ratio (RSDR) of a chunked run too large to hold.
 
 What :func:`spinequant.pipeline.analyze.spine_ratios` computes from whole arrays, here from the
-two channels and the stitched labels read band by band (256 rows, all planes): each spine's
+two channels and the stitched labels read tile by tile (all planes; ``maps.read_tiles``): each spine's
 mean in both channels and the dendrite's (dendrite voxels that are not spine) from sums, the
 ``"auto"`` background as the exact 5th percentile of the voxels outside every label
 (:mod:`.streamed`). The PSF-corrected ratio (linear unmixing over the labels and a shell
@@ -16,14 +16,14 @@ import pandas as pd
 
 from ..errors import InputError
 from ..morphology.ratio import AUTO_BACKGROUND_PERCENTILE
-from .maps import read_region, row_bands
+from .maps import read_region, read_tiles
 from .streamed import percentile
 
 
-def _bands(tagged, structure, spine_labels, dendrite_labels):
-    """(tagged, structure, spine labels, dendrite labels) of consecutive bands of rows."""
-    for rows, structure_band in row_bands(structure):
-        region = (slice(None), rows)
+def _tiles(tagged, structure, spine_labels, dendrite_labels):
+    """(tagged, structure, spine labels, dendrite labels) of consecutive tiles (all planes)."""
+    for (rows, cols), structure_band in read_tiles(structure):
+        region = (slice(None), rows, cols)
         yield (read_region(tagged, region), structure_band, read_region(spine_labels, region),
                read_region(dendrite_labels, region))
 
@@ -33,7 +33,7 @@ def streamed_background(tagged, structure, spine_labels, dendrite_labels) -> tup
     :data:`~spinequant.morphology.ratio.AUTO_BACKGROUND_PERCENTILE` th percentile of each over
     the voxels outside every spine and dendrite label."""
     n = 0
-    for _, _, spines, dendrites in _bands(tagged, structure, spine_labels, dendrite_labels):
+    for _, _, spines, dendrites in _tiles(tagged, structure, spine_labels, dendrite_labels):
         n += int(np.count_nonzero((spines == 0) & (dendrites == 0)))
     if n == 0:
         raise InputError("Every voxel is spine or dendrite: no background to estimate; give the "
@@ -41,7 +41,7 @@ def streamed_background(tagged, structure, spine_labels, dendrite_labels) -> tup
 
     def outside(which):
         def values():
-            for band in _bands(tagged, structure, spine_labels, dendrite_labels):
+            for band in _tiles(tagged, structure, spine_labels, dendrite_labels):
                 yield band[which][(band[2] == 0) & (band[3] == 0)]
         return values
 
@@ -65,7 +65,7 @@ def streamed_ratios(spines: pd.DataFrame, tagged, structure, spine_labels, dendr
     sums = np.zeros((2, n_ids))
     counts = np.zeros(n_ids, np.int64)
     dendrite_sums, dendrite_count = np.zeros(2), 0
-    for t, s, sl, dl in _bands(tagged, structure, spine_labels, dendrite_labels):
+    for t, s, sl, dl in _tiles(tagged, structure, spine_labels, dendrite_labels):
         inside = sl > 0
         ids = sl[inside].astype(np.int64)
         for c, channel in enumerate((t, s)):
