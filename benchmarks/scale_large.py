@@ -3,7 +3,7 @@
     python benchmarks/scale_large.py make DIR 3072          # 48 x 3072 x 3072 uint16 as DIR/large.ome.zarr
     python benchmarks/scale_large.py memory DIR             # in-memory rate on one 48 x 1024 x 1024 tile
     python benchmarks/scale_large.py run DIR 1 1024         # analyze_chunked, 1 worker, 1024-px blocks
-    python benchmarks/scale_large.py run DIR 2 1024         # ... 2 workers
+    python benchmarks/scale_large.py run DIR 2 1024         # ... 2 workers (again: resumes a killed run)
     python benchmarks/scale_large.py window DIR 512         # one inner block's maps + objects, in this process
     python benchmarks/scale_large.py stitch DIR out_w1_c1024   # the stitching alone, on a run's objects
     python benchmarks/scale_large.py tail DIR out_w1_c1024 [head_map]   # a copy of a run resumed: stitch, measure, export (large-volume path)
@@ -22,7 +22,9 @@ A 20 GB volume is ``make DIR 14848`` (48 x 14848 x 14848 x 2 bytes = 21.2 GB).
 ``run`` prints, as one JSON line (also appended to DIR/runs.jsonl): wall time and voxels/s,
 the peak resident memory of every worker process (from the blocks' own reports) and of the
 main process (which levels, stitches, measures and exports), the time of every block, and the
-scheduler overhead of each stage: its wall time less the summed block times over the workers.
+scheduler overhead of each stage: its wall time less the summed block times over the workers,
+and the peak resident memory of every process sampled every 5 s (``sampled_peak_mb``, MiB;
+the measuring tasks report none of their own); each stage's progress goes to stderr.
 Run each mode in a fresh process; OMP_NUM_THREADS=1.
 """
 
@@ -85,7 +87,9 @@ def run(folder: Path, workers: int, chunk: int) -> dict:
     config = AnalyzeConfig(export_meshes=False, export_roi=False, report=False)
     out = folder / f"out_w{workers}_c{chunk}"
     t = time.perf_counter()
-    result = analyze_chunked(folder / "large.ome.zarr", out, config=config, chunk_px=chunk, workers=workers)
+    with MemorySampler() as sampled:
+        result = analyze_chunked(folder / "large.ome.zarr", out, config=config, chunk_px=chunk, workers=workers,
+                                 progress=stage_log(t))
     seconds = time.perf_counter() - t
     ch = result.diagnostics["chunked"]
     voxels = int(result.image.size)
@@ -97,7 +101,55 @@ def run(folder: Path, workers: int, chunk: int) -> dict:
             "peak_mb_workers": ch["peak_mb_per_process"], "peak_mb_main": round(peak_memory_mb(), 1),
             "block_seconds": ch["block_seconds"], "stage_seconds": ch["stage_seconds"],
             "scheduler_overhead_s": overhead, "network_tiles": ch.get("network_tiles"),
-            "spines": len(result.spines), "dendrites": len(result.dendrites)}
+            "spines": len(result.spines), "dendrites": len(result.dendrites),
+            "resumed": {"maps": ch["blocks_resumed"], "objects": ch["objects_resumed"]},
+            "sampled_peak_mb": sampled.peaks_mb()}
+
+
+def stage_log(started: float, every: int = 25):
+    """A progress callback that prints each stage's start, end and every ``every`` blocks
+    with the clock and the seconds since ``started`` (stderr)."""
+    def progress(stage, done, total):
+        if done in (0, total) or done % every == 0:
+            print(f"{time.strftime('%H:%M:%S')} {time.perf_counter() - started:8.1f} s  {stage} {done}/{total}",
+                  file=sys.stderr, flush=True)
+    return progress
+
+
+class MemorySampler:
+    """Resident memory of this process and all its children (the Dask workers), sampled every
+    ``seconds`` in a thread: the peak of each process, including the measuring tasks, which
+    report no peak of their own (psutil)."""
+
+    def __init__(self, seconds: float = 5.0):
+        import threading
+
+        self.seconds, self.peaks, self.stop = seconds, {}, threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self):
+        import psutil
+
+        me = psutil.Process()
+        while not self.stop.wait(self.seconds):
+            for proc in [me] + me.children(recursive=True):
+                try:
+                    rss = proc.memory_info().rss
+                except psutil.Error:
+                    continue
+                key = "main" if proc.pid == me.pid else str(proc.pid)
+                self.peaks[key] = max(self.peaks.get(key, 0), rss)
+
+    def peaks_mb(self) -> dict:
+        return {k: round(v / 2 ** 20) for k, v in self.peaks.items() if v > 2 ** 27}      # (not the 10 MB helpers)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
 
 
 def window(folder: Path, chunk: int) -> dict:

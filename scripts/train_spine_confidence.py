@@ -43,7 +43,7 @@ from train_real_models import DENDRITIC2_UM, REAL2D, SPINE_TYPES_UM, read_grey  
 import spinequant as sq  # noqa: E402
 from spinequant.evaluate.detection import match_spine_objects  # noqa: E402
 from spinequant.evaluate.points import match_points  # noqa: E402
-from spinequant.pipeline.analyze import AnalyzeConfig, model_calibration  # noqa: E402
+from spinequant.pipeline.analyze import AnalyzeConfig, default_instance_config, model_calibration  # noqa: E402
 from spinequant.pipeline.spine_confidence import FEATURES, confidence_features  # noqa: E402
 from spinequant.segment.neural.calibration import confidence, expected_calibration_error, score_for  # noqa: E402
 from spinequant.segment.neural.yolo_data import yolo_training_sample  # noqa: E402
@@ -73,10 +73,12 @@ def training_images() -> dict[str, list[Image2D]]:
     return out
 
 
-def candidate_config(model: str, floor: float) -> AnalyzeConfig:
-    """``analyze``'s settings that keep every head-map peak down to ``floor``."""
+def candidate_config(model: str, floor: float, relax: dict | None = None) -> AnalyzeConfig:
+    """``analyze``'s settings that keep every head-map peak down to ``floor``, with the
+    instance settings ``relax`` (``candidate_instances`` of the calibration) changed."""
     head_map = model_calibration(model, "head_map")
-    return AnalyzeConfig(method=model, report=False, confidence="head_map",
+    instances = dataclasses.replace(default_instance_config(model), **(relax or {}))
+    return AnalyzeConfig(method=model, report=False, confidence="head_map", instances=instances,
                          min_confidence=float(confidence([floor], head_map)[0]))
 
 
@@ -85,10 +87,10 @@ def candidates(res, head_map: dict) -> tuple[pd.DataFrame, np.ndarray]:
     return confidence_features(res.spines, raw, res.image, res.dendrite_labels, res.spacing), raw
 
 
-def collect_images(sets: dict, model: str, floor: float, scale: float = 1.0) -> pd.DataFrame:
+def collect_images(sets: dict, model: str, floor: float, scale: float = 1.0, relax: dict | None = None) -> pd.DataFrame:
     """Candidates of every image, analysed at ``scale`` times its pixel size (a misstated
     size: the matching stays 1 µm at the judged size, as in benchmarks/real2d.py)."""
-    config, head_map = candidate_config(model, floor), model_calibration(model, "head_map")
+    config, head_map = candidate_config(model, floor, relax), model_calibration(model, "head_map")
     rows = []
     for set_name, images in sets.items():
         t = time.perf_counter()
@@ -108,10 +110,10 @@ def collect_images(sets: dict, model: str, floor: float, scale: float = 1.0) -> 
     return pd.concat(rows, ignore_index=True)
 
 
-def collect_phantoms(seeds, model: str, floor: float) -> pd.DataFrame:
+def collect_phantoms(seeds, model: str, floor: float, relax: dict | None = None) -> pd.DataFrame:
     from spinequant.synth import PRESETS, make_phantom
 
-    config, head_map = candidate_config(model, floor), model_calibration(model, "head_map")
+    config, head_map = candidate_config(model, floor, relax), model_calibration(model, "head_map")
     rows = []
     for preset in PRESETS:
         for seed in seeds:
@@ -177,7 +179,11 @@ def main() -> None:
     ap.add_argument("--scales", type=float, nargs="+", default=[1.0],
                     help="also train on the real images analysed at these multiples of their pixel size "
                          "(candidates of a misstated size; 1.0 always included)")
+    ap.add_argument("--relax", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="instance settings of the candidates (e.g. min_volume_um3=0), recorded in the card "
+                         "as candidate_instances and used by analyze with the learnt confidence")
     args = ap.parse_args()
+    relax = {k: float(v) for k, v in (item.split("=", 1) for item in args.relax)}
 
     def cached(name, make):
         path = args.cache / f"{name}.parquet" if args.cache else None
@@ -193,16 +199,17 @@ def main() -> None:
     images = training_images()
     scales = [1.0] + [x for x in args.scales if x != 1.0]
     train = pd.concat([cached("train_real" + ("" if x == 1.0 else f"_x{x:.2f}"),
-                              lambda x=x: collect_images(images, args.model, args.floor, x)) for x in scales]
-                      + [cached("train_phantoms", lambda: collect_phantoms(TRAIN_PHANTOM_SEEDS, args.model, args.floor))],
+                              lambda x=x: collect_images(images, args.model, args.floor, x, relax)) for x in scales]
+                      + [cached("train_phantoms", lambda: collect_phantoms(TRAIN_PHANTOM_SEEDS, args.model, args.floor,
+                                                                          relax))],
                       ignore_index=True)
     print("validation candidates", flush=True)
     val_images = {s: load_set(s) for s in ("dendritic2", "spine_types")}
-    val = pd.concat([cached("val_real", lambda: collect_images(val_images, args.model, args.floor)),
-                     cached("val_phantoms", lambda: collect_phantoms(VAL_PHANTOM_SEEDS, args.model, args.floor))],
+    val = pd.concat([cached("val_real", lambda: collect_images(val_images, args.model, args.floor, relax=relax)),
+                     cached("val_phantoms", lambda: collect_phantoms(VAL_PHANTOM_SEEDS, args.model, args.floor, relax))],
                     ignore_index=True)
     # the real validation images at the misstated sizes (reported, as benchmarks/real2d.py does)
-    misstated = {x: cached(f"val_real_x{x:.2f}", lambda x=x: collect_images(val_images, args.model, args.floor, x))
+    misstated = {x: cached(f"val_real_x{x:.2f}", lambda x=x: collect_images(val_images, args.model, args.floor, x, relax))
                  for x in (0.75, 4 / 3)}
     x, y = train[list(FEATURES)].to_numpy(float), train["hit"].to_numpy().astype(int)
     # the phantoms keep their share of the weight however many sizes the real images are read at
@@ -249,6 +256,7 @@ def main() -> None:
     tmp.replace(out)
     calibration = {
         "method": "trees", "file": out.name, "sha256": sha256_of(out), "candidate_floor": args.floor,
+        "candidate_instances": relax,
         "min_confidence": min_confidence, "features": list(FEATURES),
         "fitted_on": (f"scripts/train_spine_confidence.py --scales {' '.join(f'{x:g}' for x in scales[1:])}: "
                       f"{int(real.sum())} candidates (head-map peaks >= {args.floor}) on the dendritic2 training "

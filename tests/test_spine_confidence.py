@@ -118,6 +118,21 @@ def test_analyze_keeps_the_spines_the_learnt_confidence_accepts(phantom, result)
     assert head_map.min_confidence == calibration["head_map"]["min_confidence"]
 
 
+def test_the_candidates_are_made_with_the_instance_settings_the_trees_were_fitted_on(monkeypatch):
+    # a card's candidate_instances (scripts/train_spine_confidence.py --relax) apply to the
+    # default instance settings of a run with the learnt confidence, not to a run's own
+    import importlib
+
+    analyze_module = importlib.import_module("spinequant.pipeline.analyze")     # (the package exports a function of that name)
+    calibration = {**model_calibration("lean2d_real"), "candidate_instances": {"min_volume_um3": 0.0}}
+    monkeypatch.setattr(analyze_module, "model_calibration", lambda method, confidence="auto": calibration)
+    config = resolve_config(AnalyzeConfig(method="lean2d_real"))
+    assert config.instances.min_volume_um3 == 0.0 and config.instances.head_threshold == calibration["candidate_floor"]
+    own = dataclasses.replace(analyze_module.default_instance_config("lean2d_real"), min_volume_um3=0.05)
+    config = resolve_config(AnalyzeConfig(method="lean2d_real", instances=own))
+    assert config.instances.min_volume_um3 == 0.05 and config.instances.head_threshold == calibration["candidate_floor"]
+
+
 def test_a_damaged_confidence_model_is_refused(phantom, tmp_path):
     card, weights = resolve("lean2d_real")
     calibration = model_calibration("lean2d_real")

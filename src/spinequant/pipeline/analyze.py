@@ -224,9 +224,12 @@ def resolve_config(config: AnalyzeConfig | None) -> AnalyzeConfig:
         min_confidence = config.min_confidence
         if min_confidence is None:
             min_confidence = calibration["min_confidence"]
-        # A learnt confidence looks at every candidate above the floor it was fitted on.
-        threshold = (calibration["candidate_floor"] if calibration.get("method") == "trees"
-                     else score_for(min_confidence, calibration))
+        # A learnt confidence looks at every candidate above the floor it was fitted on, made
+        # with the instance settings it was fitted on (unless the run gives its own).
+        trees = calibration.get("method") == "trees"
+        threshold = calibration["candidate_floor"] if trees else score_for(min_confidence, calibration)
+        if trees and config.instances is None:
+            instances = replace(instances, **calibration.get("candidate_instances", {}))
         instances = replace(instances, head_threshold=round(threshold, 4))
         config = replace(config, min_confidence=min_confidence)
     elif config.min_confidence is not None and has_point_head(config.method) is False:

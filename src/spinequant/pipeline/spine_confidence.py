@@ -46,7 +46,7 @@ class ImageStatistics:
     (:func:`image_levels`), each dendrite's id, mean intensity and voxel count, the median
     intensity of all dendrite voxels (``shaft``; None when there are none) and its number of
     voxels. :func:`image_statistics` takes them from arrays in memory;
-    :func:`spinequant.scale.confidence.streamed_statistics` from a volume read band by band."""
+    :func:`spinequant.scale.confidence.streamed_statistics` from a volume read tile by tile."""
 
     p50: float
     p99: float

@@ -207,7 +207,7 @@ def analyze_chunked(path, out_dir, *, config=None, chunk_px: int | None = None, 
     fits (:func:`~spinequant.scale.memory.chunk_for_memory`; not with ``chunk_px``/``chunk_um``).
     ``ratio_channel``: a second, tagged channel of the same file; spines.csv gets its mean and
     the RSDR (see :func:`~spinequant.pipeline.analyze.spine_ratios`; above the whole-export size
-    streamed band by band, :mod:`spinequant.scale.ratio`, without the PSF-corrected ratio).
+    streamed tile by tile, :mod:`spinequant.scale.ratio`, without the PSF-corrected ratio).
 
     Returns the :class:`~spinequant.pipeline.analyze.AnalysisResult` that was saved (above
     the whole-export size its image and labels are the lazy volume and the Zarr label arrays).

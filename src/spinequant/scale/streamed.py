@@ -1,4 +1,4 @@
-"""Exact order statistics (medians, percentiles) of voxel values read band by band.
+"""Exact order statistics (medians, percentiles) of voxel values read part by part (tiles of a volume).
 
 A volume larger than memory cannot be sorted. For 8- and 16-bit images a histogram of the
 values is exact and takes one pass; for other types a histogram pass finds the bins of the
@@ -39,7 +39,7 @@ def ranks_from_histogram(histogram: np.ndarray, dtype, ranks) -> list[float]:
 
 def order_statistics(values: Callable[[], Iterator[np.ndarray]], ranks, dtype) -> list[float]:
     """The values at 0-based ``ranks`` (ascending order) of all values ``values()`` yields
-    (each call a fresh pass, band by band). One pass for 8- and 16-bit integers, else three
+    (each call a fresh pass, part by part). One pass for 8- and 16-bit integers, else three
     (range, histogram, the values of the ranks' bins)."""
     if exact_histogram_dtype(dtype):
         histogram = None
