@@ -199,3 +199,37 @@ def test_spine_row_keys_are_the_columns(ndim):
     row = spine_row(7, g, skeleton, sp, neck_ratio=1.1, at_edge=False)
     assert list(row) == spine_columns(ndim)
     assert row["id"] == 7 and row["has_neck"] and row["dendrite_id"] == 1
+
+
+def test_distances_to_the_dendrite_from_the_near_box_are_those_of_the_search_box(monkeypatch):
+    """Each spine's distance map is first made in a box 2 µm around it and taken only where it
+    is exact; spines farther out (detached heads, long ones) fall back to the 5 µm search box.
+    Either way the distances are those of the search box, also at the volume's edges."""
+    import edt
+
+    from spinequant.boxes import box_within, grow_box
+    from spinequant.morphology import spines as module
+    from scipy import ndimage
+
+    rng = np.random.default_rng(4)
+    sp = np.array(TWO_PHOTON)
+    shape = (20, 160, 400)
+    z, y, x = np.mgrid[:shape[0], :shape[1], :shape[2]] * sp[:, None, None, None]
+    dend = (z - 4.0) ** 2 + (y - 6.0) ** 2 <= 0.8 ** 2
+    labels = np.zeros(shape, np.int32)
+    centres = [(4.0, 6.0 + side * gap, cx) for cx in np.arange(1.0, 37.0, 2.2)
+               for side, gap in [(rng.choice([-1, 1]), rng.uniform(1.0, 4.5))]]
+    centres += [(0.2, 14.9, 20.0), (9.7, 6.0, 37.5)]          # cut by the volume's faces
+    for k, c in enumerate(centres, start=1):
+        ball = (z - c[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2 <= 0.35 ** 2
+        labels[ball & ~dend] = k
+    calls, real = [], module._distance_in
+    monkeypatch.setattr(module, "_distance_in", lambda *a: calls.append(a[0].size) or real(*a))
+    search = np.ceil(module.DENDRITE_SEARCH_UM / sp).astype(int)
+    for box in ndimage.find_objects(labels):
+        wide, box = grow_box(box, search, shape), grow_box(box, 1, shape)
+        region = (dend[wide] == 0) | (labels[wide] > 0)
+        expected = edt.edt(region.view(np.uint8), anisotropy=tuple(sp))[box_within(box, wide)]
+        np.testing.assert_array_equal(module._dendrite_distance(labels, dend, wide, box, tuple(sp)), expected)
+    n = len(centres)
+    assert n < len(calls) < 2 * n          # most from the near box; the far ones fell back
