@@ -357,3 +357,16 @@ def test_chunked_ratio_above_the_whole_export_size_refuses_the_psf_correction(tw
         analyze_chunked(two_channel_tiff, tmp_path / "out", config=config, chunk_px=256, channel=0, ratio_channel=1,
                         scale=ScaleConfig(whole_export_max_voxels=0))
     assert not (tmp_path / "out").exists()
+
+
+def test_work_folder_chunks_are_small_and_fill_each_block(tmp_path):
+    """The block maps (and labels) are stored in chunks of at most 256 px that tile every
+    block's core exactly: a block's halo then decodes a thin ring of chunks, not eight whole
+    neighbouring blocks, and concurrent writers of different blocks never share a chunk."""
+    from spinequant.scale.maps import MAPS, stored_chunk_px
+
+    assert [stored_chunk_px(c) for c in (16, 128, 256, 512, 1024, 1040, 1008)] == [16, 128, 256, 256, 256, 208,
+                                                                                    144]
+    group = open_maps(tmp_path / "maps.zarr", (4, 2048, 2080), chunk_px=1040, heads=True,
+                      fingerprint={"run": 1})
+    assert {group[name].chunks for name in MAPS} == {(4, 208, 208)}

@@ -18,7 +18,8 @@ from ..validate import check_spacing
 from .blocks import Block, block_grid, halo_px, maps_halo_um, objects_halo_um, window_align
 from .config import ScaleConfig
 from .execute import BlockRunner, task_record
-from .maps import block_done, read_region, map_fingerprint, open_maps, volume_levels, write_block_maps
+from .maps import (block_done, map_fingerprint, open_maps, read_region, stored_chunk_px, volume_levels,
+                   write_block_maps)
 from .tile_maps import run_tile_maps, tile_plan, uses_tile_sums
 from .export import save_large_result
 from .measure import volume_tables
@@ -98,7 +99,8 @@ def chunked_labels(volume, spacing, work_dir, *, config=None, scale: ScaleConfig
                       names=[b.name for b in todo], stage="instances", progress=step)
     objects_seconds = time.perf_counter() - t
     labels = zarr.open_group(str(work / "labels.zarr"), mode="w", zarr_format=2)
-    kw = dict(shape=shape, dtype=np.uint32, chunks=(shape[0], chunk, chunk), fill_value=0,
+    edge = stored_chunk_px(chunk)
+    kw = dict(shape=shape, dtype=np.uint32, chunks=(shape[0], edge, edge), fill_value=0,
               config={"write_empty_chunks": True})
     spines, dendrites = labels.create_array("spines", **kw), labels.create_array("dendrites", **kw)
     stitched = stitch(obj_blocks, StoredObjects(objects_dir, obj_blocks), spines, dendrites)

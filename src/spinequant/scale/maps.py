@@ -87,6 +87,18 @@ TILE_VOXELS = 2 ** 26
 TILE_ALIGN = 256
 
 
+def stored_chunk_px(chunk_px: int) -> int:
+    """The y/x edge of the chunks the work folder's maps and labels are stored in for blocks
+    of ``chunk_px``: the largest multiple of :data:`~spinequant.scale.config.ALIGN_PX` up to
+    :data:`TILE_ALIGN` that divides the block, so each block's core fills whole chunks (the
+    workers write their blocks at once) while a block's halo decodes a ring of small chunks
+    (one chunk per block made every 1024-px block with its halo decode nine: 7x the voxels
+    read; measured in docs/scale.md, "Small chunks in the work folder")."""
+    from .config import ALIGN_PX
+
+    return max(d for d in range(ALIGN_PX, min(TILE_ALIGN, chunk_px) + 1, ALIGN_PX) if chunk_px % d == 0)
+
+
 def tiles(shape, max_voxels: int | None = None):
     """``(rows, cols)`` slices of the y/x tiles (row by row) that cover a (Z, Y, X) volume of
     ``shape``, all planes each: square, a multiple of :data:`TILE_ALIGN` px with at most about
@@ -182,7 +194,8 @@ def open_maps(path, shape, *, chunk_px: int, heads: bool, fingerprint: dict):
             return group
     group = zarr.open_group(str(path), mode="w", zarr_format=2)
     for name in MAPS[:3 if heads else 2]:
-        group.create_array(name, shape=shape, dtype=MAP_DTYPE, chunks=(shape[0], chunk_px, chunk_px),
+        edge = stored_chunk_px(chunk_px)
+        group.create_array(name, shape=shape, dtype=MAP_DTYPE, chunks=(shape[0], edge, edge),
                            fill_value=0, config={"write_empty_chunks": True}, compressors=map_compressor())
     group.attrs["fingerprint"] = fingerprint
     (path / "done").mkdir(exist_ok=True)
