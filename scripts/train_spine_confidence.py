@@ -182,8 +182,12 @@ def main() -> None:
     ap.add_argument("--relax", nargs="*", default=[], metavar="KEY=VALUE",
                     help="instance settings of the candidates (e.g. min_volume_um3=0), recorded in the card "
                          "as candidate_instances and used by analyze with the learnt confidence")
+    ap.add_argument("--relax-2d", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="instance settings of the candidates of 2D images only (on top of --relax; the real "
+                         "images are 2D, the phantoms 3D), recorded as candidate_instances_2d")
     args = ap.parse_args()
     relax = {k: float(v) for k, v in (item.split("=", 1) for item in args.relax)}
+    relax_2d = {**relax, **{k: float(v) for k, v in (item.split("=", 1) for item in args.relax_2d)}}
 
     def cached(name, make):
         path = args.cache / f"{name}.parquet" if args.cache else None
@@ -199,17 +203,18 @@ def main() -> None:
     images = training_images()
     scales = [1.0] + [x for x in args.scales if x != 1.0]
     train = pd.concat([cached("train_real" + ("" if x == 1.0 else f"_x{x:.2f}"),
-                              lambda x=x: collect_images(images, args.model, args.floor, x, relax)) for x in scales]
+                              lambda x=x: collect_images(images, args.model, args.floor, x, relax_2d)) for x in scales]
                       + [cached("train_phantoms", lambda: collect_phantoms(TRAIN_PHANTOM_SEEDS, args.model, args.floor,
                                                                           relax))],
                       ignore_index=True)
     print("validation candidates", flush=True)
     val_images = {s: load_set(s) for s in ("dendritic2", "spine_types")}
-    val = pd.concat([cached("val_real", lambda: collect_images(val_images, args.model, args.floor, relax=relax)),
+    val = pd.concat([cached("val_real", lambda: collect_images(val_images, args.model, args.floor, relax=relax_2d)),
                      cached("val_phantoms", lambda: collect_phantoms(VAL_PHANTOM_SEEDS, args.model, args.floor, relax))],
                     ignore_index=True)
     # the real validation images at the misstated sizes (reported, as benchmarks/real2d.py does)
-    misstated = {x: cached(f"val_real_x{x:.2f}", lambda x=x: collect_images(val_images, args.model, args.floor, x, relax))
+    misstated = {x: cached(f"val_real_x{x:.2f}", lambda x=x: collect_images(val_images, args.model, args.floor, x,
+                                                                            relax_2d))
                  for x in (0.75, 4 / 3)}
     x, y = train[list(FEATURES)].to_numpy(float), train["hit"].to_numpy().astype(int)
     # the phantoms keep their share of the weight however many sizes the real images are read at
@@ -257,6 +262,7 @@ def main() -> None:
     calibration = {
         "method": "trees", "file": out.name, "sha256": sha256_of(out), "candidate_floor": args.floor,
         "candidate_instances": relax,
+        **({"candidate_instances_2d": relax_2d} if relax_2d != relax else {}),
         "min_confidence": min_confidence, "features": list(FEATURES),
         "fitted_on": (f"scripts/train_spine_confidence.py --scales {' '.join(f'{x:g}' for x in scales[1:])}: "
                       f"{int(real.sum())} candidates (head-map peaks >= {args.floor}) on the dendritic2 training "

@@ -1,11 +1,13 @@
 """The learnt spine confidence: its tree file, its features, and how analyze keeps spines by it."""
 
 import dataclasses
+import json
 import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
+import tifffile
 
 import spinequant as sq
 from spinequant.errors import InputError
@@ -131,6 +133,36 @@ def test_the_candidates_are_made_with_the_instance_settings_the_trees_were_fitte
     own = dataclasses.replace(analyze_module.default_instance_config("lean2d_real"), min_volume_um3=0.05)
     config = resolve_config(AnalyzeConfig(method="lean2d_real", instances=own))
     assert config.instances.min_volume_um3 == 0.05 and config.instances.head_threshold == calibration["candidate_floor"]
+
+
+def test_candidates_of_2d_images_may_be_made_with_their_own_settings(monkeypatch, tmp_path):
+    # candidate_instances_2d (train_spine_confidence.py --relax-2d) apply to 2D images only,
+    # in analyze, in a batch (which still skips a finished 2D image) and in what run.json records
+    import importlib
+
+    from spinequant.pipeline.batch import analyze_folder
+
+    analyze_module = importlib.import_module("spinequant.pipeline.analyze")
+    calibration = {**model_calibration("lean2d_real"), "candidate_instances": {"noise_volume_um3": 0.0},
+                   "candidate_instances_2d": {"max_distance_to_dendrite_um": 1000.0}}
+    monkeypatch.setattr(analyze_module, "model_calibration", lambda method, confidence="auto": calibration)
+    flat, plane = (resolve_config(AnalyzeConfig(method="lean2d_real"), ndim=n).instances for n in (3, 2))
+    assert flat.noise_volume_um3 == plane.noise_volume_um3 == 0.0
+    assert flat.max_distance_to_dendrite_um == analyze_module.default_instance_config("lean2d_real").max_distance_to_dendrite_um
+    assert plane.max_distance_to_dendrite_um == 1000.0
+    phantom = make_phantom("two_photon", seed=3, shape=(8, 96, 96))
+    image = phantom.image.max(0)
+    assert sq.analyze(image, spacing=phantom.spacing[1:], config=AnalyzeConfig(method="lean2d_real", report=False)
+                      ).config.instances == plane
+    folder = tmp_path / "in"
+    folder.mkdir()
+    tifffile.imwrite(folder / "projection.tif", image)
+    config = AnalyzeConfig(method="lean2d_real", report=False, export_meshes=False, export_roi=False)
+    for status in ("done", "skipped"):
+        summary = analyze_folder(folder, tmp_path / "out", voxel_size=phantom.spacing[1:], config=config)
+        assert summary["status"].tolist() == [status]
+    recorded = json.loads((tmp_path / "out" / "projection" / "run.json").read_text())["config"]["instances"]
+    assert recorded["max_distance_to_dendrite_um"] == 1000.0
 
 
 def test_a_damaged_confidence_model_is_refused(phantom, tmp_path):

@@ -146,6 +146,14 @@ class RunPanel(QWidget):
         spacing = layer_spacing(self.owner.viewer.layers[name])
         self.voxel.setText(" ".join(f"{v:g}" for v in spacing) if spacing else "")
         self.status.setText("" if spacing else "This layer has no voxel size: enter it (µm).")
+        self._show_method_instances()
+
+    def _layer_ndim(self) -> int:
+        """2 for a 2D image layer (a plane or a projection), else 3."""
+        name = self.layer_box.currentText()
+        if name not in self.owner.viewer.layers:
+            return 3
+        return 2 if self.owner.viewer.layers[name].data.ndim == 2 else 3
 
     def _stage_forms(self):
         """A form per stage config of AnalyzeConfig (classical, instances, morphology), in a
@@ -186,7 +194,7 @@ class RunPanel(QWidget):
             try:   # as the run will resolve them: a calibrated head threshold included
                 form.set_value(resolve_config(AnalyzeConfig(
                     method=self.method.currentText(), confidence=self.confidence.currentText(),
-                    min_confidence=None if conf < 0 else round(conf, 4))).instances)
+                    min_confidence=None if conf < 0 else round(conf, 4)), ndim=self._layer_ndim()).instances)
             except SpinequantError:
                 pass            # a model folder being typed in: shown when it exists
 

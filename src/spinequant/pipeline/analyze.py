@@ -213,8 +213,10 @@ def default_instance_config(method: str) -> InstanceConfig:
     return HEADS_INSTANCES if has_point_head(method) else NEURAL_INSTANCES
 
 
-def resolve_config(config: AnalyzeConfig | None) -> AnalyzeConfig:
-    """``config`` with every method-dependent default filled in (what a run records)."""
+def resolve_config(config: AnalyzeConfig | None, ndim: int = 3) -> AnalyzeConfig:
+    """``config`` with every method-dependent default filled in (what a run records) for an
+    image of ``ndim`` dimensions (the candidates of a learnt confidence may be made
+    differently in 2D: :func:`candidate_instances`)."""
     config = config or AnalyzeConfig()
     instances = config.instances or default_instance_config(config.method)
     calibration = model_calibration(config.method, config.confidence)
@@ -229,7 +231,7 @@ def resolve_config(config: AnalyzeConfig | None) -> AnalyzeConfig:
         trees = calibration.get("method") == "trees"
         threshold = calibration["candidate_floor"] if trees else score_for(min_confidence, calibration)
         if trees and config.instances is None:
-            instances = replace(instances, **calibration.get("candidate_instances", {}))
+            instances = replace(instances, **candidate_instances(calibration, ndim))
         instances = replace(instances, head_threshold=round(threshold, 4))
         config = replace(config, min_confidence=min_confidence)
     elif config.min_confidence is not None and has_point_head(config.method) is False:
@@ -237,6 +239,19 @@ def resolve_config(config: AnalyzeConfig | None) -> AnalyzeConfig:
             f"--min-confidence needs a network that scores each spine (a point-head model such "
             f"as lean2d_real); '{config.method}' does not. Leave the option out.")
     return replace(config, instances=instances)
+
+
+def candidate_instances(calibration: dict, ndim: int) -> dict:
+    """The instance settings a learnt confidence's candidates were made with (its card's
+    ``candidate_instances``, and for a 2D image ``candidate_instances_2d`` over them). In a
+    projection a spine too small for the 3D minimum size, or whose neck is too faint to join
+    it to its dendrite, is still seen whole and the trees judge it; in a stack such a piece
+    is mostly a spine's head smeared along z (docs/real_data.md, "Candidates without the
+    minimum size and the distance limit")."""
+    settings = dict(calibration.get("candidate_instances", {}))
+    if ndim == 2:
+        settings.update(calibration.get("candidate_instances_2d", {}))
+    return settings
 
 
 def model_calibration(method: str, confidence: str = "auto") -> dict | None:
@@ -300,7 +315,7 @@ def analyze(image, *, spacing=None, config: AnalyzeConfig | None = None,
     >>> result = analyze(sample_stack())                     # doctest: +SKIP
     >>> result.spines[["volume_um3", "length_um", "type"]]   # doctest: +SKIP
     """
-    config = resolve_config(config)
+    requested, config = config, resolve_config(config)      # the settings' own errors before the image's
     if isinstance(image, Stack):
         image, stack_spacing = stack_image(image)
         spacing = stack_spacing if spacing is None else spacing
@@ -311,6 +326,7 @@ def analyze(image, *, spacing=None, config: AnalyzeConfig | None = None,
             f"{image.ndim} dimensions {image.shape}. Choose a channel and time point first "
             f"(read_stack(..., channel=, time=))."
         )
+    config = resolve_config(requested, ndim=image.ndim)
     spacing = check_spacing(spacing, ndim=image.ndim)
     check_image_values(image, where="the image")
     if tagged is not None:

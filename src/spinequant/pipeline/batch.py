@@ -185,7 +185,7 @@ def analyze_folder(folder, out_dir, *, channel=None, time=None, voxel_size=None,
             f"{', '.join(SUPPORTED_FORMATS)}). Put the stacks {where}."
         )
     out_dir = ensure_writable_dir(out_dir)
-    config = resolve_config(config)
+    resolve_config(config)       # a setting's error stops the batch before its first stack
     rows = []
     for path in stacks:
         target = out_dir / path.parent.relative_to(folder) / stack_name(path)
@@ -212,7 +212,9 @@ def _run_one(path, target, reading: dict, config, progress, force) -> BatchItem:
         same_input = (stamp == file_stamp(path)
                       and previous.get("input", {}).get("projection") == reading.get("project")
                       and previous.get("input", {}).get("ratio_channel") == reading.get("ratio_channel"))
-        if previous.get("config") == to_json(config_to_dict(config)) and same_input:
+        # as analyze resolves the settings for the image (2D or 3D) the earlier run analysed
+        ndim = len(previous.get("input", {}).get("shape") or (0, 0, 0))
+        if previous.get("config") == to_json(config_to_dict(resolve_config(config, ndim=ndim))) and same_input:
             return BatchItem(path, target, "skipped", "complete results already present",
                              previous.get("counts", {}).get("spines"))
     try:
