@@ -309,3 +309,33 @@ def test_dendrite_pieces_joined_along_a_chain_of_touching_spines():
     # Without the second spine the chain is broken.
     apart = join_through_spines(d, np.where(s == 2, 0, s), connectivity=6)
     assert (apart[0, 1, 0], apart[0, 1, 11], apart[0, 3, 5]) == (1, 2, 3)
+
+
+@pytest.mark.parametrize("shape,spacing", [((40, 60), (0.1, 0.1)), ((6, 40, 60), (0.5, 0.1, 0.1))])
+def test_a_distance_limit_wider_than_the_image_costs_one_transform(monkeypatch, shape, spacing):
+    """Objects whose box widened by the limit is the whole image share one distance transform
+    (a 2D image with 200 candidates and a 1000 µm limit made 200 whole-image transforms), and
+    give what each object's own box gives."""
+    import edt as edt_module
+
+    from spinequant.instances import _objects
+
+    rng = np.random.default_rng(2)
+    labels = np.zeros(shape, np.int32)
+    for k in range(1, 13):
+        at = tuple(int(rng.integers(0, n - 2)) for n in shape)
+        labels[tuple(slice(a, a + 2) for a in at)] = k
+    objects = _objects.Objects.of(labels)
+    mask = np.zeros(shape, bool)
+    mask[..., 28:31, :] = True
+    mask[labels > 0] = False
+    ids = objects.ids
+    calls = []
+    real = edt_module.edt
+    monkeypatch.setattr(_objects.edt, "edt", lambda *a, **k: calls.append(a[0].shape) or real(*a, **k))
+    near = _objects.near_mask(objects, ids, mask, spacing, 1000.0)
+    assert near.all() and len(calls) == 1
+    assert not _objects.near_mask(objects, ids, np.zeros(shape, bool), spacing, 1000.0).any()
+    expected = [_objects.near_mask(objects, [i], mask, spacing, 1.5)[0] for i in ids]   # boxes of their own
+    np.testing.assert_array_equal(_objects.near_mask(objects, ids, mask, spacing, 1.5), expected)
+    assert 0 < sum(expected) < len(ids)

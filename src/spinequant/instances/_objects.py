@@ -183,6 +183,8 @@ def near_mask(objects: Objects, ids, mask: np.ndarray, spacing, limit_um: float)
     margin = margin_voxels(limit_um, spacing)
     labels = objects.labels
     out = np.zeros(len(ids), dtype=bool)
+    whole = tuple(slice(0, n) for n in labels.shape)
+    whole_distance = None     # one transform for every object whose widened box is the array
     for k, i in enumerate(ids):
         if limit_um >= diagonal:
             near = grow_box(objects.boxes[i], 1, labels.shape)
@@ -190,9 +192,20 @@ def near_mask(objects: Objects, ids, mask: np.ndarray, spacing, limit_um: float)
                 out[k] = True
                 continue
         box = grow_box(objects.boxes[i], margin, labels.shape)
-        target = mask[box] != 0
-        if target.any():
-            # edt measures from nonzero voxels to the nearest zero, so the target must be zero.
-            dist = edt.edt(~target, anisotropy=spacing, black_border=False)
+        if box == whole:
+            if whole_distance is None:
+                whole_distance = _distance_to(mask[box] != 0, spacing)
+            dist = whole_distance
+        else:
+            dist = _distance_to(mask[box] != 0, spacing)
+        if dist is not None:
             out[k] = float(dist[labels[box] == i].min()) <= limit_um
     return out
+
+
+def _distance_to(target: np.ndarray, spacing) -> np.ndarray | None:
+    """Distance (µm) of every voxel to the nearest ``target`` voxel; None without one."""
+    if not target.any():
+        return None
+    # edt measures from nonzero voxels to the nearest zero, so the target must be zero.
+    return edt.edt(~target, anisotropy=spacing, black_border=False)
