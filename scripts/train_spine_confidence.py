@@ -264,7 +264,10 @@ def main() -> None:
         "candidate_instances": relax,
         **({"candidate_instances_2d": relax_2d} if relax_2d != relax else {}),
         "min_confidence": min_confidence, "features": list(FEATURES),
-        "fitted_on": (f"scripts/train_spine_confidence.py --scales {' '.join(f'{x:g}' for x in scales[1:])}: "
+        "fitted_on": (f"scripts/train_spine_confidence.py --scales {' '.join(f'{x:g}' for x in scales[1:])}"
+                      + "".join(f" {flag} {' '.join(items)}" for flag, items in (("--relax", args.relax),
+                                                                                  ("--relax-2d", args.relax_2d))
+                                if items) + ": "
                       f"{int(real.sum())} candidates (head-map peaks >= {args.floor}) on the dendritic2 training "
                       f"fields and spine_types/train read at {', '.join(f'{x:.2f}x' for x in scales)} of their "
                       f"pixel size, {int((~real).sum())} on phantoms (seeds {TRAIN_PHANTOM_SEEDS[0]}-"
