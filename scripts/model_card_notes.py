@@ -33,24 +33,26 @@ NOTES = {
         "limitations": (
             "Learnt from 2D two-photon projections (dendritic2, spine_types) and spinequant "
             "phantoms: no real 3D annotations, no EM, no cultured-neuron or widefield images. "
-            "Recall 0.71 and precision 0.74 on held-out real projections (dendritic2), below human "
+            "Recall 0.74 and precision 0.75 on held-out real projections (dendritic2), below human "
             "raters (about 0.8-0.9). Bright spots on the shaft (spines seen end-on in a projection, "
             "but also varicosities) are often called spines. The learnt confidence was fitted on 2D "
             "real images and 3D phantoms: no real 3D annotations. The pixel size must be right "
             "within about 25 %. Spine types in 2D come from a separate image network "
-            "(spine_types_2d_network; F1 with type 0.80)."),
-        "spine_objects": dict(dataclasses.asdict(HEADS_INSTANCES), head_threshold=0.05, min_confidence=0.375,
-                              confidence="learnt (calibration.method trees)"),
+            "(spine_types_2d_network; F1 with type 0.81)."),
+        "spine_objects": dict(dataclasses.asdict(HEADS_INSTANCES), head_threshold=0.05, min_confidence=0.4,
+                              confidence="learnt (calibration.method trees)",
+                              candidates_2d="min_volume_um3 0, noise_volume_um3 0, max_distance_to_dendrite_um 1000 "
+                                            "(calibration.candidate_instances_2d)"),
         "benchmarks": {
-            "real2d": {"command": REAL2D, "date": "2026-12-01", "matching": MATCH,
-                       "dendritic2_valid_distinct": {"images": 136, "spines": 4148, "precision": 0.739,
-                                                     "recall": 0.706, "f1": 0.722},
-                       "spine_types_val": {"images": 15, "spines": 102, "precision": 1.000, "recall": 1.000,
-                                           "f1": 1.000, "f1_with_type": 0.804},
-                       "ece": {"dendritic2": 0.016, "spine_types": 0.041},
-                       "head_map_alone": {"dendritic2_f1": 0.697, "spine_types_f1": 0.995}},
-            "phantoms": {"command": PHANTOMS, "date": "2026-12-01", "matching": MATCH,
-                         "spine_f1": {"two_photon": 0.73, "confocal": 0.82, "sted": 0.81, "low_snr": 0.59}},
+            "real2d": {"command": REAL2D, "date": "2026-12-02", "matching": MATCH,
+                       "dendritic2_valid_distinct": {"images": 136, "spines": 4148, "precision": 0.753,
+                                                     "recall": 0.742, "f1": 0.748},
+                       "spine_types_val": {"images": 15, "spines": 102, "precision": 1.000, "recall": 0.990,
+                                           "f1": 0.995, "f1_with_type": 0.808},
+                       "ece": {"dendritic2": 0.012, "spine_types": 0.031},
+                       "head_map_alone": {"dendritic2_f1": 0.705, "spine_types_f1": 0.986}},
+            "phantoms": {"command": PHANTOMS, "date": "2026-12-02", "matching": MATCH,
+                         "spine_f1": {"two_photon": 0.73, "confocal": 0.82, "sted": 0.80, "low_snr": 0.58}},
         },
     },
     "lean2d": {
@@ -60,7 +62,7 @@ NOTES = {
             "comparison and for fine-tuning on 3D annotations (spinequant train --from lean2d)."),
         "limitations": (
             "Learnt only from spinequant phantoms: on real annotated projections F1 is 0.50 "
-            "(dendritic2) and 0.72 (spine_types), against 0.72 and 0.99 for lean2d_real. No head "
+            "(dendritic2) and 0.72 (spine_types), against 0.75 and 0.995 for lean2d_real. No head "
             "map, so no per-spine confidence. Sensitive to the stated pixel size (F1 changes by "
             "0.08 at 1.33x)."),
         "spine_objects": dataclasses.asdict(NEURAL_INSTANCES),

@@ -229,6 +229,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=200)
     ap.add_argument("--steps", type=int, default=40, help="steps per epoch")
     ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--tile", type=int, default=128,
+                    help="training patch size in pixels (with --batch 2, 256 px sees as many pixels per step as 8 x 128)")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--per-preset", type=int, default=4, help="training phantoms per preset")
     ap.add_argument("--share", type=float, nargs=3, default=(0.45, 0.25, 0.30),
@@ -284,7 +286,7 @@ def main() -> None:
     if args.grow_from:
         args.init = grow(Path(args.work) / f"{args.name}-init", args.architecture, args.grow_from)
     init = args.init or warm_start(Path(args.work) / f"{args.name}-init", args.architecture)
-    config = TrainConfig(architecture=args.architecture, tile_size=128, batch_size=args.batch,
+    config = TrainConfig(architecture=args.architecture, tile_size=args.tile, batch_size=args.batch,
                          steps_per_epoch=args.steps, epochs=args.epochs, learning_rate=args.lr,
                          lr_constant_epochs=args.epochs // 2, lr_decay=0.05,
                          loss="points_focal" if args.head_loss == "focal" else "points",
