@@ -128,7 +128,7 @@ def test_training_reports_steps_and_epochs_and_cancels_midway(tmp_path):
     assert resumed[0] == 2 and resumed[-1] == 3
 
 
-def test_training_data_carries_head_points_that_train_reads(reports, tmp_path, monkeypatch):
+def test_training_data_carries_head_points_that_train_reads(reports, tmp_path, monkeypatch, capsys):
     from spinequant.cli import main
     from spinequant.cli import train as cli_train
     from spinequant.groundtruth.layout import HEADS_FILE
@@ -154,17 +154,23 @@ def test_training_data_carries_head_points_that_train_reads(reports, tmp_path, m
     assert (ids == session.spines["id"].to_numpy()).mean() > 0.9
     # `spinequant train` reads them: a one-step fine-tuning of the point-head model sees them.
     seen = []
-    real_train = cli_train.train
+    from spinequant.pipeline import training
+
+    real_train = training.train
 
     def spy(samples, **kwargs):
         seen.extend(samples)
         return real_train(samples, **kwargs)
 
-    monkeypatch.setattr(cli_train, "train", spy)
+    monkeypatch.setattr(training, "train", spy)
     rc = main(["train", str(tmp_path / "data"), "--out", str(tmp_path / "model"), "--from", "lean2d_real",
                "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "2", "--threads", "1"])
     assert rc == 0 and (tmp_path / "model" / "model.safetensors").exists()
-    np.testing.assert_allclose(seen[0].heads, heads, atol=1e-6)
+    # It learns from the training rows and holds out the validation rows, on which it then
+    # calibrates the new network's confidence.
+    np.testing.assert_allclose(seen[0].heads, fit.heads, atol=1e-6)
+    out = capsys.readouterr().out
+    assert "Spine confidence" in out, out
 
 
 def test_cli_progress_line_moves_within_stages(monkeypatch):

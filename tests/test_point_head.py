@@ -270,6 +270,12 @@ def test_train_cli_on_a_yolo_folder(tmp_path, point_model, capsys):
     assert "point head" in capsys.readouterr().err
     assert main([*common, "--out", str(tmp_path / "m1"), "--from", str(point_model)]) == 0
     assert (tmp_path / "m1" / "model.safetensors").exists()
+    # Points label no pixel: no IoU is claimed for them, and one held-out image with two heads
+    # is too little to calibrate the confidence on (the run says so and still writes the model).
+    out = capsys.readouterr().out
+    assert "dendrite IoU n/a (no masks), spine IoU n/a (no masks)" in out, out
+    assert "Spine confidence not calibrated: Too few candidate spines" in out, out
+    assert json.loads((tmp_path / "m1" / "model.json").read_text())["validation"]["spine_iou"] is None
 
 
 def test_update_card_keeps_the_weights_and_their_checksum(point_model):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..segment.neural import TrainConfig, load_training_data, train
+from ..pipeline.training import train_model
+from ..segment.neural import TrainConfig, load_training_data
+from ..segment.neural.train import iou_text
 from ..segment.neural.architectures import PRESETS
 
 
@@ -77,11 +79,12 @@ def run(args) -> int:
                      num_threads=args.threads, max_minutes=args.max_minutes, loss=args.loss)
     print(f"training on {len(samples)} stack(s) from {args.data_dir}"
           + (f", fine-tuning {args.init}" if args.init else f", architecture {args.architecture}"))
-    _, card = train(samples, out_dir=args.out, config=config, init=args.init,
-                    resume=not args.no_resume, description=f"spinequant train {args.data_dir}")
-    v = card.validation
+    trained = train_model(samples, out_dir=args.out, config=config, init=args.init,
+                          resume=not args.no_resume, description=f"spinequant train {args.data_dir}")
+    v = trained.card.validation
     print(f"best model (epoch {v.get('epoch')}): validation loss {v.get('val_loss', float('nan')):.4f}, "
-          f"dendrite IoU {v.get('dendrite_iou', float('nan')):.3f}, spine IoU "
-          f"{v.get('spine_iou', float('nan')):.3f}")
+          f"dendrite IoU {iou_text(v.get('dendrite_iou'))}, spine IoU {iou_text(v.get('spine_iou'))}")
+    if trained.calibration_summary():
+        print(trained.calibration_summary())
     print(f"written to {args.out}/model.safetensors and model.json")
     return 0

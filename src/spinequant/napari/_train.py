@@ -78,7 +78,8 @@ class TrainPanel(QWidget):
         from napari.qt.threading import thread_worker
 
         from ..errors import SpinequantError
-        from ..segment.neural import TrainConfig, load_training_data, train
+        from ..pipeline.training import train_model
+        from ..segment.neural import TrainConfig, load_training_data
 
         data, out, base = self.data_dir.text().strip(), self.model_dir.text().strip(), self.base.currentText()
         if not data or not out:
@@ -101,8 +102,8 @@ class TrainPanel(QWidget):
         def job():
             samples = load_training_data(data)
             try:
-                return train(samples, out_dir=out, config=config, init=base, progress=progress,
-                             description=f"fine-tuned in napari on {data}")[1]
+                return train_model(samples, out_dir=out, config=config, init=base, progress=progress,
+                                   description=f"fine-tuned in napari on {data}")
             except Cancelled:
                 return None
 
@@ -131,24 +132,29 @@ class TrainPanel(QWidget):
             if not self._cancel:
                 self.status.setText(f"Fine-tuning: epoch {epoch}/{self.epochs.value()}, step {step}/{self.steps.value()}")
             return
+        from ..segment.neural.train import iou_text
+
         self.epochs_done.append(metrics)
         self.history.setText("\n".join(
             f"epoch {m['epoch']}: train loss {m['train_loss']:.3f}, validation loss {m['val_loss']:.3f}, "
-            f"spine IoU {m['spine_iou']:.3f}" for m in self.epochs_done))
+            f"spine IoU {iou_text(m['spine_iou'])}" for m in self.epochs_done))
 
-    def _on_done(self, card):
-        if card is None:
+    def _on_done(self, trained):
+        if trained is None:
             kept = (f"the best model of the {len(self.epochs_done)} finished epoch(s) is in "
                     f"{self.model_dir.text().strip()} (Fine-tune again to resume)"
                     if self.epochs_done else "no epoch had finished: no model was written")
             self.status.setText(f"Cancelled; {kept}.")
             return
-        v = card.validation
+        from ..segment.neural.train import iou_text
+
+        v = trained.card.validation
         self.owner.run_panel.method.setCurrentText(self.model_dir.text().strip())
         self.status.setText(f"Model written to {self.model_dir.text().strip()} (epoch {v.get('epoch')}: "
                             f"validation loss {v.get('val_loss', float('nan')):.3f}, dendrite IoU "
-                            f"{v.get('dendrite_iou', float('nan')):.3f}, spine IoU "
-                            f"{v.get('spine_iou', float('nan')):.3f}); the Run tab now uses it.")
+                            f"{iou_text(v.get('dendrite_iou'))}, spine IoU {iou_text(v.get('spine_iou'))}); "
+                            f"the Run tab now uses it. "
+                            + trained.calibration_summary())
 
     def _on_finished(self):
         self.train_button.setEnabled(True)

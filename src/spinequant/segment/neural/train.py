@@ -176,8 +176,8 @@ def _train(samples, out, config, init, resume, val_samples, progress, descriptio
             report(epoch + 1, config.steps_per_epoch, metrics)
         elif progress:
             tqdm.write(f"epoch {epoch + 1}: train loss {metrics['train_loss']:.4f}  val loss "
-                       f"{metrics['val_loss']:.4f}  dendrite IoU {metrics['dendrite_iou']:.3f}  "
-                       f"spine IoU {metrics['spine_iou']:.3f}" + ("  *" if improved else ""))
+                       f"{metrics['val_loss']:.4f}  dendrite IoU {iou_text(metrics['dendrite_iou'])}  "
+                       f"spine IoU {iou_text(metrics['spine_iou'])}" + ("  *" if improved else ""))
         if state["bad_epochs"] >= config.patience:
             break
         if config.max_minutes and time.monotonic() - started > 60 * config.max_minutes:
@@ -296,9 +296,10 @@ def _loss_function(spec, config: TrainConfig, voxel):
 
 
 def evaluate_patches(net, spec, x, y, loss_fn, batch: int = 16) -> dict[str, float]:
-    """Loss and IoU (threshold 0.5) of dendrite and spine on labelled patches."""
+    """Loss and IoU (threshold 0.5) of dendrite and spine on labelled patches; the IoUs are
+    None when no pixel of the patches is labelled (data annotated with spine points only)."""
     net.eval()
-    total, inter, union = 0.0, np.zeros(2), np.zeros(2)
+    total, inter, union, labelled = 0.0, np.zeros(2), np.zeros(2), 0
     with torch.inference_mode():
         for i in range(0, len(x), batch):
             xb, yb = torch.from_numpy(x[i:i + batch]), torch.from_numpy(y[i:i + batch])
@@ -307,12 +308,20 @@ def evaluate_patches(net, spec, x, y, loss_fn, batch: int = 16) -> dict[str, flo
             pred = architectures.to_probabilities(spec, logits).numpy() > 0.5
             sem = yb.numpy()[:, 0] if spec.get("point_head") else yb.numpy()
             known = sem != UNLABELLED
+            labelled += int(known.sum())
             for k in range(2):
                 truth = sem == k + 1
                 inter[k] += np.logical_and(pred[:, k] & known, truth).sum()
                 union[k] += np.logical_or(pred[:, k] & known, truth).sum()
     iou = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+    if not labelled:
+        return {"val_loss": total / len(x), "dendrite_iou": None, "spine_iou": None}
     return {"val_loss": total / len(x), "dendrite_iou": float(iou[0]), "spine_iou": float(iou[1])}
+
+
+def iou_text(value) -> str:
+    """An IoU for a person: "n/a (no masks)" when the validation data had no labelled pixel."""
+    return "n/a (no masks)" if value is None or not np.isfinite(value) else f"{value:.3f}"
 
 
 def _save_checkpoint(out: Path, net, opt, state) -> None:

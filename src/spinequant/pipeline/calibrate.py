@@ -1,0 +1,163 @@
+"""Calibrate a point-head network's spine confidence on annotated images.
+
+A network fine-tuned on a lab's own annotations scores its spines by the peaks of its head
+map, and a peak is a score, not a probability: how often a peak of 0.4 is a spine a human
+would mark depends on the network and its training. The shipped model carries a calibration
+fitted on real validation images; a fine-tuned one starts with none. This module fits one
+on annotated images the network did not learn from (the held-out stacks of its training,
+:func:`spinequant.pipeline.training.train_model`): every head-map peak down to a low floor is
+found by :func:`~spinequant.pipeline.analyze`, matched one-to-one to the annotated heads
+within ``match_um``, and a Platt fit (:mod:`spinequant.segment.neural.calibration`) turns
+its peak into the probability that it matched. The minimum confidence kept by default is
+the one that maximises detection F1 on the same images; the calibration error is measured by
+fitting on one half of the images and scoring the other (two folds), so that it is not the
+fit's own error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InputError
+
+
+@dataclass(frozen=True)
+class CalibrateConfig:
+    """Settings of :func:`calibrate_model`.
+
+    Attributes
+    ----------
+    floor : float
+        Head-map peaks down to this value are candidates (the benchmark's floor, 0.05).
+    match_um : float
+        A candidate matches an annotated head within this distance (µm, one-to-one).
+    min_matched, min_unmatched : int
+        Fewer matched or unmatched candidates than this leave the model uncalibrated: a
+        logistic fit on a handful of points says nothing.
+    """
+
+    floor: float = 0.05
+    match_um: float = 1.0
+    min_matched: int = 10
+    min_unmatched: int = 10
+
+
+#: Minimum confidences tried when choosing the default by F1.
+GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
+
+
+def candidate_scores(model, samples, *, config: CalibrateConfig = CalibrateConfig(), progress=None):
+    """Every head-map peak of ``model`` at or above ``config.floor`` on each annotated sample
+    (:class:`~spinequant.segment.neural.TrainingSample` with ``heads``): a list, per sample, of
+    (raw peak scores, matched-an-annotated-head flags, number of annotated heads)."""
+    from ..evaluate.points import match_points
+    from ..segment.neural.calibration import score_for
+    from .analyze import AnalyzeConfig, analyze, default_instance_config, model_calibration
+
+    calibration = model_calibration(str(model), "head_map")
+    run = AnalyzeConfig(method=str(model), report=False, confidence="head_map")
+    if calibration:      # a calibrated model: the floor as a confidence (its threshold follows)
+        from ..segment.neural.calibration import confidence
+
+        run = dataclasses.replace(run, min_confidence=float(confidence([config.floor], calibration)[0]))
+    else:
+        run = dataclasses.replace(run, instances=dataclasses.replace(
+            default_instance_config(str(model)), head_threshold=config.floor))
+    out = []
+    for k, s in enumerate(samples):
+        planar = s.image.shape[0] == 1
+        image, spacing = (s.image[0], s.spacing[1:]) if planar else (s.image, s.spacing)
+        spines = analyze(image, spacing=spacing, config=run, keep_maps=False).spines
+        found = np.column_stack([spines["head_z_um"] if not planar else np.zeros(len(spines)),
+                                 spines["head_y_um"], spines["head_x_um"]]).astype(float)
+        truth = np.asarray(s.heads, float) * np.asarray(s.spacing, float)
+        if planar:
+            truth[:, 0] = 0.0
+        raw = spines["confidence"].to_numpy(float)
+        if calibration:
+            raw = np.array([score_for(c, calibration) for c in raw])
+        hit = np.zeros(len(found), bool)
+        if len(found) and len(truth):
+            pairs = match_points(found, truth, max_distance_um=config.match_um)["pairs"]
+            hit[pairs["pred_index"].to_numpy()] = True
+        out.append((raw, hit, len(truth)))
+        if progress is not None:
+            progress(k + 1, len(samples))
+    return out
+
+
+def calibrate_model(model, samples, *, config: CalibrateConfig = CalibrateConfig(), write: bool = True,
+                    progress=None) -> dict:
+    """Fit the head-map confidence calibration of point-head network ``model`` (a folder or
+    card written by ``spinequant train``) on annotated ``samples`` it did not learn from.
+
+    Returns the calibration (Platt ``a``, ``b``; ``min_confidence`` chosen by F1; the
+    cross-fitted ``ece`` when two or more samples have candidates; counts and F1) and, with
+    ``write``, stores it in the model's card, where :func:`~spinequant.analyze` reads it (a
+    learnt confidence already in the card stays; the fit goes to its ``head_map`` entry).
+    Raises :class:`~spinequant.errors.InputError` when the samples have no annotated heads or
+    too few matched and unmatched candidates to fit.
+    """
+    from ..segment.neural.calibration import confidence, fit_platt
+    from ..segment.neural.card import read_card, update_card
+    from .analyze import has_point_head
+
+    if not has_point_head(str(model)):
+        raise InputError(f"'{model}' has no spine-head map: only a point-head network (such as one "
+                         f"fine-tuned from lean2d_real) scores its spines and can be calibrated.")
+    annotated = [s for s in samples if s.heads is not None]
+    if not annotated:
+        raise InputError("None of the calibration images has annotated spine heads (points, boxes or "
+                         "outlines, or spine_heads.csv): the confidence cannot be calibrated on them.")
+    per_sample = candidate_scores(model, annotated, config=config, progress=progress)
+    scores = np.concatenate([p[0] for p in per_sample])
+    hits = np.concatenate([p[1] for p in per_sample])
+    n_true = int(sum(p[2] for p in per_sample))
+    n_hit, n_miss = int(hits.sum()), int((~hits).sum())
+    if n_hit < config.min_matched or n_miss < config.min_unmatched:
+        raise InputError(
+            f"Too few candidate spines to calibrate the confidence on {len(annotated)} image(s): "
+            f"{n_hit} matched an annotated head and {n_miss} did not (at least {config.min_matched} "
+            f"and {config.min_unmatched} are needed). Calibrate on more annotated images (`spinequant "
+            f"train` holds out a fifth of its images, or the last fifth of the rows of a single one).")
+    params = fit_platt(scores, hits)
+    probs = confidence(scores, params)
+    f1 = np.array([2 * hits[probs >= g].sum() / ((probs >= g).sum() + n_true) for g in GRID])
+    best = int(np.argmax(f1))
+    result = {**params, "min_confidence": float(GRID[best]), "f1_at_min_confidence": round(float(f1[best]), 4),
+              "candidates": int(len(scores)), "matched": n_hit, "annotated_heads": n_true,
+              "fitted_on": f"{len(scores)} candidate spines (head-map peaks >= {config.floor}) on "
+                           f"{len(annotated)} held-out annotated image(s), matched within "
+                           f"{config.match_um} µm"}
+    ece = _cross_fitted_ece(per_sample)
+    if ece is not None:
+        result["ece_cross_fitted"] = round(ece, 4)
+    if write:
+        card = read_card(model)
+        if (card.calibration or {}).get("method") == "trees":
+            update_card(model, calibration={**card.calibration, "head_map": result})
+        else:
+            update_card(model, calibration=result)
+    return result
+
+
+def _cross_fitted_ece(per_sample) -> float | None:
+    """ECE of Platt fits made on alternate halves of the samples, each scored on the other."""
+    from ..segment.neural.calibration import confidence, expected_calibration_error, fit_platt
+
+    folds = [np.arange(len(per_sample)) % 2 == k for k in (0, 1)]
+    probs, labels = [], []
+    for k in (0, 1):
+        fit = [p for p, f in zip(per_sample, folds[1 - k]) if f]
+        test = [p for p, f in zip(per_sample, folds[k]) if f]
+        s_fit = np.concatenate([p[0] for p in fit]) if fit else np.zeros(0)
+        h_fit = np.concatenate([p[1] for p in fit]) if fit else np.zeros(0, bool)
+        if not test or h_fit.size == 0 or h_fit.all() or not h_fit.any():
+            return None
+        params = fit_platt(s_fit, h_fit)
+        probs.append(confidence(np.concatenate([p[0] for p in test]), params))
+        labels.append(np.concatenate([p[1] for p in test]))
+    return expected_calibration_error(np.concatenate(probs), np.concatenate(labels))[0]

@@ -1,0 +1,84 @@
+"""Calibrating a point-head network's spine confidence on held-out annotated images
+(what ``spinequant train`` does after fine-tuning)."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from spinequant.errors import InputError
+from spinequant.pipeline import AnalyzeConfig, analyze
+from spinequant.pipeline.analyze import resolve_config
+from spinequant.pipeline.calibrate import calibrate_model
+from spinequant.segment.neural import TrainingSample
+from spinequant.segment.neural.card import read_card, resolve, update_card
+from spinequant.synth import make_phantom, project_phantom
+
+
+def _copy(model: str, folder, calibration=None):
+    card, weights = resolve(model)
+    folder.mkdir()
+    shutil.copy(card, folder / "model.json")
+    shutil.copy(weights, folder / "model.safetensors")
+    if calibration is not None:
+        update_card(folder, calibration=calibration)
+    return folder
+
+
+def _projected(seed: int) -> TrainingSample:
+    flat = project_phantom(make_phantom("low_snr", seed=seed, shape=(24, 192, 192)))
+    heads = flat.spines[["head_y_um", "head_x_um"]].to_numpy(float) / np.asarray(flat.spacing)
+    return TrainingSample(flat.image[None].astype(np.float32), flat.semantic[None].astype(np.uint8),
+                          (1.0, *flat.spacing), f"phantom-{seed}",
+                          heads=np.column_stack([np.zeros(len(heads)), heads]))
+
+
+@pytest.fixture(scope="module")
+def held_out():
+    return [_projected(seed) for seed in (11, 12, 13, 14)]
+
+
+def test_a_fine_tuned_model_without_calibration_gets_one_that_analyze_uses(tmp_path, held_out):
+    model = _copy("lean2d_real", tmp_path / "tuned", calibration={})     # as `spinequant train` writes it
+    before = resolve_config(AnalyzeConfig(method=str(model)), ndim=2)
+    assert before.min_confidence is None and before.instances.head_threshold == 0.3
+    result = calibrate_model(model, held_out)
+    card = read_card(model)
+    assert card.calibration == result and result["method"] == "platt"
+    # A higher head-map peak means a likelier spine. (Low-SNR projections: many of the phantoms'
+    # heads are hidden behind the shaft or each other, and few candidates are false.)
+    assert result["a"] > 0
+    assert 0.25 * result["annotated_heads"] < result["matched"] < result["candidates"]
+    assert 0.05 <= result["min_confidence"] <= 0.95 and 0 < result["f1_at_min_confidence"] <= 1
+    assert 0 <= result["ece_cross_fitted"] < 0.2
+    # analyze now keeps the spines whose calibrated confidence reaches the chosen minimum.
+    config = resolve_config(AnalyzeConfig(method=str(model)), ndim=2)
+    assert config.min_confidence == result["min_confidence"]
+    s = held_out[0]
+    spines = analyze(s.image[0], spacing=s.spacing[1:], config=AnalyzeConfig(method=str(model), report=False),
+                     keep_maps=False).spines
+    assert len(spines) and (spines["confidence"] >= result["min_confidence"] - 1e-6).all()
+
+
+def test_a_learnt_confidence_stays_and_the_fit_goes_to_its_head_map_entry(tmp_path, held_out):
+    model = _copy("lean2d_real", tmp_path / "trees")
+    trees = read_card(model).calibration
+    result = calibrate_model(model, held_out[:2])
+    after = read_card(model).calibration
+    assert after["method"] == "trees" and after["head_map"] == result
+    assert {k: v for k, v in after.items() if k != "head_map"} == {k: v for k, v in trees.items() if k != "head_map"}
+
+
+def test_too_few_candidates_or_no_annotations_are_refused_with_what_to_do(tmp_path, held_out):
+    model = _copy("lean2d_real", tmp_path / "tuned", calibration={})
+    noise = np.random.default_rng(0).normal(100, 5, (1, 96, 96)).astype(np.float32)   # no neuron
+    blank = TrainingSample(noise, np.zeros((1, 96, 96), np.uint8), (1.0, 0.094, 0.094), "noise",
+                           heads=np.array([[0.0, 40.0, 40.0]]))
+    with pytest.raises(InputError, match="Too few candidate spines.*Calibrate on more annotated images"):
+        calibrate_model(model, [blank])
+    unannotated = TrainingSample(held_out[0].image, held_out[0].semantic, held_out[0].spacing, "masks only")
+    with pytest.raises(InputError, match="has annotated spine heads"):
+        calibrate_model(model, [unannotated])
+    with pytest.raises(InputError, match="no spine-head map"):
+        calibrate_model("lean2d", held_out[:1])
+    assert read_card(model).calibration == {}          # nothing written
