@@ -278,6 +278,15 @@ def test_train_cli_on_a_yolo_folder(tmp_path, point_model, capsys):
     assert json.loads((tmp_path / "m1" / "model.json").read_text())["validation"]["spine_iou"] is None
 
 
+def test_a_training_label_file_that_cannot_be_read_is_named(tmp_path):
+    from spinequant.errors import InputError
+    from spinequant.segment.neural.yolo_data import read_yolo_lines
+
+    (tmp_path / "moved.txt").symlink_to(tmp_path / "elsewhere.txt")      # a link whose file was moved
+    with pytest.raises(InputError, match="moved.txt' cannot be read .No such file.*or remove it"):
+        read_yolo_lines(tmp_path / "moved.txt")
+
+
 def test_update_card_keeps_the_weights_and_their_checksum(point_model):
     from spinequant.segment.neural.card import read_card, sha256_of, update_card
 

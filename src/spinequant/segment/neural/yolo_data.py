@@ -33,7 +33,14 @@ PLANE_Z_UM = 0.5
 def read_yolo_lines(path: str | os.PathLike) -> list[tuple[int, np.ndarray]]:
     """(class, coordinates) per line of a YOLO label file; coordinates as fractions."""
     rows = []
-    for n, line in enumerate(Path(path).read_text().splitlines(), start=1):
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:   # e.g. a link to a file that was moved
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise InputError(f"The YOLO label file '{path}' cannot be read ({reason}). Replace it with the "
+                         f"label file itself (one line per spine: class x y w h, or a polygon) or "
+                         f"remove it.") from None
+    for n, line in enumerate(text.splitlines(), start=1):
         parts = line.split()
         if not parts:
             continue
