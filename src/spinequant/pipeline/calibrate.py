@@ -12,6 +12,13 @@ its peak into the probability that it matched. The minimum confidence kept by de
 the one that maximises detection F1 on the same images; the calibration error is measured by
 fitting on one half of the images and scoring the other (two folds), so that it is not the
 fit's own error.
+
+The shipped model's learnt confidence (trees over 33 measurements of each candidate) was
+fitted to the shipped network's candidates, but a gently fine-tuned network's candidates are
+much like them: carried over to a network fine-tuned on dendritic2's fields it still scored
+higher than that network's calibrated head map (docs/neural.md, "Fine-tuning on your own
+annotations"). Whether it does on a lab's images is measured on their held-out images, and
+the better of the two is kept.
 """
 
 from __future__ import annotations
@@ -49,17 +56,21 @@ class CalibrateConfig:
 GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
 
 
-def candidate_scores(model, samples, *, config: CalibrateConfig = CalibrateConfig(), progress=None):
+def candidate_scores(model, samples, *, config: CalibrateConfig = CalibrateConfig(), learnt: bool = False,
+                     progress=None):
     """Every head-map peak of ``model`` at or above ``config.floor`` on each annotated sample
     (:class:`~spinequant.segment.neural.TrainingSample` with ``heads``): a list, per sample, of
-    (raw peak scores, matched-an-annotated-head flags, number of annotated heads)."""
+    (raw peak scores, matched-an-annotated-head flags, number of annotated heads). With
+    ``learnt``, every candidate of the model's learnt confidence instead, scored by it."""
     from ..evaluate.points import match_points
     from ..segment.neural.calibration import score_for
     from .analyze import AnalyzeConfig, analyze, default_instance_config, model_calibration
 
-    calibration = model_calibration(str(model), "head_map")
-    run = AnalyzeConfig(method=str(model), report=False, confidence="head_map")
-    if calibration:      # a calibrated model: the floor as a confidence (its threshold follows)
+    calibration = None if learnt else model_calibration(str(model), "head_map")
+    run = AnalyzeConfig(method=str(model), report=False, confidence="auto" if learnt else "head_map")
+    if learnt:           # the candidates it was fitted on, each with its probability
+        run = dataclasses.replace(run, min_confidence=1e-9)
+    elif calibration:    # a calibrated model: the floor as a confidence (its threshold follows)
         from ..segment.neural.calibration import confidence
 
         run = dataclasses.replace(run, min_confidence=float(confidence([config.floor], calibration)[0]))
@@ -91,17 +102,22 @@ def candidate_scores(model, samples, *, config: CalibrateConfig = CalibrateConfi
 
 def calibrate_model(model, samples, *, config: CalibrateConfig = CalibrateConfig(), write: bool = True,
                     progress=None) -> dict:
-    """Fit the head-map confidence calibration of point-head network ``model`` (a folder or
-    card written by ``spinequant train``) on annotated ``samples`` it did not learn from.
+    """Calibrate the spine confidence of point-head network ``model`` (a folder or card written
+    by ``spinequant train``) on annotated ``samples`` it did not learn from.
 
-    Returns the calibration (Platt ``a``, ``b``; ``min_confidence`` chosen by F1; the
-    cross-fitted ``ece`` when two or more samples have candidates; counts and F1) and, with
-    ``write``, stores it in the model's card, where :func:`~spinequant.analyze` reads it (a
-    learnt confidence already in the card stays; the fit goes to its ``head_map`` entry).
-    Raises :class:`~spinequant.errors.InputError` when the samples have no annotated heads or
-    too few matched and unmatched candidates to fit.
+    The head-map peak always gets a Platt calibration (``a``, ``b``; ``min_confidence`` chosen
+    by F1; ``ece_cross_fitted`` when two or more samples have candidates; counts and F1). When
+    the card also has a learnt confidence (trees over each candidate's measurements, such as
+    the shipped model's, which :func:`~spinequant.pipeline.training.train_model` carries over
+    to a fine-tuned network), it is scored on the same samples too: it is kept, with its
+    minimum confidence chosen again by F1 there and the head-map fit as its ``head_map`` entry
+    (what ``confidence="head_map"`` uses), if its F1 there is at least the head map's;
+    otherwise the head-map calibration replaces it. Returns the calibration written (with
+    ``write``) into the card, where :func:`~spinequant.analyze` reads it; its ``held_out``
+    entry holds what was measured. Raises :class:`~spinequant.errors.InputError` when the
+    samples have no annotated heads or too few matched and unmatched candidates to fit.
     """
-    from ..segment.neural.calibration import confidence, fit_platt
+    from ..segment.neural.calibration import confidence, expected_calibration_error, fit_platt
     from ..segment.neural.card import read_card, update_card
     from .analyze import has_point_head
 
@@ -113,9 +129,7 @@ def calibrate_model(model, samples, *, config: CalibrateConfig = CalibrateConfig
         raise InputError("None of the calibration images has annotated spine heads (points, boxes or "
                          "outlines, or spine_heads.csv): the confidence cannot be calibrated on them.")
     per_sample = candidate_scores(model, annotated, config=config, progress=progress)
-    scores = np.concatenate([p[0] for p in per_sample])
-    hits = np.concatenate([p[1] for p in per_sample])
-    n_true = int(sum(p[2] for p in per_sample))
+    scores, hits, n_true = _pooled(per_sample)
     n_hit, n_miss = int(hits.sum()), int((~hits).sum())
     if n_hit < config.min_matched or n_miss < config.min_unmatched:
         raise InputError(
@@ -124,24 +138,43 @@ def calibrate_model(model, samples, *, config: CalibrateConfig = CalibrateConfig
             f"and {config.min_unmatched} are needed). Calibrate on more annotated images (`spinequant "
             f"train` holds out a fifth of its images, or the last fifth of the rows of a single one).")
     params = fit_platt(scores, hits)
-    probs = confidence(scores, params)
-    f1 = np.array([2 * hits[probs >= g].sum() / ((probs >= g).sum() + n_true) for g in GRID])
-    best = int(np.argmax(f1))
-    result = {**params, "min_confidence": float(GRID[best]), "f1_at_min_confidence": round(float(f1[best]), 4),
-              "candidates": int(len(scores)), "matched": n_hit, "annotated_heads": n_true,
-              "fitted_on": f"{len(scores)} candidate spines (head-map peaks >= {config.floor}) on "
-                           f"{len(annotated)} held-out annotated image(s), matched within "
-                           f"{config.match_um} µm"}
+    best, f1 = _best_minimum(confidence(scores, params), hits, n_true)
+    head_map = {**params, "min_confidence": best, "f1_at_min_confidence": round(f1, 4),
+                "fitted_on": f"{len(scores)} candidate spines (head-map peaks >= {config.floor}) on "
+                             f"{len(annotated)} held-out annotated image(s), matched within "
+                             f"{config.match_um} µm"}
+    held_out = {"images": len(annotated), "annotated_heads": n_true, "candidates": int(len(scores)),
+                "matched": n_hit, "head_map_f1": round(f1, 4)}
     ece = _cross_fitted_ece(per_sample)
     if ece is not None:
-        result["ece_cross_fitted"] = round(ece, 4)
+        head_map["ece_cross_fitted"] = held_out["head_map_ece_cross_fitted"] = round(ece, 4)
+    calibration = {**head_map, "held_out": held_out}
+    card = read_card(model)
+    if (card.calibration or {}).get("method") == "trees":
+        probs, learnt_hits, _ = _pooled(candidate_scores(model, annotated, config=config, learnt=True))
+        learnt_best, learnt_f1 = _best_minimum(probs, learnt_hits, n_true)
+        held_out.update(learnt_f1=round(learnt_f1, 4), learnt_min_confidence=learnt_best,
+                        learnt_ece=round(expected_calibration_error(probs, learnt_hits)[0], 4),
+                        learnt_candidates=int(len(probs)))
+        if learnt_f1 >= f1:
+            calibration = {**card.calibration, "min_confidence": learnt_best, "head_map": head_map,
+                           "held_out": held_out}
     if write:
-        card = read_card(model)
-        if (card.calibration or {}).get("method") == "trees":
-            update_card(model, calibration={**card.calibration, "head_map": result})
-        else:
-            update_card(model, calibration=result)
-    return result
+        update_card(model, calibration=calibration)
+    return calibration
+
+
+def _pooled(per_sample):
+    scores = np.concatenate([p[0] for p in per_sample]) if per_sample else np.zeros(0)
+    hits = np.concatenate([p[1] for p in per_sample]) if per_sample else np.zeros(0, bool)
+    return scores, hits, int(sum(p[2] for p in per_sample))
+
+
+def _best_minimum(probabilities, hits, n_true) -> tuple[float, float]:
+    """The minimum confidence of :data:`GRID` with the highest detection F1, and that F1."""
+    f1 = np.array([2 * hits[probabilities >= g].sum() / ((probabilities >= g).sum() + n_true) for g in GRID])
+    k = int(np.argmax(f1))
+    return float(GRID[k]), float(f1[k])
 
 
 def _cross_fitted_ece(per_sample) -> float | None:

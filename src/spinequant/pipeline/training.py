@@ -27,10 +27,19 @@ class TrainedModel:
         c = self.calibration
         if c is None:
             return f"Spine confidence {self.calibration_note}." if self.calibration_note.startswith("not") else ""
+        h = c["held_out"]
+        found = (f"{h['images']} held-out image(s), {h['matched']} of {h['annotated_heads']} annotated heads "
+                 f"among {h['candidates']} candidates")
+        if c["method"] == "trees":
+            return (f"Spine confidence: the learnt confidence of the model fine-tuned from is kept (F1 "
+                    f"{h['learnt_f1']:.3f} on the {found}, against {h['head_map_f1']:.3f} by the head map "
+                    f"alone; calibration error {h['learnt_ece']:.3f}); default minimum confidence "
+                    f"{c['min_confidence']:g}.")
         ece = f", calibration error {c['ece_cross_fitted']:.3f}" if "ece_cross_fitted" in c else ""
-        return (f"Spine confidence calibrated on the held-out images ({c['candidates']} candidates, "
-                f"{c['matched']} of {c['annotated_heads']} annotated heads found{ece}); default minimum "
-                f"confidence {c['min_confidence']:g} (F1 {c['f1_at_min_confidence']:.3f} there).")
+        learnt = (f"; the learnt confidence of the model fine-tuned from scored lower there "
+                  f"(F1 {h['learnt_f1']:.3f}) and was dropped" if "learnt_f1" in h else "")
+        return (f"Spine confidence calibrated on the {found}{ece}; default minimum confidence "
+                f"{c['min_confidence']:g} (F1 {c['f1_at_min_confidence']:.3f} there){learnt}.")
 
 
 def train_model(samples, *, out_dir, config=None, init=None, resume: bool = True, progress=True,
@@ -50,10 +59,32 @@ def train_model(samples, *, out_dir, config=None, init=None, resume: bool = True
         return TrainedModel(card, None, "calibration not asked for")
     if not has_point_head(str(out_dir)):
         return TrainedModel(card, None, "the network has no spine-head map to calibrate")
+    carried = init is not None and not card.calibration and carry_learnt_confidence(init, out_dir)
     try:
         result = calibrate_model(out_dir, held_out, config=calibrate)
     except InputError as exc:
-        return TrainedModel(card, None, f"not calibrated: {exc}")
+        kept = (" It keeps the learnt confidence of the model it was fine-tuned from, unchecked on "
+                "these images." if carried else "")
+        return TrainedModel(card, None, f"not calibrated: {exc}{kept}")
     from ..segment.neural.card import read_card
 
     return TrainedModel(read_card(out_dir), result)
+
+
+def carry_learnt_confidence(source, model) -> bool:
+    """Give ``model`` (a folder written by training) the learnt confidence of ``source`` (the
+    model it was fine-tuned from), if that has one: its trees file copied beside the card and
+    its calibration entry, for :func:`calibrate_model` to keep or drop by measurement."""
+    import shutil
+
+    from .._atomic import atomic_path
+    from ..segment.neural.card import read_card, resolve, update_card
+
+    calibration = read_card(source).calibration or {}
+    if calibration.get("method") != "trees":
+        return False
+    card_path, _ = resolve(model)
+    with atomic_path(card_path.parent / calibration["file"]) as tmp:
+        shutil.copyfile(resolve(source)[0].parent / calibration["file"], tmp)
+    update_card(model, calibration=calibration)
+    return True
