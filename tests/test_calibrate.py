@@ -71,7 +71,8 @@ def test_a_learnt_confidence_is_scored_on_the_same_images_and_kept_or_dropped_by
     trees = read_card(model).calibration
     result = calibrate_model(model, held_out)
     h = result["held_out"]
-    assert 0 < h["learnt_f1"] <= 1 and 0 <= h["learnt_ece"] < 0.5 and h["learnt_candidates"] > 0
+    assert 0 < h["learnt_f1"] <= 1 and h["learnt_candidates"] > 0
+    assert 0 <= h["learnt_ece_cross_fitted"] < 0.2 and 0 <= h["learnt_ece_before_refit"] < 0.5
     assert read_card(model).calibration == result
     # On these low-SNR projections the shipped learnt confidence scores above the head map (F1
     # 0.474 against 0.457): it is kept, its minimum chosen again there, the head-map fit beside it.
@@ -81,6 +82,14 @@ def test_a_learnt_confidence_is_scored_on_the_same_images_and_kept_or_dropped_by
     assert result["head_map"]["method"] == "platt" and result["head_map"]["f1_at_min_confidence"] == h["head_map_f1"]
     config = resolve_config(AnalyzeConfig(method=str(model)), ndim=2)
     assert config.min_confidence == result["min_confidence"]
+    # The spines analyze keeps carry the refitted probability, at or above that minimum.
+    s = held_out[1]
+    spines = analyze(s.image[0], spacing=s.spacing[1:], config=AnalyzeConfig(method=str(model), report=False),
+                     keep_maps=False).spines
+    assert len(spines) and (spines["confidence"] >= result["min_confidence"] - 1e-9).all()
+    # Calibrating again scores the trees' own probabilities (the refit undone), so it refits the same.
+    again = calibrate_model(model, held_out)
+    assert [again["recalibration"][k] for k in "ab"] == pytest.approx([result["recalibration"][k] for k in "ab"], rel=1e-3)
 
 
 def test_too_few_candidates_or_no_annotations_are_refused_with_what_to_do(tmp_path, held_out):

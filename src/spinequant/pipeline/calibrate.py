@@ -66,10 +66,11 @@ def candidate_scores(model, samples, *, config: CalibrateConfig = CalibrateConfi
     from ..segment.neural.calibration import score_for
     from .analyze import AnalyzeConfig, analyze, default_instance_config, model_calibration
 
-    calibration = None if learnt else model_calibration(str(model), "head_map")
+    calibration = model_calibration(str(model), "auto" if learnt else "head_map")
     run = AnalyzeConfig(method=str(model), report=False, confidence="auto" if learnt else "head_map")
     if learnt:           # the candidates it was fitted on, each with its probability
         run = dataclasses.replace(run, min_confidence=1e-9)
+        calibration = calibration.get("recalibration")    # scored without an earlier refit
     elif calibration:    # a calibrated model: the floor as a confidence (its threshold follows)
         from ..segment.neural.calibration import confidence
 
@@ -151,14 +152,21 @@ def calibrate_model(model, samples, *, config: CalibrateConfig = CalibrateConfig
     calibration = {**head_map, "held_out": held_out}
     card = read_card(model)
     if (card.calibration or {}).get("method") == "trees":
-        probs, learnt_hits, _ = _pooled(candidate_scores(model, annotated, config=config, learnt=True))
-        learnt_best, learnt_f1 = _best_minimum(probs, learnt_hits, n_true)
+        # Its probabilities were calibrated for the network it was fitted to: a Platt fit on them
+        # makes them probabilities again for this one (and leaves their order, so F1, as it is).
+        learnt = candidate_scores(model, annotated, config=config, learnt=True)
+        probs, learnt_hits, _ = _pooled(learnt)
+        refit = fit_platt(probs, learnt_hits)
+        learnt_best, learnt_f1 = _best_minimum(confidence(probs, refit), learnt_hits, n_true)
         held_out.update(learnt_f1=round(learnt_f1, 4), learnt_min_confidence=learnt_best,
-                        learnt_ece=round(expected_calibration_error(probs, learnt_hits)[0], 4),
+                        learnt_ece_before_refit=round(expected_calibration_error(probs, learnt_hits)[0], 4),
                         learnt_candidates=int(len(probs)))
+        learnt_ece = _cross_fitted_ece(learnt)
+        if learnt_ece is not None:
+            held_out["learnt_ece_cross_fitted"] = round(learnt_ece, 4)
         if learnt_f1 >= f1:
-            calibration = {**card.calibration, "min_confidence": learnt_best, "head_map": head_map,
-                           "held_out": held_out}
+            calibration = {**card.calibration, "min_confidence": learnt_best, "recalibration": refit,
+                           "head_map": head_map, "held_out": held_out}
     if write:
         update_card(model, calibration=calibration)
     return calibration

@@ -196,7 +196,22 @@ def confidence_model(calibration: dict, card_dir: str | Path):
     if tuple(model.features) != FEATURES:
         raise InputError(f"The spine-confidence model '{path}' was fitted on other features than this "
                          f"version of spinequant computes; refit it with scripts/train_spine_confidence.py.")
+    if calibration.get("recalibration"):
+        return Recalibrated(model, calibration["recalibration"])
     return model
+
+
+class Recalibrated:
+    """A learnt confidence whose probabilities pass through a Platt fit made for another
+    network than the one it was fitted to (a fine-tuned one: ``pipeline.calibrate``)."""
+
+    def __init__(self, model, params: dict):
+        self.model, self.params, self.features = model, params, model.features
+
+    def predict_proba(self, x) -> np.ndarray:
+        from ..segment.neural.calibration import confidence
+
+        return confidence(self.model.predict_proba(x), self.params)
 
 
 def spine_confidence(model, spines: pd.DataFrame, scores, image, dendrite_labels, spacing, *,

@@ -31,9 +31,11 @@ class TrainedModel:
         found = (f"{h['images']} held-out image(s), {h['matched']} of {h['annotated_heads']} annotated heads "
                  f"among {h['candidates']} candidates")
         if c["method"] == "trees":
-            return (f"Spine confidence: the learnt confidence of the model fine-tuned from is kept (F1 "
-                    f"{h['learnt_f1']:.3f} on the {found}, against {h['head_map_f1']:.3f} by the head map "
-                    f"alone; calibration error {h['learnt_ece']:.3f}); default minimum confidence "
+            ece = (f", calibration error {h['learnt_ece_cross_fitted']:.3f} (before its refit "
+                   f"{h['learnt_ece_before_refit']:.3f})" if "learnt_ece_cross_fitted" in h else "")
+            return (f"Spine confidence: the learnt confidence of the model fine-tuned from is kept, its "
+                    f"probabilities refitted (F1 {h['learnt_f1']:.3f} on the {found}, against "
+                    f"{h['head_map_f1']:.3f} by the head map alone{ece}); default minimum confidence "
                     f"{c['min_confidence']:g}.")
         ece = f", calibration error {c['ece_cross_fitted']:.3f}" if "ece_cross_fitted" in c else ""
         learnt = (f"; the learnt confidence of the model fine-tuned from scored lower there "
