@@ -36,6 +36,13 @@ def _projected(seed: int) -> TrainingSample:
                           heads=np.column_stack([np.zeros(len(heads)), heads]))
 
 
+def _analyze_keeps_the_chosen_minimum(model, calibration, sample):
+    assert resolve_config(AnalyzeConfig(method=str(model)), ndim=2).min_confidence == calibration["min_confidence"]
+    spines = analyze(sample.image[0], spacing=sample.spacing[1:], keep_maps=False,
+                     config=AnalyzeConfig(method=str(model), report=False)).spines
+    assert len(spines) and (spines["confidence"] >= calibration["min_confidence"] - 1e-6).all()
+
+
 @pytest.fixture(scope="module")
 def held_out():
     return [_projected(seed) for seed in (11, 12, 13, 14)]
@@ -58,12 +65,7 @@ def test_a_fine_tuned_model_without_calibration_gets_one_that_analyze_uses(tmp_p
     assert result["f1_at_min_confidence"] == h["head_map_f1"]
     assert 0 <= result["ece_cross_fitted"] < 0.2
     # analyze now keeps the spines whose calibrated confidence reaches the chosen minimum.
-    config = resolve_config(AnalyzeConfig(method=str(model)), ndim=2)
-    assert config.min_confidence == result["min_confidence"]
-    s = held_out[0]
-    spines = analyze(s.image[0], spacing=s.spacing[1:], config=AnalyzeConfig(method=str(model), report=False),
-                     keep_maps=False).spines
-    assert len(spines) and (spines["confidence"] >= result["min_confidence"] - 1e-6).all()
+    _analyze_keeps_the_chosen_minimum(model, result, held_out[0])
 
 
 def test_a_learnt_confidence_is_scored_on_the_same_images_and_kept_or_dropped_by_f1(tmp_path, held_out):
@@ -80,13 +82,8 @@ def test_a_learnt_confidence_is_scored_on_the_same_images_and_kept_or_dropped_by
     assert result["method"] == "trees" and result["file"] == trees["file"] and result["sha256"] == trees["sha256"]
     assert result["min_confidence"] == h["learnt_min_confidence"]
     assert result["head_map"]["method"] == "platt" and result["head_map"]["f1_at_min_confidence"] == h["head_map_f1"]
-    config = resolve_config(AnalyzeConfig(method=str(model)), ndim=2)
-    assert config.min_confidence == result["min_confidence"]
     # The spines analyze keeps carry the refitted probability, at or above that minimum.
-    s = held_out[1]
-    spines = analyze(s.image[0], spacing=s.spacing[1:], config=AnalyzeConfig(method=str(model), report=False),
-                     keep_maps=False).spines
-    assert len(spines) and (spines["confidence"] >= result["min_confidence"] - 1e-9).all()
+    _analyze_keeps_the_chosen_minimum(model, result, held_out[1])
     # Calibrating again scores the trees' own probabilities (the refit undone), so it refits the same.
     again = calibrate_model(model, held_out)
     assert [again["recalibration"][k] for k in "ab"] == pytest.approx([result["recalibration"][k] for k in "ab"], rel=1e-3)
