@@ -89,6 +89,26 @@ def test_a_learnt_confidence_is_scored_on_the_same_images_and_kept_or_dropped_by
     assert [again["recalibration"][k] for k in "ab"] == pytest.approx([result["recalibration"][k] for k in "ab"], rel=1e-3)
 
 
+def test_a_learnt_confidence_that_scores_worse_than_the_head_map_is_dropped(tmp_path, held_out, monkeypatch):
+    from spinequant.pipeline import calibrate
+
+    model = _copy("lean2d_real", tmp_path / "trees")
+    real = calibrate.candidate_scores
+    rng = np.random.default_rng(0)
+
+    def half_missing(model, samples, *, learnt=False, **kw):   # as if half its matches were not there
+        out = real(model, samples, learnt=learnt, **kw)
+        return [(p[0], p[1] & (rng.random(len(p[1])) < 0.5), p[2]) for p in out] if learnt else out
+
+    monkeypatch.setattr(calibrate, "candidate_scores", half_missing)
+    result = calibrate_model(model, held_out)
+    h = result["held_out"]
+    assert h["learnt_f1"] < h["head_map_f1"]
+    assert result["method"] == "platt" and "file" not in result and "recalibration" not in result
+    assert read_card(model).calibration == result
+    _analyze_keeps_the_chosen_minimum(model, result, held_out[2])
+
+
 def test_too_few_candidates_or_no_annotations_are_refused_with_what_to_do(tmp_path, held_out):
     model = _copy("lean2d_real", tmp_path / "tuned", calibration={})
     noise = np.random.default_rng(0).normal(100, 5, (1, 96, 96)).astype(np.float32)   # no neuron
