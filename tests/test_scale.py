@@ -91,6 +91,49 @@ def test_block_maps_equal_the_whole_volume_maps(method, phantom, tmp_path):
             assert np.mean(diff > 1e-3) < 1e-5, name
 
 
+def test_maps_stored_where_the_objects_read_them_give_the_same_objects(phantom):
+    from spinequant.instances import InstanceConfig, spine_instances
+    from spinequant.instances.pipeline import map_support
+    from spinequant.scale.maps import MAP_DTYPE, keep_support
+
+    whole = segment_maps(phantom.image, spacing=SPACING, method="lean2d_real")
+    full = {name: getattr(whole, name).astype(MAP_DTYPE) for name in ("dendrite", "spine", "heads")}
+    # the network's default and a learnt confidence's low candidate floor
+    for config in (InstanceConfig(), InstanceConfig(threshold=0.05, head_threshold=0.05)):
+        support = map_support(config, heads=True)
+        kept = {name: m.copy() for name, m in full.items()}
+        keep_support(kept, support)
+        inside = (full["spine"] >= support["spine_or_head"][0]) | (full["heads"] >= support["spine_or_head"][1])
+        for name in ("spine", "heads"):
+            assert np.array_equal(kept[name][inside], full[name][inside]) and not kept[name][~inside].any()
+        shaft = full["dendrite"] >= support["dendrite"]
+        assert np.array_equal(kept["dendrite"][shaft], full["dendrite"][shaft]) and not kept["dendrite"][~shaft].any()
+        # most of the stack is background: stored as 0 there
+        assert min(np.mean(kept[name] == 0) for name in kept) > 0.9 > np.mean(full["dendrite"] == 0)
+        ref, got = (spine_instances(m["spine"], m["dendrite"], spacing=SPACING, config=config, head_prob=m["heads"],
+                                    image=phantom.image) for m in (full, kept))
+        assert ref.spine_labels.max() > 20
+        assert np.array_equal(ref.spine_labels, got.spine_labels)
+        assert np.array_equal(ref.dendrite_labels, got.dendrite_labels)
+        assert np.array_equal(ref.scores, got.scores)
+    # without a head map only the dendrite map is thinned
+    assert map_support(InstanceConfig(), heads=False) == {"dendrite": 0.99 * InstanceConfig().dendrite_threshold}
+
+
+def test_maps_are_made_again_when_the_objects_read_them_elsewhere(zarr_stack, tmp_path):
+    from spinequant.instances import InstanceConfig
+
+    def blocks_resumed(dendrite_threshold):
+        config = AnalyzeConfig(method="classical", instances=InstanceConfig(dendrite_threshold=dendrite_threshold),
+                               export_meshes=False, export_roi=False, report=False)
+        result = analyze_chunked(zarr_stack, tmp_path / "out", config=config, chunk_px=256)
+        return result.diagnostics["chunked"]["blocks_resumed"]
+
+    assert blocks_resumed(0.5) == 0
+    assert blocks_resumed(0.5) == 4
+    assert blocks_resumed(0.4) == 0          # maps stored as 0 below 0.495 cannot serve a threshold of 0.4
+
+
 def test_union_find_joins_labels_touching_across_a_face():
     a = np.zeros((3, 5), int); b = np.zeros((3, 5), int)
     a[1, 2] = 4; b[2, 3] = 7; b[0, 0] = 9               # 7 touches 4 diagonally; 9 touches nothing

@@ -12,7 +12,7 @@ from .config import InstanceConfig, InstanceResult
 from .filters import (filter_objects, join_through_spines, noise_objects, remove_small_objects,
                       trim_to_peak_fraction)
 from .floodfill import flood_fill_objects
-from .heads import head_peaks, object_scores, objects_from_heads, trim_heads
+from .heads import _SUPPORT_MARGIN, head_map_support, head_peaks, object_scores, objects_from_heads, trim_heads
 from .split import split_objects
 
 
@@ -149,6 +149,21 @@ def spine_instances(spine_prob, dendrite_prob=None, *, spacing, config: Instance
     report(1.0)
     return InstanceResult(spine_labels=spines.labels, dendrite_labels=dendrite_labels, config=cfg,
                           removed=removed, scores=scores)
+
+
+def map_support(config: InstanceConfig, *, heads: bool) -> dict:
+    """Where :func:`spine_instances` with ``config`` reads its maps, as lowest values: maps
+    set to 0 below them give the same objects, dendrites and scores. ``{"dendrite": level}``
+    (the dendrite map is only thresholded) and, with a head map (``heads``) and the
+    ``"heads"`` method, ``"spine_or_head": (spine_min, head_min)``: the spine and head maps
+    are read only where the spine map is at least ``spine_min`` or the head map at least
+    ``head_min`` (:func:`~spinequant.instances.heads.head_map_support`). The levels lie 1 %
+    below the thresholds, so rounding to float16 drops no voxel that is read."""
+    support = {"dendrite": _SUPPORT_MARGIN * config.dendrite_threshold}
+    both = head_map_support(config) if heads else None
+    if both is not None:
+        support["spine_or_head"] = both
+    return support
 
 
 def _noise(objects, dendrites, spacing, cfg, size):

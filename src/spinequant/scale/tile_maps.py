@@ -36,7 +36,7 @@ import zarr
 from ..errors import InputError
 from .blocks import Block
 from .execute import task_record
-from .maps import MAP_DTYPE, MAPS, block_done, read_region
+from .maps import MAP_DTYPE, MAPS, block_done, keep_support, read_region
 
 #: Folder of the pieces inside ``maps.zarr``.
 TILE_SUMS = "tile_sums"
@@ -200,9 +200,10 @@ def write_tile_sums(volume, plan: TilePlan, block: Block, root, *, method: str, 
     return {"tiles": n, "write_s": round(sum(writing), 3) if n else 0.0}
 
 
-def blend_block_maps(plan: TilePlan, block: Block, group) -> None:
-    """Add up the pieces of ``block``'s core, divide, write its float16 maps and its marker,
-    then delete its pieces. Nothing to do when the block is marked done."""
+def blend_block_maps(plan: TilePlan, block: Block, group, support: dict | None = None) -> None:
+    """Add up the pieces of ``block``'s core, divide, write its float16 maps (0 outside
+    ``support``, see :func:`~spinequant.scale.maps.keep_support`) and its marker, then delete
+    its pieces. Nothing to do when the block is marked done."""
     from ..segment.neural.resample import resize_window
     from ..segment.neural.tile_sums import blend_sums, blending_weights
 
@@ -240,17 +241,19 @@ def blend_block_maps(plan: TilePlan, block: Block, group) -> None:
             maps.append(np.clip(m, 0.0, 1.0, out=m).astype(MAP_DTYPE))
         del sums
     out = (slice(None), *block.core)
-    for name, m in zip(names, maps):
+    maps = dict(zip(names, maps))
+    keep_support(maps, support)
+    for name, m in maps.items():
         group[name][out] = m
     (root / "done" / block.name).touch()
     shutil.rmtree(root / TILE_SUMS / block.name, ignore_errors=True)
 
 
 def run_tile_maps(runner, volume, spacing, plan: TilePlan, group, *, method: str, levels, engine: str,
-                  progress=None) -> dict:
+                  progress=None, support: dict | None = None) -> dict:
     """The maps of every block not done yet, each tile run once (on ``runner``, a
-    :class:`~spinequant.scale.execute.BlockRunner`). Returns the blocks' task records
-    (``tiles``: with each block's tiles run) and the blocks resumed."""
+    :class:`~spinequant.scale.execute.BlockRunner`), stored 0 outside ``support``. Returns
+    the blocks' task records (``tiles``: with each block's tiles run) and the blocks resumed."""
     root = str(group.store.root)
     done = frozenset(b.name for b in plan.blocks if block_done(group, b))
     dests = [b for b in plan.blocks if b.name not in done]
@@ -259,7 +262,7 @@ def run_tile_maps(runner, volume, spacing, plan: TilePlan, group, *, method: str
     index = {b.name: i for i, b in enumerate(sources)}
     needs = [[index[p[0]] for p in plan.pieces[d.name] if p[0] in index] for d in dests]
     first = [(volume, plan, b, root, method, levels, engine, done) for b in sources]
-    second = [(plan, b, root) for b in dests]
+    second = [(plan, b, root, support) for b in dests]
     sums, blends = runner.map_two(_tile_sums_job, first, _blend_job, second, needs=needs,
                                   names=([b.name for b in sources], [b.name for b in dests]),
                                   stage="maps", progress=progress)
@@ -276,7 +279,7 @@ def _tile_sums_job(job) -> dict:
 
 def _blend_job(job) -> dict:
     """One block's maps from its pieces (a task)."""
-    plan, block, root = job
+    plan, block, root, support = job
     t = time.perf_counter()
-    blend_block_maps(plan, block, zarr.open_group(root, mode="r+"))
+    blend_block_maps(plan, block, zarr.open_group(root, mode="r+"), support)
     return task_record(t)
