@@ -413,3 +413,97 @@ def test_work_folder_chunks_are_small_and_fill_each_block(tmp_path):
     group = open_maps(tmp_path / "maps.zarr", (4, 2048, 2080), chunk_px=1040, heads=True,
                       fingerprint={"run": 1})
     assert {group[name].chunks for name in MAPS} == {(4, 208, 208)}
+
+
+def _export_inputs(tmp_path):
+    import zarr
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 4000, (5, 1026, 777), dtype=np.uint16)     # 1026 -> 513 -> 256 or 257: labels have one level more
+    arrays = []
+    for name, (rows, cols, values) in {"s": (slice(100, 300), slice(50, 400), 50), "d": (slice(200, 900), slice(300, 700), 4)}.items():
+        labels = np.zeros(image.shape, np.uint32)
+        labels[:, rows, cols] = rng.integers(0, values, labels[:, rows, cols].shape)
+        stored = zarr.open_array(str(tmp_path / f"{name}.zarr"), mode="w", shape=image.shape, dtype=np.uint32,
+                                 chunks=(5, 256, 256), zarr_format=2)
+        stored[...] = labels
+        arrays += [labels, stored]
+    return image, *arrays
+
+
+def _members(group, prefix=""):
+    import zarr
+
+    for key, value in group.members():
+        yield prefix + key, value
+        if isinstance(value, zarr.Group):
+            yield from _members(value, prefix + key + "/")
+
+
+def test_results_zarr_written_by_regions_is_the_whole_volume_one(tmp_path, monkeypatch):
+    import zarr
+
+    import spinequant.scale.export as export
+
+    monkeypatch.setattr(export, "EXPORT_REGION_PX", (512, 256))       # several regions per level
+    image, spines, stored_spines, dendrites, stored_dendrites = _export_inputs(tmp_path)
+    semantic = np.where(spines > 0, 2, np.where(dendrites > 0, 1, 0)).astype(np.uint8)
+    write_ome_zarr(tmp_path / "ref.ome.zarr", image, (0.5, 0.1, 0.1),
+                   labels={"spines": spines, "dendrites": dendrites, "semantic": semantic})
+    export.write_results_zarr(tmp_path / "new.ome.zarr", image, (0.5, 0.1, 0.1), spine_labels=stored_spines,
+                              dendrite_labels=stored_dendrites)
+    ref, new = (zarr.open_group(str(tmp_path / f"{n}.ome.zarr"), mode="r") for n in ("ref", "new"))
+    a, b = dict(_members(ref)), dict(_members(new))
+    assert sorted(a) == sorted(b) and "labels/semantic/3" in a and "3" not in a
+    assert dict(ref.attrs) == dict(new.attrs)
+    for key, value in a.items():
+        if isinstance(value, zarr.Group):
+            assert dict(value.attrs) == dict(b[key].attrs), key
+        else:
+            assert (value.dtype, value.shape, value.chunks) == (b[key].dtype, b[key].shape, b[key].chunks), key
+            assert np.array_equal(value[...], b[key][...]), key
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_results_zarr_that_fails_leaves_nothing(tmp_path, monkeypatch):
+    import errno
+
+    import spinequant.io.omezarr as omezarr
+    from spinequant.errors import OutputError
+    from spinequant.scale.export import write_results_zarr
+
+    image, _, stored_spines, _, stored_dendrites = _export_inputs(tmp_path)
+    calls, write = [], omezarr.write_chunks
+
+    def full_disk(arr, part, region, **kw):
+        calls.append(1)
+        if len(calls) == 5:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write(arr, part, region, **kw)
+
+    monkeypatch.setattr(omezarr, "write_chunks", full_disk)
+    with pytest.raises(OutputError, match="drive is full"):
+        write_results_zarr(tmp_path / "out" / "results.ome.zarr", image, (0.5, 0.1, 0.1), spine_labels=stored_spines,
+                           dendrite_labels=stored_dendrites)
+    assert len(calls) == 5 and list((tmp_path / "out").iterdir()) == []
+
+
+def test_export_task_stops_writing_once_its_folder_is_gone(tmp_path):
+    import shutil
+
+    import zarr
+
+    from spinequant.io.omezarr import create_level
+    from spinequant.scale.export import _export_job
+
+    folder = tmp_path / ".results.partial"
+    out = create_level(zarr.open_group(str(folder), mode="w", zarr_format=2), "0", (2, 512, 512), np.uint16,
+                       (32, 256, 256))
+    image = np.ones((2, 512, 512), np.uint16)
+    _export_job((str(folder), str(folder / "0"), ("image", image), (slice(None), slice(0, 256), slice(0, 512)),
+                 False, np.uint16))
+    assert sorted(p.name for p in (folder / "0").iterdir() if not p.name.startswith(".")) == ["0.0.0", "0.0.1"]
+    shutil.rmtree(folder)                   # the export failed in another task and removed its folder
+    _export_job((str(folder), str(folder / "0"), ("image", image), (slice(None), slice(256, 512), slice(0, 512)),
+                 False, np.uint16))
+    assert not folder.exists()
