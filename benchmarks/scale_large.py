@@ -13,7 +13,6 @@
     python benchmarks/scale_large.py compare BEFORE AFTER   # runs of two folders (same volume) side by side
     python benchmarks/scale_large.py same RUN_A RUN_B       # two runs' maps, labels and spine tables compared
     python benchmarks/scale_large.py tilesums DIR 1024      # every block's tile sums and blend, timed, here
-    python benchmarks/scale_large.py export DIR out_w2_c1024 tasks 2   # results.ome.zarr written again: tasks on 2 workers (or dask / tasks 0: here)
 
 The volume is put together from four phantom tiles (two-photon preset, 48 x 1024 x 1024,
 seeds 0-3, each placed mirrored or not by its grid position) and written as OME-Zarr chunk by
@@ -381,48 +380,6 @@ def tile_sums(folder: Path, chunk: int) -> dict:
     return {"chunk_px": chunk, "tile_sums": sums, "blend_s": blends}
 
 
-def export_only(folder: Path, run_name: str, how: str, workers: int) -> dict:
-    """``results.ome.zarr`` of a finished run written again from its work folder's labels, timed:
-    ``how`` = ``dask`` (one Dask computation in this process, what runs did before session 19)
-    or ``tasks`` (:func:`~spinequant.scale.export.write_results_zarr` on ``workers`` local
-    workers; 0: in this process)."""
-    import shutil
-
-    import dask.array as da
-    import numpy as np
-    import zarr
-
-    from spinequant.io import write_ome_zarr
-    from spinequant.pipeline.runinfo import peak_memory_mb
-    from spinequant.scale import open_volume
-    from spinequant.scale.execute import BlockRunner
-    from spinequant.scale.export import lazy_volume, write_results_zarr
-    from spinequant.scale.volume import VolumeSource
-
-    path = folder / "large.ome.zarr"
-    stack = open_volume(path)
-    labels = zarr.open_group(str(folder / run_name / "chunked.work" / "labels.zarr"), mode="r")
-    out = folder / f"export_{how}_{workers}.ome.zarr"
-    shutil.rmtree(out, ignore_errors=True)
-    t = time.perf_counter()
-    if how == "dask":
-        sl, dl = da.from_zarr(labels["spines"]), da.from_zarr(labels["dendrites"])
-        semantic = da.where(sl > 0, np.uint8(2), da.where(dl > 0, np.uint8(1), np.uint8(0))).astype(np.uint8)
-        write_ome_zarr(out, lazy_volume(stack.data), stack.spacing,
-                       labels={"spines": sl, "dendrites": dl, "semantic": semantic})
-    else:
-        with BlockRunner(workers=workers or None) as runner:
-            image = VolumeSource(str(path)) if runner.client is not None else stack.data
-            write_results_zarr(out, image, stack.spacing, spine_labels=labels["spines"],
-                               dendrite_labels=labels["dendrites"], runner=runner)
-    seconds = time.perf_counter() - t
-    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-    shutil.rmtree(out)
-    return {"run": run_name, "how": how, "workers": workers, "seconds": round(seconds, 1),
-            "voxels_per_s": round(int(np.prod(stack.data.shape)) / seconds), "mb_written": round(size / 1e6),
-            "peak_mb_main": round(peak_memory_mb(), 1)}
-
-
 def table(folder: Path) -> str:
     lines = ["| workers | block | blocks | voxels | wall s | voxels/s | peak MB per worker | main MB | "
              "overhead maps/instances s | spines |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -454,8 +411,7 @@ def main(mode: str, folder: str, *args: str) -> None:
            "window": lambda: window(folder, int(args[0])),
            "stitch": lambda: stitch_only(folder, args[0]), "tail": lambda: resumed_tail(folder, *args[:2]),
            "inmemory": lambda: in_memory(folder), "tiles": lambda: tiles(folder, int(args[0])),
-           "tilesums": lambda: tile_sums(folder, int(args[0])),
-           "export": lambda: export_only(folder, args[0], args[1], int(args[2]) if len(args) > 2 else 0)}[mode]()
+           "tilesums": lambda: tile_sums(folder, int(args[0]))}[mode]()
     log_run(folder, mode, out)
 
 

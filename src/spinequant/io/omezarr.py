@@ -185,13 +185,8 @@ def write_ome_zarr(path: str | os.PathLike, image: np.ndarray | None, spacing, *
                 if lab.dtype == bool:
                     lab = lab.astype(np.uint8)
                 _write_multiscale(sub, lab, spacing, key, chunks, is_label=True)
-                sub.attrs["image-label"] = image_label()
+                sub.attrs["image-label"] = {"version": _NGFF_VERSION, "source": {"image": "../../"}}
     return Path(path)
-
-
-def image_label() -> dict:
-    """The NGFF ``image-label`` metadata of a label image in the image's ``labels`` group."""
-    return {"version": _NGFF_VERSION, "source": {"image": "../../"}}
 
 
 def _array(data):
@@ -213,38 +208,18 @@ def _write_multiscale(group, data: np.ndarray, spacing, name: str, chunks, *, is
     take every second pixel (nearest, ids stay ids), as NGFF viewers expect."""
     if data.ndim != len(spacing):
         raise InputError(f"An image of shape {data.shape} needs {data.ndim} voxel sizes; got {tuple(spacing)}.")
-    chunks = level_chunks(chunks, data.ndim)
-    n = 0
-    for _ in _pyramid(data, is_label=is_label, written=lambda k, a: _write_level(group, str(k), a, chunks)):
-        n += 1
-    group.attrs["multiscales"] = multiscales(name, spacing, n, is_label=is_label)
-
-
-def level_chunks(chunks, ndim: int) -> tuple:
-    """The written chunk shape for an array of ``ndim`` dimensions."""
-    return tuple(chunks)[len(chunks) - ndim:] if len(chunks) >= ndim else tuple(chunks)
-
-
-def multiscales(name: str, spacing, n_levels: int, *, is_label: bool) -> list[dict]:
-    """The NGFF ``multiscales`` metadata of a pyramid of ``n_levels`` levels (see
-    :func:`level_shapes`): each level's voxel size doubles in y and x, and an image's origin
-    moves by half a pixel per level (labels take every second pixel, so theirs stays)."""
-    ndim = len(spacing)
-    scale = [float(s) for s in spacing]
-    shift = [0.0] * ndim
+    chunks = tuple(chunks)[len(chunks) - data.ndim:] if len(chunks) >= data.ndim else chunks
     datasets = []
-    for level in range(n_levels):
-        transforms = [{"type": "scale", "scale": list(scale)}]
+    for level, (array, scale, shift) in enumerate(_pyramid(data, spacing, is_label=is_label,
+                                                            written=lambda k, a: _write_level(group, str(k), a, chunks))):
+        transforms = [{"type": "scale", "scale": scale}]
         if any(shift):
-            transforms.append({"type": "translation", "translation": list(shift)})
+            transforms.append({"type": "translation", "translation": shift})
         datasets.append({"path": str(level), "coordinateTransformations": transforms})
-        if not is_label:
-            shift[-2:] = [t + 0.5 * s for t, s in zip(shift[-2:], scale[-2:])]
-        scale[-2:] = [2 * s for s in scale[-2:]]
-    return [{
+    group.attrs["multiscales"] = [{
         "version": _NGFF_VERSION,
         "name": name,
-        "axes": [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"[3 - ndim:]],
+        "axes": [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"[3 - data.ndim:]],
         "datasets": datasets,
         "type": "nearest (every second pixel)" if is_label else "mean of 2 x 2 pixels in y and x",
     }]
@@ -254,32 +229,14 @@ def multiscales(name: str, spacing, n_levels: int, *, is_label: bool) -> list[di
 PYRAMID_MIN_EDGE = 256
 
 
-def level_shapes(shape, *, is_label: bool) -> list[tuple]:
-    """The shape of every pyramid level of a volume of ``shape``: y and x halved (rounded
-    down for an image, whose last odd row is dropped by the 2 x 2 mean; up for labels, which
-    take every second pixel) until both fit in :data:`PYRAMID_MIN_EDGE`."""
-    shapes = [tuple(int(n) for n in shape)]
-    while max(shapes[-1][-2:]) > PYRAMID_MIN_EDGE and min(shapes[-1][-2:]) >= 2:
-        last = shapes[-1]
-        half = tuple(-(-n // 2) if is_label else n // 2 for n in last[-2:])
-        shapes.append(last[:-2] + half)
-    return shapes
-
-
-def next_level(level, *, is_label: bool, dtype=None):
-    """The pyramid level below ``level`` (numpy or Dask): every second pixel of labels, the
-    2 x 2 mean of an image (as ``dtype``, default the level's own)."""
-    if is_label:
-        return level[..., ::2, ::2]
-    return _halved(level, np.dtype(dtype or level.dtype))
-
-
-def _pyramid(data: np.ndarray, *, is_label: bool, written):
-    """Each level (level 0 is ``data`` itself), in order; ``written(k, array)`` stores level
-    ``k`` and returns the stored array."""
+def _pyramid(data: np.ndarray, spacing, *, is_label: bool, written):
+    """(array, scale, translation) per level; level 0 is ``data`` itself. ``written(k, array)``
+    stores level ``k`` and returns the stored array."""
+    scale = [float(s) for s in spacing]
+    shift = [0.0] * data.ndim
     level = data
     stored = written(0, level)
-    yield level
+    yield level, list(scale), list(shift)
     k = 0
     while max(level.shape[-2:]) > PYRAMID_MIN_EDGE and min(level.shape[-2:]) >= 2:
         if _is_dask(level):
@@ -291,10 +248,15 @@ def _pyramid(data: np.ndarray, *, is_label: bool, written):
             import dask.array as da
 
             level = da.from_zarr(stored)
-        level = next_level(level, is_label=is_label, dtype=data.dtype)
+        if is_label:
+            level = level[..., ::2, ::2]
+        else:
+            level = _halved(level, data.dtype)
+            shift[-2:] = [t + 0.5 * s for t, s in zip(shift[-2:], scale[-2:])]
+        scale[-2:] = [2 * s for s in scale[-2:]]
         k += 1
         stored = written(k, level)
-        yield level
+        yield level, list(scale), list(shift)
 
 
 def _halved(level, dtype):
@@ -316,30 +278,18 @@ def _halved(level, dtype):
 
 
 def _write_level(group, path: str, data: np.ndarray, chunks) -> None:
-    arr = create_level(group, path, data.shape, data.dtype, chunks)
-    for outer in chunk_boxes(data.shape, _group_shape(data, arr.chunks)):
-        write_chunks(arr, np.asarray(data[outer]), outer)   # a Dask array: a group of chunks at a time
-    return arr
-
-
-def create_level(group, path: str, shape, dtype, chunks):
-    """The Zarr array of one pyramid level in ``group``."""
     # Every chunk is written, even one of pure zeros: the reader takes a missing chunk for damage.
-    return group.create_array(path, shape=tuple(shape), dtype=dtype,
-                              chunks=tuple(min(c, s) for c, s in zip(chunks[-len(shape):], shape)),
-                              config={"write_empty_chunks": True})
-
-
-def write_chunks(arr, part: np.ndarray, region, *, until=None) -> None:
-    """Write ``part``, the values of ``arr[region]`` (whole chunks of ``arr``), one chunk per
-    call: zarr writes the chunks of one call from its own thread and goes on with the others
-    after one fails or the main thread is interrupted, which would refill the temporary
-    folder that atomic_path has just removed. ``until()``, if given, is asked before each
-    chunk; False stops the writing (the folder written to is gone)."""
-    for box in chunk_boxes(part.shape, arr.chunks):
-        if until is not None and not until():
-            return
-        arr[tuple(slice(o.start + b.start, min(o.start + b.stop, o.stop)) for o, b in zip(region, box))] = part[box]
+    arr = group.create_array(path, shape=data.shape, dtype=data.dtype,
+                             chunks=tuple(min(c, s) for c, s in zip(chunks[-data.ndim:], data.shape)),
+                             config={"write_empty_chunks": True})
+    # One chunk per call: zarr writes the chunks of one call from its own thread and goes on
+    # with the others after one fails or the main thread is interrupted, which would refill
+    # the temporary folder that atomic_path has just removed.
+    for outer in _chunk_boxes(data.shape, _group_shape(data, arr.chunks)):
+        part = np.asarray(data[outer])     # a Dask array: computed a group of chunks at a time
+        for box in _chunk_boxes(part.shape, arr.chunks):
+            arr[tuple(slice(o.start + b.start, min(o.start + b.stop, o.stop)) for o, b in zip(outer, box))] = part[box]
+    return arr
 
 
 #: Most bytes of a Dask level computed at once by :func:`_write_level`.
@@ -360,7 +310,7 @@ def _group_shape(data, chunks) -> tuple:
     return group
 
 
-def chunk_boxes(shape, chunks):
+def _chunk_boxes(shape, chunks):
     """The regions of an array of ``shape`` covered by each chunk, in order."""
     starts = itertools.product(*(range(0, n, c) for n, c in zip(shape, chunks)))
     return [tuple(slice(a, a + c) for a, c in zip(start, chunks)) for start in starts]

@@ -258,32 +258,29 @@ def analyze_chunked(path, out_dir, *, config=None, chunk_px: int | None = None, 
             spines, dendrites, centrelines, dropped = _tables_block_by_block(chunked, stack, volume, spacing, config,
                                                                              scale, runner, progress)
             image, spine_labels, dendrite_labels = stack.data, chunked["spine_labels"], chunked["dendrite_labels"]
-        if budget is not None:
-            chunked["chunking"]["max_memory"] = budget
-        diagnostics = {**chunked["diagnostics"], "chunked": chunked["chunking"]}
-        if dropped is not None:
-            diagnostics["below_min_confidence"] = dropped
-        warnings = size_warnings(dendrites, spacing)
-        if tagged is not None:
-            if whole:
-                spines, diagnostics["ratio"] = spine_ratios(spines, np.asarray(tagged), image, spine_labels,
-                                                            dendrite_labels, spacing=spacing, config=config.ratio)
-            else:
-                spines, diagnostics["ratio"] = streamed_ratios(spines, tagged, stack.data, spine_labels,
-                                                               dendrite_labels, config=config.ratio)
-            if diagnostics["ratio"].get("warning"):
-                warnings.append(diagnostics["ratio"]["warning"])
-        timings = {**chunked["timings"], "measure": time.perf_counter() - t}
-        diagnostics["warnings"] = warnings
-        source_record = {"path": str(path), "chunked": chunked["chunking"], **channels}
-        if not whole:
-            # the result's volumes are written by the blocks' workers too
-            save_large_result(out_dir, image=stack.data, spacing=spacing, spine_labels=chunked["spine_labels"],
-                              dendrite_labels=chunked["dendrite_labels"], spines=spines, dendrites=dendrites,
-                              centrelines=centrelines, config=config, diagnostics=diagnostics, timings=timings,
-                              source=source_record, limit=scale.whole_export_max_voxels, runner=runner,
-                              task_image=volume, progress=progress)
+    if budget is not None:
+        chunked["chunking"]["max_memory"] = budget
+    diagnostics = {**chunked["diagnostics"], "chunked": chunked["chunking"]}
+    if dropped is not None:
+        diagnostics["below_min_confidence"] = dropped
+    warnings = size_warnings(dendrites, spacing)
+    if tagged is not None:
+        if whole:
+            spines, diagnostics["ratio"] = spine_ratios(spines, np.asarray(tagged), image, spine_labels,
+                                                        dendrite_labels, spacing=spacing, config=config.ratio)
+        else:
+            spines, diagnostics["ratio"] = streamed_ratios(spines, tagged, stack.data, spine_labels, dendrite_labels,
+                                                           config=config.ratio)
+        if diagnostics["ratio"].get("warning"):
+            warnings.append(diagnostics["ratio"]["warning"])
+    timings = {**chunked["timings"], "measure": time.perf_counter() - t}
+    diagnostics["warnings"] = warnings
+    source_record = {"path": str(path), "chunked": chunked["chunking"], **channels}
     if not whole:
+        save_large_result(out_dir, image=stack.data, spacing=spacing, spine_labels=chunked["spine_labels"],
+                          dendrite_labels=chunked["dendrite_labels"], spines=spines, dendrites=dendrites,
+                          centrelines=centrelines, config=config, diagnostics=diagnostics, timings=timings,
+                          source=source_record, limit=scale.whole_export_max_voxels)
         return AnalysisResult(
             image=stack.data, spacing=spacing, dendrite_prob=None, spine_prob=None,
             spine_labels=chunked["spine_labels"], dendrite_labels=chunked["dendrite_labels"], spines=spines,
