@@ -25,7 +25,10 @@ main process (which levels, stitches, measures and exports), the time of every b
 scheduler overhead of each stage: its wall time less the summed block times over the workers,
 and the peak resident memory of every process sampled every 5 s (``sampled_peak_mb``, MiB;
 the measuring tasks report none of their own); each stage's progress goes to stderr.
-Run each mode in a fresh process; OMP_NUM_THREADS=1.
+Run each mode in a fresh process; OMP_NUM_THREADS=1, except ``inmemory``: with
+OMP_NUM_THREADS=1 the in-memory network runs on one thread, while a chunked run on N workers
+uses N cores, so run ``inmemory`` without it (all cores, as a user's ``analyze`` runs); its
+JSON line says how many threads the network had (``segment_threads``).
 """
 
 from __future__ import annotations
@@ -245,6 +248,7 @@ def in_memory(folder: Path) -> dict:
     import spinequant as sq
     from spinequant.pipeline.analyze import AnalyzeConfig, save_result
     from spinequant.pipeline.runinfo import peak_memory_mb
+    from spinequant.segment.neural.onnx_runtime import default_threads
 
     config = AnalyzeConfig(export_meshes=False, export_roi=False, report=False)
     t0 = time.perf_counter()
@@ -258,7 +262,7 @@ def in_memory(folder: Path) -> dict:
     return {"voxels": voxels, "read_s": round(t1 - t0, 1), "analyze_s": round(t2 - t1, 1),
             "save_s": round(t3 - t2, 1), "seconds": round(t3 - t0, 1), "voxels_per_s": round(voxels / (t3 - t0)),
             "segment_s": round(result.timings.get("segment", float("nan")), 1),
-            "peak_mb": round(peak_memory_mb(), 1), "spines": len(result.spines), "dendrites": len(result.dendrites)}
+            "segment_threads": default_threads() or "one per physical core", "peak_mb": round(peak_memory_mb(), 1), "spines": len(result.spines), "dendrites": len(result.dendrites)}
 
 
 def tiles(folder: Path, chunk: int) -> dict:

@@ -149,6 +149,32 @@ def test_a_dask_volume_is_read_once_per_chunk_when_written(tmp_path):
     assert Counted.reads == 4                                     # the 4 chunks, each once
 
 
+
+def test_a_dask_volume_failing_mid_write_leaves_nothing_and_nothing_written_after(tmp_path):
+    """The regions are written on several threads: when one fails, the others still running
+    finish before the temporary folder is removed, so none writes into it afterwards."""
+    import threading
+    import time
+
+    from spinequant.io.omezarr import write_ome_zarr
+
+    started = threading.Event()
+
+    def region(block, block_info=None):
+        if block_info[0]["chunk-location"] == (0, 1, 1):
+            started.wait(5)
+            raise OSError("No space left on device")
+        started.set()
+        time.sleep(0.2)                                           # still writing when the other fails
+        return block
+
+    volume = da.zeros((4, 512, 512), dtype=np.uint16, chunks=(4, 256, 256)).map_blocks(region, dtype=np.uint16)
+    with pytest.raises(OSError, match="No space"):
+        write_ome_zarr(tmp_path / "r.ome.zarr", volume, (0.5, 0.1, 0.1))
+    assert not list(tmp_path.iterdir())
+    time.sleep(0.5)
+    assert not list(tmp_path.iterdir())
+
 def test_written_ome_zarr_is_a_multiscale_pyramid(tmp_path):
     """Levels halved in y/x until the plane fits in 256 px; image levels are 2 x 2 means
     shifted half a pixel, label levels every second pixel with the same ids."""
