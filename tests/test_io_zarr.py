@@ -150,6 +150,19 @@ def test_a_dask_volume_is_read_once_per_chunk_when_written(tmp_path):
 
 
 
+def test_a_dask_volume_reports_each_levels_regions_as_they_are_written(tmp_path):
+    from spinequant.io.omezarr import write_ome_zarr
+
+    calls = []
+    labels = da.from_array(np.arange(2 * 600 * 520, dtype=np.uint32).reshape(2, 600, 520), chunks=(2, 256, 256))
+    write_ome_zarr(tmp_path / "r.ome.zarr", None, (0.5, 0.1, 0.1), labels={"spines": labels},
+                   progress=lambda what, done, total: calls.append((what, done, total)))
+    spines = [c for c in calls if c[0].startswith("spines")]
+    assert [c for c in spines if c[1] == c[2]] == [("spines level 0", 9, 9), ("spines level 1", 4, 4),
+                                                    ("spines level 2", 1, 1)]
+    assert [c[1] for c in spines if c[0] == "spines level 0"] == list(range(10))
+
+
 def test_a_dask_volume_failing_mid_write_leaves_nothing_and_nothing_written_after(tmp_path):
     """The regions are written on several threads: when one fails, the others still running
     finish before the temporary folder is removed, so none writes into it afterwards."""

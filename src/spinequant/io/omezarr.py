@@ -150,7 +150,7 @@ def _checked_data(array, folder: Path, source: str, *, prefix: str, meta_file: P
 
 
 def write_ome_zarr(path: str | os.PathLike, image: np.ndarray | None, spacing, *, labels: dict | None = None,
-                   name: str = "image", chunks=(32, 256, 256)) -> Path:
+                   name: str = "image", chunks=(32, 256, 256), progress=None) -> Path:
     """Write a 3D image and label volumes (or 2D images, with ``spacing`` (y, x)) as OME-Zarr.
 
     NGFF 0.4, with a ``labels`` group; the axes are z, y, x, or y, x for a 2D ``spacing``.
@@ -159,8 +159,10 @@ def write_ome_zarr(path: str | os.PathLike, image: np.ndarray | None, spacing, *
 
     ``labels`` maps a label name (e.g. ``"spines"``) to an integer volume of the image's shape.
     The image and labels may be Dask arrays: they are then computed chunk by chunk as they
-    are written (a volume larger than memory). Written to a temporary folder and renamed. napari (napari-ome-zarr) and Fiji (MoBIE,
-    n5-viewer) open it with the right scale.
+    are written (a volume larger than memory); ``progress(what, done, total)`` (e.g. ``"spines
+    level 0"``) is then called as their regions are written. Written to a temporary folder
+    and renamed. napari (napari-ome-zarr) and Fiji (MoBIE, n5-viewer) open it with the right
+    scale.
     """
     import zarr
 
@@ -175,7 +177,7 @@ def write_ome_zarr(path: str | os.PathLike, image: np.ndarray | None, spacing, *
         root = zarr.open_group(str(tmp), mode="w", zarr_format=2)
         if image is None:
             image = np.zeros(shape, dtype=np.uint8)
-        _write_multiscale(root, _array(image), spacing, name, chunks, is_label=False)
+        _write_multiscale(root, _array(image), spacing, name, chunks, is_label=False, progress=progress)
         if labels:
             group = root.create_group("labels")
             group.attrs["labels"] = list(labels)
@@ -184,7 +186,7 @@ def write_ome_zarr(path: str | os.PathLike, image: np.ndarray | None, spacing, *
                 lab = _array(lab)
                 if lab.dtype == bool:
                     lab = lab.astype(np.uint8)
-                _write_multiscale(sub, lab, spacing, key, chunks, is_label=True)
+                _write_multiscale(sub, lab, spacing, key, chunks, is_label=True, progress=progress)
                 sub.attrs["image-label"] = {"version": _NGFF_VERSION, "source": {"image": "../../"}}
     return Path(path)
 
@@ -201,7 +203,7 @@ def _is_dask(data) -> bool:
     return dask_array is not None and isinstance(data, dask_array.Array)
 
 
-def _write_multiscale(group, data: np.ndarray, spacing, name: str, chunks, *, is_label: bool) -> None:
+def _write_multiscale(group, data: np.ndarray, spacing, name: str, chunks, *, is_label: bool, progress=None) -> None:
     """Level 0 and a pyramid of levels halved in y and x (not z: stacks are already coarse
     there) until the plane fits in :data:`PYRAMID_MIN_EDGE`, so viewers open big volumes at
     once. Images are averaged over 2 x 2 pixels (the level's origin moves half a pixel), labels
@@ -210,8 +212,11 @@ def _write_multiscale(group, data: np.ndarray, spacing, name: str, chunks, *, is
         raise InputError(f"An image of shape {data.shape} needs {data.ndim} voxel sizes; got {tuple(spacing)}.")
     chunks = tuple(chunks)[len(chunks) - data.ndim:] if len(chunks) >= data.ndim else chunks
     datasets = []
-    for level, (array, scale, shift) in enumerate(_pyramid(data, spacing, is_label=is_label,
-                                                            written=lambda k, a: _write_level(group, str(k), a, chunks))):
+
+    def written(k, level):
+        return _write_level(group, str(k), level, chunks, progress, f"{name} level {k}")
+
+    for level, (array, scale, shift) in enumerate(_pyramid(data, spacing, is_label=is_label, written=written)):
         transforms = [{"type": "scale", "scale": scale}]
         if any(shift):
             transforms.append({"type": "translation", "translation": shift})
@@ -277,13 +282,13 @@ def _halved(level, dtype):
     return out
 
 
-def _write_level(group, path: str, data: np.ndarray, chunks) -> None:
+def _write_level(group, path: str, data: np.ndarray, chunks, progress=None, what: str = "") -> None:
     # Every chunk is written, even one of pure zeros: the reader takes a missing chunk for damage.
     arr = group.create_array(path, shape=data.shape, dtype=data.dtype,
                              chunks=tuple(min(c, s) for c, s in zip(chunks[-data.ndim:], data.shape)),
                              config={"write_empty_chunks": True})
     if _is_dask(data):
-        _store_dask(arr, data)
+        _store_dask(arr, data, None if progress is None else lambda done, total: progress(what, done, total))
         return arr
     # One chunk per call: zarr writes the chunks of one call from its own thread and goes on
     # with the others after one fails or the main thread is interrupted, which would refill
@@ -293,7 +298,7 @@ def _write_level(group, path: str, data: np.ndarray, chunks) -> None:
     return arr
 
 
-def _store_dask(arr, data) -> None:
+def _store_dask(arr, data, progress=None) -> None:
     """Compute a Dask level region by region (:func:`_group_shape`) on this process's threads,
     each region's task writing its chunks, one chunk per call.
 
@@ -301,10 +306,12 @@ def _store_dask(arr, data) -> None:
     whole graph again, which cost 50-150 ms a region on the 21 GB benchmark's 3,364 regions a
     volume and left the export on one core (docs/scale.md, "The export on all cores"). The
     threads are a pool of our own, so that after a failure or an interrupt no task is still
-    writing when atomic_path removes the temporary folder."""
+    writing when atomic_path removes the temporary folder. ``progress(done, total)`` is called
+    from this thread as regions are written."""
     from concurrent.futures import ThreadPoolExecutor
 
     import dask
+    from dask.callbacks import Callback
     from dask.system import CPU_COUNT
 
     group = _group_shape(data, arr.chunks)
@@ -320,9 +327,23 @@ def _store_dask(arr, data) -> None:
     # regions of up to GROUP_MAX_BYTES in flight at once, as before with one region at a time
     region_bytes = int(np.prod(group)) * data.dtype.itemsize
     threads = max(1, min(CPU_COUNT, GROUP_MAX_BYTES // max(region_bytes, 1)))
+    total, written = done.npartitions, [0]
+
+    def count(key, result, dsk, state, worker_id):
+        if isinstance(key, tuple) and key[0] == done.name:
+            written[0] += 1
+            progress(written[0], total)
+
     pool = ThreadPoolExecutor(threads)
     try:
-        dask.compute(done, scheduler="threads", pool=pool, num_workers=threads)
+        if progress is None:
+            dask.compute(done, scheduler="threads", pool=pool, num_workers=threads)
+        else:
+            progress(0, total)
+            with Callback(posttask=count):
+                dask.compute(done, scheduler="threads", pool=pool, num_workers=threads)
+            if written[0] != total:          # a graph of one task can run under another key
+                progress(total, total)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 

@@ -280,7 +280,7 @@ def analyze_chunked(path, out_dir, *, config=None, chunk_px: int | None = None, 
         save_large_result(out_dir, image=stack.data, spacing=spacing, spine_labels=chunked["spine_labels"],
                           dendrite_labels=chunked["dendrite_labels"], spines=spines, dendrites=dendrites,
                           centrelines=centrelines, config=config, diagnostics=diagnostics, timings=timings,
-                          source=source_record, limit=scale.whole_export_max_voxels)
+                          source=source_record, limit=scale.whole_export_max_voxels, progress=progress)
         return AnalysisResult(
             image=stack.data, spacing=spacing, dendrite_prob=None, spine_prob=None,
             spine_labels=chunked["spine_labels"], dendrite_labels=chunked["dendrite_labels"], spines=spines,

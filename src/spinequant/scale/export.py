@@ -60,8 +60,10 @@ def clear_run_record(out_dir: Path) -> None:
 
 
 def save_large_result(out_dir, *, image, spacing, spine_labels, dendrite_labels, spines, dendrites, centrelines,
-                      config, diagnostics: dict, timings: dict, source: dict, limit: int) -> Path:
-    """Write tables, SWC, ``results.ome.zarr`` (chunk by chunk) and ``run.json`` (last)."""
+                      config, diagnostics: dict, timings: dict, source: dict, limit: int, progress=None) -> Path:
+    """Write tables, SWC, ``results.ome.zarr`` (chunk by chunk) and ``run.json`` (last);
+    ``progress(stage, done, total)`` as each level's regions are written (stage ``"export
+    spines level 0"`` ...)."""
     out_dir = Path(out_dir)
     n = int(np.prod(image.shape))
     with undo_on_failure():
@@ -72,8 +74,9 @@ def save_large_result(out_dir, *, image, spacing, spine_labels, dendrite_labels,
         sl, dl = da.from_zarr(spine_labels), da.from_zarr(dendrite_labels)
         semantic = da.where(sl > 0, np.uint8(2), da.where(dl > 0, np.uint8(1), np.uint8(0))).astype(np.uint8)
         if config.export_zarr:
+            step = None if progress is None else (lambda what, done, total: progress(f"export {what}", done, total))
             write_ome_zarr(out_dir / "results.ome.zarr", lazy_volume(image), spacing,
-                           labels={"spines": sl, "dendrites": dl, "semantic": semantic})
+                           labels={"spines": sl, "dendrites": dl, "semantic": semantic}, progress=step)
         timings["export"] = time.perf_counter() - t
         dtype = read_region(image, (0, slice(0, 1), slice(0, 1))).dtype
         record = {
