@@ -108,3 +108,28 @@ def test_realistic_overrides_switch_everything_on():
                       "varicosity_density_per_um": (0.25, 0.25), "faint_neck_fraction": (0.3, 0.3)})
     assert ph.params["n_varicosities"] > 0 and ph.params["n_faint_necks"] > 0
     assert ph.params["config"]["shafts"]["texture_amplitude"] == REALISTIC["texture_amplitude"]
+
+
+def test_cell_bodies_are_unlabelled_bright_blobs_clear_of_the_truth():
+    from spinequant.synth.distractors import SOMA_CLEARANCE_UM
+
+    kw = dict(seed=3, shape=(24, 256, 256), **QUIET)
+    plain = make_phantom("two_photon", **kw)
+    soma = make_phantom("two_photon", n_somata=(1, 1), soma_radius_um=(3.0, 3.0), **kw)
+    assert plain.params["n_somata"] == 0 and soma.params["n_somata"] == 1
+    # the truth is the same, and so is everything else but the cell body (its own random stream)
+    assert np.array_equal(plain.semantic, soma.semantic) and np.array_equal(plain.spine_labels, soma.spine_labels)
+    added = soma.image.astype(int) - plain.image.astype(int)
+    brighter = added > 1                                          # 1 ADU: the blur's rounding
+    assert added.min() >= -1
+    # one blob about the size asked for (a 3 µm ball, blurred by the PSF) ...
+    blob = ndi.label(brighter)[0]
+    sizes = np.bincount(blob.ravel())[1:]
+    volume = sizes.max() * np.prod(soma.spacing)
+    assert 0.5 * 4 / 3 * np.pi * 3.0 ** 3 < volume < 3 * 4 / 3 * np.pi * 4.0 ** 3
+    # ... whose solid part keeps clear of the labelled voxels
+    core = soma.image.astype(float) - plain.image > 0.5 * (soma.image.max() - plain.image.min())
+    gap = ndi.distance_transform_edt(soma.semantic == 0, sampling=soma.spacing)[core]
+    assert core.sum() > 1000 and gap.min() > 0.5 * SOMA_CLEARANCE_UM
+    with pytest.raises(InputError, match="soma_elongation"):
+        make_phantom("two_photon", shape=(8, 48, 48), soma_elongation=(0.5, 1.0))

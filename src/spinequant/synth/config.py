@@ -67,6 +67,12 @@ class DistractorConfig:
     axon_brightness: tuple[float, float] = (0.25, 0.7)
     n_dim_dendrites: tuple[int, int] = (0, 2)
     dim_brightness: tuple[float, float] = (0.08, 0.25)
+    # Cell bodies, off in the presets: drawn from the fourth random stream, so switching them
+    # on leaves the rest of the phantom as it was.
+    n_somata: tuple[int, int] = (0, 0)  #: unlabelled cell bodies, range per phantom
+    soma_radius_um: tuple[float, float] = (4.0, 8.0)  #: radius of the round part
+    soma_elongation: tuple[float, float] = (1.0, 1.6)  #: length over width
+    soma_brightness: tuple[float, float] = (0.5, 1.5)  #: fill relative to the labelled shafts
     haze: float = 0.015  #: mean out-of-focus background, relative to the mean shaft signal
     haze_scale_um: float = 6.0  #: spatial scale of the haze
 
@@ -156,6 +162,9 @@ def check_config(config: SynthConfig) -> SynthConfig:
     if config.shafts.varicosity_swelling[0] < 1:
         problems.append(f"varicosity_swelling={config.shafts.varicosity_swelling} must be at least 1 "
                         f"(a swelling is wider than the shaft)")
+    if config.distractors.soma_elongation[0] < 1 or not config.distractors.soma_radius_um[0] > 0:
+        problems.append(f"soma_radius_um={config.distractors.soma_radius_um} must be positive and "
+                        f"soma_elongation={config.distractors.soma_elongation} at least 1 (length over width)")
     if config.spines.faint_neck_fraction[1] > 1:
         problems.append(f"faint_neck_fraction={config.spines.faint_neck_fraction} must lie in [0, 1]")
     if not config.supersample_um > 0:

@@ -1,5 +1,5 @@
 """What a real stack shows besides the labelled dendrites: passing axons with boutons, dim
-out-of-focus dendrites and a smooth haze. None of it is labelled."""
+out-of-focus dendrites, cell bodies and a smooth haze. None of it is labelled."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from .canvas import Canvas
 from .config import DistractorConfig, ShaftConfig, SpineConfig
 from .curves import clip_to_box, direction, meander_curve
 from .dendrites import MARGIN_UM, place_spines, random_dendrite, shaft_pieces
-from .raster import Primitives
+from .raster import Primitives, rasterise
 
 
 def add_axons(rng: np.random.Generator, canvas: Canvas, box_um: np.ndarray, cfg: DistractorConfig) -> int:
@@ -52,6 +52,39 @@ def add_dim_dendrites(rng: np.random.Generator, canvas: Canvas, box_um: np.ndarr
             for spine in place_spines(rng, curve, box_um, spines, min(spines.density_per_um)):
                 canvas.add_unlabelled(spine.prims, brightness)
     return n
+
+
+#: A cell body is placed at least this far from every labelled voxel.
+SOMA_CLEARANCE_UM = 1.0
+
+
+def add_somata(rng: np.random.Generator, canvas: Canvas, box_um: np.ndarray, cfg: DistractorConfig,
+               *, attempts: int = 30) -> int:
+    """Cell bodies (capsules: a round cone of equal radii, ``soma_radius_um`` wide and up to
+    ``soma_elongation`` times as long), unlabelled and clear of the labelled dendrites and
+    spines by :data:`SOMA_CLEARANCE_UM`, so the truth stays visible; they may lie partly
+    outside the volume. Returns how many were drawn (a soma finds no room in a crowded volume
+    after ``attempts`` draws)."""
+    if cfg.n_somata[1] <= 0:
+        return 0
+    n = int(rng.integers(cfg.n_somata[0], cfg.n_somata[1] + 1))
+    labelled = (canvas.shaft_occ > 0) | (canvas.spine_occ > 0)
+    drawn = 0
+    for _ in range(n):
+        for _ in range(attempts):
+            r = rng.uniform(*cfg.soma_radius_um)
+            half = 0.5 * r * (rng.uniform(*cfg.soma_elongation) - 1.0)
+            u = direction(rng, max_elevation_deg=90.0)
+            c = box_um * rng.uniform(0.0, 1.0, 3)
+            wide = rasterise(Primitives.of([(c - half * u, c + half * u, r + SOMA_CLEARANCE_UM,
+                                             r + SOMA_CLEARANCE_UM)]), canvas.shape, canvas.spacing,
+                             supersample_um=1.0)
+            if wide is None or (labelled[wide.slices] & (wide.occupancy > 0)).any():
+                continue
+            canvas.add_unlabelled(Primitives.of([(c - half * u, c + half * u, r, r)]), rng.uniform(*cfg.soma_brightness))
+            drawn += 1
+            break
+    return drawn
 
 
 def haze(rng: np.random.Generator, shape, spacing, *, scale_um: float) -> np.ndarray:

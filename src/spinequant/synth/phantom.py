@@ -12,7 +12,7 @@ from .canvas import Canvas
 from .config import SynthConfig, with_overrides
 from .dendrites import (Dendrite, add_varicosities, centrelines_swc, place_spines, random_dendrite,
                         shaft_pieces)
-from .distractors import add_axons, add_dim_dendrites, haze
+from .distractors import add_axons, add_dim_dendrites, add_somata, haze
 from .imaging import render
 from .presets import get_preset
 from .spines import dim_neck
@@ -127,6 +127,7 @@ def draw_phantom(config: SynthConfig, seed: int, dendrites: list[Dendrite], spin
     outer_box = box_um if distractor_box_um is None else np.asarray(distractor_box_um, float)
     n_axons = add_axons(rng_distractors, canvas, outer_box, dcfg)
     n_dim = add_dim_dendrites(rng_distractors, canvas, outer_box, dcfg, config.shafts, config.spines)
+    n_somata = add_somata(rng_variation, canvas, outer_box, dcfg)
     shaft_labels, spine_labels = canvas.labels()
     spine_labels, table, kept = _truth_table(spine_labels, spines, spacing, shape)
     from ..export.labels import semantic_labels  # here: the export package loads every writer
@@ -142,7 +143,7 @@ def draw_phantom(config: SynthConfig, seed: int, dendrites: list[Dendrite], spin
                                  haze_amplitude=dcfg.haze)
     params = {"spinequant_version": __version__, "seed": int(seed), "config": config.to_dict(),
               "imaging": imaging_info, "n_dendrites": len(dendrites), "n_axons": n_axons,
-              "n_dim_dendrites": n_dim, "n_spines": len(table), **variation}
+              "n_dim_dendrites": n_dim, "n_somata": n_somata, "n_spines": len(table), **variation}
     phantom = Phantom(image=image, spacing=tuple(spacing), semantic=semantic, spine_labels=spine_labels,
                       dendrite_labels=shaft_labels, spines=table,
                       centrelines=centrelines_swc(dendrites, box_um), params=params)
