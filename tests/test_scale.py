@@ -252,6 +252,27 @@ def test_strided_sample_read_by_tiles_takes_the_in_memory_voxels(shape, k, monke
     np.testing.assert_array_equal(np.sort(got), volume.reshape(-1)[::max(1, -(-volume.size // n))])
 
 
+def test_network_levels_read_by_tiles_leave_out_the_same_cell_body_as_in_memory(monkeypatch):
+    """A cell body in the volume: the levels of a chunked run (tile by tile) are the in-memory
+    ones, with the body left out (near those of the same phantom without it)."""
+    import spinequant.scale.maps as maps
+    from spinequant.segment.neural.normalise import NormaliseConfig, percentile_range
+    from spinequant.synth import make_phantom
+
+    monkeypatch.setattr(maps, "TILE_VOXELS", 24 * 256 * 256)                     # 256-px tiles
+    config = NormaliseConfig(body_radius_um=2.5)
+    kw = dict(seed=1001, shape=(24, 600, 530))                  # 7.6 M voxels: every 2nd sampled
+    plain, soma = make_phantom("two_photon", **kw), make_phantom("two_photon", n_somata=(1, 1), **kw)
+    assert soma.params["n_somata"] == 1 and len(list(maps.tiles(soma.image.shape))) > 1
+    whole = percentile_range(soma.image, config)
+    in_memory = percentile_range(soma.image, config, spacing=soma.spacing)
+    assert maps.network_levels(soma.image, soma.spacing, config) == in_memory
+    reference = percentile_range(plain.image, config, spacing=plain.spacing)
+    assert reference == percentile_range(plain.image, config)                    # no body: as before
+    assert whole[1] > 2 * reference[1] and abs(in_memory[1] / reference[1] - 1) < 0.1
+    assert maps.network_levels(plain.image, plain.spacing, config) == reference
+
+
 def test_base_values_read_by_tiles_equal_the_whole_volume_ones():
     import pandas as pd
     import zarr

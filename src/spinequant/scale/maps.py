@@ -82,22 +82,28 @@ def strided_sample(volume, max_n: int = MAX_SAMPLE) -> np.ndarray:
                            for (rows, cols), tile in read_tiles(volume)])
 
 
-def strided_voxels(tile: np.ndarray, shape, rows: slice, cols: slice, k: int) -> np.ndarray:
+def strided_voxels(tile: np.ndarray, shape, rows: slice, cols: slice, k: int, *, with_index: bool = False):
     """The voxels of ``tile`` (all planes of ``rows`` x ``cols`` of a volume of ``shape``)
     whose index in the flattened volume is a multiple of ``k``: a tile's share of
-    :func:`strided_sample` (copies, not views of the tile)."""
+    :func:`strided_sample` (copies, not views of the tile); with ``with_index`` also their
+    (z, y, x) in the volume (int32)."""
     nz, ny, nx = (int(n) for n in shape)
     width = cols.stop - cols.start
     r = np.arange(rows.start, rows.stop, dtype=np.int64)
-    parts = []
+    parts, index = [], []
     for z in range(nz):
         first = ((z * ny + r) * nx + cols.start) % k           # flat index of each row's first column, mod k
         offset = (k - first) % k                               # the row's first column taken
         count = np.maximum(0, -(-(width - offset) // k))
         row = np.repeat(np.arange(len(r)), count)
         step = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
-        parts.append(tile[z][row, np.repeat(offset, count) + step * k])
-    return np.concatenate(parts)
+        col = np.repeat(offset, count) + step * k
+        parts.append(tile[z][row, col])
+        if with_index:
+            index.append(np.stack([np.full(len(row), z), r[row], cols.start + col]).astype(np.int32))
+    if not with_index:
+        return np.concatenate(parts)
+    return np.concatenate(parts), tuple(np.concatenate(index, axis=1))
 
 
 #: Voxels of a tile read at once with all planes (:func:`tiles`): 2^26, 1024 x 1024 px of a
@@ -149,10 +155,40 @@ def volume_levels(volume, spacing, blocks: list[Block], *, method: str, classica
     """The whole volume's levels for :func:`~spinequant.segment.segment_maps` (``levels=``)."""
     if method != CLASSICAL:
         from ..segment.neural.card import read_card
-        from ..segment.neural.normalise import percentile_range
 
-        return percentile_range(strided_sample(volume), read_card(method).normalisation)
+        return network_levels(volume, spacing, read_card(method).normalisation)
     return classical_volume_levels(volume, spacing, blocks, config=classical_config)
+
+
+def network_levels(volume, spacing, normalisation) -> tuple[float, float]:
+    """:func:`~spinequant.segment.neural.normalise.percentile_range` of a whole volume (with
+    its cell bodies left out) read tile by tile: the same sample and the same bins."""
+    from ..segment.neural.normalise import (NormaliseConfig, bin_edge, body_mask, coarse_maxima,
+                                            levels_outside_bodies, percentile_range)
+
+    config = NormaliseConfig(**normalisation) if isinstance(normalisation, dict) else normalisation
+    if not config.body_radius_um > 0:
+        return percentile_range(strided_sample(volume), config)
+    nz, ny, nx = volume.shape
+    k = max(1, -(-nz * ny * nx // MAX_SAMPLE))
+    b = bin_edge(spacing)
+    coarse = None
+    values, index = [], []
+    for (rows, cols), tile in read_tiles(volume):
+        v, i = strided_voxels(tile, volume.shape, rows, cols, k, with_index=True)
+        values.append(v)
+        index.append(i)
+        part = coarse_maxima(tile, spacing, edge=b)[0]
+        if coarse is None:
+            coarse = np.empty((nz, -(-ny // b), -(-nx // b)), part.dtype)
+        coarse[:, rows.start // b:rows.start // b + part.shape[1], cols.start // b:cols.start // b + part.shape[2]] = part
+    values = np.concatenate(values)
+    levels = percentile_range(values, config)
+    coarse_spacing = (float(spacing[0]), float(spacing[1]) * b, float(spacing[2]) * b)
+    if body_mask(coarse, coarse_spacing, levels, config.body_radius_um) is None:
+        return levels
+    z, y, x = (np.concatenate(c) for c in zip(*index))
+    return levels_outside_bodies(values, (z, y // b, x // b), coarse, coarse_spacing, config)
 
 
 def classical_volume_levels(volume, spacing, blocks: list[Block], *, config=None):

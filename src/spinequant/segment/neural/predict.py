@@ -206,7 +206,7 @@ def _predict(image, spacing, run, card, *, batch_size, progress, tile_size, over
     if dtype.kind != "f":
         raise InputError(f"Probability maps are floating point (float16 or float32), not {dtype}.")
     spec = specs.architecture(card.architecture)
-    value_range = value_range or percentile_range(image, card.normalisation)
+    value_range = value_range or percentile_range(image, card.normalisation, spacing=spacing)
     # The normalisation is elementwise: where no resampling is needed the network's tiles are
     # normalised one batch at a time (no float32 copy of the stack); resampling needs it whole.
     prepare = partial(normalise, config=card.normalisation, value_range=value_range)
