@@ -271,6 +271,8 @@ def test_network_levels_read_by_tiles_leave_out_the_same_cell_body_as_in_memory(
     assert reference == percentile_range(plain.image, config)                    # no body: as before
     assert whole[1] > 2 * reference[1] and abs(in_memory[1] / reference[1] - 1) < 0.1
     assert maps.network_levels(plain.image, plain.spacing, config) == reference
+    plane = soma.image[12:13]                       # one plane (a 2D image): levels as before
+    assert percentile_range(plane, config, spacing=soma.spacing) == percentile_range(plane, config)
 
 
 def test_base_values_read_by_tiles_equal_the_whole_volume_ones():

@@ -164,10 +164,10 @@ def network_levels(volume, spacing, normalisation) -> tuple[float, float]:
     """:func:`~spinequant.segment.neural.normalise.percentile_range` of a whole volume (with
     its cell bodies left out) read tile by tile: the same sample and the same bins."""
     from ..segment.neural.normalise import (NormaliseConfig, bin_edge, body_mask, coarse_maxima,
-                                            levels_outside_bodies, percentile_range)
+                                            levels_outside_bodies, looks_for_bodies, percentile_range)
 
     config = NormaliseConfig(**normalisation) if isinstance(normalisation, dict) else normalisation
-    if not config.body_radius_um > 0:
+    if not looks_for_bodies(volume.shape, config):
         return percentile_range(strided_sample(volume), config)
     nz, ny, nx = volume.shape
     k = max(1, -(-nz * ny * nx // MAX_SAMPLE))

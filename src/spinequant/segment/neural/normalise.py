@@ -7,9 +7,9 @@ are stored in the model card so inference normalises exactly as training did.
 A cell body in the field is a bright region far thicker than any dendrite: on a two-photon
 phantom with one (``n_somata=(1, 1)``) it held the upper percentile at 4x the dendrites'
 and the shipped network found 15 % of the spines instead of 60 % (docs/real_data.md, "A cell
-body in the field"). With ``body_radius_um`` set, voxels of bright regions whose core lies
-that far from their edge, and the halo around them, are left out of the percentiles
-(:func:`body_mask`), found on a coarse grid of bin maxima (:func:`coarse_maxima`).
+body in the field"). With ``body_radius_um`` set, voxels of a stack's bright regions whose
+core lies that far from their edge, and the halo around them, are left out of the
+percentiles (:func:`body_mask`), found on a coarse grid of bin maxima (:func:`coarse_maxima`).
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ class NormaliseConfig:
     lower_percentile: float = 1.0
     upper_percentile: float = 99.9
     clip: float = 3.0
-    #: Bright regions with a core this far (µm) from their edge are cell bodies and do not set
-    #: the percentiles (with a halo of :data:`BODY_HALO_UM`); 0 turns this off (cell models).
+    #: Bright regions of a stack with a core this far (µm) from their edge are cell bodies and
+    #: do not set the percentiles (with a halo of :data:`BODY_HALO_UM`); 0 turns this off
+    #: (cell models).
     body_radius_um: float = 0.0
 
 
@@ -52,7 +53,7 @@ def percentile_range(image: np.ndarray, config: NormaliseConfig | dict | None = 
     step = max(1, int(np.ceil(image.size / _MAX_SAMPLE)))
     flat = image.reshape(-1)[::step]
     levels = _levels(flat, config)
-    if spacing is None or not config.body_radius_um > 0:
+    if spacing is None or not looks_for_bodies(image.shape, config):
         return levels
     coarse, coarse_spacing, b = coarse_maxima(image, spacing)
     if body_mask(coarse, coarse_spacing, levels, config.body_radius_um) is None:
@@ -60,6 +61,14 @@ def percentile_range(image: np.ndarray, config: NormaliseConfig | dict | None = 
     index = np.unravel_index(np.arange(flat.size, dtype=np.int64) * step, image.shape)
     cell = (*index[:-2], index[-2] // b, index[-1] // b)
     return levels_outside_bodies(flat, cell, coarse, coarse_spacing, config)
+
+
+def looks_for_bodies(shape, config: NormaliseConfig) -> bool:
+    """Whether cell bodies are left out of the levels of an image of ``shape``: with a
+    ``body_radius_um``, in stacks of two planes or more. Not in a single plane (a 2D image,
+    a projection): there crossings of dendrites and thick saturated dendrites are as thick as
+    a cell body (on 23 of dendritic2's 408 benchmark images and sizes; docs/real_data.md)."""
+    return config.body_radius_um > 0 and len(shape) >= 3 and shape[-3] >= 2
 
 
 def _levels(values: np.ndarray, config: NormaliseConfig) -> tuple[float, float]:
