@@ -38,7 +38,12 @@ NOTES = {
             "but also varicosities) are often called spines. The learnt confidence was fitted on 2D "
             "real images and 3D phantoms: no real 3D annotations. The pixel size must be right "
             "within about 25 %. Spine types in 2D come from a separate image network "
-            "(spine_types_2d_network; F1 with type 0.81)."),
+            "(spine_types_2d_network; F1 with type 0.81). No cell bodies in its training data: in "
+            "a stack a cell body's light is left out of the intensity levels (normalisation."
+            "body_radius_um), which keeps the recall on two-photon phantoms with one (0.61, 0.60 "
+            "without it; 0.15 before), but spines are also called on the body's surface "
+            "(precision 0.83 against 0.91); in a 2D image or projection a cell body still sets "
+            "the levels and hides spines."),
         "spine_objects": dict(dataclasses.asdict(HEADS_INSTANCES), head_threshold=0.05, min_confidence=0.4,
                               confidence="learnt (calibration.method trees)",
                               candidates_2d="min_volume_um3 0, noise_volume_um3 0, max_distance_to_dendrite_um 1000 "
