@@ -256,6 +256,7 @@ def test_network_levels_read_by_tiles_leave_out_the_same_cell_body_as_in_memory(
     """A cell body in the volume: the levels of a chunked run (tile by tile) are the in-memory
     ones, with the body left out (near those of the same phantom without it)."""
     import spinequant.scale.maps as maps
+    import spinequant.segment.neural.normalise as normalise
     from spinequant.segment.neural.normalise import NormaliseConfig, percentile_range
     from spinequant.synth import make_phantom
 
@@ -273,6 +274,9 @@ def test_network_levels_read_by_tiles_leave_out_the_same_cell_body_as_in_memory(
     assert maps.network_levels(plain.image, plain.spacing, config) == reference
     plane = soma.image[12:13]                       # one plane (a 2D image): levels as before
     assert percentile_range(plane, config, spacing=soma.spacing) == percentile_range(plane, config)
+    monkeypatch.setattr(normalise, "BODY_MAX_BINS", 24 * 150 * 133 - 1)        # too large to search
+    assert maps.network_levels(soma.image, soma.spacing, config) == whole
+    assert percentile_range(soma.image, config, spacing=soma.spacing) == whole
 
 
 def test_base_values_read_by_tiles_equal_the_whole_volume_ones():

@@ -167,7 +167,7 @@ def network_levels(volume, spacing, normalisation) -> tuple[float, float]:
                                             levels_outside_bodies, looks_for_bodies, percentile_range)
 
     config = NormaliseConfig(**normalisation) if isinstance(normalisation, dict) else normalisation
-    if not looks_for_bodies(volume.shape, config):
+    if not looks_for_bodies(volume.shape, spacing, config):
         return percentile_range(strided_sample(volume), config)
     nz, ny, nx = volume.shape
     k = max(1, -(-nz * ny * nx // MAX_SAMPLE))

@@ -39,6 +39,10 @@ class NormaliseConfig:
 BODY_BIN_UM = 0.75
 #: Around a cell body, the blur of its light is left out too, to this distance (µm).
 BODY_HALO_UM = 2.0
+#: Most bins of :func:`coarse_maxima` searched for cell bodies (the distance transforms hold
+#: about 8 bytes a bin): 48 x 3072 x 3072 px at 0.094 µm is 28 M bins; the 21 GB benchmark
+#: volume (661 M) is not searched (a search block by block is not built yet).
+BODY_MAX_BINS = 2 ** 25
 #: A cell body's halo lies below the first percentiles: the bodies are looked for again at
 #: the new ones, at most this many times.
 BODY_ROUNDS = 4
@@ -53,7 +57,7 @@ def percentile_range(image: np.ndarray, config: NormaliseConfig | dict | None = 
     step = max(1, int(np.ceil(image.size / _MAX_SAMPLE)))
     flat = image.reshape(-1)[::step]
     levels = _levels(flat, config)
-    if spacing is None or not looks_for_bodies(image.shape, config):
+    if spacing is None or not looks_for_bodies(image.shape, spacing, config):
         return levels
     coarse, coarse_spacing, b = coarse_maxima(image, spacing)
     if body_mask(coarse, coarse_spacing, levels, config.body_radius_um) is None:
@@ -63,12 +67,19 @@ def percentile_range(image: np.ndarray, config: NormaliseConfig | dict | None = 
     return levels_outside_bodies(flat, cell, coarse, coarse_spacing, config)
 
 
-def looks_for_bodies(shape, config: NormaliseConfig) -> bool:
+def looks_for_bodies(shape, spacing, config: NormaliseConfig) -> bool:
     """Whether cell bodies are left out of the levels of an image of ``shape``: with a
-    ``body_radius_um``, in stacks of two planes or more. Not in a single plane (a 2D image,
-    a projection): there crossings of dendrites and thick saturated dendrites are as thick as
-    a cell body (on 23 of dendritic2's 408 benchmark images and sizes; docs/real_data.md)."""
-    return config.body_radius_um > 0 and len(shape) >= 3 and shape[-3] >= 2
+    ``body_radius_um``, in stacks of two planes or more, at least 4 ``body_radius_um`` wide
+    and high, whose :func:`coarse_maxima` have at most :data:`BODY_MAX_BINS` bins. Not in a
+    single plane (a 2D image, a projection): there
+    crossings of dendrites and thick saturated dendrites are as thick as a cell body (on 23 of
+    dendritic2's 408 benchmark images and sizes; docs/real_data.md)."""
+    if not (config.body_radius_um > 0 and len(shape) >= 3 and shape[-3] >= 2):
+        return False
+    if min(n * float(s) for n, s in zip(shape[-2:], spacing[-2:])) < 4 * config.body_radius_um:
+        return False             # a field narrower than two bodies: a dendrite may fill it
+    b = bin_edge(spacing)
+    return int(np.prod(shape[:-2])) * -(-shape[-2] // b) * -(-shape[-1] // b) <= BODY_MAX_BINS
 
 
 def _levels(values: np.ndarray, config: NormaliseConfig) -> tuple[float, float]:
@@ -110,15 +121,17 @@ def body_mask(coarse: np.ndarray, coarse_spacing, levels, radius_um: float) -> n
     reaches ``radius_um`` from its edge there, grown by that radius and
     :data:`BODY_HALO_UM`; None when there is none. (Not above ``high`` itself: where a body
     sets it, the voxels above it are its brightest, scattered by the noise.)"""
-    from scipy import ndimage as ndi
+    # edt, not scipy: scipy's transform holds several int32 and float64 copies of the grid (on
+    # the 21 GB benchmark volume's 661 M bins the process passed 24 GB and was killed)
+    import edt
 
     bright = coarse >= 0.5 * (levels[0] + levels[1])
     if not bright.any():
         return None
-    core = ndi.distance_transform_edt(bright, sampling=coarse_spacing) >= radius_um
+    core = edt.edt(bright.view(np.uint8), anisotropy=coarse_spacing) >= radius_um
     if not core.any():
         return None
-    return ndi.distance_transform_edt(~core, sampling=coarse_spacing) <= radius_um + BODY_HALO_UM
+    return edt.edt((~core).view(np.uint8), anisotropy=coarse_spacing) <= radius_um + BODY_HALO_UM
 
 
 def levels_outside_bodies(values: np.ndarray, cell, coarse: np.ndarray, coarse_spacing,
