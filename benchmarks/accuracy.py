@@ -12,12 +12,16 @@ files written) and compared with their exact truth:
   FWHM ellipsoid); the same for every method of a preset.
 
 Usage:  python benchmarks/accuracy.py [--methods classical MODEL ...] [--n 3] [--shape Z Y X]
-Prints a table and writes benchmarks/results/accuracy.md and .csv.
+            [--presets two_photon ...] [--phantom-set KEY=VALUE ...]
+Prints a table and writes benchmarks/results/accuracy.md and .csv. ``--phantom-set`` changes
+the phantoms (Python literals): ``--phantom-set "n_somata=(1,1)"`` puts one cell body into each
+(the same phantoms otherwise: the body comes from its own random stream).
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import platform
 import time
 from datetime import date
@@ -66,10 +70,10 @@ def method_label(method: str) -> str:
     return p.parent.name if p.name == "model.json" else p.stem if p.is_file() else p.name
 
 
-def run(methods, n: int, shape) -> pd.DataFrame:
+def run(methods, n: int, shape, presets=PRESETS, overrides=None) -> pd.DataFrame:
     rows = []
-    for preset in PRESETS:
-        phantoms = [make_phantom(preset, seed=s, shape=shape) for s in SEEDS[:n]]
+    for preset in presets:
+        phantoms = [make_phantom(preset, seed=s, shape=shape, **(overrides or {})) for s in SEEDS[:n]]
         resolvable = sum(int(resolvable_heads(ph.spines[["head_z_um", "head_y_um", "head_x_um"]],
                                               ph.params["imaging"]["psf_fwhm_um"]).sum()) for ph in phantoms)
         for method in methods:
@@ -99,13 +103,18 @@ def main(argv=None) -> None:
     parser.add_argument("--methods", nargs="+", default=["classical"])
     parser.add_argument("--n", type=int, default=3, help="phantoms per preset (max 5)")
     parser.add_argument("--shape", nargs=3, type=int, default=None, metavar=("Z", "Y", "X"))
+    parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
+    parser.add_argument("--phantom-set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="phantom settings, e.g. n_somata=(1,1)")
     parser.add_argument("--out", default=str(RESULTS / "accuracy"), help="output path without extension")
     args = parser.parse_args(argv)
-    table = run(args.methods, args.n, tuple(args.shape) if args.shape else None)
+    overrides = {k: ast.literal_eval(v) for k, _, v in (item.partition("=") for item in args.phantom_set)}
+    table = run(args.methods, args.n, tuple(args.shape) if args.shape else None, args.presets, overrides)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out.with_suffix(".csv"), index=False)
-    header = (f"Accuracy on phantoms (seeds {SEEDS[:args.n]}, preset shapes), {date.today()}, "
+    header = (f"Accuracy on phantoms (seeds {SEEDS[:args.n]}, preset shapes"
+              f"{', ' + ', '.join(args.phantom_set) if args.phantom_set else ''}), {date.today()}, "
               f"{platform.machine()} {platform.processor() or ''}, spinequant benchmarks/accuracy.py\n\n")
     out.with_suffix(".md").write_text(header + markdown(table))
     print()

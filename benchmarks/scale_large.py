@@ -170,7 +170,7 @@ def window(folder: Path, chunk: int) -> dict:
     blocks = block_grid(volume.shape, chunk_px=chunk, halo=halo)
     ny, nx = (-(-n // chunk) for n in volume.shape[1:])
     block = blocks[(ny // 2) * nx + nx // 2]
-    levels = volume_levels(volume, spacing, blocks, method=config.method)
+    levels = volume_levels(volume, spacing, blocks, method=config.method)[0]
     work = folder / f"window_{chunk}"
     group = open_maps(work / "maps.zarr", volume.shape, chunk_px=chunk, heads=has_point_head(config.method),
                       fingerprint=map_fingerprint(volume.shape, spacing, config.method, levels, chunk, halo, "x"))
@@ -365,7 +365,7 @@ def tile_sums(folder: Path, chunk: int) -> dict:
     stack = open_volume(folder / "large.ome.zarr")
     volume, spacing = stack.data, stack.spacing
     blocks = block_grid(volume.shape, chunk_px=chunk, halo=0)
-    levels = volume_levels(volume, spacing, blocks, method=method)
+    levels = volume_levels(volume, spacing, blocks, method=method)[0]
     root = folder / f"tilesums_{chunk}.zarr"
     shutil.rmtree(root, ignore_errors=True)
     group = open_maps(root, volume.shape, chunk_px=chunk, heads=True, fingerprint={"benchmark": 1})

@@ -39,10 +39,10 @@ NOTES = {
             "real images and 3D phantoms: no real 3D annotations. The pixel size must be right "
             "within about 25 %. Spine types in 2D come from a separate image network "
             "(spine_types_2d_network; F1 with type 0.81). No cell bodies in its training data: in "
-            "a stack a cell body's light is left out of the intensity levels (normalisation."
-            "body_radius_um), which keeps the recall on two-photon phantoms with one (0.61, 0.60 "
-            "without it; 0.15 before), but spines are also called on the body's surface "
-            "(precision 0.83 against 0.91); in a 2D image or projection a cell body still sets "
+            "a stack a cell body is left out of the intensity levels (normalisation."
+            "body_radius_um) and no spine is called on it or within 2 µm of it, nor dendrite on "
+            "it (spine F1 on phantoms with one body: two-photon 0.73, confocal 0.85, low SNR 0.60; "
+            "0.73, 0.82, 0.58 without one); in a 2D image or projection a cell body still sets "
             "the levels and hides spines."),
         "spine_objects": dict(dataclasses.asdict(HEADS_INSTANCES), head_threshold=0.05, min_confidence=0.4,
                               confidence="learnt (calibration.method trees)",

@@ -78,7 +78,7 @@ def test_block_maps_equal_the_whole_volume_maps(method, phantom, tmp_path):
     whole = segment_maps(image, spacing=SPACING, method=method)
     blocks = block_grid(image.shape, chunk_px=128, halo=halo_px(maps_halo_um(method), SPACING),
                         align=window_align(method, SPACING))
-    levels = volume_levels(image, SPACING, blocks, method=method)
+    levels = volume_levels(image, SPACING, blocks, method=method)[0]
     group = open_maps(tmp_path / "maps.zarr", image.shape, chunk_px=128, heads=whole.heads is not None,
                       fingerprint=map_fingerprint(image.shape, SPACING, method, levels, 128, 0, "test"))
     for block in blocks:
@@ -253,10 +253,12 @@ def test_strided_sample_read_by_tiles_takes_the_in_memory_voxels(shape, k, monke
 
 
 def test_network_levels_read_by_tiles_leave_out_the_same_cell_body_as_in_memory(monkeypatch):
-    """A cell body in the volume: the levels of a chunked run (tile by tile) are the in-memory
-    ones, with the body left out (near those of the same phantom without it)."""
+    """A cell body in the volume: the levels and cell bodies of a chunked run (tile by tile)
+    are the in-memory ones, with the body left out (levels near those of the same phantom
+    without it)."""
     import spinequant.scale.maps as maps
-    import spinequant.segment.neural.normalise as normalise
+    import spinequant.segment.neural.bodies as bodies
+    from spinequant.segment.neural.bodies import levels_and_bodies
     from spinequant.segment.neural.normalise import NormaliseConfig, percentile_range
     from spinequant.synth import make_phantom
 
@@ -266,17 +268,21 @@ def test_network_levels_read_by_tiles_leave_out_the_same_cell_body_as_in_memory(
     plain, soma = make_phantom("two_photon", **kw), make_phantom("two_photon", n_somata=(1, 1), **kw)
     assert soma.params["n_somata"] == 1 and len(list(maps.tiles(soma.image.shape))) > 1
     whole = percentile_range(soma.image, config)
-    in_memory = percentile_range(soma.image, config, spacing=soma.spacing)
-    assert maps.network_levels(soma.image, soma.spacing, config) == in_memory
-    reference = percentile_range(plain.image, config, spacing=plain.spacing)
-    assert reference == percentile_range(plain.image, config)                    # no body: as before
+    in_memory, found = levels_and_bodies(soma.image, config, spacing=soma.spacing)
+    tiled, found_by_tiles = maps.network_levels(soma.image, soma.spacing, config)
+    assert tiled == in_memory
+    np.testing.assert_array_equal(found_by_tiles.bodies, found.bodies)
+    np.testing.assert_array_equal(found_by_tiles.halo, found.halo)
+    assert found.summary(soma.spacing)["found"] == 1
+    reference, none = levels_and_bodies(plain.image, config, spacing=plain.spacing)
+    assert none is None and reference == percentile_range(plain.image, config)   # no body: as before
     assert whole[1] > 2 * reference[1] and abs(in_memory[1] / reference[1] - 1) < 0.1
-    assert maps.network_levels(plain.image, plain.spacing, config) == reference
+    assert maps.network_levels(plain.image, plain.spacing, config) == (reference, None)
     plane = soma.image[12:13]                       # one plane (a 2D image): levels as before
-    assert percentile_range(plane, config, spacing=soma.spacing) == percentile_range(plane, config)
-    monkeypatch.setattr(normalise, "BODY_MAX_BINS", 24 * 150 * 133 - 1)        # too large to search
-    assert maps.network_levels(soma.image, soma.spacing, config) == whole
-    assert percentile_range(soma.image, config, spacing=soma.spacing) == whole
+    assert levels_and_bodies(plane, config, spacing=soma.spacing) == (percentile_range(plane, config), None)
+    monkeypatch.setattr(bodies, "BODY_MAX_BINS", 24 * 150 * 133 - 1)          # too large to search
+    assert maps.network_levels(soma.image, soma.spacing, config) == (whole, None)
+    assert levels_and_bodies(soma.image, config, spacing=soma.spacing) == (whole, None)
 
 
 def test_base_values_read_by_tiles_equal_the_whole_volume_ones():

@@ -29,7 +29,7 @@ def image():
 def _maps(image, spacing, root, chunk=128, order=1):
     """Every block's tile sums, then every block's maps, blocks taken in ``order`` (1, -1)."""
     blocks = block_grid(image.shape, chunk_px=chunk, halo=0)
-    levels = volume_levels(image, spacing, blocks, method=METHOD)
+    levels = volume_levels(image, spacing, blocks, method=METHOD)[0]
     group = open_maps(root, image.shape, chunk_px=chunk, heads=True, fingerprint={"test": 1})
     plan = tile_plan(image.shape, spacing, METHOD, blocks)
     tiles = [write_tile_sums(image, plan, b, root, method=METHOD, levels=levels, engine="onnx")["tiles"]

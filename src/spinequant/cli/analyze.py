@@ -200,6 +200,7 @@ def _run(args, stacks: list[Path], finished: list[Path]) -> int:
         bar.close()
     for warning in result.diagnostics.get("warnings", []):
         print(f"Warning: {warning}", file=sys.stderr)
+    _say_cell_bodies(result, say)
     say(f"{len(result.spines)} spines on {len(result.dendrites)} dendrite(s); "
         f"results in {args.out}/ (open report.html)")
     return 0
@@ -233,11 +234,18 @@ def _run_chunked(args, path: Path, config, say) -> int:
                                  say=lambda m: None if args.quiet else print(m, file=sys.stderr, flush=True))
     finally:
         bar.close()
+    _say_cell_bodies(result, say)
     blocks = result.diagnostics["chunked"]
     say(f"{len(result.spines)} spines on {len(result.dendrites)} dendrite(s) from {blocks['blocks']} blocks "
         f"of {blocks['chunk_px']} px "
         f"({blocks['blocks_resumed']} resumed); results in {args.out}/")
     return 0
+
+
+def _say_cell_bodies(result, say) -> None:
+    bodies = result.diagnostics.get("segment", {}).get("cell_bodies")
+    if bodies:
+        say(f"Note: {bodies['note']}.")
 
 
 def is_zarr_path(path: Path) -> bool:

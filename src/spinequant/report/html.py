@@ -56,6 +56,9 @@ def write_report(out_dir, result, *, source: dict | None = None) -> Path:
     ]
     for warning in result.diagnostics.get("warnings", []):
         body.append(f'<p style="color:#b00"><b>Warning:</b> {html.escape(warning)}</p>')
+    bodies = result.diagnostics.get("segment", {}).get("cell_bodies")
+    if bodies:
+        body.append(f"<p><b>Cell bodies:</b> {html.escape(bodies['note'])}.</p>")
     if result.config.min_confidence is not None:
         dropped = result.diagnostics.get("below_min_confidence")
         how = ("learnt from each candidate's measurements on annotated real images and phantoms"

@@ -14,6 +14,7 @@ import zarr
 from ..errors import InputError
 from ..instances.pipeline import map_support
 from ..segment import network_diagnostics
+from ..segment.neural.bodies import CellBodies
 from ..segment.neural.card import read_card
 from ..validate import check_spacing
 from .blocks import Block, block_grid, halo_px, maps_halo_um, objects_halo_um, window_align
@@ -65,7 +66,12 @@ def chunked_labels(volume, spacing, work_dir, *, config=None, scale: ScaleConfig
     timings = {}
 
     t = time.perf_counter()
-    levels = volume_levels(volume, spacing, map_blocks, method=config.method, classical_config=config.classical)
+    levels, bodies = volume_levels(volume, spacing, map_blocks, method=config.method,
+                                   classical_config=config.classical)
+    bodies_dir = work / "cell_bodies"
+    shutil.rmtree(bodies_dir, ignore_errors=True)
+    if bodies is not None:
+        bodies.save(bodies_dir)
     from ..segment.neural.predict import choose_engine  # noqa: PLC0415 (torch only when needed)
     engine = "classical" if config.method == "classical" else choose_engine(config.method, config.engine)
     # the maps are stored only where this run's spine objects read them
@@ -91,15 +97,19 @@ def chunked_labels(volume, spacing, work_dir, *, config=None, scale: ScaleConfig
                                         config.engine, support) for b in todo],
                            names=[b.name for b in todo], stage="maps", progress=step)
         diag, tiles = (diags[-1]["diagnostics"] if diags else {}), None
+    if bodies is not None:
+        diag = {**diag, "cell_bodies": bodies.summary(spacing)}
     timings["segment"] = time.perf_counter() - t
 
     t = time.perf_counter()
     objects_dir = objects_folder(work / "objects", {"format": 2, "maps": fingerprint,
                                                      "instances": asdict(config.instances),
-                                                     "halo_px": halo_px(obj_halo, spacing)})
+                                                     "halo_px": halo_px(obj_halo, spacing),
+                                                     "cell_bodies": bodies and bodies.summary(spacing)})
     todo = [b for b in obj_blocks if not (objects_dir / f"{b.name}.npz").exists()]
+    bodies_path = None if bodies is None else str(bodies_dir)
     objs = runner.map(_objects_job, [(maps_path, volume, spacing, b, config.instances, shape,
-                                      str(objects_dir / f"{b.name}.npz")) for b in todo],
+                                      str(objects_dir / f"{b.name}.npz"), bodies_path) for b in todo],
                       names=[b.name for b in todo], stage="instances", progress=step)
     objects_seconds = time.perf_counter() - t
     labels = zarr.open_group(str(work / "labels.zarr"), mode="w", zarr_format=2)
@@ -157,10 +167,11 @@ def _maps_job(job) -> dict:
 
 def _objects_job(job) -> dict:
     """One block's spine objects and core dendrites, saved to their file (a task)."""
-    maps_path, volume, spacing, block, instances, shape, out = job
+    maps_path, volume, spacing, block, instances, shape, out, bodies_path = job
     t = time.perf_counter()
     group = zarr.open_group(maps_path, mode="r")
-    block_objects(group, volume, spacing, block, config=instances, shape=shape).save(Path(out))
+    bodies = None if bodies_path is None else CellBodies.load(bodies_path)
+    block_objects(group, volume, spacing, block, config=instances, shape=shape, bodies=bodies).save(Path(out))
     return task_record(t)
 
 

@@ -18,6 +18,9 @@ import zarr
 
 from ..errors import InputError
 from ..segment import CLASSICAL, segment_maps
+# a volume's percentiles come from an evenly strided sample of this many voxels at most, as
+# percentile_range takes them in memory
+from ..segment.neural.normalise import MAX_SAMPLE
 from .blocks import Block
 
 MAPS = ("dendrite", "spine", "heads")
@@ -54,10 +57,6 @@ def keep_support(maps: dict, support: dict | None) -> None:
         maps["spine"][outside] = 0
         maps["heads"][outside] = 0
 
-
-#: Above this many voxels a volume's percentiles come from an evenly strided sample, as
-#: :func:`spinequant.segment.neural.normalise.percentile_range` takes them in memory.
-MAX_SAMPLE = 4_000_000
 
 
 def read_window(volume, block: Block) -> np.ndarray:
@@ -152,23 +151,26 @@ def read_tiles(volume, max_voxels: int | None = None):
 
 
 def volume_levels(volume, spacing, blocks: list[Block], *, method: str, classical_config=None):
-    """The whole volume's levels for :func:`~spinequant.segment.segment_maps` (``levels=``)."""
+    """The whole volume's levels for :func:`~spinequant.segment.segment_maps` (``levels=``) and,
+    for a network whose card looks for them, its cell bodies
+    (:class:`~spinequant.segment.neural.bodies.CellBodies` or None)."""
     if method != CLASSICAL:
         from ..segment.neural.card import read_card
 
         return network_levels(volume, spacing, read_card(method).normalisation)
-    return classical_volume_levels(volume, spacing, blocks, config=classical_config)
+    return classical_volume_levels(volume, spacing, blocks, config=classical_config), None
 
 
-def network_levels(volume, spacing, normalisation) -> tuple[float, float]:
-    """:func:`~spinequant.segment.neural.normalise.percentile_range` of a whole volume (with
-    its cell bodies left out) read tile by tile: the same sample and the same bins."""
-    from ..segment.neural.normalise import (NormaliseConfig, bin_edge, body_mask, coarse_maxima,
-                                            levels_outside_bodies, looks_for_bodies, percentile_range)
+def network_levels(volume, spacing, normalisation):
+    """:func:`~spinequant.segment.neural.bodies.levels_and_bodies` of a whole volume read tile
+    by tile: the same sample and the same bins, so the same levels and cell bodies."""
+    from ..segment.neural.bodies import (CellBodies, bin_edge, body_cores, coarse_maxima,
+                                         levels_outside_bodies, looks_for_bodies)
+    from ..segment.neural.normalise import as_config, levels_of
 
-    config = NormaliseConfig(**normalisation) if isinstance(normalisation, dict) else normalisation
+    config = as_config(normalisation)
     if not looks_for_bodies(volume.shape, spacing, config):
-        return percentile_range(strided_sample(volume), config)
+        return levels_of(strided_sample(volume), config), None
     nz, ny, nx = volume.shape
     k = max(1, -(-nz * ny * nx // MAX_SAMPLE))
     b = bin_edge(spacing)
@@ -183,12 +185,13 @@ def network_levels(volume, spacing, normalisation) -> tuple[float, float]:
             coarse = np.empty((nz, -(-ny // b), -(-nx // b)), part.dtype)
         coarse[:, rows.start // b:rows.start // b + part.shape[1], cols.start // b:cols.start // b + part.shape[2]] = part
     values = np.concatenate(values)
-    levels = percentile_range(values, config)
+    levels = levels_of(values, config)
     coarse_spacing = (float(spacing[0]), float(spacing[1]) * b, float(spacing[2]) * b)
-    if body_mask(coarse, coarse_spacing, levels, config.body_radius_um) is None:
-        return levels
+    if body_cores(coarse, coarse_spacing, levels, config.body_radius_um) is None:
+        return levels, None
     z, y, x = (np.concatenate(c) for c in zip(*index))
-    return levels_outside_bodies(values, (z, y // b, x // b), coarse, coarse_spacing, config)
+    levels, cores = levels_outside_bodies(values, (z, y // b, x // b), coarse, coarse_spacing, config)
+    return levels, CellBodies.from_cores(cores, coarse_spacing, config.body_radius_um, b)
 
 
 def classical_volume_levels(volume, spacing, blocks: list[Block], *, config=None):

@@ -171,9 +171,14 @@ class DenseObjects:
         return flat, spines.reshape(-1)[flat], spines.shape
 
 
-def block_objects(maps_group, volume, spacing, block: Block, *, config, shape) -> BlockObjects:
-    """Spine objects and dendrites of ``block`` (its window given by ``block.window``)."""
+def block_objects(maps_group, volume, spacing, block: Block, *, config, shape, bodies=None) -> BlockObjects:
+    """Spine objects and dendrites of ``block`` (its window given by ``block.window``); the
+    maps are first cleared on the volume's cell ``bodies``
+    (:class:`~spinequant.segment.neural.bodies.CellBodies`, or None) as in memory."""
     maps = read_maps(maps_group, block)
+    if bodies is not None:
+        bodies.clear(maps["dendrite"], (maps["spine"], maps.get("heads")),
+                     (0, block.window[0].start, block.window[1].start))
     image = read_window(volume, block) if config.bridge_gap_um > 0 else None
     inst = spine_instances(maps["spine"], maps["dendrite"], spacing=spacing, config=config,
                            head_prob=maps.get("heads"), image=image)

@@ -91,10 +91,18 @@ def _maps(image, *, spacing, method, classical_config, engine, progress, levels=
                                             model_z_um=card.voxel_size_um[0], model=method,
                                             engine=engine, progress=progress, value_range=levels,
                                             head_support=head_support)
-    else:
-        dend, spine, *heads = predict(image, spacing=spacing, model=method, engine=engine, progress=progress,
-                                      value_range=levels, grid=grid, head_support=head_support)
-    return (dend, spine, network_diagnostics(card, method, engine), *heads)
+        return (dend, spine, network_diagnostics(card, method, engine), *heads)
+    bodies = None
+    if levels is None:
+        from .neural.bodies import levels_and_bodies
+
+        levels, bodies = levels_and_bodies(image, card.normalisation, spacing=spacing)
+    dend, spine, *heads = predict(image, spacing=spacing, model=method, engine=engine, progress=progress,
+                                  value_range=levels, grid=grid, head_support=head_support, bodies=bodies)
+    diag = network_diagnostics(card, method, engine)
+    if bodies is not None:
+        diag["cell_bodies"] = bodies.summary(spacing)
+    return (dend, spine, diag, *heads)
 
 
 def network_diagnostics(card, method: str, engine: str) -> dict:

@@ -13,7 +13,8 @@ from ...errors import InputError
 from ...validate import check_image_values, check_spacing
 from . import specs
 from .card import ModelCard, load_model, read_card, resolve
-from .normalise import normalise, percentile_range
+from .bodies import levels_and_bodies
+from .normalise import normalise
 from .resample import model_shape, resize_window, to_input_grid, to_model_grid, window_span
 from ._malloc import while_predicting
 from .threads import torch_threads
@@ -31,12 +32,15 @@ def predict(image: np.ndarray, *, spacing, model: str | os.PathLike | tuple | No
             compile: bool = False, channels_last: bool = True,
             threads: int | None = None,
             value_range: tuple[float, float] | None = None, grid=None,
-            dtype=np.float16, head_support: tuple[float, float] | None = None) -> tuple[np.ndarray, ...]:
+            dtype=np.float16, head_support: tuple[float, float] | None = None,
+            bodies=None) -> tuple[np.ndarray, ...]:
     """Segment dendrites and spines with a neural network.
 
     The stack is normalised as the model card says (percentiles), resampled to the voxel size
     the model was trained at, segmented tile by tile with smooth blending, and the two maps
-    are resampled back to the input grid.
+    are resampled back to the input grid. Where the card looks for cell bodies
+    (``normalisation.body_radius_um``), those of the stack are left out of the percentiles and
+    the maps are cleared there (:meth:`.bodies.CellBodies.clear`).
 
     Parameters
     ----------
@@ -73,7 +77,11 @@ def predict(image: np.ndarray, *, spacing, model: str | os.PathLike | tuple | No
     value_range : (low, high), optional
         The intensities to map to -1 and 1 in place of the image's own percentiles: a
         block-wise run (:mod:`spinequant.scale`) passes the whole volume's, so that every block
-        is normalised alike.
+        is normalised alike. The stack's own cell bodies are then not looked for.
+    bodies : :class:`~.bodies.CellBodies`, optional
+        With ``value_range``: the cell bodies of the whole volume (``grid`` places ``image``
+        in it): the spine and head maps are set to 0 in them and their halo, the dendrite map in
+        them.
     grid : ((oy, ox), (NY, NX)), optional
         ``image`` is the window at (oy, ox) of a volume NY x NX pixels wide (all its planes):
         it is then resampled on that volume's model grid and segmented with that volume's
@@ -107,7 +115,7 @@ def predict(image: np.ndarray, *, spacing, model: str | os.PathLike | tuple | No
         return _predict_with(engine, image, spacing, model, device=device, channels_last=channels_last,
                              compile=compile, threads=threads, batch_size=batch_size, progress=progress,
                              tile_size=tile_size, overlap=overlap, value_range=value_range, grid=grid,
-                             dtype=np.dtype(dtype), head_support=head_support)
+                             dtype=np.dtype(dtype), head_support=head_support, bodies=bodies)
 
 
 def _predict_with(engine, image, spacing, model, *, device, channels_last, compile, threads, batch_size,
@@ -202,11 +210,12 @@ def _no_gpu_device() -> bool:
 
 
 def _predict(image, spacing, run, card, *, batch_size, progress, tile_size, overlap, value_range=None,
-             grid=None, dtype=np.dtype(np.float32), head_support=None):
+             grid=None, dtype=np.dtype(np.float32), head_support=None, bodies=None):
     if dtype.kind != "f":
         raise InputError(f"Probability maps are floating point (float16 or float32), not {dtype}.")
     spec = specs.architecture(card.architecture)
-    value_range = value_range or percentile_range(image, card.normalisation, spacing=spacing)
+    if value_range is None:
+        value_range, bodies = levels_and_bodies(image, card.normalisation, spacing=spacing)
     # The normalisation is elementwise: where no resampling is needed the network's tiles are
     # normalised one batch at a time (no float32 copy of the stack); resampling needs it whole.
     prepare = partial(normalise, config=card.normalisation, value_range=value_range)
@@ -244,7 +253,10 @@ def _predict(image, spacing, run, card, *, batch_size, progress, tile_size, over
         grid=model_grid, prepare=prepare, as_list=True, clip=not resampled,
         dtype=np.float32 if resampled else dtype, sparse=sparse)   # resampling back takes float32
     del x
+    origin = (0, 0, 0) if grid is None else (0, *(int(o) for o in grid[0]))
     if not resampled:
+        if bodies is not None:
+            bodies.clear(probs[0], probs[1:], origin)
         return tuple(probs)
     # Map by map, each its own array: a caller may free one (the head map) and keep the others.
     for k, p in enumerate(probs):
@@ -252,6 +264,8 @@ def _predict(image, spacing, run, card, *, batch_size, progress, tile_size, over
         p = np.clip(p, 0.0, 1.0, out=p)
         probs[k] = p.astype(dtype, copy=False)
         del p
+    if bodies is not None:
+        bodies.clear(probs[0], probs[1:], origin)
     return tuple(probs)
 
 

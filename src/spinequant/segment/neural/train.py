@@ -33,6 +33,7 @@ from . import architectures, losses
 from .augment import AugmentConfig, sample_patch
 from .card import ModelCard, load_model, save_model
 from .data import UNLABELLED, TrainingSample, head_heatmap
+from .bodies import levels_and_bodies
 from .normalise import NormaliseConfig, normalise
 from .threads import torch_threads
 
@@ -203,13 +204,21 @@ def split_validation(samples: list[TrainingSample], fraction: float):
     return [part(slice(0, cut), "[train rows]")], [part(slice(cut, None), "[validation rows]")]
 
 
+def normalised(sample: TrainingSample, norm) -> np.ndarray:
+    """``sample``'s image normalised as inference normalises it: at the levels of the voxels
+    outside its cell bodies (:func:`.bodies.levels_and_bodies`), so that a training phantom
+    with a body shows its dendrites at the contrast the network will see them at."""
+    levels, _ = levels_and_bodies(sample.image, norm, spacing=sample.spacing)
+    return normalise(sample.image, norm, value_range=levels)
+
+
 class PatchSampler:
     """Random augmented patches from normalised stacks, for one architecture."""
 
     def __init__(self, samples, spec, voxel, norm, config: TrainConfig):
         self.spec, self.voxel, self.config = spec, tuple(voxel), config
         self.points = bool(spec.get("point_head"))
-        self.images = [normalise(s.image, norm) for s in samples]
+        self.images = [normalised(s, norm) for s in samples]
         self.labels = [np.ascontiguousarray(s.semantic, np.uint8) for s in samples]
         self.spacings = [s.spacing for s in samples]
         weights = np.array([s.weight for s in samples], float)
