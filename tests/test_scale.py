@@ -120,6 +120,40 @@ def test_maps_stored_where_the_objects_read_them_give_the_same_objects(phantom):
     assert map_support(InstanceConfig(), heads=False) == {"dendrite": 0.99 * InstanceConfig().dendrite_threshold}
 
 
+def test_block_objects_read_the_stored_maps_as_the_in_memory_objects_read_them(phantom, tmp_path):
+    """The stored float16 maps are compared with the thresholds as float16, as in memory: a
+    spine-map value that is the float16 of the threshold passes it in both runs."""
+    import zarr
+
+    from spinequant.instances import spine_instances
+    from spinequant.scale.maps import MAP_DTYPE
+    from spinequant.scale.objects import block_objects
+
+    whole = segment_maps(phantom.image, spacing=SPACING, method="lean2d_real")
+    maps = {name: getattr(whole, name).astype(MAP_DTYPE) for name in ("dendrite", "spine", "heads")}
+    from spinequant.pipeline.analyze import resolve_config
+
+    config = resolve_config(AnalyzeConfig(method="lean2d_real")).instances      # threshold 0.1
+    # the rims of the spines at the threshold's float16 value, as rounding puts some there
+    rim = (maps["spine"] >= 0.08) & (maps["spine"] < 0.12)
+    maps["spine"][rim] = np.float16(config.threshold)
+    assert float(np.float16(config.threshold)) < config.threshold and rim.sum() > 1000
+    group = zarr.open_group(str(tmp_path / "maps.zarr"), mode="w", zarr_format=2)
+    for name, data in maps.items():
+        group.create_array(name, data=data, chunks=(16, 256, 256))
+    (block,) = block_grid(phantom.image.shape, chunk_px=512, halo=0)
+    got = block_objects(group, phantom.image, SPACING, block, config=config, shape=phantom.image.shape)
+    ref = spine_instances(maps["spine"], maps["dendrite"], spacing=SPACING, config=config, head_prob=maps["heads"],
+                          image=phantom.image)
+    assert got.spines.max() == ref.spine_labels.max() > 20
+    assert np.array_equal(got.spines > 0, ref.spine_labels > 0)
+    assert np.array_equal(got.dendrites, ref.dendrite_labels)
+    # as float32 the rims fall below the threshold: other objects (what chunked runs read before)
+    as32 = spine_instances(*(maps[n].astype(np.float32) for n in ("spine", "dendrite")), spacing=SPACING,
+                           config=config, head_prob=maps["heads"].astype(np.float32), image=phantom.image)
+    assert not np.array_equal(as32.spine_labels > 0, ref.spine_labels > 0)
+
+
 def test_maps_are_made_again_when_the_objects_read_them_elsewhere(zarr_stack, tmp_path):
     from spinequant.instances import InstanceConfig
 

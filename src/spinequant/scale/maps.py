@@ -303,6 +303,11 @@ def write_block_maps(volume, spacing, block: Block, group, *, method: str, level
 
 
 def read_maps(group, block: Block) -> dict:
-    """The maps of ``block``'s window (float32), read back from ``group``."""
+    """The maps of ``block``'s window, read back from ``group`` in their stored type (float16).
+
+    Not converted to float32: the spine objects compare the maps with their thresholds in the
+    maps' own type, and in memory the network's maps are float16, so a value that is the
+    float16 of a threshold (0.1 -> 0.09998) passes it there; as float32 it did not, and a
+    chunked run of 48 x 3072 x 3072 lost one spine of 2,567 (docs/scale.md, session 22)."""
     region = (slice(None), *block.window)
-    return {name: np.asarray(group[name][region], dtype=np.float32) for name in MAPS if name in group}
+    return {name: np.asarray(group[name][region]) for name in MAPS if name in group}
