@@ -124,3 +124,45 @@ def test_training_normalises_a_phantom_with_a_cell_body_as_inference_does(phanto
     assert contrast[1] == pytest.approx(contrast[0], rel=0.1)         # the body does not dim the shafts
     plain_levels = normalise(soma.image, norm)
     assert np.median(plain_levels[shaft]) - np.median(plain_levels[away]) < 0.6 * contrast[0]
+
+
+def test_the_search_for_cell_bodies_in_slabs_gives_the_whole_grids_answer(phantoms, monkeypatch):
+    from spinequant.segment.neural import bodies as search
+    from spinequant.segment.neural.card import read_card
+
+    _, soma = phantoms
+    config = read_card("lean2d_real").normalisation
+    whole = search.levels_and_bodies(soma.image, config, spacing=soma.spacing)
+    coarse, coarse_spacing, _ = search.coarse_maxima(soma.image, soma.spacing)
+    rng = np.random.default_rng(3)
+    cores = rng.random(coarse.shape) < 0.002
+    cores[:, 40:60] = True                              # rows with no zero in a slab's mask
+    one_slab = [search.grown(cores, coarse_spacing, um) for um in (0.4, 2.0, 6.5)]
+    monkeypatch.setattr(search, "BODY_SLAB_BINS", 3 * coarse.shape[0] * coarse.shape[2])   # slabs of a few rows
+    assert -(-coarse.shape[1] // 3) > 20
+    for um, expected in zip((0.4, 2.0, 6.5), one_slab):
+        np.testing.assert_array_equal(search.grown(cores, coarse_spacing, um), expected)
+    sliced = search.levels_and_bodies(soma.image, config, spacing=soma.spacing)
+    assert sliced[0] == whole[0] and whole[1].summary(soma.spacing)["found"] == 1
+    np.testing.assert_array_equal(sliced[1].bodies, whole[1].bodies)
+    np.testing.assert_array_equal(sliced[1].halo, whole[1].halo)
+
+
+def test_a_stack_too_large_to_look_at_for_cell_bodies_says_so(phantoms, tmp_path, monkeypatch):
+    from spinequant.segment.neural import bodies as search
+
+    _, soma = phantoms
+    small = soma.image[:8, :256, :256]
+    monkeypatch.setattr(search, "BODY_MAX_BINS", 100)
+    maps = segment_maps(small, spacing=soma.spacing, method="lean2d_real")
+    skipped = maps.diagnostics["cell_bodies"]
+    assert skipped["searched"] is False and skipped["bins"] > 100
+    assert skipped["note"].startswith("the stack was not looked at for cell bodies")
+    assert search.body_search_skipped(small[:1].shape, soma.spacing, {"body_radius_um": 5.0}) is None  # one plane
+    path = tmp_path / "small.ome.zarr"
+    write_ome_zarr(path, small, soma.spacing)
+    out = tmp_path / "out"
+    analyze_chunked(path, out, config=AnalyzeConfig(export_meshes=False, export_roi=False, report=False),
+                    chunk_px=256)
+    run = json.loads((out / "run.json").read_text())
+    assert run["diagnostics"]["segment"]["cell_bodies"] == skipped

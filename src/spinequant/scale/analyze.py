@@ -14,7 +14,7 @@ import zarr
 from ..errors import InputError
 from ..instances.pipeline import map_support
 from ..segment import network_diagnostics
-from ..segment.neural.bodies import CellBodies
+from ..segment.neural.bodies import CellBodies, body_search_skipped
 from ..segment.neural.card import read_card
 from ..validate import check_spacing
 from .blocks import Block, block_grid, halo_px, maps_halo_um, objects_halo_um, window_align
@@ -97,8 +97,10 @@ def chunked_labels(volume, spacing, work_dir, *, config=None, scale: ScaleConfig
                                         config.engine, support) for b in todo],
                            names=[b.name for b in todo], stage="maps", progress=step)
         diag, tiles = (diags[-1]["diagnostics"] if diags else {}), None
-    if bodies is not None:
-        diag = {**diag, "cell_bodies": bodies.summary(spacing)}
+    skipped = None if config.method == "classical" else body_search_skipped(
+        shape, spacing, read_card(config.method).normalisation)
+    if bodies is not None or skipped is not None:
+        diag = {**diag, "cell_bodies": skipped or bodies.summary(spacing)}
     timings["segment"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -28,10 +28,16 @@ from .normalise import MAX_SAMPLE, NormaliseConfig, as_config, levels_of
 BODY_BIN_UM = 0.75
 #: Around a cell body, the blur of its light is left out too, to this distance (µm).
 BODY_HALO_UM = 2.0
-#: Most bins of :func:`coarse_maxima` searched for cell bodies (the distance transforms hold
-#: about 8 bytes a bin): 48 x 3072 x 3072 px at 0.094 µm is 28 M bins; the 21 GB benchmark
-#: volume (661 M) is not searched (a search block by block is not built yet).
-BODY_MAX_BINS = 2 ** 25
+#: Most bins of :func:`coarse_maxima` searched for cell bodies: the search holds the grid
+#: (in the stack's type) and about 4 bytes a bin more, its boolean grids (the distance
+#: transforms run slab by slab, :data:`BODY_SLAB_BINS`): on 2^28 bins, 4.3 G voxels at
+#: 0.094 µm, 120 s and 968 MB above a uint16 grid of 512 MB (``benchmarks/body_search.py``).
+#: The 21 GB benchmark volume (661 M bins) is not searched, and a run says so
+#: (:func:`body_search_skipped`).
+BODY_MAX_BINS = 2 ** 28
+#: Bins of one slab of the distance transforms (on 2^27 bins, 578 MB above the grid in slabs
+#: against 1,036 MB in one piece).
+BODY_SLAB_BINS = 2 ** 23
 #: A cell body's halo lies below the first percentiles: the bodies are looked for again at
 #: the new ones, at most this many times.
 BODY_ROUNDS = 4
@@ -103,7 +109,12 @@ class CellBodies:
         (µm³, of whole bins: an upper bound), without and with the halo."""
         import cc3d
 
-        n = int(cc3d.connected_components(self.bodies.view(np.uint8), connectivity=26).max())
+        try:         # 16-bit labels where they fit: a uint32 copy of a 2^28-bin grid is 1 GB
+            n = cc3d.connected_components(self.bodies.view(np.uint8), connectivity=26, out_dtype=np.uint16,
+                                          return_N=True)[1]
+        except ValueError:
+            n = cc3d.connected_components(self.bodies.view(np.uint8), connectivity=26, return_N=True)[1]
+        n = int(n)
         bin_um3 = float(spacing[0]) * float(spacing[1]) * float(spacing[2]) * self.edge ** 2
         volume = round(float(self.bodies.sum()) * bin_um3, 1)
         return {"found": n, "volume_um3": volume,
@@ -141,12 +152,33 @@ def looks_for_bodies(shape, spacing, config: NormaliseConfig) -> bool:
     single plane (a 2D image, a projection): there
     crossings of dendrites and thick saturated dendrites are as thick as a cell body (on 23 of
     dendritic2's 408 benchmark images and sizes; docs/real_data.md)."""
+    bins = _search_bins(shape, spacing, as_config(config))
+    return bins is not None and bins <= BODY_MAX_BINS
+
+
+def body_search_skipped(shape, spacing, config) -> dict | None:
+    """What a run records when a stack of ``shape`` would be looked at for cell bodies but
+    its :func:`coarse_maxima` have more than :data:`BODY_MAX_BINS` bins (None otherwise): so
+    that a spine on a cell body in a very large volume is not counted silently."""
+    bins = _search_bins(shape, spacing, as_config(config))
+    if bins is None or bins <= BODY_MAX_BINS:
+        return None
+    return {"searched": False, "bins": bins, "max_bins": BODY_MAX_BINS,
+            "note": f"the stack was not looked at for cell bodies: its grid of {bin_edge(spacing)}-px bins has "
+                    f"{bins:,} bins, more than the {BODY_MAX_BINS:,} searched; if a cell body is in view, "
+                    f"spines on it or beside it are counted (analyse the region around it as a stack "
+                    f"of its own)"}
+
+
+def _search_bins(shape, spacing, config: NormaliseConfig) -> int | None:
+    """The bins of :func:`coarse_maxima` of a stack of the kind looked at for cell bodies, or
+    None for a kind that is not (see :func:`looks_for_bodies`)."""
     if not (config.body_radius_um > 0 and len(shape) >= 3 and shape[-3] >= 2):
-        return False
+        return None
     if min(n * float(s) for n, s in zip(shape[-2:], spacing[-2:])) < 4 * config.body_radius_um:
-        return False             # a field narrower than two bodies: a dendrite may fill it
+        return None              # a field narrower than two bodies: a dendrite may fill it
     b = bin_edge(spacing)
-    return int(np.prod(shape[:-2])) * -(-shape[-2] // b) * -(-shape[-1] // b) <= BODY_MAX_BINS
+    return int(np.prod(shape[:-2])) * -(-shape[-2] // b) * -(-shape[-1] // b)
 
 
 def bin_edge(spacing) -> int:
@@ -181,22 +213,41 @@ def body_cores(coarse: np.ndarray, coarse_spacing, levels, radius_um: float) -> 
     reaches ``radius_um`` from its edge there; None when there is none. (Not above ``high``
     itself: where a body sets it, the voxels above it are its brightest, scattered by the
     noise.)"""
-    # edt, not scipy: scipy's transform holds several int32 and float64 copies of the grid (on
-    # the 21 GB benchmark volume's 661 M bins the process passed 24 GB and was killed)
-    import edt
-
-    bright = coarse >= 0.5 * (levels[0] + levels[1])
-    if not bright.any():
-        return None
-    core = edt.edt(bright.view(np.uint8), anisotropy=coarse_spacing) >= radius_um
+    middle = 0.5 * (levels[0] + levels[1])
+    core = distance_test(lambda rows: coarse[..., rows, :] >= middle, coarse.shape, coarse_spacing,
+                         radius_um, at_least=True)
     return core if core.any() else None
 
 
 def grown(cores: np.ndarray, coarse_spacing, um: float) -> np.ndarray:
     """The bins within ``um`` of ``cores``."""
+    return distance_test(lambda rows: ~cores[..., rows, :], cores.shape, coarse_spacing, um, at_least=False)
+
+
+def distance_test(mask_of, shape, spacing, um: float, *, at_least: bool) -> np.ndarray:
+    """Where the distance (µm) of a grid's bins to its nearest bin outside a mask is at least
+    ``um`` (``at_least``) or at most ``um``: ``mask_of(rows)`` gives the mask's rows (a slice
+    along the grid's y axis, the second-last). Slab by slab along y, each with ``um`` of rows
+    on either side: a bin's nearest zero within ``um`` lies in its slab, and a slab's missing
+    zeros only make distances longer, so the answer is the whole grid's
+    (``test_the_search_for_cell_bodies_in_slabs_gives_the_whole_grids_answer``) in a fraction
+    of its memory."""
+    # edt, not scipy: scipy's transform holds several int32 and float64 copies of the grid (on
+    # the 21 GB benchmark volume's 661 M bins the process passed 24 GB and was killed)
     import edt
 
-    return edt.edt((~cores).view(np.uint8), anisotropy=coarse_spacing) <= um
+    ny = shape[-2]
+    per_row = max(1, int(np.prod(shape)) // max(ny, 1))
+    reach = int(np.ceil(um / float(spacing[-2]))) + 1
+    rows = max(1, BODY_SLAB_BINS // per_row - 2 * reach)
+    out = np.empty(shape, bool)
+    for y0 in range(0, ny, rows):
+        y1 = min(ny, y0 + rows)
+        a, b = max(0, y0 - reach), min(ny, y1 + reach)
+        d = edt.edt(np.ascontiguousarray(mask_of(slice(a, b))).view(np.uint8), anisotropy=tuple(spacing))
+        d = d[..., y0 - a:y1 - a, :]
+        out[..., y0:y1, :] = d >= um if at_least else d <= um
+    return out
 
 
 def levels_outside_bodies(values: np.ndarray, cell, coarse: np.ndarray, coarse_spacing,
