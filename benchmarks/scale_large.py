@@ -1,6 +1,7 @@
 """A large volume analysed in blocks on 1 and 2 Dask workers (docs/scale.md, "Large volumes").
 
     python benchmarks/scale_large.py make DIR 3072          # 48 x 3072 x 3072 uint16 as DIR/large.ome.zarr
+    python benchmarks/scale_large.py make DIR 4096 body     # ... 48 x 4096 x 4096 with a cell body in the first tile
     python benchmarks/scale_large.py memory DIR             # in-memory rate on one 48 x 1024 x 1024 tile
     python benchmarks/scale_large.py run DIR 1 1024         # analyze_chunked, 1 worker, 1024-px blocks
     python benchmarks/scale_large.py run DIR 2 1024         # ... 2 workers (again: resumes a killed run)
@@ -43,7 +44,7 @@ from _table import log_run
 TILE = (48, 1024, 1024)
 
 
-def make(folder: Path, edge: int) -> dict:
+def make(folder: Path, edge: int, body: bool = False) -> dict:
     import dask.array as da
     import numpy as np
 
@@ -51,6 +52,8 @@ def make(folder: Path, edge: int) -> dict:
     from spinequant.synth import make_phantom
 
     phantoms = [make_phantom("two_photon", seed=s, shape=TILE) for s in range(4)]
+    if body:            # the first tile (top left, not mirrored) shows a cell body: seed 0 with one added
+        phantoms.append(make_phantom("two_photon", seed=0, shape=TILE, n_somata=(1, 1)))
     spacing = phantoms[0].spacing
     # One Dask array per phantom, shared by every tile that shows it: da.from_array copies a
     # numpy array into each graph it makes (225 tiles of 100 MB each for a 20 GB volume).
@@ -60,12 +63,12 @@ def make(folder: Path, edge: int) -> dict:
     for i in range(n):
         row = []
         for j in range(n):
-            tile = tiles[(i * 3 + j) % 4]
+            tile = tiles[4] if body and i == j == 0 else tiles[(i * 3 + j) % 4]
             row.append(tile[:, ::-1] if (i + j) % 2 else tile[:, :, ::-1] if i % 2 else tile)
         rows.append(row)
     volume = da.block(rows)[:, :edge, :edge]
     write_ome_zarr(folder / "large.ome.zarr", volume, spacing)
-    return {"shape": list(volume.shape), "gb": round(volume.nbytes / 1e9, 2)}
+    return {"shape": list(volume.shape), "gb": round(volume.nbytes / 1e9, 2), "cell_body": body}
 
 
 def memory(folder: Path) -> dict:
@@ -410,7 +413,7 @@ def main(mode: str, folder: str, *args: str) -> None:
     if mode == "same":
         print(json.dumps(same(folder, Path(args[0]))))
         return
-    out = {"make": lambda: make(folder, int(args[0])), "memory": lambda: memory(folder),
+    out = {"make": lambda: make(folder, int(args[0]), body=args[1:2] == ["body"]), "memory": lambda: memory(folder),
            "run": lambda: run(folder, int(args[0]), int(args[1])),
            "window": lambda: window(folder, int(args[0])),
            "stitch": lambda: stitch_only(folder, args[0]), "tail": lambda: resumed_tail(folder, *args[:2]),
