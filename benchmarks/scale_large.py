@@ -413,7 +413,7 @@ def main(mode: str, folder: str, *args: str) -> None:
     if mode == "same":
         print(json.dumps(same(folder, Path(args[0]))))
         return
-    out = {"make": lambda: make(folder, int(args[0]), body=args[1:2] == ["body"]), "memory": lambda: memory(folder),
+    out = {"make": lambda: make(folder, int(args[0]), body="body" in args[1:]), "memory": lambda: memory(folder),
            "run": lambda: run(folder, int(args[0]), int(args[1])),
            "window": lambda: window(folder, int(args[0])),
            "stitch": lambda: stitch_only(folder, args[0]), "tail": lambda: resumed_tail(folder, *args[:2]),
