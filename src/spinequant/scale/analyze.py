@@ -97,10 +97,10 @@ def chunked_labels(volume, spacing, work_dir, *, config=None, scale: ScaleConfig
                                         config.engine, support) for b in todo],
                            names=[b.name for b in todo], stage="maps", progress=step)
         diag, tiles = (diags[-1]["diagnostics"] if diags else {}), None
-    skipped = None if config.method == "classical" else body_search_skipped(
+    unsearched = None if config.method == "classical" else body_search_skipped(
         shape, spacing, read_card(config.method).normalisation)
-    if bodies is not None or skipped is not None:
-        diag = {**diag, "cell_bodies": skipped or bodies.summary(spacing)}
+    if bodies is not None or unsearched is not None:
+        diag = {**diag, "cell_bodies": unsearched or bodies.summary(spacing)}
     timings["segment"] = time.perf_counter() - t
 
     t = time.perf_counter()

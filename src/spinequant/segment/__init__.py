@@ -92,17 +92,17 @@ def _maps(image, *, spacing, method, classical_config, engine, progress, levels=
                                             engine=engine, progress=progress, value_range=levels,
                                             head_support=head_support)
         return (dend, spine, network_diagnostics(card, method, engine), *heads)
-    bodies = skipped = None
+    bodies = unsearched = None
     if levels is None:
         from .neural.bodies import body_search_skipped, levels_and_bodies
 
         levels, bodies = levels_and_bodies(image, card.normalisation, spacing=spacing)
-        skipped = body_search_skipped(np.shape(image), spacing, card.normalisation)
+        unsearched = body_search_skipped(np.shape(image), spacing, card.normalisation)
     dend, spine, *heads = predict(image, spacing=spacing, model=method, engine=engine, progress=progress,
                                   value_range=levels, grid=grid, head_support=head_support, bodies=bodies)
     diag = network_diagnostics(card, method, engine)
-    if bodies is not None or skipped is not None:
-        diag["cell_bodies"] = skipped or bodies.summary(spacing)
+    if bodies is not None or unsearched is not None:
+        diag["cell_bodies"] = unsearched or bodies.summary(spacing)
     return (dend, spine, diag, *heads)
 
 
