@@ -33,6 +33,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import train_real_models  # noqa: E402
 from train_real_models import REAL2D, SPINE_TYPES_UM, dendritic2_pixel_um, read_grey  # noqa: E402
 
 from _table import markdown  # noqa: E402
@@ -262,7 +263,10 @@ def main() -> None:
     ap.add_argument("--calibrate", metavar="MODEL_JSON", default=None,
                     help="fit the confidence calibration of this point-head model (card path) first "
                          "and write it into the card")
+    ap.add_argument("--dendritic2-um", type=float, default=train_real_models.DENDRITIC2_UM,
+                    help="pixel size (µm) dendritic2's fields are judged to have (the 1.00x column)")
     args = ap.parse_args()
+    train_real_models.set_dendritic2_um(args.dendritic2_um)
     sets = {name: load_set(name) for name in args.sets}
     if args.calibrate:
         # beside the table (the default --out: benchmarks/results/real2d_calibration.json, _reliability.png)
@@ -281,7 +285,8 @@ def main() -> None:
     table = pd.DataFrame(rows).round(3)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(
-        f"`python benchmarks/real2d.py --methods {' '.join(args.methods)}`, "
+        f"`python benchmarks/real2d.py --methods {' '.join(args.methods)}`"
+        f"{'' if args.dendritic2_um == 0.09 else f' --dendritic2-um {args.dendritic2_um}'}, "
         f"{time.strftime('%Y-%m-%d')}\n\n" + markdown(table, digits=3) + "\n")
     print(markdown(table, digits=3))
     print(json.dumps({"written": args.out}))

@@ -23,6 +23,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent / "benchmarks")]
 
 import real2d  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
+import train_real_models  # noqa: E402
 from train_real_models import REAL2D, dendritic2, dendritic2_pixel_um  # noqa: E402
 
 from spinequant.segment.neural import load_model, save_model  # noqa: E402
@@ -42,7 +43,10 @@ def last_epoch(run: Path) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", type=Path, help="the training run's folder")
+    ap.add_argument("--dendritic2-um", type=float, default=train_real_models.DENDRITIC2_UM,
+                    help="pixel size (µm) dendritic2's fields are read at (as the run was trained)")
     args = ap.parse_args()
+    train_real_models.set_dendritic2_um(args.dendritic2_um)
     distinct = set((REAL2D / "dendritic2" / "valid_distinct.txt").read_text().split())
     names = sorted(p.name for p in (REAL2D / "dendritic2" / "valid" / "images").glob("*.jpg")
                    if p.name not in distinct)[1::6]

@@ -61,6 +61,12 @@ INTENSITY = {"default": {}, "mild": MILD_INTENSITY,
                          z_blur=0.0, noise_sigma=0.0)}
 
 
+def set_dendritic2_um(um: float) -> None:
+    """Read dendritic2's fields at ``um`` µm in this process (the scripts' ``--dendritic2-um``)."""
+    global DENDRITIC2_UM
+    DENDRITIC2_UM = float(um)
+
+
 def dendritic2_pixel_um(name: str) -> float:
     """The pixel size (µm) a dendritic2 image is read at: fields 0.09, zoomed crops 0.025."""
     return DENDRITIC2_CROP_UM if Path(name).name.startswith("spine_image") else DENDRITIC2_UM
@@ -80,8 +86,8 @@ def dendritic2(split: str, names=None, weight=1.0, crops_as_fields=False) -> lis
         label = folder / "labels" / (img.stem + ".txt")
         if (names is not None and img.name not in names) or not label.exists():
             continue   # one training image of the set has no label file of its name
-        sample, _ = yolo_training_sample(read_grey(img), label,
-                                         pixel_size_um=DENDRITIC2_UM if crops_as_fields else dendritic2_pixel_um(img.name),
+        pixel_um = DENDRITIC2_UM if crops_as_fields else dendritic2_pixel_um(img.name)
+        sample, _ = yolo_training_sample(read_grey(img), label, pixel_size_um=pixel_um,
                                          name=f"dendritic2/{split}/{img.stem}",
                                          outlines=False, weight=weight)
         out.append(sample)
@@ -258,7 +264,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", default="work/models")
     ap.add_argument("--no-install", action="store_true")
+    ap.add_argument("--dendritic2-um", type=float, default=DENDRITIC2_UM,
+                    help="pixel size (µm) the dendritic2 fields are read at (default %(default)s, judged "
+                         "from the shaft width; docs/real_data.md has the other estimates)")
     args = ap.parse_args()
+    set_dendritic2_um(args.dendritic2_um)
     if args.base_filters:
         args.architecture = {**architecture(args.architecture), "base_filters": args.base_filters}
     torch.manual_seed(args.seed)
@@ -298,6 +308,7 @@ def main() -> None:
     crops_note = {"scaled": f"read at {DENDRITIC2_CROP_UM} µm", "drop": "left out",
                   "as-fields": f"read at {DENDRITIC2_UM} µm"}
     description = (f"warm-started from {args.init or 'lean2d'}; {len(d2)} real two-photon projections with spine-head points "
+                   f"(fields read at {DENDRITIC2_UM} µm) "
                    f"(zoomed crops {crops_note[args.crops]}) "
                    f"(dendritic2/train, SpineDetector 'Dendritic2' v2, CC BY 4.0), {len(st)} real images with "
                    f"spine outlines (spine_types/train, Dendritic-Spine-Analyzer-YOLO11, MIT), {len(ph)} "

@@ -38,7 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "scripts"))
 from real2d import Image2D, MATCH_UM, load_set  # noqa: E402
-from train_real_models import DENDRITIC2_UM, REAL2D, SPINE_TYPES_UM, read_grey  # noqa: E402
+import train_real_models  # noqa: E402
+from train_real_models import REAL2D, SPINE_TYPES_UM, read_grey  # noqa: E402
 
 import spinequant as sq  # noqa: E402
 from spinequant.evaluate.detection import match_spine_objects  # noqa: E402
@@ -62,8 +63,9 @@ def training_images() -> dict[str, list[Image2D]]:
         if p.name.startswith("spine_image") or not label.exists():
             continue
         img = read_grey(p)
-        s, _ = yolo_training_sample(img, label, pixel_size_um=DENDRITIC2_UM, outlines=False)
-        out["dendritic2"].append(Image2D(p.name, img, DENDRITIC2_UM, s.heads[:, 1:], None))
+        px = train_real_models.DENDRITIC2_UM
+        s, _ = yolo_training_sample(img, label, pixel_size_um=px, outlines=False)
+        out["dendritic2"].append(Image2D(p.name, img, px, s.heads[:, 1:], None))
     folder = REAL2D / "spine_types" / "train"
     for p in sorted((folder / "images").glob("*.png")):
         img = read_grey(p)
@@ -185,7 +187,10 @@ def main() -> None:
     ap.add_argument("--relax-2d", nargs="*", default=[], metavar="KEY=VALUE",
                     help="instance settings of the candidates of 2D images only (on top of --relax; the real "
                          "images are 2D, the phantoms 3D), recorded as candidate_instances_2d")
+    ap.add_argument("--dendritic2-um", type=float, default=train_real_models.DENDRITIC2_UM,
+                    help="pixel size (µm) dendritic2's fields are read at")
     args = ap.parse_args()
+    train_real_models.set_dendritic2_um(args.dendritic2_um)
     relax = {k: float(v) for k, v in (item.split("=", 1) for item in args.relax)}
     relax_2d = {**relax, **{k: float(v) for k, v in (item.split("=", 1) for item in args.relax_2d)}}
 
