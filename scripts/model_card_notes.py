@@ -41,8 +41,8 @@ NOTES = {
             "(spine_types_2d_network; F1 with type 0.80). No cell bodies in its training data: in "
             "a stack a cell body is left out of the intensity levels (normalisation."
             "body_radius_um) and no spine is called on it or within 2 µm of it, nor dendrite on "
-            "it (spine F1 on phantoms with one body: two-photon 0.73, confocal 0.85, low SNR 0.60; "
-            "0.73, 0.82, 0.58 without one); in a 2D image or projection a cell body still sets "
+            "it (spine F1 on phantoms with one body, measured in session 21 with session 17's network: "
+            "two-photon 0.73, confocal 0.85, low SNR 0.60; 0.73, 0.82, 0.58 without one); in a 2D image or projection a cell body still sets "
             "the levels and hides spines."),
         "spine_objects": dict(dataclasses.asdict(HEADS_INSTANCES), head_threshold=0.05, min_confidence=0.375,
                               confidence="learnt (calibration.method trees)",
