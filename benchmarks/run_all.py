@@ -27,6 +27,8 @@ BENCHMARKS = [
      "Accuracy: on real annotated images (agreement of the annotations)"),
     ("real2d_errors", ["benchmarks/real2d_errors.py", "--methods", "lean2d", "lean2d_real@head_map", "lean2d_real"],
      "Accuracy: on real annotated images (docs/real_data.md, the kinds of error)"),
+    ("real2d_thresholds", ["benchmarks/real2d_thresholds.py", "--method", "lean2d_real"],
+     "Accuracy: on real annotated images (docs/real_data.md, dendritic2's gap between and within images)"),
     ("head_widths", ["benchmarks/head_widths.py"],
      "Accuracy: on real annotated images (dendritic2's pixel size, docs/real_data.md)"),
     ("types_real2d", ["benchmarks/types_real2d.py", "--on", "detections", "--method", "lean2d_real"],
