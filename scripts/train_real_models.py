@@ -253,6 +253,8 @@ def main() -> None:
                          "left out, or read at the fields' 0.09 µm (how the shipped lean2d_real was trained)")
     ap.add_argument("--head-sigma", type=float, default=0.25,
                     help="xy sigma (µm) of the head-centre target Gaussian (z stays 0.75 µm)")
+    ap.add_argument("--right-angles", action="store_true",
+                    help="rotate training patches by multiples of 90° only, not by any angle")
     ap.add_argument("--intensity", choices=tuple(INTENSITY), default="default",
                     help="intensity augmentation: the default ranges, mild ones (contrast 0.9-1.1, "
                          "brightness 0.05, gamma 0.9-1.1) that keep a neurite's brightness relative to the "
@@ -304,6 +306,7 @@ def main() -> None:
                          max_minutes=args.minutes, seed=args.seed,
                          head_sigma_um=(0.75, args.head_sigma, args.head_sigma),
                          augment=dataclasses.replace(AugmentConfig(), scale_jitter=args.scale_jitter,
+                                                     right_angles=args.right_angles,
                                                      **INTENSITY[args.intensity]))
     crops_note = {"scaled": f"read at {DENDRITIC2_CROP_UM} µm", "drop": "left out",
                   "as-fields": f"read at {DENDRITIC2_UM} µm"}

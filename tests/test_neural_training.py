@@ -90,6 +90,34 @@ def test_patch_sampling_without_augmentation_is_a_crop():
     np.testing.assert_allclose(img[1], expected, rtol=1e-5)
 
 
+def _dihedral_index(patch, base):
+    """Which of the eight turns and flips of ``base`` ``patch`` is (None if none)."""
+    for k in range(8):
+        t = np.rot90(base, k % 4)
+        if k >= 4:
+            t = t[::-1]
+        if np.allclose(patch, t, atol=1e-4):
+            return k
+    return None
+
+
+def test_right_angle_rotation_only_turns_and_flips_the_patch():
+    s = _stack()
+    rng = np.random.default_rng(1)
+    image = rng.random(s.image.shape).astype(np.float32)   # no symmetry of its own
+    kwargs = dict(centre=(1, 24, 24), size=9, image_planes=(0,), label_planes=(0,))
+    base = sample_patch(image, s.semantic, s.spacing, s.spacing, rng=np.random.default_rng(0),
+                        config=AugmentConfig.off(), **kwargs)[0][0]
+    turns = replace(AugmentConfig.off(), rotate=True, flip=True, right_angles=True)
+    found = {_dihedral_index(sample_patch(image, s.semantic, s.spacing, s.spacing, rng=np.random.default_rng(seed),
+                                          config=turns, **kwargs)[0][0], base) for seed in range(24)}
+    assert None not in found and len(found) >= 6
+    any_angle = replace(turns, right_angles=False)
+    other = [_dihedral_index(sample_patch(image, s.semantic, s.spacing, s.spacing, rng=np.random.default_rng(seed),
+                                          config=any_angle, **kwargs)[0][0], base) for seed in range(8)]
+    assert None in other
+
+
 def test_training_reduces_loss_and_is_deterministic(tmp_path):
     samples = [_stack(0), _stack(1)]
     cfg = replace(CFG, epochs=3)

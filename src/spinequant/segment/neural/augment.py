@@ -21,6 +21,7 @@ class AugmentConfig:
     """Ranges of the random changes; ``AugmentConfig.off()`` disables all of them."""
 
     rotate: bool = True
+    right_angles: bool = False       # rotate by multiples of 90° only (DeepD3's turns), not any angle
     flip: bool = True
     scale_jitter: float = 1.25       # pixel size x U(1/j, j) (log-uniform)
     z_stretch: float = 1.5           # z step x U(1, z_stretch) (thicker planes)
@@ -52,7 +53,12 @@ def sample_patch(image: np.ndarray, semantic: np.ndarray, spacing, target_spacin
     tz, ty, tx = target_spacing
     scale = float(np.exp(rng.uniform(-1, 1) * np.log(config.scale_jitter))) if config.scale_jitter > 1 else 1.0
     zstep = (tz / sz) * (rng.uniform(1.0, config.z_stretch) if config.z_stretch > 1 else 1.0)
-    angle = rng.uniform(0, 2 * np.pi) if config.rotate else 0.0
+    if not config.rotate:
+        angle = 0.0
+    elif config.right_angles:
+        angle = float(rng.integers(0, 4)) * (np.pi / 2)
+    else:
+        angle = rng.uniform(0, 2 * np.pi)
     flip = -1.0 if (config.flip and rng.random() < 0.5) else 1.0
     u = (np.arange(size) - (size - 1) / 2.0)
     vv, uu = np.meshgrid(u, u * flip, indexing="xy")     # uu: rows, vv: columns
