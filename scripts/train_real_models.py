@@ -255,6 +255,9 @@ def main() -> None:
                     help="xy sigma (µm) of the head-centre target Gaussian (z stays 0.75 µm)")
     ap.add_argument("--right-angles", action="store_true",
                     help="rotate training patches by multiples of 90° only, not by any angle")
+    ap.add_argument("--consistency", type=float, default=0.0,
+                    help="weight of the mirror-consistency term (each batch also seen flipped; "
+                         "TrainConfig.consistency_weight); 0 = off")
     ap.add_argument("--intensity", choices=tuple(INTENSITY), default="default",
                     help="intensity augmentation: the default ranges, mild ones (contrast 0.9-1.1, "
                          "brightness 0.05, gamma 0.9-1.1) that keep a neurite's brightness relative to the "
@@ -305,6 +308,7 @@ def main() -> None:
                          patience=args.epochs, val_patches=64, num_threads=args.threads,
                          max_minutes=args.minutes, seed=args.seed,
                          head_sigma_um=(0.75, args.head_sigma, args.head_sigma),
+                         consistency_weight=args.consistency,
                          augment=dataclasses.replace(AugmentConfig(), scale_jitter=args.scale_jitter,
                                                      right_angles=args.right_angles,
                                                      **INTENSITY[args.intensity]))

@@ -118,6 +118,29 @@ def test_right_angle_rotation_only_turns_and_flips_the_patch():
     assert None in other
 
 
+def test_flip_consistency_is_the_plain_loss_for_a_mirror_symmetric_network_and_more_otherwise():
+    from spinequant.segment.neural.train import MIRRORS, flip_consistency
+
+    torch.manual_seed(0)
+    x, y = torch.rand(2, 1, 16, 16), torch.rand(2, 3, 16, 16)
+    net = torch.nn.Conv2d(1, 3, 3, padding=1, bias=False)
+    loss_fn = lambda logits, target: ((torch.sigmoid(logits) - target) ** 2).mean()  # noqa: E731
+    with torch.no_grad():   # a kernel equal to its own mirror images: the network answers alike
+        w = net.weight
+        w.copy_(w + w.flip(-1) + w.flip(-2) + w.flip(-1, -2))
+    for axes in MIRRORS:
+        assert torch.allclose(flip_consistency(net, loss_fn, x, y, axes, 1.0), loss_fn(net(x), y), atol=1e-6)
+    with torch.no_grad():   # a kernel that looks one way: the mirror image answers differently
+        net.weight.zero_()
+        net.weight[:, :, 1, 2] = 4.0
+    plain = 0.5 * (loss_fn(net(x), y) + loss_fn(torch.flip(net(torch.flip(x, (-1,))), (-1,)), y))
+    term = flip_consistency(net, loss_fn, x, y, (-1,), 1.0) - plain
+    assert term > 0.01
+    term.backward()   # and the term's gradient pulls the kernel towards its mirror image
+    g = net.weight.grad[:, :, 1]
+    assert torch.all(g[:, :, 2] > 0) and torch.all(g[:, :, 0] < 0)
+
+
 def test_training_reduces_loss_and_is_deterministic(tmp_path):
     samples = [_stack(0), _stack(1)]
     cfg = replace(CFG, epochs=3)

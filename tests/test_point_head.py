@@ -215,7 +215,8 @@ def test_cli_min_confidence_is_recorded_and_refused_for_methods_without_scores(t
     assert code == 2 and "scores each spine" in capsys.readouterr().err
 
 
-def test_training_on_points_only_and_outline_samples_runs(tmp_path):
+@pytest.mark.parametrize("consistency", [0.0, 0.5])
+def test_training_on_points_only_and_outline_samples_runs(tmp_path, consistency):
     rng = np.random.default_rng(0)
     img = rng.normal(10, 2, (1, 64, 64)).astype(np.float32)
     img[0, 30:34, :] += 50
@@ -226,7 +227,7 @@ def test_training_on_points_only_and_outline_samples_runs(tmp_path):
     sem[0, 22:30, 40:43] = 2
     masks = TrainingSample(img, sem, (0.5, 0.1, 0.1), "masks", heads=[[0, 23, 41]])
     config = TrainConfig(architecture="lean2d_points", tile_size=32, batch_size=2, steps_per_epoch=2,
-                         epochs=1, val_patches=2, num_threads=1)
+                         epochs=1, val_patches=2, num_threads=1, consistency_weight=consistency)
     net, card = train([points, masks], out_dir=tmp_path / "m", config=config, val_samples=[masks],
                       progress=False)
     assert card.architecture["point_head"] and np.isfinite(card.validation["val_loss"])
