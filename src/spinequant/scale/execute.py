@@ -210,11 +210,14 @@ def _gathered(futures: list, on_done) -> list:
     raised by a task is raised here."""
     from distributed import as_completed
 
+    results = {}
     try:
-        for future in as_completed(futures):
-            future.result()                       # raises a block's error here
+        # results taken as they arrive, once each: asking a future again after its worker was
+        # killed and the task redone raised "bound to a different event loop" (1 run in 3)
+        for future, result in as_completed(futures, with_results=True):   # a block's error raises here
+            results[future.key] = result
             on_done(future)
-        return [f.result() for f in futures]
+        return [results[f.key] for f in futures]
     finally:
         for f in futures:
             f.release()
