@@ -38,7 +38,7 @@ NOTES = {
             "but also varicosities) are often called spines. The learnt confidence was fitted on 2D "
             "real images and 3D phantoms: no real 3D annotations. The pixel size must be right "
             "within about 25 %. Spine types in 2D come from a separate image network "
-            "(spine_types_2d_network; F1 with type 0.80). No cell bodies in its training data: in "
+            "(spine_types_2d_network; F1 with type 0.82). No cell bodies in its training data: in "
             "a stack a cell body is left out of the intensity levels (normalisation."
             "body_radius_um) and no spine is called on it or within 2 µm of it, nor dendrite on "
             "it (spine F1 on phantoms with one body, measured in session 21 with session 17's network: "
