@@ -179,7 +179,7 @@ def window(folder: Path, chunk: int) -> dict:
                       fingerprint=map_fingerprint(volume.shape, spacing, config.method, levels, chunk, halo, "x"))
     base = peak_memory_mb()
     t = time.perf_counter()
-    _maps_job((volume, spacing, block, str(work / "maps.zarr"), config.method, levels, None, "auto"))
+    _maps_job((volume, spacing, block, str(work / "maps.zarr"), config.method, levels, None, "auto", None, 1))
     maps_s = time.perf_counter() - t
     obj = block_grid(volume.shape, chunk_px=chunk, halo=halo_px(objects_halo_um(config.instances), spacing))
     t = time.perf_counter()

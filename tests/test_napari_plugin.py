@@ -198,12 +198,12 @@ def test_stage_settings_are_form_fields_checked_by_the_configs(qtbot, viewer_wit
     # A run.json's config fills the fields, instance settings and export choices included.
     saved = sq.AnalyzeConfig.from_dict({"method": "lean2d", "confidence": "head_map", "morphology": {"rule_set": "risher", "thin_ratio": 3.0},
                                         "instances": {"method": "components", "threshold": 0.2},
-                                        "export_meshes": False})
+                                        "export_meshes": False, "orientations": 4})
     (tmp_path / "run.json").write_text(json.dumps({"config": config_to_dict(saved)}))
     run.load_settings(tmp_path / "run.json")
     assert run.stage_forms["morphology"].editors["thin_ratio"].text() == "3"
     assert run.stage_forms["instances"].isEnabled() and run.config() == saved
-    assert run.confidence.currentText() == "head_map"
+    assert run.confidence.currentText() == "head_map" and run.orientations.currentText() == "4"
     (tmp_path / "bad.json").write_text(json.dumps({"config": {"morphology": {"neck_ratio": "wide"}}}))
     assert run.load_settings(tmp_path / "bad.json") is None and "neck_ratio" in run.status.text()
 

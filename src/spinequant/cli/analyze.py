@@ -37,6 +37,10 @@ def register(sub) -> None:
                    help="networks that score spines: 'auto' (default) scores every candidate from "
                         "its measurements with the model's learnt confidence when it has one; "
                         "'head_map' by its head-map peak alone")
+    p.add_argument("--orientations", type=int, choices=(1, 4, 8), default=None,
+                   help="networks: average the maps over the image as given (1), with its mirror images "
+                        "(4) or with its quarter turns too (8); default 8 for a 2D image, 1 for a stack "
+                        "(each orientation is one more pass of the network; recorded in run.json)")
     p.add_argument("--no-meshes", action="store_true", help="skip mesh export")
     p.add_argument("--no-roi", action="store_true", help="skip the ImageJ ROI set")
     p.add_argument("--force", action="store_true", help="re-run stacks whose results are complete")
@@ -90,10 +94,10 @@ def _config(args):
         if values and values.get("method") not in (None, args.method):
             # Spine-object settings and the confidence threshold belong to the method that
             # recorded them; another method starts from its own.
-            changes.update(instances=None, min_confidence=None)
+            changes.update(instances=None, min_confidence=None, orientations=None)
             if not args.quiet:
                 print(f"Note: --method {args.method} differs from the method of {args.config} "
-                      f"({values.get('method')}); its spine-object settings and minimum confidence "
+                      f"({values.get('method')}); its spine-object settings, minimum confidence and orientations "
                       f"are that method's defaults, the other settings come from the file.",
                       file=sys.stderr)
     if args.engine:
@@ -102,6 +106,8 @@ def _config(args):
         changes["min_confidence"] = args.min_confidence
     if args.confidence is not None:
         changes["confidence"] = args.confidence
+    if args.orientations is not None:
+        changes["orientations"] = args.orientations
     if args.no_meshes:
         changes["export_meshes"] = False
     if args.no_roi:

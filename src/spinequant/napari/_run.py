@@ -20,6 +20,8 @@ METHODS = ("lean2d_real", "lean2d", "classical")
 ENGINES = ("auto", "torch", "onnx")
 #: How a point-head network's spines are scored (``AnalyzeConfig.confidence``).
 CONFIDENCES = ("auto", "head_map")
+#: Orientations a network's maps are averaged over (``AnalyzeConfig.orientations``; auto: 8 in 2D, 1 in 3D).
+ORIENTATIONS = ("auto", "1", "4", "8")
 #: Steps of the progress bar per stage.
 BAR_STEPS = 1000
 
@@ -78,6 +80,10 @@ class RunPanel(QWidget):
         self.min_confidence.setSingleStep(0.05)
         self.min_confidence.setSpecialValueText("model default")
         self.min_confidence.setValue(-0.05)
+        self.orientations = QComboBox()
+        self.orientations.addItems(ORIENTATIONS)
+        self.orientations.setToolTip("networks: average the maps over the image as given (1), with its mirror "
+                                     "images (4) or its quarter turns too (8); auto: 8 for a 2D image, 1 for a stack")
         self._base = None                   # a configuration loaded from a run.json
         self.stage_forms, self.stages_box = self._stage_forms()
         self._show_method_instances()
@@ -90,6 +96,7 @@ class RunPanel(QWidget):
         form.addRow("engine", self.engine)
         form.addRow("confidence", self.confidence)
         form.addRow("min. confidence", self.min_confidence)
+        form.addRow("orientations", self.orientations)
         self.run_button = QPushButton("Analyse")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
@@ -208,7 +215,9 @@ class RunPanel(QWidget):
         if self.method_instances.isChecked():
             stages["instances"] = None
         values = {"method": self.method.currentText(), "engine": self.engine.currentText(),
-                  "confidence": self.confidence.currentText(), "min_confidence": None if conf < 0 else round(conf, 4), **stages}
+                  "confidence": self.confidence.currentText(), "min_confidence": None if conf < 0 else round(conf, 4),
+                  "orientations": None if self.orientations.currentText() == "auto" else int(self.orientations.currentText()),
+                  **stages}
         return replace(self._base or AnalyzeConfig(), **values)
 
     def load_settings(self, path=None):
@@ -239,6 +248,7 @@ class RunPanel(QWidget):
         self.engine.setCurrentText(config.engine)
         self.confidence.setCurrentText(config.confidence)
         self.min_confidence.setValue(-0.05 if config.min_confidence is None else config.min_confidence)
+        self.orientations.setCurrentText("auto" if config.orientations is None else str(config.orientations))
         for name, form in self.stage_forms.items():
             value = getattr(config, name)
             if name == "instances":

@@ -21,6 +21,7 @@ from ..morphology import MorphologyConfig
 from ..segment import CLASSICAL, segment_maps
 from ..segment.classical import ClassicalConfig
 from ..segment.neural._malloc import hand_back_freed_memory
+from ..segment.neural.orientations import check_orientations
 from ..stack import Stack
 from ..validate import check_image_values, check_spacing
 from .runinfo import RUN_FILE, array_sha256, peak_memory_mb, versions, write_run_json
@@ -93,6 +94,12 @@ class AnalyzeConfig:
         confidence when its card has one (every candidate measured, then scored from its
         measurements; :mod:`spinequant.pipeline.spine_confidence`), else by the calibrated
         head-map peak; ``"head_map"`` always by the head-map peak.
+    orientations : networks only: average the network's maps over 1, 4 (with the mirror
+        images) or 8 (with the quarter turns too) orientations of the image; ``None`` takes 8
+        for a 2D image (the maps of a turned or mirrored image are then those of the image,
+        turned or mirrored, and spines are found a little better; docs/real_data.md) and 1
+        for a stack (eight passes of the network over a stack cost more than they gain
+        there). The run records the value used.
     """
 
     method: str = DEFAULT_METHOD
@@ -107,10 +114,13 @@ class AnalyzeConfig:
     min_confidence: float | None = None
     ratio: RatioConfig = field(default_factory=RatioConfig)
     confidence: str = "auto"
+    orientations: int | None = None
 
     def __post_init__(self):
         check_fields(self, choices={"engine": ENGINES, "confidence": ("auto", "head_map")},
                      ranges={"min_confidence": (0, 1, True, True)})
+        if self.orientations is not None:
+            check_orientations(self.orientations)
 
     @classmethod
     def from_dict(cls, values: dict | None) -> "AnalyzeConfig":
@@ -218,6 +228,7 @@ def resolve_config(config: AnalyzeConfig | None, ndim: int = 3) -> AnalyzeConfig
     image of ``ndim`` dimensions (the candidates of a learnt confidence may be made
     differently in 2D: :func:`candidate_instances`)."""
     config = config or AnalyzeConfig()
+    config = replace(config, orientations=_orientations(config, ndim))
     instances = config.instances or default_instance_config(config.method)
     calibration = model_calibration(config.method, config.confidence)
     if calibration is not None:
@@ -239,6 +250,18 @@ def resolve_config(config: AnalyzeConfig | None, ndim: int = 3) -> AnalyzeConfig
             f"--min-confidence needs a network that scores each spine (a point-head model such "
             f"as lean2d_real); '{config.method}' does not. Leave the option out.")
     return replace(config, instances=instances)
+
+
+def _orientations(config: AnalyzeConfig, ndim: int) -> int:
+    if config.method == CLASSICAL:
+        if config.orientations not in (None, 1):
+            raise InputError(
+                f"--orientations {config.orientations} averages a network's maps over turned and "
+                f"mirrored copies of the image; the classical method has no network. Leave the option out.")
+        return 1
+    if config.orientations is None:
+        return 8 if ndim == 2 else 1
+    return config.orientations
 
 
 def candidate_instances(calibration: dict, ndim: int) -> dict:
@@ -341,7 +364,7 @@ def analyze(image, *, spacing=None, config: AnalyzeConfig | None = None,
     # The head map is kept only where the spine objects read it (a few percent of the stack).
     maps = segment_maps(image, spacing=spacing, method=config.method, classical_config=config.classical,
                         engine=config.engine, progress=_within(step, "segment"),
-                        head_support=head_map_support(config.instances))
+                        head_support=head_map_support(config.instances), orientations=config.orientations)
     dend_prob, spine_prob, seg_diag = maps.dendrite, maps.spine, maps.diagnostics
     timings["segment"] = time.perf_counter() - t
 

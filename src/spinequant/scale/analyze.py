@@ -77,7 +77,7 @@ def chunked_labels(volume, spacing, work_dir, *, config=None, scale: ScaleConfig
     # the maps are stored only where this run's spine objects read them
     support = map_support(config.instances, heads=_has_heads(config.method))
     fingerprint = {**map_fingerprint(shape, spacing, config.method, levels, chunk, halo_px(maps_halo, spacing),
-                                     engine), "support": json.loads(json.dumps(support))}   # as the attrs store it
+                                     engine, config.orientations), "support": json.loads(json.dumps(support))}   # as the attrs store it
     from .maps import MAPS
     group = open_maps(work / "maps.zarr", shape, chunk_px=chunk, heads=_has_heads(config.method),
                       fingerprint=fingerprint)
@@ -86,15 +86,15 @@ def chunked_labels(volume, spacing, work_dir, *, config=None, scale: ScaleConfig
     if uses_tile_sums(config.method):
         plan = tile_plan(shape, spacing, config.method, map_blocks)
         ran = run_tile_maps(runner, volume, spacing, plan, group, method=config.method, levels=levels,
-                            engine=engine, progress=step, support=support)
+                            engine=engine, progress=step, support=support, orientations=config.orientations)
         diags, skipped = ran["tile_sums"] + ran["blend"], ran["resumed"]
-        diag = network_diagnostics(read_card(config.method), config.method, engine)
+        diag = network_diagnostics(read_card(config.method), config.method, engine, config.orientations)
         tiles = {"run": sum(r["tiles"] for r in ran["tile_sums"]), "volume": plan.n_tiles}
     else:
         todo = [b for b in map_blocks if not block_done(group, b)]
         skipped = len(map_blocks) - len(todo)
         diags = runner.map(_maps_job, [(volume, spacing, b, maps_path, config.method, levels, config.classical,
-                                        config.engine, support) for b in todo],
+                                        config.engine, support, config.orientations) for b in todo],
                            names=[b.name for b in todo], stage="maps", progress=step)
         diag, tiles = (diags[-1]["diagnostics"] if diags else {}), None
     unsearched = None if config.method == "classical" else body_search_skipped(
@@ -159,11 +159,12 @@ def objects_folder(path: Path, fingerprint: dict) -> Path:
 
 def _maps_job(job) -> dict:
     """One block's maps (a task: runs in a worker process)."""
-    volume, spacing, block, maps_path, method, levels, classical, engine, support = job
+    volume, spacing, block, maps_path, method, levels, classical, engine, support, orientations = job
     t = time.perf_counter()
     group = zarr.open_group(maps_path, mode="r+")
     diagnostics = write_block_maps(volume, spacing, block, group, method=method, levels=levels,
-                                   classical_config=classical, engine=engine, support=support)
+                                   classical_config=classical, engine=engine, support=support,
+                                   orientations=orientations)
     return {"diagnostics": diagnostics, **task_record(t)}
 
 

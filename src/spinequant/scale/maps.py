@@ -264,11 +264,12 @@ def open_maps(path, shape, *, chunk_px: int, heads: bool, fingerprint: dict):
     return group
 
 
-def map_fingerprint(shape, spacing, method: str, levels, chunk_px: int, halo: int, engine: str) -> dict:
+def map_fingerprint(shape, spacing, method: str, levels, chunk_px: int, halo: int, engine: str,
+                    orientations: int = 1) -> dict:
     """What decides the block maps: a re-run reuses finished blocks only when all agree."""
     levels = asdict(levels) if hasattr(levels, "__dataclass_fields__") else [float(v) for v in levels]
     return {"shape": list(shape), "spacing_um": [float(s) for s in spacing], "method": method, "engine": engine,
-            "levels": levels, "chunk_px": int(chunk_px), "halo_px": int(halo)}
+            "levels": levels, "chunk_px": int(chunk_px), "halo_px": int(halo), "orientations": int(orientations)}
 
 
 def block_done(group, block: Block) -> bool:
@@ -276,7 +277,7 @@ def block_done(group, block: Block) -> bool:
 
 
 def write_block_maps(volume, spacing, block: Block, group, *, method: str, levels, classical_config=None,
-                     engine: str = "auto", support: dict | None = None) -> dict:
+                     engine: str = "auto", support: dict | None = None, orientations: int = 1) -> dict:
     """Segment ``block``'s window, write its core into ``group`` (0 outside ``support``, see
     :func:`keep_support`) and mark the block done.
 
@@ -286,7 +287,7 @@ def write_block_maps(volume, spacing, block: Block, group, *, method: str, level
     # A network runs the whole volume's tiles (those inside the window), not its own.
     grid = None if method == CLASSICAL else ((block.window[0].start, block.window[1].start), volume.shape[1:])
     maps = segment_maps(window, spacing=spacing, method=method, classical_config=classical_config,
-                        engine=engine, levels=levels, grid=grid)
+                        engine=engine, levels=levels, grid=grid, orientations=orientations)
     core = (slice(None), *block.core_in_window)
     out = (slice(None), *block.core)
     cores = {name: data[core].astype(MAP_DTYPE)

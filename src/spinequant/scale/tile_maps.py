@@ -142,11 +142,12 @@ def piece_path(root, dest: str, source: str) -> Path:
 
 
 def write_tile_sums(volume, plan: TilePlan, block: Block, root, *, method: str, levels, engine: str,
-                    skip=frozenset()) -> dict:
+                    skip=frozenset(), orientations: int = 1) -> dict:
     """Run ``block``'s tiles and write their sums' pieces (not those for the cores in ``skip``,
     whose maps are done). Returns ``{"tiles": tiles run, "write_s": seconds spent writing
     the pieces}`` (0 tiles when already done)."""
     from ..segment.neural._malloc import while_predicting
+    from ..segment.neural.orientations import oriented
     from ..segment.neural.predict import default_batch, tile_runner
     from ..segment.neural.tile_sums import run_tile_sums, tiles_window
 
@@ -189,6 +190,7 @@ def write_tile_sums(volume, plan: TilePlan, block: Block, root, *, method: str, 
             pending.append(writer.submit(write, z, origin, sums.copy()))
 
         run, card = tile_runner(engine, method)
+        run = oriented(run, orientations)
         with while_predicting(), ThreadPoolExecutor(1) as writer:
             n = run_tile_sums(image, tiles, ys, xs, run, value_range=levels, normalisation=card.normalisation,
                               sink=sink, batch_size=default_batch(engine))
@@ -250,7 +252,7 @@ def blend_block_maps(plan: TilePlan, block: Block, group, support: dict | None =
 
 
 def run_tile_maps(runner, volume, spacing, plan: TilePlan, group, *, method: str, levels, engine: str,
-                  progress=None, support: dict | None = None) -> dict:
+                  progress=None, support: dict | None = None, orientations: int = 1) -> dict:
     """The maps of every block not done yet, each tile run once (on ``runner``, a
     :class:`~spinequant.scale.execute.BlockRunner`), stored 0 outside ``support``. Returns
     the blocks' task records (``tiles``: with each block's tiles run) and the blocks resumed."""
@@ -261,7 +263,7 @@ def run_tile_maps(runner, volume, spacing, plan: TilePlan, group, *, method: str
                and any(d not in done for d in plan.destinations(b.name))]
     index = {b.name: i for i, b in enumerate(sources)}
     needs = [[index[p[0]] for p in plan.pieces[d.name] if p[0] in index] for d in dests]
-    first = [(volume, plan, b, root, method, levels, engine, done) for b in sources]
+    first = [(volume, plan, b, root, method, levels, engine, done, orientations) for b in sources]
     second = [(plan, b, root, support) for b in dests]
     sums, blends = runner.map_two(_tile_sums_job, first, _blend_job, second, needs=needs,
                                   names=([b.name for b in sources], [b.name for b in dests]),
@@ -271,10 +273,10 @@ def run_tile_maps(runner, volume, spacing, plan: TilePlan, group, *, method: str
 
 def _tile_sums_job(job) -> dict:
     """One block's tiles (a task)."""
-    volume, plan, block, root, method, levels, engine, done = job
+    volume, plan, block, root, method, levels, engine, done, orientations = job
     t = time.perf_counter()
     return {**write_tile_sums(volume, plan, block, root, method=method, levels=levels, engine=engine,
-                              skip=done), **task_record(t)}
+                              skip=done, orientations=orientations), **task_record(t)}
 
 
 def _blend_job(job) -> dict:

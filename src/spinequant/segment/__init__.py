@@ -28,7 +28,7 @@ class SegmentMaps:
 
 def segment_maps(image: np.ndarray, *, spacing, method: str = CLASSICAL, classical_config=None,
                  engine: str = "auto", progress=False, levels=None, grid=None,
-                 head_support: tuple[float, float] | None = None) -> SegmentMaps:
+                 head_support: tuple[float, float] | None = None, orientations: int = 1) -> SegmentMaps:
     """All maps of ``method`` for ``image`` (see :class:`SegmentMaps`).
 
     ``levels`` are the numbers a method otherwise chooses from ``image`` itself: for a network
@@ -49,10 +49,14 @@ def segment_maps(image: np.ndarray, *, spacing, method: str = CLASSICAL, classic
     ``head_support`` (networks with a point head): ``(spine_min, head_min)``, the head map is
     kept only where the spine map or the head map reaches these, and is 0 elsewhere (see
     :func:`~spinequant.segment.neural.predict.predict`).
+
+    ``orientations`` (networks): 1, 4 or 8, the maps averaged over the image's mirror images
+    (4) and quarter turns (8) (:mod:`~spinequant.segment.neural.orientations`).
     """
     dend, spine, diag, *heads = _maps(image, spacing=spacing, method=method,
                                       classical_config=classical_config, engine=engine, progress=progress,
-                                      levels=levels, grid=grid, head_support=head_support)
+                                      levels=levels, grid=grid, head_support=head_support,
+                                      orientations=orientations)
     return SegmentMaps(dend, spine, heads[0] if heads else None, diag)
 
 
@@ -71,7 +75,7 @@ def semantic_maps(image: np.ndarray, *, spacing, method: str = CLASSICAL, classi
 
 
 def _maps(image, *, spacing, method, classical_config, engine, progress, levels=None, grid=None,
-          head_support=None):
+          head_support=None, orientations=1):
     if method == CLASSICAL:
         from dataclasses import asdict
 
@@ -90,8 +94,8 @@ def _maps(image, *, spacing, method, classical_config, engine, progress, levels=
         dend, spine, *heads = predict_plane(predict, image, spacing=spacing,
                                             model_z_um=card.voxel_size_um[0], model=method,
                                             engine=engine, progress=progress, value_range=levels,
-                                            head_support=head_support)
-        return (dend, spine, network_diagnostics(card, method, engine), *heads)
+                                            head_support=head_support, orientations=orientations)
+        return (dend, spine, network_diagnostics(card, method, engine, orientations), *heads)
     bodies = unsearched = None
     if levels is None:
         from .neural.bodies import body_search_skipped, levels_and_bodies
@@ -99,18 +103,20 @@ def _maps(image, *, spacing, method, classical_config, engine, progress, levels=
         levels, bodies = levels_and_bodies(image, card.normalisation, spacing=spacing)
         unsearched = body_search_skipped(np.shape(image), spacing, card.normalisation)
     dend, spine, *heads = predict(image, spacing=spacing, model=method, engine=engine, progress=progress,
-                                  value_range=levels, grid=grid, head_support=head_support, bodies=bodies)
-    diag = network_diagnostics(card, method, engine)
+                                  value_range=levels, grid=grid, head_support=head_support, bodies=bodies,
+                                  orientations=orientations)
+    diag = network_diagnostics(card, method, engine, orientations)
     if bodies is not None or unsearched is not None:
         diag["cell_bodies"] = unsearched or bodies.summary(spacing)
     return (dend, spine, diag, *heads)
 
 
-def network_diagnostics(card, method: str, engine: str) -> dict:
+def network_diagnostics(card, method: str, engine: str, orientations: int = 1) -> dict:
     """What a run records of the network that made its maps (``card``: its model card)."""
     # The weights' checksum pins the exact model a run used.
     diag = {"model": method, "model_name": card.name, "model_sha256": card.sha256,
-            "model_voxel_size_um": list(card.voxel_size_um), "engine": engine}
+            "model_voxel_size_um": list(card.voxel_size_um), "engine": engine,
+            "orientations": int(orientations)}
     if engine == "onnx":
         diag["onnx_sha256"] = card.onnx["sha256"]
     return diag

@@ -15,6 +15,7 @@ from . import specs
 from .card import ModelCard, load_model, read_card, resolve
 from .bodies import levels_and_bodies
 from .normalise import normalise
+from .orientations import check_orientations, oriented
 from .resample import model_shape, resize_window, to_input_grid, to_model_grid, window_span
 from ._malloc import while_predicting
 from .threads import torch_threads
@@ -33,7 +34,7 @@ def predict(image: np.ndarray, *, spacing, model: str | os.PathLike | tuple | No
             threads: int | None = None,
             value_range: tuple[float, float] | None = None, grid=None,
             dtype=np.float16, head_support: tuple[float, float] | None = None,
-            bodies=None) -> tuple[np.ndarray, ...]:
+            bodies=None, orientations: int = 1) -> tuple[np.ndarray, ...]:
     """Segment dendrites and spines with a neural network.
 
     The stack is normalised as the model card says (percentiles), resampled to the voxel size
@@ -94,6 +95,12 @@ def predict(image: np.ndarray, *, spacing, model: str | os.PathLike | tuple | No
         objects read it at, :func:`spinequant.instances.heads.head_map_support`), in a volume
         resident only there: ~34 MiB instead of 202 on a 101 x 1024 x 1024 stack. A stack
         resampled to the model's voxel size, or a 3D network, keeps the whole map.
+    orientations : {1, 4, 8}
+        Average the maps over this many orientations of every tile in y/x (test-time
+        augmentation, :mod:`.orientations`): 4 adds the mirror images, 8 the quarter turns
+        too. The maps of a mirrored or turned image are then close to those of the image,
+        mirrored or turned (not equal: the tiles lie elsewhere on it); each orientation costs
+        one pass of the network.
 
     Returns
     -------
@@ -109,20 +116,23 @@ def predict(image: np.ndarray, *, spacing, model: str | os.PathLike | tuple | No
         )
     spacing = check_spacing(spacing)
     check_image_values(image, where="the image")
+    orientations = check_orientations(orientations)
     engine = choose_engine(model, engine, device)
     # The engine and its buffers are gone when while_predicting hands freed memory back.
     with torch_threads(threads), while_predicting():
         return _predict_with(engine, image, spacing, model, device=device, channels_last=channels_last,
                              compile=compile, threads=threads, batch_size=batch_size, progress=progress,
+                             orientations=orientations,
                              tile_size=tile_size, overlap=overlap, value_range=value_range, grid=grid,
                              dtype=np.dtype(dtype), head_support=head_support, bodies=bodies)
 
 
 def _predict_with(engine, image, spacing, model, *, device, channels_last, compile, threads, batch_size,
-                  **options):
+                  orientations=1, **options):
     run, card = tile_runner(engine, model, device=device, channels_last=channels_last, compile=compile,
                             threads=threads)
-    return _predict(image, spacing, run, card, batch_size=batch_size or default_batch(engine), **options)
+    return _predict(image, spacing, oriented(run, orientations), card,
+                    batch_size=batch_size or default_batch(engine), **options)
 
 
 def default_batch(engine: str) -> int:
