@@ -46,11 +46,12 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.count_nonzero(a & b) / union) if union else 1.0
 
 
-def evaluate_one(phantom, method: str) -> dict:
+def evaluate_one(phantom, method: str, orientations: int | None = None) -> dict:
     t = time.perf_counter()
     # the whole of analyze but its exports: a model with a learnt spine confidence decides which
     # candidates are spines from their measurements
-    inst = analyze(phantom.image, spacing=phantom.spacing, config=AnalyzeConfig(method=method, report=False),
+    inst = analyze(phantom.image, spacing=phantom.spacing, config=AnalyzeConfig(method=method, report=False,
+                                                                                 orientations=orientations),
                    keep_maps=False)
     seconds = time.perf_counter() - t
     det = match_spine_objects(inst.spine_labels, phantom.spine_labels, spacing=phantom.spacing)
@@ -70,14 +71,14 @@ def method_label(method: str) -> str:
     return p.parent.name if p.name == "model.json" else p.stem if p.is_file() else p.name
 
 
-def run(methods, n: int, shape, presets=PRESETS, overrides=None) -> pd.DataFrame:
+def run(methods, n: int, shape, presets=PRESETS, overrides=None, orientations: int | None = None) -> pd.DataFrame:
     rows = []
     for preset in presets:
         phantoms = [make_phantom(preset, seed=s, shape=shape, **(overrides or {})) for s in SEEDS[:n]]
         resolvable = sum(int(resolvable_heads(ph.spines[["head_z_um", "head_y_um", "head_x_um"]],
                                               ph.params["imaging"]["psf_fwhm_um"]).sum()) for ph in phantoms)
         for method in methods:
-            per = [evaluate_one(ph, method) for ph in phantoms]
+            per = [evaluate_one(ph, method, orientations) for ph in phantoms]
             tp = sum(p["tp"] for p in per)
             n_pred = sum(p["n_pred"] for p in per)
             n_true = sum(p["n_true"] for p in per)
@@ -106,15 +107,19 @@ def main(argv=None) -> None:
     parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
     parser.add_argument("--phantom-set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="phantom settings, e.g. n_somata=(1,1)")
+    parser.add_argument("--orientations", type=int, choices=(1, 4, 8), default=None,
+                        help="networks: average the maps over this many orientations (default: analyze's, 1 for stacks)")
     parser.add_argument("--out", default=str(RESULTS / "accuracy"), help="output path without extension")
     args = parser.parse_args(argv)
     overrides = {k: ast.literal_eval(v) for k, _, v in (item.partition("=") for item in args.phantom_set)}
-    table = run(args.methods, args.n, tuple(args.shape) if args.shape else None, args.presets, overrides)
+    table = run(args.methods, args.n, tuple(args.shape) if args.shape else None, args.presets, overrides,
+                args.orientations)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out.with_suffix(".csv"), index=False)
     header = (f"Accuracy on phantoms (seeds {SEEDS[:args.n]}, preset shapes"
-              f"{', ' + ', '.join(args.phantom_set) if args.phantom_set else ''}), {date.today()}, "
+              f"{', ' + ', '.join(args.phantom_set) if args.phantom_set else ''}"
+              f"{f', maps averaged over {args.orientations} orientations' if args.orientations else ''}), {date.today()}, "
               f"{platform.machine()} {platform.processor() or ''}, spinequant benchmarks/accuracy.py\n\n")
     out.with_suffix(".md").write_text(header + markdown(table))
     print()
