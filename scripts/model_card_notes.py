@@ -33,7 +33,7 @@ NOTES = {
         "limitations": (
             "Learnt from 2D two-photon projections (dendritic2, spine_types) and spinequant "
             "phantoms: no real 3D annotations, no EM, no cultured-neuron or widefield images. "
-            "Recall 0.75 and precision 0.75 on held-out real projections (dendritic2), below human "
+            "Recall 0.76 and precision 0.76 on held-out real projections (dendritic2), below human "
             "raters (about 0.8-0.9). Bright spots on the shaft (spines seen end-on in a projection, "
             "but also varicosities) are often called spines. The learnt confidence was fitted on 2D "
             "real images and 3D phantoms: no real 3D annotations. The pixel size must be right "
@@ -49,17 +49,17 @@ NOTES = {
                               candidates_2d="min_volume_um3 0, noise_volume_um3 0, max_distance_to_dendrite_um 1000 "
                                             "(calibration.candidate_instances_2d)"),
         "benchmarks": {
-            "real2d": {"command": REAL2D, "date": "2026-12-04", "matching": MATCH,
+            "real2d": {"command": REAL2D, "date": "2026-12-05", "matching": MATCH,
                        "pixel_size": "dendritic2 read at 0.09 µm (judged from the shaft width; the network "
                                      "learnt its fields at 0.075 µm, docs/real_data.md)",
-                       "dendritic2_valid_distinct": {"images": 136, "spines": 4148, "precision": 0.747,
-                                                     "recall": 0.746, "f1": 0.747},
-                       "spine_types_val": {"images": 15, "spines": 102, "precision": 1.000, "recall": 0.990,
-                                           "f1": 0.995, "f1_with_type": 0.798},
-                       "ece": {"dendritic2": 0.018, "spine_types": 0.025},
-                       "head_map_alone": {"dendritic2_f1": 0.714, "spine_types_f1": 0.990}},
-            "phantoms": {"command": PHANTOMS, "date": "2026-12-04", "matching": MATCH,
-                         "spine_f1": {"two_photon": 0.74, "confocal": 0.82, "sted": 0.83, "low_snr": 0.63}},
+                       "dendritic2_valid_distinct": {"images": 136, "spines": 4148, "precision": 0.756,
+                                                     "recall": 0.757, "f1": 0.757},
+                       "spine_types_val": {"images": 15, "spines": 102, "precision": 0.990, "recall": 1.000,
+                                           "f1": 0.995, "f1_with_type": 0.820},
+                       "ece": {"dendritic2": 0.012, "spine_types": 0.013},
+                       "head_map_alone": {"dendritic2_f1": 0.722, "spine_types_f1": 0.986}},
+            "phantoms": {"command": PHANTOMS, "date": "2026-12-05", "matching": MATCH,
+                         "spine_f1": {"two_photon": 0.73, "confocal": 0.83, "sted": 0.82, "low_snr": 0.63}},
         },
     },
     "lean2d": {
@@ -68,15 +68,15 @@ NOTES = {
             "0.05-0.2 µm pixels; the earlier default, learnt from phantoms only. Kept for "
             "comparison and for fine-tuning on 3D annotations (spinequant train --from lean2d)."),
         "limitations": (
-            "Learnt only from spinequant phantoms: on real annotated projections F1 is 0.50 "
-            "(dendritic2) and 0.72 (spine_types), against 0.75 and 0.995 for lean2d_real. No head "
+            "Learnt only from spinequant phantoms: on real annotated projections F1 is 0.51 "
+            "(dendritic2) and 0.76 (spine_types), against 0.76 and 0.995 for lean2d_real. No head "
             "map, so no per-spine confidence. Sensitive to the stated pixel size (F1 changes by "
             "0.08 at 1.33x)."),
         "spine_objects": dataclasses.asdict(NEURAL_INSTANCES),
         "benchmarks": {
-            "real2d": {"command": REAL2D, "date": "2026-12-01", "matching": MATCH,
-                       "dendritic2_valid_distinct": {"precision": 0.42, "recall": 0.63, "f1": 0.50},
-                       "spine_types_val": {"precision": 0.56, "recall": 1.00, "f1": 0.72, "f1_with_type": 0.32}},
+            "real2d": {"command": REAL2D, "date": "2026-12-05", "matching": MATCH,
+                       "dendritic2_valid_distinct": {"precision": 0.42, "recall": 0.65, "f1": 0.51},
+                       "spine_types_val": {"precision": 0.61, "recall": 1.00, "f1": 0.76, "f1_with_type": 0.37}},
             "phantoms": {"command": PHANTOMS, "date": "2026-12-01", "matching": MATCH,
                          "spine_f1": {"two_photon": 0.63, "confocal": 0.78, "sted": 0.80, "low_snr": 0.56}},
         },

@@ -342,6 +342,23 @@ def test_base_values_read_by_tiles_equal_the_whole_volume_ones():
     np.testing.assert_array_equal(got, ref)
 
 
+def test_a_base_half_way_between_voxels_is_read_at_the_same_voxel_whatever_its_last_bit():
+    # 14.147 µm / 0.094 µm is 150.5 voxels: the same spine measured on a block of a volume and
+    # on the whole image came one bit apart, and the smoothed image was read at voxels 150 and
+    # 151 (a confidence 0.01 apart in test_a_volume_above_the_whole_export_size_...)
+    import pandas as pd
+
+    from spinequant.pipeline.spine_confidence import base_voxels, smoothed_at
+
+    x = np.array([14.147, np.nextafter(14.147, 0), np.nextafter(14.147, 20), 14.147 + 0.0471])
+    assert len({v / 0.094 for v in x[:3]}) > 1                          # the bits do differ
+    spines = pd.DataFrame({"base_y_um": np.full(4, 2.35), "base_x_um": x})
+    assert base_voxels(spines, (0.094, 0.094), "yx").tolist() == [[25, 150]] * 3 + [[25, 151]]
+    image = np.random.default_rng(0).gamma(2.0, 300.0, (50, 300)).astype(np.float32)
+    values = smoothed_at(image, spines, (0.094, 0.094))
+    assert values[0] == values[1] == values[2] != values[3]
+
+
 def test_rerun_skips_finished_blocks_and_cli(zarr_stack, tmp_path):
     out = tmp_path / "out"
     args = ["analyze", str(zarr_stack), "--out", str(out), "--chunked", "--chunk-size", "256",

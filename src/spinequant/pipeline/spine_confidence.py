@@ -152,6 +152,18 @@ def _dendrite_statistics(image, dendrite_labels):
 BASE_SMOOTHING_UM = 0.5
 
 
+def base_voxels(spines: pd.DataFrame, spacing, axes: str = "zyx") -> np.ndarray:
+    """Each spine's base point as the index of its nearest voxel (NaN rows where it has none).
+
+    A base often lies half-way between voxels (``base_x_um / spacing`` is k + 0.5), where the
+    last bit of the µm value would choose the voxel: the same spine measured on a block of a
+    volume or on the whole image picked neighbouring voxels. Rounded to 1e-6 voxel first, so
+    that such a point always goes to the same one (to even, as ``np.round``)."""
+    spacing = np.asarray(spacing, dtype=float)
+    return np.column_stack([np.round(np.round(spines[f"base_{a}_um"].to_numpy(float) / s, 6))
+                            for a, s in zip(axes, spacing)])
+
+
 def smoothed_at(image, spines: pd.DataFrame, spacing, read=None) -> np.ndarray:
     """The image smoothed over :data:`BASE_SMOOTHING_UM` at each spine's base point (NaN where
     it has none). Each point is smoothed on a window wider than the filter's reach, which gives
@@ -166,7 +178,7 @@ def smoothed_at(image, spines: pd.DataFrame, spacing, read=None) -> np.ndarray:
     sigma = BASE_SMOOTHING_UM / spacing
     reach = np.ceil(4.0 * sigma).astype(int) + 1          # scipy's default truncate is 4 sigma
     axes = "zyx"[-len(image.shape):]
-    points = np.column_stack([np.round(spines[f"base_{a}_um"].to_numpy(float) / s) for a, s in zip(axes, spacing)])
+    points = base_voxels(spines, spacing, axes)
     for k, p in enumerate(points):
         if not np.isfinite(p).all():
             continue

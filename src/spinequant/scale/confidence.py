@@ -21,7 +21,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from ..pipeline.spine_confidence import BASE_SMOOTHING_UM, PERCENTILE_SAMPLE, ImageStatistics, smoothed_at
+from ..pipeline.spine_confidence import BASE_SMOOTHING_UM, PERCENTILE_SAMPLE, ImageStatistics, base_voxels, smoothed_at
 from .maps import read_region, read_tiles, strided_voxels
 from .streamed import exact_histogram_dtype, median, ranks_from_histogram, value_histogram
 
@@ -117,7 +117,7 @@ def tiled_base_values(image, spines: pd.DataFrame, spacing, *, runner=None, tile
         return out
     sp = np.asarray(spacing, float)
     shape = np.array(image.shape)
-    grid = np.column_stack([np.round(spines[f"base_{a}_um"].to_numpy(float) / s) for a, s in zip("zyx", sp)])
+    grid = base_voxels(spines, sp)
     valid = np.isfinite(grid).all(axis=1)
     points = np.clip(np.nan_to_num(grid).astype(np.int64), 0, shape - 1)
     reach = np.ceil(4.0 * BASE_SMOOTHING_UM / sp).astype(int) + 1     # smoothed_at's window
