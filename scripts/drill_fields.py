@@ -6,6 +6,11 @@
     .venv/bin/python scripts/drill_fields.py train --name drill32 --widen-from src/spinequant/models/lean2d_real.json
     # score each by its head map alone on those fields and on the distinct validation fields
     .venv/bin/python scripts/drill_fields.py score work/drill/drill16/model.json work/drill/drill32/model.json
+    # which augmentation the drill cannot absorb: rotations and flips only, or scale jitter only,
+    # scored on the fields as given (one orientation) as well as with analyze's eight
+    .venv/bin/python scripts/drill_fields.py train --name drill16_rot --scale-jitter 1 --init src/spinequant/models/lean2d_real.json
+    .venv/bin/python scripts/drill_fields.py train --name drill16_scale --no-rotate --init src/spinequant/models/lean2d_real.json
+    .venv/bin/python scripts/drill_fields.py score work/drill/drill16_*/model.json --drilled-only --orientations 1
 
 Session 8 drilled the network on 28 training fields: with augmentation it reproduced their
 marks at F1 0.78 only, without augmentation at 0.93, so it can hold the marks pixel for pixel
@@ -60,7 +65,8 @@ def train_drill(args) -> None:
         arch = {**architecture(arch), "base_filters": 2 * architecture(arch)["base_filters"]}
         init = trm.widen(Path(args.work) / f"{args.name}-init", arch, args.widen_from, seed=args.seed)
     # the installed recipe's augmentation (rotation, flips, scale jitter 1.4, no intensity changes)
-    augment = (dataclasses.replace(AugmentConfig(), scale_jitter=1.4, **trm.INTENSITY["off"])
+    augment = (dataclasses.replace(AugmentConfig(), scale_jitter=args.scale_jitter, rotate=args.rotate,
+                                   flip=args.rotate, **trm.INTENSITY["off"])
                if args.augment else AugmentConfig.off())
     config = TrainConfig(
         architecture=arch, tile_size=args.tile, batch_size=args.batch, steps_per_epoch=args.steps,
@@ -97,6 +103,8 @@ def score(args) -> None:
             best = None
             for t in THRESHOLDS:
                 config = real2d.run_config(model, raw_threshold=t)
+                if args.orientations:
+                    config = dataclasses.replace(config, orientations=args.orientations)
                 tp = n_pred = n_true = 0
                 for im in images:
                     pts, _, _ = real2d.detect(im.image, im.pixel_um, config)
@@ -131,12 +139,16 @@ def main() -> None:
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--no-augment", dest="augment", action="store_false",
                     help="no rotation, flip or scaling (intensity changes are off either way, as installed)")
+    tr.add_argument("--scale-jitter", type=float, default=1.4, help="pixel size x U(1/j, j); 1 = none")
+    tr.add_argument("--no-rotate", dest="rotate", action="store_false", help="no rotation and no flips")
     tr.add_argument("--dendritic2-um", type=float, default=0.075, help="pixel size the fields are read at in training")
     tr.add_argument("--work", default="work/drill")
     sc = sub.add_parser("score")
     sc.add_argument("models", nargs="+")
     sc.add_argument("--fields", type=int, default=28)
     sc.add_argument("--drilled-only", action="store_true", help="score the drilled fields only")
+    sc.add_argument("--orientations", type=int, default=None,
+                    help="orientations averaged (analyze's default for 2D, eight, unless given)")
     args = ap.parse_args()
     train_drill(args) if args.command == "train" else score(args)
 
