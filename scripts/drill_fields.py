@@ -6,10 +6,11 @@
     .venv/bin/python scripts/drill_fields.py train --name drill32 --widen-from src/spinequant/models/lean2d_real.json
     # score each by its head map alone on those fields and on the distinct validation fields
     .venv/bin/python scripts/drill_fields.py score work/drill/drill16/model.json work/drill/drill32/model.json
-    # which augmentation the drill cannot absorb: rotations and flips only, or scale jitter only,
+    # which augmentation the drill cannot absorb: rotations and flips, quarter turns and flips, or scale jitter alone,
     # scored on the fields as given (one orientation) as well as with analyze's eight
     .venv/bin/python scripts/drill_fields.py train --name drill16_rot --scale-jitter 1 --init src/spinequant/models/lean2d_real.json
     .venv/bin/python scripts/drill_fields.py train --name drill16_scale --no-rotate --init src/spinequant/models/lean2d_real.json
+    .venv/bin/python scripts/drill_fields.py train --name drill16_quarter --right-angles --scale-jitter 1 --init src/spinequant/models/lean2d_real.json
     .venv/bin/python scripts/drill_fields.py score work/drill/drill16_*/model.json --drilled-only --orientations 1
 
 Session 8 drilled the network on 28 training fields: with augmentation it reproduced their
@@ -66,7 +67,8 @@ def train_drill(args) -> None:
         init = trm.widen(Path(args.work) / f"{args.name}-init", arch, args.widen_from, seed=args.seed)
     # the installed recipe's augmentation (rotation, flips, scale jitter 1.4, no intensity changes)
     augment = (dataclasses.replace(AugmentConfig(), scale_jitter=args.scale_jitter, rotate=args.rotate,
-                                   flip=args.rotate, **trm.INTENSITY["off"])
+                                   flip=args.rotate, right_angles=args.right_angles,
+                                   **trm.INTENSITY["off"])
                if args.augment else AugmentConfig.off())
     config = TrainConfig(
         architecture=arch, tile_size=args.tile, batch_size=args.batch, steps_per_epoch=args.steps,
@@ -140,6 +142,7 @@ def main() -> None:
     tr.add_argument("--no-augment", dest="augment", action="store_false",
                     help="no rotation, flip or scaling (intensity changes are off either way, as installed)")
     tr.add_argument("--scale-jitter", type=float, default=1.4, help="pixel size x U(1/j, j); 1 = none")
+    tr.add_argument("--right-angles", action="store_true", help="rotate by quarter turns only")
     tr.add_argument("--no-rotate", dest="rotate", action="store_false", help="no rotation and no flips")
     tr.add_argument("--dendritic2-um", type=float, default=0.075, help="pixel size the fields are read at in training")
     tr.add_argument("--work", default="work/drill")
