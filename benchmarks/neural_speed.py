@@ -4,7 +4,9 @@
 
 1. Tiles per second for 128 x 128 tiles (batch 16) through DeepD3's architectures (32, 16 and
    8 base filters, rebuilt in PyTorch) and ours (lean2d: depthwise-separable convolutions at
-   half resolution, one neighbouring plane each side). Each network is timed in PyTorch with
+   half resolution, one neighbouring plane each side; lean2d_points_p4m: filters shared over the
+   grid's eight orientations, four fields each). Each network, batch norm folded into its
+   convolutions as ``predict`` runs it, is timed in PyTorch with
    and without channels_last (the better one is reported) and, when onnxruntime is
    installed, in ONNX Runtime; the median of repeated runs is reported.
 2. End to end: ``predict`` on a 101 x 1024 x 1024 stack at the model's own voxel size
@@ -27,9 +29,9 @@ import numpy as np
 import torch
 
 from spinequant.segment.neural import ModelCard, available_models, build, predict, save_model
-from spinequant.segment.neural.architectures import PRESETS, architecture
+from spinequant.segment.neural.architectures import PRESETS, architecture, fuse_for_inference
 
-NETS = ["deepd3_32", "deepd3_16", "deepd3_8", "lean2d", "lean2d_points"]
+NETS = ["deepd3_32", "deepd3_16", "deepd3_8", "lean2d", "lean2d_points", "lean2d_points_p4m"]
 
 
 def tiles_per_second(name: str, *, seconds: float, batch: int = 16) -> tuple[float, bool]:
@@ -37,7 +39,7 @@ def tiles_per_second(name: str, *, seconds: float, batch: int = 16) -> tuple[flo
     channels = 2 * spec.get("z_context", 0) + 1
     best = (0.0, False)
     for channels_last in (False, True):
-        net = build(spec).eval()
+        net = fuse_for_inference(build(spec))   # as predict runs it: batch norm folded, shared filters expanded
         x = torch.randn(batch, channels, 128, 128)
         if channels_last:
             net = net.to(memory_format=torch.channels_last)

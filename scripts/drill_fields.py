@@ -70,8 +70,14 @@ def train_drill(args) -> None:
                                    flip=args.rotate, right_angles=args.right_angles,
                                    **trm.INTENSITY["off"])
                if args.augment else AugmentConfig.off())
+    like = {}
+    if init is None:   # from scratch: the installed network's pixel size and normalisation
+        from spinequant.segment.neural.card import read_card
+        from spinequant.segment.neural.normalise import NormaliseConfig
+        card = read_card(args.like)
+        like = dict(voxel_size_um=tuple(card.voxel_size_um), normalisation=NormaliseConfig(**card.normalisation))
     config = TrainConfig(
-        architecture=arch, tile_size=args.tile, batch_size=args.batch, steps_per_epoch=args.steps,
+        **like, architecture=arch, tile_size=args.tile, batch_size=args.batch, steps_per_epoch=args.steps,
         epochs=args.epochs, learning_rate=args.lr, lr_constant_epochs=args.epochs // 2, lr_decay=0.05,
         loss="points", patience=args.epochs, val_patches=64, num_threads=args.threads,
         max_minutes=args.minutes, seed=args.seed, augment=augment)
@@ -129,7 +135,10 @@ def main() -> None:
     tr.add_argument("--name", required=True)
     tr.add_argument("--init", default=None, help="start from this point-head model")
     tr.add_argument("--widen-from", default=None, help="start from this model's function at twice its width")
-    tr.add_argument("--architecture", default="lean2d_points")
+    tr.add_argument("--architecture", default="lean2d_points",
+                    help="a preset (lean2d_points_p4m: filters shared over quarter turns and mirrors)")
+    tr.add_argument("--like", default="src/spinequant/models/lean2d_real.json",
+                    help="without --init: take the pixel size and normalisation of this model")
     tr.add_argument("--fields", type=int, default=28)
     tr.add_argument("--epochs", type=int, default=60)
     tr.add_argument("--steps", type=int, default=40)

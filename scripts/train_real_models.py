@@ -121,18 +121,25 @@ def parse_overrides(items) -> dict:
     return out
 
 
+def carries_lean2d(arch) -> bool:
+    """Whether lean2d's weights fit a network of architecture ``arch``."""
+    spec, base = architecture(arch), architecture("lean2d_points")
+    return all(spec[k] == base[k] for k in ("base_filters", "depth", "symmetry"))
+
+
 def warm_start(out: Path, arch) -> Path:
     """A point-head model carrying the shipped lean2d's weights (its new head untrained); a
     network of another width starts from random weights, with lean2d's pixel size and
-    normalisation."""
+    normalisation (so does a network with filters shared over orientations, lean2d_points_p4m)."""
     base_net, base = load_model("lean2d")
     spec = architecture(arch)
     net = build(spec)
-    if spec["base_filters"] == base.architecture["base_filters"]:
+    if carries_lean2d(spec):
         missing, unexpected = net.load_state_dict(base_net.state_dict(), strict=False)
         assert not unexpected and all(k.startswith("point_head") for k in missing), (missing, unexpected)
     else:
-        print(f"{spec['base_filters']} base filters: starting from random weights", flush=True)
+        print(f"{spec['base_filters']} base filters, symmetry {spec['symmetry']}: starting from random weights",
+              flush=True)
     card = ModelCard(name="warm-start", architecture=spec, voxel_size_um=base.voxel_size_um,
                      normalisation=base.normalisation, tile_size=base.tile_size,
                      tile_overlap=base.tile_overlap)
@@ -314,7 +321,8 @@ def main() -> None:
                                                      **INTENSITY[args.intensity]))
     crops_note = {"scaled": f"read at {DENDRITIC2_CROP_UM} µm", "drop": "left out",
                   "as-fields": f"read at {DENDRITIC2_UM} µm"}
-    description = (f"warm-started from {args.init or 'lean2d'}; {len(d2)} real two-photon projections with spine-head points "
+    start = args.init or ("lean2d" if carries_lean2d(args.architecture) else "random weights")
+    description = (f"warm-started from {start}; {len(d2)} real two-photon projections with spine-head points "
                    f"(fields read at {DENDRITIC2_UM} µm) "
                    f"(zoomed crops {crops_note[args.crops]}) "
                    f"(dendritic2/train, SpineDetector 'Dendritic2' v2, CC BY 4.0), {len(st)} real images with "

@@ -18,6 +18,7 @@ from spinequant.segment.neural.predict import choose_engine  # noqa: E402
 
 TINY_2D = {"kind": "dual_unet2d", "base_filters": 4, "depth": 2, "separable": True,
            "space_to_depth": 2, "z_context": 1}
+TINY_P4M = {**TINY_2D, "base_filters": 8, "point_head": True, "symmetry": "p4m"}
 TINY_3D = {"kind": "unet3d", "base_filters": 2, "depth": 2, "aniso_stages": 1}
 
 
@@ -33,7 +34,7 @@ def _saved(tmp_path, spec=TINY_2D, seed=1):
     return tmp_path / "tiny.json"
 
 
-@pytest.mark.parametrize("spec, shape", [(TINY_2D, (7, 90, 75)), (TINY_3D, (9, 40, 33))])
+@pytest.mark.parametrize("spec, shape", [(TINY_2D, (7, 90, 75)), (TINY_P4M, (5, 90, 75)), (TINY_3D, (9, 40, 33))])
 def test_onnx_engine_gives_the_pytorch_maps(tmp_path, spec, shape):
     card = _saved(tmp_path, spec)
     onnx_path = export_onnx(card)

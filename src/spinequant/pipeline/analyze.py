@@ -99,7 +99,9 @@ class AnalyzeConfig:
         for a 2D image (the maps of a turned or mirrored image are then those of the image,
         turned or mirrored, and spines are found a little better; docs/real_data.md) and 1
         for a stack (eight passes of the network over a stack cost more than they gain
-        there). The run records the value used.
+        there) or for a network that shares its filters over the orientations (architecture
+        symmetry "p4m", whose maps turn with the image by construction). The run records the
+        value used.
     """
 
     method: str = DEFAULT_METHOD
@@ -260,8 +262,17 @@ def _orientations(config: AnalyzeConfig, ndim: int) -> int:
                 f"mirrored copies of the image; the classical method has no network. Leave the option out.")
         return 1
     if config.orientations is None:
-        return 8 if ndim == 2 else 1
+        return 8 if ndim == 2 and not _turns_with_the_image(config.method) else 1
     return config.orientations
+
+
+def _turns_with_the_image(method: str) -> bool:
+    """Whether the network ``method`` shares its filters over the grid's orientations (p4m):
+    its maps of a turned image are already its turned maps, and more passes repeat them."""
+    from ..segment.neural.card import read_card
+    from ..segment.neural.specs import architecture
+
+    return architecture(read_card(method).architecture).get("symmetry") == "p4m"
 
 
 def candidate_instances(calibration: dict, ndim: int) -> dict:

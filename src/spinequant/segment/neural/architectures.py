@@ -12,6 +12,9 @@
   ``point_head`` adds a third output from the spine decoder: a heatmap of spine-head centres,
   trained on point annotations (a Gaussian around each annotated head, as point-supervised spot
   detectors such as Spotiflow do), whose peaks are the detected spines.
+  ``symmetry`` = "p4m" shares every filter over the eight orientations of the pixel grid
+  (:mod:`.group_layers`): the same graph, with ``base_filters`` counting channels (eight per
+  field), so that a turned or mirrored image gives the turned or mirrored maps exactly.
 * ``unet3d`` -- 3D U-Net after Vidaurre-Gallart et al. (2022): two 3x3x3 convolutions with
   ReLU per stage, max pooling that leaves z alone in the first ``aniso_stages`` stages (thick
   z steps), transposed convolutions to upsample, reflective padding, three classes
@@ -30,6 +33,8 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from . import group_layers as G
+
 # The architecture dicts and their tile geometry need no torch (an ONNX run reads them too).
 from .specs import PRESETS, architecture, multiple_of, n_outputs, z_multiple_of  # noqa: F401
 
@@ -39,6 +44,11 @@ def build(spec: str | dict) -> nn.Module:
     spec = architecture(spec)
     args = {k: v for k, v in spec.items() if k != "kind"}
     if spec["kind"] == "dual_unet2d":
+        symmetry = args.pop("symmetry")
+        if symmetry == "p4m":
+            return P4MDualUNet2D(**args)
+        if symmetry != "none":
+            raise ValueError(f"unknown symmetry {symmetry!r} (known: 'none', 'p4m')")
         return DualUNet2D(**args)
     if spec["kind"] == "unet3d":
         return UNet3D(**args)
@@ -136,6 +146,63 @@ class DualUNet2D(nn.Module):
         return torch.cat(outs, dim=1)
 
 
+class P4MDualUNet2D(DualUNet2D):
+    """:class:`DualUNet2D` with group convolutions over p4m: the same layers in the same order
+    (so its forward pass, batch-norm fusion and ONNX export are the plain network's once
+    :func:`.group_layers.materialise` has expanded the shared filters). Widths are channels,
+    eight per field; the first block lifts the images to fields with a full (not separable)
+    convolution, as a depthwise filter on a scalar image cannot be turned with it."""
+
+    def __init__(self, base_filters=32, depth=3, separable=True, space_to_depth=2, z_context=1,
+                 padding_mode="zeros", point_head=False):
+        nn.Module.__init__(self)
+        if base_filters % G.ORDER:
+            raise ValueError(f"a p4m network needs base_filters divisible by {G.ORDER}, not {base_filters}")
+        if padding_mode != "zeros":
+            raise ValueError("a p4m network pads with zeros")
+        self.s2d = int(space_to_depth)
+        planes = 2 * z_context + 1
+        fields = [base_filters // G.ORDER * 2 ** i for i in range(depth)]
+
+        def conv_bn(cin, cout, act=True):
+            convs = ([G.GroupDepthwise(cin), G.GroupConv(cin, cout, 1)] if separable
+                     else [G.GroupConv(cin, cout, 3)])
+            return nn.Sequential(*convs, G.GroupBatchNorm(cout), *([nn.SiLU(inplace=True)] if act else []))
+
+        def block(cin, cout, first):
+            res = ResidualBlock.__new__(ResidualBlock)
+            nn.Module.__init__(res)
+            if first:
+                res.body = nn.Sequential(
+                    nn.Sequential(G.LiftConv(planes, cout, 3, self.s2d), G.GroupBatchNorm(cout), nn.SiLU(inplace=True)),
+                    conv_bn(cout, cout, act=False))
+                res.skip = G.LiftConv(planes, cout, 1, self.s2d)
+            else:
+                res.body = nn.Sequential(conv_bn(cin, cout), conv_bn(cout, cout, act=False))
+                res.skip = nn.Identity() if cin == cout else G.GroupConv(cin, cout, 1)
+            return res
+
+        self.encoder = nn.ModuleList()
+        cin = None
+        for f in fields:
+            self.encoder.append(block(cin, f, first=cin is None))
+            cin = f
+        latent = base_filters // G.ORDER * 2 ** depth
+        self.latent = block(cin, latent, first=False)
+        self.decoders = nn.ModuleList()
+        for _ in range(2):
+            dec = Decoder.__new__(Decoder)
+            nn.Module.__init__(dec)
+            dec.blocks = nn.ModuleList()
+            cin = latent
+            for f in reversed(fields):
+                dec.blocks.append(nn.Sequential(conv_bn(cin + f, f), conv_bn(f, f)))
+                cin = f
+            self.decoders.append(dec)
+        self.heads = nn.ModuleList(G.InvariantHead(fields[0], 1, self.s2d) for _ in range(2))
+        self.point_head = G.InvariantHead(fields[0], 1, self.s2d) if point_head else None
+
+
 class UNet3D(nn.Module):
     """3D U-Net with anisotropic pooling and three output classes."""
 
@@ -177,7 +244,7 @@ class UNet3D(nn.Module):
 def fuse_for_inference(net: nn.Module) -> nn.Module:
     """A copy of ``net`` (eval mode) with every batch norm folded into the convolution before
     it: the same outputs, one memory pass less per layer."""
-    net = copy.deepcopy(net).eval()
+    net = G.materialise(copy.deepcopy(net).eval())
     for mod in net.modules():
         if isinstance(mod, nn.Sequential):
             for i in range(len(mod) - 1):

@@ -20,6 +20,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "lean2d_points_deep": {"kind": "dual_unet2d", "base_filters": 16, "depth": 4,
                            "separable": True, "space_to_depth": 2, "z_context": 1,
                            "point_head": True},
+    # filters shared over quarter turns and mirror images: 4 fields x 8 orientations
+    "lean2d_points_p4m": {"kind": "dual_unet2d", "base_filters": 32, "depth": 3, "separable": True,
+                          "space_to_depth": 2, "z_context": 1, "point_head": True, "symmetry": "p4m"},
     "unet3d": {"kind": "unet3d", "base_filters": 8, "depth": 3, "aniso_stages": 2},
 }
 
@@ -34,7 +37,7 @@ def architecture(name_or_spec: str | dict) -> dict[str, Any]:
 _DEFAULTS = {
     "dual_unet2d": {"kind": "dual_unet2d", "base_filters": 32, "depth": 4, "separable": False,
                     "space_to_depth": 1, "z_context": 0, "padding_mode": "zeros",
-                    "point_head": False},
+                    "point_head": False, "symmetry": "none"},
     "unet3d": {"kind": "unet3d", "base_filters": 16, "depth": 4, "aniso_stages": 2,
                "padding_mode": "reflect"},
 }
