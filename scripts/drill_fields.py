@@ -108,6 +108,10 @@ def score(args) -> None:
     rows = []
     for model in args.models:
         for set_name, images in sets.items():
+            if args.peaks:
+                rows.append(_score_peaks(model, set_name, images, args.orientations or 1))
+                print(rows[-1], flush=True)
+                continue
             best = None
             for t in THRESHOLDS:
                 config = real2d.run_config(model, raw_threshold=t)
@@ -126,6 +130,33 @@ def score(args) -> None:
             rows.append(best)
             print(best, flush=True)
     print(markdown(pd.DataFrame(rows), digits=3))
+
+
+def _score_peaks(model: str, set_name: str, images, orientations: int) -> dict:
+    """The head map's own peaks (at least 0.4 µm apart, as analyze's), matched to the marks:
+    no dendrite, no spine objects, so that a network whose dendrite and spine maps never learnt
+    anything (a drill from random weights: dendritic2 has points only) is scored by what it learnt."""
+    import real2d
+
+    from spinequant.evaluate.points import match_points
+    from spinequant.instances.heads import head_peaks
+    from spinequant.segment.neural import predict
+
+    maps = [predict(im.image[None], spacing=(0.5, im.pixel_um, im.pixel_um), model=model, dtype=np.float32,
+                    orientations=orientations)[2][0] for im in images]
+    best = None
+    for t in THRESHOLDS:
+        tp = n_pred = n_true = 0
+        for im, head in zip(images, maps):
+            pts, _ = head_peaks(head, (im.pixel_um, im.pixel_um), threshold=t, min_distance_um=0.4)
+            r = match_points(np.column_stack([np.zeros(len(pts)), pts * im.pixel_um]),
+                             np.column_stack([np.zeros(len(im.heads_px)), im.heads_px * im.pixel_um]),
+                             max_distance_um=real2d.MATCH_UM)
+            tp, n_pred, n_true = tp + r["tp"], n_pred + r["n_pred"], n_true + r["n_true"]
+        prf = real2d._prf(tp, n_pred, n_true)
+        if best is None or prf["f1"] > best["f1"]:
+            best = {"model": model, "set": set_name, "images": len(images), "head_threshold": t, **prf}
+    return best
 
 
 def main() -> None:
@@ -161,6 +192,9 @@ def main() -> None:
     sc.add_argument("--drilled-only", action="store_true", help="score the drilled fields only")
     sc.add_argument("--orientations", type=int, default=None,
                     help="orientations averaged (analyze's default for 2D, eight, unless given)")
+    sc.add_argument("--peaks", action="store_true",
+                    help="score the head map's peaks alone (no dendrite, no spine objects; one orientation "
+                         "unless --orientations)")
     args = ap.parse_args()
     train_drill(args) if args.command == "train" else score(args)
 
