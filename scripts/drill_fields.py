@@ -91,7 +91,6 @@ def score(args) -> None:
     import real2d
     from _table import markdown
 
-    from spinequant.evaluate.points import match_points
     from spinequant.segment.neural.yolo_data import yolo_training_sample
 
     folder = trm.REAL2D / "dendritic2" / "train"
@@ -109,53 +108,62 @@ def score(args) -> None:
     for model in args.models:
         for set_name, images in sets.items():
             if args.peaks:
-                rows.append(_score_peaks(model, set_name, images, args.orientations or 1))
-                print(rows[-1], flush=True)
-                continue
-            best = None
-            for t in THRESHOLDS:
-                config = real2d.run_config(model, raw_threshold=t)
-                if args.orientations:
-                    config = dataclasses.replace(config, orientations=args.orientations)
-                tp = n_pred = n_true = 0
-                for im in images:
-                    pts, _, _ = real2d.detect(im.image, im.pixel_um, config)
-                    r = match_points(np.column_stack([np.zeros(len(pts)), pts * im.pixel_um]),
-                                     np.column_stack([np.zeros(len(im.heads_px)), im.heads_px * im.pixel_um]),
-                                     max_distance_um=real2d.MATCH_UM)
-                    tp, n_pred, n_true = tp + r["tp"], n_pred + r["n_pred"], n_true + r["n_true"]
-                prf = real2d._prf(tp, n_pred, n_true)
-                if best is None or prf["f1"] > best["f1"]:
-                    best = {"model": model, "set": set_name, "images": len(images), "head_threshold": t, **prf}
-            rows.append(best)
-            print(best, flush=True)
+                points = _peak_finder(model, images, args.orientations or 1)
+            else:
+                points = _analyze_finder(model, args.orientations)
+            rows.append({"model": model, "set": set_name, "images": len(images), **_best_f1(images, points)})
+            print(rows[-1], flush=True)
     print(markdown(pd.DataFrame(rows), digits=3))
 
 
-def _score_peaks(model: str, set_name: str, images, orientations: int) -> dict:
-    """The head map's own peaks (at least 0.4 µm apart, as analyze's), matched to the marks:
-    no dendrite, no spine objects, so that a network whose dendrite and spine maps never learnt
-    anything (a drill from random weights: dendritic2 has points only) is scored by what it learnt."""
+def _analyze_finder(model: str, orientations: int | None):
+    """Spines ``analyze`` finds with the head map alone at head-map peak t: (image, t) -> (K, 2) px."""
     import real2d
 
-    from spinequant.evaluate.points import match_points
+    def points(im, t):
+        config = real2d.run_config(model, raw_threshold=t)
+        if orientations:
+            config = dataclasses.replace(config, orientations=orientations)
+        return real2d.detect(im.image, im.pixel_um, config)[0]
+
+    return points
+
+
+def _peak_finder(model: str, images, orientations: int):
+    """The head map's own peaks (at least 0.4 µm apart, as analyze's): no dendrite, no spine
+    objects, so that a network whose dendrite and spine maps never learnt anything (a drill
+    from random weights: dendritic2 has points only) is scored by what it learnt."""
     from spinequant.instances.heads import head_peaks
     from spinequant.segment.neural import predict
 
-    maps = [predict(im.image[None], spacing=(0.5, im.pixel_um, im.pixel_um), model=model, dtype=np.float32,
-                    orientations=orientations)[2][0] for im in images]
+    maps = {im.name: predict(im.image[None], spacing=(0.5, im.pixel_um, im.pixel_um), model=model,
+                             dtype=np.float32, orientations=orientations)[2][0] for im in images}
+
+    def points(im, t):
+        return head_peaks(maps[im.name], (im.pixel_um, im.pixel_um), threshold=t, min_distance_um=0.4)[0]
+
+    return points
+
+
+def _best_f1(images, points) -> dict:
+    """Precision, recall and F1 at the threshold of :data:`THRESHOLDS` with the best F1, the
+    points of ``points(image, threshold)`` matched to the marks within 1 µm."""
+    import real2d
+
+    from spinequant.evaluate.points import match_points
+
     best = None
     for t in THRESHOLDS:
         tp = n_pred = n_true = 0
-        for im, head in zip(images, maps):
-            pts, _ = head_peaks(head, (im.pixel_um, im.pixel_um), threshold=t, min_distance_um=0.4)
+        for im in images:
+            pts = points(im, t)
             r = match_points(np.column_stack([np.zeros(len(pts)), pts * im.pixel_um]),
                              np.column_stack([np.zeros(len(im.heads_px)), im.heads_px * im.pixel_um]),
                              max_distance_um=real2d.MATCH_UM)
             tp, n_pred, n_true = tp + r["tp"], n_pred + r["n_pred"], n_true + r["n_true"]
         prf = real2d._prf(tp, n_pred, n_true)
         if best is None or prf["f1"] > best["f1"]:
-            best = {"model": model, "set": set_name, "images": len(images), "head_threshold": t, **prf}
+            best = {"head_threshold": t, **prf}
     return best
 
 
