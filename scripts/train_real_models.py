@@ -127,14 +127,14 @@ def carries_lean2d(arch) -> bool:
     return all(spec[k] == base[k] for k in ("base_filters", "depth", "symmetry"))
 
 
-def warm_start(out: Path, arch) -> Path:
+def warm_start(out: Path, arch, from_random: bool = False) -> Path:
     """A point-head model carrying the shipped lean2d's weights (its new head untrained); a
     network of another width starts from random weights, with lean2d's pixel size and
     normalisation (so does a network with filters shared over orientations, lean2d_points_p4m)."""
     base_net, base = load_model("lean2d")
     spec = architecture(arch)
     net = build(spec)
-    if carries_lean2d(spec):
+    if carries_lean2d(spec) and not from_random:
         missing, unexpected = net.load_state_dict(base_net.state_dict(), strict=False)
         assert not unexpected and all(k.startswith("point_head") for k in missing), (missing, unexpected)
     else:
@@ -276,6 +276,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", default="work/models")
     ap.add_argument("--no-install", action="store_true")
+    ap.add_argument("--from-random", action="store_true",
+                    help="without --init: start from random weights even where lean2d's would fit (a control)")
     ap.add_argument("--dendritic2-um", type=float, default=DENDRITIC2_UM,
                     help="pixel size (µm) the dendritic2 fields are read at (default %(default)s, judged "
                          "from the shaft width; docs/real_data.md has the other estimates)")
@@ -307,7 +309,7 @@ def main() -> None:
         args.init = widen(Path(args.work) / f"{args.name}-init", args.architecture, args.widen_from, seed=args.seed)
     if args.grow_from:
         args.init = grow(Path(args.work) / f"{args.name}-init", args.architecture, args.grow_from)
-    init = args.init or warm_start(Path(args.work) / f"{args.name}-init", args.architecture)
+    init = args.init or warm_start(Path(args.work) / f"{args.name}-init", args.architecture, args.from_random)
     config = TrainConfig(architecture=args.architecture, tile_size=args.tile, batch_size=args.batch,
                          steps_per_epoch=args.steps, epochs=args.epochs, learning_rate=args.lr,
                          lr_constant_epochs=args.epochs // 2, lr_decay=0.05,
@@ -321,7 +323,8 @@ def main() -> None:
                                                      **INTENSITY[args.intensity]))
     crops_note = {"scaled": f"read at {DENDRITIC2_CROP_UM} µm", "drop": "left out",
                   "as-fields": f"read at {DENDRITIC2_UM} µm"}
-    start = args.init or ("lean2d" if carries_lean2d(args.architecture) else "random weights")
+    start = args.init or ("lean2d" if carries_lean2d(args.architecture) and not args.from_random
+                          else "random weights")
     description = (f"warm-started from {start}; {len(d2)} real two-photon projections with spine-head points "
                    f"(fields read at {DENDRITIC2_UM} µm) "
                    f"(zoomed crops {crops_note[args.crops]}) "
