@@ -39,8 +39,9 @@ def register(sub) -> None:
                         "'head_map' by its head-map peak alone")
     p.add_argument("--orientations", type=int, choices=(1, 4, 8), default=None,
                    help="networks: average the maps over the image as given (1), with its mirror images "
-                        "(4) or with its quarter turns too (8); default 8 for a 2D image, 1 for a stack "
-                        "(each orientation is one more pass of the network; recorded in run.json)")
+                        "(4) or with its quarter turns too (8); default 8 for a 2D image, 1 for a stack or a "
+                        "network whose filters are shared over the orientations (p4m) (each orientation is "
+                        "one more pass of the network; recorded in run.json)")
     p.add_argument("--no-meshes", action="store_true", help="skip mesh export")
     p.add_argument("--no-roi", action="store_true", help="skip the ImageJ ROI set")
     p.add_argument("--force", action="store_true", help="re-run stacks whose results are complete")

@@ -20,7 +20,8 @@ METHODS = ("lean2d_real", "lean2d", "classical")
 ENGINES = ("auto", "torch", "onnx")
 #: How a point-head network's spines are scored (``AnalyzeConfig.confidence``).
 CONFIDENCES = ("auto", "head_map")
-#: Orientations a network's maps are averaged over (``AnalyzeConfig.orientations``; auto: 8 in 2D, 1 in 3D).
+#: Orientations a network's maps are averaged over (``AnalyzeConfig.orientations``; auto: 8 in 2D, 1 in 3D
+#: or for a network whose filters are shared over the orientations).
 ORIENTATIONS = ("auto", "1", "4", "8")
 #: Steps of the progress bar per stage.
 BAR_STEPS = 1000
@@ -83,7 +84,8 @@ class RunPanel(QWidget):
         self.orientations = QComboBox()
         self.orientations.addItems(ORIENTATIONS)
         self.orientations.setToolTip("networks: average the maps over the image as given (1), with its mirror "
-                                     "images (4) or its quarter turns too (8); auto: 8 for a 2D image, 1 for a stack")
+                                     "images (4) or its quarter turns too (8); auto: 8 for a 2D image, 1 for a stack "
+                                     "or a network with filters shared over the orientations (p4m)")
         self._base = None                   # a configuration loaded from a run.json
         self.stage_forms, self.stages_box = self._stage_forms()
         self._show_method_instances()
