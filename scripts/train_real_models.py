@@ -94,6 +94,32 @@ def dendritic2(split: str, names=None, weight=1.0, crops_as_fields=False) -> lis
     return out
 
 
+def near_copy_groups(images: list[np.ndarray]) -> np.ndarray:
+    """A group number per image: images of the same shape whose 48 x 48 thumbnails correlate
+    above 0.8 (the rule behind ``valid_distinct.txt``) share a group, and so does everything
+    linked to them that way (other frames of one field, crops of one field)."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
+    from skimage.transform import resize
+
+    thumbs = []
+    for image in images:
+        t = resize(np.asarray(image, np.float32).reshape(image.shape[-2:]), (48, 48), anti_aliasing=True).ravel()
+        thumbs.append((t - t.mean()) / (np.linalg.norm(t - t.mean()) + 1e-9))
+    shapes = [image.shape for image in images]
+    linked = (np.stack(thumbs) @ np.stack(thumbs).T > 0.8) & np.array([[a == b for b in shapes] for a in shapes])
+    return connected_components(csr_matrix(linked), directed=False)[1]
+
+
+def keep_fraction_of_fields(samples: list[TrainingSample], fraction: float, seed: int) -> list[TrainingSample]:
+    """The samples of a random ``fraction`` of the near-copy groups (a learning curve: fewer
+    distinct fields, each drawn more often, as the share per set is fixed)."""
+    groups = near_copy_groups([s.image for s in samples])
+    names = np.unique(groups)
+    kept = np.random.default_rng(seed).permutation(names)[:max(int(round(fraction * len(names))), 1)]
+    return [s for s, g in zip(samples, groups) if g in set(kept.tolist())]
+
+
 def spine_types(split: str, weight=1.0) -> list[TrainingSample]:
     folder = REAL2D / "spine_types" / split
     out = []
@@ -281,7 +307,12 @@ def main() -> None:
     ap.add_argument("--dendritic2-um", type=float, default=DENDRITIC2_UM,
                     help="pixel size (µm) the dendritic2 fields are read at (default %(default)s, judged "
                          "from the shaft width; docs/real_data.md has the other estimates)")
+    ap.add_argument("--dendritic2-fraction", type=float, default=1.0,
+                    help="train on this fraction of dendritic2's training fields, near-copies kept "
+                         "together, chosen by --seed (a learning curve; default all)")
     args = ap.parse_args()
+    if not 0 < args.dendritic2_fraction <= 1:
+        ap.error(f"--dendritic2-fraction {args.dendritic2_fraction}: give a fraction above 0 and at most 1")
     set_dendritic2_um(args.dendritic2_um)
     if args.base_filters:
         args.architecture = {**architecture(args.architecture), "base_filters": args.base_filters}
@@ -292,6 +323,8 @@ def main() -> None:
     d2 = dendritic2("train", crops_as_fields=args.crops == "as-fields")
     if args.crops == "drop":
         d2 = [s for s in d2 if dendritic2_pixel_um(s.name) == DENDRITIC2_UM]
+    if args.dendritic2_fraction < 1:
+        d2 = keep_fraction_of_fields(d2, args.dendritic2_fraction, args.seed)
     st = spine_types("train")
     overrides = parse_overrides(args.phantom_set)
     ph = [phantom_sample(p, seed, overrides=overrides) for p in PRESETS
@@ -325,7 +358,8 @@ def main() -> None:
                   "as-fields": f"read at {DENDRITIC2_UM} µm"}
     start = args.init or ("lean2d" if carries_lean2d(args.architecture) and not args.from_random
                           else "random weights")
-    description = (f"warm-started from {start}; {len(d2)} real two-photon projections with spine-head points "
+    subset = f" (a fraction {args.dendritic2_fraction} of its fields)" if args.dendritic2_fraction < 1 else ""
+    description = (f"warm-started from {start}; {len(d2)} real two-photon projections{subset} with spine-head points "
                    f"(fields read at {DENDRITIC2_UM} µm) "
                    f"(zoomed crops {crops_note[args.crops]}) "
                    f"(dendritic2/train, SpineDetector 'Dendritic2' v2, CC BY 4.0), {len(st)} real images with "
