@@ -181,7 +181,10 @@ def calibrate(sets, method: str, *, out_card: str | None, plot: Path, floor: flo
     n_true = sum(len(im.heads_px) for images in sets.values() for im in images)
     grid = np.round(np.arange(0.05, 0.96, 0.05), 2)
     f1 = [2 * found["hit"][conf >= g].sum() / ((conf >= g).sum() + n_true) for g in grid]
-    best = float(grid[int(np.argmax(f1))])
+    # Every threshold below the floor's own confidence keeps the same candidates: of equal F1s
+    # take the highest, else the head threshold it stands for lies below the floor fitted on
+    # and a run keeps peaks the calibration never saw (thousands of them on a weak head map).
+    best = float(grid[len(f1) - 1 - int(np.argmax(f1[::-1]))])
     calibration = {**params, "min_confidence": best,
                    "fitted_on": f"benchmarks/real2d.py --calibrate: {len(found)} candidate spines "
                                 f"(head-map peaks >= {floor}) on {', '.join(sets)} validation images",
