@@ -32,7 +32,7 @@ def test_dendrite_radius_measured_in_the_image(phantom):
     assert np.median(np.abs(radii - phantom.centrelines["radius"])) <= 0.06    # µm; measured 0.045
     mask, info = trace_mask(nodes, shape=phantom.image.shape, spacing=phantom.spacing, image=phantom.image)
     assert info["radius_source"] == "image"
-    assert iou(mask, phantom.dendrite_labels) >= 0.8       # measured 0.831
+    assert iou(mask, phantom.dendrite_labels) >= 0.8       # measured 0.852 (0.730 by the median of 3 nodes)
     with pytest.raises(InputError, match="no radius"):
         trace_mask(nodes, shape=phantom.image.shape, spacing=phantom.spacing)
 

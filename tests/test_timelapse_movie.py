@@ -215,7 +215,7 @@ def ndi_blur(mask, sigma, truncate):
 
 def test_demixing_recovers_the_small_spines_with_motion(flat, movie):
     """The movie phantom (37 spines, most of them 0.03-0.2 µm² against a 0.5 µm PSF): ROI
-    means follow the true ΔF/F0 with median r 0.80; demixed every frame, 0.97. What is left
+    means follow the true ΔF/F0 with median r 0.89; demixed every frame, 0.97. What is left
     below 0.95 is noise (a spine's own light too small against the shot noise the PSF
     spreads over it) and spines within the movie's largest shift of the frame's edge."""
     kwargs = dict(frame_rate_hz=10.0, shifts_um=movie.shifts_um, baseline=(0, 20), background=movie.background_adu)
@@ -223,9 +223,10 @@ def test_demixing_recovers_the_small_spines_with_motion(flat, movie):
     raw = _pearson(extract_traces(*args, **kwargs)[0], movie.spine_dff)
     table, _ = extract_traces(*args, psf_fwhm_um=_true_psf(movie), **kwargs)
     demixed = _pearson(table, movie.spine_dff)
-    assert raw.median() < 0.85 and demixed.median() > 0.95          # measured 0.802 -> 0.969
-    assert (demixed >= 0.95).mean() > (raw >= 0.95).mean() + 0.2     # 0.24 -> 0.54
-    assert demixed.quantile(0.1) > raw.quantile(0.1) + 0.3           # 0.27 -> 0.74
+    # measured 0.894 -> 0.973 (0.802 -> 0.969 before session 36, while heads could interpenetrate)
+    assert raw.median() < demixed.median() - 0.05 and demixed.median() > 0.95
+    assert (demixed >= 0.95).mean() > (raw >= 0.95).mean() + 0.2     # 0.30 -> 0.62
+    assert demixed.quantile(0.1) > raw.quantile(0.1) + 0.3           # 0.28 -> 0.77
     good = _resolvable(flat)
     assert demixed[good].min() >= 0.95
     # the spines still below 0.95 away from the edge are the noisy ones: their ΔF/F0 in the

@@ -248,9 +248,16 @@ def test_spines_dropped_from_sessions_keep_their_true_tracks_on_a_phantom_series
         assert rows["status"].tolist() == expect
     for status in ("gained", "lost"):
         assert (tracks["status"] == status).sum() == (plain["status"] == status).sum()
-    # with max_gap 1 the spines missed twice are lost and gained again
+    # with max_gap 1 the spines missed twice are lost (and come back as other tracks)
     short = track_spines(sessions, transforms, series.days, config=TrackConfig(max_gap=1))
-    assert (short["status"] == "lost").sum() == (plain["status"] == "lost").sum() + len(twice)
+    first_short = short[short["session"] == 0].set_index("spine_id")["track_id"]
+    for true_track in twice:
+        rows = short[short["track_id"] == first_short[id0[true_track]]]
+        assert rows["status"].tolist() == ["initial", "lost"]
+    # one of them (true track 36) comes back beside the neighbour it touched on day 0 (bases
+    # 0.34 µm apart), lost in session 2, and takes that neighbour's track across its one-session
+    # gap: every other loss is as without the gaps
+    assert (short["status"] == "lost").sum() == (plain["status"] == "lost").sum() + len(twice) - 1
 
 
 def test_2d_sessions_are_registered_and_tracked_in_the_plane(series):

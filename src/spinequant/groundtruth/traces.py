@@ -4,8 +4,8 @@
   "interpolated spheres between the anchor points" of its NeuTube traces; this is
   :func:`spinequant.evaluate.swc_mask.swc_to_mask`). Nodes without a radius (0, negative or
   missing) get one measured in the image: half the full width at half maximum of the
-  intensity across the trace, in the plane of the node, then the median over the node's
-  neighbours along the trace (:func:`estimate_radii`).
+  intensity across the trace, in the plane of the node, then the median of those widths
+  within 3 µm along the trace (:func:`estimate_radii`).
 * Spines: each point (CSV in µm or pixels, Fiji CellCounter XML, ImageJ ROI points; read by
   :func:`spinequant.evaluate.readers.read_points`) grows a region in the smoothed image:
   voxels connected to the point, within ``spine_radius_um`` of it, outside the dendrite
@@ -37,6 +37,11 @@ class TraceConfig:
     profile_um: float = 2.5           # half-length of the intensity profile across a trace
     min_radius_um: float = 0.1
     max_radius_um: float = 2.0
+    # A radius from the image is this percentile of the widths measured within this path
+    # distance along the trace: a spine or a neighbour beside the shaft only widens a profile
+    # (docs/evaluation.md, "Ground truth from traces", has the comparison behind 3 µm and 50).
+    radius_window_um: float = 3.0
+    radius_percentile: float = 50.0
 
 
 def _background(image: np.ndarray) -> float:
@@ -48,8 +53,11 @@ def estimate_radii(nodes: pd.DataFrame, image: np.ndarray, spacing,
     """Radius (µm) of each SWC node from the image: half the FWHM across the trace.
 
     The profile runs in the xy-plane of the node, across the direction to its parent (or
-    its first child), where the microscope resolves best. Each radius is then the median
-    of its own and its neighbours' (parent, children) raw widths.
+    its first child), where the microscope resolves best. Each radius is then the
+    ``radius_percentile`` of the raw widths of the nodes within ``radius_window_um`` of it
+    along the trace: spines, boutons and crossing neurites beside the shaft only widen a
+    profile, so the median over a few µm ignores them where they are sparse (a swelling
+    shorter than half the window is drawn at the shaft's width around it).
     """
     sp = np.asarray(check_spacing(spacing), float)
     img = np.asarray(image, np.float32)
@@ -83,17 +91,45 @@ def estimate_radii(nodes: pd.DataFrame, image: np.ndarray, spacing,
         left = np.flatnonzero(below[:peak_at + 1][::-1])
         if right.size and left.size:
             raw[k] = (right[0] + left[0]) * step / 2
-    out = np.empty(len(nodes))
-    for k in range(len(nodes)):
-        group = [k] + children.get(k, []) + ([row[int(parents[k])]] if int(parents[k]) in row else [])
-        values = raw[group][np.isfinite(raw[group])]
-        out[k] = np.median(values) if values.size else np.nan
+    out = np.array([_percentile_or_nan(raw[group], config.radius_percentile)
+                    for group in _within_path_distance(zyx, parents, row, config.radius_window_um)])
     if np.isnan(out).all():
         raise InputError("No radius could be measured along the trace: the image is not brighter along it "
                          "than its background. Check that the trace (µm) belongs to this image, or give "
                          "radii in the SWC file.")
     out[np.isnan(out)] = np.nanmedian(out)
     return np.clip(out, config.min_radius_um, config.max_radius_um)
+
+
+def _percentile_or_nan(values: np.ndarray, q: float) -> float:
+    values = values[np.isfinite(values)]
+    return float(np.percentile(values, q)) if values.size else np.nan
+
+
+def _within_path_distance(zyx: np.ndarray, parents: np.ndarray, row: dict, limit_um: float) -> list[list[int]]:
+    """For each node, the nodes (itself included) within ``limit_um`` of it along the tree."""
+    neighbours: list[list[tuple[int, float]]] = [[] for _ in range(len(zyx))]
+    for k, p in enumerate(parents):
+        if int(p) in row:
+            j = row[int(p)]
+            d = float(np.linalg.norm(zyx[k] - zyx[j]))
+            neighbours[k].append((j, d))
+            neighbours[j].append((k, d))
+    groups = []
+    for k in range(len(zyx)):
+        reached = {k: 0.0}
+        front = [k]
+        while front:
+            nxt = []
+            for i in front:
+                for j, d in neighbours[i]:
+                    dist = reached[i] + d
+                    if dist <= limit_um and dist < reached.get(j, np.inf):
+                        reached[j] = dist
+                        nxt.append(j)
+            front = nxt
+        groups.append(list(reached))
+    return groups
 
 
 def trace_mask(nodes: pd.DataFrame, *, shape, spacing, image: np.ndarray | None = None,

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..io.swc import SWC_COLUMNS, SWC_DENDRITE
+from .clearance import Occupied, placed_clear
 from .config import ShaftConfig, SpineConfig
 from .curves import (Curve, clip_to_box, direction, meander_curve, perpendicular_basis, resample,
                      rotate_towards, smooth_profile)
@@ -165,9 +166,11 @@ def shaft_texture(rng: np.random.Generator, arc: np.ndarray, cfg: ShaftConfig) -
 
 
 def place_spines(rng: np.random.Generator, curve: Curve, box_um: np.ndarray, cfg: SpineConfig,
-                 density_per_um: float) -> list[Spine]:
+                 density_per_um: float, occupied: list[Spine] = ()) -> list[Spine]:
     """Spines at random positions (a Poisson process along the shaft) and random angles
-    around it; a fraction get a neighbour right beside them that touches them."""
+    around it; a fraction get a neighbour right beside them that touches them. None passes
+    through another, nor through the ``occupied`` spines placed before (see
+    :mod:`.clearance`)."""
     inside = np.all((curve.points >= 0) & (curve.points <= box_um), axis=1)
     arc = curve.arc
     step = np.diff(arc, prepend=arc[0])
@@ -176,24 +179,34 @@ def place_spines(rng: np.random.Generator, curve: Curve, box_um: np.ndarray, cfg
     n = rng.poisson(density_per_um * float(inside_arc[-1]) / (1 + cfg.touching_fraction))
     positions = np.interp(np.sort(rng.uniform(0, inside_arc[-1], size=n)), inside_arc, arc)
     tangents = curve.tangents
+    placed = Occupied(occupied)
     spines = []
+
+    def keep(drawn):
+        spine, turn = placed_clear(drawn[0], placed, *drawn[1:]) if drawn is not None else (None, 0.0)
+        if spine is not None:
+            placed.add(spine)
+            spines.append(spine)
+        return spine, turn
+
     for s, kind in zip(positions, draw_types(rng, len(positions), cfg.type_fractions)):
         theta = rng.uniform(0, 2 * np.pi)
-        spine = _spine_at(rng, curve, tangents, arc, s, theta, kind, cfg)
-        if spine is None:
+        drawn = _spine_at(rng, curve, tangents, arc, s, theta, kind, cfg)
+        if drawn is None:
             continue
-        spines.append(spine)
+        spine, turn = keep(drawn)
         if rng.uniform() < cfg.touching_fraction:
-            gap = 0.5 * spine.head_diameter_um + rng.uniform(0.15, 0.4)
+            first = spine if spine is not None else drawn[0]
+            gap = 0.5 * first.head_diameter_um + rng.uniform(0.15, 0.4)
             kind2 = draw_types(rng, 1, cfg.type_fractions)[0]
-            twin = _spine_at(rng, curve, tangents, arc, s + gap * rng.choice([-1, 1]),
-                             theta + rng.normal(0, 0.2), kind2, cfg, towards=spine.direction)
-            if twin is not None:
-                spines.append(twin)
+            keep(_spine_at(rng, curve, tangents, arc, s + gap * rng.choice([-1, 1]),
+                           theta + turn + rng.normal(0, 0.2), kind2, cfg, towards=first.direction))
     return [sp for sp in spines if np.all((sp.base >= 0) & (sp.base <= box_um))]
 
 
 def _spine_at(rng, curve, tangents, arc, s, theta, kind, cfg, towards=None):
+    """A spine drawn at arc length ``s`` and angle ``theta`` around the shaft, with the
+    point of the centreline it stands on and the shaft's direction there; None off the curve."""
     if not 0 <= s <= arc[-1]:
         return None
     i = int(np.clip(np.searchsorted(arc, s), 0, len(arc) - 1))
@@ -207,7 +220,7 @@ def _spine_at(rng, curve, tangents, arc, s, theta, kind, cfg, towards=None):
         d /= np.linalg.norm(d)
     spine = make_spine(rng, kind, base, d, size_scale=cfg.size_scale)
     spine.brightness = rng.uniform(*cfg.brightness)
-    return spine
+    return spine, curve.points[i], t
 
 
 def centrelines_swc(dendrites: list[Dendrite], box_um: np.ndarray, *, step_um: float = 0.5) -> pd.DataFrame:

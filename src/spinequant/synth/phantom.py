@@ -168,7 +168,7 @@ def _labelled_geometry(rng: np.random.Generator, rng_variation: np.random.Genera
         n_varicosities += add_varicosities(rng_variation, dend, config.shafts)
         density = rng.uniform(*scfg.density_per_um)
         for curve in dend.curves:  # on the swollen surface where there are varicosities
-            for sp in place_spines(rng, curve, box_um, scfg, density):
+            for sp in place_spines(rng, curve, box_um, scfg, density, spines):
                 sp.dendrite_id = dend.id
                 sp.brightness *= dend.brightness
                 if sp.type in ("thin", "mushroom") and rng_variation.uniform() < faint_fraction:

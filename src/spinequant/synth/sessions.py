@@ -218,7 +218,8 @@ def _new_spine_pool(rng, dendrites, existing, world_box, config: SynthConfig, mi
     for _ in range(max_rounds):
         for dend in dendrites:
             for curve in dend.curves:
-                for sp in place_spines(rng, curve, world_box, config.spines, density):
+                for sp in place_spines(rng, curve, world_box, config.spines, density,
+                                       [*existing, *pool]):
                     if bases and np.min(np.linalg.norm(np.asarray(bases) - sp.base, axis=1)) < min_gap_um:
                         continue
                     sp.dendrite_id = dend.id
