@@ -142,7 +142,8 @@ def test_head_peaks_plane_by_plane_are_scipys_box_maxima():
     for spacing, image in (((0.5, 0.1, 0.1), head), ((0.5, 0.1, 0.1), head.astype(np.float16)),
                            ((0.1, 0.1), head[12]), ((0.3, 0.1, 0.1), head[::-1].copy())):
         image32 = image.astype(np.float32)
-        radius_um = np.array([0.8, 0.4, 0.4])[-image.ndim:]
+        z_um = np.clip(heads.Z_STEPS_BETWEEN_HEADS * spacing[0], 0.4, 0.8)      # 0.8 µm at 0.5 µm steps
+        radius_um = np.array([z_um, 0.4, 0.4])[-image.ndim:]
         radius = np.maximum(np.round(radius_um / np.asarray(spacing)), 1).astype(int)
         box = ndi.maximum_filter(image32, size=tuple(2 * radius + 1), mode="nearest")
         expected = np.argwhere((image32 == box) & (image32 >= 0.05))

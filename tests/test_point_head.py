@@ -108,6 +108,23 @@ def _maps_with_two_heads():
     return spine, heads
 
 
+@pytest.mark.parametrize("z_step, n_peaks", [(0.2, 2), (0.28, 2), (0.5, 1)])
+def test_heads_stacked_in_z_are_two_peaks_where_the_z_steps_are_fine(z_step, n_peaks):
+    """Two heads 0.5-0.6 µm apart along z (on planes), 0.2 µm in the plane, each a clear
+    maximum: two spines at STED's and confocal's z steps; at 0.5 µm steps (a two-photon stack,
+    whose PSF smears a head over 3 µm) peaks stay 0.8 µm apart along z, as before session 36."""
+    n_planes = int(round(3.0 / z_step))
+    z = np.arange(n_planes)[:, None, None] * z_step
+    y = np.arange(40)[None, :, None] * 0.05
+    x = np.arange(40)[None, None, :] * 0.05
+    def blob(cz, cy, cx):
+        return np.exp(-((z - cz) ** 2 / (2 * 0.2**2) + ((y - cy) ** 2 + (x - cx) ** 2) / (2 * 0.15**2)))
+    cz, dz = (n_planes // 2) * z_step, round(0.55 / z_step) * z_step    # 0.6 / 0.56 / 0.5 µm
+    heads = np.maximum(blob(cz, 1.0, 1.0), blob(cz + dz, 1.0, 1.2)).astype(np.float32)
+    peaks, _ = head_peaks(heads, (z_step, 0.05, 0.05), threshold=0.3, min_distance_um=0.4)
+    assert len(peaks) == n_peaks
+
+
 def test_heads_seed_spine_objects_and_fragments_without_a_head_are_not_spines():
     spine, heads = _maps_with_two_heads()
     peaks, values = head_peaks(heads, (0.5, 0.1, 0.1), threshold=0.3, min_distance_um=0.4)

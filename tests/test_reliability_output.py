@@ -256,7 +256,9 @@ def test_sigterm_and_ctrl_c_at_several_moments(tiny_tif, tmp_path):
         reader.join(timeout=5)
         err = b"".join(chunks).decode(errors="replace")
         where = f"{signal.Signals(sig).name} at {moment}: {err[-600:]!r}"
-        if code == 0:  # the run finished before the signal: fine, but it must be complete
+        if code == 0 or "results are complete" in " ".join(err.split()):
+            # the run finished before the signal (or before it was handled): fine, but its
+            # results must be complete, and a late signal says so
             assert (out / "run.json").exists(), where
             continue
         assert code == 128 + sig, where
@@ -451,3 +453,21 @@ def test_a_signal_just_after_a_rename_still_undoes_that_file(tmp_path, monkeypat
                 else:
                     tmp.write_text("id\n1\n")
     assert not final.exists() and not any(tmp_path.iterdir())
+
+
+def test_a_signal_handled_after_the_command_finished_says_the_results_are_complete(monkeypatch, capsys):
+    """A SIGTERM whose handler ran only once the command had returned (its results written):
+    exit code 143, and the message says the results are complete rather than removed."""
+    import argparse
+
+    import spinequant.cli as cli
+    from spinequant.cli import _signals
+
+    def finished_then_signalled(args):
+        _signals._received.append(signal.SIGTERM)     # as the handler records it
+        return 0
+
+    monkeypatch.setattr(cli, "_parse", lambda argv: argparse.Namespace(func=finished_then_signalled))
+    assert cli.main(["anything"]) == 128 + signal.SIGTERM
+    err = " ".join(capsys.readouterr().err.split())
+    assert "SIGTERM" in err and "its results are complete" in err and "removed" not in err

@@ -22,6 +22,8 @@ EXIT_INPUT = 2
 EXIT_BUG = 70
 #: What became of the results when a signal stops the command before it has parsed its arguments.
 STARTING = "nothing was written (it was still starting)"
+#: A signal handled only once the command had returned: every result it wrote is whole.
+FINISHED = "it came after the command had finished, and its results are complete"
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
@@ -60,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             with warnings.catch_warnings():
                 warnings.showwarning = _show_warning
                 code = int(args.func(args) or 0)
-            _signals.raise_if_received()
+            _signals.raise_if_received(FINISHED)
             sys.stdout.flush()
             return code
         except BrokenPipeError:

@@ -35,14 +35,15 @@ def received() -> int | None:
     return _received[0] if _received else None
 
 
-def raise_if_received() -> None:
-    """Stop here if a signal arrived whose exception a library swallowed.
+def raise_if_received(outcome: str | None = None) -> None:
+    """Stop here if a signal arrived whose exception a library swallowed, or that came too
+    late to stop anything; ``outcome`` says what became of the results then.
 
     trimesh, for one, catches every exception while it imports optional parts, an interrupt
     included, and goes on.
     """
     if _received:
-        raise Interrupted(_received[0])
+        raise Interrupted(_received[0], outcome)
 
 
 def with_outcome(exc: KeyboardInterrupt, outcome: str) -> Interrupted:

@@ -30,6 +30,13 @@ HEAD_BLOB_FRACTION = 0.5
 #: whether the levels are compared with the stored maps or with their float32 values.
 _SUPPORT_MARGIN = 0.99
 
+#: Along z two peaks must lie this many z steps apart (at least ``min_distance_um``, at most
+#: twice it): on coarse steps (0.5 µm, two-photon) twice the in-plane distance, as before
+#: session 36; on fine steps (STED 0.2 µm, confocal 0.28 µm) the heads above and below each
+#: other that the microscope resolves are no longer merged (docs/real_data.md, "Heads above
+#: one another").
+Z_STEPS_BETWEEN_HEADS = 1.6
+
 
 def head_map_support(config) -> tuple[float, float] | None:
     """``(spine_min, head_min)``: where spine objects of ``config`` (an
@@ -52,7 +59,8 @@ def head_map_support(config) -> tuple[float, float] | None:
 def head_peaks(head_prob: np.ndarray, spacing, *, threshold: float, min_distance_um: float
                ) -> tuple[np.ndarray, np.ndarray]:
     """Local maxima of the head map at or above ``threshold``, at least ``min_distance_um``
-    apart in y/x (twice that along z, where the microscope smears a head over several planes).
+    apart in y/x and, along z, :data:`Z_STEPS_BETWEEN_HEADS` z steps, kept between once and
+    twice ``min_distance_um`` (the microscope smears a head over several planes).
 
     Returns (K, ndim) voxel indices, strongest first, and the map's value at each.
 
@@ -64,7 +72,9 @@ def head_peaks(head_prob: np.ndarray, spacing, *, threshold: float, min_distance
     head_prob = np.asarray(head_prob)
     if head_prob.dtype not in (np.float16, np.float32):
         head_prob = head_prob.astype(np.float32)
-    radius_um = np.array([2.0 * min_distance_um, min_distance_um, min_distance_um])[-head_prob.ndim:]
+    z_um = float(np.clip(Z_STEPS_BETWEEN_HEADS * float(np.asarray(spacing, float)[0]),
+                         min_distance_um, 2.0 * min_distance_um))
+    radius_um = np.array([z_um, min_distance_um, min_distance_um])[-head_prob.ndim:]
     radius = np.maximum(np.round(radius_um / np.asarray(spacing, float)), 1).astype(int)
     # A box maximum filter, separable: in the plane on each plane once, then along the first
     # axis over a rolling window of filtered planes (mode "nearest" at the ends: the window is
