@@ -38,7 +38,9 @@ from spinequant.pipeline.analyze import AnalyzeConfig, analyze
 from spinequant.synth import PRESETS, make_phantom
 
 RESULTS = Path(__file__).parent / "results"
-SEEDS = (1001, 1002, 1003, 1004, 1005)
+#: Held-out phantom seeds. Three a preset is the quick default; a refit of the trees moved STED
+#: by up to 0.02 on three, so changes of that size are judged on thirteen (docs/real_data.md).
+SEEDS = tuple(range(1001, 1014))
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -102,7 +104,7 @@ def run(methods, n: int, shape, presets=PRESETS, overrides=None, orientations: i
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", nargs="+", default=["classical"])
-    parser.add_argument("--n", type=int, default=3, help="phantoms per preset (max 5)")
+    parser.add_argument("--n", type=int, default=3, help=f"phantoms per preset (max {len(SEEDS)})")
     parser.add_argument("--shape", nargs=3, type=int, default=None, metavar=("Z", "Y", "X"))
     parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
     parser.add_argument("--phantom-set", nargs="*", default=[], metavar="KEY=VALUE",
@@ -111,6 +113,8 @@ def main(argv=None) -> None:
                         help="networks: average the maps over this many orientations (default: analyze's, 1 for stacks)")
     parser.add_argument("--out", default=str(RESULTS / "accuracy"), help="output path without extension")
     args = parser.parse_args(argv)
+    if not 1 <= args.n <= len(SEEDS):
+        parser.error(f"--n must be between 1 and {len(SEEDS)} (the held-out seeds {SEEDS[0]}-{SEEDS[-1]})")
     overrides = {k: ast.literal_eval(v) for k, _, v in (item.partition("=") for item in args.phantom_set)}
     table = run(args.methods, args.n, tuple(args.shape) if args.shape else None, args.presets, overrides,
                 args.orientations)
