@@ -13,13 +13,15 @@ rest of the project judges them (0.08 µm at 1024 px, 0.12 µm at 512 px).
 Settings (chosen on 2026-11-30 on the val split's detections of lean2d_real, 102 spines, so
 the val figures are not independent of the choice; the grouped cross-validation on train
 is): 2 channels (image, own mask; ``--image-only`` drops the mask),
-width 16, 100 epochs of AdamW (weight decay 1e-3) with a one-cycle learning rate peaking at
+width 16, 200 epochs of AdamW (weight decay 1e-3) with a one-cycle learning rate peaking at
 3e-3, batch 64, class weights (inverse frequency) ** 0.5, label smoothing 0.05; augmentation:
 rotations by 90 degrees, flips, shifts of up to 3 px, intensity x 0.7-1.4. (60 epochs since
 session 28: 30 left the network underfitting, branched spines typed right 0.35-0.45 in the
 grouped cross-validation; 60 gave 0.806 / 0.799 against 0.778 / 0.771 with seeds 0 / 1,
 docs/measurements.md; 100 since session 30: grouped cross-validation 0.841 / 0.833 / 0.835
-with seeds 0-2 against 0.806 / 0.799, branched spines typed right 0.67-0.70 against 0.55-0.58.)
+with seeds 0-2 against 0.806 / 0.799, branched spines typed right 0.67-0.70 against 0.55-0.58;
+200 since session 37: 0.868 against 0.841 / 0.837 with 100, seed 0 / 1 on the same objects,
+branched 0.78 against 0.65-0.66, filopodia 0.89 against 0.70.)
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from train_type_classifier import CLASS_NAMES, analysed_images  # noqa: E402
 from spinequant.morphology import type_network as tn  # noqa: E402
 
 MODELS = Path(__file__).resolve().parents[1] / "src" / "spinequant" / "models"
-EPOCHS, BATCH, PEAK_LR, WEIGHT_DECAY, CLASS_WEIGHT_POWER, SMOOTHING = 100, 64, 3e-3, 1e-3, 0.5, 0.05
+EPOCHS, BATCH, PEAK_LR, WEIGHT_DECAY, CLASS_WEIGHT_POWER, SMOOTHING = 200, 64, 3e-3, 1e-3, 0.5, 0.05
 
 
 def detections(split: str, method: str) -> list[dict]:
