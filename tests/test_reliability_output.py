@@ -290,6 +290,30 @@ def test_interrupt_swallowed_by_a_library_still_ends_the_run(monkeypatch, capsys
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
 
 
+
+def test_a_signal_handled_inside_a_callback_is_silent_and_ends_the_run_at_the_next_step(capsys, monkeypatch):
+    # Python can only print and drop an exception raised in a weakref's callback (so it did with
+    # an import lock's, found by the timing test above): no traceback for the user
+    import weakref
+
+    class Held:
+        pass
+
+    monkeypatch.setattr(sys, "unraisablehook", sys.__unraisablehook__)   # Python's, not pytest's
+    before = sys.unraisablehook
+    with pytest.raises(_signals.Interrupted) as caught:
+        with _signals.signals_as_exceptions():
+            held = Held()
+            ref = weakref.ref(held, lambda _: _signals._handler(signal.SIGINT, None))
+            del held
+            assert ref() is None and _signals.received() == signal.SIGINT
+            _signals.raise_if_received()
+    assert caught.value.signum == signal.SIGINT
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    assert sys.unraisablehook is before
+
+
 def test_a_second_signal_during_clean_up_does_not_cut_it_short():
     cleaned = []
     with _signals.signals_as_exceptions():

@@ -78,9 +78,20 @@ def signals_as_exceptions(*, exiting: bool = False):
         return
     _received.clear()
     previous = {s: signal.signal(s, _handler) for s in SIGNALS}
+    previous_hook = sys.unraisablehook
+
+    def quiet_interrupts(unraisable) -> None:
+        # A signal handled inside a callback whose exceptions Python can only print and drop
+        # (a weakref's, an import lock's): no traceback for the user; the signal is recorded
+        # and raised at the run's next progress step (raise_if_received).
+        if not isinstance(unraisable.exc_value, Interrupted):
+            previous_hook(unraisable)
+
+    sys.unraisablehook = quiet_interrupts
     try:
         yield
     finally:
+        sys.unraisablehook = previous_hook
         for s, handler in previous.items():
             signal.signal(s, signal.SIG_IGN if exiting else handler)
         _received.clear()
