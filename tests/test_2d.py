@@ -75,6 +75,22 @@ def test_analyze_2d_finds_the_projected_spines(flat):
     assert result.dendrites["density_per_um"].notna().all()
 
 
+def test_one_pixel_size_however_it_was_computed_gives_one_result(flat):
+    """0.12 µm typed, read from a float32 (0.119999997) or computed as 0.9 / 7.5
+    (0.12000000000000001) is one pixel size: the same spines, measured alike. Grid distances
+    tie exactly at such sizes, and the last bit used to decide the ties (before, the float32
+    size moved heads, bases and tips of most spines, and analyze found 22 spines instead of 23)."""
+    sizes = (0.12, float(np.float32(0.12)), 0.9 / 7.5)
+    assert len(set(sizes)) == 3
+    tables = [measure_spines(flat.spine_labels, flat.dendrite_labels, (s, s), image=flat.image) for s in sizes]
+    for other in tables[1:]:
+        pd.testing.assert_frame_equal(tables[0], other)
+    config = AnalyzeConfig(method="lean2d_real", report=False)
+    results = [analyze(flat.image, spacing=(s, s), config=config) for s in sizes[:2]]
+    assert results[0].spacing == results[1].spacing == (0.12, 0.12)
+    pd.testing.assert_frame_equal(results[0].spines, results[1].spines)
+
+
 def test_network_sees_the_plane_as_its_own_z_context(flat):
     """2D maps = the middle plane of a stack of three copies at the model's own z step."""
     from spinequant.segment.neural import predict

@@ -16,6 +16,13 @@ MAX_VOXEL_UM = 100.0
 #: (~0.2 µm, ~0.05 µm with super-resolution); below it the number is almost certainly in
 #: nanometres recorded as micrometres (0.094 nm for 0.094 µm).
 MIN_VOXEL_UM = 0.01
+#: Significant digits a voxel size is taken to. Object outlines, head centres and pixel radii
+#: are decided on the voxel grid, where distances tie exactly at round sizes (0.3 µm is 2.5
+#: pixels of 0.12 µm); which side of a tie wins is then decided by the last bit of the size,
+#: so 0.12 typed, 0.119999997 from a float32 and 0.09 * 4 / 3 gave different spines
+#: (docs/reliability.md, "One voxel size, one result"). Float32 and TIFF rationals hold
+#: about 7 digits; a voxel size is not known to a part in ten million.
+SPACING_DIGITS = 7
 
 VOXEL_HINT = (
     "Give the voxel size in micrometres, in the order Z Y X: on the command line with "
@@ -28,6 +35,12 @@ PIXEL_HINT = (
 )
 
 
+def tidy_length(value: float) -> float:
+    """``value`` to :data:`SPACING_DIGITS` significant digits: 0.119999997 and
+    0.11999999999999999 both become 0.12."""
+    return float(f"{float(value):.{SPACING_DIGITS}g}")
+
+
 def voxel_hint(ndim: int = 3) -> str:
     """How to give the voxel size of a volume (``ndim=3``) or the pixel size of a 2D image."""
     return PIXEL_HINT if ndim == 2 else VOXEL_HINT
@@ -35,7 +48,8 @@ def voxel_hint(ndim: int = 3) -> str:
 
 def check_spacing(spacing: Sequence[float] | None, *, where: str = "the stack",
                   ndim: int | None = 3) -> tuple[float, ...]:
-    """Return ``spacing`` as floats in µm, or raise :class:`VoxelSizeError`.
+    """Return ``spacing`` as floats in µm (to :data:`SPACING_DIGITS` significant digits,
+    see :func:`tidy_length`), or raise :class:`VoxelSizeError`.
 
     ``ndim`` is the number of spatial axes: 3 for a volume (z, y, x), 2 for a 2D image
     (y, x), ``None`` to accept either.
@@ -87,7 +101,7 @@ def check_spacing(spacing: Sequence[float] | None, *, where: str = "the stack",
                 f"meant in micrometres but recorded or given in nanometres. "
                 f"{_unit_fix(values, axes)}"
             )
-    return values
+    return tuple(tidy_length(v) for v in values)
 
 
 def _unit_fix(values: tuple[float, ...], axes: str) -> str:

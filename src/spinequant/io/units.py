@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..validate import tidy_length
+
 _TO_UM = {
     "um": 1.0, "µm": 1.0, "μm": 1.0, "micron": 1.0, "microns": 1.0, "micrometer": 1.0,
     "micrometre": 1.0, "\\u00b5m": 1.0,
@@ -24,8 +26,9 @@ def unit_to_um(unit: str | None) -> float | None:
 
 
 def tidy(value: float) -> float:
-    """Round away the error of storing a length as a TIFF rational (7 significant digits)."""
-    return float(f"{value:.7g}")
+    """Round away the error of storing a length as a TIFF rational (7 significant digits,
+    as every voxel size is taken: :func:`~spinequant.validate.tidy_length`)."""
+    return tidy_length(value)
 
 
 def scaled(value: float, factor: float) -> float:
