@@ -142,6 +142,11 @@ def test_the_network_sees_spines_and_dendrites_grown_by_0_3_um():
     patch = tn.type_patches(image, np.zeros((21, 21), int), table, (0.1, 0.1), foreground=shown)[0, 0]
     # within 0.3 µm of the centre (about 4 patch pixels) the image shows, beyond it 0
     assert patch[32, 32] > 0 and patch[32, 40] == 0 and patch[24, 32] == 0
+    # never farther than 0.3 µm, whatever the pixel size (rounded, 0.3 µm was 3 pixels of
+    # 0.11 µm and 2 of 0.16 µm, and a background cost 5-12 of val's 102 types there); at least one
+    for px, reach in ((0.11, 2), (0.16, 1), (0.08, 3), (0.5, 1)):
+        shown = tn.neuron_foreground(np.zeros((21, 21), int), dendrite, (px, px))
+        assert shown.sum() == (2 * reach + 1) ** 2, px
 
 
 def test_a_background_around_the_neuron_does_not_change_the_types():
