@@ -9,10 +9,17 @@ intensity, +-50 %, plus noise at 5 %), is analysed with ``lean2d_real``, and the
 match an expert's outline are typed by the network twice: shown the whole patch, and shown only
 within 0.3 µm of the spines and dendrites ``analyze`` found (``neuron_foreground``, what
 ``measure_spines`` does). Writes benchmarks/results/types_background.md.
+
+    .venv/bin/python benchmarks/types_background.py --pixel-um 0.11 0.16
+
+also types the val images resampled to other pixel sizes (linear, anti-aliased when shrinking,
+after the background is added), where the margin of 0.3 µm is another number of pixels;
+writes benchmarks/results/types_background_pixel_sizes.md.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -42,7 +49,39 @@ def with_background(image: np.ndarray, level: float, rng) -> np.ndarray:
     return np.where(image > 0, image, np.clip(back, 0, None)).astype(np.float32)
 
 
+def resampled(image: np.ndarray, pixel_um: float, target_um: float | None) -> np.ndarray:
+    """``image`` (pixels of ``pixel_um``) at ``target_um`` per pixel (``None``: as it is)."""
+    from skimage.transform import resize
+
+    if target_um is None:
+        return image
+    f = pixel_um / target_um
+    shape = tuple(int(round(n * f)) for n in image.shape)
+    return resize(image, shape, order=1, anti_aliasing=f < 1, preserve_range=True).astype(np.float32)
+
+
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pixel-um", type=float, nargs="+", default=None,
+                    help="also type the val images resampled to these pixel sizes (µm)")
+    args = ap.parse_args()
+    targets = [None] + list(args.pixel_um or [])
+    rows = []
+    for target in targets:
+        rows += typed_at(target)
+    table = pd.DataFrame(rows).round(3)
+    if args.pixel_um is None:
+        table = table.drop(columns="pixel_um")
+    RESULTS.mkdir(exist_ok=True)
+    name = "types_background.md" if args.pixel_um is None else "types_background_pixel_sizes.md"
+    command = "python benchmarks/types_background.py" + (
+        "" if args.pixel_um is None else " --pixel-um " + " ".join(f"{t:g}" for t in args.pixel_um))
+    (RESULTS / name).write_text(f"`{command}`, {time.strftime('%Y-%m-%d')}\n\n" + markdown(table, digits=3) + "\n")
+    print(markdown(table, digits=3))
+
+
+def typed_at(target: float | None) -> list[dict]:
+    """The rows of every background level with the val images at ``target`` µm per pixel."""
     import spinequant as sq
     from spinequant.evaluate.points import match_points
     from spinequant.morphology import MorphologyConfig
@@ -61,8 +100,9 @@ def main() -> None:
             grey = read_grey(path)
             px = SPINE_TYPES_UM.get(grey.shape[0], 0.08)
             truth, classes = yolo_training_sample(grey, folder / "labels" / (path.stem + ".txt"), pixel_size_um=px)
-            image = with_background(grey, level, rng)
-            result = sq.analyze(image, spacing=(px, px), config=config)
+            image = resampled(with_background(grey, level, rng), px, target)
+            use = target or px
+            result = sq.analyze(image, spacing=(use, use), config=config)
             found = result.spines[["head_y_um", "head_x_um"]].to_numpy(float)
             pairs = match_points(np.column_stack([np.zeros(len(found)), found]),
                                  np.column_stack([np.zeros(len(truth.heads)), truth.heads[:, 1:] * px]),
@@ -70,21 +110,18 @@ def main() -> None:
             want = np.array(CLASS_NAMES)[classes[pairs["true_index"].to_numpy()]]
             found_total, true_total = found_total + len(found), true_total + len(classes)
             for name, dendrite in zip(counts, (None, result.dendrite_labels)):
-                types, _ = classify_by_network(image, result.spine_labels, result.spines, (px, px),
+                types, _ = classify_by_network(image, result.spine_labels, result.spines, (use, use),
                                                dendrite=dendrite, filopodia_max_head_um=0.5)
                 got = np.array(types)[pairs["pred_index"].to_numpy()] if len(types) else np.zeros(0)
                 counts[name][0] += int((got == want).sum())
                 counts[name][1] += len(pairs)
         for name, (right, matched) in counts.items():
-            rows.append({"background": level, "network shown": name, "found": found_total, "true": true_total,
+            rows.append({"pixel_um": "as published" if target is None else target,
+                         "background": level, "network shown": name, "found": found_total, "true": true_total,
                          "matched": matched, "right type": right, "accuracy": right / max(matched, 1),
                          "f1_with_type": 2 * right / (found_total + true_total)})
         print(pd.DataFrame(rows[-2:]).round(3).to_string(index=False), flush=True)
-    table = pd.DataFrame(rows).round(3)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "types_background.md").write_text(
-        f"`python benchmarks/types_background.py`, {time.strftime('%Y-%m-%d')}\n\n" + markdown(table, digits=3) + "\n")
-    print(markdown(table, digits=3))
+    return rows
 
 
 if __name__ == "__main__":
