@@ -22,7 +22,9 @@ docs/measurements.md; 100 since session 30: grouped cross-validation 0.841 / 0.8
 with seeds 0-2 against 0.806 / 0.799, branched spines typed right 0.67-0.70 against 0.55-0.58;
 200 since session 37: 0.868 against 0.841 / 0.837 with 100, seed 0 / 1 on the same objects,
 branched 0.78 against 0.65-0.66, filopodia 0.89 against 0.70; 300 measured in session 38:
-0.873 / 0.881 with seeds 0 / 1, val 0.839 / 0.820 against 0.849, not taken.)
+0.873 / 0.881 with seeds 0 / 1, val 0.839 / 0.820 against 0.849, not taken. Session 39: a
+synthetic background behind half the training patches, or margins one or two pixels wider:
+not taken, docs/measurements.md "Trained with a background or a wider margin".)
 """
 
 from __future__ import annotations
