@@ -25,6 +25,10 @@ branched 0.78 against 0.65-0.66, filopodia 0.89 against 0.70; 300 measured in se
 0.873 / 0.881 with seeds 0 / 1, val 0.839 / 0.820 against 0.849, not taken. Session 39: a
 synthetic background behind half the training patches, or margins one or two pixels wider:
 not taken, docs/measurements.md "Trained with a background or a wider margin".)
+The installed network's patches were cut in session 37, when the margin around the neuron was
+rounded (4 px at 0.08 µm); this recipe now cuts them as ``analyze`` shows them (whole pixels
+within 0.3 µm: 3 px), so a refit differs from it by that too (measured in session 39: one
+pixel more or less moves val's types within the seeds' scatter).
 """
 
 from __future__ import annotations
