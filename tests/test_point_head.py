@@ -125,6 +125,34 @@ def test_heads_stacked_in_z_are_two_peaks_where_the_z_steps_are_fine(z_step, n_p
     assert len(peaks) == n_peaks
 
 
+@pytest.mark.parametrize("spine_level, n_peaks", [(0.8, 2), (0.2, 1)])
+def test_heads_side_by_side_are_two_where_the_spine_map_says_spine(spine_level, n_peaks):
+    """Two heads 0.3 µm apart in the plane, each a clear maximum of the head map: closer than
+    the 0.4 µm that keeps peaks apart, so the weaker is a head only where the spine map is at
+    least head_close_spine_min there (0.3), not on a stretch the network calls shaft."""
+    y = np.arange(40)[:, None] * 0.05
+    x = np.arange(40)[None, :] * 0.05
+    def blob(cy, cx, peak):
+        return peak * np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * 0.08**2))
+    heads = np.maximum(blob(1.0, 1.0, 0.9), blob(1.0, 1.3, 0.7)).astype(np.float32)
+    spine = np.where(heads > 0.1, 0.9, 0.0).astype(np.float32)
+    spine[:, 24:] = np.minimum(spine[:, 24:], spine_level)      # around the weaker head
+    spacing = (0.05, 0.05)
+    alone, _ = head_peaks(heads, spacing, threshold=0.3, min_distance_um=0.4)
+    assert alone.tolist() == [[20, 20]]                          # the installed distance alone
+    peaks, values = head_peaks(heads, spacing, threshold=0.3, min_distance_um=0.4,
+                               close_distance_um=0.2, spine_prob=spine, close_spine_min=0.3)
+    assert peaks.tolist() == [[20, 20], [20, 26]][:n_peaks] and values[0] >= values[-1]
+    # the analysis settings: the close rule is on by default and off at the installed distance
+    cfg = InstanceConfig(method="heads", threshold=0.1, head_threshold=0.3, min_volume_um3=0.0001,
+                         noise_rule=False)
+    assert spine_instances(spine, None, spacing=spacing, config=cfg, head_prob=heads).n_spines == n_peaks
+    off = dataclasses.replace(cfg, head_close_distance_um=0.4)
+    assert spine_instances(spine, None, spacing=spacing, config=off, head_prob=heads).n_spines == 1
+    with pytest.raises(Exception, match="head_close_spine_min"):
+        dataclasses.replace(cfg, head_close_spine_min=1.5)
+
+
 def test_heads_seed_spine_objects_and_fragments_without_a_head_are_not_spines():
     spine, heads = _maps_with_two_heads()
     peaks, values = head_peaks(heads, (0.5, 0.1, 0.1), threshold=0.3, min_distance_um=0.4)

@@ -51,7 +51,15 @@ class InstanceConfig:
     head_threshold : float
         Heads: a local maximum of the head map at or above this value is a spine.
     head_min_distance_um : float
-        Heads: maxima closer than this in y/x (twice this along z) count as one head.
+        Heads: maxima closer than this in y/x (along z: 1.6 z steps, kept between once and
+        twice this) count as one head.
+    head_close_distance_um : float
+        Heads: maxima at least this far apart in y/x (below ``head_min_distance_um``; the same
+        distance along z) are heads too where the spine map is at least
+        ``head_close_spine_min``: two heads side by side make two peaks, a bump on the shaft
+        does not count. ``head_min_distance_um`` or more switches this off.
+    head_close_spine_min : float
+        See ``head_close_distance_um``.
     seed_threshold : float
         Flood fill: a voxel at or above this spine probability may start a new object.
     growth_threshold : float
@@ -121,6 +129,8 @@ class InstanceConfig:
     threshold: float = 0.5
     head_threshold: float = 0.3
     head_min_distance_um: float = 0.4
+    head_close_distance_um: float = 0.2
+    head_close_spine_min: float = 0.3
     connectivity: int = 26
     split_by: str = "distance"
     split_min_distance_um: float = 0.5
@@ -146,9 +156,11 @@ class InstanceConfig:
         positive = (0, None, True, False)
         check_fields(self, choices={"method": METHODS, "split_by": SPLIT_BY, "connectivity": (6, 18, 26)},
                      ranges={**dict.fromkeys(("seed_threshold", "growth_threshold", "threshold",
-                                              "dendrite_threshold", "head_threshold"), probability),
+                                              "dendrite_threshold", "head_threshold",
+                                              "head_close_spine_min"), probability),
                              **dict.fromkeys(("max_distance_to_seed_um", "split_min_distance_um",
-                                              "noise_distance_um", "head_min_distance_um"), positive),
+                                              "noise_distance_um", "head_min_distance_um", "head_close_distance_um"),
+                                           positive),
                              "peak_fraction": (0, 1, False, True), "bridge_min_fraction": (0, 1, False, False),
                              "max_drop": (0, 1, False, False), "split_min_depth_prob": (0, 1, False, False),
                              "min_planes": (1, None, False, False)})

@@ -56,11 +56,18 @@ def head_map_support(config) -> tuple[float, float] | None:
             _SUPPORT_MARGIN * HEAD_BLOB_FRACTION * config.head_threshold)
 
 
-def head_peaks(head_prob: np.ndarray, spacing, *, threshold: float, min_distance_um: float
-               ) -> tuple[np.ndarray, np.ndarray]:
+def head_peaks(head_prob: np.ndarray, spacing, *, threshold: float, min_distance_um: float,
+               close_distance_um: float | None = None, spine_prob: np.ndarray | None = None,
+               close_spine_min: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
     """Local maxima of the head map at or above ``threshold``, at least ``min_distance_um``
     apart in y/x and, along z, :data:`Z_STEPS_BETWEEN_HEADS` z steps, kept between once and
     twice ``min_distance_um`` (the microscope smears a head over several planes).
+
+    With ``close_distance_um`` (below ``min_distance_um``) and ``spine_prob``, the maxima that
+    are at least ``close_distance_um`` apart in y/x (the same distance along z) are added where
+    the spine map is at least ``close_spine_min``: two heads side by side closer than
+    ``min_distance_um`` make two maxima, and the spine map tells a head beside another from a
+    bump on the shaft (docs/real_data.md, "Close heads where the spine map says spine").
 
     Returns (K, ndim) voxel indices, strongest first, and the map's value at each.
 
@@ -75,6 +82,27 @@ def head_peaks(head_prob: np.ndarray, spacing, *, threshold: float, min_distance
     z_um = float(np.clip(Z_STEPS_BETWEEN_HEADS * float(np.asarray(spacing, float)[0]),
                          min_distance_um, 2.0 * min_distance_um))
     radius_um = np.array([z_um, min_distance_um, min_distance_um])[-head_prob.ndim:]
+    peaks, values = _box_peaks(head_prob, spacing, threshold, radius_um)
+    if close_distance_um is None or spine_prob is None or close_distance_um >= min_distance_um:
+        return peaks, values
+    close_um = radius_um.copy()
+    close_um[-2:] = close_distance_um
+    close, close_values = _box_peaks(head_prob, spacing, threshold, close_um)
+    known = {tuple(p) for p in peaks.tolist()}
+    new = np.array([tuple(p) not in known for p in close.tolist()], bool)
+    if new.any():
+        new[new] = np.asarray(spine_prob)[tuple(close[new].T)] >= close_spine_min
+    if not new.any():
+        return peaks, values
+    peaks, values = np.concatenate([peaks, close[new]]), np.concatenate([values, close_values[new]])
+    order = np.argsort(-values, kind="stable")
+    return peaks[order], values[order]
+
+
+def _box_peaks(head_prob: np.ndarray, spacing, threshold: float, radius_um: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Maxima of ``head_prob`` at or above ``threshold`` in boxes of ``radius_um`` (one radius
+    per axis), then thinned to one per ellipsoid of those radii, strongest first."""
     radius = np.maximum(np.round(radius_um / np.asarray(spacing, float)), 1).astype(int)
     # A box maximum filter, separable: in the plane on each plane once, then along the first
     # axis over a rolling window of filtered planes (mode "nearest" at the ends: the window is
@@ -112,7 +140,6 @@ def head_peaks(head_prob: np.ndarray, spacing, *, threshold: float, min_distance
                 keep[[j for j in near if j > i]] = False
         candidates, values = candidates[keep], values[keep]
     return candidates, values
-
 
 
 def objects_from_heads(peaks: np.ndarray, spine_prob: np.ndarray, head_prob: np.ndarray, *,

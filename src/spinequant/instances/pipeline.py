@@ -98,7 +98,9 @@ def spine_instances(spine_prob, dendrite_prob=None, *, spacing, config: Instance
                 "point head); this model gives none. Use method 'components' instead.")
         head, _ = _as_map(head_prob, "spine-head map")
         peaks, _ = head_peaks(head, spacing, threshold=cfg.head_threshold,
-                              min_distance_um=cfg.head_min_distance_um)
+                              min_distance_um=cfg.head_min_distance_um,
+                              close_distance_um=cfg.head_close_distance_um, spine_prob=spine,
+                              close_spine_min=cfg.head_close_spine_min)
         spines = objects_from_heads(peaks, spine, head, threshold=cfg.threshold,
                                     connectivity=cfg.connectivity)
     elif method == "floodfill":
