@@ -54,8 +54,8 @@ class InstanceConfig:
         Heads: maxima closer than this in y/x (along z: 1.6 z steps, kept between once and
         twice this) count as one head.
     head_close_distance_um : float
-        Heads: maxima at least this far apart in y/x (below ``head_min_distance_um``; the same
-        distance along z) are heads too where the spine map is at least
+        Heads: maxima at least this far apart in y/x (below ``head_min_distance_um``; along z
+        1.6 z steps kept between once and twice this) are heads too where the spine map is at least
         ``head_close_spine_min``: two heads side by side make two peaks, a bump on the shaft
         does not count. ``head_min_distance_um`` or more switches this off.
     head_close_spine_min : float

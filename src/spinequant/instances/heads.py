@@ -64,7 +64,7 @@ def head_peaks(head_prob: np.ndarray, spacing, *, threshold: float, min_distance
     twice ``min_distance_um`` (the microscope smears a head over several planes).
 
     With ``close_distance_um`` (below ``min_distance_um``) and ``spine_prob``, the maxima that
-    are at least ``close_distance_um`` apart in y/x (the same distance along z) are added where
+    are at least ``close_distance_um`` apart (along z by the same rule) are added where
     the spine map is at least ``close_spine_min``: two heads side by side closer than
     ``min_distance_um`` make two maxima, and the spine map tells a head beside another from a
     bump on the shaft (docs/real_data.md, "Close heads where the spine map says spine").
@@ -79,15 +79,11 @@ def head_peaks(head_prob: np.ndarray, spacing, *, threshold: float, min_distance
     head_prob = np.asarray(head_prob)
     if head_prob.dtype not in (np.float16, np.float32):
         head_prob = head_prob.astype(np.float32)
-    z_um = float(np.clip(Z_STEPS_BETWEEN_HEADS * float(np.asarray(spacing, float)[0]),
-                         min_distance_um, 2.0 * min_distance_um))
-    radius_um = np.array([z_um, min_distance_um, min_distance_um])[-head_prob.ndim:]
-    peaks, values = _box_peaks(head_prob, spacing, threshold, radius_um)
+    peaks, values = _box_peaks(head_prob, spacing, threshold, _radius_um(spacing, head_prob.ndim, min_distance_um))
     if close_distance_um is None or spine_prob is None or close_distance_um >= min_distance_um:
         return peaks, values
-    close_um = radius_um.copy()
-    close_um[-2:] = close_distance_um
-    close, close_values = _box_peaks(head_prob, spacing, threshold, close_um)
+    close, close_values = _box_peaks(head_prob, spacing, threshold,
+                                     _radius_um(spacing, head_prob.ndim, close_distance_um))
     known = {tuple(p) for p in peaks.tolist()}
     new = np.array([tuple(p) not in known for p in close.tolist()], bool)
     if new.any():
@@ -97,6 +93,13 @@ def head_peaks(head_prob: np.ndarray, spacing, *, threshold: float, min_distance
     peaks, values = np.concatenate([peaks, close[new]]), np.concatenate([values, close_values[new]])
     order = np.argsort(-values, kind="stable")
     return peaks[order], values[order]
+
+
+def _radius_um(spacing, ndim: int, distance_um: float) -> np.ndarray:
+    """Peaks' least distance per axis: ``distance_um`` in y/x and, along z,
+    :data:`Z_STEPS_BETWEEN_HEADS` z steps kept between once and twice it."""
+    z_um = float(np.clip(Z_STEPS_BETWEEN_HEADS * float(np.asarray(spacing, float)[0]), distance_um, 2.0 * distance_um))
+    return np.array([z_um, distance_um, distance_um])[-ndim:]
 
 
 def _box_peaks(head_prob: np.ndarray, spacing, threshold: float, radius_um: np.ndarray
