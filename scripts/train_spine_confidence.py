@@ -48,6 +48,7 @@ from spinequant.pipeline.analyze import AnalyzeConfig, default_instance_config, 
 from spinequant.pipeline.spine_confidence import FEATURES, confidence_features  # noqa: E402
 from spinequant.segment.neural.calibration import confidence, expected_calibration_error, score_for  # noqa: E402
 from spinequant.segment.neural.yolo_data import yolo_training_sample  # noqa: E402
+from spinequant.synth.presets import REALISTIC  # noqa: E402
 
 TRAIN_PHANTOM_SEEDS = tuple(range(3001, 3007))
 VAL_PHANTOM_SEEDS = (1001, 1002, 1003)
@@ -115,19 +116,21 @@ def collect_images(sets: dict, model: str, floor: float, scale: float = 1.0, rel
     return pd.concat(rows, ignore_index=True)
 
 
-def collect_phantoms(seeds, model: str, floor: float, relax: dict | None = None) -> pd.DataFrame:
+def collect_phantoms(seeds, model: str, floor: float, relax: dict | None = None,
+                     overrides: dict | None = None) -> pd.DataFrame:
     from spinequant.synth import PRESETS, make_phantom
 
     config, head_map = candidate_config(model, floor, relax), model_calibration(model, "head_map")
     rows = []
     for preset in PRESETS:
         for seed in seeds:
-            ph = make_phantom(preset, seed=seed)
+            ph = make_phantom(preset, seed=seed, **(overrides or {}))
             res = sq.analyze(ph.image, spacing=ph.spacing, config=config)
             f, _ = candidates(res, head_map)
             det = match_spine_objects(res.spine_labels, ph.spine_labels, spacing=ph.spacing)
             hit = res.spines["id"].isin({int(p) for _, p in det["pairs"]}).to_numpy()
-            rows.append(f.assign(hit=hit, set=f"phantom_{preset}", image=f"{preset}/{seed}", n_true=det["n_true"]))
+            rows.append(f.assign(hit=hit, set=f"phantom_{preset}", image=f"{preset}/{seed}{'+realistic' if overrides else ''}",
+                                 n_true=det["n_true"]))
     return pd.concat(rows, ignore_index=True)
 
 
@@ -190,6 +193,9 @@ def main() -> None:
     ap.add_argument("--relax-2d", nargs="*", default=[], metavar="KEY=VALUE",
                     help="instance settings of the candidates of 2D images only (on top of --relax; the real "
                          "images are 2D, the phantoms 3D), recorded as candidate_instances_2d")
+    ap.add_argument("--realistic-phantoms", action="store_true",
+                    help="also train on the same phantom seeds drawn with spinequant.synth.presets.REALISTIC "
+                         "(varicosities labelled as shaft, heads with faint necks, shaft texture)")
     ap.add_argument("--dendritic2-um", type=float, default=train_real_models.DENDRITIC2_UM,
                     help="pixel size (µm) dendritic2's fields are read at")
     args = ap.parse_args()
@@ -213,12 +219,17 @@ def main() -> None:
     train = pd.concat([cached("train_real" + ("" if x == 1.0 else f"_x{x:.2f}"),
                               lambda x=x: collect_images(images, args.model, args.floor, x, relax_2d)) for x in scales]
                       + [cached("train_phantoms", lambda: collect_phantoms(TRAIN_PHANTOM_SEEDS, args.model, args.floor,
-                                                                          relax))],
+                                                                          relax))]
+                      + ([cached("train_phantoms_realistic", lambda: collect_phantoms(
+                          TRAIN_PHANTOM_SEEDS, args.model, args.floor, relax, REALISTIC))] if args.realistic_phantoms else []),
                       ignore_index=True)
     print("validation candidates", flush=True)
     val_images = {s: load_set(s) for s in ("dendritic2", "spine_types")}
     val = pd.concat([cached("val_real", lambda: collect_images(val_images, args.model, args.floor, relax=relax_2d)),
-                     cached("val_phantoms", lambda: collect_phantoms(VAL_PHANTOM_SEEDS, args.model, args.floor, relax))],
+                     cached("val_phantoms", lambda: collect_phantoms(VAL_PHANTOM_SEEDS, args.model, args.floor, relax)),
+                     cached("val_phantoms_realistic", lambda: collect_phantoms(VAL_PHANTOM_SEEDS, args.model, args.floor,
+                                                                               relax, REALISTIC)).assign(
+                         set=lambda d: d["set"] + "_realistic")],
                     ignore_index=True)
     # the real validation images at the misstated sizes (reported, as benchmarks/real2d.py does)
     misstated = {x: cached(f"val_real_x{x:.2f}", lambda x=x: collect_images(val_images, args.model, args.floor, x,
@@ -275,11 +286,12 @@ def main() -> None:
         "fitted_on": (f"scripts/train_spine_confidence.py --scales {' '.join(f'{x:g}' for x in scales[1:])}"
                       + "".join(f" {flag} {' '.join(items)}" for flag, items in (("--relax", args.relax),
                                                                                   ("--relax-2d", args.relax_2d))
-                                if items) + ": "
+                                if items) + (" --realistic-phantoms" if args.realistic_phantoms else "") + ": "
                       f"{int(real.sum())} candidates (head-map peaks >= {args.floor}) on the dendritic2 training "
                       f"fields and spine_types/train read at {', '.join(f'{x:.2f}x' for x in scales)} of their "
                       f"pixel size, {int((~real).sum())} on phantoms (seeds {TRAIN_PHANTOM_SEEDS[0]}-"
-                      f"{TRAIN_PHANTOM_SEEDS[-1]}, weight {PHANTOM_WEIGHT * len(scales):g}); minimum confidence by "
+                      f"{TRAIN_PHANTOM_SEEDS[-1]}{', each also drawn with REALISTIC' if args.realistic_phantoms else ''}, "
+                      f"weight {PHANTOM_WEIGHT * len(scales):g}); minimum confidence by "
                       f"out-of-fold F1 at the judged size"),
         "validation": {s: {k: round(float(v), 4) for k, v in r.items()} for s, r in report["learnt confidence"].items()},
         "head_map": head_map,

@@ -39,6 +39,21 @@ def test_varicosities_are_brighter_swellings_labelled_as_their_shaft():
     assert top > 1.15 * np.percentile(plain.image[plain.semantic == 1], 99)
 
 
+def test_varicosities_leave_the_spines_as_bright_as_without_them():
+    # the image's brightness is set by the shaft without its swellings: until session 41 it was
+    # the whole shaft's, and swellings made every spine of this phantom half as bright
+    kw = dict(seed=4, shape=(16, 256, 256), spine_density_per_um=(2, 2), **QUIET)
+    plain = make_phantom("two_photon", **kw)
+    swollen = make_phantom("two_photon", varicosity_density_per_um=(0.2, 0.2), **kw)
+    assert swollen.params["n_varicosities"] >= 3
+    # spine voxels of both, beyond the PSF's reach (2.5 µm) from every voxel a swelling added
+    far = ndi.distance_transform_edt(swollen.dendrite_labels == plain.dendrite_labels, sampling=plain.spacing) > 2.5
+    spines = (plain.spine_labels > 0) & (swollen.spine_labels > 0) & far
+    assert spines.sum() > 100
+    ratio = swollen.image[spines].astype(float).mean() / plain.image[spines].astype(float).mean()
+    assert 0.95 < ratio < 1.05
+
+
 def test_spines_on_a_varicosity_start_at_its_surface_and_stay_spines():
     kw = dict(seed=3, shape=(16, 128, 128), spine_density_per_um=(3, 3), **QUIET)
     swollen = make_phantom("two_photon", varicosity_density_per_um=(0.5, 0.5), **kw)

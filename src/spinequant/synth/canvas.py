@@ -28,6 +28,7 @@ class Canvas:
         self.shaft_id = np.zeros(self.shape, np.int32)
         self.spine_occ = np.zeros(self.shape, np.float32)
         self.spine_id = np.zeros(self.shape, np.int32)
+        self.swelling: np.ndarray | None = None   # voxels of varicosities (allocated by the first)
         self._axes: list[tuple[int, tuple]] = []
 
     def _draw(self, prims: Primitives, brightness: float):
@@ -52,6 +53,18 @@ class Canvas:
     def add_shaft(self, prims: Primitives, label: int, brightness: float = 1.0) -> None:
         """A labelled shaft; its brightness is ``brightness`` unless ``prims`` carry values."""
         self._claim(self.shaft_occ, self.shaft_id, self._draw(prims, brightness), label)
+
+    def add_swelling(self, prims: Primitives, label: int) -> None:
+        """A varicosity of shaft ``label``: labelled as the shaft, and its voxels remembered
+        (:attr:`swelling`) so that the image's brightness can be set by the rest of the shaft."""
+        out = self._draw(prims, 1.0)
+        self._claim(self.shaft_occ, self.shaft_id, out, label)
+        if out is None:
+            return
+        if self.swelling is None:
+            self.swelling = np.zeros(self.shape, bool)
+        sl, occ = out
+        self.swelling[sl] |= occ >= LABEL_THRESHOLD
 
     def add_spine(self, prims: Primitives, label: int, brightness: float, axis_um: np.ndarray) -> None:
         self._claim(self.spine_occ, self.spine_id, self._draw(prims, brightness), label)

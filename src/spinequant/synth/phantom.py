@@ -119,7 +119,7 @@ def draw_phantom(config: SynthConfig, seed: int, dendrites: list[Dendrite], spin
                                       texture=texture, cfg=config.shafts):
                 canvas.add_shaft(prims, dend.id)
         for prims in dend.swellings:
-            canvas.add_shaft(prims, dend.id)
+            canvas.add_swelling(prims, dend.id)
     for i, sp in enumerate(spines, start=1):
         canvas.add_spine(sp.prims, i, sp.brightness, sp.axis)
 
@@ -138,8 +138,13 @@ def draw_phantom(config: SynthConfig, seed: int, dendrites: list[Dendrite], spin
     if dcfg.haze > 0:
         hz = haze(rng_distractors, shape, spacing, scale_um=dcfg.haze_scale_um)
     density = canvas.density
+    # The brightness (and so the SNR) is set by the shaft without its varicosities: swellings
+    # added to a phantom leave the rest of it, spines included, as bright as before.
+    shaft = semantic == 1
+    if canvas.swelling is not None and np.any(shaft & ~canvas.swelling):
+        shaft &= ~canvas.swelling
     del canvas
-    image, imaging_info = render(density, hz, semantic == 1, spacing, img_cfg, rng_noise,
+    image, imaging_info = render(density, hz, shaft, spacing, img_cfg, rng_noise,
                                  haze_amplitude=dcfg.haze)
     params = {"spinequant_version": __version__, "seed": int(seed), "config": config.to_dict(),
               "imaging": imaging_info, "n_dendrites": len(dendrites), "n_axons": n_axons,
