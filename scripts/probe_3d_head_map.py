@@ -74,7 +74,7 @@ def patch(rng, image, heat, heads):
     return (a * rng.uniform(0.8, 1.25)).astype(np.float32), b.astype(np.float32)
 
 
-def train(minutes: float, seed: int = 0, out: Path = OUT) -> None:
+def train(minutes: float, seed: int = 0, out: Path = OUT, steps: int | None = None) -> None:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     data = [training_sample(p, s) for p in TRAIN_PRESETS for s in range(2001, 2013)]
@@ -82,7 +82,7 @@ def train(minutes: float, seed: int = 0, out: Path = OUT) -> None:
     opt = torch.optim.Adam(net.parameters(), 1e-3)
     out.parent.mkdir(parents=True, exist_ok=True)
     t0, step = time.time(), 0
-    while time.time() - t0 < minutes * 60:
+    while time.time() - t0 < minutes * 60 and (steps is None or step < steps):
         pairs = [patch(rng, *data[rng.integers(len(data))]) for _ in range(2)]
         x = torch.from_numpy(np.stack([p[0] for p in pairs])[:, None])
         y = torch.from_numpy(np.stack([p[1] for p in pairs])[:, None])
@@ -183,6 +183,7 @@ def main() -> None:
     t = sub.add_parser("train")
     t.add_argument("--minutes", type=float, default=40.0)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--steps", type=int, default=None, help="stop after this many steps (or --minutes)")
     e = sub.add_parser("eval")
     e.add_argument("--presets", nargs="+", default=list(TRAIN_PRESETS))
     e.add_argument("--seeds", default="1001-1006")
@@ -192,7 +193,7 @@ def main() -> None:
         p.add_argument("--weights", type=Path, default=OUT, help="the probe's weights (default %(default)s)")
     args = ap.parse_args()
     if args.command == "train":
-        train(args.minutes, args.seed, args.weights)
+        train(args.minutes, args.seed, args.weights, args.steps)
     elif args.command == "eval":
         evaluate(args.presets, seed_range(args.seeds), args.weights)
     else:
