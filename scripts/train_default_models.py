@@ -27,15 +27,18 @@ TRAIN_SEEDS = range(100, 10_000)
 VAL_SEED, TEST_SEED = 20_000, 30_000
 
 
-def randomised_phantom(preset: str, seed: int, overrides: dict | None = None) -> TrainingSample:
+def randomised_phantom(preset: str, seed: int, overrides: dict | None = None,
+                       base_shape: tuple[int, int, int] | None = None) -> TrainingSample:
     """A phantom whose voxel size, SNR, haze and spine density vary around the preset's
-    (``overrides``: further phantom settings, e.g. realism features switched on)."""
+    (``overrides``: further phantom settings, e.g. realism features switched on;
+    ``base_shape``: the field in voxels at the preset's voxel size, default the preset's)."""
     rng = np.random.default_rng(seed)
     base = PRESETS[preset]
     z, y, x = base.spacing
     xy = y * float(np.exp(rng.uniform(np.log(0.8), np.log(1.25))))
     spacing = (z * float(rng.uniform(0.7, 1.4)), xy, xy)
-    shape = (base.shape[0], *[int(round(n * y / xy)) for n in base.shape[1:]])
+    field = base_shape or base.shape
+    shape = (field[0], *[int(round(n * y / xy)) for n in field[1:]])
     ph = make_phantom(preset, seed=seed, shape=shape, spacing=spacing,
                       snr=base.imaging.snr * float(np.exp(rng.uniform(np.log(0.4), np.log(1.5)))),
                       haze=base.distractors.haze * float(rng.uniform(0.0, 3.0)), **(overrides or {}))
