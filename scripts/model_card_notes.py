@@ -29,7 +29,8 @@ NOTES = {
             "for spine detection, counting and measurement with spinequant analyze (the default "
             "method). Spines are the head map's peaks (candidates down to 0.05), each measured and "
             "kept by a learnt confidence (gradient-boosted trees, lean2d_real_confidence.safetensors; "
-            "calibration in this card)."),
+            "calibration in this card). On stacks the head map is the mean of this network's and "
+            "heads3d_real's, a 3D head network (stack_heads in this card)."),
         "limitations": (
             "Learnt from 2D two-photon projections (dendritic2, spine_types) and spinequant "
             "phantoms: no real 3D annotations, no EM, no cultured-neuron or widefield images. "

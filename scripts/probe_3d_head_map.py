@@ -40,60 +40,21 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_default_models import randomised_phantom  # noqa: E402
-
-from spinequant.synth import REALISTIC  # noqa: E402
+# the training recipe moved to train_heads3d.py when the network shipped (session 44)
+from train_heads3d import GRID, PRESETS, on_grid, training_data  # noqa: E402
+from train_heads3d import train as train_loop  # noqa: E402
 
 OUT = Path("work/models/probe3d/weights.pt")
-GRID = (0.5, 0.094, 0.094)
-PATCH = (16, 128, 128)
 TILE = (32, 256, 256)
-PRESETS = ("two_photon", "confocal", "sted", "low_snr")
-SIGMA_UM = (0.75, 0.25, 0.25)
-#: fields (voxels at the preset's voxel size) large enough for a patch on the grid once resampled
-FIELDS = {"two_photon": (32, 256, 256), "low_snr": (32, 256, 256), "confocal": (48, 256, 256),
-          "sted": (64, 512, 512)}
-
-
-def _cbr(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv3d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm3d(cout), nn.ReLU(inplace=True))
-
-
-class FastHeads3D(nn.Module):
-    """Space to depth in the plane (s x s pixels into channels), a U-Net pooling (1, 2, 2) then
-    (2, 2, 2), and depth to space back to the input's pixels: one logit a voxel."""
-
-    def __init__(self, filters=(24, 48, 96), s2d: int = 4):
-        super().__init__()
-        f0, f1, f2 = filters
-        self.s = s2d
-        self.e0 = nn.Sequential(_cbr(s2d * s2d, f0), _cbr(f0, f0))
-        self.e1 = nn.Sequential(_cbr(f0, f1), _cbr(f1, f1))
-        self.e2 = nn.Sequential(_cbr(f1, f2), _cbr(f2, f2))
-        self.up2 = nn.ConvTranspose3d(f2, f1, 2, stride=2)
-        self.d1 = _cbr(f1, f1)
-        self.up1 = nn.ConvTranspose3d(f1, f0, (1, 2, 2), stride=(1, 2, 2))
-        self.d0 = _cbr(f0, f0)
-        self.out = nn.Conv3d(f0, s2d * s2d, 1)
-
-    def forward(self, x):
-        b, _, z, y, w = x.shape
-        s = self.s
-        x = x.reshape(b, z, y // s, s, w // s, s).permute(0, 3, 5, 1, 2, 4).reshape(b, s * s, z, y // s, w // s)
-        a = self.e0(x)
-        m = self.e1(F.max_pool3d(a, (1, 2, 2)))
-        m = self.d1(self.up2(self.e2(F.max_pool3d(m, 2))) + m)
-        a = self.d0(self.up1(m) + a)
-        o = self.out(a).reshape(b, s, s, z, y // s, w // s)
-        return o.permute(0, 3, 4, 1, 5, 2).reshape(b, 1, z, y, w)
 
 
 def network(spec: dict) -> nn.Module:
     if spec["arch"] == "fast":
-        return FastHeads3D(tuple(spec["filters"]), spec["s2d"])
+        from spinequant.segment.neural.architectures import Heads3D
+
+        return Heads3D(tuple(spec["filters"]), spec["s2d"])
     from monai.networks.nets import DynUNet
 
     return DynUNet(3, 1, 1, kernel_size=[[3, 3, 3]] * 4, strides=[[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2]],
@@ -101,104 +62,14 @@ def network(spec: dict) -> nn.Module:
                    norm_name="instance", res_block=False)
 
 
-def normalised(image: np.ndarray, norm: str = "probe") -> np.ndarray:
-    """``probe`` (session 42): percentiles 1 and 99.8 to 0 and 1; ``pipeline``: the networks'
-    own normalisation (``NormaliseConfig()``: percentiles 1 and 99.9 to -1 and 1, clipped at 3)."""
-    if norm == "pipeline":
-        from spinequant.segment.neural.normalise import NormaliseConfig, normalise
-
-        return normalise(image, NormaliseConfig())
-    image = image.astype(np.float32)
-    lo, hi = np.percentile(image, (1, 99.8))
-    return ((image - lo) / max(hi - lo, 1e-6)).astype(np.float32)
-
-
-def on_grid(image: np.ndarray, spacing, norm: str = "probe") -> np.ndarray:
-    from spinequant.segment.neural.resample import to_model_grid
-
-    return to_model_grid(normalised(image, norm), spacing, GRID)
-
-
-def training_sample(preset: str, seed: int, norm: str, phantoms: str):
-    """``phantoms``: ``randomised`` (session 43) or ``preset``, the preset's own (session 42)."""
-    from spinequant.segment.neural.data import head_heatmap
-    from spinequant.synth import make_phantom
-
-    if phantoms == "preset":
-        ph = make_phantom(preset, seed=seed)
-        image, spacing = np.asarray(ph.image), np.asarray(ph.spacing, float)
-        heads = ph.spines[["head_z_um", "head_y_um", "head_x_um"]].to_numpy(float) / spacing
-    else:
-        s = randomised_phantom(preset, seed, dict(REALISTIC) if seed % 2 else None, base_shape=FIELDS[preset])
-        image, spacing, heads = s.image, np.asarray(s.spacing, float), s.heads
-    image = on_grid(image, spacing, norm)
-    heads = heads * spacing / np.asarray(GRID)
-    return image, head_heatmap(image.shape, heads, GRID, sigma_um=SIGMA_UM).astype(np.float32), heads
-
-
-def patch(rng, image, heat, heads, floor: float = 0.0):
-    """A patch around a random head (70 %) or anywhere, turned, mirrored and scaled in brightness."""
-    shape = image.shape
-    if rng.random() < 0.7 and len(heads):
-        c = heads[rng.integers(len(heads))] + [rng.integers(-4, 5), rng.integers(-40, 41), rng.integers(-40, 41)]
-        start = [int(np.clip(c[i] - PATCH[i] / 2, 0, shape[i] - PATCH[i])) for i in range(3)]
-    else:
-        start = [int(rng.integers(0, shape[i] - PATCH[i] + 1)) for i in range(3)]
-    box = tuple(slice(s, s + n) for s, n in zip(start, PATCH))
-    a, b = image[box], heat[box]
-    k = int(rng.integers(4))
-    a, b = np.rot90(a, k, (1, 2)), np.rot90(b, k, (1, 2))
-    if rng.random() < 0.5:
-        a, b = a[:, :, ::-1], b[:, :, ::-1]
-    if rng.random() < 0.5:
-        a, b = a[::-1], b[::-1]
-    # brightness scaled above the normalisation's floor (0 or -1)
-    return ((a - floor) * rng.uniform(0.8, 1.25) + floor).astype(np.float32), b.astype(np.float32)
-
-
-def training_data(presets, n_seeds: int, cache: Path | None, norm: str, phantoms: str):
-    if cache is not None and cache.exists():
-        z = np.load(cache)
-        return [(z[f"i{k}"], z[f"h{k}"], z[f"p{k}"]) for k in range(len(z.files) // 3)]
-    data = [training_sample(p, s, norm, phantoms) for p in presets for s in range(2001, 2001 + n_seeds)]
-    if cache is not None:
-        np.savez(cache, **{f"{n}{k}": a for k, d in enumerate(data) for n, a in zip("ihp", d)})
-    return data
-
-
 def train(spec: dict, presets, n_seeds: int, minutes: float, seed: int, out: Path, steps: int | None,
           cache: Path | None) -> None:
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
     data = training_data(presets, n_seeds, cache, spec.get("norm", "probe"), spec.get("phantoms", "randomised"))
     print(f"{len(data)} phantoms on the {GRID} µm grid", flush=True)
-    net = network(spec)
-    opt = torch.optim.Adam(net.parameters(), 1e-3)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(dict(spec, presets=list(presets), n_seeds=n_seeds)))
-    t0, step, lowered = time.time(), 0, False
-    while time.time() - t0 < minutes * 60 and (steps is None or step < steps):
-        if not lowered and time.time() - t0 > 0.75 * minutes * 60:
-            for g in opt.param_groups:
-                g["lr"] = 1e-4
-            lowered = True
-        floor = -1.0 if spec.get("norm") == "pipeline" else 0.0
-        pairs = [patch(rng, *data[rng.integers(len(data))], floor=floor) for _ in range(2)]
-        x = torch.from_numpy(np.stack([p[0] for p in pairs])[:, None])
-        y = torch.from_numpy(np.stack([p[1] for p in pairs])[:, None])
-        logits = net(x)
-        prob = torch.sigmoid(logits)
-        dice = 1 - (2 * (prob * y).sum() + 1) / (prob.sum() + y.sum() + 1)
-        loss = F.binary_cross_entropy_with_logits(logits, y) + dice
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        step += 1
-        if step % 50 == 0:
-            print(f"step {step} {time.time() - t0:.0f} s loss {loss.item():.4f}", flush=True)
-            torch.save(net.state_dict(), out)
-    torch.save(net.state_dict(), out)
-    print(f"{step} steps; weights in {out}", flush=True)
+    train_loop(network(spec), data, minutes=minutes, seed=seed, out=out, steps=steps,
+               floor=-1.0 if spec.get("norm") == "pipeline" else 0.0)
 
 
 def loaded(weights: Path):

@@ -70,6 +70,7 @@ def test_chunked_maps_average_the_same_orientations(tmp_path):
     """A block-wise run asked for four orientations gets the in-memory maps of four."""
     from spinequant.scale import block_grid, volume_levels
     from spinequant.scale.maps import MAPS, open_maps
+    from spinequant.scale.stack_heads import partner_of
     from spinequant.scale.tile_maps import blend_block_maps, tile_plan, write_tile_sums
     from spinequant.segment import segment_maps
 
@@ -82,8 +83,9 @@ def test_chunked_maps_average_the_same_orientations(tmp_path):
     for b in blocks:
         write_tile_sums(image, plan, b, tmp_path / "m.zarr", method=method, levels=levels, engine="onnx",
                         orientations=4)
+    partner = partner_of(image, spacing, method, levels, "onnx", orientations=4)   # the 3D head network
     for b in blocks:
-        blend_block_maps(plan, b, group)
+        blend_block_maps(plan, b, group, partner=partner)
     four, one = (segment_maps(image, spacing=spacing, method=method, engine="onnx", orientations=n) for n in (4, 1))
     for name in MAPS:
         chunked = np.asarray(group[name][...], np.float32)

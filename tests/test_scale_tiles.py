@@ -13,6 +13,7 @@ import zarr
 from spinequant.scale import block_grid, volume_levels
 from spinequant.scale.execute import BlockRunner
 from spinequant.scale.maps import MAPS, open_maps
+from spinequant.scale.stack_heads import partner_of
 from spinequant.scale.tile_maps import (TILE_SUMS, blend_block_maps, run_tile_maps, tile_plan,
                                         write_tile_sums)
 from spinequant.segment import segment_maps
@@ -34,8 +35,9 @@ def _maps(image, spacing, root, chunk=128, order=1):
     plan = tile_plan(image.shape, spacing, METHOD, blocks)
     tiles = [write_tile_sums(image, plan, b, root, method=METHOD, levels=levels, engine="onnx")["tiles"]
              for b in blocks[::order]]
+    partner = partner_of(image, spacing, METHOD, levels, "onnx")      # the 3D head network
     for b in blocks[::order]:
-        blend_block_maps(plan, b, group)
+        blend_block_maps(plan, b, group, partner=partner)
     return group, plan, tiles, levels
 
 

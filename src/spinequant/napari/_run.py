@@ -77,6 +77,7 @@ class RunPanel(QWidget):
         self.confidence.setToolTip("auto: the model's learnt confidence (every candidate measured, then "
                                    "scored); head_map: the calibrated head-map peak alone")
         self.min_confidence = QDoubleSpinBox()
+        self.min_confidence.setDecimals(3)          # the shipped default, 0.375, needs three
         self.min_confidence.setRange(-0.05, 1.0)
         self.min_confidence.setSingleStep(0.05)
         self.min_confidence.setSpecialValueText("model default")

@@ -22,6 +22,7 @@ from .config import ScaleConfig
 from .execute import BlockRunner, task_record
 from .maps import (block_done, map_fingerprint, open_maps, read_region, stored_chunk_px, volume_levels,
                    write_block_maps)
+from .stack_heads import partner_diagnostics, partner_of
 from .tile_maps import run_tile_maps, tile_plan, uses_tile_sums
 from .export import save_large_result
 from .measure import volume_tables
@@ -89,6 +90,7 @@ def chunked_labels(volume, spacing, work_dir, *, config=None, scale: ScaleConfig
                             engine=engine, progress=step, support=support, orientations=config.orientations)
         diags, skipped = ran["tile_sums"] + ran["blend"], ran["resumed"]
         diag = network_diagnostics(read_card(config.method), config.method, engine, config.orientations)
+        diag.update(partner_diagnostics(partner_of(volume, spacing, config.method, levels, engine)))
         tiles = {"run": sum(r["tiles"] for r in ran["tile_sums"]), "volume": plan.n_tiles}
     else:
         todo = [b for b in map_blocks if not block_done(group, b)]

@@ -269,7 +269,21 @@ def map_fingerprint(shape, spacing, method: str, levels, chunk_px: int, halo: in
     """What decides the block maps: a re-run reuses finished blocks only when all agree."""
     levels = asdict(levels) if hasattr(levels, "__dataclass_fields__") else [float(v) for v in levels]
     return {"shape": list(shape), "spacing_um": [float(s) for s in spacing], "method": method, "engine": engine,
-            "levels": levels, "chunk_px": int(chunk_px), "halo_px": int(halo), "orientations": int(orientations)}
+            "levels": levels, "chunk_px": int(chunk_px), "halo_px": int(halo), "orientations": int(orientations),
+            "weights": model_weights(method)}
+
+
+def model_weights(method: str) -> list[str]:
+    """The sha256 of the network's weights and of its 3D partner's (none for the classical
+    method): maps made with other weights are not reused."""
+    if method == CLASSICAL:
+        return []
+    from ..segment.neural.card import read_card
+    from ..segment.neural.stack_heads import stack_heads_model
+
+    card = read_card(method)
+    partner = stack_heads_model(card)
+    return [card.sha256] + ([read_card(partner[0]).sha256] if partner else [])
 
 
 def block_done(group, block: Block) -> bool:

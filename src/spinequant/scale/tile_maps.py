@@ -202,10 +202,12 @@ def write_tile_sums(volume, plan: TilePlan, block: Block, root, *, method: str, 
     return {"tiles": n, "write_s": round(sum(writing), 3) if n else 0.0}
 
 
-def blend_block_maps(plan: TilePlan, block: Block, group, support: dict | None = None) -> None:
+def blend_block_maps(plan: TilePlan, block: Block, group, support: dict | None = None, partner=None) -> None:
     """Add up the pieces of ``block``'s core, divide, write its float16 maps (0 outside
     ``support``, see :func:`~spinequant.scale.maps.keep_support`) and its marker, then delete
-    its pieces. Nothing to do when the block is marked done."""
+    its pieces. With a ``partner`` (:class:`~.stack_heads.Partner`) its head map joins the
+    2D network's (:func:`~.stack_heads.joined_core_heads`). Nothing to do when the block is
+    marked done."""
     from ..segment.neural.resample import resize_window
     from ..segment.neural.tile_sums import blend_sums, blending_weights
 
@@ -244,6 +246,11 @@ def blend_block_maps(plan: TilePlan, block: Block, group, support: dict | None =
         del sums
     out = (slice(None), *block.core)
     maps = dict(zip(names, maps))
+    if partner is not None and "heads" in maps:
+        from .stack_heads import joined_core_heads
+
+        maps["heads"] = joined_core_heads(partner, block, maps["heads"], maps["spine"],
+                                          (support or {}).get("spine_or_head"))
     keep_support(maps, support)
     for name, m in maps.items():
         group[name][out] = m
@@ -254,8 +261,12 @@ def blend_block_maps(plan: TilePlan, block: Block, group, support: dict | None =
 def run_tile_maps(runner, volume, spacing, plan: TilePlan, group, *, method: str, levels, engine: str,
                   progress=None, support: dict | None = None, orientations: int = 1) -> dict:
     """The maps of every block not done yet, each tile run once (on ``runner``, a
-    :class:`~spinequant.scale.execute.BlockRunner`), stored 0 outside ``support``. Returns
-    the blocks' task records (``tiles``: with each block's tiles run) and the blocks resumed."""
+    :class:`~spinequant.scale.execute.BlockRunner`), stored 0 outside ``support``; the head
+    map joined by the 3D partner the model's card names, if any (:mod:`.stack_heads`).
+    Returns the blocks' task records (``tiles``: with each block's tiles run) and the blocks
+    resumed."""
+    from .stack_heads import partner_of
+
     root = str(group.store.root)
     done = frozenset(b.name for b in plan.blocks if block_done(group, b))
     dests = [b for b in plan.blocks if b.name not in done]
@@ -264,7 +275,8 @@ def run_tile_maps(runner, volume, spacing, plan: TilePlan, group, *, method: str
     index = {b.name: i for i, b in enumerate(sources)}
     needs = [[index[p[0]] for p in plan.pieces[d.name] if p[0] in index] for d in dests]
     first = [(volume, plan, b, root, method, levels, engine, done, orientations) for b in sources]
-    second = [(plan, b, root, support) for b in dests]
+    partner = partner_of(volume, spacing, method, levels, engine, orientations)
+    second = [(plan, b, root, support, partner) for b in dests]
     sums, blends = runner.map_two(_tile_sums_job, first, _blend_job, second, needs=needs,
                                   names=([b.name for b in sources], [b.name for b in dests]),
                                   stage="maps", progress=progress)
@@ -281,7 +293,7 @@ def _tile_sums_job(job) -> dict:
 
 def _blend_job(job) -> dict:
     """One block's maps from its pieces (a task)."""
-    plan, block, root, support = job
+    plan, block, root, support, partner = job
     t = time.perf_counter()
-    blend_block_maps(plan, block, zarr.open_group(root, mode="r+"), support)
+    blend_block_maps(plan, block, zarr.open_group(root, mode="r+"), support, partner)
     return task_record(t)

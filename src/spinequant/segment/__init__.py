@@ -85,10 +85,15 @@ def _maps(image, *, spacing, method, classical_config, engine, progress, levels=
                                               return_diagnostics=True, levels=levels,
                                               progress=progress if callable(progress) else None)
         return dend, spine, asdict(diag)
+    from ..errors import InputError
     from .neural.card import read_card
     from .neural.predict import choose_engine, predict
 
     card = read_card(method)
+    if card.architecture.get("kind") == "heads3d":
+        raise InputError(f"'{method}' is a 3D head network that joins a 2D model's head map on stacks "
+                         f"(see that model's card, stack_heads); it makes no dendrite or spine map of its "
+                         f"own. Use the 2D model (e.g. lean2d_real) as the method.")
     engine = choose_engine(method, engine)
     if np.ndim(image) == 2:
         dend, spine, *heads = predict_plane(predict, image, spacing=spacing,
@@ -102,13 +107,37 @@ def _maps(image, *, spacing, method, classical_config, engine, progress, levels=
 
         levels, bodies = levels_and_bodies(image, card.normalisation, spacing=spacing)
         unsearched = body_search_skipped(np.shape(image), spacing, card.normalisation)
-    dend, spine, *heads = predict(image, spacing=spacing, model=method, engine=engine, progress=progress,
+    from .neural.stack_heads import joined_head_map, stack_heads_model
+
+    joined = _has_point_head(card) and stack_heads_model(card) is not None
+    # The 3D partner's tiles are about a fifth of the work (docs/real_data.md).
+    first, rest = _split_progress(progress, 0.8 if joined else 1.0)
+    dend, spine, *heads = predict(image, spacing=spacing, model=method, engine=engine, progress=first,
                                   value_range=levels, grid=grid, head_support=head_support, bodies=bodies,
                                   orientations=orientations)
     diag = network_diagnostics(card, method, engine, orientations)
+    if joined and heads:
+        heads[0], diag["stack_heads"] = joined_head_map(
+            image, heads[0], spacing=spacing, card=card, predict=predict, engine=engine, levels=levels,
+            spine=spine, head_support=head_support, progress=rest, grid=grid, bodies=bodies,
+            orientations=orientations)
     if bodies is not None or unsearched is not None:
         diag["cell_bodies"] = unsearched or bodies.summary(spacing)
     return (dend, spine, diag, *heads)
+
+
+def _has_point_head(card) -> bool:
+    from .neural import specs
+
+    return specs.n_outputs(card.architecture) == 3
+
+
+def _split_progress(progress, share: float):
+    """``progress`` for two parts of the work, the first taking ``share`` of it."""
+    if not callable(progress):
+        return progress, progress
+    return (lambda f: progress(share * float(f)),
+            lambda f: progress(share + (1.0 - share) * float(f)))
 
 
 def network_diagnostics(card, method: str, engine: str, orientations: int = 1) -> dict:

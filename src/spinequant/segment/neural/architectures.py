@@ -19,6 +19,12 @@
   ReLU per stage, max pooling that leaves z alone in the first ``aniso_stages`` stages (thick
   z steps), transposed convolutions to upsample, reflective padding, three classes
   (background, dendrite, spine) with a softmax.
+* ``heads3d`` -- a head map learnt in 3D, for stacks (ours, docs/real_data.md, "A fast 3D head
+  map"): ``space_to_depth`` x ``space_to_depth`` pixels of the plane folded into channels, a
+  three-level U-Net (two 3x3x3 convolutions with batch norm and ReLU, pooling (1, 2, 2) then
+  (2, 2, 2), transposed convolutions up, skips added) and the logits unfolded back to every
+  voxel: one output, the spine-head centres. A point-head 2D network reading three planes
+  merges heads that lie above one another within the PSF; this one sees the whole block.
 
 Every network's ``forward`` returns logits; :func:`to_probabilities` turns them into the
 two maps (dendrite, spine) of the package's convention.
@@ -52,6 +58,8 @@ def build(spec: str | dict) -> nn.Module:
         return DualUNet2D(**args)
     if spec["kind"] == "unet3d":
         return UNet3D(**args)
+    if spec["kind"] == "heads3d":
+        return Heads3D(**args)
     raise ValueError(f"unknown architecture kind {spec['kind']!r}")
 
 
@@ -239,6 +247,40 @@ class UNet3D(nn.Module):
         for i in reversed(range(len(self.down))):
             x = self.up_stages[i](torch.cat([self.ups[i](x), skips[i]], dim=1))
         return self.head(x)
+
+
+def _conv3_bn_relu(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv3d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm3d(cout), nn.ReLU(inplace=True))
+
+
+class Heads3D(nn.Module):
+    """Space to depth in the plane, a three-level 3D U-Net, depth to space back: one logit a
+    voxel (the spine-head-centre map). Tiles are (B, 1, D, H, W) with D even and H, W
+    multiples of 4 x ``space_to_depth``."""
+
+    def __init__(self, filters=(24, 48, 96), space_to_depth: int = 4):
+        super().__init__()
+        f0, f1, f2 = filters
+        s = self.s = int(space_to_depth)
+        self.e0 = nn.Sequential(_conv3_bn_relu(s * s, f0), _conv3_bn_relu(f0, f0))
+        self.e1 = nn.Sequential(_conv3_bn_relu(f0, f1), _conv3_bn_relu(f1, f1))
+        self.e2 = nn.Sequential(_conv3_bn_relu(f1, f2), _conv3_bn_relu(f2, f2))
+        self.up2 = nn.ConvTranspose3d(f2, f1, 2, stride=2)
+        self.d1 = _conv3_bn_relu(f1, f1)
+        self.up1 = nn.ConvTranspose3d(f1, f0, (1, 2, 2), stride=(1, 2, 2))
+        self.d0 = _conv3_bn_relu(f0, f0)
+        self.out = nn.Conv3d(f0, s * s, 1)
+
+    def forward(self, x):
+        b, _, z, h, w = x.shape
+        s = self.s
+        x = x.reshape(b, z, h // s, s, w // s, s).permute(0, 3, 5, 1, 2, 4).reshape(b, s * s, z, h // s, w // s)
+        a = self.e0(x)
+        m = self.e1(F.max_pool3d(a, (1, 2, 2)))
+        m = self.d1(self.up2(self.e2(F.max_pool3d(m, 2))) + m)
+        a = self.d0(self.up1(m) + a)
+        o = self.out(a).reshape(b, s, s, z, h // s, w // s)
+        return o.permute(0, 3, 4, 1, 5, 2).reshape(b, 1, z, h, w)
 
 
 def fuse_for_inference(net: nn.Module) -> nn.Module:

@@ -47,6 +47,9 @@ class ModelCard:
     # Point-head models: Platt parameters of the detection confidence, the default minimum
     # confidence and how both were measured (see calibration.py, benchmarks/real2d.py).
     calibration: dict[str, Any] = field(default_factory=dict)
+    # Point-head 2D models: a 3D head network (``heads3d``) whose head map is averaged with
+    # this model's on stacks, ``{"model": name, "weight": its share}`` (see stack_heads.py).
+    stack_heads: dict[str, Any] = field(default_factory=dict)
     # What the model is for, where it is known to fall short, and its benchmark results with
     # the command and the spine-object settings behind them (scripts/model_card_notes.py).
     intended_use: str = ""

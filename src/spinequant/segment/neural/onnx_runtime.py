@@ -93,7 +93,7 @@ def export_onnx(model: str | os.PathLike | None = None, *, check: bool = True) -
 def _example_tile(spec: dict) -> np.ndarray:
     rng = np.random.default_rng(0)
     m = specs.multiple_of(spec)
-    if spec["kind"] == "unet3d":
+    if specs.is_3d(spec):
         shape = (1, 1, 2 * specs.z_multiple_of(spec), 2 * m, 2 * m)
     else:
         shape = (1, 2 * spec.get("z_context", 0) + 1, 2 * m, 2 * m)

@@ -34,7 +34,7 @@ def predict(image: np.ndarray, *, spacing, model: str | os.PathLike | tuple | No
             threads: int | None = None,
             value_range: tuple[float, float] | None = None, grid=None,
             dtype=np.float16, head_support: tuple[float, float] | None = None,
-            bodies=None, orientations: int = 1) -> tuple[np.ndarray, ...]:
+            bodies=None, orientations: int = 1, wanted=None) -> tuple[np.ndarray, ...]:
     """Segment dendrites and spines with a neural network.
 
     The stack is normalised as the model card says (percentiles), resampled to the voxel size
@@ -101,6 +101,11 @@ def predict(image: np.ndarray, *, spacing, model: str | os.PathLike | tuple | No
         too. The maps of a mirrored or turned image are then close to those of the image,
         mirrored or turned (not equal: the tiles lie elsewhere on it); each orientation costs
         one pass of the network.
+    wanted : callable, optional
+        3D networks, without ``grid``: ``wanted((z0, z1), (y0, y1), (x0, x1))`` says whether
+        a tile covering those voxels of ``image`` is needed (see
+        :func:`~.tiling.sliding_window`): the maps are right where every tile covering a voxel
+        is wanted, and only there.
 
     Returns
     -------
@@ -124,7 +129,7 @@ def predict(image: np.ndarray, *, spacing, model: str | os.PathLike | tuple | No
                              compile=compile, threads=threads, batch_size=batch_size, progress=progress,
                              orientations=orientations,
                              tile_size=tile_size, overlap=overlap, value_range=value_range, grid=grid,
-                             dtype=np.dtype(dtype), head_support=head_support, bodies=bodies)
+                             dtype=np.dtype(dtype), head_support=head_support, bodies=bodies, wanted=wanted)
 
 
 def _predict_with(engine, image, spacing, model, *, device, channels_last, compile, threads, batch_size,
@@ -220,7 +225,7 @@ def _no_gpu_device() -> bool:
 
 
 def _predict(image, spacing, run, card, *, batch_size, progress, tile_size, overlap, value_range=None,
-             grid=None, dtype=np.dtype(np.float32), head_support=None, bodies=None):
+             grid=None, dtype=np.dtype(np.float32), head_support=None, bodies=None, wanted=None):
     if dtype.kind != "f":
         raise InputError(f"Probability maps are floating point (float16 or float32), not {dtype}.")
     spec = specs.architecture(card.architecture)
@@ -250,6 +255,10 @@ def _predict(image, spacing, run, card, *, batch_size, progress, tile_size, over
         back = (model_full, full, tuple(j0 for j0, _ in span),
                 [(o, o + k) for o, k in zip(origin, image.shape)])
     resampled = x is not image
+    if wanted is not None and grid is not None:
+        raise ValueError("wanted tiles are for a whole stack, not a window (grid)")
+    if wanted is not None and resampled:
+        wanted = _on_input_grid(wanted, image.shape, x.shape)
     sparse = None
     if head_support is not None and specs.n_outputs(spec) == 3 and not resampled:
         spine_min, head_min = head_support
@@ -257,16 +266,18 @@ def _predict(image, spacing, run, card, *, batch_size, progress, tile_size, over
     probs = sliding_window(
         x, run, n_out=specs.n_outputs(spec), tile_size=tile_size or card.tile_size,
         overlap=card.tile_overlap if overlap is None else overlap,
-        tile_depth=card.tile_depth if spec["kind"] == "unet3d" else 1,
+        tile_depth=card.tile_depth if specs.is_3d(spec) else 1,
         z_context=spec.get("z_context", 0), multiple=specs.multiple_of(spec),
         z_multiple=specs.z_multiple_of(spec), batch_size=batch_size, progress=progress,
         grid=model_grid, prepare=prepare, as_list=True, clip=not resampled,
-        dtype=np.float32 if resampled else dtype, sparse=sparse)   # resampling back takes float32
+        dtype=np.float32 if resampled else dtype, sparse=sparse, wanted=wanted)   # resampling back takes float32
     del x
     origin = (0, 0, 0) if grid is None else (0, *(int(o) for o in grid[0]))
+    # A heads3d network's one map is a head map: cleared like the spine maps.
+    dendrite_at = None if specs.n_outputs(spec) == 1 else 0
     if not resampled:
         if bodies is not None:
-            bodies.clear(probs[0], probs[1:], origin)
+            bodies.clear(_at(probs, dendrite_at), _others(probs, dendrite_at), origin)
         return tuple(probs)
     # Map by map, each its own array: a caller may free one (the head map) and keep the others.
     for k, p in enumerate(probs):
@@ -275,8 +286,29 @@ def _predict(image, spacing, run, card, *, batch_size, progress, tile_size, over
         probs[k] = p.astype(dtype, copy=False)
         del p
     if bodies is not None:
-        bodies.clear(probs[0], probs[1:], origin)
+        bodies.clear(_at(probs, dendrite_at), _others(probs, dendrite_at), origin)
     return tuple(probs)
+
+
+def _on_input_grid(wanted, shape, model):
+    """``wanted`` of input voxels as a test of model-grid boxes: each box widened by a pixel
+    for the linear resampling between the grids."""
+    def on_model_grid(*box):
+        spans = []
+        for (lo, hi), n, m in zip(box, shape, model):
+            f = n / m
+            spans.append((max(int(lo * f) - 1, 0), min(int(np.ceil(hi * f)) + 1, n)))
+        return wanted(*spans)
+
+    return on_model_grid
+
+
+def _at(probs, k):
+    return None if k is None else probs[k]
+
+
+def _others(probs, k):
+    return [p for i, p in enumerate(probs) if i != k]
 
 
 def target_spacing(card: ModelCard, spec: dict) -> tuple:

@@ -40,24 +40,41 @@ _DEFAULTS = {
                     "point_head": False, "symmetry": "none"},
     "unet3d": {"kind": "unet3d", "base_filters": 16, "depth": 4, "aniso_stages": 2,
                "padding_mode": "reflect"},
+    # Not in PRESETS: trained by scripts/train_heads3d.py, not by ``spinequant train``.
+    "heads3d": {"kind": "heads3d", "filters": [24, 48, 96], "space_to_depth": 4},
 }
+
+#: Kinds that see a block of planes (tile_depth) rather than one plane per tile.
+KINDS_3D = ("unet3d", "heads3d")
 
 
 def multiple_of(spec: dict) -> int:
     """Tile edges (y, x) must be a multiple of this for the network's pooling."""
     spec = architecture(spec)
+    if spec["kind"] == "heads3d":            # two poolings in y/x
+        return 4 * spec["space_to_depth"]
     return 2 ** spec["depth"] * spec.get("space_to_depth", 1)
 
 
 def n_outputs(spec: dict) -> int:
-    """Maps a network returns: dendrite, spine and, with a point head, spine-head centres."""
+    """Maps a network returns: dendrite, spine and, with a point head, spine-head centres; a
+    ``heads3d`` network the head map alone."""
     spec = architecture(spec)
+    if spec["kind"] == "heads3d":
+        return 1
     return 3 if spec.get("point_head") else 2
+
+
+def is_3d(spec: dict) -> bool:
+    """Whether the network sees blocks of ``tile_depth`` planes (else one plane per tile)."""
+    return architecture(spec)["kind"] in KINDS_3D
 
 
 def z_multiple_of(spec: dict) -> int:
     """Tile depth (z) must be a multiple of this (3D networks only)."""
     spec = architecture(spec)
+    if spec["kind"] == "heads3d":            # one pooling in z
+        return 2
     if spec["kind"] != "unet3d":
         return 1
     return 2 ** max(0, spec["depth"] - spec["aniso_stages"])

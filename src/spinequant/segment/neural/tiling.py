@@ -79,7 +79,7 @@ def sliding_window(volume: np.ndarray, run, *, n_out: int = 2, tile_size: int = 
                    overlap: int = 32, tile_depth: int = 1, z_context: int = 0,
                    multiple: int = 1, z_multiple: int = 1, batch_size: int = 8,
                    progress=False, grid=None, prepare=None, as_list: bool = False,
-                   dtype=np.float32, clip: bool = False, sparse=None):
+                   dtype=np.float32, clip: bool = False, sparse=None, wanted=None):
     """Apply ``run`` tile by tile and blend.
 
     Parameters
@@ -120,8 +120,7 @@ def sliding_window(volume: np.ndarray, run, *, n_out: int = 2, tile_size: int = 
         Of the returned maps. The blending sums are float32 whatever it is; a 2D network's
         plane is finished (divided by its weights) and stored as ``dtype``
         as soon as its last tile is in, so a float16 result never has a float32 copy of the
-        whole stack beside it (a 3D network's blocks span planes: its sums are float32 for
-        the whole stack, converted at the end).
+        whole stack beside it (a 3D network's sums are kept for a tile's depth of planes).
 
     clip : bool
         Clip the maps to [0, 1] (in float32, plane by plane for a 2D network).
@@ -131,6 +130,12 @@ def sliding_window(volume: np.ndarray, run, *, n_out: int = 2, tile_size: int = 
         is 0 elsewhere, in a volume resident only there (:func:`~spinequant._blank.blank_volume`);
         ``planes`` are each finished plane's maps in float32 (before they are stored as
         ``dtype``). A 3D network keeps the map whole.
+
+    wanted : callable, optional
+        3D networks: ``wanted((z0, z1), (y0, y1), (x0, x1))`` says whether the tile covering
+        those voxels of ``volume`` is run. A voxel all of whose tiles are run gets the value it
+        would have with every tile run; the others are less (0 where no tile ran): a caller
+        that reads the maps only where it wants tiles gets the same values, sooner.
 
     Returns
     -------
@@ -182,10 +187,16 @@ def sliding_window(volume: np.ndarray, run, *, n_out: int = 2, tile_size: int = 
     # network's sums are kept for one plane at a time (the tiles come plane by plane).
     sparse = None if is3d else sparse
     out = [blank_volume((nz, ny, nx), dtype) if sparse is not None and k == sparse[0]
-           else np.zeros((nz, ny, nx), np.float32 if is3d else dtype) for k in range(n_out)]
-    plane = _PlaneSums(out, cov_yx, clip, sparse) if not is3d else None
+           else np.zeros((nz, ny, nx), dtype) for k in range(n_out)]
+    plane = _PlaneSums(out, cov_yx, clip, sparse) if not is3d else _BandSums(out, cov_yx, cov_z, clip, t_z)
 
     positions = list(itertools.product(zs, ys, xs))
+    if wanted is not None and is3d:
+        def box(z, y, x):
+            spans = (_span(z, t_z, m_z, nz)[0], _span(y, t_y, pad_y[0], ny)[0], _span(x, t_x, pad_x[0], nx)[0])
+            return [(s.start, s.stop) for s in spans]
+
+        positions = [p for p in positions if wanted(*box(*p))]
     batches = [positions[i:i + batch_size] for i in range(0, len(positions), batch_size)]
     report = progress if callable(progress) else None
     for done, batch in enumerate(tqdm(batches, disable=report is not None or not progress,
@@ -199,23 +210,48 @@ def sliding_window(volume: np.ndarray, run, *, n_out: int = 2, tile_size: int = 
             (sy, ty), (sx, tx) = _span(y, t_y, pad_y[0], ny), _span(x, t_x, pad_x[0], nx)
             if is3d:
                 oz, tz = _span(z, t_z, m_z, nz)
-                where, weighted = (oz, sy, sx), p[:, tz, ty, tx] * w_tile[tz, ty, tx]
-                for channel, values in zip(out, weighted):
-                    channel[where] += values
+                plane.add(oz, (sy, sx), p[:, tz, ty, tx] * w_tile[tz, ty, tx])
             else:
                 plane.add(z, (sy, sx), p[:, ty, tx] * w_tile[0, ty, tx])
         if report is not None:
             report(done / len(batches))
-    if is3d:
-        for k, channel in enumerate(out):
-            channel /= cov_yx
-            channel /= cov_z.astype(np.float32)[:, None, None]
-            if clip:
-                np.clip(channel, 0.0, 1.0, out=channel)
-            out[k] = channel.astype(dtype, copy=False)
-    else:
-        plane.finish()
+    plane.finish()
     return out if as_list else np.stack(out)
+
+
+class _BandSums:
+    """A 3D network's blending sums (float32) over the planes of one row of tiles (``depth``
+    planes from ``z0``): the tiles come ordered by z, so the planes above a tile's first are
+    final when it comes; they are divided by their weights and stored as ``out``'s dtype, and
+    the float32 sums never take more than a tile's depth of planes per map."""
+
+    def __init__(self, out: list[np.ndarray], cov_yx: np.ndarray, cov_z: np.ndarray, clip: bool, depth: int):
+        self.out, self.cov_yx, self.clip = out, cov_yx, clip
+        self.cov_z = cov_z.astype(np.float32)
+        self.sums = np.zeros((len(out), depth) + cov_yx.shape, np.float32)
+        self.z0 = 0
+
+    def add(self, oz: slice, where: tuple[slice, slice], weighted: np.ndarray) -> None:
+        self._flush(oz.start)
+        self.sums[(slice(None), slice(oz.start - self.z0, oz.stop - self.z0)) + where] += weighted
+
+    def _flush(self, upto: int) -> None:
+        depth = self.sums.shape[1]
+        while self.z0 < upto:
+            n = min(upto - self.z0, depth)
+            done = self.sums[:, :n]
+            done /= self.cov_yx
+            done /= self.cov_z[self.z0:self.z0 + n, None, None]
+            if self.clip:
+                np.clip(done, 0.0, 1.0, out=done)
+            for channel, values in zip(self.out, done):
+                channel[self.z0:self.z0 + n] = values
+            self.sums[:, :depth - n] = self.sums[:, n:].copy()
+            self.sums[:, depth - n:] = 0.0
+            self.z0 += n
+
+    def finish(self) -> None:
+        self._flush(self.out[0].shape[0])
 
 
 class _PlaneSums:
