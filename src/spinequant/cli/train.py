@@ -84,7 +84,7 @@ def run(args) -> int:
     v = trained.card.validation
     print(f"best model (epoch {v.get('epoch')}): validation loss {v.get('val_loss', float('nan')):.4f}, "
           f"dendrite IoU {iou_text(v.get('dendrite_iou'))}, spine IoU {iou_text(v.get('spine_iou'))}")
-    if trained.calibration_summary():
-        print(trained.calibration_summary())
+    if trained.summary():
+        print(trained.summary())
     print(f"written to {args.out}/model.safetensors and model.json")
     return 0

@@ -154,7 +154,7 @@ class TrainPanel(QWidget):
                             f"validation loss {v.get('val_loss', float('nan')):.3f}, dendrite IoU "
                             f"{iou_text(v.get('dendrite_iou'))}, spine IoU {iou_text(v.get('spine_iou'))}); "
                             f"the Run tab now uses it. "
-                            + trained.calibration_summary())
+                            + trained.summary())
 
     def _on_finished(self):
         self.train_button.setEnabled(True)

@@ -101,6 +101,18 @@ def candidate_scores(model, samples, *, config: CalibrateConfig = CalibrateConfi
     return out
 
 
+def head_map_f1(model, samples, *, config: CalibrateConfig = CalibrateConfig()) -> float:
+    """Detection F1 of ``model``'s head-map peaks on annotated ``samples`` at the best minimum
+    of :data:`GRID` (the peaks Platt-calibrated on the same samples, as :func:`calibrate_model`
+    chooses its default), or 0.0 when nothing was found."""
+    from ..segment.neural.calibration import confidence, fit_platt
+
+    scores, hits, n_true = _pooled(candidate_scores(model, samples, config=config))
+    if not hits.any() or hits.all():
+        return float(2 * hits.sum() / (len(hits) + n_true)) if len(hits) + n_true else 0.0
+    return _best_minimum(confidence(scores, fit_platt(scores, hits)), hits, n_true)[1]
+
+
 def calibrate_model(model, samples, *, config: CalibrateConfig = CalibrateConfig(), write: bool = True,
                     progress=None) -> dict:
     """Calibrate the spine confidence of point-head network ``model`` (a folder or card written

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
+from .._half import as_dtype
 from ..errors import InputError
 from ..segment import CLASSICAL, segment_maps
 # a volume's percentiles come from an evenly strided sample of this many voxels at most, as
@@ -304,7 +305,7 @@ def write_block_maps(volume, spacing, block: Block, group, *, method: str, level
                         engine=engine, levels=levels, grid=grid, orientations=orientations)
     core = (slice(None), *block.core_in_window)
     out = (slice(None), *block.core)
-    cores = {name: data[core].astype(MAP_DTYPE)
+    cores = {name: as_dtype(data[core], MAP_DTYPE)
              for name, data in (("dendrite", maps.dendrite), ("spine", maps.spine), ("heads", maps.heads))
              if data is not None}
     for name in cores:

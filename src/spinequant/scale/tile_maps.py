@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
+from .._half import as_dtype, store
 from ..errors import InputError
 from .blocks import Block
 from .execute import task_record
@@ -235,14 +236,14 @@ def blend_block_maps(plan: TilePlan, block: Block, group, support: dict | None =
         if not tiles.resampled:
             blend_sums(plane, weights, clip=True)
             for m, values in zip(maps, plane):
-                m[z] = values
+                store(m[z], values)
     if tiles.resampled:
         blend_sums(sums, weights, clip=False)
         core = [(0, tiles.shape[0])] + [(c.start, c.stop) for c in block.core]
         maps = []
         for k in range(tiles.n_out):
             m = resize_window(sums[k], tiles.model_shape, tiles.shape, (0, sy[0], sx[0]), core)
-            maps.append(np.clip(m, 0.0, 1.0, out=m).astype(MAP_DTYPE))
+            maps.append(as_dtype(np.clip(m, 0.0, 1.0, out=m), MAP_DTYPE))
         del sums
     out = (slice(None), *block.core)
     maps = dict(zip(names, maps))

@@ -17,7 +17,7 @@ network would otherwise hold up to the trim threshold of freed heap on top of th
 arrays (measured on that stack: ~340 MiB in the measure stage). 32 MiB, not glibc's initial
 128 kB: on that stack 128 kB gave a peak of 1,128 MiB but 1.14x the wall time of the run
 before this change (sys time 4.9 -> 8.6 s from fresh pages), 32 MiB 1,155 MiB at 1.02x
-(`farm-bench -n 3 --vs OLD -- NEW`, `spinequant analyze big.tif`, 2026-12-01).
+(`python benchmarks/wall_time.py -n 3 --vs OLD -- NEW`, `spinequant analyze big.tif`, 2026-12-01).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..._half import as_dtype
 from ...errors import InputError
 from ...validate import check_image_values, check_spacing
 from . import specs
@@ -283,7 +284,7 @@ def _predict(image, spacing, run, card, *, batch_size, progress, tile_size, over
     for k, p in enumerate(probs):
         p = to_input_grid(p, image.shape) if back is None else resize_window(p, *back)
         p = np.clip(p, 0.0, 1.0, out=p)
-        probs[k] = p.astype(dtype, copy=False)
+        probs[k] = as_dtype(p, dtype)
         del p
     if bodies is not None:
         bodies.clear(_at(probs, dendrite_at), _others(probs, dendrite_at), origin)

@@ -15,6 +15,7 @@ from functools import partial
 
 import numpy as np
 
+from ..._half import as_dtype, at_least, store
 from ...errors import InputError
 from .card import ModelCard, read_card
 
@@ -76,7 +77,7 @@ def _reads_heads(spine, heads2d, head_support, *box) -> bool:
     the spine map or the 2D head map reaches ``head_support``."""
     index = tuple(slice(lo, hi) for lo, hi in box)
     spine_min, head_min = head_support
-    return bool((spine[index] >= spine_min).any() or (heads2d[index] >= head_min).any())
+    return bool(at_least(spine[index], spine_min).any() or at_least(heads2d[index], head_min).any())
 
 
 def join_heads(heads3d: np.ndarray, heads2d: np.ndarray, weight: float, *, spine: np.ndarray | None = None,
@@ -100,10 +101,10 @@ def join_heads(heads3d: np.ndarray, heads2d: np.ndarray, weight: float, *, spine
         mean = weight * heads3d[part].astype(np.float32)
         mean += (1.0 - weight) * two
         if head_support is None:
-            out[part] = mean
+            store(out[part], mean)
             continue
         spine_min, head_min = head_support
         # compared in the maps' own dtype, as _reads_heads chose the tiles
-        read = (np.asarray(spine[part]) >= spine_min) | (np.asarray(heads2d[part]) >= head_min)
-        out[part][read] = mean[read]       # only these voxels' pages are written
+        read = at_least(spine[part], spine_min) | at_least(heads2d[part], head_min)
+        out[part][read] = as_dtype(mean[read], out.dtype)    # only these voxels' pages are written
     return out

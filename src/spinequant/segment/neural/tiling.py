@@ -20,6 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..._blank import blank_volume
+from ..._half import as_dtype, store
 
 if TYPE_CHECKING:
     import torch
@@ -245,7 +246,7 @@ class _BandSums:
             if self.clip:
                 np.clip(done, 0.0, 1.0, out=done)
             for channel, values in zip(self.out, done):
-                channel[self.z0:self.z0 + n] = values
+                store(channel[self.z0:self.z0 + n], values)
             self.sums[:, :depth - n] = self.sums[:, n:].copy()
             self.sums[:, depth - n:] = 0.0
             self.z0 += n
@@ -280,11 +281,11 @@ class _PlaneSums:
         k = None if self.sparse is None else self.sparse[0]
         for j, (channel, values) in enumerate(zip(self.out, self.sums)):
             if j != k:
-                channel[self.z] = values      # to float16: round to nearest even, as torch does
+                store(channel[self.z], values)    # to float16: round to nearest even, as torch does
         if k is not None:
             # Written (and converted) only where kept: a boolean assignment touches those pages alone.
             kept = self.sparse[1](self.sums)
-            self.out[k][self.z][kept] = self.sums[k][kept]
+            self.out[k][self.z][kept] = as_dtype(self.sums[k][kept], self.out[k].dtype)
         self.sums[:] = 0.0
         self.z = None
 
