@@ -106,7 +106,7 @@ def test_a_sparse_map_is_resident_only_where_it_is_kept():
 
     dend, spine, head = sliding_window(volume, run, n_out=3, tile_size=512, overlap=32, z_context=1,
                                        batch_size=4, as_list=True, dtype=np.float16, clip=True,
-                                       sparse=(2, lambda planes: _kept(planes[2], planes[1], (0.099, 0.2))))
+                                       sparse=(2, lambda planes, z: _kept(planes[2], planes[1], (0.099, 0.2))))
     expected = np.zeros(volume.shape, np.float16)
     expected[:, 500:510, 600:640] = 0.8
     np.testing.assert_array_equal(head, expected)

@@ -132,3 +132,32 @@ def test_only_the_3d_tiles_that_reach_a_read_voxel_run_and_those_voxels_keep_the
     part = sliding_window(volume, run, wanted=wanted, **kw)[0]
     assert 0 < len(calls) < n_full / 4
     np.testing.assert_allclose(part[corner], full[corner], rtol=1e-6)
+    # A map kept only where asked (plane by plane, 3D): those voxels as before, 0 elsewhere.
+    keep = volume > 0.7
+    kept = sliding_window(volume, run, sparse=(0, lambda planes, z: keep[z]), **kw)[0]
+    np.testing.assert_array_equal(kept, np.where(keep, full, 0.0))
+    half16 = sliding_window(volume, run, sparse=(0, lambda planes, z: keep[z]), dtype=np.float16, **kw)[0]
+    np.testing.assert_array_equal(half16, np.where(keep, full.astype(np.float16), 0))
+
+
+def test_the_3d_map_is_kept_only_where_it_is_joined_and_the_joined_map_is_unchanged(phantom):
+    from spinequant.segment.neural.stack_heads import _read_planes, joined_head_map
+
+    card = read_card("lean2d_real")
+    dend, spine, h2 = predict(phantom.image, spacing=phantom.spacing, model="lean2d_real", engine="onnx",
+                              dtype=np.float16)
+    support = (0.25, 0.05)
+    read = _read_planes(spine, h2, support, slice(None))
+    assert 0.001 < read.mean() < 0.5
+    (h3,) = predict(phantom.image, spacing=phantom.spacing, model="heads3d_real", engine="onnx", dtype=np.float16)
+    seen = {}
+
+    def predict_and_keep(*args, **kw):
+        seen["out"] = predict(*args, **kw)
+        return seen["out"]
+
+    joined, _ = joined_head_map(phantom.image, h2, spacing=phantom.spacing, card=card, predict=predict_and_keep,
+                                engine="onnx", levels=None, spine=spine, head_support=support)
+    (kept,) = seen["out"]
+    np.testing.assert_array_equal(kept, np.where(read, h3, 0))     # all its tiles ran where read
+    np.testing.assert_array_equal(joined, join_heads(h3.copy(), h2, 0.5, spine=spine, head_support=support))

@@ -35,7 +35,7 @@ def predict(image: np.ndarray, *, spacing, model: str | os.PathLike | tuple | No
             threads: int | None = None,
             value_range: tuple[float, float] | None = None, grid=None,
             dtype=np.float16, head_support: tuple[float, float] | None = None,
-            bodies=None, orientations: int = 1, wanted=None) -> tuple[np.ndarray, ...]:
+            bodies=None, orientations: int = 1, wanted=None, keep=None) -> tuple[np.ndarray, ...]:
     """Segment dendrites and spines with a neural network.
 
     The stack is normalised as the model card says (percentiles), resampled to the voxel size
@@ -107,6 +107,11 @@ def predict(image: np.ndarray, *, spacing, model: str | os.PathLike | tuple | No
         a tile covering those voxels of ``image`` is needed (see
         :func:`~.tiling.sliding_window`): the maps are right where every tile covering a voxel
         is wanted, and only there.
+    keep : callable, optional
+        3D networks with one map, without ``grid``: the map is kept only where ``keep(z)``
+        (a bool array over the planes ``z``, a slice, of ``image``) holds, 0 elsewhere, in a
+        volume resident only there. A stack resampled to the model's voxel size keeps the
+        whole map.
 
     Returns
     -------
@@ -130,7 +135,8 @@ def predict(image: np.ndarray, *, spacing, model: str | os.PathLike | tuple | No
                              compile=compile, threads=threads, batch_size=batch_size, progress=progress,
                              orientations=orientations,
                              tile_size=tile_size, overlap=overlap, value_range=value_range, grid=grid,
-                             dtype=np.dtype(dtype), head_support=head_support, bodies=bodies, wanted=wanted)
+                             dtype=np.dtype(dtype), head_support=head_support, bodies=bodies, wanted=wanted,
+                             keep=keep)
 
 
 def _predict_with(engine, image, spacing, model, *, device, channels_last, compile, threads, batch_size,
@@ -226,7 +232,7 @@ def _no_gpu_device() -> bool:
 
 
 def _predict(image, spacing, run, card, *, batch_size, progress, tile_size, overlap, value_range=None,
-             grid=None, dtype=np.dtype(np.float32), head_support=None, bodies=None, wanted=None):
+             grid=None, dtype=np.dtype(np.float32), head_support=None, bodies=None, wanted=None, keep=None):
     if dtype.kind != "f":
         raise InputError(f"Probability maps are floating point (float16 or float32), not {dtype}.")
     spec = specs.architecture(card.architecture)
@@ -263,7 +269,9 @@ def _predict(image, spacing, run, card, *, batch_size, progress, tile_size, over
     sparse = None
     if head_support is not None and specs.n_outputs(spec) == 3 and not resampled:
         spine_min, head_min = head_support
-        sparse = (2, lambda planes: (planes[1] >= spine_min) | (planes[2] >= head_min))
+        sparse = (2, lambda planes, z: (planes[1] >= spine_min) | (planes[2] >= head_min))
+    elif keep is not None and specs.is_3d(spec) and specs.n_outputs(spec) == 1 and not resampled and grid is None:
+        sparse = (0, lambda planes, z: keep(z))
     probs = sliding_window(
         x, run, n_out=specs.n_outputs(spec), tile_size=tile_size or card.tile_size,
         overlap=card.tile_overlap if overlap is None else overlap,

@@ -60,11 +60,12 @@ def joined_head_map(image: np.ndarray, heads2d: np.ndarray, *, spacing, card: Mo
     partner = read_card(name)
     check_partner(card, partner)
     engine = choose_engine(name, engine)
-    wanted = None
+    wanted = keep = None
     if head_support is not None and options.get("grid") is None:
         wanted = partial(_reads_heads, spine, heads2d, head_support)
+        keep = partial(_read_planes, spine, heads2d, head_support)
     (heads3d,) = predict(image, spacing=spacing, model=name, engine=engine, value_range=levels,
-                         dtype=np.float16, wanted=wanted, **options)
+                         dtype=np.float16, wanted=wanted, keep=keep, **options)
     joined = join_heads(heads3d, heads2d, weight, spine=spine, head_support=head_support)
     diag = {"model": name, "model_sha256": partner.sha256, "weight": weight, "engine": engine}
     if engine == "onnx":
@@ -78,6 +79,13 @@ def _reads_heads(spine, heads2d, head_support, *box) -> bool:
     index = tuple(slice(lo, hi) for lo, hi in box)
     spine_min, head_min = head_support
     return bool(at_least(spine[index], spine_min).any() or at_least(heads2d[index], head_min).any())
+
+
+def _read_planes(spine, heads2d, head_support, planes: slice) -> np.ndarray:
+    """Where spine objects read the head map in ``planes`` (see :func:`_reads_heads`): only
+    there is the 3D map joined, so only there is it kept."""
+    spine_min, head_min = head_support
+    return at_least(spine[planes], spine_min) | at_least(heads2d[planes], head_min)
 
 
 def join_heads(heads3d: np.ndarray, heads2d: np.ndarray, weight: float, *, spine: np.ndarray | None = None,
@@ -97,14 +105,14 @@ def join_heads(heads3d: np.ndarray, heads2d: np.ndarray, weight: float, *, spine
     out = heads3d if head_support is None else blank_volume(heads3d.shape, heads3d.dtype)
     for z in range(0, heads3d.shape[0], _PLANES):
         part = slice(z, z + _PLANES)
-        two = np.asarray(heads2d[part], np.float32)
-        mean = weight * heads3d[part].astype(np.float32)
-        mean += (1.0 - weight) * two
         if head_support is None:
+            mean = weight * heads3d[part].astype(np.float32)
+            mean += (1.0 - weight) * np.asarray(heads2d[part], np.float32)
             store(out[part], mean)
             continue
-        spine_min, head_min = head_support
         # compared in the maps' own dtype, as _reads_heads chose the tiles
-        read = at_least(spine[part], spine_min) | at_least(heads2d[part], head_min)
-        out[part][read] = as_dtype(mean[read], out.dtype)    # only these voxels' pages are written
+        read = _read_planes(spine, heads2d, head_support, part)
+        mean = weight * heads3d[part][read].astype(np.float32)
+        mean += (1.0 - weight) * np.asarray(heads2d[part][read], np.float32)
+        out[part][read] = as_dtype(mean, out.dtype)    # only these voxels' pages are written
     return out

@@ -127,10 +127,11 @@ def sliding_window(volume: np.ndarray, run, *, n_out: int = 2, tile_size: int = 
         Clip the maps to [0, 1] (in float32, plane by plane for a 2D network).
 
     sparse : (k, where), optional
-        2D networks: map ``k`` is kept only where ``where(planes)`` (a bool plane) holds and
-        is 0 elsewhere, in a volume resident only there (:func:`~spinequant._blank.blank_volume`);
-        ``planes`` are each finished plane's maps in float32 (before they are stored as
-        ``dtype``). A 3D network keeps the map whole.
+        Map ``k`` is kept only where ``where(planes, z)`` (bool) holds and is 0 elsewhere, in a
+        volume resident only there (:func:`~spinequant._blank.blank_volume`); ``planes`` are
+        the maps of the finished plane ``z`` (a 2D network: an int, ``planes`` (n_out, Y, X))
+        or planes ``z`` (a 3D network: a slice, ``planes`` (n_out, n, Y, X)) in float32,
+        before they are stored as ``dtype``.
 
     wanted : callable, optional
         3D networks: ``wanted((z0, z1), (y0, y1), (x0, x1))`` says whether the tile covering
@@ -186,10 +187,10 @@ def sliding_window(volume: np.ndarray, run, *, n_out: int = 2, tile_size: int = 
     cov_yx = cov_yx.astype(np.float32)
     # Accumulate straight into the unpadded output: no stack-sized padded copies. A 2D
     # network's sums are kept for one plane at a time (the tiles come plane by plane).
-    sparse = None if is3d else sparse
     out = [blank_volume((nz, ny, nx), dtype) if sparse is not None and k == sparse[0]
            else np.zeros((nz, ny, nx), dtype) for k in range(n_out)]
-    plane = _PlaneSums(out, cov_yx, clip, sparse) if not is3d else _BandSums(out, cov_yx, cov_z, clip, t_z)
+    plane = (_PlaneSums(out, cov_yx, clip, sparse) if not is3d
+             else _BandSums(out, cov_yx, cov_z, clip, t_z, sparse))
 
     positions = list(itertools.product(zs, ys, xs))
     if wanted is not None and is3d:
@@ -224,10 +225,12 @@ class _BandSums:
     """A 3D network's blending sums (float32) over the planes of one row of tiles (``depth``
     planes from ``z0``): the tiles come ordered by z, so the planes above a tile's first are
     final when it comes; they are divided by their weights and stored as ``out``'s dtype, and
-    the float32 sums never take more than a tile's depth of planes per map."""
+    the float32 sums never take more than a tile's depth of planes per map. ``sparse``: see
+    :func:`sliding_window`."""
 
-    def __init__(self, out: list[np.ndarray], cov_yx: np.ndarray, cov_z: np.ndarray, clip: bool, depth: int):
-        self.out, self.cov_yx, self.clip = out, cov_yx, clip
+    def __init__(self, out: list[np.ndarray], cov_yx: np.ndarray, cov_z: np.ndarray, clip: bool, depth: int,
+                 sparse=None):
+        self.out, self.cov_yx, self.clip, self.sparse = out, cov_yx, clip, sparse
         self.cov_z = cov_z.astype(np.float32)
         self.sums = np.zeros((len(out), depth) + cov_yx.shape, np.float32)
         self.z0 = 0
@@ -245,8 +248,14 @@ class _BandSums:
             done /= self.cov_z[self.z0:self.z0 + n, None, None]
             if self.clip:
                 np.clip(done, 0.0, 1.0, out=done)
-            for channel, values in zip(self.out, done):
-                store(channel[self.z0:self.z0 + n], values)
+            planes = slice(self.z0, self.z0 + n)
+            k = None if self.sparse is None else self.sparse[0]
+            for j, (channel, values) in enumerate(zip(self.out, done)):
+                if j != k:
+                    store(channel[planes], values)
+            if k is not None:     # a boolean assignment touches the kept voxels' pages alone
+                kept = self.sparse[1](done, planes)
+                self.out[k][planes][kept] = as_dtype(done[k][kept], self.out[k].dtype)
             self.sums[:, :depth - n] = self.sums[:, n:].copy()
             self.sums[:, depth - n:] = 0.0
             self.z0 += n
@@ -284,7 +293,7 @@ class _PlaneSums:
                 store(channel[self.z], values)    # to float16: round to nearest even, as torch does
         if k is not None:
             # Written (and converted) only where kept: a boolean assignment touches those pages alone.
-            kept = self.sparse[1](self.sums)
+            kept = self.sparse[1](self.sums, self.z)
             self.out[k][self.z][kept] = as_dtype(self.sums[k][kept], self.out[k].dtype)
         self.sums[:] = 0.0
         self.z = None
