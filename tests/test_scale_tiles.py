@@ -27,7 +27,7 @@ def image():
     return make_phantom("two_photon", seed=1, shape=(4, 800, 736)).image
 
 
-def _maps(image, spacing, root, chunk=128, order=1):
+def _maps(image, spacing, root, chunk=128, order=1, support=None):
     """Every block's tile sums, then every block's maps, blocks taken in ``order`` (1, -1)."""
     blocks = block_grid(image.shape, chunk_px=chunk, halo=0)
     levels = volume_levels(image, spacing, blocks, method=METHOD)[0]
@@ -37,7 +37,7 @@ def _maps(image, spacing, root, chunk=128, order=1):
              for b in blocks[::order]]
     partner = partner_of(image, spacing, METHOD, levels, "onnx")      # the 3D head network
     for b in blocks[::order]:
-        blend_block_maps(plan, b, group, partner=partner)
+        blend_block_maps(plan, b, group, support=support, partner=partner)
     return group, plan, tiles, levels
 
 
@@ -61,6 +61,42 @@ def test_each_tile_runs_once_and_the_maps_are_the_in_memory_maps(image, pixel_um
     other, *_ = _maps(image, spacing, tmp_path / "b.zarr", order=-1)
     for name in MAPS:                                      # any order of blocks: the same bits
         assert np.array_equal(group[name][...], other[name][...]), name
+
+
+def test_the_3d_tiles_that_reach_no_read_voxel_of_a_core_are_skipped(image, tmp_path, monkeypatch):
+    import importlib
+
+    predict_module = importlib.import_module("spinequant.segment.neural.predict")
+    real = predict_module.sliding_window
+    tiles_3d = []
+
+    def counting(volume, run, **kw):
+        if kw.get("tile_depth", 1) > 1:
+            def counted(tiles):
+                tiles_3d.append(len(tiles))
+                return run(tiles)
+            return real(volume, counted, **kw)
+        return real(volume, run, **kw)
+
+    monkeypatch.setattr(predict_module, "sliding_window", counting)
+    spacing = (0.5, 0.094, 0.094)
+    heads_read = (0.25, 0.05)
+    group, *_ = _maps(image, spacing, tmp_path / "all.zarr")
+    every = sum(tiles_3d)
+    tiles_3d.clear()
+    kept, *_ = _maps(image, spacing, tmp_path / "kept.zarr", support={"dendrite": 0.0, "spine_or_head": heads_read})
+    assert 0 < sum(tiles_3d) < 0.8 * every
+    # where spine objects read the head map its joined value is the one every tile gives, and
+    # the in-memory one with the same support (which also skips tiles), 0 elsewhere
+    whole = segment_maps(image, spacing=spacing, method=METHOD, engine="onnx", head_support=heads_read)
+    heads, all_tiles = (np.asarray(g["heads"][...], np.float32) for g in (kept, group))
+    read = (np.asarray(kept["spine"][...], np.float32) >= np.float16(heads_read[0])) | (heads > 0)
+    assert 0.001 < read.mean() < 0.9
+    assert np.array_equal(heads[read], all_tiles[read])
+    memory = whole.heads.astype(np.float32)
+    objects_read = (np.asarray(kept["spine"][...], np.float32) >= np.float16(heads_read[0])) | \
+        (np.maximum(heads, memory) >= np.float16(heads_read[1]))
+    assert np.abs(heads - memory)[objects_read].max() <= 0.0005
 
 
 def test_maps_on_two_workers_and_after_a_stop_are_the_same(image, tmp_path):

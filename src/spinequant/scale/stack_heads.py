@@ -12,6 +12,7 @@ values an in-memory run gives, and the two maps are joined as there
 from __future__ import annotations
 
 import math
+from functools import partial
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,8 +81,25 @@ def joined_core_heads(partner: Partner, block: Block, heads2d: np.ndarray, spine
     halo = math.ceil(network_halo_px(other.tile_size) * other.voxel_size_um[1] / partner.spacing[1]) + 1
     window = [slice(max(c.start - halo, 0), min(c.stop + halo, n)) for c, n in zip(block.core, shape[1:])]
     image = read_region(partner.volume, (slice(None), *window))
+    core = (slice(None), *(slice(c.start - w.start, c.stop - w.start) for c, w in zip(block.core, window)))
+    wanted = None if head_support is None else partial(_reads_core_heads, spine, heads2d, head_support, core[1:])
     (heads3d,) = predict(image, spacing=partner.spacing, model=name, engine=choose_engine(name, partner.engine),
                          value_range=partner.levels, grid=((window[0].start, window[1].start), shape[1:]),
-                         dtype=np.float16, orientations=partner.orientations)
-    core = (slice(None), *(slice(c.start - w.start, c.stop - w.start) for c, w in zip(block.core, window)))
+                         dtype=np.float16, orientations=partner.orientations, wanted=wanted)
     return join_heads(np.ascontiguousarray(heads3d[core]), heads2d, weight, spine=spine, head_support=head_support)
+
+
+def _reads_core_heads(spine, heads2d, head_support, core, zs, ys, xs) -> bool:
+    """Whether a 3D tile covering ``zs``, ``ys``, ``xs`` (voxels of the window) reaches a
+    voxel of the core (``core``: its (y, x) slices in the window) where spine objects read
+    the head map (:func:`~spinequant.segment.neural.stack_heads.reads_head_map` on the core's
+    maps ``spine`` and ``heads2d``): only those tiles run, and the joined map is the same."""
+    from ..segment.neural.stack_heads import reads_head_map
+
+    local = []
+    for (lo, hi), c in zip((ys, xs), core):
+        lo, hi = max(lo, c.start) - c.start, min(hi, c.stop) - c.start
+        if lo >= hi:
+            return False
+        local.append((lo, hi))
+    return reads_head_map(spine, heads2d, head_support, zs, *local)

@@ -103,10 +103,11 @@ def predict(image: np.ndarray, *, spacing, model: str | os.PathLike | tuple | No
         mirrored or turned (not equal: the tiles lie elsewhere on it); each orientation costs
         one pass of the network.
     wanted : callable, optional
-        3D networks, without ``grid``: ``wanted((z0, z1), (y0, y1), (x0, x1))`` says whether
-        a tile covering those voxels of ``image`` is needed (see
+        3D networks: ``wanted((z0, z1), (y0, y1), (x0, x1))`` says whether a tile covering
+        those voxels of ``image`` (with ``grid``: of the window) is needed (see
         :func:`~.tiling.sliding_window`): the maps are right where every tile covering a voxel
-        is wanted, and only there.
+        is wanted, and only there. A window (``grid``) that is resampled to the model's
+        voxel size runs every tile.
     keep : callable, optional
         3D networks with one map, without ``grid``: the map is kept only where ``keep(z)``
         (a bool array over the planes ``z``, a slice, of ``image``) holds, 0 elsewhere, in a
@@ -262,8 +263,8 @@ def _predict(image, spacing, run, card, *, batch_size, progress, tile_size, over
         back = (model_full, full, tuple(j0 for j0, _ in span),
                 [(o, o + k) for o, k in zip(origin, image.shape)])
     resampled = x is not image
-    if wanted is not None and grid is not None:
-        raise ValueError("wanted tiles are for a whole stack, not a window (grid)")
+    if wanted is not None and grid is not None and resampled:
+        wanted = None        # a resampled window's tiles are not mapped back: all of them run
     if wanted is not None and resampled:
         wanted = _on_input_grid(wanted, image.shape, x.shape)
     sparse = None

@@ -62,7 +62,7 @@ def joined_head_map(image: np.ndarray, heads2d: np.ndarray, *, spacing, card: Mo
     engine = choose_engine(name, engine)
     wanted = keep = None
     if head_support is not None and options.get("grid") is None:
-        wanted = partial(_reads_heads, spine, heads2d, head_support)
+        wanted = partial(reads_head_map, spine, heads2d, head_support)
         keep = partial(_read_planes, spine, heads2d, head_support)
     (heads3d,) = predict(image, spacing=spacing, model=name, engine=engine, value_range=levels,
                          dtype=np.float16, wanted=wanted, keep=keep, **options)
@@ -73,7 +73,7 @@ def joined_head_map(image: np.ndarray, heads2d: np.ndarray, *, spacing, card: Mo
     return joined, diag
 
 
-def _reads_heads(spine, heads2d, head_support, *box) -> bool:
+def reads_head_map(spine, heads2d, head_support, *box) -> bool:
     """Whether spine objects read the head map anywhere in ``box`` ((lo, hi) per axis): where
     the spine map or the 2D head map reaches ``head_support``."""
     index = tuple(slice(lo, hi) for lo, hi in box)
@@ -82,7 +82,7 @@ def _reads_heads(spine, heads2d, head_support, *box) -> bool:
 
 
 def _read_planes(spine, heads2d, head_support, planes: slice) -> np.ndarray:
-    """Where spine objects read the head map in ``planes`` (see :func:`_reads_heads`): only
+    """Where spine objects read the head map in ``planes`` (see :func:`reads_head_map`): only
     there is the 3D map joined, so only there is it kept."""
     spine_min, head_min = head_support
     return at_least(spine[planes], spine_min) | at_least(heads2d[planes], head_min)
@@ -110,7 +110,7 @@ def join_heads(heads3d: np.ndarray, heads2d: np.ndarray, weight: float, *, spine
             mean += (1.0 - weight) * np.asarray(heads2d[part], np.float32)
             store(out[part], mean)
             continue
-        # compared in the maps' own dtype, as _reads_heads chose the tiles
+        # compared in the maps' own dtype, as reads_head_map chose the tiles
         read = _read_planes(spine, heads2d, head_support, part)
         mean = weight * heads3d[part][read].astype(np.float32)
         mean += (1.0 - weight) * np.asarray(heads2d[part][read], np.float32)
