@@ -184,3 +184,24 @@ def test_a_value_shared_by_the_tasks_is_sent_to_each_worker_once():
         runner.map(job, [(value, k) for k in range(6)], names=[str(k) for k in range(6)], stage="inline")
         assert list(runner.client.run(count).values()) == [7]     # in each task: once per task
     assert BlockRunner().shared(value) is value                    # in this process: the value itself
+
+
+def test_blocks_are_gathered_on_their_own_client_while_another_client_is_busy():
+    # a user's own Client (a notebook's) is the default one; the run's futures must be followed
+    # on the run's client: followed on the default client's loop they hung while that loop was
+    # busy, and after a worker kill raised "bound to a different event loop" or hung for good
+    import threading
+
+    from spinequant.scale.execute import BlockRunner
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
+            Client(cluster.scheduler_address) as users:
+        busy = threading.Event()
+        users.loop.add_callback(busy.wait, 60)             # the user's client's loop blocked for up to 60 s
+        try:
+            with BlockRunner(scheduler=cluster.scheduler_address) as runner:
+                started = time.monotonic()
+                assert runner.map(abs, [-1, -2, -3], names=["a", "b", "c"], stage="t") == [1, 2, 3]
+                assert time.monotonic() - started < 30
+        finally:
+            busy.set()

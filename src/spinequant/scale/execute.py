@@ -210,11 +210,16 @@ def _gathered(futures: list, on_done) -> list:
     raised by a task is raised here."""
     from distributed import as_completed
 
+    if not futures:
+        return []
     results = {}
     try:
-        # results taken as they arrive, once each: asking a future again after its worker was
-        # killed and the task redone raised "bound to a different event loop" (1 run in 3)
-        for future, result in as_completed(futures, with_results=True):   # a block's error raises here
+        # tracked on the futures' own client's loop: as_completed otherwise uses the default
+        # client's, another one when the caller has a Client of their own (a notebook, the tests),
+        # and futures handled on a loop not their client's raised "bound to a different event
+        # loop" after a worker kill (ce712b2) and once hung (session 46, docs/scale.md)
+        for future, result in as_completed(futures, loop=futures[0].client.loop,
+                                           with_results=True):         # a block's error raises here
             results[future.key] = result
             on_done(future)
         return [results[f.key] for f in futures]
