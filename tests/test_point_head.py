@@ -153,6 +153,38 @@ def test_heads_side_by_side_are_two_where_the_spine_map_says_spine(spine_level, 
         dataclasses.replace(cfg, head_close_spine_min=1.5)
 
 
+@pytest.mark.parametrize("image_kind, n_peaks", [("two heads", 2), ("head and neck", 1)])
+def test_a_head_on_a_stronger_heads_flank_is_a_head_where_the_image_dips_between_them(image_kind, n_peaks):
+    """Two heads 0.45 µm apart (a diagonal in the plane) whose head-map blobs merge: the weaker
+    one is a maximum on the stronger's flank but not the highest voxel of any box around it,
+    so no box rule finds it. It is a head when the image dips between the two (two heads
+    side by side), not when it rises steadily from one to the other (a head and its own neck,
+    which the network's map may also bump)."""
+    y = np.arange(50)[:, None] * 0.05
+    x = np.arange(50)[None, :] * 0.05
+    def blob(cy, cx, peak, sigma):
+        return peak * np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * sigma**2))
+    heads = (blob(1.0, 1.0, 0.95, 0.2) + blob(1.32, 1.32, 0.55, 0.1)).astype(np.float32)
+    spine = np.where(heads > 0.1, 0.9, 0.0).astype(np.float32)
+    spacing = (0.05, 0.05)
+    if image_kind == "two heads":
+        image = blob(1.0, 1.0, 1.0, 0.12) + blob(1.32, 1.32, 0.8, 0.1)
+    else:                                         # a bright head, its dimmer neck running to the weaker maximum
+        t = np.clip(((y - 1.0) + (x - 1.0)) / 2, 0.0, 0.32)          # nearest point of the neck's line
+        neck = 0.6 * np.exp(-((y - 1.0 - t) ** 2 + (x - 1.0 - t) ** 2) / (2 * 0.08**2))
+        image = np.maximum(blob(1.0, 1.0, 1.0, 0.12), neck)
+    cfg = InstanceConfig(method="heads", threshold=0.1, head_threshold=0.3, min_volume_um3=0.0001, noise_rule=False)
+    boxes, _ = head_peaks(heads, spacing, threshold=0.3, min_distance_um=0.4, close_distance_um=0.2,
+                          spine_prob=spine, close_spine_min=0.3)
+    assert len(boxes) == 1                                       # the box rules find one head
+    assert spine_instances(spine, None, spacing=spacing, config=cfg, head_prob=heads,
+                           image=image).n_spines == n_peaks
+    off = dataclasses.replace(cfg, head_flank_prominence=0.0)
+    assert spine_instances(spine, None, spacing=spacing, config=off, head_prob=heads, image=image).n_spines == 1
+    # without the image (a caller that gives none) the rule cannot look for the dip: off
+    assert spine_instances(spine, None, spacing=spacing, config=cfg, head_prob=heads).n_spines == 1
+
+
 def test_heads_seed_spine_objects_and_fragments_without_a_head_are_not_spines():
     spine, heads = _maps_with_two_heads()
     peaks, values = head_peaks(heads, (0.5, 0.1, 0.1), threshold=0.3, min_distance_um=0.4)

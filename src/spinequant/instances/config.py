@@ -60,6 +60,16 @@ class InstanceConfig:
         does not count. ``head_min_distance_um`` or more switches this off.
     head_close_spine_min : float
         See ``head_close_distance_um``.
+    head_flank_prominence : float
+        Heads: a maximum of the head map on the flank of a stronger head's blob (two heads
+        that touch) is a head too when it rises at least this much above the saddle to any
+        higher maximum, the head map there is at least ``head_flank_min``, the spine map at
+        least ``head_close_spine_min``, it lies ``head_close_distance_um`` from every other
+        head (along z as there) and the image dips between it and the nearest head by at least
+        ``head_flank_dip`` of the dimmer of the two; 0 switches this off. Needs the image
+        (``spine_instances(..., image=)``); see :func:`spinequant.instances.heads.flank_heads`.
+    head_flank_min, head_flank_dip : float
+        See ``head_flank_prominence``.
     seed_threshold : float
         Flood fill: a voxel at or above this spine probability may start a new object.
     growth_threshold : float
@@ -131,6 +141,9 @@ class InstanceConfig:
     head_min_distance_um: float = 0.4
     head_close_distance_um: float = 0.2
     head_close_spine_min: float = 0.3
+    head_flank_prominence: float = 0.003
+    head_flank_min: float = 0.3
+    head_flank_dip: float = 0.03
     connectivity: int = 26
     split_by: str = "distance"
     split_min_distance_um: float = 0.5
@@ -157,11 +170,12 @@ class InstanceConfig:
         check_fields(self, choices={"method": METHODS, "split_by": SPLIT_BY, "connectivity": (6, 18, 26)},
                      ranges={**dict.fromkeys(("seed_threshold", "growth_threshold", "threshold",
                                               "dendrite_threshold", "head_threshold",
-                                              "head_close_spine_min"), probability),
+                                              "head_close_spine_min", "head_flank_min"), probability),
                              **dict.fromkeys(("max_distance_to_seed_um", "split_min_distance_um",
                                               "noise_distance_um", "head_min_distance_um", "head_close_distance_um"),
                                            positive),
-                             "peak_fraction": (0, 1, False, True), "bridge_min_fraction": (0, 1, False, False),
+                             "peak_fraction": (0, 1, False, True), "head_flank_prominence": (0, 1, False, False),
+                             "head_flank_dip": (0, 1, False, False), "bridge_min_fraction": (0, 1, False, False),
                              "max_drop": (0, 1, False, False), "split_min_depth_prob": (0, 1, False, False),
                              "min_planes": (1, None, False, False)})
         if self.min_volume_um3 > self.max_volume_um3:

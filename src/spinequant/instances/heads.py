@@ -16,9 +16,11 @@ import cc3d
 import numpy as np
 from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
+from skimage.morphology import h_maxima
 from skimage.segmentation import watershed
 
 from .._blank import blank_volume
+from .._half import at_least
 from ._objects import Objects, label_components, sparse_labels
 
 #: Part of the head blob (relative to the head map's own peak) that counts as the head when the
@@ -93,6 +95,87 @@ def head_peaks(head_prob: np.ndarray, spacing, *, threshold: float, min_distance
     peaks, values = np.concatenate([peaks, close[new]]), np.concatenate([values, close_values[new]])
     order = np.argsort(-values, kind="stable")
     return peaks[order], values[order]
+
+
+def flank_heads(peaks: np.ndarray, values: np.ndarray, head_prob: np.ndarray, spine_prob: np.ndarray,
+                image: np.ndarray, spacing, *, distance_um: float, prominence: float, head_min: float,
+                spine_min: float, dip: float) -> tuple[np.ndarray, np.ndarray]:
+    """``peaks`` and ``values`` (:func:`head_peaks`) with the heads that sit on the flank of a
+    stronger head's blob added, strongest first.
+
+    Two heads that touch make one blob of the head map with a second, lower maximum on its
+    flank, which no box of :func:`head_peaks` leaves a peak (the stronger head's slope rises
+    inside every box around it). Such a maximum is a head when it rises at least
+    ``prominence`` above the saddle to any higher maximum (an h-maximum), the head map there
+    is at least ``head_min`` and the spine map at least ``spine_min``, it lies at least
+    ``distance_um`` from every peak (in y/x; along z as :func:`head_peaks`), and the image
+    dips between it and the nearest peak, to below ``1 - dip`` of the dimmer end (smoothed by
+    a voxel): two heads, not a head and its own neck (docs/real_data.md, "Where confocal and
+    STED still err with the joined map")."""
+    head_prob = np.asarray(head_prob)
+    found = _flank_maxima(head_prob, head_min, prominence)
+    if len(found):
+        found = found[np.asarray(spine_prob)[tuple(found.T)] >= spine_min]
+    if not len(found):
+        return peaks, values
+    scale = np.asarray(spacing, float) / _radius_um(spacing, head_prob.ndim, distance_um)
+    found_values = head_prob[tuple(found.T)].astype(np.float32)
+    order = np.argsort(-found_values, kind="stable")
+    found, found_values = found[order], found_values[order]
+    kept = [p for p in peaks]
+    new = []
+    for point in found:
+        if kept:
+            dist = np.linalg.norm((np.asarray(kept) - point) * scale, axis=1)
+            nearest = int(np.argmin(dist))
+            if dist[nearest] < 1.0 or not _dips(image, point, kept[nearest], dip):
+                continue
+        kept.append(point)
+        new.append(len(kept) - 1)
+    if not new:
+        return peaks, values
+    added = np.asarray(kept, np.int64)[new]
+    peaks = np.concatenate([np.asarray(peaks, np.int64).reshape(-1, head_prob.ndim), added])
+    values = np.concatenate([np.asarray(values, np.float32), head_prob[tuple(added.T)].astype(np.float32)])
+    order = np.argsort(-values, kind="stable")
+    return peaks[order], values[order]
+
+
+def _flank_maxima(head_prob: np.ndarray, head_min: float, prominence: float) -> np.ndarray:
+    """Voxels of the h-maxima (depth ``prominence``) of the head map's regions at or above
+    ``head_min``, one per maximum (its highest voxel), each region taken alone in its box."""
+    above = at_least(head_prob, head_min)
+    if not above.any():
+        return np.zeros((0, head_prob.ndim), np.int64)
+    regions = cc3d.connected_components(above if above.ndim == 3 else above[None], connectivity=26)
+    if above.ndim == 2:
+        regions = regions[0]
+    out = []
+    for label, box in enumerate(ndi.find_objects(regions), start=1):
+        if box is None:
+            continue
+        inside = regions[box] == label
+        relief = np.where(inside, head_prob[box].astype(np.float32), np.float32(0))
+        maxima = h_maxima(relief, prominence) & inside
+        marks, n = ndi.label(maxima, structure=np.ones((3,) * relief.ndim))
+        if n:
+            tops = np.asarray(ndi.maximum_position(relief, marks, np.arange(1, n + 1)), np.int64)
+            out.append(tops.reshape(-1, relief.ndim) + [b.start for b in box])
+    return np.concatenate(out) if out else np.zeros((0, head_prob.ndim), np.int64)
+
+
+def _dips(image: np.ndarray, a, b, dip: float) -> bool:
+    """Whether ``image``, smoothed by a voxel, falls between voxels ``a`` and ``b`` below
+    ``1 - dip`` of the dimmer of the two (read along the straight line, in a box around it)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    lo = np.maximum(np.floor(np.minimum(a, b)).astype(int) - 3, 0)
+    hi = np.minimum(np.ceil(np.maximum(a, b)).astype(int) + 4, image.shape)
+    crop = ndi.gaussian_filter(np.asarray(image[tuple(slice(l, h) for l, h in zip(lo, hi))], np.float32), 1.0,
+                               mode="nearest", truncate=3.0)
+    steps = int(np.ceil(np.abs(b - a).max())) + 1
+    line = np.linspace(a - lo, b - lo, max(steps, 2))
+    along = ndi.map_coordinates(crop, line.T, order=1)
+    return bool(along.min() < (1.0 - dip) * min(along[0], along[-1]))
 
 
 def _radius_um(spacing, ndim: int, distance_um: float) -> np.ndarray:

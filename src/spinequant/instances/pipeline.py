@@ -12,7 +12,8 @@ from .config import InstanceConfig, InstanceResult
 from .filters import (filter_objects, join_through_spines, noise_objects, remove_small_objects,
                       trim_to_peak_fraction)
 from .floodfill import flood_fill_objects
-from .heads import _SUPPORT_MARGIN, head_map_support, head_peaks, object_scores, objects_from_heads, trim_heads
+from .heads import (_SUPPORT_MARGIN, flank_heads, head_map_support, head_peaks, object_scores,
+                    objects_from_heads, trim_heads)
 from .split import split_objects
 
 
@@ -41,7 +42,8 @@ def spine_instances(spine_prob, dendrite_prob=None, *, spacing, config: Instance
         Map of spine-head centres (networks with a point head): spines are its peaks
         (method ``"heads"``).
     image : ndarray, optional
-        The analysed image: dendrite pieces are bridged where it stays bright between them
+        The analysed image: heads on a stronger head's flank are kept where it dips between
+        them (``head_flank_prominence``), and dendrite pieces are bridged where it stays bright between them
         (``bridge_gap_um``).
     progress : callable, optional
         Called with the fraction of the work done after each step (dendrites, spine objects,
@@ -97,10 +99,15 @@ def spine_instances(spine_prob, dendrite_prob=None, *, spacing, config: Instance
                 "Spine objects by the 'heads' method need a spine-head map (from a network with a "
                 "point head); this model gives none. Use method 'components' instead.")
         head, _ = _as_map(head_prob, "spine-head map")
-        peaks, _ = head_peaks(head, spacing, threshold=cfg.head_threshold,
-                              min_distance_um=cfg.head_min_distance_um,
-                              close_distance_um=cfg.head_close_distance_um, spine_prob=spine,
-                              close_spine_min=cfg.head_close_spine_min)
+        peaks, values = head_peaks(head, spacing, threshold=cfg.head_threshold,
+                                   min_distance_um=cfg.head_min_distance_um,
+                                   close_distance_um=cfg.head_close_distance_um, spine_prob=spine,
+                                   close_spine_min=cfg.head_close_spine_min)
+        if cfg.head_flank_prominence > 0 and image is not None:
+            peaks, values = flank_heads(peaks, values, head, spine, image, spacing,
+                                        distance_um=cfg.head_close_distance_um,
+                                        prominence=cfg.head_flank_prominence, head_min=cfg.head_flank_min,
+                                        spine_min=cfg.head_close_spine_min, dip=cfg.head_flank_dip)
         spines = objects_from_heads(peaks, spine, head, threshold=cfg.threshold,
                                     connectivity=cfg.connectivity)
     elif method == "floodfill":

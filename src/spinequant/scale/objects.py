@@ -179,7 +179,7 @@ def block_objects(maps_group, volume, spacing, block: Block, *, config, shape, b
     if bodies is not None:
         bodies.clear(maps["dendrite"], (maps["spine"], maps.get("heads")),
                      (0, block.window[0].start, block.window[1].start))
-    image = read_window(volume, block) if config.bridge_gap_um > 0 else None
+    image = read_window(volume, block) if config.bridge_gap_um > 0 or config.head_flank_prominence > 0 else None
     inst = spine_instances(maps["spine"], maps["dendrite"], spacing=spacing, config=config,
                            head_prob=maps.get("heads"), image=image)
     spines, keep = owned_objects(inst.spine_labels, block)
