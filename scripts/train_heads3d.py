@@ -92,7 +92,7 @@ def patch(rng, image, heat, heads, floor: float = -1.0):
     """A patch around a random head (70 %) or anywhere, turned, mirrored and scaled in brightness."""
     shape = image.shape
     if rng.random() < 0.7 and len(heads):
-        c = heads[rng.integers(len(heads))] + [rng.integers(-4, 5), rng.integers(-40, 41), rng.integers(-40, 41)]
+        c = heads[rng.integers(len(heads))] + [rng.integers(-PATCH[0] // 4, PATCH[0] // 4 + 1), rng.integers(-40, 41), rng.integers(-40, 41)]
         start = [int(np.clip(c[i] - PATCH[i] / 2, 0, shape[i] - PATCH[i])) for i in range(3)]
     else:
         start = [int(rng.integers(0, shape[i] - PATCH[i] + 1)) for i in range(3)]
@@ -154,9 +154,10 @@ def spec() -> dict:
     return {"kind": "heads3d", "filters": [24, 48, 96], "space_to_depth": 4}
 
 
-def install(weights: Path, training: dict) -> None:
-    """The checkpoint as the package's ``heads3d_real`` (safetensors, card, ONNX), and
-    lean2d_real's card naming it as its partner on stacks."""
+def install(weights: Path, training: dict, name: str = NAME, max_z_step_um: float | None = None) -> None:
+    """The checkpoint as the package's ``name`` (safetensors, card, ONNX), and lean2d_real's card
+    naming it as its partner on stacks: on every stack, or (``max_z_step_um``) as its
+    ``finer_z`` partner on stacks whose z step is at most that."""
     from spinequant.segment.neural.architectures import build
     from spinequant.segment.neural.card import MODELS_DIR, ModelCard, read_card, save_model, update_card
     from spinequant.segment.neural.onnx_runtime import export_onnx
@@ -164,23 +165,36 @@ def install(weights: Path, training: dict) -> None:
     net = build(spec())
     net.load_state_dict(torch.load(weights, weights_only=True), strict=True)
     partner = read_card(PARTNER)
+    stacks = (f"confocal and STED stacks (z steps of at most {max_z_step_um} µm; 3D only)" if max_z_step_um
+              else "stacks (two-photon, confocal, STED; 3D only)")
+    coarse = ("" if max_z_step_um else " alone its map is worse than the 2D network's on STED (0.2 µm z steps "
+              "are resampled to 0.5 µm) and")
     card = ModelCard(
-        name=NAME, architecture=spec(), voxel_size_um=GRID, normalisation=dict(partner.normalisation),
-        tile_size=256, tile_overlap=32, tile_depth=32, training=training,
-        intended_use=(f"The spine-head-centre map of stacks (two-photon, confocal, STED; 3D only), averaged "
+        name=name, architecture=spec(), voxel_size_um=GRID, normalisation=dict(partner.normalisation),
+        tile_size=256, tile_overlap=32, tile_depth=int(round(16 / GRID[0])) // 2 * 2, training=training,
+        intended_use=(f"The spine-head-centre map of {stacks}, averaged "
                       f"with {PARTNER}'s head map (weight {WEIGHT}) when {PARTNER} analyses a stack: it "
                       f"parts heads above one another within the PSF that the 2D network merges."),
-        limitations=("Learnt from spinequant phantoms only (no real 3D annotations): alone its map is worse "
-                     "than the 2D network's on STED (0.2 µm z steps are resampled to 0.5 µm) and it has "
+        limitations=(f"Learnt from spinequant phantoms only (no real 3D annotations):{coarse} it has "
                      "never seen real textures; it is meant to be averaged with the 2D map, not used "
                      "alone. No dendrite or spine map."))
-    save_model(net, card, MODELS_DIR / NAME)
-    export_onnx(NAME)
-    update_card(PARTNER, stack_heads={"model": NAME, "weight": WEIGHT})
-    print(f"installed {MODELS_DIR / NAME}.safetensors/.json/.onnx; {PARTNER} joins it on stacks", flush=True)
+    save_model(net, card, MODELS_DIR / name)
+    export_onnx(name)
+    entry = {"model": name, "weight": WEIGHT}
+    changes = {}
+    if max_z_step_um:
+        entry = {**(partner.stack_heads or {}), "finer_z": {**entry, "max_z_step_um": max_z_step_um}}
+        said = "a 3D head network (stack_heads in this card)."
+        if said in partner.intended_use:
+            changes["intended_use"] = partner.intended_use.replace(said, (
+                f"a 3D head network ({name}'s on stacks with z steps of at most {max_z_step_um} µm; "
+                f"stack_heads in this card)."))
+    update_card(PARTNER, stack_heads=entry, **changes)
+    print(f"installed {MODELS_DIR / name}.safetensors/.json/.onnx; {PARTNER} joins it on stacks", flush=True)
 
 
 def main() -> None:
+    global GRID, PATCH
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train")
@@ -192,9 +206,15 @@ def main() -> None:
     t.add_argument("--cache", type=Path, default=None, help="keep the training phantoms in this .npz")
     i = sub.add_parser("install")
     i.add_argument("--steps-done", type=int, default=None, help="steps the checkpoint was trained for")
+    i.add_argument("--name", default=NAME, help="the installed model's name (default %(default)s)")
+    i.add_argument("--max-z-step", type=float, default=None,
+                   help="install it as lean2d_real's partner for stacks with z steps of at most this (µm)")
     for p in (t, i):
         p.add_argument("--weights", type=Path, default=Path("work/models/heads3d.pt"))
+        p.add_argument("--grid-z", type=float, default=GRID[0], help="the grid's z step in µm (default %(default)s)")
+        p.add_argument("--patch-depth", type=int, default=PATCH[0], help="planes a patch (default %(default)s)")
     args = ap.parse_args()
+    GRID, PATCH = (args.grid_z, *GRID[1:]), (args.patch_depth, *PATCH[1:])
     if args.command == "train":
         from spinequant.segment.neural.architectures import build
 
@@ -203,11 +223,12 @@ def main() -> None:
         steps = train(build(spec()), data, minutes=args.minutes, seed=args.seed, out=args.weights, steps=args.steps)
         args.weights.with_suffix(".json").write_text(json.dumps(
             {"presets": list(args.presets), "n_seeds": args.n_seeds, "minutes": args.minutes, "seed": args.seed,
-             "steps": steps}))
+             "steps": steps, "grid": list(GRID), "patch": list(PATCH)}))
     else:
         done = args.weights.with_suffix(".json")
         run = json.loads(done.read_text()) if done.exists() else {}
         steps = args.steps_done or run.get("steps")
+        GRID, PATCH = tuple(run.get("grid", GRID)), tuple(run.get("patch", PATCH))
         training = {
             "script": "scripts/train_heads3d.py train",
             "data": (f"randomised phantoms (train_default_models.randomised_phantom, odd seeds with "
@@ -218,7 +239,7 @@ def main() -> None:
             "minutes": run.get("minutes"), "steps": steps, "seed": run.get("seed", 0),
             "licence": "phantoms generated by spinequant (no third-party data)",
         }
-        install(args.weights, training)
+        install(args.weights, training, args.name, args.max_z_step)
 
 
 if __name__ == "__main__":

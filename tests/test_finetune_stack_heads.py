@@ -50,6 +50,7 @@ def test_the_partner_is_kept_when_the_held_out_stacks_detect_at_least_as_well_wi
     entry = read_card(model).stack_heads
     measured = entry["held_out"]
     assert (entry["model"], entry["weight"]) == ("heads3d_real", 0.5)
+    assert entry["finer_z"]["model"] == "heads3d_fine_real"
     assert measured["stacks"] == 4 and measured["annotated_heads"] >= training.MIN_STACK_HEADS
     # The 3D network ran: the two head maps score differently; on these confocal stacks the
     # joined one finds more heads (0.905 against 0.888, as on the benchmark's phantoms).
@@ -57,7 +58,8 @@ def test_the_partner_is_kept_when_the_held_out_stacks_detect_at_least_as_well_wi
     assert "joined by the 3D network heads3d_real" in note and f"{measured['f1_joined']:.3f}" in note
     result = analyze(stacks[0].image, spacing=stacks[0].spacing, keep_maps=False,
                      config=AnalyzeConfig(method=str(model), report=False))
-    assert result.diagnostics["segment"]["stack_heads"]["model"] == "heads3d_real"
+    # a confocal stack (0.28 µm z steps) is joined by the partner for finer z steps
+    assert result.diagnostics["segment"]["stack_heads"]["model"] == "heads3d_fine_real"
 
 
 def test_the_partner_is_dropped_when_the_joined_map_detects_worse(tmp_path, stacks, monkeypatch):

@@ -10,7 +10,7 @@ from spinequant.segment import segment_maps
 from spinequant.segment.neural import specs
 from spinequant.segment.neural.card import read_card
 from spinequant.segment.neural.predict import predict
-from spinequant.segment.neural.stack_heads import check_partner, join_heads, stack_heads_model
+from spinequant.segment.neural.stack_heads import check_partner, join_heads, stack_heads_model, stack_heads_models
 from spinequant.synth import make_phantom
 
 
@@ -53,6 +53,21 @@ def test_bad_stack_heads_entries_are_refused_with_what_is_wrong():
     with pytest.raises(InputError, match="normalised unlike"):
         check_partner(card, other)
     assert stack_heads_model(dataclasses.replace(card, stack_heads={})) is None
+
+
+def test_a_finer_z_partner_takes_only_stacks_whose_z_step_is_at_most_its_limit():
+    card = read_card("lean2d_real")
+    entry = {"model": "heads3d_real", "weight": 0.5,
+             "finer_z": {"model": "heads3d_fine", "weight": 0.4, "max_z_step_um": 0.375}}
+    both = dataclasses.replace(card, stack_heads=entry)
+    assert stack_heads_model(both, (0.28, 0.075, 0.075)) == ("heads3d_fine", 0.4)
+    assert stack_heads_model(both, (0.375, 0.1, 0.1)) == ("heads3d_fine", 0.4)
+    assert stack_heads_model(both, (0.5, 0.094, 0.094)) == ("heads3d_real", 0.5)
+    assert stack_heads_model(both) == ("heads3d_real", 0.5)          # no spacing: the entry's own
+    assert stack_heads_models(both) == ["heads3d_real", "heads3d_fine"]
+    bad = dataclasses.replace(card, stack_heads={**entry, "finer_z": {"model": "heads3d_fine", "weight": 0.4}})
+    with pytest.raises(InputError, match="max_z_step_um"):
+        stack_heads_model(bad, (0.2, 0.03, 0.03))
 
 
 def test_join_heads_is_the_weighted_mean_and_keeps_only_what_is_read():
@@ -105,7 +120,8 @@ def test_block_maps_are_reused_only_with_the_same_weights_of_both_networks():
     from spinequant.scale.maps import map_fingerprint
 
     lean = map_fingerprint((4, 64, 64), (0.5, 0.1, 0.1), "lean2d_real", (0.0, 1.0), 64, 0, "onnx")
-    assert lean["weights"] == [read_card("lean2d_real").sha256, read_card("heads3d_real").sha256]
+    # every 3D partner's, the one for finer z steps too
+    assert lean["weights"] == [read_card(m).sha256 for m in ("lean2d_real", "heads3d_real", "heads3d_fine_real")]
     assert map_fingerprint((4, 64, 64), (0.5, 0.1, 0.1), "lean2d", (0.0, 1.0), 64, 0, "onnx")["weights"] == [
         read_card("lean2d").sha256]
 

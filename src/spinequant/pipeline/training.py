@@ -99,16 +99,18 @@ def carry_stack_heads(source, model, held_out, *, config: CalibrateConfig = Cali
     network)."""
     from .calibrate import head_map_f1
 
-    entry = {k: v for k, v in (read_card(source).stack_heads or {}).items() if k in ("model", "weight")}
+    entry = {k: v for k, v in (read_card(source).stack_heads or {}).items() if k in ("model", "weight", "finer_z")}
     if not entry:
         return ""
+    names = entry["model"] + (f" ({entry['finer_z']['model']} for z steps of at most "
+                              f"{entry['finer_z']['max_z_step_um']} µm)" if entry.get("finer_z") else "")
     stacks = [s for s in held_out if s.heads is not None and s.image.shape[0] > 1]
     n_heads = sum(len(s.heads) for s in stacks)
     if n_heads < MIN_STACK_HEADS:
         why = (f"{n_heads} annotated heads on {len(stacks)} held-out stack(s) with depth, fewer than the "
                f"{MIN_STACK_HEADS} needed to check it" if stacks else "no held-out annotated stack has depth")
         update_card(model, stack_heads={**entry, "held_out": f"unchecked: {why}"})
-        return (f"On stacks the head map is joined by the 3D network {entry['model']} of the model fine-tuned "
+        return (f"On stacks the head map is joined by the 3D network {names} of the model fine-tuned "
                 f"from (unchecked: {why}).")
     f1_alone = head_map_f1(model, stacks, config=config)
     update_card(model, stack_heads=entry)
@@ -119,9 +121,9 @@ def carry_stack_heads(source, model, held_out, *, config: CalibrateConfig = Cali
               f"stack(s), {n_heads} heads")
     if f1_joined >= f1_alone:
         update_card(model, stack_heads={**entry, "held_out": measured})
-        return f"On stacks the head map is joined by the 3D network {entry['model']} ({scores})."
+        return f"On stacks the head map is joined by the 3D network {names} ({scores})."
     update_card(model, stack_heads={})
-    return f"The 3D network {entry['model']} of the model fine-tuned from was dropped ({scores})."
+    return f"The 3D network {names} of the model fine-tuned from was dropped ({scores})."
 
 
 def carry_learnt_confidence(source, model) -> bool:

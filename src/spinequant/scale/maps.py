@@ -275,16 +275,15 @@ def map_fingerprint(shape, spacing, method: str, levels, chunk_px: int, halo: in
 
 
 def model_weights(method: str) -> list[str]:
-    """The sha256 of the network's weights and of its 3D partner's (none for the classical
+    """The sha256 of the network's weights and of its 3D partners' (none for the classical
     method): maps made with other weights are not reused."""
     if method == CLASSICAL:
         return []
     from ..segment.neural.card import read_card
-    from ..segment.neural.stack_heads import stack_heads_model
+    from ..segment.neural.stack_heads import stack_heads_models
 
     card = read_card(method)
-    partner = stack_heads_model(card)
-    return [card.sha256] + ([read_card(partner[0]).sha256] if partner else [])
+    return [card.sha256] + [read_card(name).sha256 for name in stack_heads_models(card)]
 
 
 def block_done(group, block: Block) -> bool:

@@ -56,7 +56,7 @@ def partner_diagnostics(partner: Partner | None) -> dict:
     from ..segment.neural.predict import choose_engine
     from ..segment.neural.stack_heads import stack_heads_model
 
-    name, weight = stack_heads_model(read_card(partner.method))
+    name, weight = stack_heads_model(read_card(partner.method), partner.spacing)
     card = read_card(name)
     engine = choose_engine(name, partner.engine)
     diag = {"model": name, "model_sha256": card.sha256, "weight": weight, "engine": engine}
@@ -73,7 +73,7 @@ def joined_core_heads(partner: Partner, block: Block, heads2d: np.ndarray, spine
     from ..segment.neural.stack_heads import check_partner, join_heads, stack_heads_model
 
     card = read_card(partner.method)
-    name, weight = stack_heads_model(card)
+    name, weight = stack_heads_model(card, partner.spacing)
     other = read_card(name)
     check_partner(card, other)
     shape = partner.volume.shape

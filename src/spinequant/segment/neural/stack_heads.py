@@ -23,11 +23,32 @@ from .card import ModelCard, read_card
 _PLANES = 8
 
 
-def stack_heads_model(card: ModelCard) -> tuple[str, float] | None:
-    """``(model, weight)`` of the 3D head network ``card`` joins on stacks, or None."""
+def stack_heads_model(card: ModelCard, spacing=None) -> tuple[str, float] | None:
+    """``(model, weight)`` of the 3D head network ``card`` joins on stacks of voxel size
+    ``spacing`` (z, y, x µm), or None. An entry may name a partner for finer z steps
+    (``finer_z``: its ``model``, ``weight`` and ``max_z_step_um``), which takes stacks whose z
+    step is at most that; other stacks, and ``spacing`` None, get the entry's own."""
     entry = card.stack_heads or {}
     if not entry:
         return None
+    finer = entry.get("finer_z")
+    if finer and spacing is not None and len(spacing) == 3:
+        limit = finer.get("max_z_step_um")
+        if not isinstance(limit, (int, float)) or limit <= 0:
+            raise InputError(f"The model card '{card.name}' has an invalid stack_heads finer_z entry {finer}: "
+                             f"it needs a positive 'max_z_step_um'. Reinstall spinequant or fix the card.")
+        if float(spacing[0]) <= float(limit):
+            return _partner(card, finer)
+    return _partner(card, entry)
+
+
+def stack_heads_models(card: ModelCard) -> list[str]:
+    """Every 3D head network ``card`` may join on stacks (the one for finer z steps last)."""
+    entry = card.stack_heads or {}
+    return [_partner(card, e)[0] for e in (entry, entry.get("finer_z")) if e]
+
+
+def _partner(card: ModelCard, entry: dict) -> tuple[str, float]:
     weight = float(entry.get("weight", 0.5))
     if not 0.0 < weight <= 1.0 or "model" not in entry:
         raise InputError(f"The model card '{card.name}' has an invalid stack_heads entry {entry}: it needs "
@@ -56,7 +77,7 @@ def joined_head_map(image: np.ndarray, heads2d: np.ndarray, *, spacing, card: Mo
     ``options`` (progress, grid, bodies, orientations) go to it."""
     from .predict import choose_engine
 
-    name, weight = stack_heads_model(card)
+    name, weight = stack_heads_model(card, spacing)
     partner = read_card(name)
     check_partner(card, partner)
     engine = choose_engine(name, engine)
