@@ -17,6 +17,12 @@ of the time; two patches a step, one thread.
     # safetensors + card + ONNX in src/spinequant/models/, named in lean2d_real's card (stack_heads)
     .venv/bin/python scripts/train_heads3d.py install --weights work/models/heads3d.pt
 
+    # session 47: heads3d_fine_real, lean2d_real's partner for stacks with z steps of at most 0.375 µm
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/train_heads3d.py train --n-seeds 16 --minutes 45 \\
+        --grid-z 0.25 --patch-depth 24 --cache /tmp/fine_all.npz --weights work/models/heads3d_fine_all.pt
+    .venv/bin/python scripts/train_heads3d.py install --weights work/models/heads3d_fine_all.pt \\
+        --name heads3d_fine_real --max-z-step 0.375
+
 ``install`` converts the checkpoint (a PyTorch state dict, read with ``weights_only``) into the
 package's format and records the training in the card; ``scripts/probe_3d_head_map.py`` compares
 its map with the 2D network's (``eval``, ``sample``).
