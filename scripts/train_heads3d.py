@@ -23,6 +23,14 @@ of the time; two patches a step, one thread.
     .venv/bin/python scripts/train_heads3d.py install --weights work/models/heads3d_fine_all.pt \\
         --name heads3d_fine_real --max-z-step 0.375
 
+    # session 48 (measured, not installed): either partner fine-tuned from its installed weights
+    # toward the presets it serves (--preset-share in --presets' order, two_photon confocal sted low_snr)
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/train_heads3d.py train --n-seeds 16 --minutes 30 \
+        --grid-z 0.25 --patch-depth 24 --init heads3d_fine_real --lr 3e-4 \
+        --preset-share 0.15 0.35 0.35 0.15 --weights work/models/heads3d_fine_ft.pt
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/train_heads3d.py train --n-seeds 24 --minutes 30 \
+        --init heads3d_real --lr 3e-4 --preset-share 0.35 0.15 0.15 0.35 --weights work/models/heads3d_coarse_ft.pt
+
 ``install`` converts the checkpoint (a PyTorch state dict, read with ``weights_only``) into the
 package's format and records the training in the card; ``scripts/probe_3d_head_map.py`` compares
 its map with the 2D network's (``eval``, ``sample``).
@@ -124,20 +132,23 @@ def training_data(presets, n_seeds: int, cache: Path | None, norm: str = "pipeli
     return data
 
 
-def train(net, data, *, minutes: float, seed: int, out: Path, steps: int | None, floor: float = -1.0) -> int:
+def train(net, data, *, minutes: float, seed: int, out: Path, steps: int | None, floor: float = -1.0,
+          lr: float = 1e-3, draw: np.ndarray | None = None) -> int:
     """Train ``net`` on ``data`` for ``minutes`` (or ``steps``); the state dict is saved to ``out``
-    every 50 steps and at the end. Returns the number of steps."""
+    every 50 steps and at the end. ``draw``: each phantom's chance of giving a patch (uniform if
+    None); ``lr`` falls to a tenth for the last quarter of the time. Returns the number of steps."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    opt = torch.optim.Adam(net.parameters(), 1e-3)
+    opt = torch.optim.Adam(net.parameters(), lr)
     out.parent.mkdir(parents=True, exist_ok=True)
     t0, step, lowered = time.time(), 0, False
     while time.time() - t0 < minutes * 60 and (steps is None or step < steps):
         if not lowered and time.time() - t0 > 0.75 * minutes * 60:
             for g in opt.param_groups:
-                g["lr"] = 1e-4
+                g["lr"] = lr / 10
             lowered = True
-        pairs = [patch(rng, *data[rng.integers(len(data))], floor=floor) for _ in range(2)]
+        pairs = [patch(rng, *data[rng.integers(len(data)) if draw is None else rng.choice(len(data), p=draw)],
+                       floor=floor) for _ in range(2)]
         x = torch.from_numpy(np.stack([p[0] for p in pairs])[:, None])
         y = torch.from_numpy(np.stack([p[1] for p in pairs])[:, None])
         logits = net(x)
@@ -154,6 +165,31 @@ def train(net, data, *, minutes: float, seed: int, out: Path, steps: int | None,
     torch.save(net.state_dict(), out)
     print(f"{step} steps; weights in {out}", flush=True)
     return step
+
+
+def preset_draw(presets, n_seeds: int, share) -> np.ndarray:
+    """Each phantom's chance of giving a patch, so that the presets give ``share`` of them."""
+    if len(share) != len(presets) or min(share) < 0 or sum(share) <= 0:
+        raise SystemExit(f"--preset-share needs one share >= 0 for each of {list(presets)}, got {list(share)}")
+    share = np.asarray(share, float) / sum(share)
+    return np.repeat(share / n_seeds, n_seeds)
+
+
+def initial_network(init: str | None):
+    """A fresh network, or one holding ``init``'s weights (a .pt state dict or an installed model)."""
+    from spinequant.segment.neural.architectures import build
+    from spinequant.segment.neural.card import load_model
+
+    if init is None:
+        return build(spec())
+    if init.endswith(".pt"):
+        net = build(spec())
+        net.load_state_dict(torch.load(init, weights_only=True), strict=True)
+        return net
+    net, card = load_model(init)
+    if card.architecture != spec():
+        raise SystemExit(f"--init {init}: its architecture {card.architecture} is not this script's {spec()}")
+    return net.train()
 
 
 def spec() -> dict:
@@ -190,6 +226,8 @@ def install(weights: Path, training: dict, name: str = NAME, max_z_step_um: floa
     changes = {}
     if max_z_step_um:
         entry = {**(partner.stack_heads or {}), "finer_z": {**entry, "max_z_step_um": max_z_step_um}}
+    elif "finer_z" in (partner.stack_heads or {}):
+        entry["finer_z"] = partner.stack_heads["finer_z"]  # a new coarse partner keeps the fine one
         said = "a 3D head network (stack_heads in this card)."
         if said in partner.intended_use:
             changes["intended_use"] = partner.intended_use.replace(said, (
@@ -210,6 +248,11 @@ def main() -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--steps", type=int, default=None, help="stop after this many steps (or --minutes)")
     t.add_argument("--cache", type=Path, default=None, help="keep the training phantoms in this .npz")
+    t.add_argument("--preset-share", type=float, nargs="+", default=None,
+                   help="each preset's share of the patches, in --presets' order (default: alike)")
+    t.add_argument("--init", default=None,
+                   help="start from these weights: a checkpoint (.pt) or an installed model's name")
+    t.add_argument("--lr", type=float, default=1e-3, help="Adam's step size (a tenth for the last quarter)")
     i = sub.add_parser("install")
     i.add_argument("--steps-done", type=int, default=None, help="steps the checkpoint was trained for")
     i.add_argument("--name", default=NAME, help="the installed model's name (default %(default)s)")
@@ -226,10 +269,13 @@ def main() -> None:
 
         data = training_data(args.presets, args.n_seeds, args.cache)
         print(f"{len(data)} phantoms on the {GRID} µm grid", flush=True)
-        steps = train(build(spec()), data, minutes=args.minutes, seed=args.seed, out=args.weights, steps=args.steps)
+        draw = preset_draw(args.presets, args.n_seeds, args.preset_share) if args.preset_share else None
+        steps = train(initial_network(args.init), data, minutes=args.minutes, seed=args.seed, out=args.weights,
+                      steps=args.steps, lr=args.lr, draw=draw)
         args.weights.with_suffix(".json").write_text(json.dumps(
             {"presets": list(args.presets), "n_seeds": args.n_seeds, "minutes": args.minutes, "seed": args.seed,
-             "steps": steps, "grid": list(GRID), "patch": list(PATCH)}))
+             "steps": steps, "grid": list(GRID), "patch": list(PATCH), "preset_share": args.preset_share,
+             "init": args.init, "lr": args.lr}))
     else:
         done = args.weights.with_suffix(".json")
         run = json.loads(done.read_text()) if done.exists() else {}
@@ -241,8 +287,12 @@ def main() -> None:
                      f"synth.REALISTIC) of {', '.join(run.get('presets', PRESETS))}, seeds "
                      f"{FIRST_SEED}-{FIRST_SEED + run.get('n_seeds', 24) - 1} each, on the {GRID} µm grid"),
             "target": f"head-centre Gaussians, sigma {SIGMA_UM} µm; loss BCE + soft Dice",
-            "patch": list(PATCH), "batch": 2, "optimiser": "Adam 1e-3, 1e-4 for the last quarter",
+            "patch": list(PATCH), "batch": 2,
+            "optimiser": f"Adam {run.get('lr', 1e-3):g}, {run.get('lr', 1e-3) / 10:g} for the last quarter",
             "minutes": run.get("minutes"), "steps": steps, "seed": run.get("seed", 0),
+            **({"started_from": run["init"]} if run.get("init") else {}),
+            **({"preset_share": dict(zip(run.get("presets", PRESETS), run["preset_share"]))}
+               if run.get("preset_share") else {}),
             "licence": "phantoms generated by spinequant (no third-party data)",
         }
         install(args.weights, training, args.name, args.max_z_step)
