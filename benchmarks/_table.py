@@ -27,3 +27,15 @@ def log_run(folder, mode: str, result: dict) -> None:
     print(line)
     with open(Path(folder) / "runs.jsonl", "a") as f:
         f.write(line + "\n")
+
+
+def write_results(table: pd.DataFrame, out, header: str) -> None:
+    """``table`` as ``out``.csv and, under ``header``, as ``out``.md; then printed."""
+    from pathlib import Path
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out.with_suffix(".csv"), index=False)
+    out.with_suffix(".md").write_text(header + markdown(table))
+    print()
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))

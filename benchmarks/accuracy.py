@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from _table import markdown
+from _table import write_results
 
 from spinequant.evaluate import resolvable_heads
 from spinequant.evaluate.detection import match_spine_objects
@@ -118,16 +118,11 @@ def main(argv=None) -> None:
     overrides = {k: ast.literal_eval(v) for k, _, v in (item.partition("=") for item in args.phantom_set)}
     table = run(args.methods, args.n, tuple(args.shape) if args.shape else None, args.presets, overrides,
                 args.orientations)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out.with_suffix(".csv"), index=False)
     header = (f"Accuracy on phantoms (seeds {SEEDS[:args.n]}, preset shapes"
               f"{', ' + ', '.join(args.phantom_set) if args.phantom_set else ''}"
               f"{f', maps averaged over {args.orientations} orientations' if args.orientations else ''}), {date.today()}, "
               f"{platform.machine()} {platform.processor() or ''}, spinequant benchmarks/accuracy.py\n\n")
-    out.with_suffix(".md").write_text(header + markdown(table))
-    print()
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    write_results(table, args.out, header)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
-from _table import markdown
+from _table import write_results
 
 from spinequant.evaluate import resolvable_heads
 from spinequant.evaluate.detection import match_spine_objects
@@ -135,15 +135,9 @@ def main() -> None:
             per = [spines_of(make_phantom(preset, seed=s), variants, min_confidence) for s in SEEDS[:args.n]]
             rows.append(summary(preset, pd.concat(per, ignore_index=True)))
             print(rows[-1], flush=True)
-    table = pd.DataFrame(rows)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out.with_suffix(".csv"), index=False)
     header = (f"Where {MODEL} loses phantom spines (seeds {SEEDS[:args.n]}, default minimum confidence "
               f"{min_confidence}), {date.today()}, {platform.machine()}, spinequant benchmarks/phantom_misses.py\n\n")
-    out.with_suffix(".md").write_text(header + markdown(table))
-    print()
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    write_results(pd.DataFrame(rows), args.out, header)
 
 
 if __name__ == "__main__":
