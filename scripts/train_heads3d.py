@@ -267,10 +267,11 @@ def main() -> None:
     if args.command == "train":
         from spinequant.segment.neural.architectures import build
 
+        draw = preset_draw(args.presets, args.n_seeds, args.preset_share) if args.preset_share else None
+        net = initial_network(args.init)
         data = training_data(args.presets, args.n_seeds, args.cache)
         print(f"{len(data)} phantoms on the {GRID} µm grid", flush=True)
-        draw = preset_draw(args.presets, args.n_seeds, args.preset_share) if args.preset_share else None
-        steps = train(initial_network(args.init), data, minutes=args.minutes, seed=args.seed, out=args.weights,
+        steps = train(net, data, minutes=args.minutes, seed=args.seed, out=args.weights,
                       steps=args.steps, lr=args.lr, draw=draw)
         args.weights.with_suffix(".json").write_text(json.dumps(
             {"presets": list(args.presets), "n_seeds": args.n_seeds, "minutes": args.minutes, "seed": args.seed,
