@@ -165,6 +165,7 @@ def window(folder: Path, chunk: int) -> dict:
     from spinequant.scale import block_grid, halo_px, maps_halo_um, objects_halo_um, open_volume, volume_levels
     from spinequant.scale.analyze import _maps_job, _objects_job
     from spinequant.scale.maps import map_fingerprint, open_maps
+    from spinequant.scale.stack_heads import partner_of
 
     config = resolve_config(AnalyzeConfig())
     stack = open_volume(folder / "large.ome.zarr")
@@ -176,7 +177,8 @@ def window(folder: Path, chunk: int) -> dict:
     levels = volume_levels(volume, spacing, blocks, method=config.method)[0]
     work = folder / f"window_{chunk}"
     group = open_maps(work / "maps.zarr", volume.shape, chunk_px=chunk, heads=has_point_head(config.method),
-                      fingerprint=map_fingerprint(volume.shape, spacing, config.method, levels, chunk, halo, "x"))
+                      fingerprint=map_fingerprint(volume.shape, spacing, config.method, levels, chunk, halo, "x"),
+                      partner=partner_of(volume, spacing, config.method, levels, "auto") is not None)
     base = peak_memory_mb()
     t = time.perf_counter()
     _maps_job((volume, spacing, block, str(work / "maps.zarr"), config.method, levels, None, "auto", None, 1))

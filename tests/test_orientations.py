@@ -69,7 +69,7 @@ def test_a_mirrored_or_turned_projection_gives_the_same_spines():
 def test_chunked_maps_average_the_same_orientations(tmp_path):
     """A block-wise run asked for four orientations gets the in-memory maps of four."""
     from spinequant.scale import block_grid, volume_levels
-    from spinequant.scale.maps import MAPS, open_maps
+    from spinequant.scale.maps import MAPS, PARTNER, open_maps
     from spinequant.scale.stack_heads import partner_of
     from spinequant.scale.tile_maps import blend_block_maps, tile_plan, write_tile_sums
     from spinequant.segment import segment_maps
@@ -78,7 +78,8 @@ def test_chunked_maps_average_the_same_orientations(tmp_path):
     spacing, method = (0.5, 0.094, 0.094), "lean2d_real"
     blocks = block_grid(image.shape, chunk_px=128, halo=0)
     levels = volume_levels(image, spacing, blocks, method=method)[0]
-    group = open_maps(tmp_path / "m.zarr", image.shape, chunk_px=128, heads=True, fingerprint={"test": 1})
+    group = open_maps(tmp_path / "m.zarr", image.shape, chunk_px=128, heads=True, fingerprint={"test": 1},
+                      partner=True)
     plan = tile_plan(image.shape, spacing, method, blocks)
     for b in blocks:
         write_tile_sums(image, plan, b, tmp_path / "m.zarr", method=method, levels=levels, engine="onnx",
@@ -87,10 +88,10 @@ def test_chunked_maps_average_the_same_orientations(tmp_path):
     for b in blocks:
         blend_block_maps(plan, b, group, partner=partner)
     four, one = (segment_maps(image, spacing=spacing, method=method, engine="onnx", orientations=n) for n in (4, 1))
-    for name in MAPS:
+    for name, attr in (*zip(MAPS, MAPS), (PARTNER, "partner_heads")):
         chunked = np.asarray(group[name][...], np.float32)
-        assert np.abs(chunked - getattr(four, name).astype(np.float32)).max() <= 0.0005, name
-        assert np.abs(chunked - getattr(one, name).astype(np.float32)).max() > 0.01, name
+        assert np.abs(chunked - getattr(four, attr).astype(np.float32)).max() <= 0.0005, name
+        assert np.abs(chunked - getattr(one, attr).astype(np.float32)).max() > 0.01, name
 
 
 def test_cli_records_the_orientations_and_refuses_them_without_a_network(tmp_path, capsys):

@@ -80,12 +80,14 @@ def test_block_maps_equal_the_whole_volume_maps(method, phantom, tmp_path):
                         align=window_align(method, SPACING))
     levels = volume_levels(image, SPACING, blocks, method=method)[0]
     group = open_maps(tmp_path / "maps.zarr", image.shape, chunk_px=128, heads=whole.heads is not None,
-                      fingerprint=map_fingerprint(image.shape, SPACING, method, levels, 128, 0, "test"))
+                      fingerprint=map_fingerprint(image.shape, SPACING, method, levels, 128, 0, "test"),
+                      partner=whole.partner_heads is not None)
     for block in blocks:
         write_block_maps(image, SPACING, block, group, method=method, levels=levels)
-    for name in ("dendrite", "spine", "heads"):
-        if getattr(whole, name) is not None:
-            diff = np.abs(np.asarray(group[name][...], np.float32) - getattr(whole, name))
+    assert (whole.partner_heads is not None) == (method != "classical")      # the network names a 3D partner
+    for name, attr in (("dendrite",) * 2, ("spine",) * 2, ("heads",) * 2, ("partner", "partner_heads")):
+        if getattr(whole, attr) is not None:
+            diff = np.abs(np.asarray(group[name][...], np.float32) - getattr(whole, attr))
             # float16 storage: steps of 0.0005 near 1; the classical shaft (a skeleton of the
             # window) gives a few voxels at spine bases to the other map
             assert np.mean(diff > 1e-3) < 1e-5, name
@@ -97,21 +99,22 @@ def test_maps_stored_where_the_objects_read_them_give_the_same_objects(phantom):
     from spinequant.scale.maps import MAP_DTYPE, keep_support
 
     whole = segment_maps(phantom.image, spacing=SPACING, method="lean2d_real")
-    full = {name: getattr(whole, name).astype(MAP_DTYPE) for name in ("dendrite", "spine", "heads")}
+    full = {name: getattr(whole, attr).astype(MAP_DTYPE)
+            for name, attr in (("dendrite",) * 2, ("spine",) * 2, ("heads",) * 2, ("partner", "partner_heads"))}
     # the network's default and a learnt confidence's low candidate floor
     for config in (InstanceConfig(), InstanceConfig(threshold=0.05, head_threshold=0.05)):
         support = map_support(config, heads=True)
         kept = {name: m.copy() for name, m in full.items()}
         keep_support(kept, support)
         inside = (full["spine"] >= support["spine_or_head"][0]) | (full["heads"] >= support["spine_or_head"][1])
-        for name in ("spine", "heads"):
+        for name in ("spine", "heads", "partner"):
             assert np.array_equal(kept[name][inside], full[name][inside]) and not kept[name][~inside].any()
         shaft = full["dendrite"] >= support["dendrite"]
         assert np.array_equal(kept["dendrite"][shaft], full["dendrite"][shaft]) and not kept["dendrite"][~shaft].any()
         # most of the stack is background: stored as 0 there
         assert min(np.mean(kept[name] == 0) for name in kept) > 0.9 > np.mean(full["dendrite"] == 0)
         ref, got = (spine_instances(m["spine"], m["dendrite"], spacing=SPACING, config=config, head_prob=m["heads"],
-                                    image=phantom.image) for m in (full, kept))
+                                    image=phantom.image, partner_head_prob=m["partner"]) for m in (full, kept))
         assert ref.spine_labels.max() > 20
         assert np.array_equal(ref.spine_labels, got.spine_labels)
         assert np.array_equal(ref.dendrite_labels, got.dendrite_labels)
@@ -130,7 +133,8 @@ def test_block_objects_read_the_stored_maps_as_the_in_memory_objects_read_them(p
     from spinequant.scale.objects import block_objects
 
     whole = segment_maps(phantom.image, spacing=SPACING, method="lean2d_real")
-    maps = {name: getattr(whole, name).astype(MAP_DTYPE) for name in ("dendrite", "spine", "heads")}
+    maps = {name: getattr(whole, attr).astype(MAP_DTYPE)
+            for name, attr in (("dendrite",) * 2, ("spine",) * 2, ("heads",) * 2, ("partner", "partner_heads"))}
     from spinequant.pipeline.analyze import resolve_config
 
     config = resolve_config(AnalyzeConfig(method="lean2d_real")).instances      # threshold 0.1
@@ -144,7 +148,7 @@ def test_block_objects_read_the_stored_maps_as_the_in_memory_objects_read_them(p
     (block,) = block_grid(phantom.image.shape, chunk_px=512, halo=0)
     got = block_objects(group, phantom.image, SPACING, block, config=config, shape=phantom.image.shape)
     ref = spine_instances(maps["spine"], maps["dendrite"], spacing=SPACING, config=config, head_prob=maps["heads"],
-                          image=phantom.image)
+                          image=phantom.image, partner_head_prob=maps["partner"])
     assert got.spines.max() == ref.spine_labels.max() > 20
     assert np.array_equal(got.spines > 0, ref.spine_labels > 0)
     assert np.array_equal(got.dendrites, ref.dendrite_labels)

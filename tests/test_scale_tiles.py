@@ -12,7 +12,7 @@ import zarr
 
 from spinequant.scale import block_grid, volume_levels
 from spinequant.scale.execute import BlockRunner
-from spinequant.scale.maps import MAPS, open_maps
+from spinequant.scale.maps import MAPS, PARTNER, open_maps
 from spinequant.scale.stack_heads import partner_of
 from spinequant.scale.tile_maps import (TILE_SUMS, blend_block_maps, run_tile_maps, tile_plan,
                                         write_tile_sums)
@@ -31,7 +31,7 @@ def _maps(image, spacing, root, chunk=128, order=1, support=None):
     """Every block's tile sums, then every block's maps, blocks taken in ``order`` (1, -1)."""
     blocks = block_grid(image.shape, chunk_px=chunk, halo=0)
     levels = volume_levels(image, spacing, blocks, method=METHOD)[0]
-    group = open_maps(root, image.shape, chunk_px=chunk, heads=True, fingerprint={"test": 1})
+    group = open_maps(root, image.shape, chunk_px=chunk, heads=True, fingerprint={"test": 1}, partner=True)
     plan = tile_plan(image.shape, spacing, METHOD, blocks)
     tiles = [write_tile_sums(image, plan, b, root, method=METHOD, levels=levels, engine="onnx")["tiles"]
              for b in blocks[::order]]
@@ -50,8 +50,8 @@ def test_each_tile_runs_once_and_the_maps_are_the_in_memory_maps(image, pixel_um
     assert sum(tiles) == plan.n_tiles == len(owned) * plan.tiles.model_shape[0]
     assert len([t for t in tiles if t]) >= 12               # spread over (at least) 4 x 3 of the 7 x 6 blocks
     whole = segment_maps(image, spacing=spacing, method=METHOD, engine="onnx")
-    for name in MAPS:
-        diff = np.abs(np.asarray(group[name][...], np.float32) - getattr(whole, name).astype(np.float32))
+    for name, attr in (*zip(MAPS, MAPS), (PARTNER, "partner_heads")):
+        diff = np.abs(np.asarray(group[name][...], np.float32) - getattr(whole, attr).astype(np.float32))
         # the sums are added in another order (and resampled window by window): at most one
         # float16 step (0.0005 near 1) apart, and that on a few voxels in a million (measured:
         # none at 0.094 µm, 1.7e-6 of them at 0.12 µm)
@@ -59,7 +59,7 @@ def test_each_tile_runs_once_and_the_maps_are_the_in_memory_maps(image, pixel_um
         assert np.mean(diff > 1e-4) < 1e-5, name
     assert not [p for p in (tmp_path / "a.zarr" / TILE_SUMS).iterdir() if p.name != "done"]   # pieces deleted
     other, *_ = _maps(image, spacing, tmp_path / "b.zarr", order=-1)
-    for name in MAPS:                                      # any order of blocks: the same bits
+    for name in (*MAPS, PARTNER):                                      # any order of blocks: the same bits
         assert np.array_equal(group[name][...], other[name][...]), name
 
 
@@ -104,7 +104,8 @@ def test_maps_on_two_workers_and_after_a_stop_are_the_same(image, tmp_path):
     spacing = (0.5, 0.094, 0.094)
     ref, plan, _, levels = _maps(image, spacing, tmp_path / "ref.zarr")
     # two workers; one is killed (SIGKILL) while busy once a block's maps are done
-    group = open_maps(tmp_path / "w2.zarr", image.shape, chunk_px=128, heads=True, fingerprint={"test": 1})
+    group = open_maps(tmp_path / "w2.zarr", image.shape, chunk_px=128, heads=True, fingerprint={"test": 1},
+                      partner=True)
     with BlockRunner(workers=2) as runner:
         pids = runner.client.run(os.getpid)
         killed = []
@@ -118,10 +119,11 @@ def test_maps_on_two_workers_and_after_a_stop_are_the_same(image, tmp_path):
         ran = run_tile_maps(runner, image, spacing, plan, group, method=METHOD, levels=levels, engine="onnx",
                             progress=kill_a_busy_worker)
     assert killed and sum(r["tiles"] for r in ran["tile_sums"]) <= plan.n_tiles
-    for name in MAPS:
+    for name in (*MAPS, PARTNER):
         assert np.array_equal(ref[name][...], group[name][...]), name
     # stopped (as the command line stops on a signal) once two blocks' maps are done, then run again
-    group = open_maps(tmp_path / "stop.zarr", image.shape, chunk_px=128, heads=True, fingerprint={"test": 1})
+    group = open_maps(tmp_path / "stop.zarr", image.shape, chunk_px=128, heads=True, fingerprint={"test": 1},
+                      partner=True)
 
     def stop(stage, done, total):
         if done == 2:
@@ -133,5 +135,5 @@ def test_maps_on_two_workers_and_after_a_stop_are_the_same(image, tmp_path):
     ran = run_tile_maps(BlockRunner(), image, spacing, plan, group, method=METHOD, levels=levels, engine="onnx")
     assert ran["resumed"] == 2 and len(ran["blend"]) == len(plan.blocks) - 2
     assert 0 < sum(r["tiles"] for r in ran["tile_sums"]) < plan.n_tiles     # finished tile sums are kept
-    for name in MAPS:
+    for name in (*MAPS, PARTNER):
         assert np.array_equal(ref[name][...], group[name][...]), name

@@ -172,8 +172,10 @@ def test_the_3d_map_is_kept_only_where_it_is_joined_and_the_joined_map_is_unchan
         seen["out"] = predict(*args, **kw)
         return seen["out"]
 
-    joined, _ = joined_head_map(phantom.image, h2, spacing=phantom.spacing, card=card, predict=predict_and_keep,
-                                engine="onnx", levels=None, spine=spine, head_support=support)
+    joined, alone, _ = joined_head_map(phantom.image, h2, spacing=phantom.spacing, card=card,
+                                       predict=predict_and_keep, engine="onnx", levels=None, spine=spine,
+                                       head_support=support)
     (kept,) = seen["out"]
     np.testing.assert_array_equal(kept, np.where(read, h3, 0))     # all its tiles ran where read
+    assert alone is kept                                            # the partner's map, handed on
     np.testing.assert_array_equal(joined, join_heads(h3.copy(), h2, 0.5, spine=spine, head_support=support))

@@ -70,6 +70,12 @@ class InstanceConfig:
         (``spine_instances(..., image=)``); see :func:`spinequant.instances.heads.flank_heads`.
     head_flank_min, head_flank_dip : float
         See ``head_flank_prominence``.
+    head_partner_threshold : float
+        Heads on stacks whose head map joins a 3D partner's (``spine_instances(...,
+        partner_head_prob=)``): a peak of the partner's own map at or above this value is a
+        head too where it lies ``head_min_distance_um`` from every other head (along z as
+        there), the joined map is at least ``head_threshold`` and the dendrite mask is off;
+        0 switches this off. See :func:`spinequant.instances.heads.partner_heads`.
     seed_threshold : float
         Flood fill: a voxel at or above this spine probability may start a new object.
     growth_threshold : float
@@ -144,6 +150,7 @@ class InstanceConfig:
     head_flank_prominence: float = 0.003
     head_flank_min: float = 0.3
     head_flank_dip: float = 0.03
+    head_partner_threshold: float = 0.5
     connectivity: int = 26
     split_by: str = "distance"
     split_min_distance_um: float = 0.5
@@ -175,7 +182,8 @@ class InstanceConfig:
                                               "noise_distance_um", "head_min_distance_um", "head_close_distance_um"),
                                            positive),
                              "peak_fraction": (0, 1, False, True), "head_flank_prominence": (0, 1, False, False),
-                             "head_flank_dip": (0, 1, False, False), "bridge_min_fraction": (0, 1, False, False),
+                             "head_flank_dip": (0, 1, False, False),
+                             "head_partner_threshold": (0, 1, False, False), "bridge_min_fraction": (0, 1, False, False),
                              "max_drop": (0, 1, False, False), "split_min_depth_prob": (0, 1, False, False),
                              "min_planes": (1, None, False, False)})
         if self.min_volume_um3 > self.max_volume_um3:

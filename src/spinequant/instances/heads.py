@@ -141,6 +141,71 @@ def flank_heads(peaks: np.ndarray, values: np.ndarray, head_prob: np.ndarray, sp
     return peaks[order], values[order]
 
 
+def partner_heads(peaks: np.ndarray, values: np.ndarray, head_prob: np.ndarray, partner_prob: np.ndarray,
+                  spine_prob: np.ndarray, spacing, *, threshold: float, head_threshold: float,
+                  min_distance_um: float, support: tuple[float, float], dendrite_mask=None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """``peaks`` and ``values`` (:func:`head_peaks` of the joined head map ``head_prob``) with
+    the 3D partner's own heads added, strongest first.
+
+    On a stack the joined map is the mean of a 2D network's head map and its 3D partner's
+    (:mod:`spinequant.segment.neural.stack_heads`). Where the 2D network merges two heads
+    above one another into one peak, the partner's map may still part them while their mean
+    does not. A peak of ``partner_prob`` at or above ``threshold`` (spaced as
+    :func:`head_peaks` spaces peaks) is a head too when it lies ``min_distance_um`` from every
+    peak (along z as there), the joined map there is at least ``head_threshold`` and it lies
+    outside ``dendrite_mask``: the partner alone does not make a head on the shaft, where a
+    bright swelling looks like one (docs/real_data.md, "The 3D partner's own heads, off the shaft").
+
+    The partner's map is read only where the spine objects read the joined map (``support``:
+    ``(spine_min, head_min)`` of :func:`head_map_support`, evaluated on ``spine_prob`` and
+    ``head_prob``), so a block-wise run, which keeps the maps only there, adds the same heads.
+    """
+    ndim = head_prob.ndim
+    masked = _partner_in_support(partner_prob, spine_prob, head_prob, support, threshold)
+    if masked is None:
+        return peaks, values
+    radius = _radius_um(spacing, ndim, min_distance_um)
+    found, _ = _box_peaks(masked, spacing, threshold, radius)
+    del masked
+    if len(found):
+        found = found[np.asarray(head_prob)[tuple(found.T)].astype(np.float32) >= head_threshold]
+    if len(found) and dendrite_mask is not None:
+        found = found[np.asarray(dendrite_mask)[tuple(found.T)] == 0]
+    peaks = np.asarray(peaks, np.int64).reshape(-1, ndim)
+    if len(found) and len(peaks):
+        scale = np.asarray(spacing, float) / radius
+        distance, _ = cKDTree(peaks * scale).query(found * scale)
+        found = found[distance >= 1.0]
+    if not len(found):
+        return peaks, values
+    peaks = np.concatenate([peaks, found])
+    values = np.concatenate([np.asarray(values, np.float32), head_prob[tuple(found.T)].astype(np.float32)])
+    order = np.argsort(-values, kind="stable")
+    return peaks[order], values[order]
+
+
+def _partner_in_support(partner_prob, spine_prob, head_prob, support, threshold):
+    """``partner_prob`` where the spine map or the joined head map reaches ``support``, 0
+    elsewhere, in a volume resident only on the planes that reach ``threshold`` there (the
+    other planes cannot change which voxels at or above it are peaks); None when none does."""
+    spine_min, head_min = support
+    out = None
+    for z in range(partner_prob.shape[0] if partner_prob.ndim == 3 else 1):
+        plane = partner_prob[z] if partner_prob.ndim == 3 else partner_prob
+        if not at_least(plane, threshold).any():
+            continue
+        index = z if partner_prob.ndim == 3 else Ellipsis
+        read = at_least(spine_prob[index], spine_min) | at_least(head_prob[index], head_min)
+        kept = np.where(read, plane, plane.dtype.type(0))
+        if not at_least(kept, threshold).any():
+            continue
+        if out is None:
+            out = blank_volume(partner_prob.shape, partner_prob.dtype)
+        out[index] = kept
+    return out
+
+
 def _flank_maxima(head_prob: np.ndarray, head_min: float, prominence: float) -> np.ndarray:
     """Voxels of the h-maxima (depth ``prominence``) of the head map's regions at or above
     ``head_min``, one per maximum (its highest voxel), each region taken alone in its box."""

@@ -13,12 +13,12 @@ from .filters import (filter_objects, join_through_spines, noise_objects, remove
                       trim_to_peak_fraction)
 from .floodfill import flood_fill_objects
 from .heads import (_SUPPORT_MARGIN, flank_heads, head_map_support, head_peaks, object_scores,
-                    objects_from_heads, trim_heads)
+                    objects_from_heads, partner_heads, trim_heads)
 from .split import split_objects
 
 
 def spine_instances(spine_prob, dendrite_prob=None, *, spacing, config: InstanceConfig | None = None,
-                    head_prob=None, image=None, progress=None) -> InstanceResult:
+                    head_prob=None, image=None, partner_head_prob=None, progress=None) -> InstanceResult:
     """Turn a spine map and a dendrite map into labelled spines and cleaned dendrites.
 
     Steps: dendrite = ``dendrite_prob >= dendrite_threshold``, split into 3D connected
@@ -41,6 +41,11 @@ def spine_instances(spine_prob, dendrite_prob=None, *, spacing, config: Instance
     head_prob : ndarray, shape (Z, Y, X), optional
         Map of spine-head centres (networks with a point head): spines are its peaks
         (method ``"heads"``).
+    partner_head_prob : ndarray, shape (Z, Y, X), optional
+        On stacks whose ``head_prob`` joins a 2D network's head map with a 3D partner's
+        (:mod:`spinequant.segment.neural.stack_heads`), the partner's map alone: its own
+        peaks are heads too where the joined map does not part them
+        (``head_partner_threshold``; :func:`~spinequant.instances.heads.partner_heads`).
     image : ndarray, optional
         The analysed image: heads on a stronger head's flank are kept where it dips between
         them (``head_flank_prominence``), and dendrite pieces are bridged where it stays bright between them
@@ -103,6 +108,17 @@ def spine_instances(spine_prob, dendrite_prob=None, *, spacing, config: Instance
                                    min_distance_um=cfg.head_min_distance_um,
                                    close_distance_um=cfg.head_close_distance_um, spine_prob=spine,
                                    close_spine_min=cfg.head_close_spine_min)
+        if partner_head_prob is not None and cfg.head_partner_threshold > 0:
+            partner, _ = _as_map(partner_head_prob, "partner's head map")
+            if partner.shape != head.shape:
+                raise InputError(f"The partner's head map has shape {partner.shape} but the head map "
+                                 f"has {head.shape}; both must come from the same stack.")
+            peaks, values = partner_heads(peaks, values, head, partner, spine, spacing,
+                                          threshold=cfg.head_partner_threshold,
+                                          head_threshold=cfg.head_threshold,
+                                          min_distance_um=cfg.head_min_distance_um,
+                                          support=head_map_support(cfg),
+                                          dendrite_mask=dendrite_labels if has_dendrite else None)
         if cfg.head_flank_prominence > 0 and image is not None:
             peaks, values = flank_heads(peaks, values, head, spine, image, spacing,
                                         distance_um=cfg.head_close_distance_um,
@@ -166,8 +182,9 @@ def map_support(config: InstanceConfig, *, heads: bool) -> dict:
     (the dendrite map is only thresholded) and, with a head map (``heads``) and the
     ``"heads"`` method, ``"spine_or_head": (spine_min, head_min)``: the spine and head maps
     are read only where the spine map is at least ``spine_min`` or the head map at least
-    ``head_min`` (:func:`~spinequant.instances.heads.head_map_support`). The levels lie 1 %
-    below the thresholds, so rounding to float16 drops no voxel that is read."""
+    ``head_min`` (:func:`~spinequant.instances.heads.head_map_support`); a 3D partner's head
+    map is read only there too (:func:`~spinequant.instances.heads.partner_heads`). The levels
+    lie 1 % below the thresholds, so rounding to float16 drops no voxel that is read."""
     support = {"dendrite": _SUPPORT_MARGIN * config.dendrite_threshold}
     both = head_map_support(config) if heads else None
     if both is not None:

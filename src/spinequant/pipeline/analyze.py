@@ -382,8 +382,9 @@ def analyze(image, *, spacing=None, config: AnalyzeConfig | None = None,
     step("instances", 0.0)
     t = time.perf_counter()
     inst = spine_instances(spine_prob, dend_prob, spacing=spacing, config=config.instances,
-                           head_prob=maps.heads, image=image, progress=_within(step, "instances"))
-    del maps   # the head map is not part of the result
+                           head_prob=maps.heads, image=image, partner_head_prob=maps.partner_heads,
+                           progress=_within(step, "instances"))
+    del maps   # the head maps are not part of the result
     if not keep_maps:
         dend_prob = spine_prob = None
     timings["instances"] = time.perf_counter() - t

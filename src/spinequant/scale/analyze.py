@@ -79,9 +79,10 @@ def chunked_labels(volume, spacing, work_dir, *, config=None, scale: ScaleConfig
     support = map_support(config.instances, heads=_has_heads(config.method))
     fingerprint = {**map_fingerprint(shape, spacing, config.method, levels, chunk, halo_px(maps_halo, spacing),
                                      engine, config.orientations), "support": json.loads(json.dumps(support))}   # as the attrs store it
-    from .maps import MAPS
+    from .maps import MAPS, PARTNER
     group = open_maps(work / "maps.zarr", shape, chunk_px=chunk, heads=_has_heads(config.method),
-                      fingerprint=fingerprint)
+                      fingerprint=fingerprint,
+                      partner=partner_of(volume, spacing, config.method, levels, engine) is not None)
     runner = runner or BlockRunner()
     maps_path = str(work / "maps.zarr")
     if uses_tile_sums(config.method):
@@ -130,7 +131,7 @@ def chunked_labels(volume, spacing, work_dir, *, config=None, scale: ScaleConfig
         "objects_halo_um": round(obj_halo, 3), "objects_halo_px": halo_px(obj_halo, spacing),
         "blocks_resumed": skipped, "objects_resumed": len(obj_blocks) - len(todo),
         "spines_clipped_by_halo": stitched["clipped"],
-        "levels": fingerprint["levels"], "maps": [m for m in MAPS if m in group],
+        "levels": fingerprint["levels"], "maps": [m for m in (*MAPS, PARTNER) if m in group],
         "block_seconds": {"maps": [d["seconds"] for d in diags], "instances": [d["seconds"] for d in objs]},
         "stage_seconds": {"maps": round(timings["segment"], 3), "instances": round(objects_seconds, 3),
                           "stitch": round(timings["instances"] - objects_seconds, 3)},

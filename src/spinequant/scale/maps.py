@@ -25,6 +25,9 @@ from ..segment.neural.normalise import MAX_SAMPLE
 from .blocks import Block
 
 MAPS = ("dendrite", "spine", "heads")
+#: On stacks whose head map joins a 3D partner's, the partner's map alone is stored beside
+#: the others (:attr:`~spinequant.segment.SegmentMaps.partner_heads`).
+PARTNER = "partner"
 MAP_DTYPE = np.float16
 
 
@@ -57,6 +60,8 @@ def keep_support(maps: dict, support: dict | None) -> None:
         outside &= below(maps["heads"], both[1])
         maps["spine"][outside] = 0
         maps["heads"][outside] = 0
+        if maps.get(PARTNER) is not None:
+            maps[PARTNER][outside] = 0
 
 
 
@@ -246,17 +251,20 @@ def classical_volume_levels(volume, spacing, blocks: list[Block], *, config=None
     return replace(levels, z_elongation=elongation_from_counts(sum(cores(foreground_counts)), spacing, nz))
 
 
-def open_maps(path, shape, *, chunk_px: int, heads: bool, fingerprint: dict):
+def open_maps(path, shape, *, chunk_px: int, heads: bool, fingerprint: dict, partner: bool = False):
     """The Zarr group of block maps at ``path``: reopened when it was made for the same run
-    (``fingerprint``: shape, method, levels, blocks), else made anew (finished blocks of an
-    other run are not reused)."""
+    (``fingerprint``: shape, method, levels, blocks, and the maps held: the head map with
+    ``heads``, the 3D partner's head map with ``partner``), else made anew (finished blocks of
+    an other run are not reused)."""
     path = Path(path)
+    names = MAPS[:3 if heads else 2] + ((PARTNER,) if heads and partner else ())
+    fingerprint = {**fingerprint, "maps": list(names)}
     if path.exists():
         group = zarr.open_group(str(path), mode="r+")
         if dict(group.attrs).get("fingerprint") == fingerprint:
             return group
     group = zarr.open_group(str(path), mode="w", zarr_format=2)
-    for name in MAPS[:3 if heads else 2]:
+    for name in names:
         edge = stored_chunk_px(chunk_px)
         group.create_array(name, shape=shape, dtype=MAP_DTYPE, chunks=(shape[0], edge, edge),
                            fill_value=0, config={"write_empty_chunks": True}, compressors=map_compressor())
@@ -305,7 +313,8 @@ def write_block_maps(volume, spacing, block: Block, group, *, method: str, level
     core = (slice(None), *block.core_in_window)
     out = (slice(None), *block.core)
     cores = {name: as_dtype(data[core], MAP_DTYPE)
-             for name, data in (("dendrite", maps.dendrite), ("spine", maps.spine), ("heads", maps.heads))
+             for name, data in (("dendrite", maps.dendrite), ("spine", maps.spine), ("heads", maps.heads),
+                                (PARTNER, maps.partner_heads))
              if data is not None}
     for name in cores:
         if name not in group:
@@ -325,4 +334,4 @@ def read_maps(group, block: Block) -> dict:
     float16 of a threshold (0.1 -> 0.09998) passes it there; as float32 it did not, and a
     chunked run of 48 x 3072 x 3072 lost one spine of 2,567 (docs/scale.md, session 22)."""
     region = (slice(None), *block.window)
-    return {name: np.asarray(group[name][region]) for name in MAPS if name in group}
+    return {name: np.asarray(group[name][region]) for name in (*MAPS, PARTNER) if name in group}

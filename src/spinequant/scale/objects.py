@@ -21,7 +21,7 @@ from scipy import ndimage
 
 from ..instances import spine_instances
 from .blocks import Block
-from .maps import read_maps, read_window
+from .maps import PARTNER, read_maps, read_window
 
 
 @dataclass
@@ -177,11 +177,11 @@ def block_objects(maps_group, volume, spacing, block: Block, *, config, shape, b
     (:class:`~spinequant.segment.neural.bodies.CellBodies`, or None) as in memory."""
     maps = read_maps(maps_group, block)
     if bodies is not None:
-        bodies.clear(maps["dendrite"], (maps["spine"], maps.get("heads")),
+        bodies.clear(maps["dendrite"], (maps["spine"], maps.get("heads"), maps.get(PARTNER)),
                      (0, block.window[0].start, block.window[1].start))
     image = read_window(volume, block) if config.bridge_gap_um > 0 or config.head_flank_prominence > 0 else None
     inst = spine_instances(maps["spine"], maps["dendrite"], spacing=spacing, config=config,
-                           head_prob=maps.get("heads"), image=image)
+                           head_prob=maps.get("heads"), image=image, partner_head_prob=maps.get(PARTNER))
     spines, keep = owned_objects(inst.spine_labels, block)
     scores = None
     if inst.scores is not None:

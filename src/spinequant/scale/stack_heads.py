@@ -66,8 +66,9 @@ def partner_diagnostics(partner: Partner | None) -> dict:
 
 
 def joined_core_heads(partner: Partner, block: Block, heads2d: np.ndarray, spine: np.ndarray,
-                      head_support: tuple[float, float] | None) -> np.ndarray:
-    """``heads2d`` (the 2D network's head map of ``block``'s core) joined by the partner's."""
+                      head_support: tuple[float, float] | None) -> tuple[np.ndarray, np.ndarray]:
+    """``heads2d`` (the 2D network's head map of ``block``'s core) joined by the partner's,
+    and the partner's map of the core alone."""
     from ..segment.neural.card import read_card
     from ..segment.neural.predict import choose_engine, predict
     from ..segment.neural.stack_heads import check_partner, join_heads, stack_heads_model
@@ -86,7 +87,11 @@ def joined_core_heads(partner: Partner, block: Block, heads2d: np.ndarray, spine
     (heads3d,) = predict(image, spacing=partner.spacing, model=name, engine=choose_engine(name, partner.engine),
                          value_range=partner.levels, grid=((window[0].start, window[1].start), shape[1:]),
                          dtype=np.float16, orientations=partner.orientations, wanted=wanted)
-    return join_heads(np.ascontiguousarray(heads3d[core]), heads2d, weight, spine=spine, head_support=head_support)
+    heads3d = np.ascontiguousarray(heads3d[core])
+    # without head_support join_heads writes the mean into its first map
+    joined = join_heads(heads3d if head_support is not None else heads3d.copy(), heads2d, weight, spine=spine,
+                        head_support=head_support)
+    return joined, heads3d
 
 
 def _reads_core_heads(spine, heads2d, head_support, core, zs, ys, xs) -> bool:

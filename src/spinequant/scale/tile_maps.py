@@ -37,7 +37,7 @@ from .._half import as_dtype, store
 from ..errors import InputError
 from .blocks import Block
 from .execute import task_record
-from .maps import MAP_DTYPE, MAPS, block_done, keep_support, read_region
+from .maps import MAP_DTYPE, MAPS, PARTNER, block_done, keep_support, read_region
 
 #: Folder of the pieces inside ``maps.zarr``.
 TILE_SUMS = "tile_sums"
@@ -250,8 +250,10 @@ def blend_block_maps(plan: TilePlan, block: Block, group, support: dict | None =
     if partner is not None and "heads" in maps:
         from .stack_heads import joined_core_heads
 
-        maps["heads"] = joined_core_heads(partner, block, maps["heads"], maps["spine"],
-                                          (support or {}).get("spine_or_head"))
+        if PARTNER not in group:
+            raise InputError(f"The block maps in '{root}' have no '{PARTNER}' map.")
+        maps["heads"], maps[PARTNER] = joined_core_heads(partner, block, maps["heads"], maps["spine"],
+                                                         (support or {}).get("spine_or_head"))
     keep_support(maps, support)
     for name, m in maps.items():
         group[name][out] = m

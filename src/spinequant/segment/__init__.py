@@ -24,6 +24,9 @@ class SegmentMaps:
     spine: np.ndarray
     heads: np.ndarray | None = None
     diagnostics: dict = field(default_factory=dict)
+    #: On stacks whose head map joins a 3D partner's (a model card's ``stack_heads``), the
+    #: partner's map alone, where the head map is kept; spine objects add its own peaks.
+    partner_heads: np.ndarray | None = None
 
 
 def segment_maps(image: np.ndarray, *, spacing, method: str = CLASSICAL, classical_config=None,
@@ -57,7 +60,7 @@ def segment_maps(image: np.ndarray, *, spacing, method: str = CLASSICAL, classic
                                       classical_config=classical_config, engine=engine, progress=progress,
                                       levels=levels, grid=grid, head_support=head_support,
                                       orientations=orientations)
-    return SegmentMaps(dend, spine, heads[0] if heads else None, diag)
+    return SegmentMaps(dend, spine, heads[0] if heads else None, diag, heads[1] if len(heads) > 1 else None)
 
 
 def semantic_maps(image: np.ndarray, *, spacing, method: str = CLASSICAL, classical_config=None,
@@ -117,10 +120,12 @@ def _maps(image, *, spacing, method, classical_config, engine, progress, levels=
                                   orientations=orientations)
     diag = network_diagnostics(card, method, engine, orientations)
     if joined and heads:
-        heads[0], diag["stack_heads"] = joined_head_map(
+        heads[0], partner, diag["stack_heads"] = joined_head_map(
             image, heads[0], spacing=spacing, card=card, predict=predict, engine=engine, levels=levels,
             spine=spine, head_support=head_support, progress=rest, grid=grid, bodies=bodies,
             orientations=orientations)
+        if partner is not None:
+            heads.append(partner)
     if bodies is not None or unsearched is not None:
         diag["cell_bodies"] = unsearched or bodies.summary(spacing)
     return (dend, spine, diag, *heads)

@@ -70,11 +70,11 @@ def check_partner(card: ModelCard, partner: ModelCard) -> None:
 
 def joined_head_map(image: np.ndarray, heads2d: np.ndarray, *, spacing, card: ModelCard, predict,
                     engine: str, levels, spine: np.ndarray | None = None,
-                    head_support: tuple[float, float] | None = None, **options) -> tuple[np.ndarray, dict]:
+                    head_support: tuple[float, float] | None = None, **options
+                    ) -> tuple[np.ndarray, np.ndarray | None, dict]:
     """The 2D network's head map ``heads2d`` of ``image`` joined by its 3D partner's
-    (:func:`join_heads`), and what a run records of the partner. ``predict`` is
-    :func:`~.predict.predict`; ``levels`` the normalisation range the 2D network used;
-    ``options`` (progress, grid, bodies, orientations) go to it."""
+    (:func:`join_heads`), the partner's map alone and what a run records of the partner. ``predict`` is :func:`~.predict.predict`; ``levels`` the normalisation range
+    the 2D network used; ``options`` (progress, grid, bodies, orientations) go to it."""
     from .predict import choose_engine
 
     name, weight = stack_heads_model(card, spacing)
@@ -87,11 +87,13 @@ def joined_head_map(image: np.ndarray, heads2d: np.ndarray, *, spacing, card: Mo
         keep = partial(_read_planes, spine, heads2d, head_support)
     (heads3d,) = predict(image, spacing=spacing, model=name, engine=engine, value_range=levels,
                          dtype=np.float16, wanted=wanted, keep=keep, **options)
-    joined = join_heads(heads3d, heads2d, weight, spine=spine, head_support=head_support)
+    # without head_support the mean is written into its first map: the partner's is kept apart
+    joined = join_heads(heads3d if head_support is not None else heads3d.copy(), heads2d, weight, spine=spine,
+                        head_support=head_support)
     diag = {"model": name, "model_sha256": partner.sha256, "weight": weight, "engine": engine}
     if engine == "onnx":
         diag["onnx_sha256"] = partner.onnx["sha256"]
-    return joined, diag
+    return joined, heads3d, diag
 
 
 def reads_head_map(spine, heads2d, head_support, *box) -> bool:
