@@ -132,3 +132,21 @@ def test_unwritable_output_folder_raises_output_error(tmp_path):
     assert ensure_writable_dir(tmp_path / "new" / "dir").is_dir()
     assert not [p for p in (tmp_path / "new" / "dir").iterdir()]  # probe file removed
     assert os.path.isfile(blocker)
+
+
+def test_a_stop_during_the_write_test_leaves_no_probe_file(tmp_path, monkeypatch):
+    """Ctrl-C or SIGTERM (raised as exceptions) between the probe's creation and its removal:
+    the folder is left as it was (a file object's own clean-up could be cut short there)."""
+    import spinequant._atomic as atomic
+
+    close = os.close
+
+    def stopped(fd):
+        close(fd)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(atomic.os, "close", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        ensure_writable_dir(tmp_path)
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []

@@ -13,7 +13,6 @@ import errno
 import os
 import random
 import shutil
-import tempfile
 import time
 from contextvars import ContextVar
 from pathlib import Path
@@ -40,8 +39,15 @@ def ensure_writable_dir(path: str | os.PathLike) -> Path:
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".spinequant-write-test-"):
-            pass
+        # The name is known before the file exists, so a stop (Ctrl-C, SIGTERM raised as an
+        # exception) at any point here still removes it: a file object's own clean-up can be
+        # cut short between its creation and its removal.
+        probe = path / f".spinequant-write-test-{os.getpid()}-{os.urandom(4).hex()}"
+        try:
+            os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                probe.unlink()
     except OSError as exc:
         raise OutputError(
             f"Cannot write results to '{path}': {exc.strerror or exc}.{_space_note(exc, path)} Choose a "
