@@ -39,6 +39,10 @@ demo: $(STAMP)
 	$(VENV)/bin/spinequant analyze sample --out $(OUT)
 	@echo "Results are in $(OUT)/ (open $(OUT)/report.html)"
 
+# Two processes (the suite's modules shared between them, the longest first: tests/conftest.py);
+# PYTEST_ARGS="-n 0" runs it in one.
+PYTEST_ARGS ?= -n 2 --dist loadscope
+
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 

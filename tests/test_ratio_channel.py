@@ -120,7 +120,8 @@ def test_ratio_channel_needs_a_second_channel(two_channel, tmp_path, capsys):
                      metadata={"axes": "ZYX", "spacing": z, "unit": "um"})
     assert main(["analyze", str(path), "--ratio-channel", "1", "--method", "classical",
                  "--out", str(tmp_path / "R")]) != 0
-    assert "has one channel only" in capsys.readouterr().err
+    # the message is wrapped to the terminal's width, where the line breaks fall depends on the path's length
+    assert "has one channel only" in " ".join(capsys.readouterr().err.split())
     with pytest.raises(InputError, match="integer"):
         analyze_file(path, tmp_path / "R2", ratio_channel=1.0)
 
