@@ -45,6 +45,25 @@ def phantom():
 
 
 @pytest.fixture(scope="module")
+def whole_maps(phantom):
+    """The network's maps of the whole phantom in memory (read, never changed, by the tests)."""
+    return segment_maps(phantom.image, spacing=SPACING, method="lean2d_real")
+
+
+@pytest.fixture(scope="module")
+def in_memory_run(phantom):
+    """``analyze`` of the whole phantom in memory by ``method``, each made once for the module."""
+    runs = {}
+
+    def run(method):
+        if method not in runs:
+            config = AnalyzeConfig(method=method, export_meshes=False, export_roi=False, report=False)
+            runs[method] = analyze(phantom.image, spacing=SPACING, config=config)
+        return runs[method]
+    return run
+
+
+@pytest.fixture(scope="module")
 def zarr_stack(phantom, tmp_path_factory):
     path = tmp_path_factory.mktemp("scale") / "stack.ome.zarr"
     write_ome_zarr(path, phantom.image, SPACING)
@@ -93,12 +112,12 @@ def test_block_maps_equal_the_whole_volume_maps(method, phantom, tmp_path):
             assert np.mean(diff > 1e-3) < 1e-5, name
 
 
-def test_maps_stored_where_the_objects_read_them_give_the_same_objects(phantom):
+def test_maps_stored_where_the_objects_read_them_give_the_same_objects(phantom, whole_maps):
     from spinequant.instances import InstanceConfig, spine_instances
     from spinequant.instances.pipeline import map_support
     from spinequant.scale.maps import MAP_DTYPE, keep_support
 
-    whole = segment_maps(phantom.image, spacing=SPACING, method="lean2d_real")
+    whole = whole_maps
     full = {name: getattr(whole, attr).astype(MAP_DTYPE)
             for name, attr in (("dendrite",) * 2, ("spine",) * 2, ("heads",) * 2, ("partner", "partner_heads"))}
     # the network's default and a learnt confidence's low candidate floor
@@ -123,7 +142,7 @@ def test_maps_stored_where_the_objects_read_them_give_the_same_objects(phantom):
     assert map_support(InstanceConfig(), heads=False) == {"dendrite": 0.99 * InstanceConfig().dendrite_threshold}
 
 
-def test_block_objects_read_the_stored_maps_as_the_in_memory_objects_read_them(phantom, tmp_path):
+def test_block_objects_read_the_stored_maps_as_the_in_memory_objects_read_them(phantom, whole_maps, tmp_path):
     """The stored float16 maps are compared with the thresholds as float16, as in memory: a
     spine-map value that is the float16 of the threshold passes it in both runs."""
     import zarr
@@ -132,8 +151,7 @@ def test_block_objects_read_the_stored_maps_as_the_in_memory_objects_read_them(p
     from spinequant.scale.maps import MAP_DTYPE
     from spinequant.scale.objects import block_objects
 
-    whole = segment_maps(phantom.image, spacing=SPACING, method="lean2d_real")
-    maps = {name: getattr(whole, attr).astype(MAP_DTYPE)
+    maps = {name: getattr(whole_maps, attr).astype(MAP_DTYPE)
             for name, attr in (("dendrite",) * 2, ("spine",) * 2, ("heads",) * 2, ("partner", "partner_heads"))}
     from spinequant.pipeline.analyze import resolve_config
 
@@ -182,11 +200,11 @@ def test_union_find_joins_labels_touching_across_a_face():
 
 
 @pytest.mark.parametrize("method", ["classical", "lean2d_real"])
-def test_chunked_run_gives_the_same_spines(method, phantom, zarr_stack, tmp_path, monkeypatch):
+def test_chunked_run_gives_the_same_spines(method, in_memory_run, zarr_stack, tmp_path, monkeypatch):
     import spinequant.scale.measure as measure
 
     config = AnalyzeConfig(method=method, export_meshes=False, export_roi=False, report=False)
-    ref = analyze(phantom.image, spacing=SPACING, config=config)
+    ref = in_memory_run(method)
     out = tmp_path / "out"
     # the classical run is measured block by block as a volume above the whole-export size
     # (its dendrite skeletons tile by tile: boxes above 20,000 voxels); the network's is
@@ -219,12 +237,12 @@ def test_chunked_run_gives_the_same_spines(method, phantom, zarr_stack, tmp_path
     assert (out / "spines.csv").exists() and (out / "results.ome.zarr").exists()
 
 
-def test_a_volume_above_the_whole_export_size_keeps_the_learnt_confidence(phantom, zarr_stack, tmp_path):
+def test_a_volume_above_the_whole_export_size_keeps_the_learnt_confidence(in_memory_run, zarr_stack, tmp_path):
     # such a run never holds the image or labels: the confidence's image statistics are
     # streamed, the dropped candidates removed from the Zarr labels block by block and the kept
     # spines measured again block by block (docs/scale.md) -- the in-memory run's spines
     config = AnalyzeConfig(method="lean2d_real", export_meshes=False, export_roi=False, report=False)
-    ref = analyze(phantom.image, spacing=SPACING, config=config)
+    ref = in_memory_run("lean2d_real")
     out = tmp_path / "out"
     ch = analyze_chunked(zarr_stack, out, config=config, chunk_px=128,
                          scale=ScaleConfig(whole_export_max_voxels=0))
