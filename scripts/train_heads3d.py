@@ -31,6 +31,11 @@ of the time; two patches a step, one thread.
     OMP_NUM_THREADS=1 .venv/bin/python scripts/train_heads3d.py train --n-seeds 24 --minutes 30 \
         --init heads3d_real --lr 3e-4 --preset-share 0.35 0.15 0.15 0.35 --weights work/models/heads3d_coarse_ft.pt
 
+    # session 52 (measured, not installed): the fine partner fine-tuned with a narrower head target
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/train_heads3d.py train --n-seeds 16 --minutes 40 \
+        --grid-z 0.25 --patch-depth 24 --init heads3d_fine_real --lr 3e-4 --sigma 0.5 0.15 0.15 \
+        --weights work/models/heads3d_fine_narrow.pt
+
 ``install`` converts the checkpoint (a PyTorch state dict, read with ``weights_only``) into the
 package's format and records the training in the card; ``scripts/probe_3d_head_map.py`` compares
 its map with the 2D network's (``eval``, ``sample``).
@@ -238,7 +243,7 @@ def install(weights: Path, training: dict, name: str = NAME, max_z_step_um: floa
 
 
 def main() -> None:
-    global GRID, PATCH
+    global GRID, PATCH, SIGMA_UM
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train")
@@ -262,8 +267,12 @@ def main() -> None:
         p.add_argument("--weights", type=Path, default=Path("work/models/heads3d.pt"))
         p.add_argument("--grid-z", type=float, default=GRID[0], help="the grid's z step in µm (default %(default)s)")
         p.add_argument("--patch-depth", type=int, default=PATCH[0], help="planes a patch (default %(default)s)")
+    t.add_argument("--sigma", type=float, nargs=3, default=SIGMA_UM, metavar=("Z", "Y", "X"),
+                   help="the head target's Gaussian sigma in µm (default %(default)s)")
     args = ap.parse_args()
     GRID, PATCH = (args.grid_z, *GRID[1:]), (args.patch_depth, *PATCH[1:])
+    if args.command == "train":
+        SIGMA_UM = tuple(args.sigma)
     if args.command == "train":
         from spinequant.segment.neural.architectures import build
 
@@ -276,12 +285,13 @@ def main() -> None:
         args.weights.with_suffix(".json").write_text(json.dumps(
             {"presets": list(args.presets), "n_seeds": args.n_seeds, "minutes": args.minutes, "seed": args.seed,
              "steps": steps, "grid": list(GRID), "patch": list(PATCH), "preset_share": args.preset_share,
-             "init": args.init, "lr": args.lr}))
+             "init": args.init, "lr": args.lr, "sigma": list(SIGMA_UM)}))
     else:
         done = args.weights.with_suffix(".json")
         run = json.loads(done.read_text()) if done.exists() else {}
         steps = args.steps_done or run.get("steps")
         GRID, PATCH = tuple(run.get("grid", GRID)), tuple(run.get("patch", PATCH))
+        SIGMA_UM = tuple(run.get("sigma", SIGMA_UM))
         training = {
             "script": "scripts/train_heads3d.py train",
             "data": (f"randomised phantoms (train_default_models.randomised_phantom, odd seeds with "
